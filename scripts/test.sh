@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the dependencies, builds kvstore with AddressSanitizer and
+# UndefinedBehaviorSanitizer, and runs the whole test suite with ctest.
+# Extra arguments go to ctest (for example: -R raft, or -L storage).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+build=${KV_BUILD_DIR:-build/test}
+jobs=$(nproc)
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DKV_SANITIZE=ON >/dev/null
+cmake --build "$build" -j"$jobs"
+ctest --test-dir "$build" --output-on-failure -j"$jobs" "$@"

@@ -1,0 +1,60 @@
+// Progress: the leader's view of one follower's log, and its flow control.
+//
+// Probe: the leader does not know where the follower's log matches; it sends
+// one kAppend per heartbeat interval and waits. Replicate: the follower
+// accepts entries; the leader streams them, up to max_inflight unacknowledged
+// messages. Snapshot: the follower needs a snapshot; nothing else is sent
+// until it is delivered or fails.
+// Thread safety: a plain value owned by the Raft core.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+
+#include "raft/types.h"
+
+namespace kv::raft {
+
+enum class ProgressState : uint8_t { kProbe, kReplicate, kSnapshot };
+
+const char* ProgressStateName(ProgressState s);
+
+class Progress {
+ public:
+  Progress(Index next_index, size_t max_inflight, bool is_learner)
+      : next(next_index), learner(is_learner), max_inflight_(max_inflight) {}
+
+  Index match = 0;  // highest index known to be replicated (durably) there
+  Index next = 1;   // next index to send
+  ProgressState state = ProgressState::kProbe;
+  bool probe_sent = false;   // kProbe: one message is out; wait for an answer
+  Index pending_snapshot = 0;  // kSnapshot: index of the snapshot being sent
+  bool recent_active = false;  // heard from since the last CheckQuorum
+  bool learner = false;
+
+  void BecomeProbe();
+  void BecomeReplicate();
+  void BecomeSnapshot(Index snapshot_index);
+
+  // An acknowledgement up to n: raises match (and next). False if stale.
+  bool MaybeUpdate(Index n);
+  // Entries up to `last` were sent optimistically (kReplicate).
+  void SentEntries(Index last);
+  // A rejection of the kAppend at `rejected`; `hint` is where the follower
+  // suggests probing next. False if the rejection is stale.
+  bool MaybeDecrTo(Index rejected, Index hint);
+  // True when no more entries should be sent now.
+  bool IsPaused() const;
+  // Frees in-flight slots acknowledged up to n.
+  void FreeInflightsUpTo(Index n);
+  // Frees the oldest slot, so a stalled pipeline sends one more message.
+  void FreeFirstInflight();
+  bool InflightsFull() const { return inflights_.size() >= max_inflight_; }
+  size_t inflight_count() const { return inflights_.size(); }
+
+ private:
+  size_t max_inflight_;
+  std::deque<Index> inflights_;  // last index of each unacknowledged kAppend, ascending
+};
+
+}  // namespace kv::raft
