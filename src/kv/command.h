@@ -1,0 +1,42 @@
+// Command: a client write as it travels through the Raft log.
+//
+// The leader encodes each write into one log entry; every replica decodes it
+// when the entry commits and applies it to its StateMachine. The encoding is
+// versioned so that old logs stay readable.
+// Thread safety: plain values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace kv {
+
+enum class OpType : uint8_t {
+  kPut = 1,
+  kDelete = 2,
+  kCas = 3,  // put value if the current value equals expect (or is absent, if !has_expect)
+};
+
+struct Command {
+  OpType op = OpType::kPut;
+  std::string key;
+  std::string value;
+  bool has_expect = false;  // kCas: false means "only if absent"
+  std::string expect;
+  // Exactly-once: a (client, seq) pair is applied at most once; 0 means no session.
+  uint64_t client = 0;
+  uint64_t seq = 0;
+
+  std::string Encode() const;
+  // Corruption if `data` is not an encoded Command of a known version.
+  static Status Decode(std::string_view data, Command* out);
+  bool operator==(const Command& o) const {
+    return op == o.op && key == o.key && value == o.value && has_expect == o.has_expect &&
+           expect == o.expect && client == o.client && seq == o.seq;
+  }
+};
+
+}  // namespace kv

@@ -1,0 +1,190 @@
+#include "kv/state_machine.h"
+
+#include <algorithm>
+
+#include "common/coding.h"
+
+namespace kv {
+
+namespace {
+constexpr uint8_t kSnapshotVersion = 1;
+
+uint64_t Fnv1a(std::string_view bytes, uint64_t h) {
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+// Spreads the bits so that sums of hashes do not cancel in patterns.
+uint64_t Mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  x ^= x >> 33;
+  return x;
+}
+}  // namespace
+
+const char* ApplyResultName(ApplyResult r) {
+  switch (r) {
+    case ApplyResult::kOk: return "OK";
+    case ApplyResult::kNotFound: return "NOT_FOUND";
+    case ApplyResult::kCasFailed: return "CAS_FAILED";
+  }
+  return "?";
+}
+
+uint64_t StateMachine::HashPair(std::string_view key, std::string_view value) {
+  uint64_t h = Fnv1a(key, 0xcbf29ce484222325ULL);
+  h = Fnv1a(std::string_view("\0", 1), h);
+  return Mix(Fnv1a(value, h) + key.size());
+}
+
+void StateMachine::PutValue(const std::string& key, std::string value) {
+  auto [it, inserted] = data_.try_emplace(key);
+  if (!inserted) digest_ -= HashPair(key, it->second);
+  it->second = std::move(value);
+  digest_ += HashPair(key, it->second);
+}
+
+void StateMachine::EraseValue(std::unordered_map<std::string, std::string>::iterator it) {
+  digest_ -= HashPair(it->first, it->second);
+  data_.erase(it);
+}
+
+void StateMachine::RecordSession(uint64_t client, uint64_t seq, uint64_t index,
+                                 ApplyResult result) {
+  auto [it, inserted] = sessions_.try_emplace(client);
+  if (!inserted) sessions_by_index_.erase(it->second.index);
+  it->second = Session{seq, index, result};
+  sessions_by_index_[index] = client;
+  while (sessions_.size() > max_sessions_) {
+    auto oldest = sessions_by_index_.begin();
+    sessions_.erase(oldest->second);
+    sessions_by_index_.erase(oldest);
+  }
+}
+
+ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplicate) {
+  *duplicate = false;
+  applied_index_ = index;
+  if (cmd.client != 0) {
+    auto it = sessions_.find(cmd.client);
+    if (it != sessions_.end() && cmd.seq <= it->second.seq) {
+      *duplicate = true;
+      // An older seq: the client has moved on and saw its answer already.
+      return cmd.seq == it->second.seq ? it->second.result : ApplyResult::kOk;
+    }
+  }
+  ApplyResult result = ApplyResult::kOk;
+  switch (cmd.op) {
+    case OpType::kPut:
+      PutValue(cmd.key, cmd.value);
+      break;
+    case OpType::kDelete: {
+      auto it = data_.find(cmd.key);
+      if (it == data_.end()) {
+        result = ApplyResult::kNotFound;
+      } else {
+        EraseValue(it);
+      }
+      break;
+    }
+    case OpType::kCas: {
+      auto it = data_.find(cmd.key);
+      const bool matches = cmd.has_expect ? (it != data_.end() && it->second == cmd.expect)
+                                          : it == data_.end();
+      if (matches) {
+        PutValue(cmd.key, cmd.value);
+      } else {
+        result = ApplyResult::kCasFailed;
+      }
+      break;
+    }
+  }
+  if (cmd.client != 0) RecordSession(cmd.client, cmd.seq, index, result);
+  return result;
+}
+
+bool StateMachine::Get(std::string_view key, std::string* value) const {
+  auto it = data_.find(std::string(key));
+  if (it == data_.end()) return false;
+  *value = it->second;
+  return true;
+}
+
+std::string StateMachine::Serialize() const {
+  std::string out;
+  out.push_back(static_cast<char>(kSnapshotVersion));
+  PutVarint64(&out, applied_index_);
+  PutVarint64(&out, sessions_.size());
+  for (const auto& [client, s] : sessions_) {
+    PutVarint64(&out, client);
+    PutVarint64(&out, s.seq);
+    PutVarint64(&out, s.index);
+    out.push_back(static_cast<char>(s.result));
+  }
+  PutVarint64(&out, data_.size());
+  for (const auto& [key, value] : data_) {
+    PutLengthPrefixed(&out, key);
+    PutLengthPrefixed(&out, value);
+  }
+  return out;
+}
+
+void StateMachine::Clear() {
+  data_.clear();
+  sessions_.clear();
+  sessions_by_index_.clear();
+  applied_index_ = 0;
+  digest_ = 0;
+}
+
+Status StateMachine::Restore(std::string_view in) {
+  Clear();
+  uint8_t version = 0;
+  uint64_t count = 0;
+  if (!GetByte(&in, &version) || version != kSnapshotVersion ||
+      !GetVarint64(&in, &applied_index_) || !GetVarint64(&in, &count)) {
+    Clear();
+    return Status::Corruption("state machine snapshot: bad header");
+  }
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t client = 0;
+    Session s;
+    uint8_t result = 0;
+    if (!GetVarint64(&in, &client) || !GetVarint64(&in, &s.seq) || !GetVarint64(&in, &s.index) ||
+        !GetByte(&in, &result) || result > static_cast<uint8_t>(ApplyResult::kCasFailed)) {
+      Clear();
+      return Status::Corruption("state machine snapshot: bad session");
+    }
+    s.result = static_cast<ApplyResult>(result);
+    sessions_[client] = s;
+    sessions_by_index_[s.index] = client;
+  }
+  if (!GetVarint64(&in, &count)) {
+    Clear();
+    return Status::Corruption("state machine snapshot: bad key count");
+  }
+  // Each pair takes at least two bytes: a hostile count cannot make us
+  // reserve more than the input could hold.
+  data_.reserve(std::min<uint64_t>(count, in.size() / 2));
+  for (uint64_t i = 0; i < count; ++i) {
+    std::string_view key, value;
+    if (!GetLengthPrefixed(&in, &key) || !GetLengthPrefixed(&in, &value)) {
+      Clear();
+      return Status::Corruption("state machine snapshot: truncated data");
+    }
+    PutValue(std::string(key), std::string(value));
+  }
+  if (!in.empty()) {
+    Clear();
+    return Status::Corruption("state machine snapshot: trailing bytes");
+  }
+  return Status::OK();
+}
+
+}  // namespace kv

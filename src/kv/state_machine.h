@@ -1,0 +1,73 @@
+// StateMachine: one shard's key-value map, fed by committed Raft entries.
+//
+// Deterministic: every replica that applies the same commands in the same
+// order holds the same map, the same client sessions and the same Digest().
+// Client sessions make writes exactly-once: a command with a (client, seq)
+// already applied is answered with the original result and not applied
+// again. Sessions are bounded; the one least recently written is evicted
+// first (deterministically, by log index).
+// Thread safety: none; the node serialises access per shard.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "common/status.h"
+#include "kv/command.h"
+
+namespace kv {
+
+enum class ApplyResult : uint8_t { kOk = 0, kNotFound = 1, kCasFailed = 2 };
+
+const char* ApplyResultName(ApplyResult r);
+
+class StateMachine {
+ public:
+  explicit StateMachine(size_t max_sessions = 100000) : max_sessions_(max_sessions) {}
+
+  // Applies cmd, committed at `index` (> applied_index()). When (client, seq)
+  // was applied before, sets *duplicate and returns the original result.
+  ApplyResult Apply(uint64_t index, const Command& cmd, bool* duplicate);
+  // Index was applied but carried no command (a no-op or a membership change).
+  void Skip(uint64_t index) { applied_index_ = index; }
+
+  // False if the key is absent.
+  bool Get(std::string_view key, std::string* value) const;
+
+  uint64_t applied_index() const { return applied_index_; }
+  size_t size() const { return data_.size(); }
+  size_t session_count() const { return sessions_.size(); }
+  // An order-independent hash of the keys and values: replicas at the same
+  // applied index must agree on it.
+  uint64_t Digest() const { return digest_; }
+
+  // The whole state (data, sessions, applied index) as bytes, and back.
+  // Restore returns Corruption on malformed input and then leaves the state
+  // machine empty.
+  std::string Serialize() const;
+  Status Restore(std::string_view bytes);
+
+ private:
+  struct Session {
+    uint64_t seq = 0;
+    uint64_t index = 0;  // where the session was last written
+    ApplyResult result = ApplyResult::kOk;
+  };
+  static uint64_t HashPair(std::string_view key, std::string_view value);
+  void PutValue(const std::string& key, std::string value);
+  void EraseValue(std::unordered_map<std::string, std::string>::iterator it);
+  void RecordSession(uint64_t client, uint64_t seq, uint64_t index, ApplyResult result);
+  void Clear();
+
+  const size_t max_sessions_;
+  std::unordered_map<std::string, std::string> data_;
+  std::unordered_map<uint64_t, Session> sessions_;
+  std::map<uint64_t, uint64_t> sessions_by_index_;  // index -> client, for eviction
+  uint64_t applied_index_ = 0;
+  uint64_t digest_ = 0;
+};
+
+}  // namespace kv

@@ -1,0 +1,136 @@
+#include "kv/state_machine.h"
+
+#include <catch2/catch.hpp>
+
+namespace kv {
+
+namespace {
+Command Put(std::string key, std::string value, uint64_t client = 0, uint64_t seq = 0) {
+  Command c;
+  c.op = OpType::kPut;
+  c.key = std::move(key);
+  c.value = std::move(value);
+  c.client = client;
+  c.seq = seq;
+  return c;
+}
+Command Del(std::string key) {
+  Command c;
+  c.op = OpType::kDelete;
+  c.key = std::move(key);
+  return c;
+}
+Command Cas(std::string key, const char* expect, std::string value) {
+  Command c;
+  c.op = OpType::kCas;
+  c.key = std::move(key);
+  c.has_expect = expect != nullptr;
+  if (expect) c.expect = expect;
+  c.value = std::move(value);
+  return c;
+}
+}  // namespace
+
+TEST_CASE("Put, get, delete and a delete of a missing key") {
+  StateMachine sm;
+  bool dup = false;
+  REQUIRE(sm.Apply(1, Put("a", "1"), &dup) == ApplyResult::kOk);
+  std::string v;
+  REQUIRE(sm.Get("a", &v));
+  REQUIRE(v == "1");
+  REQUIRE(sm.Apply(2, Del("a"), &dup) == ApplyResult::kOk);
+  REQUIRE_FALSE(sm.Get("a", &v));
+  REQUIRE(sm.Apply(3, Del("a"), &dup) == ApplyResult::kNotFound);
+  REQUIRE(sm.applied_index() == 3);
+}
+
+TEST_CASE("Compare-and-swap succeeds only on the expected value or absence") {
+  StateMachine sm;
+  bool dup = false;
+  REQUIRE(sm.Apply(1, Cas("k", nullptr, "first"), &dup) == ApplyResult::kOk);
+  REQUIRE(sm.Apply(2, Cas("k", nullptr, "again"), &dup) == ApplyResult::kCasFailed);
+  REQUIRE(sm.Apply(3, Cas("k", "wrong", "x"), &dup) == ApplyResult::kCasFailed);
+  REQUIRE(sm.Apply(4, Cas("k", "first", "second"), &dup) == ApplyResult::kOk);
+  std::string v;
+  REQUIRE(sm.Get("k", &v));
+  REQUIRE(v == "second");
+  REQUIRE(sm.Apply(5, Cas("missing", "x", "y"), &dup) == ApplyResult::kCasFailed);
+}
+
+TEST_CASE("A retried write with the same client and seq applies once") {
+  StateMachine sm;
+  bool dup = false;
+  Command cas = Cas("k", nullptr, "v1");
+  cas.client = 7;
+  cas.seq = 1;
+  REQUIRE(sm.Apply(1, cas, &dup) == ApplyResult::kOk);
+  REQUIRE_FALSE(dup);
+  // Someone else changes the key; the retry must not apply (and must not fail).
+  REQUIRE(sm.Apply(2, Put("k", "other"), &dup) == ApplyResult::kOk);
+  REQUIRE(sm.Apply(3, cas, &dup) == ApplyResult::kOk);
+  REQUIRE(dup);
+  std::string v;
+  REQUIRE(sm.Get("k", &v));
+  REQUIRE(v == "other");
+}
+
+TEST_CASE("Sessions are bounded and evict the least recently written") {
+  StateMachine sm(2);
+  bool dup = false;
+  sm.Apply(1, Put("a", "1", /*client=*/1, 1), &dup);
+  sm.Apply(2, Put("b", "1", 2, 1), &dup);
+  sm.Apply(3, Put("a", "2", 1, 2), &dup);  // client 1 is now the most recent
+  sm.Apply(4, Put("c", "1", 3, 1), &dup);  // evicts client 2
+  REQUIRE(sm.session_count() == 2);
+  sm.Apply(5, Put("a", "x", 1, 2), &dup);
+  REQUIRE(dup);  // client 1 kept its session
+  sm.Apply(6, Put("b", "again", 2, 1), &dup);
+  REQUIRE_FALSE(dup);  // client 2's session was evicted, so this applies
+}
+
+TEST_CASE("Digest is order independent and tracks contents") {
+  StateMachine x, y;
+  bool dup = false;
+  x.Apply(1, Put("a", "1"), &dup);
+  x.Apply(2, Put("b", "2"), &dup);
+  y.Apply(1, Put("b", "2"), &dup);
+  y.Apply(2, Put("a", "1"), &dup);
+  REQUIRE(x.Digest() == y.Digest());
+  y.Apply(3, Put("a", "changed"), &dup);
+  REQUIRE(x.Digest() != y.Digest());
+  y.Apply(4, Put("a", "1"), &dup);
+  REQUIRE(x.Digest() == y.Digest());
+  x.Apply(3, Del("a"), &dup);
+  x.Apply(4, Del("b"), &dup);
+  REQUIRE(x.Digest() == 0);
+}
+
+TEST_CASE("Snapshot restores data, sessions and applied index") {
+  StateMachine sm;
+  bool dup = false;
+  sm.Apply(1, Put("a", std::string("\0\1", 2), 5, 1), &dup);
+  sm.Apply(2, Put("b", "2"), &dup);
+  StateMachine copy;
+  REQUIRE(copy.Restore(sm.Serialize()).ok());
+  REQUIRE(copy.applied_index() == 2);
+  REQUIRE(copy.Digest() == sm.Digest());
+  REQUIRE(copy.size() == 2);
+  copy.Apply(3, Put("a", "dup", 5, 1), &dup);
+  REQUIRE(dup);
+}
+
+TEST_CASE("A corrupt snapshot is refused and leaves the state machine empty") {
+  StateMachine sm;
+  bool dup = false;
+  sm.Apply(1, Put("key", "value", 5, 1), &dup);
+  const std::string bytes = sm.Serialize();
+  for (size_t n = 0; n + 1 < bytes.size(); ++n) {
+    StateMachine copy;
+    copy.Apply(1, Put("stale", "x"), &dup);
+    REQUIRE(copy.Restore(bytes.substr(0, n)).IsCorruption());
+    REQUIRE(copy.size() == 0);
+    REQUIRE(copy.applied_index() == 0);
+  }
+}
+
+}  // namespace kv
