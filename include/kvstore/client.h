@@ -1,0 +1,98 @@
+// kvstore client library: talks client protocol v1 (docs/protocol.md) to a
+// cluster.
+//
+// A Client connects to any of the given endpoints, follows REDIRECT to the
+// leader (and remembers it), retries UNAVAILABLE and timeouts with backoff
+// until the operation's deadline, and makes writes exactly-once with a
+// session: a retried write carries the same (client id, seq), so the cluster
+// applies it once and answers with the original result. That is why a write
+// whose first attempt timed out can be retried safely, and why the client
+// only reports kUnknown when the deadline passes with the fate of a write
+// still unknown.
+//
+// Thread safety: none. Use one Client per thread; each has its own sockets
+// and session, and has at most one operation in flight.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kvstore/node_status.h"
+
+namespace kv::client {
+
+struct Options {
+  // host:port of any members; at least one. Others are learned from REDIRECT.
+  std::vector<std::string> endpoints{"127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8082"};
+  // Deadline of one operation, all retries included.
+  std::chrono::milliseconds timeout{5000};
+  // How long to wait for one node's answer before trying another.
+  std::chrono::milliseconds attempt_timeout{1000};
+  // Session id for exactly-once writes; 0 picks a random one. Two Clients
+  // must never share an id.
+  uint64_t client_id = 0;
+};
+
+enum class Code {
+  kOk,
+  kNotFound,     // get: no such key; del: nothing to delete
+  kCasFailed,    // cas: the current value was not the expected one (not executed)
+  kUnavailable,  // no answer from a leader before the deadline (not executed)
+  kUnknown,      // a write whose fate is unknown at the deadline: it may take effect
+  kError,        // the server refused the request (not executed); see Result::error
+};
+
+const char* CodeName(Code code);
+
+struct Result {
+  Code code = Code::kOk;
+  std::string value;  // get
+  std::string error;  // kError / kUnavailable / kUnknown: why
+  bool ok() const { return code == Code::kOk; }
+};
+
+// One node's answer to a status request.
+struct NodeReport {
+  std::string endpoint;
+  bool reachable = false;  // false: no answer within the attempt timeout
+  NodeStatus status;
+};
+
+class Client {
+ public:
+  explicit Client(Options options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  Result Put(const std::string& key, const std::string& value);
+  // stale: read from whichever node answers, without a linearizable check.
+  Result Get(const std::string& key, bool stale = false);
+  Result Delete(const std::string& key);
+  // Puts value if the current value equals *expect, or if the key is absent
+  // when expect is nullopt.
+  Result Cas(const std::string& key, const std::optional<std::string>& expect,
+             const std::string& value);
+
+  // Asks one node for its status (no retries beyond the attempt timeout).
+  NodeReport Status(const std::string& endpoint);
+
+  uint64_t client_id() const { return client_id_; }
+  // The leader's address as last learned, or empty.
+  std::string leader() const;
+  // REDIRECT replies followed so far.
+  uint64_t redirects() const { return redirects_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  uint64_t client_id_;
+  uint64_t redirects_ = 0;
+};
+
+}  // namespace kv::client

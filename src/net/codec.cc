@@ -1,0 +1,511 @@
+#include "net/codec.h"
+
+#define MSGPACK_NO_BOOST
+#include <msgpack.hpp>
+
+#include <exception>
+
+namespace kv::net {
+
+namespace {
+
+constexpr uint64_t kPeerCodecVersion = 1;
+
+// msgpack's packer writes through any object with write(data, size).
+class StringBuffer {
+ public:
+  explicit StringBuffer(std::string* out) : out_(out) {}
+  void write(const char* data, size_t size) { out_->append(data, size); }
+
+ private:
+  std::string* out_;
+};
+
+using Packer = msgpack::packer<StringBuffer>;
+
+void PackBytes(Packer& pk, std::string_view bytes) {
+  pk.pack_bin(static_cast<uint32_t>(bytes.size()));
+  pk.pack_bin_body(bytes.data(), static_cast<uint32_t>(bytes.size()));
+}
+
+void PackStr(Packer& pk, std::string_view s) {
+  pk.pack_str(static_cast<uint32_t>(s.size()));
+  pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+}
+
+// Decoding helpers: each checks the type and returns false on a mismatch.
+bool GetUint(const msgpack::object& o, uint64_t* v) {
+  if (o.type != msgpack::type::POSITIVE_INTEGER) return false;
+  *v = o.via.u64;
+  return true;
+}
+
+bool GetBool(const msgpack::object& o, bool* v) {
+  if (o.type != msgpack::type::BOOLEAN) return false;
+  *v = o.via.boolean;
+  return true;
+}
+
+// Accepts str and bin alike: clients in other languages send either.
+bool GetBytes(const msgpack::object& o, std::string* v) {
+  if (o.type == msgpack::type::STR) {
+    v->assign(o.via.str.ptr, o.via.str.size);
+    return true;
+  }
+  if (o.type == msgpack::type::BIN) {
+    v->assign(o.via.bin.ptr, o.via.bin.size);
+    return true;
+  }
+  return false;
+}
+
+bool GetIdList(const msgpack::object& o, std::vector<raft::NodeId>* ids) {
+  if (o.type != msgpack::type::ARRAY) return false;
+  ids->clear();
+  for (uint32_t i = 0; i < o.via.array.size; ++i) {
+    uint64_t id = 0;
+    if (!GetUint(o.via.array.ptr[i], &id)) return false;
+    ids->push_back(id);
+  }
+  return true;
+}
+
+// Unpacks with limits that bound the memory a hostile frame can make us use.
+Status Unpack(std::string_view bytes, msgpack::object_handle* oh) {
+  const msgpack::unpack_limit limits(/*array=*/1 << 20, /*map=*/64, /*str=*/64 << 20,
+                                     /*bin=*/64 << 20, /*ext=*/0, /*depth=*/8);
+  try {
+    size_t offset = 0;
+    *oh = msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, limits);
+    if (offset != bytes.size()) return Status::InvalidArgument("trailing bytes after msgpack");
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string("not msgpack: ") + e.what());
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+// ---- Peer protocol ---------------------------------------------------------
+// [version, type, group, from, to, term, log_term, index, commit, reject,
+//  reject_hint, context, entries, snapshot]
+// entries: [[term, index, type, data], ...]
+// snapshot: nil or [index, term, [voters], [learners], data]
+
+std::string EncodeRaftMessage(const raft::Message& m) {
+  std::string out;
+  size_t reserve = 64 + m.context.size() + m.snapshot.data.size();
+  for (const auto& e : m.entries) reserve += e.data.size() + 24;
+  out.reserve(reserve);
+  StringBuffer buf(&out);
+  Packer pk(buf);
+  pk.pack_array(14);
+  pk.pack_uint64(kPeerCodecVersion);
+  pk.pack_uint8(static_cast<uint8_t>(m.type));
+  pk.pack_uint64(m.group);
+  pk.pack_uint64(m.from);
+  pk.pack_uint64(m.to);
+  pk.pack_uint64(m.term);
+  pk.pack_uint64(m.log_term);
+  pk.pack_uint64(m.index);
+  pk.pack_uint64(m.commit);
+  if (m.reject) {
+    pk.pack_true();
+  } else {
+    pk.pack_false();
+  }
+  pk.pack_uint64(m.reject_hint);
+  PackBytes(pk, m.context);
+  pk.pack_array(static_cast<uint32_t>(m.entries.size()));
+  for (const auto& e : m.entries) {
+    pk.pack_array(4);
+    pk.pack_uint64(e.term);
+    pk.pack_uint64(e.index);
+    pk.pack_uint8(static_cast<uint8_t>(e.type));
+    PackBytes(pk, e.data);
+  }
+  if (m.type != raft::MessageType::kSnapshot) {
+    pk.pack_nil();
+  } else {
+    const auto& s = m.snapshot;
+    pk.pack_array(5);
+    pk.pack_uint64(s.meta.index);
+    pk.pack_uint64(s.meta.term);
+    pk.pack(s.meta.conf.voters);
+    pk.pack(s.meta.conf.learners);
+    PackBytes(pk, s.data);
+  }
+  return out;
+}
+
+Status DecodeRaftMessage(std::string_view bytes, raft::Message* m) {
+  msgpack::object_handle oh;
+  Status s = Unpack(bytes, &oh);
+  if (!s.ok()) return s;
+  const msgpack::object& o = oh.get();
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 14) {
+    return Status::InvalidArgument("raft message: not a 14-element array");
+  }
+  const msgpack::object* f = o.via.array.ptr;
+  uint64_t version = 0, type = 0;
+  if (!GetUint(f[0], &version) || version != kPeerCodecVersion) {
+    return Status::InvalidArgument("raft message: unsupported codec version");
+  }
+  if (!GetUint(f[1], &type) || !raft::IsValidMessageType(static_cast<uint8_t>(type)) ||
+      type > 255) {
+    return Status::InvalidArgument("raft message: unknown type");
+  }
+  m->type = static_cast<raft::MessageType>(type);
+  if (!GetUint(f[2], &m->group) || !GetUint(f[3], &m->from) || !GetUint(f[4], &m->to) ||
+      !GetUint(f[5], &m->term) || !GetUint(f[6], &m->log_term) || !GetUint(f[7], &m->index) ||
+      !GetUint(f[8], &m->commit) || !GetBool(f[9], &m->reject) ||
+      !GetUint(f[10], &m->reject_hint) || !GetBytes(f[11], &m->context)) {
+    return Status::InvalidArgument("raft message: bad header field");
+  }
+  if (f[12].type != msgpack::type::ARRAY) return Status::InvalidArgument("raft message: entries");
+  m->entries.clear();
+  m->entries.resize(f[12].via.array.size);
+  for (uint32_t i = 0; i < f[12].via.array.size; ++i) {
+    const msgpack::object& eo = f[12].via.array.ptr[i];
+    raft::Entry& e = m->entries[i];
+    uint64_t etype = 0;
+    if (eo.type != msgpack::type::ARRAY || eo.via.array.size != 4 ||
+        !GetUint(eo.via.array.ptr[0], &e.term) || !GetUint(eo.via.array.ptr[1], &e.index) ||
+        !GetUint(eo.via.array.ptr[2], &etype) ||
+        etype > static_cast<uint64_t>(raft::EntryType::kConfChange) ||
+        !GetBytes(eo.via.array.ptr[3], &e.data)) {
+      return Status::InvalidArgument("raft message: bad entry");
+    }
+    e.type = static_cast<raft::EntryType>(etype);
+  }
+  m->snapshot = raft::Snapshot{};
+  if (f[13].type != msgpack::type::NIL) {
+    const msgpack::object& so = f[13];
+    if (so.type != msgpack::type::ARRAY || so.via.array.size != 5 ||
+        !GetUint(so.via.array.ptr[0], &m->snapshot.meta.index) ||
+        !GetUint(so.via.array.ptr[1], &m->snapshot.meta.term) ||
+        !GetIdList(so.via.array.ptr[2], &m->snapshot.meta.conf.voters) ||
+        !GetIdList(so.via.array.ptr[3], &m->snapshot.meta.conf.learners) ||
+        !GetBytes(so.via.array.ptr[4], &m->snapshot.data)) {
+      return Status::InvalidArgument("raft message: bad snapshot");
+    }
+  }
+  return Status::OK();
+}
+
+// ---- Client protocol v1 ----------------------------------------------------
+
+namespace {
+
+bool ParseOp(const std::string& name, ClientOp* op) {
+  if (name == "get") {
+    *op = ClientOp::kGet;
+  } else if (name == "put" || name == "set") {
+    *op = ClientOp::kPut;
+  } else if (name == "del") {
+    *op = ClientOp::kDelete;
+  } else if (name == "cas") {
+    *op = ClientOp::kCas;
+  } else if (name == "status") {
+    *op = ClientOp::kStatus;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits,
+                           ClientRequest* r, bool* id_known) {
+  *id_known = false;
+  *r = ClientRequest{};
+  msgpack::object_handle oh;
+  Status s = Unpack(bytes, &oh);
+  if (!s.ok()) return s;
+  const msgpack::object& o = oh.get();
+  if (o.type != msgpack::type::MAP) return Status::InvalidArgument("request is not a msgpack map");
+  // The id first, so that every later error can be answered to it.
+  const msgpack::object_kv* begin = o.via.map.ptr;
+  const msgpack::object_kv* end = begin + o.via.map.size;
+  for (const auto* kv = begin; kv != end; ++kv) {
+    std::string name;
+    if (GetBytes(kv->key, &name) && name == "id") {
+      if (!GetUint(kv->val, &r->id)) return Status::InvalidArgument("\"id\" must be an unsigned integer");
+      *id_known = true;
+    }
+  }
+  if (!*id_known) return Status::InvalidArgument("missing \"id\"");
+  bool has_op = false, has_key = false, has_value = false;
+  for (const auto* kv = begin; kv != end; ++kv) {
+    std::string name;
+    if (!GetBytes(kv->key, &name)) return Status::InvalidArgument("map keys must be strings");
+    const msgpack::object& v = kv->val;
+    bool ok = true;
+    if (name == "id") {
+      continue;
+    } else if (name == "op") {
+      std::string op;
+      ok = GetBytes(v, &op);
+      if (ok && !ParseOp(op, &r->op)) return Status::InvalidArgument("unknown op \"" + op + "\"");
+      has_op = ok;
+    } else if (name == "key") {
+      ok = has_key = GetBytes(v, &r->key);
+    } else if (name == "value") {
+      ok = has_value = GetBytes(v, &r->value);
+    } else if (name == "expect") {
+      if (v.type == msgpack::type::NIL) {
+        r->has_expect = false;
+      } else {
+        ok = r->has_expect = GetBytes(v, &r->expect);
+      }
+    } else if (name == "client") {
+      ok = GetUint(v, &r->client);
+    } else if (name == "seq") {
+      ok = GetUint(v, &r->seq);
+    } else if (name == "stale") {
+      ok = GetBool(v, &r->stale);
+    }
+    // Unknown fields are ignored, so that newer clients work with older nodes.
+    if (!ok) return Status::InvalidArgument("field \"" + name + "\" has the wrong type");
+  }
+  if (!has_op) return Status::InvalidArgument("missing \"op\"");
+  if (r->op == ClientOp::kStatus) return Status::OK();
+  if (!has_key) return Status::InvalidArgument("missing \"key\"");
+  if (r->key.size() > limits.max_key_bytes) {
+    return Status::InvalidArgument("key of " + std::to_string(r->key.size()) +
+                                   " bytes is over the limit of " +
+                                   std::to_string(limits.max_key_bytes));
+  }
+  if ((r->op == ClientOp::kPut || r->op == ClientOp::kCas) && !has_value) {
+    return Status::InvalidArgument("missing \"value\"");
+  }
+  if (r->value.size() > limits.max_value_bytes || r->expect.size() > limits.max_value_bytes) {
+    return Status::InvalidArgument("value of " +
+                                   std::to_string(std::max(r->value.size(), r->expect.size())) +
+                                   " bytes is over the limit of " +
+                                   std::to_string(limits.max_value_bytes));
+  }
+  if (r->seq != 0 && r->client == 0) return Status::InvalidArgument("\"seq\" without \"client\"");
+  return Status::OK();
+}
+
+std::string EncodeClientRequest(const ClientRequest& r) {
+  static const char* kOpNames[] = {"get", "put", "del", "cas", "status"};
+  std::string out;
+  out.reserve(48 + r.key.size() + r.value.size() + r.expect.size());
+  StringBuffer buf(&out);
+  Packer pk(buf);
+  const bool write = r.op == ClientOp::kPut || r.op == ClientOp::kDelete || r.op == ClientOp::kCas;
+  uint32_t fields = 2;
+  if (r.op != ClientOp::kStatus) fields += 1;                              // key
+  if (r.op == ClientOp::kPut || r.op == ClientOp::kCas) fields += 1;       // value
+  if (r.op == ClientOp::kCas) fields += 1;                                 // expect
+  if (write && r.client != 0) fields += 2;                                 // client, seq
+  if (r.op == ClientOp::kGet && r.stale) fields += 1;                      // stale
+  pk.pack_map(fields);
+  PackStr(pk, "id");
+  pk.pack_uint64(r.id);
+  PackStr(pk, "op");
+  PackStr(pk, kOpNames[static_cast<int>(r.op)]);
+  if (r.op != ClientOp::kStatus) {
+    PackStr(pk, "key");
+    PackBytes(pk, r.key);
+  }
+  if (r.op == ClientOp::kPut || r.op == ClientOp::kCas) {
+    PackStr(pk, "value");
+    PackBytes(pk, r.value);
+  }
+  if (r.op == ClientOp::kCas) {
+    PackStr(pk, "expect");
+    if (r.has_expect) {
+      PackBytes(pk, r.expect);
+    } else {
+      pk.pack_nil();
+    }
+  }
+  if (write && r.client != 0) {
+    PackStr(pk, "client");
+    pk.pack_uint64(r.client);
+    PackStr(pk, "seq");
+    pk.pack_uint64(r.seq);
+  }
+  if (r.op == ClientOp::kGet && r.stale) {
+    PackStr(pk, "stale");
+    pk.pack_true();
+  }
+  return out;
+}
+
+const char* ReplyStatusName(ReplyStatus s) {
+  switch (s) {
+    case ReplyStatus::kOk: return "OK";
+    case ReplyStatus::kNotFound: return "NOT_FOUND";
+    case ReplyStatus::kRedirect: return "REDIRECT";
+    case ReplyStatus::kCasFailed: return "CAS_FAILED";
+    case ReplyStatus::kUnavailable: return "UNAVAILABLE";
+    case ReplyStatus::kUnknown: return "UNKNOWN";
+    case ReplyStatus::kError: return "ERROR";
+  }
+  return "ERROR";
+}
+
+std::string EncodeClientReply(const ClientReply& reply) {
+  std::string out;
+  out.reserve(32 + reply.value.size() + reply.leader.size() + reply.error.size());
+  StringBuffer buf(&out);
+  Packer pk(buf);
+  uint32_t fields = 2 + (reply.has_value ? 1 : 0) + (reply.leader.empty() ? 0 : 1) +
+                    (reply.error.empty() ? 0 : 1);
+  pk.pack_map(fields);
+  PackStr(pk, "id");
+  pk.pack_uint64(reply.id);
+  PackStr(pk, "status");
+  PackStr(pk, ReplyStatusName(reply.status));
+  if (reply.has_value) {
+    PackStr(pk, "value");
+    PackBytes(pk, reply.value);
+  }
+  if (!reply.leader.empty()) {
+    PackStr(pk, "leader");
+    PackStr(pk, reply.leader);
+  }
+  if (!reply.error.empty()) {
+    PackStr(pk, "error");
+    PackStr(pk, reply.error);
+  }
+  return out;
+}
+
+Status DecodeClientReply(std::string_view bytes, ClientReply* reply) {
+  *reply = ClientReply{};
+  msgpack::object_handle oh;
+  Status s = Unpack(bytes, &oh);
+  if (!s.ok()) return s;
+  const msgpack::object& o = oh.get();
+  if (o.type != msgpack::type::MAP) return Status::InvalidArgument("reply is not a msgpack map");
+  bool has_id = false, has_status = false;
+  for (uint32_t i = 0; i < o.via.map.size; ++i) {
+    const msgpack::object_kv& kv = o.via.map.ptr[i];
+    std::string name;
+    if (!GetBytes(kv.key, &name)) return Status::InvalidArgument("map keys must be strings");
+    bool ok = true;
+    if (name == "id") {
+      ok = has_id = GetUint(kv.val, &reply->id);
+    } else if (name == "status") {
+      std::string st;
+      ok = GetBytes(kv.val, &st);
+      has_status = false;
+      for (int k = 0; ok && k <= static_cast<int>(ReplyStatus::kError); ++k) {
+        if (st == ReplyStatusName(static_cast<ReplyStatus>(k))) {
+          reply->status = static_cast<ReplyStatus>(k);
+          has_status = true;
+        }
+      }
+      ok = ok && has_status;
+    } else if (name == "value") {
+      if (kv.val.type != msgpack::type::NIL) ok = reply->has_value = GetBytes(kv.val, &reply->value);
+    } else if (name == "leader") {
+      if (kv.val.type != msgpack::type::NIL) ok = GetBytes(kv.val, &reply->leader);
+    } else if (name == "error") {
+      ok = GetBytes(kv.val, &reply->error);
+    }
+    if (!ok) return Status::InvalidArgument("reply field \"" + name + "\" is malformed");
+  }
+  if (!has_id || !has_status) return Status::InvalidArgument("reply without id or status");
+  return Status::OK();
+}
+
+std::string EncodeStatusReply(uint64_t request_id, const NodeStatus& st) {
+  std::string out;
+  StringBuffer buf(&out);
+  Packer pk(buf);
+  pk.pack_map(17);
+  PackStr(pk, "id");
+  pk.pack_uint64(request_id);
+  PackStr(pk, "status");
+  PackStr(pk, "OK");
+  PackStr(pk, "node");
+  pk.pack_uint64(st.node);
+  PackStr(pk, "role");
+  PackStr(pk, st.role);
+  PackStr(pk, "term");
+  pk.pack_uint64(st.term);
+  PackStr(pk, "leader");
+  pk.pack_uint64(st.leader);
+  PackStr(pk, "leader_address");
+  PackStr(pk, st.leader_address);
+  PackStr(pk, "commit");
+  pk.pack_uint64(st.commit);
+  PackStr(pk, "applied");
+  pk.pack_uint64(st.applied);
+  PackStr(pk, "last_index");
+  pk.pack_uint64(st.last_index);
+  PackStr(pk, "snapshot_index");
+  pk.pack_uint64(st.snapshot_index);
+  PackStr(pk, "event_seq");
+  pk.pack_uint64(st.event_seq);
+  PackStr(pk, "digest");
+  pk.pack_uint64(st.digest);
+  PackStr(pk, "keys");
+  pk.pack_uint64(st.keys);
+  PackStr(pk, "members");
+  pk.pack_map(static_cast<uint32_t>(st.members.size()));
+  // String keys: many msgpack decoders (Python's by default) refuse others.
+  for (const auto& [id, addr] : st.members) {
+    PackStr(pk, std::to_string(id));
+    PackStr(pk, addr);
+  }
+  PackStr(pk, "voters");
+  pk.pack(st.voters);
+  PackStr(pk, "learners");
+  pk.pack(st.learners);
+  return out;
+}
+
+Status DecodeStatusReply(std::string_view bytes, uint64_t* request_id, NodeStatus* st) {
+  *st = NodeStatus{};
+  msgpack::object_handle oh;
+  Status s = Unpack(bytes, &oh);
+  if (!s.ok()) return s;
+  const msgpack::object& o = oh.get();
+  if (o.type != msgpack::type::MAP) return Status::InvalidArgument("status is not a map");
+  const std::map<std::string, uint64_t*> numbers = {
+      {"id", request_id},       {"node", &st->node},
+      {"term", &st->term},      {"leader", &st->leader},
+      {"commit", &st->commit},  {"applied", &st->applied},
+      {"last_index", &st->last_index}, {"snapshot_index", &st->snapshot_index},
+      {"event_seq", &st->event_seq},   {"digest", &st->digest},
+      {"keys", &st->keys}};
+  for (uint32_t i = 0; i < o.via.map.size; ++i) {
+    const msgpack::object_kv& kv = o.via.map.ptr[i];
+    std::string name;
+    if (!GetBytes(kv.key, &name)) return Status::InvalidArgument("map keys must be strings");
+    bool ok = true;
+    auto num = numbers.find(name);
+    if (num != numbers.end()) {
+      ok = GetUint(kv.val, num->second);
+    } else if (name == "role") {
+      ok = GetBytes(kv.val, &st->role);
+    } else if (name == "leader_address") {
+      ok = GetBytes(kv.val, &st->leader_address);
+    } else if (name == "voters") {
+      ok = GetIdList(kv.val, &st->voters);
+    } else if (name == "learners") {
+      ok = GetIdList(kv.val, &st->learners);
+    } else if (name == "members") {
+      ok = kv.val.type == msgpack::type::MAP;
+      for (uint32_t k = 0; ok && k < kv.val.via.map.size; ++k) {
+        std::string id, addr;
+        ok = GetBytes(kv.val.via.map.ptr[k].key, &id) &&
+             GetBytes(kv.val.via.map.ptr[k].val, &addr) && !id.empty() &&
+             id.find_first_not_of("0123456789") == std::string::npos && id.size() < 20;
+        if (ok) st->members[std::stoull(id)] = addr;
+      }
+    }
+    if (!ok) return Status::InvalidArgument("status field \"" + name + "\" is malformed");
+  }
+  return Status::OK();
+}
+
+}  // namespace kv::net

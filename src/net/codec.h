@@ -1,0 +1,81 @@
+// Codec: msgpack encodings of what crosses the network.
+//
+// Peer protocol: a Raft message is one msgpack array (see docs/protocol.md);
+// the first element is the codec version. Client protocol v1: a request is
+// one msgpack map, a reply another (docs/protocol.md).
+// Decoders never trust their input: anything malformed, of the wrong type,
+// or over the limits gives a Status with the reason, never a crash.
+// Thread safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "kvstore/node_status.h"
+#include "raft/types.h"
+
+namespace kv::net {
+
+// ---- Peer protocol ---------------------------------------------------------
+
+std::string EncodeRaftMessage(const raft::Message& m);
+Status DecodeRaftMessage(std::string_view bytes, raft::Message* m);
+
+// ---- Client protocol v1 ----------------------------------------------------
+
+enum class ClientOp : uint8_t { kGet, kPut, kDelete, kCas, kStatus };
+
+struct ClientRequest {
+  uint64_t id = 0;
+  ClientOp op = ClientOp::kGet;
+  std::string key;
+  std::string value;
+  bool has_expect = false;  // cas: false (nil or missing) means "only if absent"
+  std::string expect;
+  uint64_t client = 0;  // session for exactly-once writes; 0 = none
+  uint64_t seq = 0;
+  bool stale = false;  // get: serve from this node's state without ReadIndex
+};
+
+struct RequestLimits {
+  size_t max_key_bytes = 4 << 10;
+  size_t max_value_bytes = 1 << 20;
+};
+
+std::string EncodeClientRequest(const ClientRequest& request);
+
+// Decodes one request. On error, *id_known tells whether request->id was
+// read, so that the ERROR reply can still carry it.
+Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits,
+                           ClientRequest* request, bool* id_known);
+
+enum class ReplyStatus : uint8_t {
+  kOk,
+  kNotFound,
+  kRedirect,
+  kCasFailed,
+  kUnavailable,
+  kUnknown,
+  kError,
+};
+
+const char* ReplyStatusName(ReplyStatus s);
+
+struct ClientReply {
+  uint64_t id = 0;
+  ReplyStatus status = ReplyStatus::kOk;
+  bool has_value = false;
+  std::string value;
+  std::string leader;  // kRedirect: the leader's client address, host:port
+  std::string error;   // kError, kUnavailable: why
+};
+
+std::string EncodeClientReply(const ClientReply& reply);
+
+std::string EncodeStatusReply(uint64_t request_id, const NodeStatus& status);
+Status DecodeStatusReply(std::string_view bytes, uint64_t* request_id, NodeStatus* status);
+Status DecodeClientReply(std::string_view bytes, ClientReply* reply);
+
+}  // namespace kv::net

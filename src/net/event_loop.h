@@ -1,0 +1,74 @@
+// EventLoop: one thread's epoll loop over file descriptors, periodic timers
+// (timerfd) and work posted from other threads (eventfd).
+//
+// ZeroMQ sockets are watched through their ZMQ_FD, which signals edge-
+// triggered: it fires when the socket's state changes, not while messages
+// wait. A ZMQ watcher's drain must therefore read until ZMQ_EVENTS shows no
+// more input. Sending on a socket can swallow the edge that announced new
+// input, so after each round the loop runs the AfterEachRound callbacks (which
+// may send) and then every drain again, repeating until no drain finds input:
+// the loop only sleeps after a pass that found every socket empty.
+// Thread safety: Post and Stop may be called from any thread; everything else
+// only from the loop thread (or before Run).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kv::net {
+
+class EventLoop {
+ public:
+  using Callback = std::function<void()>;
+
+  EventLoop() = default;
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // Creates the epoll, eventfd and their bookkeeping. IOError on failure.
+  Status Init();
+
+  // Calls on_readable when fd becomes readable (level-triggered).
+  Status WatchFd(int fd, Callback on_readable);
+  // Watches a ZeroMQ socket's ZMQ_FD. drain reads everything waiting and
+  // returns whether it found anything.
+  Status WatchZmq(int zmq_fd, std::function<bool()> drain);
+  // Calls fn every `period`, first after one period.
+  Status AddTimer(std::chrono::milliseconds period, Callback fn);
+  // Calls fn once after each round of events (for example, to flush output).
+  void AfterEachRound(Callback fn) { after_round_.push_back(std::move(fn)); }
+
+  // Runs fn on the loop thread soon. Thread-safe.
+  void Post(Callback fn);
+  // Runs until Stop. Returns at once if Stop was called before.
+  void Run();
+  // Makes Run return after the current round. Thread-safe.
+  void Stop();
+
+ private:
+  void Wake();
+  void RunPosted();
+
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  std::vector<int> timer_fds_;
+  struct Watch {
+    int fd;
+    Callback fn;
+    bool is_timer;
+  };
+  std::vector<Watch> watches_;  // epoll data holds the index
+  std::vector<std::function<bool()>> zmq_drains_;
+  std::vector<Callback> after_round_;
+
+  std::mutex mu_;
+  std::vector<Callback> posted_;  // guarded by mu_
+  bool stop_ = false;             // guarded by mu_
+};
+
+}  // namespace kv::net

@@ -1,0 +1,42 @@
+// Publisher: the node's event stream on a ZeroMQ PUB socket.
+//
+// Each event is two frames: the topic ("role", "leader", "commit", "apply",
+// "snapshot", "membership", "kv.put", "kv.del") and a msgpack map that always
+// holds "node" (the publishing node's id) and "seq" (a per-node sequence
+// number, from 1, without gaps), plus the topic's own fields. A subscriber
+// joins like the ZeroMQ guide's Clone pattern: subscribe, read the node's
+// status (which carries the current seq), drop events at or below it.
+// Thread safety: none; the loop thread owns the socket.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <zmq.hpp>
+
+namespace kv::net {
+
+struct EventField {
+  std::string name;
+  std::variant<uint64_t, std::string> value;
+};
+
+class Publisher {
+ public:
+  Publisher(zmq::socket_t* socket, uint64_t node_id) : socket_(socket), node_id_(node_id) {}
+
+  // Sends the event without blocking; a slow subscriber loses events (PUB
+  // semantics), never the node its time.
+  void Publish(std::string_view topic, const std::vector<EventField>& fields);
+  uint64_t seq() const { return seq_; }
+
+ private:
+  zmq::socket_t* socket_;
+  uint64_t node_id_;
+  uint64_t seq_ = 0;
+};
+
+}  // namespace kv::net
