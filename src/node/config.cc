@@ -1,0 +1,148 @@
+#include "node/config.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace kv::node {
+
+namespace {
+
+bool ParseUint(const std::string& s, uint64_t* v) {
+  if (s.empty() || s.size() > 19) return false;
+  uint64_t r = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    r = r * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *v = r;
+  return true;
+}
+
+Status MakeDirs(const std::string& path) {
+  std::string prefix;
+  std::stringstream ss(path);
+  std::string part;
+  if (!path.empty() && path[0] == '/') prefix = "/";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    prefix += part + "/";
+    if (mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+      return Status::IOError("cannot create " + prefix + ": " + strerror(errno));
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Status ParseHostPort(const std::string& text, HostPort* hp) {
+  const size_t colon = text.rfind(':');
+  uint64_t port = 0;
+  if (colon == std::string::npos || colon == 0 || !ParseUint(text.substr(colon + 1), &port) ||
+      port == 0 || port > 65535) {
+    return Status::InvalidArgument("\"" + text + "\" is not host:port");
+  }
+  hp->host = text.substr(0, colon);
+  hp->port = static_cast<int>(port);
+  return Status::OK();
+}
+
+Status ParsePeers(const std::string& text, std::map<raft::NodeId, HostPort>* peers) {
+  peers->clear();
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const size_t eq = item.find('=');
+    uint64_t id = 0;
+    HostPort hp;
+    if (eq == std::string::npos || !ParseUint(item.substr(0, eq), &id)) {
+      return Status::InvalidArgument("peer \"" + item + "\" is not ID=host:port");
+    }
+    if (id == 0) return Status::InvalidArgument("node id 0 is reserved; ids start at 1");
+    Status s = ParseHostPort(item.substr(eq + 1), &hp);
+    if (!s.ok()) return s;
+    if (!peers->emplace(id, hp).second) {
+      return Status::InvalidArgument("node id " + std::to_string(id) + " appears twice in --peers");
+    }
+  }
+  if (peers->empty()) return Status::InvalidArgument("--peers is empty");
+  return Status::OK();
+}
+
+std::string NodeConfig::RaftEndpoint(raft::NodeId node) const {
+  const HostPort& hp = peers.at(node);
+  const int port = node == id ? raft_port : hp.port + kRaftPortOffset;
+  return "tcp://" + hp.host + ":" + std::to_string(port);
+}
+
+std::string NodeConfig::PubEndpoint(raft::NodeId node) const {
+  const HostPort& hp = peers.at(node);
+  const int port = node == id ? pub_port : hp.port + kPubPortOffset;
+  return "tcp://" + hp.host + ":" + std::to_string(port);
+}
+
+Status NodeConfig::Finish() {
+  if (id == 0) return Status::InvalidArgument("node id must be given and non-zero");
+  if (peers.count(id) == 0) {
+    return Status::InvalidArgument("node id " + std::to_string(id) + " is not in --peers");
+  }
+  std::set<std::string> addresses;
+  for (const auto& [node, hp] : peers) {
+    if (!addresses.insert(hp.ToString()).second) {
+      return Status::InvalidArgument("address " + hp.ToString() + " appears twice in --peers");
+    }
+    if (hp.port + kPubPortOffset > 65535) {
+      return Status::InvalidArgument("port " + std::to_string(hp.port) +
+                                     " leaves no room for the derived Raft and PUB ports");
+    }
+  }
+  if (data_dir.empty()) data_dir = "data/node-" + std::to_string(id);
+  if (listen_host.empty()) listen_host = self().host;
+  if (raft_port == 0) raft_port = client_port() + kRaftPortOffset;
+  if (pub_port == 0) pub_port = client_port() + kPubPortOffset;
+  if (raft_port == client_port() || pub_port == client_port() || raft_port == pub_port) {
+    return Status::InvalidArgument("client, Raft and PUB ports must differ");
+  }
+  if (tick_ms <= 0 || heartbeat_ticks <= 0 || election_ticks <= heartbeat_ticks) {
+    return Status::InvalidArgument(
+        "timing: need tick-ms > 0 and election-ticks > heartbeat-ticks > 0");
+  }
+  if (workers < 1) return Status::InvalidArgument("--workers must be at least 1");
+  if (max_key_bytes == 0 || max_value_bytes == 0) {
+    return Status::InvalidArgument("key and value limits must be positive");
+  }
+  return Status::OK();
+}
+
+Status ClaimDataDir(const NodeConfig& cfg) {
+  Status s = MakeDirs(cfg.data_dir);
+  if (!s.ok()) return s;
+  const std::string path = cfg.data_dir + "/IDENTITY";
+  const std::string want =
+      "node " + std::to_string(cfg.id) + "\ncluster " + cfg.cluster + "\n";
+  std::ifstream in(path);
+  if (in) {
+    std::stringstream have;
+    have << in.rdbuf();
+    if (have.str() != want) {
+      return Status::InvalidArgument("data dir " + cfg.data_dir + " belongs to another node or " +
+                                     "cluster (" + path + " says \"" + have.str().substr(0, 60) +
+                                     "\"); use the right --id/--cluster or another --data-dir");
+    }
+    return Status::OK();
+  }
+  std::ofstream out(path + ".tmp");
+  out << want;
+  out.close();
+  if (!out || std::rename((path + ".tmp").c_str(), path.c_str()) != 0) {
+    return Status::IOError("cannot write " + path);
+  }
+  return Status::OK();
+}
+
+}  // namespace kv::node

@@ -1,0 +1,67 @@
+// NodeConfig: everything a kvstore node needs to know at start, and the
+// checks that refuse a wrong configuration before any data is touched.
+//
+// Addresses: each member is named by its client address host:port (what
+// clients and REDIRECT replies use). Its Raft port is client port + 1000 and
+// its event (PUB) port client port + 2000, unless overridden for this node.
+// Thread safety: plain values.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "common/status.h"
+#include "raft/types.h"
+
+namespace kv::node {
+
+constexpr int kRaftPortOffset = 1000;
+constexpr int kPubPortOffset = 2000;
+
+struct HostPort {
+  std::string host;
+  int port = 0;
+  std::string ToString() const { return host + ":" + std::to_string(port); }
+};
+
+struct NodeConfig {
+  raft::NodeId id = 0;
+  // Every initial member's client address, this node included.
+  std::map<raft::NodeId, HostPort> peers;
+  std::string cluster = "default";  // a data dir belongs to one cluster
+  std::string data_dir;              // default ./data/node-<id>
+  std::string listen_host;           // default: the host of this node's address
+  int raft_port = 0;                 // default: client port + 1000
+  int pub_port = 0;                  // default: client port + 2000
+
+  int tick_ms = 50;
+  int election_ticks = 10;  // election timeout 500 ms, randomized up to 1 s
+  int heartbeat_ticks = 2;
+  bool fsync = true;
+  size_t max_key_bytes = 4 << 10;
+  size_t max_value_bytes = 1 << 20;
+  uint64_t snapshot_entries = 50000;  // take a snapshot after this many applied entries
+  int workers = 2;                    // threads that apply entries and serve reads
+
+  const HostPort& self() const { return peers.at(id); }
+  int client_port() const { return self().port; }
+  // The Raft and PUB endpoints of any member (derived ports for others).
+  std::string RaftEndpoint(raft::NodeId node) const;
+  std::string PubEndpoint(raft::NodeId node) const;
+
+  // Fills in defaults and checks consistency: id present in peers, ports in
+  // range and distinct. InvalidArgument with one line saying what is wrong.
+  Status Finish();
+};
+
+// Parses "1=host:port,2=host:port". InvalidArgument on a malformed list,
+// a duplicate or zero id.
+Status ParsePeers(const std::string& text, std::map<raft::NodeId, HostPort>* peers);
+Status ParseHostPort(const std::string& text, HostPort* hp);
+
+// Claims the data directory for this node and cluster, creating it when new.
+// InvalidArgument if it belongs to another node id or cluster.
+Status ClaimDataDir(const NodeConfig& cfg);
+
+}  // namespace kv::node

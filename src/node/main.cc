@@ -1,0 +1,136 @@
+// kvstore: one node of a kvstore cluster.
+//
+//   kvstore 8080 1          node 1 of the default local cluster
+//   kvstore --id 2 --peers 1=10.0.0.1:8080,2=10.0.0.2:8080,3=10.0.0.3:8080
+//
+// Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 on a storage failure
+// while running, 2 on a configuration error (nothing touched).
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <thread>
+
+#include "common/logging.h"
+#include "node/config.h"
+#include "node/node.h"
+
+namespace {
+
+constexpr const char* kDefaultPeers = "1=127.0.0.1:8080,2=127.0.0.1:8081,3=127.0.0.1:8082";
+
+int ConfigError(const std::string& what) {
+  std::fprintf(stderr, "kvstore: %s\n", what.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kvstore: a node of a replicated key-value store (Raft, ZeroMQ, msgpack).\n"
+               "Quick start, a local 3-node cluster:\n"
+               "  kvstore 8080 1 & kvstore 8081 2 & kvstore 8082 3 &"};
+  app.set_config("--config", "", "Read options from a TOML/INI file (same names as the flags)");
+
+  int port = 0;
+  uint64_t id = 0;
+  std::string peers = kDefaultPeers;
+  std::string log_level = "info";
+  kv::node::NodeConfig cfg;
+  bool no_fsync = false;
+
+  app.add_option("port", port, "Client port (the positional form: kvstore PORT ID)");
+  app.add_option("id", id, "Node id (the positional form: kvstore PORT ID)");
+  app.add_option("--id", id, "This node's id (>= 1); must appear in --peers");
+  app.add_option("--port", port, "Client port; defaults to this node's port in --peers");
+  app.add_option("--peers", peers,
+                 "Every member as ID=HOST:PORT,... (client addresses; Raft uses PORT+1000 and "
+                 "events PORT+2000)")
+      ->capture_default_str();
+  app.add_option("--cluster", cfg.cluster, "Cluster name; a data dir serves one cluster")
+      ->capture_default_str();
+  app.add_option("--data-dir", cfg.data_dir, "Data directory (default ./data/node-ID)");
+  app.add_option("--listen", cfg.listen_host,
+                 "Host/IP to bind (default: this node's host in --peers; 0.0.0.0 for all)");
+  app.add_option("--raft-port", cfg.raft_port, "Raft port for this node (default PORT+1000)");
+  app.add_option("--pub-port", cfg.pub_port, "Event PUB port for this node (default PORT+2000)");
+  app.add_option("--tick-ms", cfg.tick_ms, "Raft tick in milliseconds")->capture_default_str();
+  app.add_option("--election-ticks", cfg.election_ticks,
+                 "Election timeout in ticks (randomized up to twice that)")
+      ->capture_default_str();
+  app.add_option("--heartbeat-ticks", cfg.heartbeat_ticks, "Leader heartbeat interval in ticks")
+      ->capture_default_str();
+  app.add_flag("--no-fsync", no_fsync,
+               "Do not fdatasync the WAL (fast, but a machine crash loses acknowledged writes)");
+  app.add_option("--max-key-bytes", cfg.max_key_bytes, "Largest key accepted")
+      ->capture_default_str();
+  app.add_option("--max-value-bytes", cfg.max_value_bytes, "Largest value accepted")
+      ->capture_default_str();
+  app.add_option("--snapshot-entries", cfg.snapshot_entries,
+                 "Take a snapshot after this many entries since the last one")
+      ->capture_default_str();
+  app.add_option("--workers", cfg.workers, "Threads applying entries and serving reads")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+
+  if (log_level == "debug") {
+    kv::SetLogLevel(kv::LogLevel::kDebug);
+  } else if (log_level == "warn") {
+    kv::SetLogLevel(kv::LogLevel::kWarn);
+  } else if (log_level == "error") {
+    kv::SetLogLevel(kv::LogLevel::kError);
+  } else if (log_level != "info") {
+    return ConfigError("--log-level must be debug, info, warn or error");
+  }
+
+  kv::Status s = kv::node::ParsePeers(peers, &cfg.peers);
+  if (!s.ok()) return ConfigError(s.message());
+  cfg.id = id;
+  cfg.fsync = !no_fsync;
+  if (id != 0 && port != 0 && cfg.peers.count(id) != 0 && cfg.peers.at(id).port != port) {
+    return ConfigError("port " + std::to_string(port) + " does not match node " +
+                       std::to_string(id) + "'s address " + cfg.peers.at(id).ToString() +
+                       " in --peers");
+  }
+  s = cfg.Finish();
+  if (!s.ok()) return ConfigError(s.message());
+  kv::SetLogPrefix("node " + std::to_string(cfg.id));
+
+  // Signals go to a dedicated thread (blocked everywhere else), which asks
+  // the node to stop: the loop finishes its round and the WAL its syncs.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  kv::node::Node node(cfg);
+  s = node.Start();
+  if (!s.ok()) {
+    if (s.IsInvalidArgument()) return ConfigError(s.message());
+    std::fprintf(stderr, "kvstore: cannot start: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    node.RequestStop();
+  });
+  s = node.Run();
+  // Wake the signal thread if the node stopped on its own.
+  pthread_kill(signal_thread.native_handle(), SIGTERM);
+  signal_thread.join();
+  if (!s.ok()) {
+    std::fprintf(stderr, "kvstore: stopped on error: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,598 @@
+#include "node/node.h"
+
+#include <random>
+
+#include <zmq_addon.hpp>
+
+#include "common/logging.h"
+#include "kv/command.h"
+
+namespace kv::node {
+
+namespace {
+
+// Frames larger than this are refused by ZeroMQ itself (the connection is
+// dropped): the largest valid request plus room for the map around it.
+int64_t MaxClientFrame(const net::RequestLimits& limits) {
+  return static_cast<int64_t>(limits.max_key_bytes + 2 * limits.max_value_bytes + 4096);
+}
+
+// Logs the first few of a kind of bad input, then one line in a thousand, so
+// that a misbehaving client cannot flood the log.
+bool ShouldLog(uint64_t count) { return count <= 5 || count % 1000 == 0; }
+
+net::ReplyStatus ReplyFor(ApplyResult r) {
+  switch (r) {
+    case ApplyResult::kOk: return net::ReplyStatus::kOk;
+    case ApplyResult::kNotFound: return net::ReplyStatus::kNotFound;
+    case ApplyResult::kCasFailed: return net::ReplyStatus::kCasFailed;
+  }
+  return net::ReplyStatus::kError;
+}
+
+}  // namespace
+
+Node::Node(NodeConfig cfg)
+    : cfg_(std::move(cfg)),
+      ctx_(1),
+      client_(ctx_, zmq::socket_type::router),
+      raft_in_(ctx_, zmq::socket_type::router),
+      pub_(ctx_, zmq::socket_type::pub) {
+  limits_.max_key_bytes = cfg_.max_key_bytes;
+  limits_.max_value_bytes = cfg_.max_value_bytes;
+}
+
+Node::~Node() {
+  // Workers finish their tasks first; sockets close before the context
+  // (member order), and LINGER 0 drops what they still queue.
+  workers_.reset();
+  raft_.reset();
+  storage_.reset();
+}
+
+Status Node::Start() {
+  Status s = ClaimDataDir(cfg_);
+  if (!s.ok()) return s;
+
+  storage::StorageOptions opts;
+  s = storage::NodeStorage::Open(storage::Env::Posix(), cfg_.data_dir, opts, &storage_);
+  if (!s.ok()) return s;
+  group_storage_ = storage_->Group(kDefaultGroup);
+
+  raft::Snapshot snap;
+  s = group_storage_->GetSnapshot(&snap);
+  if (!s.ok()) return s;
+  if (!snap.IsEmpty()) {
+    s = sm_.Restore(snap.data);
+    if (!s.ok()) return Status::Corruption("snapshot at " + std::to_string(snap.meta.index) +
+                                           " does not decode: " + s.message());
+    last_snapshot_index_ = snap.meta.index;
+  }
+  applied_ = sm_.applied_index();
+  digest_ = sm_.Digest();
+  keys_ = sm_.size();
+  handed_to_workers_ = snap.meta.index;
+
+  raft::Config rc;
+  rc.id = cfg_.id;
+  rc.group = kDefaultGroup;
+  for (const auto& entry : cfg_.peers) rc.peers.push_back(entry.first);
+  rc.storage = group_storage_;
+  rc.applied = snap.meta.index;
+  rc.election_tick = cfg_.election_ticks;
+  rc.heartbeat_tick = cfg_.heartbeat_ticks;
+  rc.seed = std::random_device{}();
+  raft_ = std::make_unique<raft::Raft>(rc);
+  if (!raft_->status().ok()) return raft_->status();
+
+  try {
+    for (zmq::socket_t* sock : {&client_, &raft_in_, &pub_}) sock->set(zmq::sockopt::linger, 0);
+    client_.set(zmq::sockopt::maxmsgsize, MaxClientFrame(limits_));
+    client_.set(zmq::sockopt::sndhwm, 100000);
+    client_.set(zmq::sockopt::rcvhwm, 100000);
+    raft_in_.set(zmq::sockopt::rcvhwm, 100000);
+    const std::string client_ep = "tcp://" + cfg_.listen_host + ":" + std::to_string(cfg_.client_port());
+    const std::string raft_ep = "tcp://" + cfg_.listen_host + ":" + std::to_string(cfg_.raft_port);
+    const std::string pub_ep = "tcp://" + cfg_.listen_host + ":" + std::to_string(cfg_.pub_port);
+    for (auto [sock, ep] : {std::pair{&client_, client_ep}, std::pair{&raft_in_, raft_ep},
+                            std::pair{&pub_, pub_ep}}) {
+      try {
+        sock->bind(ep);
+      } catch (const zmq::error_t& e) {
+        return Status::InvalidArgument("cannot listen on " + ep + ": " + e.what());
+      }
+    }
+    for (const auto& [node, hp] : cfg_.peers) {
+      if (node == cfg_.id) continue;
+      zmq::socket_t out(ctx_, zmq::socket_type::dealer);
+      out.set(zmq::sockopt::linger, 0);
+      out.set(zmq::sockopt::sndhwm, 10000);
+      // Do not queue for a peer that is down: Raft resends what matters.
+      out.set(zmq::sockopt::immediate, true);
+      out.set(zmq::sockopt::reconnect_ivl, 100);
+      out.set(zmq::sockopt::reconnect_ivl_max, 1000);
+      out.connect(cfg_.RaftEndpoint(node));
+      raft_out_.emplace(node, std::move(out));
+    }
+  } catch (const zmq::error_t& e) {
+    return Status::IOError(std::string("zeromq: ") + e.what());
+  }
+  events_ = std::make_unique<net::Publisher>(&pub_, cfg_.id);
+
+  s = loop_.Init();
+  if (s.ok()) s = loop_.WatchZmq(client_.get(zmq::sockopt::fd), [this] { return DrainClients(); });
+  if (s.ok()) s = loop_.WatchZmq(raft_in_.get(zmq::sockopt::fd), [this] { return DrainPeers(); });
+  if (s.ok()) s = loop_.AddTimer(std::chrono::milliseconds(cfg_.tick_ms), [this] { Tick(); });
+  if (!s.ok()) return s;
+  loop_.AfterEachRound([this] { ProcessReady(); });
+  workers_ = std::make_unique<WorkerPool>(cfg_.workers);
+
+  KV_LOG(kInfo) << "node " << cfg_.id << " serving clients on " << cfg_.self().ToString()
+                << ", raft on port " << cfg_.raft_port << ", events on port " << cfg_.pub_port
+                << ", data in " << cfg_.data_dir << "; log " << group_storage_->FirstIndex()
+                << ".." << group_storage_->LastIndex() << ", snapshot at "
+                << last_snapshot_index_;
+  if (!cfg_.fsync) {
+    KV_LOG(kWarn) << "fsync is OFF: acknowledged writes can be lost if the machine crashes";
+  }
+  return Status::OK();
+}
+
+Status Node::Run() {
+  // Replays committed entries after a restart before serving anything.
+  ProcessReady();
+  loop_.Run();
+  KV_LOG(kInfo) << "node " << cfg_.id << " stopping";
+  return fatal_;
+}
+
+// ---------------------------------------------------------------------------
+// Clients
+
+bool Node::DrainClients() {
+  bool found = false;
+  while (client_.get(zmq::sockopt::events) & ZMQ_POLLIN) {
+    std::vector<zmq::message_t> frames;
+    try {
+      if (!zmq::recv_multipart(client_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+        break;
+      }
+    } catch (const zmq::error_t& e) {
+      KV_LOG(kWarn) << "client socket: " << e.what();
+      break;
+    }
+    found = true;
+    Pending p;
+    p.routing = frames[0].to_string();
+    if (frames.size() == 3 && frames[1].size() == 0) {
+      p.delimiter = true;
+      HandleRequest(std::move(p), frames[2].to_string_view());
+    } else if (frames.size() == 2) {
+      HandleRequest(std::move(p), frames[1].to_string_view());
+    } else {
+      if (ShouldLog(++bad_requests_)) {
+        KV_LOG(kWarn) << "client request with " << frames.size() - 1 << " frames refused ("
+                      << bad_requests_ << " bad requests so far)";
+      }
+      net::ClientReply reply;
+      reply.status = net::ReplyStatus::kError;
+      reply.error = "a request is one msgpack frame (after an empty delimiter for REQ sockets)";
+      Reply(p, reply);
+    }
+  }
+  return found;
+}
+
+void Node::HandleRequest(Pending p, std::string_view payload) {
+  net::ClientRequest req;
+  bool id_known = false;
+  Status s = net::DecodeClientRequest(payload, limits_, &req, &id_known);
+  p.id = id_known ? req.id : 0;
+  if (!s.ok()) {
+    if (ShouldLog(++bad_requests_)) {
+      KV_LOG(kWarn) << "bad client request: " << s.message() << " (" << bad_requests_
+                    << " so far)";
+    }
+    net::ClientReply reply;
+    reply.status = net::ReplyStatus::kError;
+    reply.error = s.message();
+    Reply(p, reply);
+    return;
+  }
+  switch (req.op) {
+    case net::ClientOp::kStatus:
+      ReplyStatus(p);
+      return;
+    case net::ClientOp::kGet:
+      p.key = std::move(req.key);
+      if (req.stale) {
+        ReadOnWorker(0, {std::move(p)});
+      } else if (raft_->role() != raft::Role::kLeader) {
+        RedirectOrUnavailable(p);
+      } else {
+        read_batch_.push_back(std::move(p));
+      }
+      return;
+    case net::ClientOp::kPut:
+    case net::ClientOp::kDelete:
+    case net::ClientOp::kCas:
+      break;
+  }
+  if (raft_->role() != raft::Role::kLeader) {
+    RedirectOrUnavailable(p);
+    return;
+  }
+  Command cmd;
+  cmd.op = req.op == net::ClientOp::kPut      ? OpType::kPut
+           : req.op == net::ClientOp::kDelete ? OpType::kDelete
+                                              : OpType::kCas;
+  cmd.key = std::move(req.key);
+  cmd.value = std::move(req.value);
+  cmd.has_expect = req.has_expect;
+  cmd.expect = std::move(req.expect);
+  cmd.client = req.client;
+  cmd.seq = req.seq;
+  raft::Index index = 0;
+  s = raft_->Propose(cmd.Encode(), &index, &p.term);
+  if (!s.ok()) {
+    net::ClientReply reply;
+    reply.status = net::ReplyStatus::kUnavailable;
+    reply.error = s.message();
+    Reply(p, reply);
+    return;
+  }
+  pending_writes_.emplace(index, std::move(p));
+}
+
+void Node::RedirectOrUnavailable(const Pending& p) {
+  net::ClientReply reply;
+  const raft::NodeId leader = raft_->leader();
+  auto it = cfg_.peers.find(leader);
+  if (leader != raft::kNoNode && leader != cfg_.id && it != cfg_.peers.end()) {
+    reply.status = net::ReplyStatus::kRedirect;
+    reply.leader = it->second.ToString();
+  } else {
+    reply.status = net::ReplyStatus::kUnavailable;
+    reply.error = "no leader known; retry";
+  }
+  Reply(p, reply);
+}
+
+void Node::ServeRead(const Pending& p, Outgoing* out) {
+  net::ClientReply reply;
+  reply.id = p.id;
+  if (sm_.Get(p.key, &reply.value)) {
+    reply.has_value = true;
+  } else {
+    reply.status = net::ReplyStatus::kNotFound;
+  }
+  out->replies.emplace_back(p, net::EncodeClientReply(reply));
+}
+
+void Node::Reply(const Pending& p, const net::ClientReply& reply) {
+  net::ClientReply r = reply;
+  r.id = p.id;
+  ReplyRaw(p, net::EncodeClientReply(r));
+}
+
+void Node::ReplyRaw(const Pending& p, const std::string& bytes) {
+  try {
+    client_.send(zmq::buffer(p.routing), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    if (p.delimiter) {
+      client_.send(zmq::message_t(), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    }
+    client_.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t& e) {
+    // The client went away or its queue is full: its request times out.
+    KV_LOG(kDebug) << "reply dropped: " << e.what();
+  }
+}
+
+void Node::ReplyStatus(const Pending& p) {
+  NodeStatus st;
+  st.node = cfg_.id;
+  st.role = raft::RoleName(raft_->role());
+  st.term = raft_->term();
+  st.leader = raft_->leader();
+  auto leader = cfg_.peers.find(st.leader);
+  if (leader != cfg_.peers.end()) st.leader_address = leader->second.ToString();
+  st.commit = raft_->commit();
+  st.applied = applied_;
+  st.last_index = raft_->last_index();
+  st.snapshot_index = raft_->snapshot_index();
+  st.event_seq = events_->seq();
+  st.digest = digest_;
+  st.keys = keys_;
+  for (const auto& [node, hp] : cfg_.peers) st.members[node] = hp.ToString();
+  const raft::ConfState cs = raft_->conf_state();
+  st.voters = cs.voters;
+  st.learners = cs.learners;
+  ReplyRaw(p, net::EncodeStatusReply(p.id, st));
+}
+
+// ---------------------------------------------------------------------------
+// Peers
+
+bool Node::DrainPeers() {
+  bool found = false;
+  while (raft_in_.get(zmq::sockopt::events) & ZMQ_POLLIN) {
+    std::vector<zmq::message_t> frames;
+    try {
+      if (!zmq::recv_multipart(raft_in_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+        break;
+      }
+    } catch (const zmq::error_t& e) {
+      KV_LOG(kWarn) << "raft socket: " << e.what();
+      break;
+    }
+    found = true;
+    raft::Message m;
+    Status s = frames.size() == 2 ? net::DecodeRaftMessage(frames[1].to_string_view(), &m)
+                                  : Status::InvalidArgument("expected one frame");
+    if (s.ok()) s = raft_->Step(m);
+    if (!s.ok() && ShouldLog(++bad_peer_messages_)) {
+      KV_LOG(kWarn) << "dropped a peer message: " << s.message() << " ("
+                    << bad_peer_messages_ << " so far)";
+    }
+  }
+  return found;
+}
+
+void Node::SendRaft(const std::vector<raft::Message>& msgs) {
+  for (const raft::Message& m : msgs) {
+    auto it = raft_out_.find(m.to);
+    bool sent = false;
+    if (it != raft_out_.end()) {
+      const std::string bytes = net::EncodeRaftMessage(m);
+      try {
+        sent = it->second.send(zmq::buffer(bytes), zmq::send_flags::dontwait).has_value();
+      } catch (const zmq::error_t& e) {
+        KV_LOG(kDebug) << "send to " << m.to << ": " << e.what();
+      }
+    }
+    if (!sent) raft_->ReportUnreachable(m.to);
+    // The whole snapshot went out in one message; the follower's answer, or
+    // its silence and a later probe, tells the leader how it went.
+    if (m.type == raft::MessageType::kSnapshot) raft_->ReportSnapshot(m.to, sent);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Raft
+
+void Node::Tick() {
+  raft_->Tick();
+  if (raft_->commit() != published_commit_) {
+    // Progress events at most once a tick, however many entries commit.
+    published_commit_ = raft_->commit();
+    events_->Publish("commit", {{"term", raft_->term()},
+                                {"commit", published_commit_},
+                                {"applied", applied_.load()}});
+  }
+}
+
+void Node::OnRoleChange(const raft::SoftState& ss) {
+  events_->Publish("role", {{"role", std::string(raft::RoleName(ss.role))},
+                            {"term", raft_->term()},
+                            {"leader", ss.leader}});
+  KV_LOG(kInfo) << "node " << cfg_.id << " is " << raft::RoleName(ss.role) << " in term "
+                << raft_->term() << ", leader " << ss.leader;
+  if (ss.role != raft::Role::kLeader) FailPendingOnStepDown();
+}
+
+void Node::FailPendingOnStepDown() {
+  // Writes that may still commit (or not) under the next leader: their fate
+  // is unknown. Those already committed are answered when applied.
+  for (auto it = pending_writes_.upper_bound(raft_->commit()); it != pending_writes_.end();) {
+    net::ClientReply reply;
+    reply.status = net::ReplyStatus::kUnknown;
+    reply.error = "leadership lost before the write committed; it may or may not take effect";
+    Reply(it->second, reply);
+    it = pending_writes_.erase(it);
+  }
+  // Reads not yet confirmed by a quorum were never executed.
+  net::ClientReply unavailable;
+  unavailable.status = net::ReplyStatus::kUnavailable;
+  unavailable.error = "leadership lost; retry";
+  for (const Pending& p : read_batch_) Reply(p, unavailable);
+  read_batch_.clear();
+  for (const auto& entry : reads_by_context_) {
+    for (const Pending& p : entry.second) Reply(p, unavailable);
+  }
+  reads_by_context_.clear();
+}
+
+void Node::ProcessReady() {
+  if (!fatal_.ok()) return;
+  if (!read_batch_.empty()) {
+    // One ReadIndex round confirms every read that arrived in this round.
+    const std::string ctx = std::to_string(++read_context_);
+    if (raft_->ReadIndex(ctx).ok()) {
+      reads_by_context_[ctx] = std::move(read_batch_);
+    } else {
+      for (const Pending& p : read_batch_) RedirectOrUnavailable(p);
+    }
+    read_batch_.clear();
+  }
+  while (raft_->HasReady()) {
+    raft::Ready rd = raft_->GetReady();
+    if (rd.soft_state) OnRoleChange(*rd.soft_state);
+    SendRaft(rd.messages);
+    Status s;
+    if (rd.snapshot) {
+      s = storage_->InstallSnapshot(kDefaultGroup, *rd.snapshot);
+      if (s.ok()) {
+        const raft::SnapshotMeta meta = rd.snapshot->meta;
+        last_snapshot_index_ = handed_to_workers_ = meta.index;
+        workers_->Post(kStrand, [this, data = std::move(rd.snapshot->data), meta] {
+          Status rs = sm_.Restore(data);
+          if (!rs.ok()) {
+            // The leader's snapshot does not decode: this replica cannot go on.
+            KV_LOG(kFatal) << "snapshot " << meta.index << " from the leader: " << rs.ToString();
+          }
+          PublishProgress();
+          Outgoing out;
+          out.events.push_back({"snapshot", {{"event", std::string("installed")},
+                                             {"index", meta.index},
+                                             {"term", meta.term}}});
+          loop_.Post([this, out = std::move(out)]() mutable { Deliver(std::move(out)); });
+        });
+      }
+    }
+    storage::WriteBatch batch;
+    if (!rd.entries.empty()) batch.AppendEntries(kDefaultGroup, rd.entries);
+    if (rd.hard_state) batch.SetHardState(kDefaultGroup, *rd.hard_state);
+    if (s.ok() && !batch.empty()) {
+      s = storage_->wal()->Write(&batch);
+      if (s.ok()) s = storage_->ApplyWritten(batch);
+    }
+    if (!s.ok()) {
+      // The WAL's error is sticky: without durable storage this node must not
+      // acknowledge or vote again. Stop rather than pretend.
+      fatal_ = s;
+      KV_LOG(kError) << "node " << cfg_.id << ": storage failed, stopping: " << s.ToString();
+      loop_.Stop();
+      return;
+    }
+    SendRaft(rd.persisted_messages);
+    if (!rd.committed_entries.empty()) {
+      // The clients waiting on these indexes go along with the entries.
+      std::vector<std::pair<raft::Index, Pending>> writes;
+      const raft::Index last = rd.committed_entries.back().index;
+      for (const raft::Entry& e : rd.committed_entries) {
+        if (e.type != raft::EntryType::kConfChange) continue;
+        // The core applies membership changes at commit: its configuration
+        // is current here.
+        const raft::ConfState cs = raft_->conf_state();
+        events_->Publish("membership",
+                         {{"index", e.index},
+                          {"voters", static_cast<uint64_t>(cs.voters.size())},
+                          {"learners", static_cast<uint64_t>(cs.learners.size())}});
+      }
+      while (!pending_writes_.empty() && pending_writes_.begin()->first <= last) {
+        writes.emplace_back(pending_writes_.begin()->first,
+                            std::move(pending_writes_.begin()->second));
+        pending_writes_.erase(pending_writes_.begin());
+      }
+      handed_to_workers_ = last;
+      workers_->Post(kStrand, [this, entries = std::move(rd.committed_entries),
+                               writes = std::move(writes)]() mutable {
+        ApplyOnWorker(entries, std::move(writes));
+      });
+    }
+    for (const raft::ReadState& rs : rd.read_states) {
+      auto it = reads_by_context_.find(rs.context);
+      if (it == reads_by_context_.end()) continue;
+      ReadOnWorker(rs.index, std::move(it->second));
+      reads_by_context_.erase(it);
+    }
+    raft_->Advance(rd);
+  }
+  MaybeSnapshot();
+}
+
+void Node::ApplyOnWorker(const std::vector<raft::Entry>& entries,
+                         std::vector<std::pair<raft::Index, Pending>> writes) {
+  Outgoing out;
+  auto write = writes.begin();
+  for (const raft::Entry& e : entries) {
+    ApplyResult result = ApplyResult::kOk;
+    if (e.type == raft::EntryType::kConfChange) {
+      sm_.Skip(e.index);
+    } else if (e.data.empty()) {
+      sm_.Skip(e.index);
+    } else {
+      Command cmd;
+      Status s = Command::Decode(e.data, &cmd);
+      if (!s.ok()) {
+        KV_LOG(kError) << "entry " << e.index << " holds no valid command; skipped";
+        sm_.Skip(e.index);
+      } else {
+        bool duplicate = false;
+        result = sm_.Apply(e.index, cmd, &duplicate);
+        if (!duplicate && result == ApplyResult::kOk) {
+          out.events.push_back({cmd.op == OpType::kDelete ? "kv.del" : "kv.put",
+                                {{"key", cmd.key},
+                                 {"index", e.index},
+                                 {"size", static_cast<uint64_t>(cmd.value.size())}}});
+        }
+      }
+    }
+    // Answer the client that proposed this index, if it was us.
+    for (; write != writes.end() && write->first <= e.index; ++write) {
+      net::ClientReply reply;
+      reply.id = write->second.id;
+      if (write->first == e.index && write->second.term == e.term) {
+        reply.status = ReplyFor(result);
+      } else {
+        // Another leader's entry took this index: ours was never committed.
+        reply.status = net::ReplyStatus::kUnavailable;
+        reply.error = "leadership changed before the write committed; it was not executed";
+      }
+      out.replies.emplace_back(std::move(write->second), net::EncodeClientReply(reply));
+    }
+  }
+  while (!reads_waiting_apply_.empty() &&
+         reads_waiting_apply_.begin()->first <= sm_.applied_index()) {
+    ServeRead(reads_waiting_apply_.begin()->second, &out);
+    reads_waiting_apply_.erase(reads_waiting_apply_.begin());
+  }
+  PublishProgress();
+  loop_.Post([this, out = std::move(out)]() mutable { Deliver(std::move(out)); });
+}
+
+void Node::ReadOnWorker(raft::Index index, std::vector<Pending> reads) {
+  workers_->Post(kStrand, [this, index, reads = std::move(reads)]() mutable {
+    Outgoing out;
+    for (Pending& p : reads) {
+      if (sm_.applied_index() >= index) {
+        ServeRead(p, &out);
+      } else {
+        reads_waiting_apply_.emplace(index, std::move(p));
+      }
+    }
+    if (!out.replies.empty()) {
+      loop_.Post([this, out = std::move(out)]() mutable { Deliver(std::move(out)); });
+    }
+  });
+}
+
+void Node::PublishProgress() {
+  applied_ = sm_.applied_index();
+  digest_ = sm_.Digest();
+  keys_ = sm_.size();
+}
+
+void Node::Deliver(Outgoing out) {
+  for (const auto& [p, bytes] : out.replies) ReplyRaw(p, bytes);
+  for (const auto& [topic, fields] : out.events) events_->Publish(topic, fields);
+}
+
+void Node::MaybeSnapshot() {
+  // Only once everything committed is with the strand, so that the
+  // configuration we record matches the data the strand will copy.
+  const raft::Index index = handed_to_workers_;
+  if (snapshot_in_progress_ || index < last_snapshot_index_ + cfg_.snapshot_entries ||
+      index != raft_->commit()) {
+    return;
+  }
+  snapshot_in_progress_ = true;
+  workers_->Post(kStrand, [this, index, conf = raft_->conf_state()] {
+    // The strand has applied exactly up to `index` here.
+    std::string data = sm_.Serialize();
+    loop_.Post([this, index, conf, data = std::move(data)]() mutable {
+      snapshot_in_progress_ = false;
+      // On failure too: the next try comes after another snapshot_entries.
+      last_snapshot_index_ = std::max(last_snapshot_index_, index);
+      Status s = storage_->CreateSnapshot(kDefaultGroup, index, conf, std::move(data));
+      if (!s.ok()) {
+        KV_LOG(kWarn) << "snapshot at " << index << " not taken: " << s.ToString();
+        return;
+      }
+      events_->Publish("snapshot", {{"event", std::string("taken")}, {"index", index}});
+      KV_LOG(kInfo) << "node " << cfg_.id << " took a snapshot at " << index;
+    });
+  });
+}
+
+}  // namespace kv::node

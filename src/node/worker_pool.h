@@ -1,0 +1,42 @@
+// WorkerPool: threads that run tasks in strands. Tasks posted to one strand
+// run one at a time, in the order posted; different strands run in parallel.
+// A node uses one strand per Raft group: each group's entries are applied in
+// log order, groups side by side.
+// Thread safety: Post may be called from any thread.
+#pragma once
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace kv::node {
+
+class WorkerPool {
+ public:
+  explicit WorkerPool(int threads);
+  // Runs every task already posted, then joins the threads.
+  ~WorkerPool();
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  void Post(uint64_t strand, std::function<void()> task);
+
+ private:
+  void Work();
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, std::deque<std::function<void()>>> queues_;  // guarded by mu_
+  std::deque<uint64_t> runnable_;  // strands with tasks and no running worker; guarded by mu_
+  std::map<uint64_t, bool> running_;                              // guarded by mu_
+  bool stopping_ = false;                                         // guarded by mu_
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace kv::node
