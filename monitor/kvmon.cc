@@ -1,0 +1,414 @@
+// kvmon: a live terminal monitor of a kvstore cluster.
+//
+// Joins each node like the ZeroMQ guide's Clone pattern: subscribe to its
+// event stream (PUB port = client port + 2000) first, then ask its status,
+// and drop events at or below the status's event_seq. Status is re-polled
+// twice a second (it also tells a node is down: no answer within 2 s).
+// Redraws at most ten times a second however many events arrive.
+//
+// Keys: q quits, p pauses the display, arrow keys / PgUp / PgDn scroll the
+// event log. `kvmon --once` prints one table and exits (for scripts).
+#include <locale.h>
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+
+#define MSGPACK_NO_BOOST
+#include <msgpack.hpp>
+
+#include "kvstore/client.h"
+#include "kvstore/node_status.h"
+#include "net/codec.h"
+
+// Last: ncurses defines macros (OK, ERR) that clash with our names.
+#include <ncurses.h>
+#undef OK
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kPubPortOffset = 2000;
+constexpr auto kStatusEvery = std::chrono::milliseconds(500);
+constexpr auto kDownAfter = std::chrono::milliseconds(2000);
+constexpr size_t kSparkWidth = 24;
+
+struct NodeView {
+  std::string endpoint;
+  bool up = false;
+  bool ever_up = false;
+  kv::NodeStatus status;
+  uint64_t joined_seq = 0;  // events at or below this are already in `status`
+  Clock::time_point last_heard{};
+  Clock::time_point last_status_sent{};
+  uint64_t status_request = 0;
+  uint64_t prev_applied = 0;
+  Clock::time_point prev_sample{};
+  double ops = 0;
+  std::deque<double> spark;
+  zmq::socket_t dealer;
+};
+
+std::vector<std::string> SplitEndpoints(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    if (item.find(':') == std::string::npos) item = "127.0.0.1:" + item;
+    out.push_back(item);
+  }
+  return out;
+}
+
+std::string PubEndpoint(const std::string& client_endpoint) {
+  const size_t colon = client_endpoint.rfind(':');
+  const int port = std::stoi(client_endpoint.substr(colon + 1)) + kPubPortOffset;
+  return "tcp://" + client_endpoint.substr(0, colon) + ":" + std::to_string(port);
+}
+
+std::string Now() {
+  const std::time_t t = std::time(nullptr);
+  char buf[16];
+  std::strftime(buf, sizeof buf, "%H:%M:%S", std::localtime(&t));
+  return buf;
+}
+
+class Monitor {
+ public:
+  Monitor(std::vector<std::string> endpoints) : sub_(ctx_, zmq::socket_type::sub) {
+    sub_.set(zmq::sockopt::linger, 0);
+    sub_.set(zmq::sockopt::subscribe, "");
+    for (const auto& ep : endpoints) {
+      NodeView v;
+      v.endpoint = ep;
+      v.dealer = zmq::socket_t(ctx_, zmq::socket_type::dealer);
+      v.dealer.set(zmq::sockopt::linger, 0);
+      v.dealer.connect("tcp://" + ep);
+      // Subscribe before asking for status: the Clone pattern's order.
+      sub_.connect(PubEndpoint(ep));
+      nodes_.push_back(std::move(v));
+    }
+  }
+
+  // Polls sockets for up to `wait`; returns whether anything changed.
+  bool Poll(std::chrono::milliseconds wait);
+  void Log(const std::string& line) {
+    log_.push_back(Now() + "  " + line);
+    if (log_.size() > 1000) log_.pop_front();
+  }
+  const std::vector<NodeView>& nodes() const { return nodes_; }
+  const std::deque<std::string>& log() const { return log_; }
+  bool AllAnswered() const {
+    for (const auto& n : nodes_) {
+      if (!n.ever_up) return false;
+    }
+    return true;
+  }
+
+ private:
+  void RequestStatus(NodeView& n);
+  void OnStatus(NodeView& n, const std::string& bytes);
+  void OnEvent(const std::string& topic, const std::string& body);
+
+  zmq::context_t ctx_{1};
+  zmq::socket_t sub_;
+  std::vector<NodeView> nodes_;
+  std::deque<std::string> log_;
+  uint64_t next_id_ = 1;
+};
+
+void Monitor::RequestStatus(NodeView& n) {
+  kv::net::ClientRequest req;
+  req.op = kv::net::ClientOp::kStatus;
+  req.id = n.status_request = next_id_++;
+  n.last_status_sent = Clock::now();
+  const std::string bytes = kv::net::EncodeClientRequest(req);
+  (void)n.dealer.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+}
+
+void Monitor::OnStatus(NodeView& n, const std::string& bytes) {
+  kv::NodeStatus st;
+  uint64_t id = 0;
+  if (!kv::net::DecodeStatusReply(bytes, &id, &st).ok() || id != n.status_request) return;
+  const auto now = Clock::now();
+  if (!n.up) Log("node " + std::to_string(st.node) + " (" + n.endpoint + ") " +
+                 (n.ever_up ? "is back" : "is up"));
+  if (n.up && st.leader != n.status.leader && st.leader != 0) {
+    Log("node " + std::to_string(st.node) + " sees leader " + std::to_string(st.leader) +
+        " in term " + std::to_string(st.term));
+  }
+  if (n.prev_sample != Clock::time_point{}) {
+    const double secs = std::chrono::duration<double>(now - n.prev_sample).count();
+    if (secs > 0 && st.applied >= n.prev_applied) n.ops = (st.applied - n.prev_applied) / secs;
+    n.spark.push_back(n.ops);
+    if (n.spark.size() > kSparkWidth) n.spark.pop_front();
+  }
+  n.prev_applied = st.applied;
+  n.prev_sample = now;
+  n.status = st;
+  n.joined_seq = std::max(n.joined_seq, st.event_seq);
+  n.up = n.ever_up = true;
+  n.last_heard = now;
+}
+
+void Monitor::OnEvent(const std::string& topic, const std::string& body) {
+  msgpack::object_handle oh;
+  std::map<std::string, msgpack::object> f;
+  try {
+    oh = msgpack::unpack(body.data(), body.size());
+    if (oh.get().type != msgpack::type::MAP) return;
+    for (uint32_t i = 0; i < oh.get().via.map.size; ++i) {
+      const auto& kv = oh.get().via.map.ptr[i];
+      if (kv.key.type == msgpack::type::STR) f[kv.key.as<std::string>()] = kv.val;
+    }
+  } catch (const std::exception&) {
+    return;
+  }
+  auto num = [&](const char* k) -> uint64_t {
+    auto it = f.find(k);
+    return it != f.end() && it->second.type == msgpack::type::POSITIVE_INTEGER
+               ? it->second.via.u64
+               : 0;
+  };
+  auto str = [&](const char* k) -> std::string {
+    auto it = f.find(k);
+    return it != f.end() && it->second.type == msgpack::type::STR ? it->second.as<std::string>()
+                                                                  : "";
+  };
+  const uint64_t node = num("node");
+  NodeView* n = nullptr;
+  for (auto& v : nodes_) {
+    if (v.status.node == node) n = &v;
+  }
+  if (n == nullptr || num("seq") <= n->joined_seq) return;  // not joined yet, or already known
+  n->joined_seq = num("seq");
+  n->last_heard = Clock::now();
+  if (topic == "role") {
+    n->status.role = str("role");
+    n->status.term = num("term");
+    n->status.leader = num("leader");
+    Log("node " + std::to_string(node) + " is " + n->status.role + " in term " +
+        std::to_string(n->status.term) +
+        (n->status.leader ? ", leader " + std::to_string(n->status.leader) : ""));
+  } else if (topic == "commit") {
+    n->status.term = num("term");
+    n->status.commit = num("commit");
+    n->status.applied = std::max(n->status.applied, num("applied"));
+  } else if (topic == "snapshot") {
+    Log("node " + std::to_string(node) + ": snapshot " + str("event") + " at index " +
+        std::to_string(num("index")));
+  } else if (topic == "membership") {
+    Log("node " + std::to_string(node) + " applied a membership change at " +
+        std::to_string(num("index")) + ": " + std::to_string(num("voters")) + " voters, " +
+        std::to_string(num("learners")) + " learners");
+  }
+}
+
+bool Monitor::Poll(std::chrono::milliseconds wait) {
+  const auto now = Clock::now();
+  for (auto& n : nodes_) {
+    if (now - n.last_status_sent >= kStatusEvery) RequestStatus(n);
+    if (n.up && now - n.last_heard > kDownAfter) {
+      n.up = false;
+      n.ops = 0;
+      Log("node " + std::to_string(n.status.node) + " (" + n.endpoint + ") is DOWN");
+    }
+  }
+  std::vector<zmq::pollitem_t> items;
+  items.push_back({static_cast<void*>(sub_), 0, ZMQ_POLLIN, 0});
+  for (auto& n : nodes_) items.push_back({static_cast<void*>(n.dealer), 0, ZMQ_POLLIN, 0});
+  zmq::poll(items.data(), items.size(), wait);
+  bool changed = false;
+  // Drain everything waiting: a flood of events is summarised, never queued.
+  zmq::message_t topic, body;
+  while (sub_.recv(topic, zmq::recv_flags::dontwait)) {
+    if (!topic.more() || !sub_.recv(body, zmq::recv_flags::dontwait)) continue;
+    OnEvent(topic.to_string(), body.to_string());
+    changed = true;
+  }
+  for (auto& n : nodes_) {
+    zmq::message_t msg;
+    while (n.dealer.recv(msg, zmq::recv_flags::dontwait)) {
+      OnStatus(n, msg.to_string());
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+std::string Sparkline(const std::deque<double>& samples) {
+  static const char* kBars[] = {" ", "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
+  double top = 1;
+  for (double s : samples) top = std::max(top, s);
+  std::string out;
+  for (double s : samples) out += kBars[static_cast<int>(s / top * 8 + 0.5)];
+  // printf pads by bytes, not columns: pad here to the full width.
+  out.append(kSparkWidth - std::min(kSparkWidth, samples.size()), ' ');
+  return out;
+}
+
+void PrintTable(const Monitor& m, bool json) {
+  if (json) std::printf("[");
+  bool first = true;
+  if (!json) {
+    std::printf("%-4s %-21s %-13s %6s %6s %10s %10s %8s %10s %s\n", "ID", "ADDRESS", "ROLE",
+                "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "KEYS", "STATE");
+  }
+  uint64_t leader_commit = 0;
+  for (const auto& n : m.nodes()) {
+    if (n.up && n.status.role == "leader") leader_commit = n.status.commit;
+  }
+  for (const auto& n : m.nodes()) {
+    const auto& s = n.status;
+    const uint64_t lag = leader_commit > s.applied ? leader_commit - s.applied : 0;
+    if (json) {
+      std::printf("%s{\"endpoint\":\"%s\",\"up\":%s,\"id\":%llu,\"role\":\"%s\",\"term\":%llu,"
+                  "\"leader\":%llu,\"commit\":%llu,\"applied\":%llu,\"lag\":%llu,\"keys\":%llu}",
+                  first ? "" : ",", n.endpoint.c_str(), n.up ? "true" : "false",
+                  (unsigned long long)s.node, s.role.c_str(), (unsigned long long)s.term,
+                  (unsigned long long)s.leader, (unsigned long long)s.commit,
+                  (unsigned long long)s.applied, (unsigned long long)lag,
+                  (unsigned long long)s.keys);
+    } else if (n.up) {
+      std::printf("%-4llu %-21s %-13s %6llu %6llu %10llu %10llu %8llu %10llu %s\n",
+                  (unsigned long long)s.node, n.endpoint.c_str(), s.role.c_str(),
+                  (unsigned long long)s.term, (unsigned long long)s.leader,
+                  (unsigned long long)s.commit, (unsigned long long)s.applied,
+                  (unsigned long long)lag, (unsigned long long)s.keys, "up");
+    } else {
+      std::printf("%-4s %-21s %-13s %6s %6s %10s %10s %8s %10s %s\n", "-", n.endpoint.c_str(), "-",
+                  "-", "-", "-", "-", "-", "-", "DOWN");
+    }
+    first = false;
+  }
+  if (json) std::printf("]\n");
+}
+
+void Draw(const Monitor& m, bool paused, int scroll) {
+  erase();
+  int rows = 0, cols = 0;
+  getmaxyx(stdscr, rows, cols);
+  (void)cols;
+  attron(A_BOLD);
+  mvprintw(0, 0, "kvmon  %s  %s   q quit  p pause  arrows scroll", Now().c_str(),
+           paused ? "[PAUSED]" : "");
+  mvprintw(2, 0, "%-4s %-21s %-13s %6s %6s %10s %10s %8s %9s  %-24s %s", "ID", "ADDRESS", "ROLE",
+           "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "OPS/S", "THROUGHPUT", "STATE");
+  attroff(A_BOLD);
+  uint64_t leader_commit = 0;
+  for (const auto& n : m.nodes()) {
+    if (n.up && n.status.role == "leader") leader_commit = n.status.commit;
+  }
+  int y = 3;
+  for (const auto& n : m.nodes()) {
+    const auto& s = n.status;
+    if (!n.up) {
+      attron(A_DIM);
+      mvprintw(y++, 0, "%-4s %-21s %-13s %6s %6s %10s %10s %8s %9s  %-24s %s",
+               n.ever_up ? std::to_string(s.node).c_str() : "-", n.endpoint.c_str(), "-", "-",
+               "-", "-", "-", "-", "-", "", "DOWN");
+      attroff(A_DIM);
+      continue;
+    }
+    const uint64_t lag = leader_commit > s.applied ? leader_commit - s.applied : 0;
+    if (s.role == "leader") attron(A_BOLD);
+    mvprintw(y++, 0, "%-4llu %-21s %-13s %6llu %6llu %10llu %10llu %8llu %9.0f  %s %s",
+             (unsigned long long)s.node, n.endpoint.c_str(), s.role.c_str(),
+             (unsigned long long)s.term, (unsigned long long)s.leader,
+             (unsigned long long)s.commit, (unsigned long long)s.applied,
+             (unsigned long long)lag, n.ops, Sparkline(n.spark).c_str(), "up");
+    if (s.role == "leader") attroff(A_BOLD);
+  }
+  y++;
+  attron(A_BOLD);
+  mvprintw(y++, 0, "Events");
+  attroff(A_BOLD);
+  const auto& log = m.log();
+  const int room = rows - y;
+  const int total = static_cast<int>(log.size());
+  const int newest = std::max(0, total - 1 - scroll);
+  for (int i = 0; i < room && newest - i >= 0; ++i) {
+    mvprintw(y + i, 0, "%s", log[newest - i].c_str());
+  }
+  refresh();
+}
+
+volatile sig_atomic_t g_stop = 0;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kvmon: live monitor of a kvstore cluster (events on each node's PORT+2000)."};
+  std::string endpoints = "127.0.0.1:8080,127.0.0.1:8081,127.0.0.1:8082";
+  bool once = false, json = false;
+  int wait_ms = 3000;
+  app.add_option("--endpoints", endpoints, "Comma-separated client host:port of the members")
+      ->capture_default_str();
+  app.add_flag("--once", once, "Print one table and exit");
+  app.add_flag("--json", json, "With --once: print JSON");
+  app.add_option("--wait-ms", wait_ms, "With --once: how long to wait for every node to answer")
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  const auto eps = SplitEndpoints(endpoints);
+  if (eps.empty()) {
+    std::fprintf(stderr, "kvmon: --endpoints is empty\n");
+    return 2;
+  }
+  Monitor m(eps);
+
+  if (once || json) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(wait_ms);
+    while (!m.AllAnswered() && Clock::now() < deadline) m.Poll(std::chrono::milliseconds(50));
+    PrintTable(m, json);
+    bool any = false;
+    for (const auto& n : m.nodes()) any = any || n.up;
+    return any ? 0 : 3;
+  }
+
+  signal(SIGINT, [](int) { g_stop = 1; });
+  signal(SIGTERM, [](int) { g_stop = 1; });
+  setlocale(LC_ALL, "");
+  initscr();
+  cbreak();
+  noecho();
+  keypad(stdscr, TRUE);
+  nodelay(stdscr, TRUE);
+  curs_set(0);
+  m.Log("watching " + std::to_string(eps.size()) + " nodes");
+  bool paused = false;
+  int scroll = 0;
+  auto last_draw = Clock::time_point{};
+  bool dirty = true;
+  while (!g_stop) {
+    dirty |= m.Poll(std::chrono::milliseconds(50));
+    const int ch = getch();
+    if (ch == 'q' || ch == 'Q') break;
+    if (ch == 'p' || ch == 'P') paused = !paused, dirty = true;
+    if (ch == KEY_UP) scroll++, dirty = true;
+    if (ch == KEY_DOWN) scroll = std::max(0, scroll - 1), dirty = true;
+    if (ch == KEY_PPAGE) scroll += 10, dirty = true;
+    if (ch == KEY_NPAGE) scroll = std::max(0, scroll - 10), dirty = true;
+    if (ch == KEY_RESIZE) dirty = true;
+    const auto now = Clock::now();
+    if (dirty && !paused && now - last_draw >= std::chrono::milliseconds(100)) {
+      Draw(m, paused, scroll);
+      last_draw = now;
+      dirty = false;
+    }
+  }
+  endwin();
+  return 0;
+}

@@ -1,0 +1,240 @@
+#include "kvstore/client.h"
+
+#include <algorithm>
+#include <random>
+#include <thread>
+
+#include <zmq.hpp>
+
+#include "net/codec.h"
+
+namespace kv::client {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Code CodeFor(net::ReplyStatus s) {
+  switch (s) {
+    case net::ReplyStatus::kOk: return Code::kOk;
+    case net::ReplyStatus::kNotFound: return Code::kNotFound;
+    case net::ReplyStatus::kCasFailed: return Code::kCasFailed;
+    case net::ReplyStatus::kUnavailable: return Code::kUnavailable;
+    case net::ReplyStatus::kUnknown: return Code::kUnknown;
+    case net::ReplyStatus::kRedirect:
+    case net::ReplyStatus::kError: break;
+  }
+  return Code::kError;
+}
+
+}  // namespace
+
+const char* CodeName(Code code) {
+  switch (code) {
+    case Code::kOk: return "OK";
+    case Code::kNotFound: return "NOT_FOUND";
+    case Code::kCasFailed: return "CAS_FAILED";
+    case Code::kUnavailable: return "UNAVAILABLE";
+    case Code::kUnknown: return "UNKNOWN";
+    case Code::kError: return "ERROR";
+  }
+  return "?";
+}
+
+struct Client::Impl {
+  explicit Impl(Options o) : opt(std::move(o)), endpoints(opt.endpoints) {}
+
+  Options opt;
+  zmq::context_t ctx{1};
+  std::map<std::string, zmq::socket_t> sockets;  // endpoint -> DEALER
+  std::vector<std::string> endpoints;
+  std::string leader;
+  size_t cursor = 0;  // where to look next when no leader is known
+  uint64_t next_id = 1;
+  uint64_t seq = 0;
+
+  zmq::socket_t& Socket(const std::string& endpoint) {
+    auto it = sockets.find(endpoint);
+    if (it != sockets.end()) return it->second;
+    zmq::socket_t s(ctx, zmq::socket_type::dealer);
+    s.set(zmq::sockopt::linger, 0);
+    s.connect("tcp://" + endpoint);
+    return sockets.emplace(endpoint, std::move(s)).first->second;
+  }
+
+  // Forgets a socket, and whatever it still had queued for a node that did
+  // not answer.
+  void Drop(const std::string& endpoint) { sockets.erase(endpoint); }
+
+  std::string NextEndpoint() {
+    if (!leader.empty()) return leader;
+    return endpoints[cursor++ % endpoints.size()];
+  }
+
+  // Sends the request to `endpoint` and waits until `until` for the reply
+  // with its id. False if none came.
+  bool Exchange(const std::string& endpoint, const net::ClientRequest& req,
+                Clock::time_point until, std::string* reply) {
+    zmq::socket_t& s = Socket(endpoint);
+    const std::string bytes = net::EncodeClientRequest(req);
+    try {
+      if (!s.send(zmq::buffer(bytes), zmq::send_flags::dontwait)) {
+        Drop(endpoint);
+        return false;
+      }
+      while (true) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+        if (left.count() <= 0) break;
+        zmq::pollitem_t item{static_cast<void*>(s), 0, ZMQ_POLLIN, 0};
+        zmq::poll(&item, 1, left);
+        if (!(item.revents & ZMQ_POLLIN)) continue;
+        zmq::message_t msg;
+        if (!s.recv(msg, zmq::recv_flags::dontwait)) continue;
+        // Replies to earlier attempts may still arrive: match by id.
+        net::ClientReply peek;
+        uint64_t id = 0;
+        NodeStatus ignored;
+        if (req.op == net::ClientOp::kStatus) {
+          if (!net::DecodeStatusReply(msg.to_string_view(), &id, &ignored).ok()) id = 0;
+        } else if (net::DecodeClientReply(msg.to_string_view(), &peek).ok()) {
+          id = peek.id;
+        }
+        if (id == req.id) {
+          *reply = msg.to_string();
+          return true;
+        }
+      }
+    } catch (const zmq::error_t&) {
+    }
+    Drop(endpoint);
+    return false;
+  }
+
+  Result Run(net::ClientRequest req, Client* owner) {
+    const bool write = req.op != net::ClientOp::kGet;
+    if (write) {
+      req.client = owner->client_id_;
+      req.seq = ++seq;
+    }
+    const Clock::time_point deadline = Clock::now() + opt.timeout;
+    auto backoff = std::chrono::milliseconds(5);
+    bool maybe_delivered = false;
+    std::string last_error = "no answer from any node";
+    std::string target = NextEndpoint();
+    while (Clock::now() < deadline) {
+      req.id = next_id++;
+      const Clock::time_point until = std::min(deadline, Clock::now() + opt.attempt_timeout);
+      std::string bytes;
+      const bool answered = Exchange(target, req, until, &bytes);
+      if (!answered) {
+        maybe_delivered = maybe_delivered || write;
+        last_error = "no answer from " + target;
+        leader.clear();
+        target = NextEndpoint();
+        continue;
+      }
+      net::ClientReply reply;
+      if (!net::DecodeClientReply(bytes, &reply).ok()) {
+        return Result{Code::kError, {}, "malformed reply from " + target};
+      }
+      switch (reply.status) {
+        case net::ReplyStatus::kRedirect:
+          owner->redirects_++;
+          leader = reply.leader;
+          if (std::find(endpoints.begin(), endpoints.end(), leader) == endpoints.end()) {
+            endpoints.push_back(leader);
+          }
+          target = leader;
+          continue;
+        case net::ReplyStatus::kUnknown:
+          // With a session the retry is safe: the cluster applies it once.
+          maybe_delivered = true;
+          last_error = reply.error;
+          break;
+        case net::ReplyStatus::kUnavailable:
+          last_error = reply.error;
+          leader.clear();
+          break;
+        default: {
+          Result r{CodeFor(reply.status), std::move(reply.value), std::move(reply.error)};
+          return r;
+        }
+      }
+      // UNAVAILABLE or UNKNOWN: back off, then ask again (the next node when
+      // no leader is known).
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      std::this_thread::sleep_for(std::min(backoff, std::max(left, std::chrono::milliseconds(0))));
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(200));
+      target = NextEndpoint();
+    }
+    if (maybe_delivered) {
+      return Result{Code::kUnknown, {},
+                    "deadline passed; the write may or may not take effect (" + last_error + ")"};
+    }
+    return Result{Code::kUnavailable, {}, last_error};
+  }
+};
+
+Client::Client(Options options) {
+  if (options.endpoints.empty()) options.endpoints.push_back("127.0.0.1:8080");
+  client_id_ = options.client_id;
+  if (client_id_ == 0) {
+    std::random_device rd;
+    client_id_ = (static_cast<uint64_t>(rd()) << 32 | rd()) | 1;
+  }
+  impl_ = std::make_unique<Impl>(std::move(options));
+}
+
+Client::~Client() = default;
+
+std::string Client::leader() const { return impl_->leader; }
+
+Result Client::Put(const std::string& key, const std::string& value) {
+  net::ClientRequest req;
+  req.op = net::ClientOp::kPut;
+  req.key = key;
+  req.value = value;
+  return impl_->Run(std::move(req), this);
+}
+
+Result Client::Get(const std::string& key, bool stale) {
+  net::ClientRequest req;
+  req.op = net::ClientOp::kGet;
+  req.key = key;
+  req.stale = stale;
+  return impl_->Run(std::move(req), this);
+}
+
+Result Client::Delete(const std::string& key) {
+  net::ClientRequest req;
+  req.op = net::ClientOp::kDelete;
+  req.key = key;
+  return impl_->Run(std::move(req), this);
+}
+
+Result Client::Cas(const std::string& key, const std::optional<std::string>& expect,
+                   const std::string& value) {
+  net::ClientRequest req;
+  req.op = net::ClientOp::kCas;
+  req.key = key;
+  req.value = value;
+  req.has_expect = expect.has_value();
+  if (expect) req.expect = *expect;
+  return impl_->Run(std::move(req), this);
+}
+
+NodeReport Client::Status(const std::string& endpoint) {
+  NodeReport out;
+  out.endpoint = endpoint;
+  net::ClientRequest req;
+  req.op = net::ClientOp::kStatus;
+  req.id = impl_->next_id++;
+  std::string bytes;
+  uint64_t id = 0;
+  out.reachable =
+      impl_->Exchange(endpoint, req, Clock::now() + impl_->opt.attempt_timeout, &bytes) &&
+      net::DecodeStatusReply(bytes, &id, &out.status).ok();
+  return out;
+}
+
+}  // namespace kv::client

@@ -1,0 +1,221 @@
+// kvctl: the kvstore command-line client.
+//
+//   kvctl put KEY VALUE | get KEY | del KEY | cas KEY EXPECTED NEW | status
+//
+// Exit codes: 0 success; 1 key not found (get, del) or compare failed (cas);
+// 2 usage error; 3 cluster unavailable, timeout, or a write whose fate is
+// unknown; 4 the server answered ERROR.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+
+#include "kvstore/client.h"
+
+namespace {
+
+std::vector<std::string> SplitEndpoints(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    // A bare port means 127.0.0.1:PORT.
+    if (item.find(':') == std::string::npos) item = "127.0.0.1:" + item;
+    out.push_back(item);
+  }
+  return out;
+}
+
+std::string Hex(const std::string& bytes) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c >= 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  return out + "\"";
+}
+
+int ExitCodeFor(kv::client::Code code) {
+  switch (code) {
+    case kv::client::Code::kOk: return 0;
+    case kv::client::Code::kNotFound:
+    case kv::client::Code::kCasFailed: return 1;
+    case kv::client::Code::kUnavailable:
+    case kv::client::Code::kUnknown: return 3;
+    case kv::client::Code::kError: return 4;
+  }
+  return 4;
+}
+
+struct Output {
+  bool json = false;
+  bool hex = false;
+};
+
+// Prints the outcome of a key operation and returns the exit code.
+int Report(const Output& out, const kv::client::Result& r, bool has_value) {
+  if (out.json) {
+    std::cout << "{\"status\":\"" << kv::client::CodeName(r.code) << "\"";
+    if (has_value && r.ok()) std::cout << ",\"value\":" << JsonString(r.value);
+    if (!r.error.empty()) std::cout << ",\"error\":" << JsonString(r.error);
+    std::cout << "}\n";
+  } else if (r.ok()) {
+    if (has_value) {
+      const std::string v = out.hex ? Hex(r.value) : r.value;
+      std::fwrite(v.data(), 1, v.size(), stdout);
+      if (out.hex || isatty(STDOUT_FILENO)) std::fputc('\n', stdout);
+    } else {
+      std::puts("OK");
+    }
+  } else {
+    std::fprintf(stderr, "kvctl: %s%s%s\n", kv::client::CodeName(r.code),
+                 r.error.empty() ? "" : ": ", r.error.c_str());
+  }
+  return ExitCodeFor(r.code);
+}
+
+int PrintStatus(const Output& out, kv::client::Client& client,
+                const std::vector<std::string>& endpoints) {
+  bool any = false;
+  if (!out.json) {
+    std::printf("%-21s %4s %-13s %6s %6s %10s %10s %10s %10s %s\n", "ENDPOINT", "ID", "ROLE",
+                "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "SNAPSHOT", "STATE");
+  } else {
+    std::cout << "[";
+  }
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    const kv::client::NodeReport rep = client.Status(endpoints[i]);
+    const kv::NodeStatus& s = rep.status;
+    any = any || rep.reachable;
+    if (out.json) {
+      std::cout << (i ? "," : "") << "{\"endpoint\":" << JsonString(rep.endpoint)
+                << ",\"reachable\":" << (rep.reachable ? "true" : "false");
+      if (rep.reachable) {
+        std::cout << ",\"id\":" << s.node << ",\"role\":" << JsonString(s.role)
+                  << ",\"term\":" << s.term << ",\"leader\":" << s.leader
+                  << ",\"commit\":" << s.commit << ",\"applied\":" << s.applied
+                  << ",\"last_index\":" << s.last_index
+                  << ",\"snapshot_index\":" << s.snapshot_index << ",\"keys\":" << s.keys
+                  << ",\"digest\":" << s.digest;
+      }
+      std::cout << "}";
+    } else if (rep.reachable) {
+      std::printf("%-21s %4llu %-13s %6llu %6llu %10llu %10llu %10llu %10llu %s\n",
+                  rep.endpoint.c_str(), static_cast<unsigned long long>(s.node), s.role.c_str(),
+                  static_cast<unsigned long long>(s.term),
+                  static_cast<unsigned long long>(s.leader),
+                  static_cast<unsigned long long>(s.commit),
+                  static_cast<unsigned long long>(s.applied),
+                  static_cast<unsigned long long>(s.last_index),
+                  static_cast<unsigned long long>(s.snapshot_index), "up");
+    } else {
+      std::printf("%-21s %4s %-13s %6s %6s %10s %10s %10s %10s %s\n", rep.endpoint.c_str(), "-",
+                  "-", "-", "-", "-", "-", "-", "-", "unreachable");
+    }
+  }
+  if (out.json) std::cout << "]\n";
+  return any ? 0 : 3;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kvctl: command-line client for a kvstore cluster.\n"
+               "Exit codes: 0 ok, 1 not found / compare failed, 2 usage, 3 unavailable or "
+               "timeout, 4 server error."};
+  app.require_subcommand(1);
+  app.fallthrough();  // global flags may follow the subcommand
+  const char* env = std::getenv("KVSTORE_ENDPOINTS");
+  std::string endpoints = env ? env : "127.0.0.1:8080,127.0.0.1:8081,127.0.0.1:8082";
+  int timeout_ms = 5000;
+  Output out;
+  bool stale = false;
+  app.add_option("--endpoints", endpoints,
+                 "Comma-separated host:port of cluster members (env KVSTORE_ENDPOINTS)")
+      ->capture_default_str();
+  app.add_option("--timeout", timeout_ms, "Deadline per operation in milliseconds")
+      ->capture_default_str();
+  app.add_flag("--json", out.json, "Print results as JSON");
+  app.add_flag("--hex", out.hex, "Print values as hex");
+
+  std::string key, value, expected;
+  bool absent = false;
+  auto* put = app.add_subcommand("put", "Set KEY to VALUE");
+  put->add_option("key", key)->required();
+  put->add_option("value", value)->required();
+  auto* get = app.add_subcommand("get", "Print the value of KEY (linearizable unless --stale)");
+  get->add_option("key", key)->required();
+  get->add_flag("--stale", stale, "Read from any node without a quorum check");
+  auto* del = app.add_subcommand("del", "Delete KEY");
+  del->add_option("key", key)->required();
+  auto* cas = app.add_subcommand("cas", "Set KEY to NEW only if it is EXPECTED now");
+  cas->add_option("key", key)->required();
+  cas->add_option("expected", expected, "Expected current value (omit with --absent)");
+  cas->add_option("new", value, "New value");
+  cas->add_flag("--absent", absent, "Only if KEY does not exist (then give KEY NEW)");
+  auto* status = app.add_subcommand("status", "One row per endpoint: role, term, indexes");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  if (cas->parsed()) {
+    // CLI11 fills positionals in order: with --absent the two given are KEY NEW.
+    if (absent && cas->count("new") == 0 && cas->count("expected") == 1) {
+      value = expected;
+      expected.clear();
+    } else if (cas->count("new") == 0 || (absent && cas->count("expected") != 0)) {
+      std::fprintf(stderr, "kvctl: cas needs KEY EXPECTED NEW (or --absent KEY NEW)\n");
+      return 2;
+    }
+  }
+
+  kv::client::Options opts;
+  opts.endpoints = SplitEndpoints(endpoints);
+  if (opts.endpoints.empty()) {
+    std::fprintf(stderr, "kvctl: --endpoints is empty\n");
+    return 2;
+  }
+  opts.timeout = std::chrono::milliseconds(timeout_ms);
+  opts.attempt_timeout = std::min(opts.timeout, std::chrono::milliseconds(1000));
+  kv::client::Client client(opts);
+
+  if (put->parsed()) return Report(out, client.Put(key, value), false);
+  if (get->parsed()) return Report(out, client.Get(key, stale), true);
+  if (del->parsed()) return Report(out, client.Delete(key), false);
+  if (cas->parsed()) {
+    std::optional<std::string> expect;
+    if (!absent) expect = expected;
+    return Report(out, client.Cas(key, expect, value), false);
+  }
+  if (status->parsed()) return PrintStatus(out, client, opts.endpoints);
+  return 2;
+}

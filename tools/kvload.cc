@@ -1,0 +1,576 @@
+// kvload: a multithreaded load generator for kvstore.
+//
+//   kvload 8080 4 10000          4 threads x 10000 writes at 127.0.0.1:8080
+//   kvload --threads 8 --pipeline 16 --duration 30 --read-ratio 0.5
+//
+// Each thread owns its ZeroMQ connections and keeps --pipeline requests in
+// flight on each. Every in-flight slot has its own session (client id), so a
+// write retried after REDIRECT, UNAVAILABLE, UNKNOWN or a timeout keeps its
+// sequence number and is applied exactly once. Latency is measured from the
+// intended send time (with --rate, the fixed arrival schedule), so a stall
+// shows in the percentiles instead of silently delaying later requests.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <thread>
+#include <zmq.hpp>
+
+#include "histogram.h"
+#include "kvstore/client.h"
+#include "net/codec.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using kv::net::ClientOp;
+using kv::net::ReplyStatus;
+
+uint64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+struct Settings {
+  std::vector<std::string> endpoints;
+  int threads = 4;
+  int connections = 1;  // per thread
+  int pipeline = 1;     // in flight per connection
+  uint64_t requests = 0;  // per thread; 0 = use duration
+  double duration_s = 10;
+  uint64_t keys = 100000;
+  std::string key_dist = "uniform";
+  size_t value_size = 100;
+  double read_ratio = 0;
+  bool stale_reads = false;
+  double rate = 0;  // total ops/s; 0 = closed loop
+  bool json = false;
+  uint64_t seed = 1;
+  bool verify = false;
+  std::string history_path;
+  int request_timeout_ms = 2000;
+};
+
+// Zipf over [0, n) with exponent 0.99, by inverse CDF on a precomputed table.
+class KeyChooser {
+ public:
+  KeyChooser(const Settings& s) : n_(s.keys), zipf_(s.key_dist == "zipf") {
+    if (!zipf_) return;
+    cdf_.resize(n_);
+    double sum = 0;
+    for (uint64_t i = 0; i < n_; ++i) {
+      sum += 1.0 / std::pow(static_cast<double>(i + 1), 0.99);
+      cdf_[i] = sum;
+    }
+    for (double& c : cdf_) c /= sum;
+  }
+  uint64_t Next(std::mt19937_64& rng) const {
+    if (!zipf_) return rng() % n_;
+    const double u = std::uniform_real_distribution<double>(0, 1)(rng);
+    return static_cast<uint64_t>(std::lower_bound(cdf_.begin(), cdf_.end(), u) - cdf_.begin());
+  }
+
+ private:
+  uint64_t n_;
+  bool zipf_;
+  std::vector<double> cdf_;
+};
+
+std::string KeyName(uint64_t k) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "key%012llu", static_cast<unsigned long long>(k));
+  return buf;
+}
+
+// One operation as the history records it (Jepsen/Knossos style).
+struct HistoryWriter {
+  std::mutex mu;
+  std::ofstream out;
+  void Write(int process, const char* type, ClientOp op, const std::string& key,
+             const std::string* value, uint64_t time_ns) {
+    std::lock_guard<std::mutex> lock(mu);
+    out << "{\"process\":" << process << ",\"type\":\"" << type << "\",\"f\":\""
+        << (op == ClientOp::kGet ? "get" : "put") << "\",\"key\":\"" << key << "\",\"value\":";
+    if (value) {
+      out << "\"" << *value << "\"";
+    } else {
+      out << "null";
+    }
+    out << ",\"time\":" << time_ns << "}\n";
+  }
+};
+
+// What --verify needs of each acknowledged write.
+struct WriteRecord {
+  std::string value;
+  uint64_t invoke_ns = 0;
+  uint64_t ack_ns = 0;  // 0 = never acknowledged (fate unknown)
+};
+
+struct ThreadResult {
+  kv::tools::Histogram latency;
+  std::map<std::string, uint64_t> outcomes;
+  uint64_t redirects = 0;
+  uint64_t retries = 0;
+  std::map<std::string, std::vector<WriteRecord>> writes;  // for --verify
+};
+
+struct Shared {
+  std::atomic<uint64_t> done{0};
+  std::atomic<uint64_t> errors{0};
+  std::atomic<bool> stop{false};
+  std::atomic<int> next_process{0};
+  HistoryWriter* history = nullptr;
+};
+
+class Worker {
+ public:
+  Worker(const Settings& s, int index, std::string leader, const KeyChooser& keys, Shared* shared,
+         zmq::context_t* ctx)
+      : s_(s), index_(index), target_(std::move(leader)), keys_(keys), shared_(shared), ctx_(ctx),
+        rng_(s.seed * 7919 + index) {}
+
+  ThreadResult Run();
+
+ private:
+  struct Slot {
+    uint64_t client = 0;
+    uint64_t seq = 0;
+    int process = 0;  // history process id; a new one after an unknown outcome
+    int conn = 0;
+    bool busy = false;
+    uint64_t request_id = 0;
+    ClientOp op = ClientOp::kGet;
+    std::string key;
+    std::string value;
+    uint64_t intended_ns = 0;
+    uint64_t invoke_ns = 0;
+    uint64_t sent_ns = 0;
+  };
+
+  void Connect();
+  void Issue(Slot& slot, uint64_t intended_ns);
+  void Send(Slot& slot);
+  void Complete(Slot& slot, const std::string& outcome, bool ok_for_history,
+                const std::string* read_value);
+  void OnReply(const kv::net::ClientReply& r);
+
+  const Settings& s_;
+  int index_;
+  std::string target_;
+  const KeyChooser& keys_;
+  Shared* shared_;
+  zmq::context_t* ctx_;
+  std::mt19937_64 rng_;
+  std::vector<zmq::socket_t> conns_;
+  std::vector<Slot> slots_;
+  std::map<uint64_t, size_t> by_request_;  // request id -> slot
+  uint64_t next_request_ = 1;
+  uint64_t issued_ = 0;
+  ThreadResult result_;
+};
+
+void Worker::Connect() {
+  conns_.clear();
+  for (int c = 0; c < s_.connections; ++c) {
+    zmq::socket_t sock(*ctx_, zmq::socket_type::dealer);
+    sock.set(zmq::sockopt::linger, 0);
+    sock.connect("tcp://" + target_);
+    conns_.push_back(std::move(sock));
+  }
+}
+
+void Worker::Issue(Slot& slot, uint64_t intended_ns) {
+  issued_++;
+  slot.busy = true;
+  slot.intended_ns = intended_ns;
+  slot.invoke_ns = NowNs();
+  slot.key = KeyName(keys_.Next(rng_));
+  const bool read = std::uniform_real_distribution<double>(0, 1)(rng_) < s_.read_ratio;
+  slot.op = read ? ClientOp::kGet : ClientOp::kPut;
+  if (!read) {
+    slot.seq++;
+    // Unique per write, so that --verify and the history can tell writes apart.
+    std::string v = std::to_string(slot.client) + "-" + std::to_string(slot.seq) + "-";
+    if (v.size() < s_.value_size) v.append(s_.value_size - v.size(), 'x');
+    slot.value = std::move(v);
+    if (s_.verify) result_.writes[slot.key].push_back(WriteRecord{slot.value, slot.invoke_ns, 0});
+  }
+  if (shared_->history) {
+    shared_->history->Write(slot.process, "invoke", slot.op, slot.key, read ? nullptr : &slot.value,
+                            slot.invoke_ns);
+  }
+  Send(slot);
+}
+
+void Worker::Send(Slot& slot) {
+  kv::net::ClientRequest req;
+  req.id = next_request_++;
+  req.op = slot.op;
+  req.key = slot.key;
+  if (slot.op == ClientOp::kPut) {
+    req.value = slot.value;
+    req.client = slot.client;
+    req.seq = slot.seq;
+  }
+  req.stale = s_.stale_reads;
+  by_request_.erase(slot.request_id);
+  slot.request_id = req.id;
+  by_request_[req.id] = static_cast<size_t>(&slot - slots_.data());
+  slot.sent_ns = NowNs();
+  const std::string bytes = kv::net::EncodeClientRequest(req);
+  (void)conns_[slot.conn].send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+}
+
+void Worker::Complete(Slot& slot, const std::string& outcome, bool ok_for_history,
+                      const std::string* read_value) {
+  const uint64_t now = NowNs();
+  result_.latency.Record(now - slot.intended_ns);
+  result_.outcomes[outcome]++;
+  if (outcome != "OK" && outcome != "NOT_FOUND") shared_->errors++;
+  if (s_.verify && slot.op == ClientOp::kPut && outcome == "OK") {
+    for (auto& w : result_.writes[slot.key]) {
+      if (w.value == slot.value) w.ack_ns = now;
+    }
+  }
+  if (shared_->history) {
+    const char* type = ok_for_history ? "ok" : "info";
+    const std::string* v = slot.op == ClientOp::kGet ? read_value : &slot.value;
+    shared_->history->Write(slot.process, type, slot.op, slot.key, v, now);
+    // A process whose operation's outcome is unknown never completes it.
+    if (!ok_for_history) slot.process = shared_->next_process++;
+  }
+  by_request_.erase(slot.request_id);
+  slot.busy = false;
+  shared_->done++;
+}
+
+void Worker::OnReply(const kv::net::ClientReply& r) {
+  auto it = by_request_.find(r.id);
+  if (it == by_request_.end()) return;  // an answer to an attempt we gave up on
+  Slot& slot = slots_[it->second];
+  switch (r.status) {
+    case ReplyStatus::kOk:
+      Complete(slot, "OK", true, &r.value);
+      return;
+    case ReplyStatus::kNotFound:
+      Complete(slot, "NOT_FOUND", true, nullptr);
+      return;
+    case ReplyStatus::kRedirect:
+      result_.redirects++;
+      if (r.leader != target_) {
+        target_ = r.leader;
+        Connect();
+        for (Slot& other : slots_) {
+          if (other.busy) Send(other);
+        }
+      } else {
+        Send(slot);
+      }
+      return;
+    case ReplyStatus::kUnavailable:
+    case ReplyStatus::kUnknown:
+      // Not executed, or unknown: the same session and seq make a resend safe.
+      result_.retries++;
+      Send(slot);
+      return;
+    case ReplyStatus::kCasFailed:
+    case ReplyStatus::kError:
+      Complete(slot, kv::net::ReplyStatusName(r.status), true, nullptr);
+      return;
+  }
+}
+
+ThreadResult Worker::Run() {
+  Connect();
+  const int total_slots = s_.connections * s_.pipeline;
+  slots_.resize(total_slots);
+  for (int i = 0; i < total_slots; ++i) {
+    // Distinct per slot and per run; the top bit keeps it non-zero.
+    slots_[i].client = ((s_.seed << 40) ^ (static_cast<uint64_t>(index_) << 20) ^
+                        static_cast<uint64_t>(i + 1) ^ (NowNs() << 1)) |
+                       (1ULL << 63);
+    slots_[i].process = shared_->next_process++;
+    slots_[i].conn = i % s_.connections;
+  }
+  const uint64_t start = NowNs();
+  const uint64_t end = s_.requests ? UINT64_MAX : start + static_cast<uint64_t>(s_.duration_s * 1e9);
+  const double per_thread_rate = s_.rate / s_.threads;
+  const uint64_t interval_ns = per_thread_rate > 0 ? static_cast<uint64_t>(1e9 / per_thread_rate) : 0;
+  uint64_t next_intended = start;
+  std::vector<zmq::pollitem_t> items;
+  while (true) {
+    const uint64_t now = NowNs();
+    const bool more = s_.requests ? issued_ < s_.requests : now < end;
+    bool any_busy = false;
+    for (Slot& slot : slots_) {
+      if (!slot.busy && more && !shared_->stop && (s_.requests == 0 || issued_ < s_.requests)) {
+        if (interval_ns == 0) {
+          Issue(slot, NowNs());
+        } else if (now >= next_intended) {
+          Issue(slot, next_intended);
+          next_intended += interval_ns;
+        }
+      }
+      if (slot.busy && slot.sent_ns + static_cast<uint64_t>(s_.request_timeout_ms) * 1000000 < now) {
+        // No answer: resend (same seq). The node may be down: try the others.
+        result_.retries++;
+        target_ = s_.endpoints[(rng_() % s_.endpoints.size())];
+        Connect();
+        for (Slot& other : slots_) {
+          if (other.busy) Send(other);
+        }
+      }
+      any_busy = any_busy || slot.busy;
+    }
+    if (!any_busy && (!more || shared_->stop)) break;
+    items.clear();
+    for (auto& c : conns_) items.push_back({static_cast<void*>(c), 0, ZMQ_POLLIN, 0});
+    const long wait_ms = interval_ns ? 1 : 100;
+    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(wait_ms));
+    for (size_t c = 0; c < conns_.size(); ++c) {
+      if (!(items[c].revents & ZMQ_POLLIN)) continue;
+      zmq::message_t msg;
+      while (c < conns_.size() && conns_[c].recv(msg, zmq::recv_flags::dontwait)) {
+        kv::net::ClientReply reply;
+        if (kv::net::DecodeClientReply(msg.to_string_view(), &reply).ok()) OnReply(reply);
+      }
+    }
+  }
+  return std::move(result_);
+}
+
+// Reads back every key written and checks that its value is one the history
+// allows: the last acknowledged write, or a write not acknowledged before
+// that one was invoked. Returns the number of violations.
+uint64_t Verify(const Settings& s, const std::map<std::string, std::vector<WriteRecord>>& writes,
+                uint64_t* checked) {
+  kv::client::Options opts;
+  opts.endpoints = s.endpoints;
+  opts.timeout = std::chrono::milliseconds(10000);
+  kv::client::Client client(opts);
+  uint64_t lost = 0;
+  *checked = 0;
+  for (const auto& [key, list] : writes) {
+    const WriteRecord* last_acked = nullptr;
+    for (const auto& w : list) {
+      if (w.ack_ns && (!last_acked || w.ack_ns > last_acked->ack_ns)) last_acked = &w;
+    }
+    if (!last_acked) continue;
+    (*checked)++;
+    kv::client::Result r = client.Get(key);
+    bool allowed = false;
+    if (r.ok()) {
+      for (const auto& w : list) {
+        if (w.value == r.value && (&w == last_acked || w.ack_ns == 0 ||
+                                   w.ack_ns > last_acked->invoke_ns)) {
+          allowed = true;
+        }
+      }
+    }
+    if (!allowed) {
+      lost++;
+      if (lost <= 10) {
+        std::fprintf(stderr, "kvload: LOST WRITE: key %s should hold \"%s\" (or a later value) "
+                     "but read %s \"%s\"\n", key.c_str(), last_acked->value.c_str(),
+                     kv::client::CodeName(r.code), r.value.c_str());
+      }
+    }
+  }
+  return lost;
+}
+
+std::vector<std::string> SplitEndpoints(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    if (item.find(':') == std::string::npos) item = "127.0.0.1:" + item;
+    out.push_back(item);
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kvload: multithreaded load generator for kvstore.\n"
+               "Positional form, as the prototype: kvload PORT THREADS REQUESTS"};
+  Settings s;
+  int port = 0;
+  std::string endpoints = "127.0.0.1:8080,127.0.0.1:8081,127.0.0.1:8082";
+  app.add_option("port", port, "Positional: connect at 127.0.0.1:PORT");
+  app.add_option("threads_pos", s.threads, "Positional: threads");
+  app.add_option("requests_pos", s.requests, "Positional: requests per thread");
+  app.add_option("--endpoints", endpoints, "Comma-separated host:port of members")
+      ->capture_default_str();
+  app.add_option("--threads", s.threads, "Client threads")->capture_default_str();
+  app.add_option("--connections", s.connections, "Connections per thread")->capture_default_str();
+  app.add_option("--pipeline", s.pipeline, "Requests in flight per connection")
+      ->capture_default_str();
+  app.add_option("--requests", s.requests, "Requests per thread (instead of --duration)");
+  app.add_option("--duration", s.duration_s, "Seconds to run")->capture_default_str();
+  app.add_option("--keys", s.keys, "Key space size")->capture_default_str();
+  app.add_option("--key-dist", s.key_dist, "uniform or zipf")
+      ->check(CLI::IsMember({"uniform", "zipf"}))
+      ->capture_default_str();
+  app.add_option("--value-size", s.value_size, "Value bytes")->capture_default_str();
+  app.add_option("--read-ratio", s.read_ratio, "Fraction of gets, 0..1")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_flag("--stale-reads", s.stale_reads, "Gets skip the linearizable check");
+  app.add_option("--rate", s.rate, "Open loop: total requests per second (0 = closed loop)")
+      ->capture_default_str();
+  app.add_option("--timeout-ms", s.request_timeout_ms, "Resend a request unanswered this long")
+      ->capture_default_str();
+  app.add_flag("--json", s.json, "Print the summary as JSON");
+  app.add_option("--seed", s.seed, "Random seed")->capture_default_str();
+  app.add_flag("--verify", s.verify,
+               "After the load, read back every key written and report lost writes (exit 1)");
+  app.add_option("--history", s.history_path, "Record every operation as JSON lines");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  if (port != 0) {
+    endpoints = "127.0.0.1:" + std::to_string(port);
+    if (s.requests == 0) s.requests = 1000;
+  }
+  s.endpoints = SplitEndpoints(endpoints);
+  if (s.endpoints.empty() || s.threads < 1 || s.connections < 1 || s.pipeline < 1 ||
+      s.keys == 0) {
+    std::fprintf(stderr, "kvload: need endpoints, and threads, connections, pipeline, keys >= 1\n");
+    return 2;
+  }
+
+  // Find the leader once, so that the load starts where it belongs.
+  std::string leader = s.endpoints[0];
+  {
+    kv::client::Options opts;
+    opts.endpoints = s.endpoints;
+    kv::client::Client probe(opts);
+    for (const auto& ep : s.endpoints) {
+      kv::client::NodeReport rep = probe.Status(ep);
+      if (rep.reachable && !rep.status.leader_address.empty()) {
+        leader = rep.status.leader_address;
+        break;
+      }
+    }
+  }
+
+  Shared shared;
+  HistoryWriter history;
+  if (!s.history_path.empty()) {
+    history.out.open(s.history_path);
+    if (!history.out) {
+      std::fprintf(stderr, "kvload: cannot write %s\n", s.history_path.c_str());
+      return 2;
+    }
+    shared.history = &history;
+  }
+  const KeyChooser keys(s);
+  zmq::context_t ctx(2);
+  std::vector<ThreadResult> results(s.threads);
+  std::vector<std::thread> threads;
+  const auto start = Clock::now();
+  for (int t = 0; t < s.threads; ++t) {
+    threads.emplace_back([&, t] {
+      Worker w(s, t, leader, keys, &shared, &ctx);
+      results[t] = w.Run();
+    });
+  }
+  const bool tty = isatty(STDERR_FILENO);
+  std::thread progress([&] {
+    uint64_t last = 0;
+    int ticks = 0;
+    while (!shared.stop) {
+      for (int i = 0; i < 10 && !shared.stop; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      ticks++;
+      const uint64_t done = shared.done;
+      const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+      if (tty) {
+        std::fprintf(stderr, "\r%7.1fs  %10llu ops  %9.0f ops/s  %llu errors   ", elapsed,
+                     static_cast<unsigned long long>(done), static_cast<double>(done - last),
+                     static_cast<unsigned long long>(shared.errors.load()));
+      } else if (ticks % 5 == 0) {
+        std::fprintf(stderr, "%.0fs %llu ops %.0f ops/s %llu errors\n", elapsed,
+                     static_cast<unsigned long long>(done), static_cast<double>(done - last),
+                     static_cast<unsigned long long>(shared.errors.load()));
+      }
+      last = done;
+    }
+  });
+  for (auto& th : threads) th.join();
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  shared.stop = true;
+  progress.join();
+  if (tty) std::fputc('\n', stderr);
+
+  ThreadResult total;
+  for (auto& r : results) {
+    total.latency.Add(r.latency);
+    for (const auto& [k, v] : r.outcomes) total.outcomes[k] += v;
+    total.redirects += r.redirects;
+    total.retries += r.retries;
+    for (auto& [key, list] : r.writes) {
+      auto& dst = total.writes[key];
+      dst.insert(dst.end(), list.begin(), list.end());
+    }
+  }
+  const uint64_t ops = total.latency.count();
+  auto us = [&](double q) { return total.latency.Quantile(q) / 1000.0; };
+  uint64_t lost = 0, checked = 0;
+  if (s.verify) lost = Verify(s, total.writes, &checked);
+
+  if (s.json) {
+    std::printf("{\"ops\":%llu,\"seconds\":%.3f,\"ops_per_sec\":%.1f,\"latency_us\":{\"p50\":%.1f,"
+                "\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},\"redirects\":%llu,"
+                "\"retries\":%llu,\"outcomes\":{",
+                static_cast<unsigned long long>(ops), elapsed, ops / elapsed, us(0.5), us(0.9),
+                us(0.99), us(0.999), total.latency.max() / 1000.0,
+                static_cast<unsigned long long>(total.redirects),
+                static_cast<unsigned long long>(total.retries));
+    bool first = true;
+    for (const auto& [k, v] : total.outcomes) {
+      std::printf("%s\"%s\":%llu", first ? "" : ",", k.c_str(), static_cast<unsigned long long>(v));
+      first = false;
+    }
+    std::printf("}");
+    if (s.verify) {
+      std::printf(",\"verify\":{\"keys_checked\":%llu,\"lost\":%llu}",
+                  static_cast<unsigned long long>(checked), static_cast<unsigned long long>(lost));
+    }
+    std::printf("}\n");
+  } else {
+    std::printf("ops: %llu in %.2f s = %.0f ops/s (%d threads x %d connections x %d pipeline)\n",
+                static_cast<unsigned long long>(ops), elapsed, ops / elapsed, s.threads,
+                s.connections, s.pipeline);
+    std::printf("latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", us(0.5),
+                us(0.9), us(0.99), us(0.999), total.latency.max() / 1000.0);
+    std::printf("outcomes:");
+    for (const auto& [k, v] : total.outcomes) {
+      std::printf(" %s %llu", k.c_str(), static_cast<unsigned long long>(v));
+    }
+    std::printf("; redirects followed %llu, retries %llu\n",
+                static_cast<unsigned long long>(total.redirects),
+                static_cast<unsigned long long>(total.retries));
+    if (s.verify) {
+      std::printf("verify: %llu keys checked, %llu lost writes\n",
+                  static_cast<unsigned long long>(checked), static_cast<unsigned long long>(lost));
+    }
+  }
+  return lost ? 1 : 0;
+}
