@@ -92,14 +92,19 @@ Status Unpack(std::string_view bytes, msgpack::object_handle* oh) {
 // entries: [[term, index, type, data], ...]
 // snapshot: nil or [index, term, [voters], [learners], data]
 
-std::string EncodeRaftMessage(const raft::Message& m) {
+namespace {
+
+// The 14 fields of a message; a chunk adds [offset, total] after them and
+// carries only its slice of the snapshot data.
+std::string EncodePeerFrame(const raft::Message& m, std::string_view snapshot_data,
+                            const SnapshotChunk* chunk) {
   std::string out;
-  size_t reserve = 64 + m.context.size() + m.snapshot.data.size();
+  size_t reserve = 80 + m.context.size() + snapshot_data.size();
   for (const auto& e : m.entries) reserve += e.data.size() + 24;
   out.reserve(reserve);
   StringBuffer buf(&out);
   Packer pk(buf);
-  pk.pack_array(14);
+  pk.pack_array(chunk ? 16 : 14);
   pk.pack_uint64(kPeerCodecVersion);
   pk.pack_uint8(static_cast<uint8_t>(m.type));
   pk.pack_uint64(m.group);
@@ -133,19 +138,36 @@ std::string EncodeRaftMessage(const raft::Message& m) {
     pk.pack_uint64(s.meta.term);
     pk.pack(s.meta.conf.voters);
     pk.pack(s.meta.conf.learners);
-    PackBytes(pk, s.data);
+    PackBytes(pk, snapshot_data);
+  }
+  if (chunk) {
+    pk.pack_uint64(chunk->offset);
+    pk.pack_uint64(chunk->total);
   }
   return out;
 }
 
-Status DecodeRaftMessage(std::string_view bytes, raft::Message* m) {
+}  // namespace
+
+std::string EncodeRaftMessage(const raft::Message& m) {
+  return EncodePeerFrame(m, m.snapshot.data, nullptr);
+}
+
+std::string EncodeSnapshotChunk(const raft::Message& m, uint64_t offset, size_t size) {
+  const SnapshotChunk chunk{offset, m.snapshot.data.size()};
+  return EncodePeerFrame(m, std::string_view(m.snapshot.data).substr(offset, size), &chunk);
+}
+
+Status DecodeRaftMessage(std::string_view bytes, raft::Message* m, SnapshotChunk* chunk) {
   msgpack::object_handle oh;
   Status s = Unpack(bytes, &oh);
   if (!s.ok()) return s;
   const msgpack::object& o = oh.get();
-  if (o.type != msgpack::type::ARRAY || o.via.array.size != 14) {
+  const bool is_chunk = o.type == msgpack::type::ARRAY && o.via.array.size == 16;
+  if (o.type != msgpack::type::ARRAY || (o.via.array.size != 14 && !(is_chunk && chunk))) {
     return Status::InvalidArgument("raft message: not a 14-element array");
   }
+  if (chunk) *chunk = SnapshotChunk{};
   const msgpack::object* f = o.via.array.ptr;
   uint64_t version = 0, type = 0;
   if (!GetUint(f[0], &version) || version != kPeerCodecVersion) {
@@ -188,6 +210,13 @@ Status DecodeRaftMessage(std::string_view bytes, raft::Message* m) {
         !GetIdList(so.via.array.ptr[3], &m->snapshot.meta.conf.learners) ||
         !GetBytes(so.via.array.ptr[4], &m->snapshot.data)) {
       return Status::InvalidArgument("raft message: bad snapshot");
+    }
+  }
+  if (is_chunk) {
+    if (m->type != raft::MessageType::kSnapshot || f[13].type == msgpack::type::NIL ||
+        !GetUint(f[14], &chunk->offset) || !GetUint(f[15], &chunk->total) || chunk->total == 0 ||
+        chunk->offset > chunk->total || m->snapshot.data.size() > chunk->total - chunk->offset) {
+      return Status::InvalidArgument("raft message: bad snapshot chunk");
     }
   }
   return Status::OK();

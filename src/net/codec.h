@@ -21,7 +21,20 @@ namespace kv::net {
 // ---- Peer protocol ---------------------------------------------------------
 
 std::string EncodeRaftMessage(const raft::Message& m);
-Status DecodeRaftMessage(std::string_view bytes, raft::Message* m);
+
+// A kSnapshot message may travel in chunks, so that a large snapshot never
+// holds up other traffic: each chunk is the message with snapshot.data cut to
+// [offset, offset + size) of `total` bytes.
+struct SnapshotChunk {
+  uint64_t offset = 0;
+  uint64_t total = 0;  // 0: not a chunk (a whole message)
+};
+std::string EncodeSnapshotChunk(const raft::Message& m, uint64_t offset, size_t size);
+
+// Decodes a whole message, or a chunk when `chunk` is given (chunk->total is
+// then non-zero). InvalidArgument for malformed input.
+Status DecodeRaftMessage(std::string_view bytes, raft::Message* m,
+                         SnapshotChunk* chunk = nullptr);
 
 // ---- Client protocol v1 ----------------------------------------------------
 

@@ -113,6 +113,16 @@ Status Node::Start() {
       out.set(zmq::sockopt::reconnect_ivl_max, 1000);
       out.connect(cfg_.RaftEndpoint(node));
       raft_out_.emplace(node, std::move(out));
+      // Snapshots stream over a connection of their own; a short queue keeps
+      // at most a few chunks in memory per peer.
+      zmq::socket_t stream(ctx_, zmq::socket_type::dealer);
+      stream.set(zmq::sockopt::linger, 0);
+      stream.set(zmq::sockopt::sndhwm, 4);
+      stream.set(zmq::sockopt::immediate, true);
+      stream.set(zmq::sockopt::reconnect_ivl, 100);
+      stream.set(zmq::sockopt::reconnect_ivl_max, 1000);
+      stream.connect(cfg_.RaftEndpoint(node));
+      snapshot_out_.emplace(node, std::move(stream));
     }
   } catch (const zmq::error_t& e) {
     return Status::IOError(std::string("zeromq: ") + e.what());
@@ -327,9 +337,17 @@ bool Node::DrainPeers() {
     }
     found = true;
     raft::Message m;
-    Status s = frames.size() == 2 ? net::DecodeRaftMessage(frames[1].to_string_view(), &m)
+    net::SnapshotChunk chunk;
+    Status s = frames.size() == 2 ? net::DecodeRaftMessage(frames[1].to_string_view(), &m, &chunk)
                                   : Status::InvalidArgument("expected one frame");
-    if (s.ok()) s = raft_->Step(m);
+    if (s.ok() && chunk.total != 0) {
+      raft::Message whole;
+      bool complete = false;
+      s = snapshot_assembler_.Add(std::move(m), chunk, &whole, &complete);
+      if (s.ok() && complete) s = raft_->Step(whole);
+    } else if (s.ok()) {
+      s = raft_->Step(m);
+    }
     if (!s.ok() && ShouldLog(++bad_peer_messages_)) {
       KV_LOG(kWarn) << "dropped a peer message: " << s.message() << " ("
                     << bad_peer_messages_ << " so far)";
@@ -340,6 +358,10 @@ bool Node::DrainPeers() {
 
 void Node::SendRaft(const std::vector<raft::Message>& msgs) {
   for (const raft::Message& m : msgs) {
+    if (m.type == raft::MessageType::kSnapshot) {
+      snapshot_sender_.Start(m, std::chrono::steady_clock::now());
+      continue;
+    }
     auto it = raft_out_.find(m.to);
     bool sent = false;
     if (it != raft_out_.end()) {
@@ -351,10 +373,24 @@ void Node::SendRaft(const std::vector<raft::Message>& msgs) {
       }
     }
     if (!sent) raft_->ReportUnreachable(m.to);
-    // The whole snapshot went out in one message; the follower's answer, or
-    // its silence and a later probe, tells the leader how it went.
-    if (m.type == raft::MessageType::kSnapshot) raft_->ReportSnapshot(m.to, sent);
   }
+}
+
+void Node::PumpSnapshots() {
+  if (snapshot_sender_.idle()) return;
+  snapshot_sender_.Pump(
+      [this](raft::NodeId to, const std::string& frame) {
+        auto it = snapshot_out_.find(to);
+        if (it == snapshot_out_.end()) return false;
+        try {
+          return it->second.send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();
+        } catch (const zmq::error_t&) {
+          return false;
+        }
+      },
+      // Every chunk queued: the follower's answer tells the leader the rest.
+      [this](raft::NodeId to, bool ok) { raft_->ReportSnapshot(to, ok); },
+      std::chrono::steady_clock::now());
 }
 
 // ---------------------------------------------------------------------------
@@ -362,6 +398,7 @@ void Node::SendRaft(const std::vector<raft::Message>& msgs) {
 
 void Node::Tick() {
   raft_->Tick();
+  PumpSnapshots();
   if (raft_->commit() != published_commit_) {
     // Progress events at most once a tick, however many entries commit.
     published_commit_ = raft_->commit();
@@ -414,7 +451,8 @@ void Node::ProcessReady() {
     }
     read_batch_.clear();
   }
-  while (raft_->HasReady()) {
+  // Pumping snapshots reports progress to Raft, which may have more to do.
+  for (PumpSnapshots(); raft_->HasReady(); PumpSnapshots()) {
     raft::Ready rd = raft_->GetReady();
     if (rd.soft_state) OnRoleChange(*rd.soft_state);
     SendRaft(rd.messages);

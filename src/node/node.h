@@ -35,6 +35,7 @@
 #include "net/event_loop.h"
 #include "net/publisher.h"
 #include "node/config.h"
+#include "node/snapshot_stream.h"
 #include "node/worker_pool.h"
 #include "raft/raft.h"
 #include "storage/node_storage.h"
@@ -84,6 +85,7 @@ class Node {
   void ReplyRaw(const Pending& p, const std::string& bytes);
   void ReplyStatus(const Pending& p);
   void SendRaft(const std::vector<raft::Message>& msgs);
+  void PumpSnapshots();
   void Deliver(Outgoing out);
 
   // Loop thread: Raft.
@@ -111,7 +113,10 @@ class Node {
   zmq::socket_t client_;  // ROUTER, clients
   zmq::socket_t raft_in_;  // ROUTER, peers' DEALERs
   zmq::socket_t pub_;      // PUB, events
-  std::map<raft::NodeId, zmq::socket_t> raft_out_;  // DEALER to each peer
+  std::map<raft::NodeId, zmq::socket_t> raft_out_;      // DEALER to each peer
+  std::map<raft::NodeId, zmq::socket_t> snapshot_out_;  // DEALER to each peer, snapshots only
+  SnapshotSender snapshot_sender_{1 << 20, std::chrono::seconds(30)};
+  SnapshotAssembler snapshot_assembler_{uint64_t{16} << 30};
   std::unique_ptr<net::Publisher> events_;
 
   std::unique_ptr<storage::NodeStorage> storage_;
