@@ -225,7 +225,11 @@ bool Monitor::Poll(std::chrono::milliseconds wait) {
   std::vector<zmq::pollitem_t> items;
   items.push_back({static_cast<void*>(sub_), 0, ZMQ_POLLIN, 0});
   for (auto& n : nodes_) items.push_back({static_cast<void*>(n.dealer), 0, ZMQ_POLLIN, 0});
-  zmq::poll(items.data(), items.size(), wait);
+  try {
+    zmq::poll(items.data(), items.size(), wait);
+  } catch (const zmq::error_t&) {
+    return false;  // EINTR: a signal (resize, Ctrl-C); the caller loops
+  }
   bool changed = false;
   // Drain everything waiting: a flood of events is summarised, never queued.
   zmq::message_t topic, body;

@@ -5,6 +5,7 @@
 // Exit codes: 0 success; 1 key not found (get, del) or compare failed (cas);
 // 2 usage error; 3 cluster unavailable, timeout, or a write whose fate is
 // unknown; 4 the server answered ERROR.
+#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -13,7 +14,12 @@
 #include <iostream>
 #include <sstream>
 
+#include <algorithm>
+#include <optional>
+#include <zmq.hpp>
+
 #include "kvstore/client.h"
+#include "net/codec.h"
 
 namespace {
 
@@ -143,6 +149,115 @@ int PrintStatus(const Output& out, kv::client::Client& client,
   return any ? 0 : 3;
 }
 
+// The first endpoint that answers a status request, or nullopt.
+std::optional<kv::client::NodeReport> FirstReachable(kv::client::Client& client,
+                                                     const std::vector<std::string>& endpoints) {
+  for (const auto& ep : endpoints) {
+    kv::client::NodeReport rep = client.Status(ep);
+    if (rep.reachable) return rep;
+  }
+  return std::nullopt;
+}
+
+int PrintMembers(const Output& out, kv::client::Client& client,
+                 const std::vector<std::string>& endpoints) {
+  auto rep = FirstReachable(client, endpoints);
+  if (!rep) {
+    std::fprintf(stderr, "kvctl: UNAVAILABLE: no endpoint answered\n");
+    return 3;
+  }
+  const kv::NodeStatus& s = rep->status;
+  auto kind = [&](uint64_t id) {
+    if (std::find(s.voters.begin(), s.voters.end(), id) != s.voters.end()) return "voter";
+    if (std::find(s.learners.begin(), s.learners.end(), id) != s.learners.end()) return "learner";
+    return "configured";
+  };
+  if (out.json) std::cout << "[";
+  bool first = true;
+  for (const auto& [id, addr] : s.members) {
+    if (out.json) {
+      std::cout << (first ? "" : ",") << "{\"id\":" << id << ",\"address\":" << JsonString(addr)
+                << ",\"kind\":\"" << kind(id) << "\",\"leader\":"
+                << (id == s.leader ? "true" : "false") << "}";
+    } else {
+      std::printf("%llu %s %s%s\n", static_cast<unsigned long long>(id), addr.c_str(), kind(id),
+                  id == s.leader ? " leader" : "");
+    }
+    first = false;
+  }
+  if (out.json) std::cout << "]\n";
+  return 0;
+}
+
+int TransferLeader(const Output& out, kv::client::Client& client,
+                   const std::vector<std::string>& endpoints, uint64_t target,
+                   std::chrono::milliseconds timeout) {
+  kv::client::Result r = client.TransferLeader(target);
+  if (!r.ok()) return Report(out, r, false);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (const auto& ep : endpoints) {
+      kv::client::NodeReport rep = client.Status(ep);
+      if (rep.reachable && rep.status.node == target && rep.status.role == "leader") {
+        return Report(out, kv::client::Result{}, false);
+      }
+    }
+  }
+  return Report(out,
+                kv::client::Result{kv::client::Code::kUnavailable, {},
+                                   "node " + std::to_string(target) + " did not become leader"},
+                false);
+}
+
+volatile sig_atomic_t g_interrupted = 0;
+
+int Watch(const Output& out, kv::client::Client& client, const std::vector<std::string>& endpoints,
+          const std::string& prefix) {
+  auto rep = FirstReachable(client, endpoints);
+  if (!rep) {
+    std::fprintf(stderr, "kvctl: UNAVAILABLE: no endpoint answered\n");
+    return 3;
+  }
+  const std::string& ep = rep->endpoint;
+  const size_t colon = ep.rfind(':');
+  const std::string pub = "tcp://" + ep.substr(0, colon) + ":" +
+                          std::to_string(std::stoi(ep.substr(colon + 1)) + 2000);
+  zmq::context_t ctx(1);
+  zmq::socket_t sub(ctx, zmq::socket_type::sub);
+  sub.set(zmq::sockopt::linger, 0);
+  sub.set(zmq::sockopt::subscribe, "kv.");
+  sub.connect(pub);
+  signal(SIGINT, [](int) { g_interrupted = 1; });
+  signal(SIGTERM, [](int) { g_interrupted = 1; });
+  std::fprintf(stderr, "kvctl: watching key changes applied by node %llu (%s); Ctrl-C stops\n",
+               static_cast<unsigned long long>(rep->status.node), pub.c_str());
+  while (!g_interrupted) {
+    zmq::pollitem_t item{static_cast<void*>(sub), 0, ZMQ_POLLIN, 0};
+    try {
+      zmq::poll(&item, 1, std::chrono::milliseconds(200));
+    } catch (const zmq::error_t&) {
+      continue;  // EINTR: Ctrl-C; the loop condition ends it
+    }
+    zmq::message_t topic, body;
+    while (sub.recv(topic, zmq::recv_flags::dontwait)) {
+      if (!topic.more() || !sub.recv(body, zmq::recv_flags::dontwait)) continue;
+      kv::net::KeyEvent ev;
+      if (!kv::net::DecodeKeyEvent(body.to_string_view(), &ev).ok()) continue;
+      if (ev.key.compare(0, prefix.size(), prefix) != 0) continue;
+      const bool put = topic.to_string() == "kv.put";
+      if (out.json) {
+        std::cout << "{\"op\":\"" << (put ? "put" : "del") << "\",\"key\":" << JsonString(ev.key)
+                  << ",\"index\":" << ev.index << ",\"size\":" << ev.size << "}" << std::endl;
+      } else {
+        std::cout << (put ? "PUT " : "DEL ") << ev.key << " (index " << ev.index;
+        if (put) std::cout << ", " << ev.size << " bytes";
+        std::cout << ")" << std::endl;
+      }
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -180,6 +295,15 @@ int main(int argc, char** argv) {
   cas->add_option("new", value, "New value");
   cas->add_flag("--absent", absent, "Only if KEY does not exist (then give KEY NEW)");
   auto* status = app.add_subcommand("status", "One row per endpoint: role, term, indexes");
+  auto* members = app.add_subcommand("members", "The group's members: id, address, voter or learner");
+  uint64_t target = 0;
+  auto* leader = app.add_subcommand("leader", "Leadership commands");
+  auto* transfer = leader->add_subcommand("transfer", "Hand leadership to node ID and wait for it");
+  transfer->add_option("id", target, "Node id of the new leader")->required();
+  leader->require_subcommand(1);
+  std::string prefix;
+  auto* watch = app.add_subcommand("watch", "Print key changes as they are applied, until Ctrl-C");
+  watch->add_option("prefix", prefix, "Only keys starting with PREFIX");
 
   try {
     app.parse(argc, argv);
@@ -217,5 +341,8 @@ int main(int argc, char** argv) {
     return Report(out, client.Cas(key, expect, value), false);
   }
   if (status->parsed()) return PrintStatus(out, client, opts.endpoints);
+  if (members->parsed()) return PrintMembers(out, client, opts.endpoints);
+  if (transfer->parsed()) return TransferLeader(out, client, opts.endpoints, target, opts.timeout);
+  if (watch->parsed()) return Watch(out, client, opts.endpoints, prefix);
   return 2;
 }

@@ -79,6 +79,10 @@ class Client {
   Result Cas(const std::string& key, const std::optional<std::string>& expect,
              const std::string& value);
 
+  // Asks the leader to hand leadership to `target` (a voter). OK means the
+  // transfer started; watch Status for the new leader.
+  Result TransferLeader(uint64_t target);
+
   // Asks one node for its status (no retries beyond the attempt timeout).
   NodeReport Status(const std::string& endpoint);
 

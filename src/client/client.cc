@@ -111,7 +111,8 @@ struct Client::Impl {
   }
 
   Result Run(net::ClientRequest req, Client* owner) {
-    const bool write = req.op != net::ClientOp::kGet;
+    const bool write = req.op == net::ClientOp::kPut || req.op == net::ClientOp::kDelete ||
+                       req.op == net::ClientOp::kCas;
     if (write) {
       req.client = owner->client_id_;
       req.seq = ++seq;
@@ -220,6 +221,13 @@ Result Client::Cas(const std::string& key, const std::optional<std::string>& exp
   req.value = value;
   req.has_expect = expect.has_value();
   if (expect) req.expect = *expect;
+  return impl_->Run(std::move(req), this);
+}
+
+Result Client::TransferLeader(uint64_t target) {
+  net::ClientRequest req;
+  req.op = net::ClientOp::kTransferLeader;
+  req.target = target;
   return impl_->Run(std::move(req), this);
 }
 

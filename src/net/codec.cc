@@ -237,6 +237,8 @@ bool ParseOp(const std::string& name, ClientOp* op) {
     *op = ClientOp::kCas;
   } else if (name == "status") {
     *op = ClientOp::kStatus;
+  } else if (name == "transfer_leader") {
+    *op = ClientOp::kTransferLeader;
   } else {
     return false;
   }
@@ -294,12 +296,17 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits,
       ok = GetUint(v, &r->seq);
     } else if (name == "stale") {
       ok = GetBool(v, &r->stale);
+    } else if (name == "target") {
+      ok = GetUint(v, &r->target);
     }
     // Unknown fields are ignored, so that newer clients work with older nodes.
     if (!ok) return Status::InvalidArgument("field \"" + name + "\" has the wrong type");
   }
   if (!has_op) return Status::InvalidArgument("missing \"op\"");
   if (r->op == ClientOp::kStatus) return Status::OK();
+  if (r->op == ClientOp::kTransferLeader) {
+    return r->target != 0 ? Status::OK() : Status::InvalidArgument("missing \"target\"");
+  }
   if (!has_key) return Status::InvalidArgument("missing \"key\"");
   if (r->key.size() > limits.max_key_bytes) {
     return Status::InvalidArgument("key of " + std::to_string(r->key.size()) +
@@ -320,14 +327,16 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits,
 }
 
 std::string EncodeClientRequest(const ClientRequest& r) {
-  static const char* kOpNames[] = {"get", "put", "del", "cas", "status"};
+  static const char* kOpNames[] = {"get", "put", "del", "cas", "status", "transfer_leader"};
   std::string out;
   out.reserve(48 + r.key.size() + r.value.size() + r.expect.size());
   StringBuffer buf(&out);
   Packer pk(buf);
   const bool write = r.op == ClientOp::kPut || r.op == ClientOp::kDelete || r.op == ClientOp::kCas;
+  const bool keyed = r.op != ClientOp::kStatus && r.op != ClientOp::kTransferLeader;
   uint32_t fields = 2;
-  if (r.op != ClientOp::kStatus) fields += 1;                              // key
+  if (keyed) fields += 1;                                                  // key
+  if (r.op == ClientOp::kTransferLeader) fields += 1;                      // target
   if (r.op == ClientOp::kPut || r.op == ClientOp::kCas) fields += 1;       // value
   if (r.op == ClientOp::kCas) fields += 1;                                 // expect
   if (write && r.client != 0) fields += 2;                                 // client, seq
@@ -337,9 +346,13 @@ std::string EncodeClientRequest(const ClientRequest& r) {
   pk.pack_uint64(r.id);
   PackStr(pk, "op");
   PackStr(pk, kOpNames[static_cast<int>(r.op)]);
-  if (r.op != ClientOp::kStatus) {
+  if (keyed) {
     PackStr(pk, "key");
     PackBytes(pk, r.key);
+  }
+  if (r.op == ClientOp::kTransferLeader) {
+    PackStr(pk, "target");
+    pk.pack_uint64(r.target);
   }
   if (r.op == ClientOp::kPut || r.op == ClientOp::kCas) {
     PackStr(pk, "value");
@@ -442,6 +455,34 @@ Status DecodeClientReply(std::string_view bytes, ClientReply* reply) {
     if (!ok) return Status::InvalidArgument("reply field \"" + name + "\" is malformed");
   }
   if (!has_id || !has_status) return Status::InvalidArgument("reply without id or status");
+  return Status::OK();
+}
+
+Status DecodeKeyEvent(std::string_view bytes, KeyEvent* ev) {
+  *ev = KeyEvent{};
+  msgpack::object_handle oh;
+  Status s = Unpack(bytes, &oh);
+  if (!s.ok()) return s;
+  const msgpack::object& o = oh.get();
+  if (o.type != msgpack::type::MAP) return Status::InvalidArgument("event is not a map");
+  for (uint32_t i = 0; i < o.via.map.size; ++i) {
+    const msgpack::object_kv& kv = o.via.map.ptr[i];
+    std::string name;
+    if (!GetBytes(kv.key, &name)) return Status::InvalidArgument("map keys must be strings");
+    bool ok = true;
+    if (name == "node") {
+      ok = GetUint(kv.val, &ev->node);
+    } else if (name == "seq") {
+      ok = GetUint(kv.val, &ev->seq);
+    } else if (name == "key") {
+      ok = GetBytes(kv.val, &ev->key);
+    } else if (name == "index") {
+      ok = GetUint(kv.val, &ev->index);
+    } else if (name == "size") {
+      ok = GetUint(kv.val, &ev->size);
+    }
+    if (!ok) return Status::InvalidArgument("event field \"" + name + "\" is malformed");
+  }
   return Status::OK();
 }
 

@@ -38,7 +38,7 @@ Status DecodeRaftMessage(std::string_view bytes, raft::Message* m,
 
 // ---- Client protocol v1 ----------------------------------------------------
 
-enum class ClientOp : uint8_t { kGet, kPut, kDelete, kCas, kStatus };
+enum class ClientOp : uint8_t { kGet, kPut, kDelete, kCas, kStatus, kTransferLeader };
 
 struct ClientRequest {
   uint64_t id = 0;
@@ -50,6 +50,7 @@ struct ClientRequest {
   uint64_t client = 0;  // session for exactly-once writes; 0 = none
   uint64_t seq = 0;
   bool stale = false;  // get: serve from this node's state without ReadIndex
+  uint64_t target = 0;  // transfer_leader: the node to hand leadership to
 };
 
 struct RequestLimits {
@@ -86,6 +87,16 @@ struct ClientReply {
 };
 
 std::string EncodeClientReply(const ClientReply& reply);
+
+// The body of a "kv.put" / "kv.del" event (see publisher.h).
+struct KeyEvent {
+  uint64_t node = 0;
+  uint64_t seq = 0;
+  std::string key;
+  uint64_t index = 0;
+  uint64_t size = 0;
+};
+Status DecodeKeyEvent(std::string_view bytes, KeyEvent* event);
 
 std::string EncodeStatusReply(uint64_t request_id, const NodeStatus& status);
 Status DecodeStatusReply(std::string_view bytes, uint64_t* request_id, NodeStatus* status);

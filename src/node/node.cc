@@ -1,5 +1,6 @@
 #include "node/node.h"
 
+#include <algorithm>
 #include <random>
 
 #include <zmq_addon.hpp>
@@ -213,6 +214,23 @@ void Node::HandleRequest(Pending p, std::string_view payload) {
     case net::ClientOp::kStatus:
       ReplyStatus(p);
       return;
+    case net::ClientOp::kTransferLeader: {
+      if (raft_->role() != raft::Role::kLeader) {
+        RedirectOrUnavailable(p);
+        return;
+      }
+      net::ClientReply reply;
+      const raft::ConfState cs = raft_->conf_state();
+      if (std::find(cs.voters.begin(), cs.voters.end(), req.target) == cs.voters.end()) {
+        reply.status = net::ReplyStatus::kError;
+        reply.error = "node " + std::to_string(req.target) + " is not a voter";
+      } else {
+        // Started, not finished: the caller watches status for the new leader.
+        raft_->TransferLeader(req.target);
+      }
+      Reply(p, reply);
+      return;
+    }
     case net::ClientOp::kGet:
       p.key = std::move(req.key);
       if (req.stale) {
