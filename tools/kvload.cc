@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -56,7 +57,8 @@ struct Settings {
   uint64_t seed = 1;
   bool verify = false;
   std::string history_path;
-  int request_timeout_ms = 2000;
+  int request_timeout_ms = 1000;
+  double grace_s = 30;  // after the load, how long unanswered requests may take
 };
 
 // Zipf over [0, n) with exponent 0.99, by inverse CDF on a precomputed table.
@@ -159,7 +161,9 @@ class Worker {
   void Connect();
   void Issue(Slot& slot, uint64_t intended_ns);
   void Send(Slot& slot);
-  void Complete(Slot& slot, const std::string& outcome, bool ok_for_history,
+  // history_type: "ok" (happened, with its result), "fail" (certainly did
+  // not happen) or "info" (unknown).
+  void Complete(Slot& slot, const std::string& outcome, const char* history_type,
                 const std::string* read_value);
   void OnReply(const kv::net::ClientReply& r);
 
@@ -230,7 +234,7 @@ void Worker::Send(Slot& slot) {
   (void)conns_[slot.conn].send(zmq::buffer(bytes), zmq::send_flags::dontwait);
 }
 
-void Worker::Complete(Slot& slot, const std::string& outcome, bool ok_for_history,
+void Worker::Complete(Slot& slot, const std::string& outcome, const char* history_type,
                       const std::string* read_value) {
   const uint64_t now = NowNs();
   result_.latency.Record(now - slot.intended_ns);
@@ -242,11 +246,10 @@ void Worker::Complete(Slot& slot, const std::string& outcome, bool ok_for_histor
     }
   }
   if (shared_->history) {
-    const char* type = ok_for_history ? "ok" : "info";
     const std::string* v = slot.op == ClientOp::kGet ? read_value : &slot.value;
-    shared_->history->Write(slot.process, type, slot.op, slot.key, v, now);
+    shared_->history->Write(slot.process, history_type, slot.op, slot.key, v, now);
     // A process whose operation's outcome is unknown never completes it.
-    if (!ok_for_history) slot.process = shared_->next_process++;
+    if (std::string(history_type) == "info") slot.process = shared_->next_process++;
   }
   by_request_.erase(slot.request_id);
   slot.busy = false;
@@ -259,10 +262,10 @@ void Worker::OnReply(const kv::net::ClientReply& r) {
   Slot& slot = slots_[it->second];
   switch (r.status) {
     case ReplyStatus::kOk:
-      Complete(slot, "OK", true, &r.value);
+      Complete(slot, "OK", "ok", &r.value);
       return;
     case ReplyStatus::kNotFound:
-      Complete(slot, "NOT_FOUND", true, nullptr);
+      Complete(slot, "NOT_FOUND", "ok", nullptr);
       return;
     case ReplyStatus::kRedirect:
       result_.redirects++;
@@ -284,7 +287,7 @@ void Worker::OnReply(const kv::net::ClientReply& r) {
       return;
     case ReplyStatus::kCasFailed:
     case ReplyStatus::kError:
-      Complete(slot, kv::net::ReplyStatusName(r.status), true, nullptr);
+      Complete(slot, kv::net::ReplyStatusName(r.status), "fail", nullptr);
       return;
   }
 }
@@ -306,10 +309,14 @@ ThreadResult Worker::Run() {
   const double per_thread_rate = s_.rate / s_.threads;
   const uint64_t interval_ns = per_thread_rate > 0 ? static_cast<uint64_t>(1e9 / per_thread_rate) : 0;
   uint64_t next_intended = start;
+  // After the load ends, requests still unanswered get this long to finish.
+  const uint64_t grace_ns = static_cast<uint64_t>(s_.grace_s * 1e9);
+  uint64_t give_up = UINT64_MAX;
   std::vector<zmq::pollitem_t> items;
   while (true) {
     const uint64_t now = NowNs();
     const bool more = s_.requests ? issued_ < s_.requests : now < end;
+    if (!more && give_up == UINT64_MAX) give_up = now + grace_ns;
     bool any_busy = false;
     for (Slot& slot : slots_) {
       if (!slot.busy && more && !shared_->stop && (s_.requests == 0 || issued_ < s_.requests)) {
@@ -323,7 +330,13 @@ ThreadResult Worker::Run() {
       if (slot.busy && slot.sent_ns + static_cast<uint64_t>(s_.request_timeout_ms) * 1000000 < now) {
         // No answer: resend (same seq). The node may be down: try the others.
         result_.retries++;
-        target_ = s_.endpoints[(rng_() % s_.endpoints.size())];
+        // Another endpoint than the silent one: it answers or redirects.
+        const auto cur = std::find(s_.endpoints.begin(), s_.endpoints.end(), target_);
+        const size_t next = cur == s_.endpoints.end()
+                                ? 0
+                                : (static_cast<size_t>(cur - s_.endpoints.begin()) + 1) %
+                                      s_.endpoints.size();
+        target_ = s_.endpoints[next];
         Connect();
         for (Slot& other : slots_) {
           if (other.busy) Send(other);
@@ -332,6 +345,14 @@ ThreadResult Worker::Run() {
       any_busy = any_busy || slot.busy;
     }
     if (!any_busy && (!more || shared_->stop)) break;
+    if (!more && now > give_up) {
+      // The cluster did not answer these within the grace period: their
+      // outcome is unknown (a write may still take effect).
+      for (Slot& slot : slots_) {
+        if (slot.busy) Complete(slot, "TIMEOUT", "info", nullptr);
+      }
+      break;
+    }
     items.clear();
     for (auto& c : conns_) items.push_back({static_cast<void*>(c), 0, ZMQ_POLLIN, 0});
     const long wait_ms = interval_ns ? 1 : 100;
@@ -431,6 +452,10 @@ int main(int argc, char** argv) {
   app.add_option("--rate", s.rate, "Open loop: total requests per second (0 = closed loop)")
       ->capture_default_str();
   app.add_option("--timeout-ms", s.request_timeout_ms, "Resend a request unanswered this long")
+      ->capture_default_str();
+  app.add_option("--grace", s.grace_s,
+                 "Seconds unanswered requests may take after the load ends; then they count as "
+                 "unknown (TIMEOUT)")
       ->capture_default_str();
   app.add_flag("--json", s.json, "Print the summary as JSON");
   app.add_option("--seed", s.seed, "Random seed")->capture_default_str();
