@@ -1,0 +1,190 @@
+"""A local kvstore cluster for end-to-end tests: real processes, free ports,
+temporary data directories, status polling with deadlines, and cleanup that
+always runs (use it as a context manager).
+
+Talks to nodes with pyzmq + msgpack (Debian's python3-zmq, python3-msgpack)
+using only the documented client protocol (docs/protocol.md).
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import msgpack
+import zmq
+
+RAFT_PORT_OFFSET = 1000
+PUB_PORT_OFFSET = 2000
+
+
+def free_base_port(count, start=20000, end=60000):
+    """A port P such that P..P+count-1, and each +1000 and +2000, are free."""
+    for base in range(start + (os.getpid() * 37) % 10000, end, 10):
+        ports = [base + i + off for i in range(count)
+                 for off in (0, RAFT_PORT_OFFSET, PUB_PORT_OFFSET)]
+        if all(_port_free(p) for p in ports):
+            return base
+    raise RuntimeError("no free ports")
+
+
+def _port_free(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def wait_until(condition, timeout, interval=0.02, what="condition"):
+    """Polls condition() until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Cluster:
+    """N kvstore nodes on 127.0.0.1 (or on given hosts, for the chaos suite)."""
+
+    def __init__(self, bin_dir, nodes=3, hosts=None, extra_args=(), wrap=None,
+                 workdir=None, tick_ms=20):
+        self.bin_dir = bin_dir
+        self.n = nodes
+        # Local: every node on 127.0.0.1, consecutive ports. Given hosts (the
+        # chaos suite's namespaces): every node on its own address, port 8080.
+        self.local = hosts is None
+        self.hosts = hosts or ["127.0.0.1"] * nodes
+        self.base = free_base_port(nodes) if self.local else 8080
+        self.extra_args = list(extra_args)
+        self.wrap = wrap or (lambda node_id, argv: argv)  # e.g. ip netns exec
+        self.tick_ms = tick_ms
+        self.dir = workdir or tempfile.mkdtemp(prefix="kvcluster-")
+        self._own_dir = workdir is None
+        self.procs = {}
+        self.ctx = zmq.Context()
+
+    # -- addresses -----------------------------------------------------------
+    def port(self, node_id):
+        return self.base + (node_id - 1 if self.local else 0)
+
+    def endpoint(self, node_id):
+        return f"{self.hosts[node_id - 1]}:{self.port(node_id)}"
+
+    def endpoints(self):
+        return [self.endpoint(i) for i in range(1, self.n + 1)]
+
+    def peers(self):
+        return ",".join(f"{i}={self.endpoint(i)}" for i in range(1, self.n + 1))
+
+    def log_path(self, node_id):
+        return os.path.join(self.dir, f"node-{node_id}.log")
+
+    # -- processes -----------------------------------------------------------
+    def argv(self, node_id):
+        return [os.path.join(self.bin_dir, "kvstore"), "--id", str(node_id),
+                "--peers", self.peers(),
+                "--data-dir", os.path.join(self.dir, f"node-{node_id}"),
+                "--tick-ms", str(self.tick_ms), "--election-ticks", "10",
+                "--heartbeat-ticks", "2"] + self.extra_args
+
+    def start(self, node_id=None):
+        ids = [node_id] if node_id else range(1, self.n + 1)
+        for i in ids:
+            log = open(self.log_path(i), "ab")
+            self.procs[i] = subprocess.Popen(self.wrap(i, self.argv(i)), stdout=log,
+                                             stderr=subprocess.STDOUT)
+            log.close()
+        return self
+
+    def kill(self, node_id, sig=signal.SIGKILL):
+        p = self.procs.get(node_id)
+        if p and p.poll() is None:
+            p.send_signal(sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                p.wait(timeout=30)
+
+    def alive(self, node_id):
+        p = self.procs.get(node_id)
+        return p is not None and p.poll() is None
+
+    def restart(self, node_id):
+        self.kill(node_id)
+        self.start(node_id)
+
+    def stop(self):
+        for i, p in self.procs.items():
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.ctx.destroy(linger=0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.stop()
+        if exc_type is not None:
+            self.dump_logs()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+    def dump_logs(self, lines=30):
+        for i in range(1, self.n + 1):
+            try:
+                with open(self.log_path(i), "rb") as f:
+                    tail = f.read().decode(errors="replace").splitlines()[-lines:]
+                print(f"---- node {i} log (last {lines} lines) ----")
+                print("\n".join(tail))
+            except OSError:
+                pass
+
+    # -- requests ------------------------------------------------------------
+    def request(self, node_id, msg, timeout=1.0):
+        """One request to one node; the reply map, or None on timeout."""
+        s = self.ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        try:
+            s.connect(f"tcp://{self.endpoint(node_id)}")
+            s.send(msgpack.packb(msg))
+            if s.poll(int(timeout * 1000)):
+                return msgpack.unpackb(s.recv(), raw=False)
+            return None
+        finally:
+            s.close()
+
+    def status(self, node_id, timeout=0.5):
+        return self.request(node_id, {"id": 1, "op": "status"}, timeout)
+
+    def leader(self):
+        """The id every reachable node agrees leads, or None."""
+        seen = set()
+        for i in range(1, self.n + 1):
+            if not self.alive(i):
+                continue
+            st = self.status(i)
+            if st is None:
+                continue
+            seen.add((st["leader"], st["term"]))
+        leaders = {l for l, _ in seen}
+        if len(leaders) == 1 and 0 not in leaders:
+            (leader,) = leaders
+            return leader if self.alive(leader) else None
+        return None
+
+    def wait_for_leader(self, timeout=30):
+        return wait_until(self.leader, timeout, what="an agreed leader")

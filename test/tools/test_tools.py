@@ -1,0 +1,200 @@
+"""End-to-end tests of kvctl, kvload and kvmon against a real 3-node cluster.
+
+Run by ctest as: python3 test_tools.py BIN_DIR (the directory holding
+kvstore, kvctl, kvload, kvmon). Every wait is a poll with a deadline.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from kvcluster import Cluster, wait_until  # noqa: E402
+
+BIN = {}
+
+
+def run(tool, *args, timeout=60, env=None):
+    return subprocess.run([BIN[tool], *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+class ToolsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = Cluster(BIN["dir"], nodes=3).start()
+        cls.cluster.wait_for_leader(60)
+        cls.eps = ",".join(cls.cluster.endpoints())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.__exit__(None, None, None)
+
+    def kvctl(self, *args, **kw):
+        return run("kvctl", "--endpoints", self.eps, *args, **kw)
+
+    def leader(self):
+        return self.cluster.wait_for_leader(60)
+
+    def test_kvctl_round_trips_and_exit_codes(self):
+        r = self.kvctl("put", "greeting", "hello")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "OK"), r.stderr)
+        r = self.kvctl("get", "greeting")
+        self.assertEqual((r.returncode, r.stdout), (0, "hello"))  # exactly the bytes
+        r = self.kvctl("get", "greeting", "--hex")
+        self.assertEqual(r.stdout.strip(), "hello".encode().hex())
+        r = self.kvctl("get", "nothing-here")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("NOT_FOUND", r.stderr)
+        self.assertEqual(self.kvctl("cas", "greeting", "wrong", "x").returncode, 1)
+        self.assertEqual(self.kvctl("cas", "greeting", "hello", "bye").returncode, 0)
+        self.assertEqual(self.kvctl("cas", "--absent", "fresh", "v").returncode, 0)
+        self.assertEqual(self.kvctl("cas", "--absent", "fresh", "v").returncode, 1)
+        r = self.kvctl("get", "greeting", "--json")
+        self.assertEqual(json.loads(r.stdout), {"status": "OK", "value": "bye"})
+        self.assertEqual(self.kvctl("del", "greeting").returncode, 0)
+        self.assertEqual(self.kvctl("del", "greeting").returncode, 1)
+        self.assertEqual(self.kvctl("get", "greeting", "--stale").returncode, 1)
+
+    def test_kvctl_usage_and_unavailable_exit_codes(self):
+        self.assertEqual(self.kvctl("put", "only-a-key").returncode, 2)
+        self.assertEqual(self.kvctl("frobnicate").returncode, 2)
+        r = run("kvctl", "--endpoints", "127.0.0.1:1", "--timeout", "300", "get", "k")
+        self.assertEqual(r.returncode, 3, r.stderr)
+        env = dict(os.environ, KVSTORE_ENDPOINTS=self.eps)
+        self.assertEqual(run("kvctl", "put", "via-env", "1", env=env).returncode, 0)
+
+    def test_kvctl_status_members_and_leader_transfer(self):
+        leader = self.leader()
+        rows = json.loads(self.kvctl("status", "--json").stdout)
+        self.assertEqual(len(rows), 3)
+        self.assertTrue(all(r["reachable"] and r["leader"] == leader for r in rows))
+        members = json.loads(self.kvctl("members", "--json").stdout)
+        self.assertEqual(sorted(m["id"] for m in members), [1, 2, 3])
+        self.assertEqual([m["id"] for m in members if m["leader"]], [leader])
+        target = leader % 3 + 1
+        r = self.kvctl("leader", "transfer", str(target), "--timeout", "10000")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.leader(), target)
+        self.assertEqual(self.kvctl("leader", "transfer", "42").returncode, 4)
+
+    def test_kvctl_watch_sees_key_changes(self):
+        watch = subprocess.Popen([BIN["kvctl"], "--endpoints", self.eps, "watch", "w/"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # The watcher prints its banner once subscribed; writes after that show.
+            wait_until(lambda: watch.stderr.readline().startswith("kvctl: watching"), 10)
+            deadline = time.monotonic() + 20
+            seen = ""
+            while "PUT w/a" not in seen and time.monotonic() < deadline:
+                self.assertEqual(self.kvctl("put", "w/a", "1").returncode, 0)
+                self.assertEqual(self.kvctl("put", "other", "1").returncode, 0)
+                line = watch.stdout.readline()
+                seen += line
+            self.assertIn("PUT w/a", seen)
+            self.assertNotIn("other", seen)
+        finally:
+            watch.send_signal(signal.SIGINT)
+            watch.wait(timeout=10)
+            watch.stdout.close()
+            watch.stderr.close()
+
+    def test_kvload_verify_and_history_across_a_leader_kill(self):
+        hist = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name
+        load = subprocess.Popen(
+            [BIN["kvload"], "--endpoints", self.eps, "--threads", "4", "--duration", "6",
+             "--keys", "200", "--read-ratio", "0.3", "--verify", "--history", hist, "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # Kill the leader once the load is under way, then bring it back.
+            wait_until(lambda: os.path.getsize(hist) > 20000, 30, what="load to start")
+            victim = self.leader()
+            self.cluster.kill(victim)
+            wait_until(lambda: self.cluster.leader() not in (None, victim), 30,
+                       what="a new leader")
+            self.cluster.start(victim)
+            out, err = load.communicate(timeout=120)
+        finally:
+            if load.poll() is None:
+                load.kill()
+        self.assertEqual(load.returncode, 0, err)
+        summary = json.loads(out)
+        self.assertEqual(summary["verify"]["lost"], 0)
+        self.assertGreater(summary["verify"]["keys_checked"], 0)
+        self.assertGreater(summary["ops"], 100)
+        invokes = oks = 0
+        with open(hist) as f:
+            for line in f:
+                op = json.loads(line)
+                self.assertIn(op["type"], ("invoke", "ok", "fail", "info"))
+                self.assertIn(op["f"], ("get", "put"))
+                invokes += op["type"] == "invoke"
+                oks += op["type"] == "ok"
+        self.assertEqual(invokes, summary["ops"])
+        self.assertGreater(oks, 0)
+        os.unlink(hist)
+
+    def test_kvload_positional_form(self):
+        leader = self.leader()
+        port = self.cluster.port(leader)
+        r = run("kvload", str(port), "2", "50")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("ops: 100 ", r.stdout)
+
+    def test_kvmon_once_and_json(self):
+        r = run("kvmon", "--endpoints", self.eps, "--once")
+        self.assertEqual(r.returncode, 0)
+        self.assertEqual(r.stdout.count(" up"), 3, r.stdout)
+        rows = json.loads(run("kvmon", "--endpoints", self.eps, "--json").stdout)
+        self.assertEqual(sorted(r["id"] for r in rows), [1, 2, 3])
+        self.assertEqual(sum(r["role"] == "leader" for r in rows), 1)
+
+    @unittest.skipUnless(shutil.which("tmux"), "tmux is not installed")
+    def test_kvmon_in_tmux_shows_the_new_leader_after_a_kill(self):
+        session = f"kvmon{os.getpid()}"
+        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "40",
+                        f"{BIN['kvmon']} --endpoints {self.eps}"], check=True)
+        try:
+            def screen():
+                return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                      capture_output=True, text=True).stdout
+            def table():
+                # Node rows: ID ADDRESS ROLE ... STATE (the event log lines are longer prose).
+                return [l.split() for l in screen().splitlines()
+                        if l.split() and l.split()[-1] in ("up", "DOWN") and ":" in l.split()[1]]
+            old = self.leader()
+            wait_until(lambda: sum(r[-1] == "up" for r in table()) == 3, 30,
+                       what="kvmon to show 3 nodes up")
+            self.cluster.kill(old)
+            new = wait_until(lambda: self.cluster.leader() not in (None, old) and
+                             self.cluster.leader(), 30, what="a new leader")
+
+            def shows_new_leader():
+                rows = table()
+                leaders = [r[0] for r in rows if r[2] == "leader"]
+                down = [r for r in rows if r[-1] == "DOWN"]
+                return leaders == [str(new)] and len(down) == 1
+            wait_until(shows_new_leader, 30, what="kvmon to show the new leader")
+            self.assertIn("is DOWN", screen())
+            subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+            wait_until(lambda: subprocess.run(["tmux", "has-session", "-t", session],
+                                              capture_output=True).returncode != 0, 10,
+                       what="kvmon to quit on q")
+        finally:
+            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+            self.cluster.start(old) if not self.cluster.alive(old) else None
+            self.cluster.wait_for_leader(60)
+
+
+if __name__ == "__main__":
+    bin_dir = sys.argv.pop(1)
+    BIN["dir"] = os.path.join(bin_dir, "src", "node")
+    BIN["kvctl"] = os.path.join(bin_dir, "tools", "kvctl")
+    BIN["kvload"] = os.path.join(bin_dir, "tools", "kvload")
+    BIN["kvmon"] = os.path.join(bin_dir, "monitor", "kvmon")
+    unittest.main(verbosity=2)
