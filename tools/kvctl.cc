@@ -301,6 +301,16 @@ int main(int argc, char** argv) {
   auto* transfer = leader->add_subcommand("transfer", "Hand leadership to node ID and wait for it");
   transfer->add_option("id", target, "Node id of the new leader")->required();
   leader->require_subcommand(1);
+  uint64_t member_id = 0;
+  std::string member_address;
+  auto* member = app.add_subcommand("member", "Membership commands");
+  auto* member_add = member->add_subcommand(
+      "add", "Add node ID (started with kvstore --join) and wait until it is a voter");
+  member_add->add_option("id", member_id, "Node id")->required();
+  member_add->add_option("address", member_address, "Its client address host:port")->required();
+  auto* member_remove = member->add_subcommand("remove", "Remove node ID (the leader too)");
+  member_remove->add_option("id", member_id, "Node id")->required();
+  member->require_subcommand(1);
   std::string prefix;
   auto* watch = app.add_subcommand("watch", "Print key changes as they are applied, until Ctrl-C");
   watch->add_option("prefix", prefix, "Only keys starting with PREFIX");
@@ -344,5 +354,7 @@ int main(int argc, char** argv) {
   if (members->parsed()) return PrintMembers(out, client, opts.endpoints);
   if (transfer->parsed()) return TransferLeader(out, client, opts.endpoints, target, opts.timeout);
   if (watch->parsed()) return Watch(out, client, opts.endpoints, prefix);
+  if (member_add->parsed()) return Report(out, client.AddMember(member_id, member_address), false);
+  if (member_remove->parsed()) return Report(out, client.RemoveMember(member_id), false);
   return 2;
 }

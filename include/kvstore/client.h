@@ -83,6 +83,13 @@ class Client {
   // transfer started; watch Status for the new leader.
   Result TransferLeader(uint64_t target);
 
+  // Adds node `node`, reachable at `address` (its client host:port), as a
+  // learner, and answers once the leader has promoted it to voter (after it
+  // caught up). Start the node first with `kvstore --id N --join ...`.
+  Result AddMember(uint64_t node, const std::string& address);
+  // Removes a member (the leader included); answers once applied.
+  Result RemoveMember(uint64_t node);
+
   // Asks one node for its status (no retries beyond the attempt timeout).
   NodeReport Status(const std::string& endpoint);
 

@@ -231,6 +231,21 @@ Result Client::TransferLeader(uint64_t target) {
   return impl_->Run(std::move(req), this);
 }
 
+Result Client::AddMember(uint64_t node, const std::string& address) {
+  net::ClientRequest req;
+  req.op = net::ClientOp::kMemberAdd;
+  req.node = node;
+  req.address = address;
+  return impl_->Run(std::move(req), this);
+}
+
+Result Client::RemoveMember(uint64_t node) {
+  net::ClientRequest req;
+  req.op = net::ClientOp::kMemberRemove;
+  req.node = node;
+  return impl_->Run(std::move(req), this);
+}
+
 NodeReport Client::Status(const std::string& endpoint) {
   NodeReport out;
   out.endpoint = endpoint;

@@ -7,7 +7,8 @@
 namespace kv {
 
 namespace {
-constexpr uint8_t kSnapshotVersion = 1;
+// Version 2 added the members after the data; version 1 snapshots have none.
+constexpr uint8_t kSnapshotVersion = 2;
 
 uint64_t Fnv1a(std::string_view bytes, uint64_t h) {
   for (unsigned char c : bytes) {
@@ -109,6 +110,15 @@ ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplic
   return result;
 }
 
+void StateMachine::SetMember(uint64_t index, uint64_t node, const std::string& address) {
+  applied_index_ = index;
+  if (address.empty()) {
+    members_.erase(node);
+  } else {
+    members_[node] = address;
+  }
+}
+
 bool StateMachine::Get(std::string_view key, std::string* value) const {
   auto it = data_.find(std::string(key));
   if (it == data_.end()) return false;
@@ -132,11 +142,17 @@ std::string StateMachine::Serialize() const {
     PutLengthPrefixed(&out, key);
     PutLengthPrefixed(&out, value);
   }
+  PutVarint64(&out, members_.size());
+  for (const auto& [node, address] : members_) {
+    PutVarint64(&out, node);
+    PutLengthPrefixed(&out, address);
+  }
   return out;
 }
 
 void StateMachine::Clear() {
   data_.clear();
+  members_.clear();
   sessions_.clear();
   sessions_by_index_.clear();
   applied_index_ = 0;
@@ -147,7 +163,7 @@ Status StateMachine::Restore(std::string_view in) {
   Clear();
   uint8_t version = 0;
   uint64_t count = 0;
-  if (!GetByte(&in, &version) || version != kSnapshotVersion ||
+  if (!GetByte(&in, &version) || version < 1 || version > kSnapshotVersion ||
       !GetVarint64(&in, &applied_index_) || !GetVarint64(&in, &count)) {
     Clear();
     return Status::Corruption("state machine snapshot: bad header");
@@ -179,6 +195,21 @@ Status StateMachine::Restore(std::string_view in) {
       return Status::Corruption("state machine snapshot: truncated data");
     }
     PutValue(std::string(key), std::string(value));
+  }
+  if (version >= 2) {
+    if (!GetVarint64(&in, &count)) {
+      Clear();
+      return Status::Corruption("state machine snapshot: bad member count");
+    }
+    for (uint64_t i = 0; i < count; ++i) {
+      uint64_t node = 0;
+      std::string_view address;
+      if (!GetVarint64(&in, &node) || !GetLengthPrefixed(&in, &address)) {
+        Clear();
+        return Status::Corruption("state machine snapshot: truncated members");
+      }
+      members_[node] = std::string(address);
+    }
   }
   if (!in.empty()) {
     Clear();

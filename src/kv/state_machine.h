@@ -31,8 +31,13 @@ class StateMachine {
   // Applies cmd, committed at `index` (> applied_index()). When (client, seq)
   // was applied before, sets *duplicate and returns the original result.
   ApplyResult Apply(uint64_t index, const Command& cmd, bool* duplicate);
-  // Index was applied but carried no command (a no-op or a membership change).
+  // Index was applied but carried no command (a leader's no-op).
   void Skip(uint64_t index) { applied_index_ = index; }
+  // A membership change at `index`: the member's client address, kept so that
+  // a node restored from a snapshot still knows how to reach every member.
+  // An empty address removes the member.
+  void SetMember(uint64_t index, uint64_t node, const std::string& address);
+  const std::map<uint64_t, std::string>& members() const { return members_; }
 
   // False if the key is absent.
   bool Get(std::string_view key, std::string* value) const;
@@ -66,6 +71,7 @@ class StateMachine {
   std::unordered_map<std::string, std::string> data_;
   std::unordered_map<uint64_t, Session> sessions_;
   std::map<uint64_t, uint64_t> sessions_by_index_;  // index -> client, for eviction
+  std::map<uint64_t, std::string> members_;  // node id -> client address
   uint64_t applied_index_ = 0;
   uint64_t digest_ = 0;
 };

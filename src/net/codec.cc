@@ -239,6 +239,10 @@ bool ParseOp(const std::string& name, ClientOp* op) {
     *op = ClientOp::kStatus;
   } else if (name == "transfer_leader") {
     *op = ClientOp::kTransferLeader;
+  } else if (name == "member_add") {
+    *op = ClientOp::kMemberAdd;
+  } else if (name == "member_remove") {
+    *op = ClientOp::kMemberRemove;
   } else {
     return false;
   }
@@ -298,6 +302,10 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits,
       ok = GetBool(v, &r->stale);
     } else if (name == "target") {
       ok = GetUint(v, &r->target);
+    } else if (name == "node") {
+      ok = GetUint(v, &r->node);
+    } else if (name == "address") {
+      ok = GetBytes(v, &r->address);
     }
     // Unknown fields are ignored, so that newer clients work with older nodes.
     if (!ok) return Status::InvalidArgument("field \"" + name + "\" has the wrong type");
@@ -306,6 +314,13 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits,
   if (r->op == ClientOp::kStatus) return Status::OK();
   if (r->op == ClientOp::kTransferLeader) {
     return r->target != 0 ? Status::OK() : Status::InvalidArgument("missing \"target\"");
+  }
+  if (r->op == ClientOp::kMemberAdd || r->op == ClientOp::kMemberRemove) {
+    if (r->node == 0) return Status::InvalidArgument("missing \"node\"");
+    if (r->op == ClientOp::kMemberAdd && r->address.empty()) {
+      return Status::InvalidArgument("missing \"address\"");
+    }
+    return Status::OK();
   }
   if (!has_key) return Status::InvalidArgument("missing \"key\"");
   if (r->key.size() > limits.max_key_bytes) {
@@ -327,16 +342,20 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits,
 }
 
 std::string EncodeClientRequest(const ClientRequest& r) {
-  static const char* kOpNames[] = {"get", "put", "del", "cas", "status", "transfer_leader"};
+  static const char* kOpNames[] = {"get",    "put",         "del",        "cas",
+                                   "status", "transfer_leader", "member_add", "member_remove"};
   std::string out;
   out.reserve(48 + r.key.size() + r.value.size() + r.expect.size());
   StringBuffer buf(&out);
   Packer pk(buf);
   const bool write = r.op == ClientOp::kPut || r.op == ClientOp::kDelete || r.op == ClientOp::kCas;
-  const bool keyed = r.op != ClientOp::kStatus && r.op != ClientOp::kTransferLeader;
+  const bool member = r.op == ClientOp::kMemberAdd || r.op == ClientOp::kMemberRemove;
+  const bool keyed = r.op != ClientOp::kStatus && r.op != ClientOp::kTransferLeader && !member;
   uint32_t fields = 2;
   if (keyed) fields += 1;                                                  // key
   if (r.op == ClientOp::kTransferLeader) fields += 1;                      // target
+  if (member) fields += 1;                                                 // node
+  if (r.op == ClientOp::kMemberAdd) fields += 1;                           // address
   if (r.op == ClientOp::kPut || r.op == ClientOp::kCas) fields += 1;       // value
   if (r.op == ClientOp::kCas) fields += 1;                                 // expect
   if (write && r.client != 0) fields += 2;                                 // client, seq
@@ -353,6 +372,14 @@ std::string EncodeClientRequest(const ClientRequest& r) {
   if (r.op == ClientOp::kTransferLeader) {
     PackStr(pk, "target");
     pk.pack_uint64(r.target);
+  }
+  if (member) {
+    PackStr(pk, "node");
+    pk.pack_uint64(r.node);
+  }
+  if (r.op == ClientOp::kMemberAdd) {
+    PackStr(pk, "address");
+    PackStr(pk, r.address);
   }
   if (r.op == ClientOp::kPut || r.op == ClientOp::kCas) {
     PackStr(pk, "value");

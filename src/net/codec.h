@@ -38,7 +38,16 @@ Status DecodeRaftMessage(std::string_view bytes, raft::Message* m,
 
 // ---- Client protocol v1 ----------------------------------------------------
 
-enum class ClientOp : uint8_t { kGet, kPut, kDelete, kCas, kStatus, kTransferLeader };
+enum class ClientOp : uint8_t {
+  kGet,
+  kPut,
+  kDelete,
+  kCas,
+  kStatus,
+  kTransferLeader,
+  kMemberAdd,
+  kMemberRemove,
+};
 
 struct ClientRequest {
   uint64_t id = 0;
@@ -51,6 +60,8 @@ struct ClientRequest {
   uint64_t seq = 0;
   bool stale = false;  // get: serve from this node's state without ReadIndex
   uint64_t target = 0;  // transfer_leader: the node to hand leadership to
+  uint64_t node = 0;     // member_add, member_remove: the member's id
+  std::string address;   // member_add: its client address host:port
 };
 
 struct RequestLimits {

@@ -74,18 +74,6 @@ Status ParsePeers(const std::string& text, std::map<raft::NodeId, HostPort>* pee
   return Status::OK();
 }
 
-std::string NodeConfig::RaftEndpoint(raft::NodeId node) const {
-  const HostPort& hp = peers.at(node);
-  const int port = node == id ? raft_port : hp.port + kRaftPortOffset;
-  return "tcp://" + hp.host + ":" + std::to_string(port);
-}
-
-std::string NodeConfig::PubEndpoint(raft::NodeId node) const {
-  const HostPort& hp = peers.at(node);
-  const int port = node == id ? pub_port : hp.port + kPubPortOffset;
-  return "tcp://" + hp.host + ":" + std::to_string(port);
-}
-
 Status NodeConfig::Finish() {
   if (id == 0) return Status::InvalidArgument("node id must be given and non-zero");
   if (peers.count(id) == 0) {

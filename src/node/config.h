@@ -32,6 +32,7 @@ struct NodeConfig {
   std::string cluster = "default";  // a data dir belongs to one cluster
   std::string data_dir;              // default ./data/node-<id>
   std::string listen_host;           // default: the host of this node's address
+  std::string join;                  // host:port of a member, to join an existing cluster
   int raft_port = 0;                 // default: client port + 1000
   int pub_port = 0;                  // default: client port + 2000
 
@@ -46,9 +47,6 @@ struct NodeConfig {
 
   const HostPort& self() const { return peers.at(id); }
   int client_port() const { return self().port; }
-  // The Raft and PUB endpoints of any member (derived ports for others).
-  std::string RaftEndpoint(raft::NodeId node) const;
-  std::string PubEndpoint(raft::NodeId node) const;
 
   // Fills in defaults and checks consistency: id present in peers, ports in
   // range and distinct. InvalidArgument with one line saying what is wrong.

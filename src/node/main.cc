@@ -47,6 +47,9 @@ int main(int argc, char** argv) {
                  "Every member as ID=HOST:PORT,... (client addresses; Raft uses PORT+1000 and "
                  "events PORT+2000)")
       ->capture_default_str();
+  app.add_option("--join", cfg.join,
+                 "Join a running cluster through this member's client address (host:port); "
+                 "then --peers may name only this node, and 'kvctl member add' admits it");
   app.add_option("--cluster", cfg.cluster, "Cluster name; a data dir serves one cluster")
       ->capture_default_str();
   app.add_option("--data-dir", cfg.data_dir, "Data directory (default ./data/node-ID)");
@@ -90,6 +93,12 @@ int main(int argc, char** argv) {
     return ConfigError("--log-level must be debug, info, warn or error");
   }
 
+  if (!cfg.join.empty() && app.count("--peers") == 0) {
+    // Joining: this node's own address is all it needs to start with.
+    if (id == 0 || port == 0) return ConfigError("--join needs --id and --port");
+    peers = std::to_string(id) + "=" + (cfg.listen_host.empty() ? "127.0.0.1" : cfg.listen_host) +
+            ":" + std::to_string(port);
+  }
   kv::Status s = kv::node::ParsePeers(peers, &cfg.peers);
   if (!s.ok()) return ConfigError(s.message());
   cfg.id = id;

@@ -74,10 +74,26 @@ Status Node::Start() {
   keys_ = sm_.size();
   handed_to_workers_ = snap.meta.index;
 
+  // Who is where: the configured peers, the members a snapshot remembers,
+  // and (when joining) what the member we join reports. Membership changes
+  // replayed from the log update it further.
+  members_ = cfg_.peers;
+  for (const auto& [node, address] : sm_.members()) {
+    HostPort hp;
+    if (ParseHostPort(address, &hp).ok()) members_[node] = hp;
+  }
+  if (!cfg_.join.empty()) {
+    s = LearnMembersFrom(cfg_.join);
+    if (!s.ok()) return s;
+  }
+
   raft::Config rc;
   rc.id = cfg_.id;
   rc.group = kDefaultGroup;
-  for (const auto& entry : cfg_.peers) rc.peers.push_back(entry.first);
+  // A joining node starts with no configuration: the leader's log brings it.
+  if (cfg_.join.empty()) {
+    for (const auto& entry : cfg_.peers) rc.peers.push_back(entry.first);
+  }
   rc.storage = group_storage_;
   rc.applied = snap.meta.index;
   rc.election_tick = cfg_.election_ticks;
@@ -103,28 +119,7 @@ Status Node::Start() {
         return Status::InvalidArgument("cannot listen on " + ep + ": " + e.what());
       }
     }
-    for (const auto& [node, hp] : cfg_.peers) {
-      if (node == cfg_.id) continue;
-      zmq::socket_t out(ctx_, zmq::socket_type::dealer);
-      out.set(zmq::sockopt::linger, 0);
-      out.set(zmq::sockopt::sndhwm, 10000);
-      // Do not queue for a peer that is down: Raft resends what matters.
-      out.set(zmq::sockopt::immediate, true);
-      out.set(zmq::sockopt::reconnect_ivl, 100);
-      out.set(zmq::sockopt::reconnect_ivl_max, 1000);
-      out.connect(cfg_.RaftEndpoint(node));
-      raft_out_.emplace(node, std::move(out));
-      // Snapshots stream over a connection of their own; a short queue keeps
-      // at most a few chunks in memory per peer.
-      zmq::socket_t stream(ctx_, zmq::socket_type::dealer);
-      stream.set(zmq::sockopt::linger, 0);
-      stream.set(zmq::sockopt::sndhwm, 4);
-      stream.set(zmq::sockopt::immediate, true);
-      stream.set(zmq::sockopt::reconnect_ivl, 100);
-      stream.set(zmq::sockopt::reconnect_ivl_max, 1000);
-      stream.connect(cfg_.RaftEndpoint(node));
-      snapshot_out_.emplace(node, std::move(stream));
-    }
+    for (const auto& entry : members_) ConnectPeer(entry.first);
   } catch (const zmq::error_t& e) {
     return Status::IOError(std::string("zeromq: ") + e.what());
   }
@@ -147,6 +142,61 @@ Status Node::Start() {
     KV_LOG(kWarn) << "fsync is OFF: acknowledged writes can be lost if the machine crashes";
   }
   return Status::OK();
+}
+
+void Node::ConnectPeer(raft::NodeId node) {
+  if (node == cfg_.id || raft_out_.count(node) != 0) return;
+  auto dealer = [&](int hwm) {
+    zmq::socket_t sock(ctx_, zmq::socket_type::dealer);
+    sock.set(zmq::sockopt::linger, 0);
+    sock.set(zmq::sockopt::sndhwm, hwm);
+    // Do not queue for a peer that is down: Raft resends what matters.
+    sock.set(zmq::sockopt::immediate, true);
+    sock.set(zmq::sockopt::reconnect_ivl, 100);
+    sock.set(zmq::sockopt::reconnect_ivl_max, 1000);
+    const HostPort& hp = members_.at(node);
+    sock.connect("tcp://" + hp.host + ":" + std::to_string(hp.port + kRaftPortOffset));
+    return sock;
+  };
+  raft_out_.emplace(node, dealer(10000));
+  // Snapshots stream over a connection of their own; a short queue keeps at
+  // most a few chunks in memory per peer.
+  snapshot_out_.emplace(node, dealer(4));
+}
+
+void Node::DisconnectPeer(raft::NodeId node) {
+  raft_out_.erase(node);
+  snapshot_out_.erase(node);
+}
+
+Status Node::LearnMembersFrom(const std::string& endpoint) {
+  // The member we join tells us every member's address; until it answers we
+  // could not even reply to the leader.
+  zmq::socket_t sock(ctx_, zmq::socket_type::dealer);
+  sock.set(zmq::sockopt::linger, 0);
+  sock.connect("tcp://" + endpoint);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (uint64_t id = 1; std::chrono::steady_clock::now() < deadline; ++id) {
+    net::ClientRequest req;
+    req.op = net::ClientOp::kStatus;
+    req.id = id;
+    (void)sock.send(zmq::buffer(net::EncodeClientRequest(req)), zmq::send_flags::dontwait);
+    zmq::pollitem_t item{static_cast<void*>(sock), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(1000));
+    zmq::message_t msg;
+    if (!(item.revents & ZMQ_POLLIN) || !sock.recv(msg, zmq::recv_flags::dontwait)) continue;
+    NodeStatus st;
+    uint64_t reply_id = 0;
+    if (!net::DecodeStatusReply(msg.to_string_view(), &reply_id, &st).ok()) continue;
+    for (const auto& [node, address] : st.members) {
+      HostPort hp;
+      if (node != cfg_.id && ParseHostPort(address, &hp).ok()) members_[node] = hp;
+    }
+    KV_LOG(kInfo) << "joining through " << endpoint << ": " << st.members.size()
+                  << " members known";
+    return Status::OK();
+  }
+  return Status::Unavailable("cannot reach " + endpoint + " to join the cluster");
 }
 
 Status Node::Run() {
@@ -214,6 +264,10 @@ void Node::HandleRequest(Pending p, std::string_view payload) {
     case net::ClientOp::kStatus:
       ReplyStatus(p);
       return;
+    case net::ClientOp::kMemberAdd:
+    case net::ClientOp::kMemberRemove:
+      HandleMemberRequest(std::move(p), req);
+      return;
     case net::ClientOp::kTransferLeader: {
       if (raft_->role() != raft::Role::kLeader) {
         RedirectOrUnavailable(p);
@@ -275,8 +329,8 @@ void Node::HandleRequest(Pending p, std::string_view payload) {
 void Node::RedirectOrUnavailable(const Pending& p) {
   net::ClientReply reply;
   const raft::NodeId leader = raft_->leader();
-  auto it = cfg_.peers.find(leader);
-  if (leader != raft::kNoNode && leader != cfg_.id && it != cfg_.peers.end()) {
+  auto it = members_.find(leader);
+  if (leader != raft::kNoNode && leader != cfg_.id && it != members_.end()) {
     reply.status = net::ReplyStatus::kRedirect;
     reply.leader = it->second.ToString();
   } else {
@@ -322,8 +376,8 @@ void Node::ReplyStatus(const Pending& p) {
   st.role = raft::RoleName(raft_->role());
   st.term = raft_->term();
   st.leader = raft_->leader();
-  auto leader = cfg_.peers.find(st.leader);
-  if (leader != cfg_.peers.end()) st.leader_address = leader->second.ToString();
+  auto leader = members_.find(st.leader);
+  if (leader != members_.end()) st.leader_address = leader->second.ToString();
   st.commit = raft_->commit();
   st.applied = applied_;
   st.last_index = raft_->last_index();
@@ -331,7 +385,7 @@ void Node::ReplyStatus(const Pending& p) {
   st.event_seq = events_->seq();
   st.digest = digest_;
   st.keys = keys_;
-  for (const auto& [node, hp] : cfg_.peers) st.members[node] = hp.ToString();
+  for (const auto& [node, hp] : members_) st.members[node] = hp.ToString();
   const raft::ConfState cs = raft_->conf_state();
   st.voters = cs.voters;
   st.learners = cs.learners;
@@ -414,8 +468,101 @@ void Node::PumpSnapshots() {
 // ---------------------------------------------------------------------------
 // Raft
 
+void Node::OnConfChangeCommitted(const raft::Entry& e) {
+  raft::ConfChange cc;
+  if (!raft::ConfChange::Decode(e.data, &cc)) return;
+  HostPort hp;
+  if (cc.type == raft::ConfChangeType::kRemoveNode) {
+    if (cc.node == cfg_.id) {
+      KV_LOG(kWarn) << "node " << cfg_.id << " was removed from the cluster at index " << e.index
+                    << "; it serves nothing more and can be shut down";
+    } else {
+      DisconnectPeer(cc.node);
+      members_.erase(cc.node);
+    }
+  } else if (ParseHostPort(cc.context, &hp).ok()) {
+    members_[cc.node] = hp;
+    ConnectPeer(cc.node);
+  }
+  // The core applies membership changes at commit: its configuration is
+  // current here.
+  const raft::ConfState cs = raft_->conf_state();
+  static const char* kChange[] = {"add-learner", "add-voter", "remove"};
+  events_->Publish("membership", {{"index", e.index},
+                                  {"change", std::string(kChange[static_cast<int>(cc.type)])},
+                                  {"member", cc.node},
+                                  {"voters", static_cast<uint64_t>(cs.voters.size())},
+                                  {"learners", static_cast<uint64_t>(cs.learners.size())}});
+  KV_LOG(kInfo) << "membership: " << kChange[static_cast<int>(cc.type)] << " " << cc.node
+                << " at " << e.index;
+}
+
+void Node::HandleMemberRequest(Pending p, const net::ClientRequest& req) {
+  if (raft_->role() != raft::Role::kLeader) {
+    RedirectOrUnavailable(p);
+    return;
+  }
+  net::ClientReply reply;
+  raft::ConfChange cc;
+  cc.node = req.node;
+  if (req.op == net::ClientOp::kMemberAdd) {
+    HostPort hp;
+    Status s = ParseHostPort(req.address, &hp);
+    if (!s.ok()) {
+      reply.status = net::ReplyStatus::kError;
+      reply.error = s.message();
+      Reply(p, reply);
+      return;
+    }
+    cc.type = raft::ConfChangeType::kAddLearner;
+    cc.context = hp.ToString();
+  } else {
+    cc.type = raft::ConfChangeType::kRemoveNode;
+  }
+  raft::Index index = 0;
+  Status s = raft_->ProposeConfChange(cc, &index);
+  if (!s.ok()) {
+    reply.status = s.IsUnavailable() ? net::ReplyStatus::kUnavailable : net::ReplyStatus::kError;
+    reply.error = s.message();
+    Reply(p, reply);
+    return;
+  }
+  p.term = raft_->term();
+  if (req.op == net::ClientOp::kMemberAdd) {
+    // Answered once the learner caught up and was promoted (Tick).
+    joining_[req.node] = Joining{std::move(p), cc.context, false};
+  } else {
+    // Answered when the removal is applied, like a write.
+    pending_writes_.emplace(index, std::move(p));
+  }
+}
+
+void Node::PromoteCaughtUpLearners() {
+  if (joining_.empty() || raft_->role() != raft::Role::kLeader) return;
+  const raft::ConfState cs = raft_->conf_state();
+  for (auto it = joining_.begin(); it != joining_.end();) {
+    const raft::NodeId node = it->first;
+    if (std::find(cs.voters.begin(), cs.voters.end(), node) != cs.voters.end()) {
+      Reply(it->second.client, net::ClientReply{});
+      it = joining_.erase(it);
+      continue;
+    }
+    const raft::Progress* pr = raft_->ProgressOf(node);
+    // Caught up: close enough to the leader's log that promoting it does not
+    // leave the group waiting on a slow voter.
+    if (!it->second.promoting && pr != nullptr && pr->learner &&
+        pr->match + 1000 >= raft_->last_index()) {
+      raft::ConfChange cc{raft::ConfChangeType::kAddVoter, node, it->second.address};
+      // Unavailable while another change is pending: try again next tick.
+      it->second.promoting = raft_->ProposeConfChange(cc).ok();
+    }
+    ++it;
+  }
+}
+
 void Node::Tick() {
   raft_->Tick();
+  PromoteCaughtUpLearners();
   PumpSnapshots();
   if (raft_->commit() != published_commit_) {
     // Progress events at most once a tick, however many entries commit.
@@ -455,6 +602,11 @@ void Node::FailPendingOnStepDown() {
     for (const Pending& p : entry.second) Reply(p, unavailable);
   }
   reads_by_context_.clear();
+  net::ClientReply unknown;
+  unknown.status = net::ReplyStatus::kUnknown;
+  unknown.error = "leadership lost while adding the member; check kvctl members";
+  for (const auto& entry : joining_) Reply(entry.second.client, unknown);
+  joining_.clear();
 }
 
 void Node::ProcessReady() {
@@ -516,14 +668,7 @@ void Node::ProcessReady() {
       std::vector<std::pair<raft::Index, Pending>> writes;
       const raft::Index last = rd.committed_entries.back().index;
       for (const raft::Entry& e : rd.committed_entries) {
-        if (e.type != raft::EntryType::kConfChange) continue;
-        // The core applies membership changes at commit: its configuration
-        // is current here.
-        const raft::ConfState cs = raft_->conf_state();
-        events_->Publish("membership",
-                         {{"index", e.index},
-                          {"voters", static_cast<uint64_t>(cs.voters.size())},
-                          {"learners", static_cast<uint64_t>(cs.learners.size())}});
+        if (e.type == raft::EntryType::kConfChange) OnConfChangeCommitted(e);
       }
       while (!pending_writes_.empty() && pending_writes_.begin()->first <= last) {
         writes.emplace_back(pending_writes_.begin()->first,
@@ -553,8 +698,15 @@ void Node::ApplyOnWorker(const std::vector<raft::Entry>& entries,
   auto write = writes.begin();
   for (const raft::Entry& e : entries) {
     ApplyResult result = ApplyResult::kOk;
+    raft::ConfChange cc;
     if (e.type == raft::EntryType::kConfChange) {
-      sm_.Skip(e.index);
+      if (raft::ConfChange::Decode(e.data, &cc) && (!cc.context.empty() ||
+                                                     cc.type == raft::ConfChangeType::kRemoveNode)) {
+        sm_.SetMember(e.index, cc.node,
+                      cc.type == raft::ConfChangeType::kRemoveNode ? "" : cc.context);
+      } else {
+        sm_.Skip(e.index);
+      }
     } else if (e.data.empty()) {
       sm_.Skip(e.index);
     } else {

@@ -97,6 +97,14 @@ class Node {
   // Answers a request that this node cannot serve as leader.
   void RedirectOrUnavailable(const Pending& p);
 
+  // Loop thread: membership.
+  void ConnectPeer(raft::NodeId node);
+  void DisconnectPeer(raft::NodeId node);
+  Status LearnMembersFrom(const std::string& endpoint);
+  void OnConfChangeCommitted(const raft::Entry& e);
+  void HandleMemberRequest(Pending p, const net::ClientRequest& req);
+  void PromoteCaughtUpLearners();
+
   // Worker strand: the state machine.
   void ApplyOnWorker(const std::vector<raft::Entry>& entries,
                      std::vector<std::pair<raft::Index, Pending>> writes);
@@ -125,6 +133,13 @@ class Node {
   Status fatal_;  // a storage failure: the node stops serving
 
   // Loop thread only.
+  std::map<raft::NodeId, HostPort> members_;  // every member's client address
+  struct Joining {
+    Pending client;       // answered once the node is a voter
+    std::string address;
+    bool promoting = false;
+  };
+  std::map<raft::NodeId, Joining> joining_;
   std::map<raft::Index, Pending> pending_writes_;
   std::vector<Pending> read_batch_;  // gathered this round, one ReadIndex for all
   std::map<std::string, std::vector<Pending>> reads_by_context_;

@@ -2,7 +2,7 @@
 // (raft::LogStorage), backed by the node's shared WAL.
 //
 // The storage holds, for every entry after the group's snapshot, its term and
-// where its record sits in the WAL (16 bytes an entry). The newest entries are
+// where its record sits in the WAL (24 bytes an entry). The newest entries are
 // also cached in memory up to a byte budget; older ones are read back from
 // their WAL segment (and their checksum verified) when asked for. Semantics
 // match raft::MemoryStorage.

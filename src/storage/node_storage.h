@@ -10,6 +10,8 @@
 //   WriteBatch b; b.AppendEntries(g, ready.entries); b.SetHardState(g, ready.hs);
 //   storage->wal()->Submit(std::move(b), done);   // done runs on the WAL thread
 //   ... on the loop thread, once done reported OK: storage->ApplyWritten(batch);
+// A group's entries go before its hard state in a batch (a torn batch keeps
+// a prefix, and a hard state must never commit entries that were lost).
 // Batches are applied in the order they were submitted. Snapshots go through
 // CreateSnapshot / InstallSnapshot, called from the thread that applies
 // batches, after the batches submitted before them were applied.

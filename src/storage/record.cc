@@ -105,10 +105,11 @@ Record Record::Snapshot(raft::GroupId group, const raft::SnapshotMeta& meta, boo
   return r;
 }
 
-Record Record::SegmentHeader(uint64_t seq) {
+Record Record::SegmentHeader(uint64_t seq, uint64_t checkpoint_bytes) {
   Record r;
   r.type = RecordType::kSegmentHeader;
   r.seq = seq;
+  r.checkpoint_bytes = checkpoint_bytes;
   return r;
 }
 
@@ -126,6 +127,7 @@ void EncodeRecord(const Record& record, std::string* out) {
     case RecordType::kSegmentHeader:
       PutU64(out, kSegmentMagic);
       PutU64(out, record.seq);
+      PutU64(out, record.checkpoint_bytes);
       break;
     case RecordType::kWriteStart:
       PutU64(out, record.seq);
@@ -197,6 +199,7 @@ Status DecodeRecord(RecordType type, std::string_view payload, Record* out) {
     case RecordType::kSegmentHeader:
       if (r.U64() != kSegmentMagic) return Status::Corruption("bad segment magic or version");
       out->seq = r.U64();
+      out->checkpoint_bytes = r.U64();
       break;
     case RecordType::kWriteStart:
       out->seq = r.U64();

@@ -44,11 +44,14 @@ struct Record {
   // snapshot.index (compaction).
   bool replace_log = false;
   uint64_t seq = 0;  // kSegmentHeader: the segment's number; kWriteStart: the write's
+  // kSegmentHeader: bytes of checkpoint records that follow the header, so
+  // recovery can tell a whole checkpoint from one cut short.
+  uint64_t checkpoint_bytes = 0;
 
   static Record Entry(raft::GroupId group, raft::Entry entry);
   static Record HardState(raft::GroupId group, const raft::HardState& hs);
   static Record Snapshot(raft::GroupId group, const raft::SnapshotMeta& meta, bool replace_log);
-  static Record SegmentHeader(uint64_t seq);
+  static Record SegmentHeader(uint64_t seq, uint64_t checkpoint_bytes);
   static Record WriteStart(uint64_t seq);
 };
 

@@ -1,6 +1,7 @@
 #include "storage/wal.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <iterator>
@@ -193,7 +194,8 @@ Status Wal::ReplaySegment(uint64_t seq, const std::string& buf, bool newest, con
                           uint64_t* end, bool* torn) {
   const std::string path = SegmentPath(seq);
   size_t off = 0;
-  bool written = false;  // a write followed the header and checkpoint
+  uint64_t head_end = 0;  // end of the header and checkpoint
+  bool written = false;   // a write followed them
   while (true) {
     size_t size = 0;
     RecordType type{};
@@ -206,6 +208,7 @@ Status Wal::ReplaySegment(uint64_t seq, const std::string& buf, bool newest, con
       if (type != RecordType::kSegmentHeader || record.seq != seq) {
         return Damaged(path, off, "the segment header is missing or names another segment");
       }
+      head_end = size + record.checkpoint_bytes;
     } else if (type == RecordType::kSegmentHeader) {
       return Damaged(path, off, "a segment header in the middle of a segment");
     } else {
@@ -218,7 +221,13 @@ Status Wal::ReplaySegment(uint64_t seq, const std::string& buf, bool newest, con
   }
   *end = off;
   *torn = buf.find_first_not_of('\0', off) != std::string::npos;
-  if (!*torn) return Status::OK();
+  if (!*torn) {
+    if (off >= head_end) return Status::OK();
+    // The checkpoint stops short and nothing follows: cut short while being
+    // created, in the newest segment only.
+    if (newest) *end = 0;
+    return newest ? Status::OK() : Damaged(path, off, "the segment's checkpoint stops short");
+  }
   const size_t next = FindLaterWriteStart(buf, off, write_seq_);
   if (next != std::string::npos) {
     return Damaged(path, off,
@@ -260,16 +269,18 @@ void Wal::Track(const Record& record) {
 
 Status Wal::Roll(uint64_t min_free) {
   const uint64_t seq = seq_ + 1;
-  std::string head;
-  EncodeRecord(Record::SegmentHeader(seq), &head);
+  std::string checkpoint;
   for (const auto& [group, hs] : last_hard_state_) {
-    EncodeRecord(Record::HardState(group, hs), &head);
+    EncodeRecord(Record::HardState(group, hs), &checkpoint);
   }
   // replace_log is false: the checkpoint restates the snapshot point, it does
   // not replace the entries written after it.
   for (const auto& [group, meta] : last_snapshot_) {
-    EncodeRecord(Record::Snapshot(group, meta, false), &head);
+    EncodeRecord(Record::Snapshot(group, meta, false), &checkpoint);
   }
+  std::string head;
+  EncodeRecord(Record::SegmentHeader(seq, checkpoint.size()), &head);
+  head += checkpoint;
   const uint64_t capacity = std::max<uint64_t>(options_.segment_size, head.size() + min_free);
   const std::string path = SegmentPath(seq);
   std::unique_ptr<WritableFile> file;
@@ -371,19 +382,32 @@ Status Wal::WriteBatches(std::vector<Pending>* batches) {
   }
   Status s = file_->WriteAt(buf_start, buf);
   offset_ = buf_start + buf.size();
+  const auto start = std::chrono::steady_clock::now();
   if (s.ok()) s = file_->Sync();
+  last_sync_ = std::chrono::steady_clock::now() - start;
   sync_count_.fetch_add(1, std::memory_order_relaxed);
   return s;
 }
 
 void Wal::WriterLoop() {
   std::unique_lock<std::mutex> lock(mu_);
+  size_t last_round = 0;  // batches the previous group commit completed
   while (true) {
     work_cv_.wait(lock, [this] { return closing_ || !queue_.empty(); });
     if (queue_.empty()) return;
+    if (queue_.size() < last_round) {
+      // The writers the last commit woke are probably about to write again.
+      // Without this pause they would miss this commit and wait a whole sync
+      // for the next, and the writers would settle into two halves that take
+      // turns: half the batching, twice the latency.
+      const auto pause =
+          std::min<std::chrono::steady_clock::duration>(last_sync_ / 2, options_.max_batch_wait);
+      work_cv_.wait_for(lock, pause, [&] { return closing_ || queue_.size() >= last_round; });
+    }
     std::vector<Pending> batches(std::make_move_iterator(queue_.begin()),
                                  std::make_move_iterator(queue_.end()));
     queue_.clear();
+    last_round = batches.size();
     const Status sticky = error_;
     lock.unlock();
     Status s = sticky.ok() ? WriteBatches(&batches) : sticky;

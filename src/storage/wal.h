@@ -11,7 +11,8 @@
 //
 // Group commit: Submit() queues a batch; one writer thread takes everything
 // queued, writes it with one write per segment touched, issues ONE fdatasync,
-// and only then runs each batch's completion. A failed write or sync is
+// and only then runs each batch's completion (see max_batch_wait for how it
+// keeps concurrent writers in one commit). A failed write or sync is
 // sticky: that batch and every later one fail with the same IOError.
 //
 // Every write the WAL issues begins with a write-start record carrying an
@@ -30,6 +31,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -52,6 +54,10 @@ struct WalOptions {
   // Preallocated size of each segment file. A segment grows past it only to
   // fit a single record larger than a segment.
   uint64_t segment_size = 64ull << 20;
+  // When fewer batches are queued than the last group commit completed, the
+  // writer waits up to half that commit's sync time, capped by this, for the
+  // writers it just woke to queue again, so they share the next sync.
+  std::chrono::microseconds max_batch_wait{1000};
 };
 
 // Where a record sits: segment sequence number and byte offset of its frame.
@@ -199,6 +205,7 @@ class Wal {
   std::map<raft::GroupId, raft::HardState> last_hard_state_;
   std::map<raft::GroupId, raft::SnapshotMeta> last_snapshot_;
   uint64_t write_seq_ = 0;  // number of the newest write issued or replayed
+  std::chrono::steady_clock::duration last_sync_{};  // how long the last commit's sync took
 
   std::thread writer_;
 };

@@ -134,3 +134,18 @@ TEST_CASE("A corrupt snapshot is refused and leaves the state machine empty") {
 }
 
 }  // namespace kv
+
+namespace kv {
+
+TEST_CASE("Members' addresses survive a snapshot and can be removed") {
+  StateMachine sm;
+  sm.SetMember(1, 4, "10.0.0.4:8080");
+  sm.SetMember(2, 5, "10.0.0.5:8080");
+  sm.SetMember(3, 4, "");
+  REQUIRE(sm.applied_index() == 3);
+  StateMachine copy;
+  REQUIRE(copy.Restore(sm.Serialize()).ok());
+  REQUIRE(copy.members() == std::map<uint64_t, std::string>{{5, "10.0.0.5:8080"}});
+}
+
+}  // namespace kv

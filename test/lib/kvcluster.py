@@ -62,7 +62,8 @@ class Cluster:
         # chaos suite's namespaces): every node on its own address, port 8080.
         self.local = hosts is None
         self.hosts = hosts or ["127.0.0.1"] * nodes
-        self.base = free_base_port(nodes) if self.local else 8080
+        # Room for two nodes joining later.
+        self.base = free_base_port(nodes + 2) if self.local else 8080
         self.extra_args = list(extra_args)
         self.wrap = wrap or (lambda node_id, argv: argv)  # e.g. ip netns exec
         self.tick_ms = tick_ms
@@ -98,11 +99,30 @@ class Cluster:
     def start(self, node_id=None):
         ids = [node_id] if node_id else range(1, self.n + 1)
         for i in ids:
-            log = open(self.log_path(i), "ab")
-            self.procs[i] = subprocess.Popen(self.wrap(i, self.argv(i)), stdout=log,
-                                             stderr=subprocess.STDOUT)
-            log.close()
+            self._spawn(i, self.argv(i))
         return self
+
+    def _spawn(self, node_id, argv):
+        log = open(self.log_path(node_id), "ab")
+        self.procs[node_id] = subprocess.Popen(self.wrap(node_id, argv), stdout=log,
+                                               stderr=subprocess.STDOUT)
+        log.close()
+
+    def start_joiner(self, via):
+        """Starts node n+1 with --join through node `via`; returns its id.
+
+        The cluster then counts it (endpoint, status, stop); admit it with
+        the member_add request (kvctl member add)."""
+        self.n += 1
+        self.hosts.append(self.hosts[0])
+        i = self.n
+        argv = [os.path.join(self.bin_dir, "kvstore"), "--id", str(i), "--port",
+                str(self.port(i)), "--join", self.endpoint(via),
+                "--data-dir", os.path.join(self.dir, f"node-{i}"),
+                "--tick-ms", str(self.tick_ms), "--election-ticks", "10",
+                "--heartbeat-ticks", "2"] + self.extra_args
+        self._spawn(i, argv)
+        return i
 
     def kill(self, node_id, sig=signal.SIGKILL):
         p = self.procs.get(node_id)

@@ -1,0 +1,507 @@
+#include "kvcheck/history.h"
+
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <utility>
+
+namespace kv {
+namespace check {
+
+const char* OpKindName(OpKind kind) {
+  switch (kind) {
+    case OpKind::kPut:
+      return "put";
+    case OpKind::kGet:
+      return "get";
+    case OpKind::kDelete:
+      return "delete";
+    case OpKind::kCas:
+      return "cas";
+  }
+  return "?";
+}
+
+const char* OutcomeName(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::kOk:
+      return "ok";
+    case Outcome::kFail:
+      return "fail";
+    case Outcome::kInfo:
+      return "info";
+  }
+  return "?";
+}
+
+void AppendJsonString(std::string_view s, std::string* out) {
+  out->push_back('"');
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out->append(buf);
+        } else {
+          out->push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+namespace {
+
+// A recursive-descent reader for one JSON object per line. Only what the
+// history format needs is decoded (strings, null, integers); any other value
+// of an unknown field is validated and skipped.
+class LineReader {
+ public:
+  explicit LineReader(std::string_view s) : s_(s) {}
+
+  Status ReadEvent(Event* event) {
+    bool have_process = false, have_type = false, have_f = false, have_key = false,
+         have_time = false;
+    SkipSpace();
+    if (!Consume('{')) return Error("expected '{' at the start of the line");
+    SkipSpace();
+    if (Consume('}')) return Error("empty object");
+    while (true) {
+      SkipSpace();
+      std::string name;
+      Status s = ReadString(&name);
+      if (!s.ok()) return s;
+      SkipSpace();
+      if (!Consume(':')) return Error("expected ':' after \"" + name + "\"");
+      SkipSpace();
+      if (name == "process") {
+        s = ReadInt(name, &event->process);
+        have_process = true;
+      } else if (name == "time") {
+        s = ReadInt(name, &event->time);
+        have_time = true;
+      } else if (name == "type") {
+        std::string v;
+        s = ReadString(&v);
+        if (s.ok()) s = ParseType(v, &event->type);
+        have_type = true;
+      } else if (name == "f") {
+        std::string v;
+        s = ReadString(&v);
+        if (s.ok()) s = ParseKind(v, &event->kind);
+        have_f = true;
+      } else if (name == "key") {
+        s = ReadString(&event->key);
+        have_key = true;
+      } else if (name == "value") {
+        s = ReadNullableString(name, &event->value);
+      } else if (name == "expected") {
+        s = ReadNullableString(name, &event->expected);
+      } else {
+        s = SkipValue(0);
+      }
+      if (!s.ok()) return s;
+      SkipSpace();
+      if (Consume(',')) continue;
+      if (Consume('}')) break;
+      return Error("expected ',' or '}'");
+    }
+    SkipSpace();
+    if (pos_ != s_.size()) return Error("unexpected text after the object");
+    if (!have_process) return Missing("process");
+    if (!have_type) return Missing("type");
+    if (!have_f) return Missing("f");
+    if (!have_key) return Missing("key");
+    if (!have_time) return Missing("time");
+    return Status::OK();
+  }
+
+ private:
+  Status Error(const std::string& what) const {
+    return Status::InvalidArgument("column " + std::to_string(pos_ + 1) + ": " + what);
+  }
+  Status Missing(const char* field) const {
+    return Status::InvalidArgument(std::string("missing field \"") + field + "\"");
+  }
+
+  void SkipSpace() {
+    while (pos_ < s_.size() &&
+           (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\r' || s_[pos_] == '\n')) {
+      pos_++;
+    }
+  }
+  bool Consume(char c) {
+    if (pos_ < s_.size() && s_[pos_] == c) {
+      pos_++;
+      return true;
+    }
+    return false;
+  }
+  bool ConsumeWord(std::string_view w) {
+    if (s_.substr(pos_, w.size()) == w) {
+      pos_ += w.size();
+      return true;
+    }
+    return false;
+  }
+
+  static Status ParseType(const std::string& v, EventType* type) {
+    if (v == "invoke") {
+      *type = EventType::kInvoke;
+    } else if (v == "ok") {
+      *type = EventType::kOk;
+    } else if (v == "fail") {
+      *type = EventType::kFail;
+    } else if (v == "info") {
+      *type = EventType::kInfo;
+    } else {
+      return Status::InvalidArgument("unknown \"type\" \"" + v +
+                                     "\" (want invoke, ok, fail or info)");
+    }
+    return Status::OK();
+  }
+  static Status ParseKind(const std::string& v, OpKind* kind) {
+    if (v == "put" || v == "set" || v == "write") {
+      *kind = OpKind::kPut;
+    } else if (v == "get" || v == "read") {
+      *kind = OpKind::kGet;
+    } else if (v == "delete" || v == "del") {
+      *kind = OpKind::kDelete;
+    } else if (v == "cas") {
+      *kind = OpKind::kCas;
+    } else {
+      return Status::InvalidArgument("unknown \"f\" \"" + v +
+                                     "\" (want put, get, delete or cas)");
+    }
+    return Status::OK();
+  }
+
+  Status ReadInt(const std::string& name, int64_t* out) {
+    const size_t start = pos_;
+    bool negative = Consume('-');
+    if (pos_ >= s_.size() || s_[pos_] < '0' || s_[pos_] > '9') {
+      pos_ = start;
+      return Error("\"" + name + "\" must be an integer");
+    }
+    // Accumulate as a negative number so INT64_MIN parses too.
+    int64_t v = 0;
+    while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') {
+      const int digit = s_[pos_] - '0';
+      if (v < (std::numeric_limits<int64_t>::min() + digit) / 10) {
+        pos_ = start;
+        return Error("\"" + name + "\" is out of range");
+      }
+      v = v * 10 - digit;
+      pos_++;
+    }
+    if (pos_ < s_.size() && (s_[pos_] == '.' || s_[pos_] == 'e' || s_[pos_] == 'E')) {
+      return Error("\"" + name + "\" must be an integer");
+    }
+    if (!negative) {
+      if (v == std::numeric_limits<int64_t>::min()) {
+        pos_ = start;
+        return Error("\"" + name + "\" is out of range");
+      }
+      v = -v;
+    }
+    *out = v;
+    return Status::OK();
+  }
+
+  Status ReadNullableString(const std::string& name, std::optional<std::string>* out) {
+    if (ConsumeWord("null")) {
+      out->reset();
+      return Status::OK();
+    }
+    if (pos_ < s_.size() && s_[pos_] == '"') {
+      std::string v;
+      Status s = ReadString(&v);
+      if (s.ok()) *out = std::move(v);
+      return s;
+    }
+    return Error("\"" + name + "\" must be a string or null");
+  }
+
+  static void AppendUtf8(uint32_t cp, std::string* out) {
+    if (cp < 0x80) {
+      out->push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+      out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+      out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else {
+      out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+  }
+
+  bool ReadHex4(uint32_t* out) {
+    if (pos_ + 4 > s_.size()) return false;
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+      const char c = s_[pos_ + i];
+      v <<= 4;
+      if (c >= '0' && c <= '9') {
+        v |= c - '0';
+      } else if (c >= 'a' && c <= 'f') {
+        v |= c - 'a' + 10;
+      } else if (c >= 'A' && c <= 'F') {
+        v |= c - 'A' + 10;
+      } else {
+        return false;
+      }
+    }
+    pos_ += 4;
+    *out = v;
+    return true;
+  }
+
+  Status ReadString(std::string* out) {
+    if (!Consume('"')) return Error("expected a string");
+    out->clear();
+    while (true) {
+      if (pos_ >= s_.size()) return Error("unterminated string");
+      const unsigned char c = static_cast<unsigned char>(s_[pos_]);
+      if (c == '"') {
+        pos_++;
+        return Status::OK();
+      }
+      if (c < 0x20) return Error("control character in a string (must be escaped)");
+      if (c != '\\') {
+        out->push_back(static_cast<char>(c));
+        pos_++;
+        continue;
+      }
+      pos_++;
+      if (pos_ >= s_.size()) return Error("unterminated string");
+      const char e = s_[pos_++];
+      switch (e) {
+        case '"':
+        case '\\':
+        case '/':
+          out->push_back(e);
+          break;
+        case 'b':
+          out->push_back('\b');
+          break;
+        case 'f':
+          out->push_back('\f');
+          break;
+        case 'n':
+          out->push_back('\n');
+          break;
+        case 'r':
+          out->push_back('\r');
+          break;
+        case 't':
+          out->push_back('\t');
+          break;
+        case 'u': {
+          uint32_t cp;
+          if (!ReadHex4(&cp)) return Error("bad \\u escape");
+          if (cp >= 0xD800 && cp < 0xDC00) {
+            uint32_t lo;
+            if (!ConsumeWord("\\u") || !ReadHex4(&lo) || lo < 0xDC00 || lo >= 0xE000) {
+              return Error("unpaired surrogate in \\u escape");
+            }
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          } else if (cp >= 0xDC00 && cp < 0xE000) {
+            return Error("unpaired surrogate in \\u escape");
+          }
+          AppendUtf8(cp, out);
+          break;
+        }
+        default:
+          pos_--;
+          return Error(std::string("bad escape '\\") + e + "'");
+      }
+    }
+  }
+
+  Status SkipValue(int depth) {
+    if (depth > 64) return Error("nesting too deep");
+    if (pos_ >= s_.size()) return Error("expected a value");
+    const char c = s_[pos_];
+    if (c == '"') {
+      std::string ignored;
+      return ReadString(&ignored);
+    }
+    if (ConsumeWord("null") || ConsumeWord("true") || ConsumeWord("false")) return Status::OK();
+    if (c == '-' || (c >= '0' && c <= '9')) {
+      pos_++;
+      while (pos_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[pos_])) ||
+                                  s_[pos_] == '.' || s_[pos_] == 'e' || s_[pos_] == 'E' ||
+                                  s_[pos_] == '+' || s_[pos_] == '-')) {
+        pos_++;
+      }
+      return Status::OK();
+    }
+    if (c == '[' || c == '{') {
+      const char close = c == '[' ? ']' : '}';
+      pos_++;
+      SkipSpace();
+      if (Consume(close)) return Status::OK();
+      while (true) {
+        SkipSpace();
+        if (c == '{') {
+          std::string ignored;
+          Status s = ReadString(&ignored);
+          if (!s.ok()) return s;
+          SkipSpace();
+          if (!Consume(':')) return Error("expected ':'");
+          SkipSpace();
+        }
+        Status s = SkipValue(depth + 1);
+        if (!s.ok()) return s;
+        SkipSpace();
+        if (Consume(',')) continue;
+        if (Consume(close)) return Status::OK();
+        return Error(std::string("expected ',' or '") + close + "'");
+      }
+    }
+    return Error("expected a value");
+  }
+
+  std::string_view s_;
+  size_t pos_ = 0;
+};
+
+bool IsBlank(std::string_view line) {
+  for (char c : line) {
+    if (c != ' ' && c != '\t' && c != '\r') return false;
+  }
+  return true;
+}
+
+Status LineError(size_t line, const std::string& what) {
+  return Status::InvalidArgument("line " + std::to_string(line) + ": " + what);
+}
+
+// Pairs events into operations as they arrive.
+class Pairer {
+ public:
+  explicit Pairer(History* history) : history_(history) {}
+
+  Status Add(Event&& e, size_t line) {
+    history_->events++;
+    auto it = open_.find(e.process);
+    if (e.type == EventType::kInvoke) {
+      if (it != open_.end()) {
+        return LineError(line, "process " + std::to_string(e.process) +
+                                   " invokes while its operation from line " +
+                                   std::to_string(history_->ops[it->second].invoke_line) +
+                                   " is still outstanding");
+      }
+      Operation op;
+      op.process = e.process;
+      op.kind = e.kind;
+      op.key = std::move(e.key);
+      op.invoke_time = e.time;
+      op.invoke_line = line;
+      if (e.kind == OpKind::kPut || e.kind == OpKind::kCas) op.value = std::move(e.value);
+      if (e.kind == OpKind::kCas) op.expected = std::move(e.expected);
+      open_[e.process] = history_->ops.size();
+      history_->ops.push_back(std::move(op));
+      return Status::OK();
+    }
+    if (it == open_.end()) {
+      return LineError(line, "process " + std::to_string(e.process) +
+                                 " completes an operation it never invoked");
+    }
+    Operation& op = history_->ops[it->second];
+    if (op.kind != e.kind || op.key != e.key) {
+      return LineError(line, std::string("completion (") + OpKindName(e.kind) + " \"" + e.key +
+                                 "\") does not match its invoke on line " +
+                                 std::to_string(op.invoke_line) + " (" + OpKindName(op.kind) +
+                                 " \"" + op.key + "\")");
+    }
+    if (e.time < op.invoke_time) {
+      return LineError(line, "completes before its invoke on line " +
+                                 std::to_string(op.invoke_line));
+    }
+    op.outcome = e.type == EventType::kOk     ? Outcome::kOk
+                 : e.type == EventType::kFail ? Outcome::kFail
+                                              : Outcome::kInfo;
+    if (op.outcome != Outcome::kInfo) {
+      op.return_time = e.time;
+      op.return_line = line;
+    }
+    if (op.kind == OpKind::kGet && op.outcome == Outcome::kOk) op.result = std::move(e.value);
+    // The invoke names a put's or cas's arguments; fill them from the
+    // completion when the invoke left them out.
+    if ((op.kind == OpKind::kPut || op.kind == OpKind::kCas) && !op.value && e.value) {
+      op.value = std::move(e.value);
+    }
+    if (op.kind == OpKind::kCas && !op.expected && e.expected) op.expected = std::move(e.expected);
+    open_.erase(it);
+    return Status::OK();
+  }
+
+ private:
+  History* history_;
+  std::map<int64_t, size_t> open_;  // process -> index of its outstanding op
+};
+
+}  // namespace
+
+Status ParseEvent(std::string_view line, Event* event) {
+  *event = Event();
+  LineReader r(line);
+  return r.ReadEvent(event);
+}
+
+Status ParseHistory(std::istream& in, History* history) {
+  *history = History();
+  Pairer pairer(history);
+  std::string line;
+  size_t lineno = 0;
+  while (std::getline(in, line)) {
+    lineno++;
+    if (IsBlank(line)) continue;
+    Event e;
+    Status s = ParseEvent(line, &e);
+    if (!s.ok()) return LineError(lineno, s.message());
+    s = pairer.Add(std::move(e), lineno);
+    if (!s.ok()) return s;
+  }
+  if (in.bad()) return Status::IOError("read error after line " + std::to_string(lineno));
+  // Operations still outstanding at the end stay kInfo, returning kNever.
+  return Status::OK();
+}
+
+Status ParseHistoryString(std::string_view text, History* history) {
+  std::istringstream in{std::string(text)};
+  return ParseHistory(in, history);
+}
+
+Status ReadHistoryFile(const std::string& path, History* history) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::IOError("cannot open " + path);
+  return ParseHistory(in, history);
+}
+
+}  // namespace check
+}  // namespace kv

@@ -1,0 +1,35 @@
+// Report: a checker result as text for people or JSON for scripts.
+//
+// Times are shown relative to the first invoke in the history; JSON carries
+// the raw monotonic nanoseconds too. Thread safety: pure functions.
+#pragma once
+
+#include <string>
+
+#include "kvcheck/checker.h"
+#include "kvcheck/history.h"
+
+namespace kv {
+namespace check {
+
+struct ReportOptions {
+  // List every key; otherwise large key sets show only the interesting keys.
+  bool verbose = false;
+  // Longest value shown before it is cut ("..." marks the cut). Text only.
+  size_t max_value_chars = 40;
+};
+
+// A one-line description of an operation: `put "a"`, `get -> not found`,
+// `cas "a" -> "b"`.
+std::string DescribeOp(const Operation& op, size_t max_value_chars);
+
+// The human-readable report: verdict, counts, per-key table and, for a
+// violation, the operations that show it.
+std::string FormatText(const History& history, const CheckResult& result,
+                       const ReportOptions& options);
+
+// One JSON object (with a trailing newline) holding the same information.
+std::string FormatJson(const History& history, const CheckResult& result);
+
+}  // namespace check
+}  // namespace kv
