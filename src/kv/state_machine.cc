@@ -34,6 +34,7 @@ const char* ApplyResultName(ApplyResult r) {
     case ApplyResult::kOk: return "OK";
     case ApplyResult::kNotFound: return "NOT_FOUND";
     case ApplyResult::kCasFailed: return "CAS_FAILED";
+    case ApplyResult::kStaleSeq: return "STALE_SEQ";
   }
   return "?";
 }
@@ -72,12 +73,13 @@ void StateMachine::RecordSession(uint64_t client, uint64_t seq, uint64_t index,
 ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplicate) {
   *duplicate = false;
   applied_index_ = index;
-  if (cmd.client != 0) {
+  if (cmd.client != 0 && cmd.seq != 0) {
     auto it = sessions_.find(cmd.client);
     if (it != sessions_.end() && cmd.seq <= it->second.seq) {
       *duplicate = true;
-      // An older seq: the client has moved on and saw its answer already.
-      return cmd.seq == it->second.seq ? it->second.result : ApplyResult::kOk;
+      // An older seq cannot be a retry of an unanswered write (the client
+      // waits for each answer): refuse it rather than guess.
+      return cmd.seq == it->second.seq ? it->second.result : ApplyResult::kStaleSeq;
     }
   }
   ApplyResult result = ApplyResult::kOk;
@@ -106,7 +108,7 @@ ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplic
       break;
     }
   }
-  if (cmd.client != 0) RecordSession(cmd.client, cmd.seq, index, result);
+  if (cmd.client != 0 && cmd.seq != 0) RecordSession(cmd.client, cmd.seq, index, result);
   return result;
 }
 
@@ -173,7 +175,7 @@ Status StateMachine::Restore(std::string_view in) {
     Session s;
     uint8_t result = 0;
     if (!GetVarint64(&in, &client) || !GetVarint64(&in, &s.seq) || !GetVarint64(&in, &s.index) ||
-        !GetByte(&in, &result) || result > static_cast<uint8_t>(ApplyResult::kCasFailed)) {
+        !GetByte(&in, &result) || result > static_cast<uint8_t>(ApplyResult::kStaleSeq)) {
       Clear();
       return Status::Corruption("state machine snapshot: bad session");
     }

@@ -4,7 +4,8 @@
 // order holds the same map, the same client sessions and the same Digest().
 // Client sessions make writes exactly-once: a command with a (client, seq)
 // already applied is answered with the original result and not applied
-// again. Sessions are bounded; the one least recently written is evicted
+// again. A session's writes are sequential (seq 1, 2, ...; one in flight): a
+// seq below the last one applied is refused as stale. Sessions are bounded; the one least recently written is evicted
 // first (deterministically, by log index).
 // Thread safety: none; the node serialises access per shard.
 #pragma once
@@ -20,7 +21,12 @@
 
 namespace kv {
 
-enum class ApplyResult : uint8_t { kOk = 0, kNotFound = 1, kCasFailed = 2 };
+enum class ApplyResult : uint8_t {
+  kOk = 0,
+  kNotFound = 1,
+  kCasFailed = 2,
+  kStaleSeq = 3,  // a seq below the session's last: not applied
+};
 
 const char* ApplyResultName(ApplyResult r);
 

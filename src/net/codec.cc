@@ -282,7 +282,13 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits,
     } else if (name == "op") {
       std::string op;
       ok = GetBytes(v, &op);
-      if (ok && !ParseOp(op, &r->op)) return Status::InvalidArgument("unknown op \"" + op + "\"");
+      if (ok && !ParseOp(op, &r->op)) {
+        // Echo only printable ASCII: the error text goes back as a msgpack str.
+        for (char& c : op) {
+          if (c < 0x20 || c > 0x7e) c = '?';
+        }
+        return Status::InvalidArgument("unknown op \"" + op.substr(0, 64) + "\"");
+      }
       has_op = ok;
     } else if (name == "key") {
       ok = has_key = GetBytes(v, &r->key);
@@ -338,6 +344,9 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits,
                                    std::to_string(limits.max_value_bytes));
   }
   if (r->seq != 0 && r->client == 0) return Status::InvalidArgument("\"seq\" without \"client\"");
+  if (r->client != 0 && r->seq == 0) {
+    return Status::InvalidArgument("\"client\" needs \"seq\" (1, 2, ... per write)");
+  }
   return Status::OK();
 }
 

@@ -18,6 +18,9 @@ void Publisher::Publish(std::string_view topic, const std::vector<EventField>& f
     pk.pack(f.name);
     if (const auto* u = std::get_if<uint64_t>(&f.value)) {
       pk.pack_uint64(*u);
+    } else if (const auto* b = std::get_if<EventBytes>(&f.value)) {
+      pk.pack_bin(static_cast<uint32_t>(b->bytes.size()));
+      pk.pack_bin_body(b->bytes.data(), static_cast<uint32_t>(b->bytes.size()));
     } else {
       const std::string& s = std::get<std::string>(f.value);
       pk.pack_str(static_cast<uint32_t>(s.size()));

@@ -19,9 +19,14 @@
 
 namespace kv::net {
 
+// Bytes that need not be text (keys): sent as msgpack bin, not str.
+struct EventBytes {
+  std::string bytes;
+};
+
 struct EventField {
   std::string name;
-  std::variant<uint64_t, std::string> value;
+  std::variant<uint64_t, std::string, EventBytes> value;
 };
 
 class Publisher {

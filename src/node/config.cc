@@ -91,11 +91,6 @@ Status NodeConfig::Finish() {
   }
   if (data_dir.empty()) data_dir = "data/node-" + std::to_string(id);
   if (listen_host.empty()) listen_host = self().host;
-  if (raft_port == 0) raft_port = client_port() + kRaftPortOffset;
-  if (pub_port == 0) pub_port = client_port() + kPubPortOffset;
-  if (raft_port == client_port() || pub_port == client_port() || raft_port == pub_port) {
-    return Status::InvalidArgument("client, Raft and PUB ports must differ");
-  }
   if (tick_ms <= 0 || heartbeat_ticks <= 0 || election_ticks <= heartbeat_ticks) {
     return Status::InvalidArgument(
         "timing: need tick-ms > 0 and election-ticks > heartbeat-ticks > 0");
@@ -118,8 +113,13 @@ Status ClaimDataDir(const NodeConfig& cfg) {
     std::stringstream have;
     have << in.rdbuf();
     if (have.str() != want) {
+      std::string says = have.str().substr(0, 80);
+      for (char& c : says) {
+        if (c == '\n') c = ' ';
+      }
+      while (!says.empty() && says.back() == ' ') says.pop_back();
       return Status::InvalidArgument("data dir " + cfg.data_dir + " belongs to another node or " +
-                                     "cluster (" + path + " says \"" + have.str().substr(0, 60) +
+                                     "cluster (its IDENTITY says \"" + says +
                                      "\"); use the right --id/--cluster or another --data-dir");
     }
     return Status::OK();

@@ -2,8 +2,9 @@
 // checks that refuse a wrong configuration before any data is touched.
 //
 // Addresses: each member is named by its client address host:port (what
-// clients and REDIRECT replies use). Its Raft port is client port + 1000 and
-// its event (PUB) port client port + 2000, unless overridden for this node.
+// clients and REDIRECT replies use). Its Raft port is always client port +
+// 1000 and its event (PUB) port client port + 2000: every member derives any
+// other member's ports the same way.
 // Thread safety: plain values.
 #pragma once
 
@@ -33,8 +34,6 @@ struct NodeConfig {
   std::string data_dir;              // default ./data/node-<id>
   std::string listen_host;           // default: the host of this node's address
   std::string join;                  // host:port of a member, to join an existing cluster
-  int raft_port = 0;                 // default: client port + 1000
-  int pub_port = 0;                  // default: client port + 2000
 
   int tick_ms = 50;
   int election_ticks = 10;  // election timeout 500 ms, randomized up to 1 s
@@ -47,6 +46,8 @@ struct NodeConfig {
 
   const HostPort& self() const { return peers.at(id); }
   int client_port() const { return self().port; }
+  int raft_port() const { return client_port() + kRaftPortOffset; }
+  int pub_port() const { return client_port() + kPubPortOffset; }
 
   // Fills in defaults and checks consistency: id present in peers, ports in
   // range and distinct. InvalidArgument with one line saying what is wrong.

@@ -55,8 +55,6 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", cfg.data_dir, "Data directory (default ./data/node-ID)");
   app.add_option("--listen", cfg.listen_host,
                  "Host/IP to bind (default: this node's host in --peers; 0.0.0.0 for all)");
-  app.add_option("--raft-port", cfg.raft_port, "Raft port for this node (default PORT+1000)");
-  app.add_option("--pub-port", cfg.pub_port, "Event PUB port for this node (default PORT+2000)");
   app.add_option("--tick-ms", cfg.tick_ms, "Raft tick in milliseconds")->capture_default_str();
   app.add_option("--election-ticks", cfg.election_ticks,
                  "Election timeout in ticks (randomized up to twice that)")

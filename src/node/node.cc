@@ -27,6 +27,7 @@ net::ReplyStatus ReplyFor(ApplyResult r) {
     case ApplyResult::kOk: return net::ReplyStatus::kOk;
     case ApplyResult::kNotFound: return net::ReplyStatus::kNotFound;
     case ApplyResult::kCasFailed: return net::ReplyStatus::kCasFailed;
+    case ApplyResult::kStaleSeq: return net::ReplyStatus::kError;
   }
   return net::ReplyStatus::kError;
 }
@@ -52,6 +53,28 @@ Node::~Node() {
 }
 
 Status Node::Start() {
+  // Ports first: a node that cannot listen must not touch its data dir.
+  try {
+    for (zmq::socket_t* sock : {&client_, &raft_in_, &pub_}) sock->set(zmq::sockopt::linger, 0);
+    client_.set(zmq::sockopt::maxmsgsize, MaxClientFrame(limits_));
+    client_.set(zmq::sockopt::sndhwm, 100000);
+    client_.set(zmq::sockopt::rcvhwm, 100000);
+    raft_in_.set(zmq::sockopt::rcvhwm, 100000);
+    const std::string client_ep = "tcp://" + cfg_.listen_host + ":" + std::to_string(cfg_.client_port());
+    const std::string raft_ep = "tcp://" + cfg_.listen_host + ":" + std::to_string(cfg_.raft_port());
+    const std::string pub_ep = "tcp://" + cfg_.listen_host + ":" + std::to_string(cfg_.pub_port());
+    for (auto [sock, ep] : {std::pair{&client_, client_ep}, std::pair{&raft_in_, raft_ep},
+                            std::pair{&pub_, pub_ep}}) {
+      try {
+        sock->bind(ep);
+      } catch (const zmq::error_t& e) {
+        return Status::InvalidArgument("cannot listen on " + ep + ": " + e.what());
+      }
+    }
+  } catch (const zmq::error_t& e) {
+    return Status::IOError(std::string("zeromq: ") + e.what());
+  }
+
   Status s = ClaimDataDir(cfg_);
   if (!s.ok()) return s;
 
@@ -69,9 +92,7 @@ Status Node::Start() {
                                            " does not decode: " + s.message());
     last_snapshot_index_ = snap.meta.index;
   }
-  applied_ = sm_.applied_index();
-  digest_ = sm_.Digest();
-  keys_ = sm_.size();
+  PublishProgress();
   handed_to_workers_ = snap.meta.index;
 
   // Who is where: the configured peers, the members a snapshot remembers,
@@ -102,27 +123,7 @@ Status Node::Start() {
   raft_ = std::make_unique<raft::Raft>(rc);
   if (!raft_->status().ok()) return raft_->status();
 
-  try {
-    for (zmq::socket_t* sock : {&client_, &raft_in_, &pub_}) sock->set(zmq::sockopt::linger, 0);
-    client_.set(zmq::sockopt::maxmsgsize, MaxClientFrame(limits_));
-    client_.set(zmq::sockopt::sndhwm, 100000);
-    client_.set(zmq::sockopt::rcvhwm, 100000);
-    raft_in_.set(zmq::sockopt::rcvhwm, 100000);
-    const std::string client_ep = "tcp://" + cfg_.listen_host + ":" + std::to_string(cfg_.client_port());
-    const std::string raft_ep = "tcp://" + cfg_.listen_host + ":" + std::to_string(cfg_.raft_port);
-    const std::string pub_ep = "tcp://" + cfg_.listen_host + ":" + std::to_string(cfg_.pub_port);
-    for (auto [sock, ep] : {std::pair{&client_, client_ep}, std::pair{&raft_in_, raft_ep},
-                            std::pair{&pub_, pub_ep}}) {
-      try {
-        sock->bind(ep);
-      } catch (const zmq::error_t& e) {
-        return Status::InvalidArgument("cannot listen on " + ep + ": " + e.what());
-      }
-    }
-    for (const auto& entry : members_) ConnectPeer(entry.first);
-  } catch (const zmq::error_t& e) {
-    return Status::IOError(std::string("zeromq: ") + e.what());
-  }
+  for (const auto& entry : members_) ConnectPeer(entry.first);
   events_ = std::make_unique<net::Publisher>(&pub_, cfg_.id);
 
   s = loop_.Init();
@@ -134,7 +135,7 @@ Status Node::Start() {
   workers_ = std::make_unique<WorkerPool>(cfg_.workers);
 
   KV_LOG(kInfo) << "node " << cfg_.id << " serving clients on " << cfg_.self().ToString()
-                << ", raft on port " << cfg_.raft_port << ", events on port " << cfg_.pub_port
+                << ", raft on port " << cfg_.raft_port() << ", events on port " << cfg_.pub_port()
                 << ", data in " << cfg_.data_dir << "; log " << group_storage_->FirstIndex()
                 << ".." << group_storage_->LastIndex() << ", snapshot at "
                 << last_snapshot_index_;
@@ -225,10 +226,11 @@ bool Node::DrainClients() {
     found = true;
     Pending p;
     p.routing = frames[0].to_string();
-    if (frames.size() == 3 && frames[1].size() == 0) {
-      p.delimiter = true;
+    // A REQ client's empty delimiter is echoed on every reply, errors too.
+    p.delimiter = frames.size() >= 3 && frames[1].size() == 0;
+    if (p.delimiter && frames.size() == 3) {
       HandleRequest(std::move(p), frames[2].to_string_view());
-    } else if (frames.size() == 2) {
+    } else if (!p.delimiter && frames.size() == 2) {
       HandleRequest(std::move(p), frames[1].to_string_view());
     } else {
       if (ShouldLog(++bad_requests_)) {
@@ -379,12 +381,13 @@ void Node::ReplyStatus(const Pending& p) {
   auto leader = members_.find(st.leader);
   if (leader != members_.end()) st.leader_address = leader->second.ToString();
   st.commit = raft_->commit();
-  st.applied = applied_;
+  const ApplyProgress pr = progress();
+  st.applied = pr.applied;
   st.last_index = raft_->last_index();
   st.snapshot_index = raft_->snapshot_index();
   st.event_seq = events_->seq();
-  st.digest = digest_;
-  st.keys = keys_;
+  st.digest = pr.digest;
+  st.keys = pr.keys;
   for (const auto& [node, hp] : members_) st.members[node] = hp.ToString();
   const raft::ConfState cs = raft_->conf_state();
   st.voters = cs.voters;
@@ -516,6 +519,12 @@ void Node::HandleMemberRequest(Pending p, const net::ClientRequest& req) {
     }
     cc.type = raft::ConfChangeType::kAddLearner;
     cc.context = hp.ToString();
+    const raft::ConfState cs = raft_->conf_state();
+    if (std::find(cs.learners.begin(), cs.learners.end(), req.node) != cs.learners.end()) {
+      // Already a learner (an earlier add timed out): resume, promote it.
+      joining_[req.node] = Joining{std::move(p), cc.context, false};
+      return;
+    }
   } else {
     cc.type = raft::ConfChangeType::kRemoveNode;
   }
@@ -569,7 +578,7 @@ void Node::Tick() {
     published_commit_ = raft_->commit();
     events_->Publish("commit", {{"term", raft_->term()},
                                 {"commit", published_commit_},
-                                {"applied", applied_.load()}});
+                                {"applied", progress().applied}});
   }
 }
 
@@ -720,7 +729,7 @@ void Node::ApplyOnWorker(const std::vector<raft::Entry>& entries,
         result = sm_.Apply(e.index, cmd, &duplicate);
         if (!duplicate && result == ApplyResult::kOk) {
           out.events.push_back({cmd.op == OpType::kDelete ? "kv.del" : "kv.put",
-                                {{"key", cmd.key},
+                                {{"key", net::EventBytes{cmd.key}},
                                  {"index", e.index},
                                  {"size", static_cast<uint64_t>(cmd.value.size())}}});
         }
@@ -732,6 +741,10 @@ void Node::ApplyOnWorker(const std::vector<raft::Entry>& entries,
       reply.id = write->second.id;
       if (write->first == e.index && write->second.term == e.term) {
         reply.status = ReplyFor(result);
+        if (result == ApplyResult::kStaleSeq) {
+          reply.error = "seq is below this session's last write: a session's writes must be "
+                        "sequential; it was not executed";
+        }
       } else {
         // Another leader's entry took this index: ours was never committed.
         reply.status = net::ReplyStatus::kUnavailable;
@@ -766,9 +779,8 @@ void Node::ReadOnWorker(raft::Index index, std::vector<Pending> reads) {
 }
 
 void Node::PublishProgress() {
-  applied_ = sm_.applied_index();
-  digest_ = sm_.Digest();
-  keys_ = sm_.size();
+  std::lock_guard<std::mutex> lock(progress_mu_);
+  progress_ = ApplyProgress{sm_.applied_index(), sm_.Digest(), sm_.size()};
 }
 
 void Node::Deliver(Outgoing out) {

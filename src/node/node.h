@@ -19,7 +19,7 @@
 // handler path (it only writes an eventfd).
 #pragma once
 
-#include <atomic>
+#include <mutex>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -155,10 +155,19 @@ class Node {
   StateMachine sm_;
   std::multimap<raft::Index, Pending> reads_waiting_apply_;
 
-  // Written by the strand, read by the loop thread (status, snapshots).
-  std::atomic<uint64_t> applied_{0};
-  std::atomic<uint64_t> digest_{0};
-  std::atomic<uint64_t> keys_{0};
+  // The state machine's progress, published by the strand after each batch
+  // and read by the loop thread (status): one consistent triple.
+  struct ApplyProgress {
+    uint64_t applied = 0;
+    uint64_t digest = 0;
+    uint64_t keys = 0;
+  };
+  ApplyProgress progress() const {
+    std::lock_guard<std::mutex> lock(progress_mu_);
+    return progress_;
+  }
+  mutable std::mutex progress_mu_;
+  ApplyProgress progress_;  // guarded by progress_mu_
 
   // Last: destroyed first, so no task outlives what it uses.
   std::unique_ptr<WorkerPool> workers_;

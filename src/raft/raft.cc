@@ -89,11 +89,13 @@ Raft::Raft(const Config& cfg)
       lo += chunk.size();
     }
   }
-  if (hs.commit < log_.committed() || hs.commit > log_.LastIndex()) {
+  // The snapshot proves its index committed, whatever the (lazily
+  // persisted) commit says; a commit past the log means lost entries.
+  hs.commit = std::max(hs.commit, log_.committed());
+  if (hs.commit > log_.LastIndex()) {
     init_status_ = Status::Corruption("raft: hard state commit " + std::to_string(hs.commit) +
-                                      " is outside the log [" +
-                                      std::to_string(log_.committed()) + ", " +
-                                      std::to_string(log_.LastIndex()) + "]");
+                                      " is past the last log index " +
+                                      std::to_string(log_.LastIndex()));
     return;
   }
   term_ = hs.term;

@@ -9,13 +9,19 @@ GroupStorage::GroupStorage(raft::GroupId group, const Wal* wal, const SnapshotSt
     : group_(group), wal_(wal), snapshots_(snapshots), cache_budget_(cache_budget_bytes) {}
 
 void GroupStorage::Restore(const raft::HardState& hs, const raft::SnapshotMeta& meta,
-                           std::vector<Slot> slots) {
+                           std::vector<Slot> slots, std::deque<raft::Entry> tail) {
   std::lock_guard<std::mutex> lock(mu_);
   KV_CHECK(slots_.empty() && snapshot_.index == 0) << "restore into a used GroupStorage";
   hard_state_ = hs;
   snapshot_ = meta;
   slots_.assign(slots.begin(), slots.end());
-  cache_first_ = LastIndexLocked() + 1;
+  KV_CHECK(tail.empty() ||
+           (tail.back().index == LastIndexLocked() && tail.front().index > meta.index))
+      << "cached tail is not a suffix of the log";
+  cache_first_ = LastIndexLocked() + 1 - tail.size();
+  cache_ = std::move(tail);
+  cache_bytes_ = 0;
+  for (const raft::Entry& e : cache_) cache_bytes_ += e.data.size();
 }
 
 Status GroupStorage::InitialState(raft::HardState* hs, raft::ConfState* cs) const {

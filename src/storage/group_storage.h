@@ -75,8 +75,10 @@ class GroupStorage : public raft::LogStorage {
   friend class NodeStorage;
 
   // Installs the state NodeStorage recovered. REQUIRES: nothing appended yet;
-  // slots are the entries from meta.index + 1 on.
-  void Restore(const raft::HardState& hs, const raft::SnapshotMeta& meta, std::vector<Slot> slots);
+  // slots are the entries from meta.index + 1 on; tail is empty or their last
+  // entries, within the cache budget.
+  void Restore(const raft::HardState& hs, const raft::SnapshotMeta& meta, std::vector<Slot> slots,
+               std::deque<raft::Entry> tail);
   // REQUIRES: mu_ held.
   raft::Index LastIndexLocked() const { return snapshot_.index + slots_.size(); }
   // Drops cached entries from index i on. REQUIRES: mu_ held.

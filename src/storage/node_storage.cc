@@ -1,5 +1,7 @@
 #include "storage/node_storage.h"
 
+#include <deque>
+
 #include "common/logging.h"
 
 namespace kv::storage {
@@ -16,6 +18,17 @@ struct ReplayedGroup {
   // replaced the whole log (entries before it are void).
   raft::Index snapshot_index = 0;
   raft::Index replaced_at = 0;
+  // The newest entries with their data, a suffix of the log within the cache
+  // budget, so a restarted node serves its recent tail from memory.
+  std::deque<raft::Entry> tail;
+  uint64_t tail_bytes = 0;
+
+  void DropTailFrom(raft::Index i) {
+    while (!tail.empty() && tail.back().index >= i) {
+      tail_bytes -= tail.back().data.size();
+      tail.pop_back();
+    }
+  }
 };
 
 std::string GroupName(raft::GroupId group) { return "group " + std::to_string(group); }
@@ -46,7 +59,8 @@ Status NodeStorage::Open(Env* env, const std::string& dir, const StorageOptions&
   if (!s.ok()) return s;
 
   std::map<raft::GroupId, ReplayedGroup> replayed;
-  auto replay = [&replayed](const Record& r, const Location& where) -> Status {
+  const uint64_t budget = options.cache_bytes_per_group;
+  auto replay = [&replayed, budget](const Record& r, const Location& where) -> Status {
     ReplayedGroup& g = replayed[r.group];
     switch (r.type) {
       case RecordType::kEntry: {
@@ -65,6 +79,13 @@ Status NodeStorage::Open(Env* env, const std::string& dir, const StorageOptions&
           g.slots.resize(i - g.start);
         }
         g.slots.push_back(GroupStorage::Slot{r.entry.term, where});
+        g.DropTailFrom(i);
+        g.tail.push_back(r.entry);
+        g.tail_bytes += r.entry.data.size();
+        while (g.tail_bytes > budget) {
+          g.tail_bytes -= g.tail.front().data.size();
+          g.tail.pop_front();
+        }
         break;
       }
       case RecordType::kHardState:
@@ -76,6 +97,7 @@ Status NodeStorage::Open(Env* env, const std::string& dir, const StorageOptions&
           g.slots.clear();
           g.start = 0;
           g.replaced_at = r.snapshot.index;
+          g.DropTailFrom(0);
         }
         break;
       case RecordType::kSegmentHeader:
@@ -133,7 +155,9 @@ Status NodeStorage::Open(Env* env, const std::string& dir, const StorageOptions&
     }
     auto restored = std::make_unique<GroupStorage>(group, st->wal_.get(), st->snapshots_.get(),
                                                    options.cache_bytes_per_group);
-    restored->Restore(g.hard_state, snap.meta, std::move(slots));
+    g.DropTailFrom(si + 1 + slots.size());  // entries the snapshot replaced
+    while (!g.tail.empty() && g.tail.front().index <= si) g.tail.pop_front();
+    restored->Restore(g.hard_state, snap.meta, std::move(slots), std::move(g.tail));
     st->groups_[group] = std::move(restored);
   }
   s = st->ReleaseSegments();

@@ -149,3 +149,24 @@ TEST_CASE("Members' addresses survive a snapshot and can be removed") {
 }
 
 }  // namespace kv
+
+namespace kv {
+
+TEST_CASE("A seq below the session's last is refused; seq 0 means no session") {
+  StateMachine sm;
+  bool dup = false;
+  REQUIRE(sm.Apply(1, Put("a", "1", 9, 2), &dup) == ApplyResult::kOk);
+  REQUIRE(sm.Apply(2, Put("a", "old", 9, 1), &dup) == ApplyResult::kStaleSeq);
+  REQUIRE(dup);
+  std::string v;
+  REQUIRE(sm.Get("a", &v));
+  REQUIRE(v == "1");
+  // Without a seq nothing is deduplicated: both writes apply.
+  REQUIRE(sm.Apply(3, Put("b", "first", 10, 0), &dup) == ApplyResult::kOk);
+  REQUIRE(sm.Apply(4, Put("b", "second", 10, 0), &dup) == ApplyResult::kOk);
+  REQUIRE_FALSE(dup);
+  REQUIRE(sm.Get("b", &v));
+  REQUIRE(v == "second");
+}
+
+}  // namespace kv
