@@ -1,0 +1,353 @@
+#!/usr/bin/env bash
+# Runs a local kvstore cluster on 127.0.0.1.
+#
+#   scripts/cluster.sh start [N]   build if needed, start N nodes (default 3),
+#                                  wait for a leader, print each node's state
+#   scripts/cluster.sh status      one line per node: role, term, leader, ...
+#   scripts/cluster.sh stop        SIGTERM every node and wait for it to exit
+#   scripts/cluster.sh restart [N] stop, then start (N defaults to the last N)
+#   scripts/cluster.sh demo        start, write and read through
+#                                  examples/client.py, kill -9 the leader,
+#                                  watch a new one take over, restart the
+#                                  killed node and watch it catch up
+#
+# Node ID (1..N) serves clients on BASE+ID-1, Raft on that port + 1000 and
+# events on that port + 2000 (docs/protocol.md). Its data is in DIR/node-ID,
+# its log in DIR/node-ID.log; DIR/cluster.pids lists "ID PID" per node.
+#
+# Environment:
+#   KV_BASE_PORT    first client port (default 8080)
+#   KV_CLUSTER_DIR  data, logs and pid file (default ./data in the repository)
+#   KV_BIN          the kvstore binary to run; when set, nothing is built
+#                   (default build/release/src/node/kvstore, built on demand)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BASE_PORT=${KV_BASE_PORT:-8080}
+DIR=${KV_CLUSTER_DIR:-$ROOT/data}
+BUILD_DIR=$ROOT/build/release
+BIN=${KV_BIN:-$BUILD_DIR/src/node/kvstore}
+PY=/usr/bin/python3 # Debian's python3 has python3-zmq and python3-msgpack
+CLIENT=$ROOT/examples/client.py
+PIDS=$DIR/cluster.pids
+CONF=$DIR/cluster.conf
+START_DEADLINE=${KV_START_DEADLINE:-30} # seconds to wait for a leader
+STOP_DEADLINE=15                        # seconds a node gets to exit on SIGTERM
+
+say() { printf '==> %s\n' "$*"; }
+die() {
+  printf 'cluster.sh: %s\n' "$*" >&2
+  exit 1
+}
+
+# ---- configuration of the running (or last) cluster -------------------------
+
+# N and the base port are saved at start so that status, stop and the demo
+# address the cluster that runs, whatever the environment says later.
+load_conf() {
+  N=3
+  if [ -f "$CONF" ]; then
+    # shellcheck source=/dev/null
+    . "$CONF"
+  fi
+}
+
+port_of() { echo $((BASE_PORT + $1 - 1)); }
+endpoint_of() { echo "127.0.0.1:$(port_of "$1")"; }
+endpoints() {
+  local i list=""
+  for ((i = 1; i <= N; i++)); do list+="${list:+,}$(endpoint_of "$i")"; done
+  echo "$list"
+}
+peers() {
+  local i list=""
+  for ((i = 1; i <= N; i++)); do list+="${list:+,}$i=$(endpoint_of "$i")"; done
+  echo "$list"
+}
+
+# The pid of node ID if it is alive and still a kvstore process (a pid can be
+# reused by another program after the node died), else nothing.
+pid_of() {
+  local id=$1 pid
+  [ -f "$PIDS" ] || return 0
+  pid=$(awk -v id="$id" '$1 == id { print $2 }' "$PIDS")
+  [ -n "$pid" ] || return 0
+  if kill -0 "$pid" 2>/dev/null &&
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--data-dir $DIR/node-$id "; then
+    echo "$pid"
+  fi
+}
+
+running_nodes() {
+  local i
+  for ((i = 1; i <= N; i++)); do [ -z "$(pid_of "$i")" ] || echo "$i"; done
+}
+
+# True if something accepts TCP connections on 127.0.0.1:PORT.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# ---- building ---------------------------------------------------------------
+
+ensure_binary() {
+  if [ -n "${KV_BIN:-}" ]; then
+    [ -x "$BIN" ] || die "KV_BIN=$BIN is not an executable"
+    return
+  fi
+  "$ROOT/scripts/install-deps.sh"
+  if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
+    say "configuring $BUILD_DIR (RelWithDebInfo)"
+    cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKV_TESTS=OFF >/dev/null
+  fi
+  say "building kvstore"
+  cmake --build "$BUILD_DIR" -j"$(($(nproc) < 2 ? $(nproc) : 2))" --target kvstore >/dev/null
+}
+
+# ---- talking to the nodes -----------------------------------------------------
+
+# Runs a small Python helper on top of examples/client.py:
+#   show                    print one line per node (exit 3 if none answers)
+#   wait-leader SECS [NOT]  wait until every live node agrees on one leader
+#                           (other than node NOT); print the leader's id
+#   wait-caught-up SECS ID  wait until node ID has applied all the leader has
+#                           committed and its digest equals the leader's
+cluster_py() {
+  "$PY" - "$CLIENT" "$(endpoints)" "$@" <<'EOF'
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("client", sys.argv[1])
+client = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(client)
+endpoints, mode, args = sys.argv[2].split(","), sys.argv[3], sys.argv[4:]
+c = client.Client(endpoints, attempt_timeout=0.5)
+
+def statuses():
+    return {ep: c.status(ep) for ep in endpoints}
+
+def until(deadline, cond):
+    end = time.monotonic() + float(deadline)
+    while time.monotonic() < end:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.1)
+    return None
+
+if mode == "show":
+    alive = 0
+    for ep, st in statuses().items():
+        if st is None:
+            print(f"  {ep:<16} DOWN")
+            continue
+        alive += 1
+        print(f"  node {st['node']}  {ep:<16} {st['role']:<13} term {st['term']:<3} "
+              f"leader {st['leader'] or '-':<2} commit {st['commit']:<6} applied {st['applied']:<6} "
+              f"keys {st['keys']:<5} digest {st['digest']:016x}")
+    sys.exit(0 if alive else 3)
+
+if mode == "wait-leader":
+    exclude = int(args[1]) if len(args) > 1 else 0
+    def leader():
+        live = [st for st in statuses().values() if st is not None]
+        ids = {st["leader"] for st in live}
+        if len(live) * 2 > len(endpoints) and len(ids) == 1 and 0 not in ids and exclude not in ids:
+            return ids.pop()
+    found = until(args[0], leader)
+    if not found:
+        sys.exit(1)
+    print(found)
+
+if mode == "wait-caught-up":
+    node = int(args[1])
+    def caught_up():
+        sts = [st for st in statuses().values() if st is not None]
+        lead = [st for st in sts if st["role"] == "leader"]
+        me = [st for st in sts if st["node"] == node]
+        if lead and me and me[0]["applied"] >= lead[0]["commit"] and me[0]["digest"] == lead[0]["digest"]:
+            return True
+    sys.exit(0 if until(args[0], caught_up) else 1)
+EOF
+}
+
+# Polls until the live nodes agree on a leader (not node $2, if given) and
+# prints its id; fails at the deadline, or at once if a node that should run
+# has exited (while starting).
+wait_leader() {
+  local end=$((SECONDS + $1)) exclude=${2:-0} leader i
+  while [ "$SECONDS" -lt "$end" ]; do
+    if leader=$(cluster_py wait-leader 1 "$exclude"); then
+      echo "$leader"
+      return 0
+    fi
+    if [ "$STARTING" = 1 ]; then
+      for ((i = 1; i <= N; i++)); do
+        # kill -0 on the recorded pid: right after the fork its command line
+        # is not yet kvstore's, so pid_of could miss it.
+        kill -0 "$(awk -v id="$i" '$1 == id { print $2 }' "$PIDS")" 2>/dev/null ||
+          { echo "cluster.sh: node $i exited; see $DIR/node-$i.log" >&2; return 1; }
+      done
+    fi
+  done
+  return 1
+}
+
+# ---- commands ---------------------------------------------------------------------
+
+start_node() {
+  local id=$1
+  mkdir -p "$DIR"
+  # nohup: the node outlives this script and the terminal it ran in.
+  nohup "$BIN" --id "$id" --peers "$(peers)" --data-dir "$DIR/node-$id" \
+    >>"$DIR/node-$id.log" 2>&1 </dev/null &
+  local pid=$!
+  disown "$pid" # no "Killed" job notices when the demo kills it
+  { grep -v "^$id " "$PIDS" 2>/dev/null || true; echo "$id $pid"; } >"$PIDS.tmp"
+  mv "$PIDS.tmp" "$PIDS"
+}
+
+# Undoes a start that failed half-way: kills what it started.
+STARTING=0
+cleanup_failed_start() {
+  local rc=$?
+  if [ "$STARTING" = 1 ]; then
+    echo "cluster.sh: start failed; stopping the nodes it started" >&2
+    stop_nodes >&2 || true
+    for ((i = 1; i <= N; i++)); do
+      [ -f "$DIR/node-$i.log" ] && { echo "--- $DIR/node-$i.log (last lines)"; tail -n 5 "$DIR/node-$i.log"; } >&2
+    done
+  fi
+  exit "$rc"
+}
+
+cmd_start() {
+  local want=${1:-3}
+  [[ "$want" =~ ^[1-9][0-9]*$ ]] || die "start: N must be a positive number"
+  load_conf
+  if [ -n "$(running_nodes)" ]; then
+    die "a cluster is already running from $DIR (nodes: $(running_nodes | tr '\n' ' ')); run '$0 stop' first"
+  fi
+  N=$want
+  BASE_PORT=${KV_BASE_PORT:-${2:-8080}} # restart passes the old base port
+  local i p
+  for ((i = 1; i <= N; i++)); do
+    for p in $(port_of "$i") $(($(port_of "$i") + 1000)) $(($(port_of "$i") + 2000)); do
+      ! port_in_use "$p" || die "port $p is in use; stop what uses it or set KV_BASE_PORT"
+    done
+  done
+  ensure_binary
+  mkdir -p "$DIR"
+  printf 'N=%s\nBASE_PORT=%s\n' "$N" "$BASE_PORT" >"$CONF"
+  rm -f "$PIDS"
+  STARTING=1
+  trap cleanup_failed_start EXIT
+  trap 'exit 130' INT TERM
+  say "starting $N nodes on $(endpoints) (data and logs in $DIR)"
+  for ((i = 1; i <= N; i++)); do start_node "$i"; done
+  local leader
+  leader=$(wait_leader "$START_DEADLINE") || die "no leader elected (deadline ${START_DEADLINE}s)"
+  STARTING=0
+  trap - EXIT INT TERM
+  say "node $leader is the leader"
+  cluster_py show || true
+}
+
+# SIGTERM to every node, then wait (with a deadline) for each to exit.
+stop_nodes() {
+  local i pid pids=()
+  for ((i = 1; i <= N; i++)); do
+    pid=$(pid_of "$i")
+    [ -z "$pid" ] || { kill -TERM "$pid" 2>/dev/null || true; pids+=("$i:$pid"); }
+  done
+  local end=$((SECONDS + STOP_DEADLINE)) entry
+  for entry in "${pids[@]}"; do
+    pid=${entry#*:}
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; do sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "node ${entry%%:*} (pid $pid) did not stop within ${STOP_DEADLINE}s; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    echo "stopped node ${entry%%:*} (pid $pid)"
+  done
+  rm -f "$PIDS"
+}
+
+cmd_stop() {
+  load_conf
+  if [ -z "$(running_nodes)" ]; then
+    echo "no cluster running from $DIR"
+    rm -f "$PIDS"
+    return 0
+  fi
+  stop_nodes
+}
+
+cmd_status() {
+  load_conf
+  [ -f "$CONF" ] || die "no cluster was started from $DIR"
+  local i
+  for ((i = 1; i <= N; i++)); do
+    local pid
+    pid=$(pid_of "$i")
+    echo "node $i: ${pid:+pid }${pid:-not running}, client $(endpoint_of "$i"), log $DIR/node-$i.log"
+  done
+  cluster_py show
+}
+
+cmd_restart() {
+  load_conf
+  local n=${1:-$N} base=$BASE_PORT
+  cmd_stop
+  cmd_start "$n" "$base"
+}
+
+kv() { "$PY" "$CLIENT" --endpoints "$1" "${@:2}"; }
+
+cmd_demo() {
+  load_conf
+  [ -n "$(running_nodes)" ] || cmd_start 3
+  load_conf
+  [ "$N" -ge 3 ] || die "the demo needs at least 3 nodes (restart with: $0 restart 3)"
+  local all leader new survivors i
+  all=$(endpoints)
+  say "writing and reading through examples/client.py --endpoints $all"
+  for i in 1 2 3; do
+    echo "\$ client.py put demo-key-$i value-$i  ->  $(kv "$all" put "demo-key-$i" "value-$i")"
+  done
+  for i in 1 2 3; do
+    echo "\$ client.py get demo-key-$i  ->  $(kv "$all" get "demo-key-$i")"
+  done
+  echo "\$ client.py cas demo-key-1 value-1 changed  ->  $(kv "$all" cas demo-key-1 value-1 changed)"
+
+  leader=$(wait_leader 10) || die "no leader"
+  say "kill -9 the leader, node $leader (pid $(pid_of "$leader"))"
+  kill -KILL "$(pid_of "$leader")"
+  new=$(wait_leader "$START_DEADLINE" "$leader") || die "no new leader within ${START_DEADLINE}s"
+  say "node $new is the new leader"
+  cluster_py show || true
+  survivors=""
+  for ((i = 1; i <= N; i++)); do [ "$i" = "$leader" ] || survivors+="${survivors:+,}$(endpoint_of "$i")"; done
+  say "the data is still there (reading from the survivors)"
+  echo "\$ client.py get demo-key-1  ->  $(kv "$survivors" get demo-key-1)"
+  echo "\$ client.py get demo-key-3  ->  $(kv "$survivors" get demo-key-3)"
+  echo "\$ client.py put demo-key-4 written-without-node-$leader  ->  $(kv "$survivors" put demo-key-4 "written-without-node-$leader")"
+
+  say "restarting node $leader"
+  start_node "$leader"
+  cluster_py wait-caught-up "$START_DEADLINE" "$leader" || die "node $leader did not catch up within ${START_DEADLINE}s"
+  say "node $leader caught up (same applied index and digest as the leader)"
+  cluster_py show || true
+  echo "\$ client.py --stale get demo-key-4 (from node $leader)  ->  $(kv "$(endpoint_of "$leader")" --stale get demo-key-4)"
+  say "the cluster is still running; stop it with: $0 stop"
+}
+
+usage() {
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  exit 2
+}
+
+case "${1:-}" in
+  start) shift; cmd_start "$@" ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  restart) shift; cmd_restart "$@" ;;
+  demo) cmd_demo ;;
+  *) usage ;;
+esac

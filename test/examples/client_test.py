@@ -1,0 +1,298 @@
+#!/usr/bin/python3
+"""End-to-end test of examples/client.py against a real 3-node cluster.
+
+Starts three freshly built kvstore processes on free loopback ports in a temp
+dir, drives them through examples/client.py (its command line and its Client
+class) and through raw DEALER sockets for what docs/protocol.md promises,
+then stops them. Every wait polls a condition under a deadline; the nodes
+are stopped on any exit (finally, SIGTERM/SIGINT handlers, and a parent-death
+signal in case this driver is killed outright).
+
+    client_test.py --kvstore build/src/node/kvstore --client examples/client.py
+"""
+
+import argparse
+import ctypes
+import importlib.util
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import msgpack
+import zmq
+
+PR_SET_PDEATHSIG = 1
+TIMEOUT_SCALE = float(os.environ.get("KV_TEST_TIMEOUT_SCALE", "1"))
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Failure(what)
+    print(f"ok: {what}", flush=True)
+
+
+def wait_for(cond, seconds, what):
+    """Polls cond() until it returns a true value; fails after the deadline."""
+    deadline = time.monotonic() + seconds * TIMEOUT_SCALE
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise Failure(f"timed out after {seconds}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def ports_free(ports):
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def die_with_parent():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class Cluster:
+    def __init__(self, kvstore, root, n=3):
+        self.kvstore, self.root, self.n = kvstore, root, n
+        self.procs = {}
+        self.base = 0
+
+    def endpoint(self, node):
+        return f"127.0.0.1:{self.base + node - 1}"
+
+    def endpoints(self):
+        return [self.endpoint(i) for i in range(1, self.n + 1)]
+
+    def log(self, node):
+        return os.path.join(self.root, f"node-{node}.log")
+
+    def start(self):
+        """Starts the nodes on free ports; picks new ports if another process
+        grabbed one between the check and the bind."""
+        for _ in range(5):
+            self.base = random.randrange(20000, 60000 - 2 * 1000 - self.n, 10)
+            ports = [self.base + off + i for off in (0, 1000, 2000) for i in range(self.n)]
+            if not ports_free(ports):
+                continue
+            peers = ",".join(f"{i}={self.endpoint(i)}" for i in range(1, self.n + 1))
+            for i in range(1, self.n + 1):
+                with open(self.log(i), "ab") as log:
+                    self.procs[i] = subprocess.Popen(
+                        [self.kvstore, "--id", str(i), "--peers", peers, "--data-dir",
+                         os.path.join(self.root, f"node-{i}")],
+                        stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+            try:
+                wait_for(lambda: self.leader() or self.any_exited(), 20, "a leader")
+            except Failure:
+                self.stop()
+                raise
+            if not self.any_exited():
+                return
+            self.stop()
+            if not any("cannot listen" in open(self.log(i)).read() for i in self.procs):
+                raise Failure("a node exited at start")
+        raise Failure("no free ports found")
+
+    def any_exited(self):
+        return any(p.poll() is not None for p in self.procs.values())
+
+    def status(self, node, timeout=0.5):
+        return raw_call(self.endpoint(node), {"op": "status"}, timeout)
+
+    def leader(self):
+        """The leader's node id once every node reports the same one."""
+        leaders = set()
+        for i in range(1, self.n + 1):
+            st = self.status(i)
+            if st is None or st["leader"] == 0:
+                return None
+            leaders.add(st["leader"])
+        return leaders.pop() if len(leaders) == 1 else None
+
+    def stop(self):
+        """SIGTERM, wait for a clean exit, SIGKILL what does not go."""
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        codes = {}
+        deadline = time.monotonic() + 10 * TIMEOUT_SCALE
+        for i, p in self.procs.items():
+            try:
+                codes[i] = p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                codes[i] = f"killed: {p.wait()}"
+        self.procs = {}
+        return codes
+
+
+_ctx = zmq.Context.instance()
+
+
+def raw_call(endpoint, request, timeout=2.0, raw_bytes=None):
+    """One request on a fresh DEALER; the decoded reply or None on timeout."""
+    s = _ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(f"tcp://{endpoint}")
+    try:
+        s.send(raw_bytes if raw_bytes is not None else msgpack.packb(dict(request, id=request.get("id", 1))))
+        if not s.poll(int(timeout * 1000 * TIMEOUT_SCALE)):
+            return None
+        return msgpack.unpackb(s.recv(), raw=False)
+    finally:
+        s.close()
+
+
+def run_cli(client_py, endpoints, *args):
+    r = subprocess.run([sys.executable, client_py, "--endpoints", ",".join(endpoints),
+                        "--timeout", str(10 * TIMEOUT_SCALE), *args],
+                       capture_output=True, timeout=30 * TIMEOUT_SCALE)
+    return r.returncode, r.stdout.decode(errors="replace").strip(), r.stderr.decode(errors="replace").strip()
+
+
+def scenario(cluster, client_py):
+    leader = cluster.leader()
+    followers = [i for i in range(1, cluster.n + 1) if i != leader]
+    lead_ep, foll_ep = cluster.endpoint(leader), cluster.endpoint(followers[0])
+    print(f"leader is node {leader} at {lead_ep}", flush=True)
+
+    # The documented REDIRECT, on a raw socket.
+    r = raw_call(foll_ep, {"id": 9, "op": "put", "key": "k", "value": "v"})
+    check(r == {"id": 9, "status": "REDIRECT", "leader": lead_ep},
+          f"a follower answers a put with REDIRECT to the leader ({r})")
+
+    # The command line, given only a follower: it must follow the REDIRECT.
+    only_follower = [foll_ep]
+    check(run_cli(client_py, only_follower, "put", "k1", "v1") == (0, "OK", ""),
+          "put through a follower follows the REDIRECT")
+    check(run_cli(client_py, only_follower, "get", "k1") == (0, "v1", ""), "get k1 == v1")
+    check(run_cli(client_py, cluster.endpoints(), "set", "k2", "v2")[0] == 0, "set (alias) k2")
+    check(run_cli(client_py, cluster.endpoints(), "get", "missing")[0] == 1, "get missing: exit 1")
+    check(run_cli(client_py, cluster.endpoints(), "del", "k2")[:2] == (0, "OK"), "del k2")
+    check(run_cli(client_py, cluster.endpoints(), "del", "k2")[:2] == (1, "NOT_FOUND"),
+          "del k2 again: NOT_FOUND")
+    check(run_cli(client_py, cluster.endpoints(), "cas", "k1", "nope", "v2")[:2] == (1, "CAS_FAILED"),
+          "cas with a wrong expectation fails")
+    check(run_cli(client_py, cluster.endpoints(), "cas", "k1", "v1", "v2")[:2] == (0, "OK"),
+          "cas with the right expectation succeeds")
+    check(run_cli(client_py, cluster.endpoints(), "cas", "--absent", "k1", "v3")[:2] == (1, "CAS_FAILED"),
+          "cas --absent on a present key fails")
+    check(run_cli(client_py, cluster.endpoints(), "cas", "--absent", "k3", "v3")[:2] == (0, "OK"),
+          "cas --absent on an absent key succeeds")
+    check(run_cli(client_py, cluster.endpoints(), "get", "k1")[:2] == (0, "v2"), "get k1 == v2")
+    code, out, _ = run_cli(client_py, cluster.endpoints(), "status")
+    check(code == 0 and out.count('"reachable": true') == cluster.n, "status: every node reachable")
+
+    # The library: binary values, stale reads on a follower (eventually equal).
+    spec = importlib.util.spec_from_file_location("kvclient", client_py)
+    kvclient = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kvclient)
+    c = kvclient.Client(cluster.endpoints(), timeout=10 * TIMEOUT_SCALE)
+    try:
+        c.put(b"bin\x00key", b"\xff\x00\x01")
+        check(c.get(b"bin\x00key") == b"\xff\x00\x01", "binary key and value round trip")
+        stale = kvclient.Client([foll_ep], timeout=10 * TIMEOUT_SCALE)
+        wait_for(lambda: stale.get(b"bin\x00key", stale=True) == b"\xff\x00\x01", 5,
+                 "a stale read on a follower to catch up")
+        stale.close()
+        check(True, "stale read on a follower returns the value")
+        try:
+            c.put("x" * 5000, "v")
+            check(False, "an over-long key is refused")
+        except kvclient.KvError as e:
+            check("limit" in str(e), f"an over-long key gets ERROR ({e})")
+    finally:
+        c.close()
+
+    # Exactly-once: a retried write (same client and seq) is applied once.
+    w = {"op": "put", "key": "once", "client": 4242, "seq": 1}
+    r1 = raw_call(lead_ep, dict(w, id=1, value="first"))
+    r2 = raw_call(lead_ep, dict(w, id=2, value="second"))
+    r3 = raw_call(lead_ep, {"id": 3, "op": "get", "key": "once"})
+    check(r1["status"] == r2["status"] == "OK" and r3.get("value") == b"first",
+          "a retried session write is answered OK and applied once")
+
+    # Pipelining: many requests in flight on one connection, matched by id.
+    s = _ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(f"tcp://{lead_ep}")
+    for i in range(1, 41):
+        op = {"op": "put", "key": f"p{i}", "value": str(i)} if i % 2 else {"op": "get", "key": "k1"}
+        s.send(msgpack.packb(dict(op, id=i)))
+    got = {}
+    deadline = time.monotonic() + 10 * TIMEOUT_SCALE
+    while len(got) < 40 and s.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+        r = msgpack.unpackb(s.recv(), raw=False)
+        got[r["id"]] = r
+    s.close()
+    check(sorted(got) == list(range(1, 41)) and all(r["status"] == "OK" for r in got.values()),
+          "40 pipelined requests on one connection all answered OK")
+
+    # Malformed input: ERROR with the id when it can be read, node keeps serving.
+    r = raw_call(lead_ep, None, raw_bytes=b"\xc1 not msgpack")
+    check(r is not None and r["status"] == "ERROR" and r["id"] == 0, f"garbage bytes get ERROR ({r})")
+    r = raw_call(lead_ep, {"id": 77, "op": "frobnicate", "key": "k"})
+    check(r is not None and r["status"] == "ERROR" and r["id"] == 77 and "unknown op" in r["error"],
+          f"an unknown op gets ERROR with its id ({r})")
+    r = raw_call(lead_ep, {"id": 78, "op": "put", "key": "k"})
+    check(r is not None and r["status"] == "ERROR" and r["id"] == 78, f"a put without value gets ERROR ({r})")
+    check(run_cli(client_py, [lead_ep], "get", "k1")[:2] == (0, "v2"),
+          "the leader still serves after malformed requests")
+    check(not cluster.any_exited(), "no node exited")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kvstore", required=True)
+    ap.add_argument("--client", required=True)
+    a = ap.parse_args()
+    root = tempfile.mkdtemp(prefix="kv-examples-")
+    cluster = Cluster(os.path.abspath(a.kvstore), root)
+
+    def on_signal(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    ok = False
+    start = time.monotonic()
+    try:
+        cluster.start()
+        scenario(cluster, os.path.abspath(a.client))
+        codes = cluster.stop()
+        check(all(c == 0 for c in codes.values()), f"SIGTERM stops every node cleanly ({codes})")
+        ok = True
+    except Failure as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+    finally:
+        cluster.stop()
+        if not ok:
+            for name in sorted(os.listdir(root)):
+                if name.endswith(".log"):
+                    with open(os.path.join(root, name), errors="replace") as f:
+                        tail = f.readlines()[-30:]
+                    print(f"--- {name} (last lines)\n{''.join(tail)}", file=sys.stderr)
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"{'PASS' if ok else 'FAIL'} in {time.monotonic() - start:.1f}s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
