@@ -79,6 +79,7 @@ Status Node::Start() {
   if (!s.ok()) return s;
 
   storage::StorageOptions opts;
+  opts.wal.sync = cfg_.fsync;
   s = storage::NodeStorage::Open(storage::Env::Posix(), cfg_.data_dir, opts, &storage_);
   if (!s.ok()) return s;
   group_storage_ = storage_->Group(kDefaultGroup);

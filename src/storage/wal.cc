@@ -383,7 +383,7 @@ Status Wal::WriteBatches(std::vector<Pending>* batches) {
   Status s = file_->WriteAt(buf_start, buf);
   offset_ = buf_start + buf.size();
   const auto start = std::chrono::steady_clock::now();
-  if (s.ok()) s = file_->Sync();
+  if (s.ok() && options_.sync) s = file_->Sync();
   last_sync_ = std::chrono::steady_clock::now() - start;
   sync_count_.fetch_add(1, std::memory_order_relaxed);
   return s;

@@ -58,6 +58,11 @@ struct WalOptions {
   // writer waits up to half that commit's sync time, capped by this, for the
   // writers it just woke to queue again, so they share the next sync.
   std::chrono::microseconds max_batch_wait{1000};
+  // False skips the fdatasync after each group commit (segment creation is
+  // still synced): fast, but a machine crash loses acknowledged writes, and
+  // damage it leaves may then be reported as corruption rather than a torn
+  // tail. For benchmarks and throwaway clusters only.
+  bool sync = true;
 };
 
 // Where a record sits: segment sequence number and byte offset of its frame.
