@@ -258,7 +258,24 @@ const Progress* Raft::ProgressOf(NodeId node) const {
 // ---------------------------------------------------------------------------
 // Time
 
+bool Raft::LeaseValid() const {
+  // A voter that answered a heartbeat sent at tick t refuses other
+  // candidates until an election timeout after it received it, so no other
+  // leader exists before t + election_tick on its clock. Two ticks of margin
+  // cover the ticks' phase and drift between clocks.
+  constexpr uint64_t kMarginTicks = 2;
+  if (static_cast<uint64_t>(cfg_.election_tick) <= kMarginTicks) return false;
+  const uint64_t horizon = static_cast<uint64_t>(cfg_.election_tick) - kMarginTicks;
+  size_t fresh = 0;
+  for (NodeId v : voters_) {
+    auto it = prs_.find(v);
+    if (v == id_ || (it != prs_.end() && it->second.lease_ack_tick + horizon > ticks_)) fresh++;
+  }
+  return fresh >= Quorum();
+}
+
 void Raft::Tick() {
+  ticks_++;
   if (role_ == Role::kLeader) {
     TickHeartbeat();
   } else {
@@ -318,8 +335,11 @@ Status Raft::Step(const Message& m) {
   if (m.term > term_) {
     if (m.type == MessageType::kVote || m.type == MessageType::kPreVote) {
       const bool force = m.context == kTransferContext;
+      // With lease reads, a node that just (re)started may have answered a
+      // leader's heartbeat before it crashed: it keeps that promise too.
       const bool in_lease =
-          cfg_.check_quorum && lead_ != kNoNode && election_elapsed_ < cfg_.election_tick;
+          (cfg_.check_quorum && lead_ != kNoNode && election_elapsed_ < cfg_.election_tick) ||
+          (cfg_.lease_reads && ticks_ < static_cast<uint64_t>(cfg_.election_tick));
       // We heard from a leader within the election timeout: a candidate
       // that has not must not depose it (thesis 4.2.3).
       if (!force && in_lease) return Status::OK();
@@ -508,6 +528,7 @@ void Raft::HandleAppend(const Message& m) {
   Index last_new = 0, conflict = 0;
   if (log_.MaybeAppend(m.index, m.log_term, m.entries, &last_new, &conflict)) {
     if (conflict != 0) {
+      DropAcksFrom(conflict);
       uncommitted_conf_changes_.erase(uncommitted_conf_changes_.lower_bound(conflict),
                                       uncommitted_conf_changes_.end());
       TrackConfChanges(std::vector<Entry>(m.entries.begin() + (conflict - m.index - 1),
@@ -537,6 +558,7 @@ void Raft::HandleHeartbeat(const Message& m) {
   resp.type = MessageType::kHeartbeatResponse;
   resp.to = m.from;
   resp.context = m.context;
+  resp.index = m.index;
   Send(std::move(resp));
 }
 
@@ -563,6 +585,7 @@ bool Raft::Restore(const Snapshot& s) {
     CommitTo(s.meta.index);
     return false;
   }
+  DropAcksFrom(0);
   log_.Restore(s);
   prs_.clear();
   for (NodeId v : s.meta.conf.voters) prs_.emplace(v, Progress(1, cfg_.max_inflight_msgs, false));
@@ -628,6 +651,7 @@ void Raft::HandleAppendResponse(const Message& m, Progress& pr) {
 
 void Raft::HandleHeartbeatResponse(const Message& m, Progress& pr) {
   pr.probe_sent = false;
+  if (m.index <= ticks_) pr.lease_ack_tick = std::max(pr.lease_ack_tick, m.index);
   // A full pipeline whose messages were lost would stall: free a slot so the
   // next kAppend goes out and the follower's answer resynchronises us.
   if (pr.state == ProgressState::kReplicate && pr.InflightsFull()) pr.FreeFirstInflight();
@@ -675,6 +699,19 @@ void Raft::Send(Message m) {
   } else {
     persisted_msgs_.push_back(std::move(m));
   }
+}
+
+void Raft::DropAcksFrom(Index from) {
+  // An acknowledgement queued in this Ready promises entries that will be
+  // durable once the Ready is. If the log just lost entries at or after
+  // `from`, it would promise what is never written: drop it.
+  persisted_msgs_.erase(
+      std::remove_if(persisted_msgs_.begin(), persisted_msgs_.end(),
+                     [from](const Message& m) {
+                       return m.type == MessageType::kAppendResponse && !m.reject &&
+                              m.index >= from;
+                     }),
+      persisted_msgs_.end());
 }
 
 bool Raft::MaybeSendAppend(NodeId to, bool send_if_empty) {
@@ -745,6 +782,7 @@ void Raft::SendHeartbeat(NodeId to, const std::string& context) {
   // Never more than the follower is known to hold: it may lack the rest.
   m.commit = std::min(pr.match, log_.committed());
   m.context = context;
+  m.index = ticks_;  // echoed back: when this round was sent (lease reads)
   Send(std::move(m));
 }
 
@@ -939,7 +977,7 @@ void Raft::HandleReadIndexRequest(const Message& m) {
     ServeRead(m.from, log_.committed(), m.context);
     return;
   }
-  if (cfg_.lease_reads) {
+  if (cfg_.lease_reads && lead_transferee_ == kNoNode && LeaseValid()) {
     ServeRead(m.from, log_.committed(), m.context);
     return;
   }

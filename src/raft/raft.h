@@ -72,8 +72,11 @@ struct Config {
 
   bool pre_vote = true;
   bool check_quorum = true;
-  // Serve ReadIndex from the leader's lease (no heartbeat round). Only safe
-  // with bounded clock drift; requires check_quorum.
+  // Serve ReadIndex from the leader's lease (no heartbeat round) while a
+  // quorum answered heartbeats sent within election_tick - 2 ticks. Only safe
+  // with bounded clock drift (tick rates within that margin); requires
+  // check_quorum. A replica then refuses votes for its first election timeout
+  // after a start, to honour leases it granted before a crash.
   bool lease_reads = false;
 
   uint64_t seed = 1;  // election timeout randomization
@@ -205,6 +208,9 @@ class Raft {
   enum class VoteResult { kPending, kWon, kLost };
   VoteResult Poll(NodeId from, bool granted);
   bool PastElectionTimeout() const { return election_elapsed_ >= randomized_election_timeout_; }
+  // Leader: a quorum of voters answered heartbeats recent enough that no
+  // other leader can exist yet (lease reads).
+  bool LeaseValid() const;
 
   void TickElection();
   void TickHeartbeat();
@@ -223,6 +229,9 @@ class Raft {
   bool Restore(const Snapshot& s);
 
   void Send(Message m);
+  // Drops queued, not yet handed out, acknowledgements of entries at or past
+  // `from`, after the log lost them (a conflicting append, a snapshot).
+  void DropAcksFrom(Index from);
   // Sends entries (or a snapshot) to `to` if its progress allows; with
   // send_if_empty, also an empty kAppend (to carry the commit index).
   bool MaybeSendAppend(NodeId to, bool send_if_empty);
@@ -281,6 +290,7 @@ class Raft {
 
   std::map<NodeId, bool> votes_;
 
+  uint64_t ticks_ = 0;  // ticks since this replica started: its logical clock
   int election_elapsed_ = 0;
   int heartbeat_elapsed_ = 0;
   int randomized_election_timeout_ = 0;
