@@ -355,11 +355,12 @@ Status Raft::Step(const Message& m) {
       BecomeFollower(m.term, kNoNode);
     }
   } else if (m.term < term_) {
-    if ((cfg_.check_quorum || cfg_.pre_vote) &&
-        (m.type == MessageType::kHeartbeat || m.type == MessageType::kAppend)) {
+    if (m.type == MessageType::kHeartbeat || m.type == MessageType::kAppend ||
+        m.type == MessageType::kSnapshot) {
       // A stale leader (say, partitioned away and back): our higher term in
-      // the answer makes it step down. Without this, with PreVote it could
-      // never learn of the new term.
+      // the answer makes it step down (Figure 2 answers every AppendEntries).
+      // Without this, with PreVote, or when our configuration is too old to
+      // list it, it might never learn of the new term.
       Message resp;
       resp.type = MessageType::kAppendResponse;
       resp.to = m.from;
