@@ -16,7 +16,6 @@
 #include <cstdio>
 #include <deque>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -35,7 +34,6 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr int kPubPortOffset = 2000;
 constexpr auto kStatusEvery = std::chrono::milliseconds(500);
 constexpr auto kDownAfter = std::chrono::milliseconds(2000);
 constexpr size_t kSparkWidth = 24;
@@ -56,24 +54,6 @@ struct NodeView {
   zmq::socket_t dealer;
 };
 
-std::vector<std::string> SplitEndpoints(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (item.empty()) continue;
-    if (item.find(':') == std::string::npos) item = "127.0.0.1:" + item;
-    out.push_back(item);
-  }
-  return out;
-}
-
-std::string PubEndpoint(const std::string& client_endpoint) {
-  const size_t colon = client_endpoint.rfind(':');
-  const int port = std::stoi(client_endpoint.substr(colon + 1)) + kPubPortOffset;
-  return "tcp://" + client_endpoint.substr(0, colon) + ":" + std::to_string(port);
-}
-
 std::string Now() {
   const std::time_t t = std::time(nullptr);
   char buf[16];
@@ -93,7 +73,7 @@ class Monitor {
       v.dealer.set(zmq::sockopt::linger, 0);
       v.dealer.connect("tcp://" + ep);
       // Subscribe before asking for status: the Clone pattern's order.
-      sub_.connect(PubEndpoint(ep));
+      sub_.connect(kv::client::EventEndpoint(ep));
       nodes_.push_back(std::move(v));
     }
   }
@@ -366,7 +346,7 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
   }
-  const auto eps = SplitEndpoints(endpoints);
+  const auto eps = kv::client::ParseEndpoints(endpoints);
   if (eps.empty()) {
     std::fprintf(stderr, "kvmon: --endpoints is empty\n");
     return 2;

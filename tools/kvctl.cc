@@ -12,7 +12,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
-#include <sstream>
 
 #include <algorithm>
 #include <optional>
@@ -22,19 +21,6 @@
 #include "net/codec.h"
 
 namespace {
-
-std::vector<std::string> SplitEndpoints(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (item.empty()) continue;
-    // A bare port means 127.0.0.1:PORT.
-    if (item.find(':') == std::string::npos) item = "127.0.0.1:" + item;
-    out.push_back(item);
-  }
-  return out;
-}
 
 std::string Hex(const std::string& bytes) {
   static const char* kDigits = "0123456789abcdef";
@@ -218,10 +204,7 @@ int Watch(const Output& out, kv::client::Client& client, const std::vector<std::
     std::fprintf(stderr, "kvctl: UNAVAILABLE: no endpoint answered\n");
     return 3;
   }
-  const std::string& ep = rep->endpoint;
-  const size_t colon = ep.rfind(':');
-  const std::string pub = "tcp://" + ep.substr(0, colon) + ":" +
-                          std::to_string(std::stoi(ep.substr(colon + 1)) + 2000);
+  const std::string pub = kv::client::EventEndpoint(rep->endpoint);
   zmq::context_t ctx(1);
   zmq::socket_t sub(ctx, zmq::socket_type::sub);
   sub.set(zmq::sockopt::linger, 0);
@@ -333,7 +316,7 @@ int main(int argc, char** argv) {
   }
 
   kv::client::Options opts;
-  opts.endpoints = SplitEndpoints(endpoints);
+  opts.endpoints = kv::client::ParseEndpoints(endpoints);
   if (opts.endpoints.empty()) {
     std::fprintf(stderr, "kvctl: --endpoints is empty\n");
     return 2;

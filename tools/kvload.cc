@@ -21,7 +21,6 @@
 #include <map>
 #include <mutex>
 #include <random>
-#include <sstream>
 #include <thread>
 #include <zmq.hpp>
 
@@ -409,18 +408,6 @@ uint64_t Verify(const Settings& s, const std::map<std::string, std::vector<Write
   return lost;
 }
 
-std::vector<std::string> SplitEndpoints(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (item.empty()) continue;
-    if (item.find(':') == std::string::npos) item = "127.0.0.1:" + item;
-    out.push_back(item);
-  }
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -472,7 +459,7 @@ int main(int argc, char** argv) {
     endpoints = "127.0.0.1:" + std::to_string(port);
     if (s.requests == 0) s.requests = 1000;
   }
-  s.endpoints = SplitEndpoints(endpoints);
+  s.endpoints = kv::client::ParseEndpoints(endpoints);
   if (s.endpoints.empty() || s.threads < 1 || s.connections < 1 || s.pipeline < 1 ||
       s.keys == 0) {
     std::fprintf(stderr, "kvload: need endpoints, and threads, connections, pipeline, keys >= 1\n");

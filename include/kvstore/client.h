@@ -49,6 +49,12 @@ enum class Code {
 
 const char* CodeName(Code code);
 
+// Parses "host:port,host:port,..." (a bare port means 127.0.0.1:PORT).
+std::vector<std::string> ParseEndpoints(const std::string& text);
+// The ZeroMQ address of a node's event stream (PUB), given its client
+// address host:port: the same host, port + 2000 (docs/protocol.md).
+std::string EventEndpoint(const std::string& client_endpoint);
+
 struct Result {
   Code code = Code::kOk;
   std::string value;  // get

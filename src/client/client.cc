@@ -1,7 +1,9 @@
 #include "kvstore/client.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include <zmq.hpp>
@@ -39,6 +41,25 @@ const char* CodeName(Code code) {
     case Code::kError: return "ERROR";
   }
   return "?";
+}
+
+std::vector<std::string> ParseEndpoints(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    if (item.find(':') == std::string::npos) item = "127.0.0.1:" + item;
+    out.push_back(item);
+  }
+  return out;
+}
+
+std::string EventEndpoint(const std::string& client_endpoint) {
+  constexpr int kPubPortOffset = 2000;
+  const size_t colon = client_endpoint.rfind(':');
+  const int port = std::atoi(client_endpoint.c_str() + colon + 1) + kPubPortOffset;
+  return "tcp://" + client_endpoint.substr(0, colon) + ":" + std::to_string(port);
 }
 
 struct Client::Impl {
