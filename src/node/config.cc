@@ -96,6 +96,9 @@ Status NodeConfig::Finish() {
         "timing: need tick-ms > 0 and election-ticks > heartbeat-ticks > 0");
   }
   if (workers < 1) return Status::InvalidArgument("--workers must be at least 1");
+  if (wal_segment_bytes < (1 << 20)) {
+    return Status::InvalidArgument("--wal-segment-mb must be at least 1");
+  }
   if (max_key_bytes == 0 || max_value_bytes == 0) {
     return Status::InvalidArgument("key and value limits must be positive");
   }

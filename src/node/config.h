@@ -39,6 +39,7 @@ struct NodeConfig {
   int election_ticks = 10;  // election timeout 500 ms, randomized up to 1 s
   int heartbeat_ticks = 2;
   bool fsync = true;
+  uint64_t wal_segment_bytes = 64 << 20;  // preallocated size of each WAL segment
   size_t max_key_bytes = 4 << 10;
   size_t max_value_bytes = 1 << 20;
   uint64_t snapshot_entries = 50000;  // take a snapshot after this many applied entries

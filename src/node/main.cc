@@ -70,6 +70,9 @@ int main(int argc, char** argv) {
   app.add_option("--snapshot-entries", cfg.snapshot_entries,
                  "Take a snapshot after this many entries since the last one")
       ->capture_default_str();
+  uint64_t wal_segment_mb = cfg.wal_segment_bytes >> 20;
+  app.add_option("--wal-segment-mb", wal_segment_mb, "Preallocated size of each WAL segment")
+      ->capture_default_str();
   app.add_option("--workers", cfg.workers, "Threads applying entries and serving reads")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
@@ -101,6 +104,7 @@ int main(int argc, char** argv) {
   if (!s.ok()) return ConfigError(s.message());
   cfg.id = id;
   cfg.fsync = !no_fsync;
+  cfg.wal_segment_bytes = wal_segment_mb << 20;
   if (id != 0 && port != 0 && cfg.peers.count(id) != 0 && cfg.peers.at(id).port != port) {
     return ConfigError("port " + std::to_string(port) + " does not match node " +
                        std::to_string(id) + "'s address " + cfg.peers.at(id).ToString() +

@@ -80,6 +80,7 @@ Status Node::Start() {
 
   storage::StorageOptions opts;
   opts.wal.sync = cfg_.fsync;
+  opts.wal.segment_size = cfg_.wal_segment_bytes;
   s = storage::NodeStorage::Open(storage::Env::Posix(), cfg_.data_dir, opts, &storage_);
   if (!s.ok()) return s;
   group_storage_ = storage_->Group(kDefaultGroup);
