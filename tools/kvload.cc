@@ -20,6 +20,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <zmq.hpp>
@@ -50,6 +51,7 @@ struct Settings {
   std::string key_dist = "uniform";
   size_t value_size = 100;
   double read_ratio = 0;
+  double cas_ratio = 0;  // compare-and-swap against the last value this thread saw
   bool stale_reads = false;
   double rate = 0;  // total ops/s; 0 = closed loop
   bool json = false;
@@ -95,15 +97,25 @@ std::string KeyName(uint64_t k) {
 struct HistoryWriter {
   std::mutex mu;
   std::ofstream out;
+  // Keys and values kvload makes are plain ASCII: no escaping needed.
   void Write(int process, const char* type, ClientOp op, const std::string& key,
-             const std::string* value, uint64_t time_ns) {
+             const std::string* value, const std::string* expected, uint64_t time_ns) {
     std::lock_guard<std::mutex> lock(mu);
-    out << "{\"process\":" << process << ",\"type\":\"" << type << "\",\"f\":\""
-        << (op == ClientOp::kGet ? "get" : "put") << "\",\"key\":\"" << key << "\",\"value\":";
+    const char* f = op == ClientOp::kGet ? "get" : op == ClientOp::kCas ? "cas" : "put";
+    out << "{\"process\":" << process << ",\"type\":\"" << type << "\",\"f\":\"" << f
+        << "\",\"key\":\"" << key << "\",\"value\":";
     if (value) {
       out << "\"" << *value << "\"";
     } else {
       out << "null";
+    }
+    if (op == ClientOp::kCas) {
+      out << ",\"expected\":";
+      if (expected) {
+        out << "\"" << *expected << "\"";
+      } else {
+        out << "null";
+      }
     }
     out << ",\"time\":" << time_ns << "}\n";
   }
@@ -152,6 +164,8 @@ class Worker {
     ClientOp op = ClientOp::kGet;
     std::string key;
     std::string value;
+    bool has_expect = false;  // cas: false means "only if absent"
+    std::string expect;
     uint64_t intended_ns = 0;
     uint64_t invoke_ns = 0;
     uint64_t sent_ns = 0;
@@ -176,6 +190,8 @@ class Worker {
   std::vector<zmq::socket_t> conns_;
   std::vector<Slot> slots_;
   std::map<uint64_t, size_t> by_request_;  // request id -> slot
+  // The value this thread last saw for each key (nullopt: absent), for cas.
+  std::map<std::string, std::optional<std::string>> last_seen_;
   uint64_t next_request_ = 1;
   uint64_t issued_ = 0;
   ThreadResult result_;
@@ -197,8 +213,16 @@ void Worker::Issue(Slot& slot, uint64_t intended_ns) {
   slot.intended_ns = intended_ns;
   slot.invoke_ns = NowNs();
   slot.key = KeyName(keys_.Next(rng_));
-  const bool read = std::uniform_real_distribution<double>(0, 1)(rng_) < s_.read_ratio;
-  slot.op = read ? ClientOp::kGet : ClientOp::kPut;
+  const double dice = std::uniform_real_distribution<double>(0, 1)(rng_);
+  const bool read = dice < s_.read_ratio;
+  slot.op = read ? ClientOp::kGet
+                 : dice < s_.read_ratio + s_.cas_ratio ? ClientOp::kCas : ClientOp::kPut;
+  if (slot.op == ClientOp::kCas) {
+    // Expect what this thread last saw: often right, sometimes raced.
+    auto seen = last_seen_.find(slot.key);
+    slot.has_expect = seen != last_seen_.end() && seen->second.has_value();
+    slot.expect = slot.has_expect ? *seen->second : std::string();
+  }
   if (!read) {
     slot.seq++;
     // Unique per write, so that --verify and the history can tell writes apart.
@@ -209,7 +233,7 @@ void Worker::Issue(Slot& slot, uint64_t intended_ns) {
   }
   if (shared_->history) {
     shared_->history->Write(slot.process, "invoke", slot.op, slot.key, read ? nullptr : &slot.value,
-                            slot.invoke_ns);
+                            slot.has_expect ? &slot.expect : nullptr, slot.invoke_ns);
   }
   Send(slot);
 }
@@ -219,10 +243,14 @@ void Worker::Send(Slot& slot) {
   req.id = next_request_++;
   req.op = slot.op;
   req.key = slot.key;
-  if (slot.op == ClientOp::kPut) {
+  if (slot.op != ClientOp::kGet) {
     req.value = slot.value;
     req.client = slot.client;
     req.seq = slot.seq;
+  }
+  if (slot.op == ClientOp::kCas) {
+    req.has_expect = slot.has_expect;
+    req.expect = slot.expect;
   }
   req.stale = s_.stale_reads;
   by_request_.erase(slot.request_id);
@@ -239,14 +267,32 @@ void Worker::Complete(Slot& slot, const std::string& outcome, const char* histor
   result_.latency.Record(now - slot.intended_ns);
   result_.outcomes[outcome]++;
   if (outcome != "OK" && outcome != "NOT_FOUND") shared_->errors++;
-  if (s_.verify && slot.op == ClientOp::kPut && outcome == "OK") {
-    for (auto& w : result_.writes[slot.key]) {
-      if (w.value == slot.value) w.ack_ns = now;
+  if (slot.op != ClientOp::kGet && s_.verify) {
+    auto& list = result_.writes[slot.key];
+    for (auto w = list.begin(); w != list.end(); ++w) {
+      if (w->value != slot.value) continue;
+      if (outcome == "OK") {
+        w->ack_ns = now;
+      } else if (std::string(history_type) == "fail") {
+        list.erase(w);  // certainly not applied
+      }
+      break;
     }
+  }
+  if (outcome == "OK") {
+    if (slot.op == ClientOp::kGet) {
+      last_seen_[slot.key] = read_value ? std::optional<std::string>(*read_value) : std::nullopt;
+    } else {
+      last_seen_[slot.key] = slot.value;
+    }
+  } else if (outcome == "NOT_FOUND" && slot.op == ClientOp::kGet) {
+    last_seen_[slot.key] = std::nullopt;
   }
   if (shared_->history) {
     const std::string* v = slot.op == ClientOp::kGet ? read_value : &slot.value;
-    shared_->history->Write(slot.process, history_type, slot.op, slot.key, v, now);
+    shared_->history->Write(slot.process, history_type, slot.op, slot.key, v,
+                            slot.has_expect && slot.op == ClientOp::kCas ? &slot.expect : nullptr,
+                            now);
     // A process whose operation's outcome is unknown never completes it.
     if (std::string(history_type) == "info") slot.process = shared_->next_process++;
   }
@@ -435,6 +481,10 @@ int main(int argc, char** argv) {
   app.add_option("--read-ratio", s.read_ratio, "Fraction of gets, 0..1")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
+  app.add_option("--cas-ratio", s.cas_ratio,
+                 "Fraction of compare-and-swaps (expecting the value this thread last saw)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   app.add_flag("--stale-reads", s.stale_reads, "Gets skip the linearizable check");
   app.add_option("--rate", s.rate, "Open loop: total requests per second (0 = closed loop)")
       ->capture_default_str();
@@ -460,6 +510,10 @@ int main(int argc, char** argv) {
     if (s.requests == 0) s.requests = 1000;
   }
   s.endpoints = kv::client::ParseEndpoints(endpoints);
+  if (s.read_ratio + s.cas_ratio > 1) {
+    std::fprintf(stderr, "kvload: --read-ratio plus --cas-ratio must not exceed 1\n");
+    return 2;
+  }
   if (s.endpoints.empty() || s.threads < 1 || s.connections < 1 || s.pipeline < 1 ||
       s.keys == 0) {
     std::fprintf(stderr, "kvload: need endpoints, and threads, connections, pipeline, keys >= 1\n");
