@@ -98,8 +98,9 @@ ensure_binary() {
     say "configuring $BUILD_DIR (RelWithDebInfo)"
     cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKV_TESTS=OFF >/dev/null
   fi
-  say "building kvstore"
-  cmake --build "$BUILD_DIR" -j"$(($(nproc) < 2 ? $(nproc) : 2))" --target kvstore >/dev/null
+  say "building kvstore, kvctl, kvload, kvmon"
+  cmake --build "$BUILD_DIR" -j"$(($(nproc) < 2 ? $(nproc) : 2))" \
+    --target kvstore kvctl kvload kvmon >/dev/null
 }
 
 # ---- talking to the nodes -----------------------------------------------------
