@@ -188,8 +188,7 @@ class LineReader {
     } else if (v == "cas") {
       *kind = OpKind::kCas;
     } else {
-      return Status::InvalidArgument("unknown \"f\" \"" + v +
-                                     "\" (want put, get, delete or cas)");
+      return Status::InvalidArgument("unknown \"f\" \"" + v + "\" (want put, get, delete or cas)");
     }
     return Status::OK();
   }
@@ -352,9 +351,9 @@ class LineReader {
     if (ConsumeWord("null") || ConsumeWord("true") || ConsumeWord("false")) return Status::OK();
     if (c == '-' || (c >= '0' && c <= '9')) {
       pos_++;
-      while (pos_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[pos_])) ||
-                                  s_[pos_] == '.' || s_[pos_] == 'e' || s_[pos_] == 'E' ||
-                                  s_[pos_] == '+' || s_[pos_] == '-')) {
+      while (pos_ < s_.size() &&
+             (std::isdigit(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '.' ||
+              s_[pos_] == 'e' || s_[pos_] == 'E' || s_[pos_] == '+' || s_[pos_] == '-')) {
         pos_++;
       }
       return Status::OK();
@@ -439,8 +438,8 @@ class Pairer {
                                  " \"" + op.key + "\")");
     }
     if (e.time < op.invoke_time) {
-      return LineError(line, "completes before its invoke on line " +
-                                 std::to_string(op.invoke_line));
+      return LineError(line,
+                       "completes before its invoke on line " + std::to_string(op.invoke_line));
     }
     op.outcome = e.type == EventType::kOk     ? Outcome::kOk
                  : e.type == EventType::kFail ? Outcome::kFail

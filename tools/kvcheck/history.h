@@ -35,7 +35,7 @@ enum class EventType : unsigned char { kInvoke, kOk, kFail, kInfo };
 // What is known about how an operation ended.
 enum class Outcome : unsigned char { kOk, kFail, kInfo };
 
-const char* OpKindName(OpKind kind);      // "put", "get", "delete", "cas"
+const char* OpKindName(OpKind kind);       // "put", "get", "delete", "cas"
 const char* OutcomeName(Outcome outcome);  // "ok", "fail", "info"
 
 // One line of a history file.

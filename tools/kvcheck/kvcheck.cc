@@ -4,12 +4,11 @@
 // Exit codes: 0 linearizable, 1 NOT linearizable, 2 usage or parse error,
 // 3 unknown (a key's search budget was exhausted).
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
 #include <string>
 #include <thread>
-
-#include <CLI/CLI.hpp>
 
 #include "kvcheck/checker.h"
 #include "kvcheck/history.h"
@@ -36,6 +35,7 @@ int main(int argc, char** argv) {
   bool verbose = false;
   bool no_explain = false;
   double key_timeout = 60;
+  double total_timeout = 0;
   uint64_t max_steps = 0;
   size_t max_memo_mb = 1024;
   int jobs = 1;
@@ -46,9 +46,13 @@ int main(int argc, char** argv) {
   app.add_option("--key-timeout", key_timeout,
                  "Seconds of search per key before its verdict is unknown (0 = no limit)")
       ->capture_default_str();
+  app.add_option("--timeout", total_timeout,
+                 "Seconds for the whole check; keys unfinished by then are unknown (0 = no limit)")
+      ->capture_default_str();
   app.add_option("--max-steps", max_steps, "Search steps per key before unknown (0 = no limit)")
       ->capture_default_str();
-  app.add_option("--max-memory", max_memo_mb, "Memo table size per key in MiB before unknown")
+  app.add_option("--max-memory", max_memo_mb,
+                 "Memo table size per key in MiB; beyond it the memo is cleared")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("-j,--jobs", jobs, "Keys checked in parallel (0 = one per CPU)")
@@ -75,10 +79,11 @@ int main(int argc, char** argv) {
 
   kv::check::CheckOptions options;
   options.key_timeout_seconds = key_timeout;
+  options.total_timeout_seconds = total_timeout;
   options.max_steps = max_steps;
   options.max_memo_bytes = max_memo_mb << 20;
-  options.jobs = jobs == 0 ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))
-                           : jobs;
+  options.jobs =
+      jobs == 0 ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) : jobs;
   options.explain = !no_explain;
   const kv::check::CheckResult result = kv::check::CheckHistory(history, options);
 

@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <cstdarg>
 #include <cstdio>
+#include <map>
 
 namespace kv {
 namespace check {
@@ -55,34 +56,37 @@ std::string RelTime(int64_t t, int64_t origin) {
   if (t == kNever) return "never";
   char buf[48];
   const int64_t d = t - origin;
-  std::snprintf(buf, sizeof(buf), "%s%" PRId64 ".%06" PRId64, d < 0 ? "-" : "",
-                (d < 0 ? -d : d) / 1000000000, ((d < 0 ? -d : d) % 1000000000) / 1000);
+  std::snprintf(buf, sizeof(buf), "%s%" PRId64 ".%09" PRId64, d < 0 ? "-" : "",
+                (d < 0 ? -d : d) / 1000000000, (d < 0 ? -d : d) % 1000000000);
   return buf;
 }
 
+// Lists ops by invoke time. With a window [begin, end], marks with ~ the
+// ops overlapping its edges.
 void AppendOpTable(const History& h, const std::vector<size_t>& ops, int64_t origin,
-                   const ReportOptions& o, std::string* out) {
+                   const ReportOptions& o, std::string* out, int64_t begin = 0,
+                   int64_t end = kNever) {
   std::vector<size_t> sorted = ops;
-  std::sort(sorted.begin(), sorted.end(), [&](size_t a, size_t b) {
-    return h.ops[a].invoke_time < h.ops[b].invoke_time;
-  });
-  Appendf(out, "      %-8s %-36s %14s %14s  %-7s %s\n", "process", "operation", "invoke (s)",
+  std::sort(sorted.begin(), sorted.end(),
+            [&](size_t a, size_t b) { return h.ops[a].invoke_time < h.ops[b].invoke_time; });
+  Appendf(out, "      %-8s %-36s %17s %17s  %-7s %s\n", "process", "operation", "invoke (s)",
           "return (s)", "outcome", "lines");
   for (size_t i : sorted) {
     const Operation& op = h.ops[i];
     std::string lines = std::to_string(op.invoke_line);
     if (op.return_line != 0) lines += "," + std::to_string(op.return_line);
-    Appendf(out, "      p%-7" PRId64 " %-36s %14s %14s  %-7s %s\n", op.process,
+    const int64_t ret = op.outcome == Outcome::kInfo ? kNever : op.return_time;
+    const bool edge = op.invoke_time < begin || ret > end;
+    Appendf(out, "    %s p%-7" PRId64 " %-36s %17s %17s  %-7s %s\n", edge ? "~" : " ", op.process,
             DescribeOp(op, o.max_value_chars).c_str(), RelTime(op.invoke_time, origin).c_str(),
-            RelTime(op.outcome == Outcome::kInfo ? kNever : op.return_time, origin).c_str(),
-            OutcomeName(op.outcome), lines.c_str());
+            RelTime(ret, origin).c_str(), OutcomeName(op.outcome), lines.c_str());
   }
 }
 
 void AppendJsonOp(const History& h, size_t i, std::string* out) {
   const Operation& op = h.ops[i];
-  Appendf(out, "{\"index\":%zu,\"process\":%" PRId64 ",\"f\":\"%s\",\"outcome\":\"%s\",\"key\":",
-          i, op.process, OpKindName(op.kind), OutcomeName(op.outcome));
+  Appendf(out, "{\"index\":%zu,\"process\":%" PRId64 ",\"f\":\"%s\",\"outcome\":\"%s\",\"key\":", i,
+          op.process, OpKindName(op.kind), OutcomeName(op.outcome));
   AppendJsonString(op.key, out);
   auto opt = [&](const char* name, const std::optional<std::string>& v) {
     Appendf(out, ",\"%s\":", name);
@@ -154,11 +158,12 @@ std::string FormatText(const History& h, const CheckResult& r, const ReportOptio
     if (k.verdict == Verdict::kNotLinearizable) n_bad++;
     if (k.verdict == Verdict::kUnknown) n_unknown++;
   }
-  Appendf(&out, "verdict: %s\n", r.verdict == Verdict::kUnknown
-                                     ? "unknown (search budget exhausted)"
-                                     : VerdictName(r.verdict));
-  Appendf(&out, "  %zu operations (%zu ok, %zu fail, %zu info) on %zu keys; %zu checked in %.3f s\n",
-          r.ops, ok, fail, info, r.keys.size(), r.checked, r.seconds);
+  Appendf(&out, "verdict: %s\n",
+          r.verdict == Verdict::kUnknown ? "unknown (search budget exhausted)"
+                                         : VerdictName(r.verdict));
+  Appendf(
+      &out, "  %zu operations (%zu ok, %zu fail, %zu info) on %zu key%s; %zu checked in %.3f s\n",
+      r.ops, ok, fail, info, r.keys.size(), r.keys.size() == 1 ? "" : "s", r.checked, r.seconds);
   Appendf(&out, "  keys: %zu linearizable, %zu NOT linearizable, %zu unknown\n", n_lin, n_bad,
           n_unknown);
 
@@ -204,27 +209,53 @@ std::string FormatText(const History& h, const CheckResult& r, const ReportOptio
             Quote(v.key, 0).c_str());
     if (!v.witness.empty()) {
       Appendf(&out,
-              "  These %zu operations admit no order consistent with a register, whatever the\n"
-              "  key held before them (every other operation on the key ended before they began\n"
-              "  or began after they ended):\n",
-              v.witness.size());
-      AppendOpTable(h, v.witness, origin, o, &out);
+              "  Between %s s and %s s, no order of %s consistent with a\n"
+              "  register, whatever the key held at the start (absent, or a value written\n"
+              "  before). Operations marked ~ overlap an edge of that window: they may take\n"
+              "  effect inside it or outside it.\n",
+              RelTime(v.witness_begin, origin).c_str(), RelTime(v.witness_end, origin).c_str(),
+              v.witness.size() == 1 ? "this operation is" : "these operations is");
+      // Unknown-outcome ops overlapping an edge are often many and alike:
+      // list a few of each kind, count the rest.
+      std::vector<size_t> shown;
+      std::map<std::string, std::vector<size_t>> alike;
+      for (size_t i : v.witness) {
+        const Operation& op = h.ops[i];
+        if (op.outcome == Outcome::kInfo && op.invoke_time < v.witness_begin) {
+          alike[DescribeOp(op, o.max_value_chars)].push_back(i);
+        } else {
+          shown.push_back(i);
+        }
+      }
+      std::vector<std::string> folded;
+      for (auto& [what, ops] : alike) {
+        const size_t keep = std::min<size_t>(ops.size(), 2);
+        shown.insert(shown.end(), ops.begin(), ops.begin() + static_cast<std::ptrdiff_t>(keep));
+        if (ops.size() > keep) {
+          folded.push_back(std::to_string(ops.size() - keep) + " more unknown-outcome " + what +
+                           " invoked before the window");
+        }
+      }
+      AppendOpTable(h, shown, origin, o, &out, v.witness_begin, v.witness_end);
+      for (const std::string& f : folded)
+        Appendf(&out, "      (%s; --json lists them)\n", f.c_str());
     }
     Appendf(&out,
-            "  The search got furthest after ordering %zu operations; the key then held %s, and\n"
-            "  this operation could not be placed before it returned:\n",
-            v.linearized, QuoteOpt(v.value_at_failure, o.max_value_chars, "nothing (absent)").c_str());
+            "  The search got furthest after ordering %zu operation%s; the key then held %s,\n"
+            "  and this operation could not be placed before it returned:\n",
+            v.linearized, v.linearized == 1 ? "" : "s",
+            QuoteOpt(v.value_at_failure, o.max_value_chars, "nothing (absent)").c_str());
     AppendOpTable(h, {v.stuck_op}, origin, o, &out);
     if (!v.linearized_tail.empty()) {
       Appendf(&out, "  The last operations it had ordered, in that order:\n");
       // Keep the search's order, not invoke order.
-      Appendf(&out, "      %-8s %-36s %14s %14s  %-7s %s\n", "process", "operation", "invoke (s)",
+      Appendf(&out, "      %-8s %-36s %17s %17s  %-7s %s\n", "process", "operation", "invoke (s)",
               "return (s)", "outcome", "lines");
       for (size_t i : v.linearized_tail) {
         const Operation& op = h.ops[i];
         std::string lines = std::to_string(op.invoke_line);
         if (op.return_line != 0) lines += "," + std::to_string(op.return_line);
-        Appendf(&out, "      p%-7" PRId64 " %-36s %14s %14s  %-7s %s\n", op.process,
+        Appendf(&out, "      p%-7" PRId64 " %-36s %17s %17s  %-7s %s\n", op.process,
                 DescribeOp(op, o.max_value_chars).c_str(), RelTime(op.invoke_time, origin).c_str(),
                 RelTime(op.outcome == Outcome::kInfo ? kNever : op.return_time, origin).c_str(),
                 OutcomeName(op.outcome), lines.c_str());
@@ -255,8 +286,10 @@ std::string FormatJson(const History& h, const CheckResult& r) {
     AppendJsonString(kr.key, &out);
     Appendf(&out,
             ",\"verdict\":\"%s\",\"ops\":%zu,\"ok\":%zu,\"fail\":%zu,\"info\":%zu,"
-            "\"checked\":%zu,\"steps\":%" PRIu64 ",\"memo_entries\":%zu,\"seconds\":%.6f",
-            JsonVerdict(kr.verdict), kr.ops, kr.ok, kr.fail, kr.info, kr.checked, kr.steps, kr.memo_entries, kr.seconds);
+            "\"checked\":%zu,\"steps\":%" PRIu64 ",\"memo_entries\":%zu,\"memo_resets\":%" PRIu64
+            ",\"seconds\":%.6f",
+            JsonVerdict(kr.verdict), kr.ops, kr.ok, kr.fail, kr.info, kr.checked, kr.steps,
+            kr.memo_entries, kr.memo_resets, kr.seconds);
     if (kr.verdict == Verdict::kUnknown) {
       out.append(",\"reason\":");
       AppendJsonString(kr.unknown_reason, &out);
@@ -270,6 +303,8 @@ std::string FormatJson(const History& h, const CheckResult& r) {
     AppendJsonString(v.key, &out);
     out.append(",\"witness\":");
     AppendJsonOps(h, v.witness, &out);
+    Appendf(&out, ",\"witness_begin\":%" PRId64 ",\"witness_end\":%" PRId64, v.witness_begin,
+            v.witness_end);
     Appendf(&out, ",\"linearized\":%zu,\"value_at_failure\":", v.linearized);
     if (v.value_at_failure) {
       AppendJsonString(*v.value_at_failure, &out);

@@ -1,0 +1,92 @@
+// Test helper: writes histories in kvload's JSON-lines format.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "kvcheck/history.h"
+
+namespace kv {
+namespace check {
+namespace testing {
+
+using Value = std::optional<std::string>;
+
+// Each call appends one operation (its invoke line, then its completion
+// line) so a process's operations must be added in its own order.
+class HistoryBuilder {
+ public:
+  HistoryBuilder& Put(int p, const std::string& key, const std::string& v, int64_t t0, int64_t t1,
+                      const char* outcome = "ok") {
+    return Op(p, "put", key, v, std::nullopt, t0, t1, outcome, v);
+  }
+  HistoryBuilder& Get(int p, const std::string& key, Value result, int64_t t0, int64_t t1,
+                      const char* outcome = "ok") {
+    return Op(p, "get", key, std::nullopt, std::nullopt, t0, t1, outcome, result);
+  }
+  HistoryBuilder& Delete(int p, const std::string& key, int64_t t0, int64_t t1,
+                         const char* outcome = "ok") {
+    return Op(p, "delete", key, std::nullopt, std::nullopt, t0, t1, outcome, std::nullopt);
+  }
+  HistoryBuilder& Cas(int p, const std::string& key, Value expected, const std::string& v,
+                      int64_t t0, int64_t t1, const char* outcome = "ok") {
+    return Op(p, "cas", key, v, expected, t0, t1, outcome, v);
+  }
+  // An operation whose completion is "info": t1 is when the client gave up.
+  HistoryBuilder& InfoPut(int p, const std::string& key, const std::string& v, int64_t t0) {
+    return Op(p, "put", key, v, std::nullopt, t0, t0 + 1, "info", v);
+  }
+  HistoryBuilder& InfoCas(int p, const std::string& key, Value expected, const std::string& v,
+                          int64_t t0) {
+    return Op(p, "cas", key, v, expected, t0, t0 + 1, "info", v);
+  }
+  // An invoke that is never completed.
+  HistoryBuilder& Pending(int p, const char* f, const std::string& key, Value v, int64_t t0) {
+    Line(p, "invoke", f, key, v, std::nullopt, t0);
+    return *this;
+  }
+
+  // One raw event line.
+  void Line(int p, const char* type, const char* f, const std::string& key, const Value& v,
+            const Value& expected, int64_t t) {
+    text_ += "{\"process\":" + std::to_string(p) + ",\"type\":\"" + type + "\",\"f\":\"" + f +
+             "\",\"key\":";
+    AppendJsonString(key, &text_);
+    text_ += ",\"value\":";
+    if (v) {
+      AppendJsonString(*v, &text_);
+    } else {
+      text_ += "null";
+    }
+    text_ += ",\"expected\":";
+    if (expected) {
+      AppendJsonString(*expected, &text_);
+    } else {
+      text_ += "null";
+    }
+    text_ += ",\"time\":" + std::to_string(t) + "}\n";
+  }
+
+  const std::string& text() const { return text_; }
+  History Parse() const {
+    History h;
+    Status s = ParseHistoryString(text_, &h);
+    if (!s.ok()) throw std::runtime_error(s.ToString());
+    return h;
+  }
+
+ private:
+  HistoryBuilder& Op(int p, const char* f, const std::string& key, Value v, Value expected,
+                     int64_t t0, int64_t t1, const char* outcome, Value completion_value) {
+    Line(p, "invoke", f, key, std::string(f) == "get" ? std::nullopt : v, expected, t0);
+    Line(p, outcome, f, key, completion_value, expected, t1);
+    return *this;
+  }
+  std::string text_;
+};
+
+}  // namespace testing
+}  // namespace check
+}  // namespace kv

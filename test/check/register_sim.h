@@ -1,0 +1,143 @@
+// Test helper: clients running against a simulated register store, recorded
+// as a kvload-style history. The store can be correct or have a bug, so the
+// checker can be tested against ground truth.
+//
+// Each operation is invoked, takes effect at one later instant (when the
+// store applies it) and returns later still, so the true linearization is
+// known to exist for a correct store. Some operations time out (info: they
+// may or may not have been applied), some writes are rejected (fail: not
+// applied).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "test/check/history_builder.h"
+
+namespace kv {
+namespace check {
+namespace testing {
+
+enum class StoreBug { kNone, kStaleRead, kLostWrite };
+
+struct SimOptions {
+  uint64_t seed = 1;
+  int processes = 5;
+  int keys = 3;
+  int ops = 300;
+  double info_prob = 0.03;  // an operation times out
+  double fail_prob = 0.02;  // a write is rejected
+  StoreBug bug = StoreBug::kNone;
+  double bug_prob = 0.05;
+};
+
+// Returns the history text, one JSON event per line.
+inline std::string SimulateRegister(const SimOptions& o) {
+  std::mt19937_64 rng(o.seed);
+  auto chance = [&](double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; };
+  HistoryBuilder out;
+  struct KeyState {
+    Value current;
+    Value previous;  // the value before the last write (for the stale-read bug)
+  };
+  std::map<std::string, KeyState> store;
+  enum class Phase { kIdle, kInvoked, kApplied };
+  struct Client {
+    int id = 0;
+    Phase phase = Phase::kIdle;
+    const char* f = "get";
+    std::string key;
+    Value value, expected, result;
+    bool cas_ok = false;
+  };
+  std::vector<Client> clients(o.processes);
+  int next_id = 0;
+  for (auto& c : clients) c.id = next_id++;
+  int invoked = 0, writes = 0;
+  int64_t now = 1000;
+  auto apply = [&](Client& c) {
+    KeyState& ks = store[c.key];
+    auto write = [&](Value v) {
+      ks.previous = ks.current;
+      ks.current = std::move(v);
+    };
+    if (std::string(c.f) == "get") {
+      c.result = ks.current;
+      if (o.bug == StoreBug::kStaleRead && ks.previous != ks.current && chance(o.bug_prob)) {
+        c.result = ks.previous;
+      }
+    } else if (std::string(c.f) == "put") {
+      if (o.bug == StoreBug::kLostWrite && chance(o.bug_prob)) return;
+      write(c.value);
+    } else if (std::string(c.f) == "delete") {
+      write(std::nullopt);
+    } else {
+      c.cas_ok = ks.current == c.expected;
+      if (c.cas_ok) write(c.value);
+    }
+  };
+  int busy = 0;
+  while (invoked < o.ops || busy > 0) {
+    now += std::uniform_int_distribution<int>(1, 3)(rng);
+    Client& c = clients[std::uniform_int_distribution<int>(0, o.processes - 1)(rng)];
+    switch (c.phase) {
+      case Phase::kIdle: {
+        if (invoked >= o.ops) break;
+        invoked++;
+        busy++;
+        c.key = "k" + std::to_string(std::uniform_int_distribution<int>(0, o.keys - 1)(rng));
+        const int dice = std::uniform_int_distribution<int>(0, 99)(rng);
+        c.f = dice < 45 ? "get" : dice < 80 ? "put" : dice < 85 ? "delete" : "cas";
+        c.value.reset();
+        c.expected.reset();
+        c.result.reset();
+        if (std::string(c.f) == "put" || std::string(c.f) == "cas") {
+          c.value = "v" + std::to_string(writes++);
+        }
+        if (std::string(c.f) == "cas") {
+          // Usually the current value, so cas often succeeds.
+          const KeyState& ks = store[c.key];
+          c.expected = chance(0.7) ? ks.current : ks.previous;
+        }
+        out.Line(c.id, "invoke", c.f, c.key, c.value, c.expected, now);
+        c.phase = Phase::kInvoked;
+        break;
+      }
+      case Phase::kInvoked:
+        if (chance(o.info_prob)) {
+          // Timed out: maybe applied, maybe not; the client never learns.
+          if (chance(0.5)) apply(c);
+          out.Line(c.id, "info", c.f, c.key, c.value, c.expected, now);
+          c.id = next_id++;
+          c.phase = Phase::kIdle;
+          busy--;
+        } else if (std::string(c.f) != "get" && chance(o.fail_prob)) {
+          out.Line(c.id, "fail", c.f, c.key, c.value, c.expected, now);
+          c.phase = Phase::kIdle;
+          busy--;
+        } else {
+          apply(c);
+          c.phase = Phase::kApplied;
+        }
+        break;
+      case Phase::kApplied: {
+        const bool is_get = std::string(c.f) == "get";
+        const bool is_cas = std::string(c.f) == "cas";
+        out.Line(c.id, is_cas && !c.cas_ok ? "fail" : "ok", c.f, c.key, is_get ? c.result : c.value,
+                 c.expected, now);
+        c.phase = Phase::kIdle;
+        busy--;
+        break;
+      }
+    }
+  }
+  return out.text();
+}
+
+}  // namespace testing
+}  // namespace check
+}  // namespace kv
