@@ -11,6 +11,7 @@ packages=(
   libbenchmark-dev gcovr
   python3 python3-zmq python3-msgpack
   clang libclang-rt-14-dev
+  tmux iproute2
 )
 
 missing=()
