@@ -351,6 +351,16 @@ Status Raft::Step(const Message& m) {
     } else if (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
                m.type == MessageType::kSnapshot) {
       BecomeFollower(m.term, m.from);
+    } else if (m.type == MessageType::kVote) {
+      // Adopt the term but keep our election timer: it restarts only if we
+      // grant the vote (HandleVoteRequest), as in the paper. Otherwise a
+      // stale candidate that keeps timing out first would hold back every
+      // up-to-date one forever (without PreVote).
+      const int elapsed = election_elapsed_;
+      const int timeout = randomized_election_timeout_;
+      BecomeFollower(m.term, kNoNode);
+      election_elapsed_ = elapsed;
+      randomized_election_timeout_ = timeout;
     } else {
       BecomeFollower(m.term, kNoNode);
     }
