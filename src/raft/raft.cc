@@ -136,6 +136,7 @@ void Raft::Reset(Term term) {
   lead_ = kNoNode;
   election_elapsed_ = 0;
   heartbeat_elapsed_ = 0;
+  timeout_now_sent_ = false;
   ResetRandomizedElectionTimeout();
   AbortLeaderTransfer();
   votes_.clear();
@@ -264,7 +265,9 @@ bool Raft::LeaseValid() const {
   // leader exists before t + election_tick on its clock. Two ticks of margin
   // cover the ticks' phase and drift between clocks.
   constexpr uint64_t kMarginTicks = 2;
-  if (static_cast<uint64_t>(cfg_.election_tick) <= kMarginTicks) return false;
+  if (timeout_now_sent_ || static_cast<uint64_t>(cfg_.election_tick) <= kMarginTicks) {
+    return false;
+  }
   const uint64_t horizon = static_cast<uint64_t>(cfg_.election_tick) - kMarginTicks;
   size_t fresh = 0;
   for (NodeId v : voters_) {
@@ -804,6 +807,10 @@ void Raft::BroadcastHeartbeat(const std::string& context) {
 }
 
 void Raft::SendTimeoutNow(NodeId to) {
+  // The target may campaign (forcing votes past any lease) whenever this
+  // arrives, even after we gave up on the transfer: no more lease reads in
+  // this term.
+  timeout_now_sent_ = true;
   Message m;
   m.type = MessageType::kTimeoutNow;
   m.to = to;

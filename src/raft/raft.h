@@ -295,6 +295,7 @@ class Raft {
   int heartbeat_elapsed_ = 0;
   int randomized_election_timeout_ = 0;
   NodeId lead_transferee_ = kNoNode;
+  bool timeout_now_sent_ = false;  // leader: a transfer was set off this term
 
   std::deque<PendingRead> pending_reads_;           // leader: awaiting a quorum ack
   std::vector<Message> reads_awaiting_commit_;      // leader: before its first commit

@@ -732,6 +732,40 @@ TEST_CASE("ReadIndex with lease reads: a cut-off leader serves no stale read") {
   }
 }
 
+// RAFT_BUGS.md #9. A vote forced by TimeoutNow ignores the lease that the
+// voter's acknowledgements promised the old leader. Here the TimeoutNow is
+// held back until after the old leader abandoned the transfer; once it
+// lands, n2 wins with n3's forced vote while n1, hearing no one, still holds
+// fresh acknowledgements from n3 and must not serve lease reads.
+TEST_CASE("ReadIndex with lease reads: no stale read after a late leadership transfer") {
+  SimOptions o = Timed(3, 28);
+  o.lease_reads = true;
+  o.net.min_latency = 1;
+  o.net.max_latency = 1;
+  Cluster c(o);
+  REQUIRE(WaitLeader(c) != kNoNode);
+  if (c.Leader() != 1) {
+    c.TransferLeader(c.Leader(), 1);
+    REQUIRE(c.RunUntil([&] { return c.Leader() == 1 && Settled(c, 1); }, 30));
+  }
+  c.Hold(1, 2);
+  c.TransferLeader(1, 2);
+  c.RunTicks(c.options().election_tick + 2);  // the transfer is abandoned
+  REQUIRE(c.raft(1).role() == Role::kLeader);
+  REQUIRE(c.raft(1).lead_transferee() == kNoNode);
+  c.Cut(2, 1);
+  c.Cut(3, 1);
+  c.Release(1, 2);  // the TimeoutNow arrives now
+  for (int step = 0; step < 4 * c.options().election_tick; ++step) {
+    if (c.up(1) && c.raft(1).role() == Role::kLeader) c.ReadIndex(1, "k");
+    if (c.Leader() == 2 && c.raft(2).term() > c.raft(1).term()) c.ProposeKv(2, "k");
+    c.Step();
+  }
+  INFO(c.Report());
+  CHECK(c.raft(2).role() == Role::kLeader);
+  REQUIRE_SAFE(c);
+}
+
 // ---------------------------------------------------------------- snapshots
 
 TEST_CASE("Snapshot: a far-behind follower is caught up by InstallSnapshot") {
