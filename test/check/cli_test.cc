@@ -1,6 +1,7 @@
 // End-to-end: the kvcheck binary's exit codes and output forms.
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstdio>
@@ -23,8 +24,11 @@ struct Run {
 
 // Runs kvcheck with args on a history file holding text.
 Run RunKvcheck(const std::string& text, const std::string& args) {
+  // ctest runs test cases as parallel processes in one directory: the pid
+  // keeps their files apart.
   static int counter = 0;
-  const std::string path = "kvcheck_cli_test_" + std::to_string(counter++) + ".jsonl";
+  const std::string path = "kvcheck_cli_test_" + std::to_string(getpid()) + "_" +
+                           std::to_string(counter++) + ".jsonl";
   std::ofstream(path) << text;
   const std::string cmd = std::string(KVCHECK_BINARY) + " " + args + " " + path + " 2>&1";
   Run r;
