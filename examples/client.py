@@ -8,6 +8,7 @@ It needs only pyzmq and msgpack (Debian: python3-zmq, python3-msgpack).
     examples/client.py del k
     examples/client.py cas k old new        (cas k new --absent: only if absent)
     examples/client.py status
+    examples/client.py shards               (the shard map; shards 0: not sharded)
 
 Exit codes: 0 success, 1 key not found (get, del) or compare failed (cas),
 2 usage error, 3 cluster unavailable / timed out / write fate unknown,
@@ -17,6 +18,13 @@ As a library:
 
     c = Client(["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8082"])
     c.put(b"k", b"v"); c.get(b"k")  # -> b"v", or None when absent
+
+Sharded clusters work unchanged: a node that does not lead the key's shard
+answers REDIRECT with that shard's leader in "leader" (and the shard's id in
+"shard", its map version in "map_version"), and this client simply follows
+it. It does not compute key -> shard itself (that needs the ring of
+docs/protocol.md, "Key to shard"), so it remembers one leader, the last one
+a REDIRECT named: a key of another shard may cost one extra hop.
 """
 
 import argparse
@@ -95,6 +103,11 @@ class Client:
         """One node's own status (no redirect), or None if it does not answer."""
         return self._call(endpoint, {"op": "status"}, self.attempt_timeout)
 
+    def shards(self):
+        """The shard map: {"version", "shards", "replicas", "members", "map"};
+        "shards" is 0 and "map" empty when the cluster is not sharded."""
+        return self._request({"op": "shards"}, write=False)
+
     # ---- the protocol ---------------------------------------------------
 
     def _request(self, req, write):
@@ -121,11 +134,15 @@ class Client:
                 return reply
             if status == "ERROR":
                 raise KvError(reply.get("error", "error"))
-            if status == "REDIRECT":
+            if status == "REDIRECT" and reply.get("leader"):
+                # The leader (in a sharded cluster: of the key's shard, named
+                # in reply["shard"]). Follow it: a new attempt, same seq.
                 self.leader = reply["leader"]
                 redirects += 1
                 if redirects <= len(self.endpoints):
                     continue  # straight on; back off only if nodes disagree
+            elif status == "REDIRECT":
+                status = "UNAVAILABLE"  # a REDIRECT without a leader: retry
             if status in ("TIMEOUT", "UNKNOWN"):
                 if write:
                     maybe_executed = True
@@ -177,10 +194,11 @@ def main(argv=None):
     ap.add_argument("--stale", action="store_true", help="get: local read, may be stale")
     ap.add_argument("--absent", action="store_true", help="cas KEY NEW: only if KEY is absent")
     ap.add_argument("--no-session", action="store_true", help="writes without client/seq")
-    ap.add_argument("op", choices=["put", "set", "get", "del", "cas", "status"])
+    ap.add_argument("op", choices=["put", "set", "get", "del", "cas", "status", "shards"])
     ap.add_argument("args", nargs="*")
     a = ap.parse_intermixed_args(argv)
-    arity = {"put": 2, "set": 2, "get": 1, "del": 1, "cas": 2 if a.absent else 3, "status": 0}
+    arity = {"put": 2, "set": 2, "get": 1, "del": 1, "cas": 2 if a.absent else 3, "status": 0,
+             "shards": 0}
     if len(a.args) != arity[a.op]:
         ap.error(f"{a.op} takes {arity[a.op]} argument(s)")
     c = Client([e.strip() for e in a.endpoints.split(",") if e.strip()], timeout=a.timeout,
@@ -196,6 +214,11 @@ def main(argv=None):
                 else:
                     print(json.dumps(dict(st, endpoint=ep, reachable=True)))
             return 3 if down == len(c.endpoints) else 0
+        if a.op == "shards":
+            m = c.shards()
+            print(json.dumps({k: m[k] for k in ("version", "shards", "replicas", "members", "map")
+                              if k in m}))
+            return 0
         if a.op in ("put", "set"):
             c.put(*a.args)
             print("OK")

@@ -1,6 +1,7 @@
 // kvctl: the kvstore command-line client.
 //
 //   kvctl put KEY VALUE | get KEY | del KEY | cas KEY EXPECTED NEW | status
+//   kvctl members | shards | leader transfer ID | member add|remove ... | watch
 //
 // Exit codes: 0 success; 1 key not found (get, del) or compare failed (cas);
 // 2 usage error; 3 cluster unavailable, timeout, or a write whose fate is
@@ -92,6 +93,42 @@ int Report(const Output& out, const kv::client::Result& r, bool has_value) {
   return ExitCodeFor(r.code);
 }
 
+std::string IdList(const std::vector<uint64_t>& ids, const char* sep) {
+  std::string out;
+  for (uint64_t id : ids) out += (out.empty() ? "" : sep) + std::to_string(id);
+  return out;
+}
+
+// A sharded node's groups, as rows under its status row.
+void PrintGroups(const kv::NodeStatus& s) {
+  std::printf("  %-5s %6s %-13s %6s %6s %10s %10s %10s\n", "SHARD", "GROUP", "ROLE", "TERM",
+              "LEADER", "COMMIT", "APPLIED", "KEYS");
+  for (const kv::GroupStatus& g : s.groups) {
+    const std::string shard = g.shard < 0 ? "meta" : std::to_string(g.shard);
+    std::printf("  %-5s %6llu %-13s %6llu %6llu %10llu %10llu %10llu\n", shard.c_str(),
+                static_cast<unsigned long long>(g.group), g.role.c_str(),
+                static_cast<unsigned long long>(g.term), static_cast<unsigned long long>(g.leader),
+                static_cast<unsigned long long>(g.commit),
+                static_cast<unsigned long long>(g.applied),
+                static_cast<unsigned long long>(g.keys));
+  }
+}
+
+void PrintGroupsJson(const kv::NodeStatus& s) {
+  std::cout << ",\"shards\":" << s.shards << ",\"groups\":[";
+  for (size_t i = 0; i < s.groups.size(); ++i) {
+    const kv::GroupStatus& g = s.groups[i];
+    std::cout << (i ? "," : "") << "{\"group\":" << g.group << ",\"shard\":"
+              << (g.shard < 0 ? "null" : std::to_string(g.shard)) << ",\"role\":"
+              << JsonString(g.role) << ",\"term\":" << g.term << ",\"leader\":" << g.leader
+              << ",\"commit\":" << g.commit << ",\"applied\":" << g.applied
+              << ",\"last_index\":" << g.last_index << ",\"snapshot_index\":" << g.snapshot_index
+              << ",\"keys\":" << g.keys << ",\"digest\":" << g.digest << ",\"voters\":["
+              << IdList(g.voters, ",") << "],\"learners\":[" << IdList(g.learners, ",") << "]}";
+  }
+  std::cout << "]";
+}
+
 int PrintStatus(const Output& out, kv::client::Client& client,
                 const std::vector<std::string>& endpoints) {
   bool any = false;
@@ -115,6 +152,7 @@ int PrintStatus(const Output& out, kv::client::Client& client,
                   << ",\"last_index\":" << s.last_index
                   << ",\"snapshot_index\":" << s.snapshot_index << ",\"keys\":" << s.keys
                   << ",\"digest\":" << s.digest;
+        if (!s.groups.empty()) PrintGroupsJson(s);
       }
       std::cout << "}";
     } else if (rep.reachable) {
@@ -126,6 +164,7 @@ int PrintStatus(const Output& out, kv::client::Client& client,
                   static_cast<unsigned long long>(s.applied),
                   static_cast<unsigned long long>(s.last_index),
                   static_cast<unsigned long long>(s.snapshot_index), "up");
+      if (!s.groups.empty()) PrintGroups(s);
     } else {
       std::printf("%-21s %4s %-13s %6s %6s %10s %10s %10s %10s %s\n", rep.endpoint.c_str(), "-",
                   "-", "-", "-", "-", "-", "-", "-", "unreachable");
@@ -172,6 +211,47 @@ int PrintMembers(const Output& out, kv::client::Client& client,
     first = false;
   }
   if (out.json) std::cout << "]\n";
+  return 0;
+}
+
+int PrintShards(const Output& out, kv::client::Client& client) {
+  kv::ShardMap map;
+  const kv::client::Result r = client.Shards(&map);
+  if (!r.ok()) return Report(out, r, false);
+  if (out.json) {
+    std::cout << "{\"version\":" << map.version << ",\"shards\":" << map.shards
+              << ",\"replicas\":" << map.replicas << ",\"members\":{";
+    bool first = true;
+    for (const auto& [id, addr] : map.members) {
+      std::cout << (first ? "" : ",") << "\"" << id << "\":" << JsonString(addr);
+      first = false;
+    }
+    std::cout << "},\"map\":[";
+    for (size_t i = 0; i < map.list.size(); ++i) {
+      const kv::ShardInfo& info = map.list[i];
+      std::cout << (i ? "," : "") << "{\"shard\":" << info.shard << ",\"group\":" << info.group
+                << ",\"replicas\":[" << IdList(info.replicas, ",") << "],\"leader\":"
+                << info.leader << ",\"leader_address\":" << JsonString(info.leader_address)
+                << "}";
+    }
+    std::cout << "]}\n";
+    return 0;
+  }
+  std::printf("version %llu  shards %u  replicas %u\n",
+              static_cast<unsigned long long>(map.version), map.shards, map.replicas);
+  if (map.shards == 0) {
+    std::printf("not sharded: one Raft group holds every key\n");
+    return 0;
+  }
+  std::printf("%5s %6s %-20s %s\n", "SHARD", "GROUP", "REPLICAS", "LEADER");
+  for (const kv::ShardInfo& info : map.list) {
+    const std::string leader =
+        info.leader == 0 ? "-"
+                         : std::to_string(info.leader) +
+                               (info.leader_address.empty() ? "" : " " + info.leader_address);
+    std::printf("%5u %6llu %-20s %s\n", info.shard, static_cast<unsigned long long>(info.group),
+                IdList(info.replicas, ",").c_str(), leader.c_str());
+  }
   return 0;
 }
 
@@ -279,6 +359,8 @@ int main(int argc, char** argv) {
   cas->add_flag("--absent", absent, "Only if KEY does not exist (then give KEY NEW)");
   auto* status = app.add_subcommand("status", "One row per endpoint: role, term, indexes");
   auto* members = app.add_subcommand("members", "The group's members: id, address, voter or learner");
+  auto* shards = app.add_subcommand(
+      "shards", "The shard map: version, shards, replicas, and each shard's group, replicas, leader");
   uint64_t target = 0;
   auto* leader = app.add_subcommand("leader", "Leadership commands");
   auto* transfer = leader->add_subcommand("transfer", "Hand leadership to node ID and wait for it");
@@ -335,6 +417,7 @@ int main(int argc, char** argv) {
   }
   if (status->parsed()) return PrintStatus(out, client, opts.endpoints);
   if (members->parsed()) return PrintMembers(out, client, opts.endpoints);
+  if (shards->parsed()) return PrintShards(out, client);
   if (transfer->parsed()) return TransferLeader(out, client, opts.endpoints, target, opts.timeout);
   if (watch->parsed()) return Watch(out, client, opts.endpoints, prefix);
   if (member_add->parsed()) return Report(out, client.AddMember(member_id, member_address), false);

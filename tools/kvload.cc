@@ -9,6 +9,14 @@
 // sequence number and is applied exactly once. Latency is measured from the
 // intended send time (with --rate, the fixed arrival schedule), so a stall
 // shows in the percentiles instead of silently delaying later requests.
+//
+// Routing: a thread has --connections DEALERs to each node it talks to, made
+// on first use. Against an unsharded cluster every request goes to the
+// thread's current target (the leader), and a REDIRECT moves the whole
+// thread, as it always did. Against a sharded cluster (the status says
+// shards > 0, or a reply names a shard) each request goes to the leader of
+// its key's shard, as the shard map and the REDIRECTs naming a shard tell;
+// a request whose shard leader is unknown goes to the thread's current target.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -19,6 +27,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -26,6 +35,7 @@
 #include <zmq.hpp>
 
 #include "histogram.h"
+#include "kv/ring.h"
 #include "kvstore/client.h"
 #include "net/codec.h"
 
@@ -146,10 +156,16 @@ struct Shared {
 
 class Worker {
  public:
-  Worker(const Settings& s, int index, std::string leader, const KeyChooser& keys, Shared* shared,
+  // `map`: the shard map found at start (shards 0 when unsharded or unknown),
+  // and `ring` its ring (null when unsharded), shared by the threads.
+  Worker(const Settings& s, int index, const std::string& leader, const kv::ShardMap& map,
+         std::shared_ptr<const kv::ShardRing> ring, const KeyChooser& keys, Shared* shared,
          zmq::context_t* ctx)
-      : s_(s), index_(index), target_(std::move(leader)), keys_(keys), shared_(shared), ctx_(ctx),
-        rng_(s.seed * 7919 + index) {}
+      : s_(s), index_(index), keys_(keys), shared_(shared), ctx_(ctx),
+        rng_(s.seed * 7919 + index), ring_(std::move(ring)) {
+    default_ = EndpointIndex(leader);
+    if (map.shards > 0) InstallMap(map);
+  }
 
   ThreadResult Run();
 
@@ -158,7 +174,8 @@ class Worker {
     uint64_t client = 0;
     uint64_t seq = 0;
     int process = 0;  // history process id; a new one after an unknown outcome
-    int conn = 0;
+    int conn = 0;     // which of an endpoint's connections it uses
+    int ep = 0;       // the endpoint its request went to
     bool busy = false;
     uint64_t request_id = 0;
     ClientOp op = ClientOp::kGet;
@@ -171,9 +188,30 @@ class Worker {
     uint64_t sent_ns = 0;
   };
 
-  void Connect();
+  // A node this thread talks to, and its connections (none until first used).
+  struct Endpoint {
+    std::string address;
+    std::vector<zmq::socket_t> conns;
+  };
+
+  // The index of `address` in eps_, added if new.
+  int EndpointIndex(const std::string& address);
+  // Connection `conn` to endpoint `ep`, connecting them on first use.
+  zmq::socket_t& Conn(int ep, int conn);
+  // Closes an endpoint's connections, dropping whatever they still queue.
+  void Disconnect(int ep);
+  // Resends every request in flight to endpoint `ep`, each where it belongs now.
+  void ResendFrom(int ep);
+  // Where a request goes: its shard's leader when known, else the default.
+  int Route(const Slot& slot) const;
+  void InstallMap(const kv::ShardMap& map);
+  // Asks `ep` for the shard map when reply `r` names a shard we cannot place
+  // or a map newer than ours; one request in flight at a time.
+  void MaybeFetchMap(const kv::net::ClientReply& r, int ep);
+  void OnMapReply(std::string_view bytes);
   void Issue(Slot& slot, uint64_t intended_ns);
-  void Send(Slot& slot);
+  void Send(Slot& slot) { SendTo(slot, Route(slot)); }
+  void SendTo(Slot& slot, int ep);
   // history_type: "ok" (happened, with its result), "fail" (certainly did
   // not happen) or "info" (unknown).
   void Complete(Slot& slot, const std::string& outcome, const char* history_type,
@@ -182,12 +220,25 @@ class Worker {
 
   const Settings& s_;
   int index_;
-  std::string target_;
   const KeyChooser& keys_;
   Shared* shared_;
   zmq::context_t* ctx_;
   std::mt19937_64 rng_;
-  std::vector<zmq::socket_t> conns_;
+  std::vector<Endpoint> eps_;
+  int default_ = 0;  // the thread's current target: the leader, as far as it knows
+  // Sharded clusters: the ring, and each shard's leader (an index in eps_,
+  // -1 unknown). No ring: every request goes to default_.
+  std::shared_ptr<const kv::ShardRing> ring_;
+  std::vector<int> shard_leader_;
+  uint64_t map_version_ = 0;
+  uint64_t map_request_ = 0;  // id of the shards request in flight; 0 none
+  uint64_t map_asked_ns_ = 0;
+  uint64_t map_asked_version_ = 0;  // the newest version a fetch was sent for
+  // poll items over every connection, and each item's (endpoint, connection);
+  // rebuilt when connections come or go.
+  std::vector<zmq::pollitem_t> items_;
+  std::vector<std::pair<int, int>> item_conn_;
+  bool items_dirty_ = true;
   std::vector<Slot> slots_;
   std::map<uint64_t, size_t> by_request_;  // request id -> slot
   // The value this thread last saw for each key (nullopt: absent), for cas.
@@ -197,14 +248,93 @@ class Worker {
   ThreadResult result_;
 };
 
-void Worker::Connect() {
-  conns_.clear();
-  for (int c = 0; c < s_.connections; ++c) {
-    zmq::socket_t sock(*ctx_, zmq::socket_type::dealer);
-    sock.set(zmq::sockopt::linger, 0);
-    sock.connect("tcp://" + target_);
-    conns_.push_back(std::move(sock));
+int Worker::EndpointIndex(const std::string& address) {
+  for (size_t i = 0; i < eps_.size(); ++i) {
+    if (eps_[i].address == address) return static_cast<int>(i);
   }
+  eps_.push_back(Endpoint{address, {}});
+  items_dirty_ = true;  // eps_ may have moved: no socket references across this
+  return static_cast<int>(eps_.size() - 1);
+}
+
+zmq::socket_t& Worker::Conn(int ep, int conn) {
+  Endpoint& e = eps_[ep];
+  if (e.conns.empty()) {
+    for (int c = 0; c < s_.connections; ++c) {
+      zmq::socket_t sock(*ctx_, zmq::socket_type::dealer);
+      sock.set(zmq::sockopt::linger, 0);
+      sock.connect("tcp://" + e.address);
+      e.conns.push_back(std::move(sock));
+    }
+    items_dirty_ = true;
+  }
+  return e.conns[conn];
+}
+
+void Worker::Disconnect(int ep) {
+  if (eps_[ep].conns.empty()) return;
+  eps_[ep].conns.clear();
+  items_dirty_ = true;
+}
+
+void Worker::ResendFrom(int ep) {
+  for (Slot& slot : slots_) {
+    if (slot.busy && slot.ep == ep) Send(slot);
+  }
+}
+
+int Worker::Route(const Slot& slot) const {
+  if (!ring_) return default_;
+  const int leader = shard_leader_[ring_->ShardOf(slot.key)];
+  return leader >= 0 ? leader : default_;
+}
+
+void Worker::InstallMap(const kv::ShardMap& map) {
+  map_version_ = map.version;
+  if (map.shards == 0) {
+    ring_ = nullptr;
+    shard_leader_.clear();
+    return;
+  }
+  // Where the map does not know a leader, keep one a REDIRECT taught us.
+  std::vector<int> leaders(map.shards, -1);
+  for (const kv::ShardInfo& info : map.list) {
+    if (!info.leader_address.empty()) {
+      leaders[info.shard] = EndpointIndex(info.leader_address);
+    } else if (leaders.size() == shard_leader_.size()) {
+      leaders[info.shard] = shard_leader_[info.shard];
+    }
+  }
+  shard_leader_ = std::move(leaders);
+  // S x 256 points: built only when S changes.
+  if (!ring_ || ring_->shards() != map.shards) ring_ = std::make_shared<kv::ShardRing>(map.shards);
+}
+
+void Worker::MaybeFetchMap(const kv::net::ClientReply& r, int ep) {
+  const bool placeable = ring_ && static_cast<uint64_t>(r.shard) < shard_leader_.size();
+  const bool newer = r.map_version > std::max(map_version_, map_asked_version_);
+  if (placeable && !newer) return;
+  // One fetch in flight; and without news, one per request timeout.
+  const uint64_t now = NowNs();
+  const uint64_t timeout_ns = static_cast<uint64_t>(s_.request_timeout_ms) * 1000000;
+  const bool recent = map_asked_ns_ != 0 && now - map_asked_ns_ < timeout_ns;
+  if (recent && (map_request_ != 0 || !newer)) return;
+  kv::net::ClientRequest req;
+  req.id = next_request_++;
+  req.op = ClientOp::kShards;
+  map_request_ = req.id;
+  map_asked_ns_ = now;
+  map_asked_version_ = std::max(map_asked_version_, r.map_version);
+  (void)Conn(ep, 0).send(zmq::buffer(kv::net::EncodeClientRequest(req)), zmq::send_flags::dontwait);
+}
+
+void Worker::OnMapReply(std::string_view bytes) {
+  map_request_ = 0;
+  uint64_t id = 0;
+  kv::ShardMap map;
+  if (!kv::net::DecodeShardsReply(bytes, &id, &map).ok()) return;
+  if (ring_ && map.version < map_version_) return;
+  InstallMap(map);
 }
 
 void Worker::Issue(Slot& slot, uint64_t intended_ns) {
@@ -238,7 +368,7 @@ void Worker::Issue(Slot& slot, uint64_t intended_ns) {
   Send(slot);
 }
 
-void Worker::Send(Slot& slot) {
+void Worker::SendTo(Slot& slot, int ep) {
   kv::net::ClientRequest req;
   req.id = next_request_++;
   req.op = slot.op;
@@ -257,8 +387,9 @@ void Worker::Send(Slot& slot) {
   slot.request_id = req.id;
   by_request_[req.id] = static_cast<size_t>(&slot - slots_.data());
   slot.sent_ns = NowNs();
+  slot.ep = ep;
   const std::string bytes = kv::net::EncodeClientRequest(req);
-  (void)conns_[slot.conn].send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+  (void)Conn(ep, slot.conn).send(zmq::buffer(bytes), zmq::send_flags::dontwait);
 }
 
 void Worker::Complete(Slot& slot, const std::string& outcome, const char* history_type,
@@ -312,33 +443,54 @@ void Worker::OnReply(const kv::net::ClientReply& r) {
     case ReplyStatus::kNotFound:
       Complete(slot, "NOT_FOUND", "ok", nullptr);
       return;
-    case ReplyStatus::kRedirect:
+    case ReplyStatus::kRedirect: {
+      if (r.leader.empty()) break;  // a REDIRECT to nowhere: retry as UNAVAILABLE
       result_.redirects++;
-      if (r.leader != target_) {
-        target_ = r.leader;
-        Connect();
-        for (Slot& other : slots_) {
-          if (other.busy) Send(other);
+      const int leader = EndpointIndex(r.leader);
+      if (r.shard >= 0) {
+        // Sharded: this shard's leader moves; the rest of the thread stays.
+        MaybeFetchMap(r, slot.ep);
+        if (ring_ && static_cast<uint64_t>(r.shard) < shard_leader_.size()) {
+          shard_leader_[r.shard] = leader;
         }
+        SendTo(slot, leader);
+      } else if (leader != default_) {
+        // Unsharded: the whole thread moves to the leader, with what it had
+        // in flight at the old one.
+        const int old = default_;
+        default_ = leader;
+        if (!ring_) Disconnect(old);
+        ResendFrom(old);
       } else {
         Send(slot);
       }
       return;
+    }
     case ReplyStatus::kUnavailable:
     case ReplyStatus::kUnknown:
-      // Not executed, or unknown: the same session and seq make a resend safe.
-      result_.retries++;
-      Send(slot);
-      return;
+      break;
     case ReplyStatus::kCasFailed:
     case ReplyStatus::kError:
       Complete(slot, kv::net::ReplyStatusName(r.status), "fail", nullptr);
       return;
   }
+  // UNAVAILABLE, UNKNOWN: not executed, or unknown: the same session and seq
+  // make a resend safe. A shard without a leader is asked through the
+  // default target until a REDIRECT names one.
+  result_.retries++;
+  if (r.shard >= 0) {
+    MaybeFetchMap(r, slot.ep);
+    if (r.status == ReplyStatus::kUnavailable && ring_ &&
+        static_cast<uint64_t>(r.shard) < shard_leader_.size() &&
+        shard_leader_[r.shard] == slot.ep) {
+      shard_leader_[r.shard] = -1;
+    }
+  }
+  Send(slot);
 }
 
 ThreadResult Worker::Run() {
-  Connect();
+  (void)Conn(default_, 0);
   const int total_slots = s_.connections * s_.pipeline;
   slots_.resize(total_slots);
   for (int i = 0; i < total_slots; ++i) {
@@ -357,7 +509,6 @@ ThreadResult Worker::Run() {
   // After the load ends, requests still unanswered get this long to finish.
   const uint64_t grace_ns = static_cast<uint64_t>(s_.grace_s * 1e9);
   uint64_t give_up = UINT64_MAX;
-  std::vector<zmq::pollitem_t> items;
   while (true) {
     const uint64_t now = NowNs();
     const bool more = s_.requests ? issued_ < s_.requests : now < end;
@@ -375,17 +526,22 @@ ThreadResult Worker::Run() {
       if (slot.busy && slot.sent_ns + static_cast<uint64_t>(s_.request_timeout_ms) * 1000000 < now) {
         // No answer: resend (same seq). The node may be down: try the others.
         result_.retries++;
-        // Another endpoint than the silent one: it answers or redirects.
-        const auto cur = std::find(s_.endpoints.begin(), s_.endpoints.end(), target_);
-        const size_t next = cur == s_.endpoints.end()
-                                ? 0
-                                : (static_cast<size_t>(cur - s_.endpoints.begin()) + 1) %
-                                      s_.endpoints.size();
-        target_ = s_.endpoints[next];
-        Connect();
-        for (Slot& other : slots_) {
-          if (other.busy) Send(other);
+        const int silent = slot.ep;
+        for (int& leader : shard_leader_) {
+          if (leader == silent) leader = -1;
         }
+        if (silent == default_) {
+          // Another endpoint than the silent one: it answers or redirects.
+          const auto cur =
+              std::find(s_.endpoints.begin(), s_.endpoints.end(), eps_[silent].address);
+          const size_t next = cur == s_.endpoints.end()
+                                  ? 0
+                                  : (static_cast<size_t>(cur - s_.endpoints.begin()) + 1) %
+                                        s_.endpoints.size();
+          default_ = EndpointIndex(s_.endpoints[next]);
+        }
+        Disconnect(silent);
+        ResendFrom(silent);
       }
       any_busy = any_busy || slot.busy;
     }
@@ -398,16 +554,33 @@ ThreadResult Worker::Run() {
       }
       break;
     }
-    items.clear();
-    for (auto& c : conns_) items.push_back({static_cast<void*>(c), 0, ZMQ_POLLIN, 0});
+    if (items_dirty_) {
+      items_.clear();
+      item_conn_.clear();
+      for (size_t e = 0; e < eps_.size(); ++e) {
+        for (size_t c = 0; c < eps_[e].conns.size(); ++c) {
+          items_.push_back({static_cast<void*>(eps_[e].conns[c]), 0, ZMQ_POLLIN, 0});
+          item_conn_.emplace_back(static_cast<int>(e), static_cast<int>(c));
+        }
+      }
+      items_dirty_ = false;
+    }
     const long wait_ms = interval_ns ? 1 : 100;
-    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(wait_ms));
-    for (size_t c = 0; c < conns_.size(); ++c) {
-      if (!(items[c].revents & ZMQ_POLLIN)) continue;
+    zmq::poll(items_.data(), items_.size(), std::chrono::milliseconds(wait_ms));
+    // A reply may open or close connections (items_dirty_): what is left
+    // unread waits for the next poll.
+    for (size_t i = 0; i < items_.size() && !items_dirty_; ++i) {
+      if (!(items_[i].revents & ZMQ_POLLIN)) continue;
+      zmq::socket_t& sock = eps_[item_conn_[i].first].conns[item_conn_[i].second];
       zmq::message_t msg;
-      while (c < conns_.size() && conns_[c].recv(msg, zmq::recv_flags::dontwait)) {
+      while (!items_dirty_ && sock.recv(msg, zmq::recv_flags::dontwait)) {
         kv::net::ClientReply reply;
-        if (kv::net::DecodeClientReply(msg.to_string_view(), &reply).ok()) OnReply(reply);
+        if (!kv::net::DecodeClientReply(msg.to_string_view(), &reply).ok()) continue;
+        if (map_request_ != 0 && reply.id == map_request_) {
+          OnMapReply(msg.to_string_view());
+        } else {
+          OnReply(reply);
+        }
       }
     }
   }
@@ -520,17 +693,32 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Find the leader once, so that the load starts where it belongs.
+  // Find the leader once, so that the load starts where it belongs, and for
+  // a sharded cluster the shard map, so that each key goes to its shard's
+  // leader from the first request.
   std::string leader = s.endpoints[0];
+  kv::ShardMap map;
+  std::shared_ptr<const kv::ShardRing> ring;
   {
     kv::client::Options opts;
     opts.endpoints = s.endpoints;
     kv::client::Client probe(opts);
+    bool sharded = false;
     for (const auto& ep : s.endpoints) {
       kv::client::NodeReport rep = probe.Status(ep);
+      sharded = sharded || rep.status.shards > 0;
       if (rep.reachable && !rep.status.leader_address.empty()) {
         leader = rep.status.leader_address;
         break;
+      }
+    }
+    if (sharded) {
+      kv::client::Result r = probe.Shards(&map);
+      if (!r.ok()) {
+        std::fprintf(stderr, "kvload: no shard map (%s): learning it from REDIRECTs\n",
+                     r.error.c_str());
+      } else if (map.shards > 0) {
+        ring = std::make_shared<kv::ShardRing>(map.shards);
       }
     }
   }
@@ -552,7 +740,7 @@ int main(int argc, char** argv) {
   const auto start = Clock::now();
   for (int t = 0; t < s.threads; ++t) {
     threads.emplace_back([&, t] {
-      Worker w(s, t, leader, keys, &shared, &ctx);
+      Worker w(s, t, leader, map, ring, keys, &shared, &ctx);
       results[t] = w.Run();
     });
   }

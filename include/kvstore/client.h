@@ -10,6 +10,13 @@
 // only reports kUnknown when the deadline passes with the fate of a write
 // still unknown.
 //
+// Sharded clusters: the first reply that names a shard (a REDIRECT or
+// UNAVAILABLE of a key op) makes the client fetch the shard map; from then on
+// each key op goes straight to the leader of its key's shard, as the map or
+// the last REDIRECT for that shard said. A reply with a newer map version
+// makes it fetch the map again (at most once per operation). An unsharded
+// cluster never names a shard, so it costs nothing extra.
+//
 // Thread safety: none. Use one Client per thread; each has its own sockets
 // and session, and has at most one operation in flight.
 #pragma once
@@ -99,8 +106,16 @@ class Client {
   // Asks one node for its status (no retries beyond the attempt timeout).
   NodeReport Status(const std::string& endpoint);
 
+  // Fetches the shard map (op "shards") from the leader or the endpoints in
+  // turn, retrying until the deadline, and caches it for routing. An
+  // unsharded cluster answers shards = 0 and an empty list. kError when the
+  // node refused the op (one that predates sharding: "unknown op") or sent a
+  // malformed map; kUnavailable when no node answered.
+  Result Shards(ShardMap* out);
+
   uint64_t client_id() const { return client_id_; }
-  // The leader's address as last learned, or empty.
+  // The leader's address as last learned, or empty. In a sharded cluster,
+  // where each shard has its own, this is the one non-key ops last found.
   std::string leader() const;
   // REDIRECT replies followed so far.
   uint64_t redirects() const { return redirects_; }

@@ -8,6 +8,7 @@
 
 #include <zmq.hpp>
 
+#include "kv/ring.h"
 #include "net/codec.h"
 
 namespace kv::client {
@@ -69,10 +70,102 @@ struct Client::Impl {
   zmq::context_t ctx{1};
   std::map<std::string, zmq::socket_t> sockets;  // endpoint -> DEALER
   std::vector<std::string> endpoints;
-  std::string leader;
+  std::string leader;  // unsharded: the leader; sharded: where non-key ops went last
   size_t cursor = 0;  // where to look next when no leader is known
   uint64_t next_id = 1;
   uint64_t seq = 0;
+  // Sharded clusters, once a reply named a shard: the cached map, its ring,
+  // and each shard's leader as last learned ("" unknown). No ring: unsharded
+  // (or not known to be sharded yet), every op goes to `leader`.
+  ShardMap map;
+  std::optional<ShardRing> ring;
+  std::vector<std::string> shard_leaders;
+
+  static bool IsKeyOp(net::ClientOp op) {
+    return op == net::ClientOp::kGet || op == net::ClientOp::kPut ||
+           op == net::ClientOp::kDelete || op == net::ClientOp::kCas;
+  }
+
+  // The shard of a request's key, or -1 for non-key ops and while no map is
+  // known.
+  int64_t ShardFor(const net::ClientRequest& req) const {
+    if (!ring || !IsKeyOp(req.op)) return -1;
+    return ring->ShardOf(req.key);
+  }
+
+  void AddEndpoint(const std::string& endpoint) {
+    if (std::find(endpoints.begin(), endpoints.end(), endpoint) == endpoints.end()) {
+      endpoints.push_back(endpoint);
+    }
+  }
+
+  // Where a request about `shard` (-1: none) goes next: the leader known for
+  // it, else the next endpoint in turn.
+  std::string NextEndpoint(int64_t shard) {
+    if (shard < 0 && !leader.empty()) return leader;
+    if (shard >= 0 && static_cast<size_t>(shard) < shard_leaders.size() &&
+        !shard_leaders[shard].empty()) {
+      return shard_leaders[shard];
+    }
+    return endpoints[cursor++ % endpoints.size()];
+  }
+
+  // Records (or with "", forgets) the leader of a request's target: the
+  // shard's when there is one, else the cluster's.
+  void SetLeader(int64_t shard, const std::string& address) {
+    if (shard < 0) {
+      leader = address;
+    } else if (static_cast<size_t>(shard) < shard_leaders.size()) {
+      shard_leaders[shard] = address;
+    }
+  }
+
+  // A node that did not answer leads nothing we know of.
+  void Forget(const std::string& endpoint) {
+    if (leader == endpoint) leader.clear();
+    for (std::string& l : shard_leaders) {
+      if (l == endpoint) l.clear();
+    }
+  }
+
+  // Takes a shard map for routing. Where it does not know a shard's leader
+  // but a REDIRECT told us one under the same shard count, keeps that.
+  void Install(ShardMap m) {
+    std::vector<std::string> leaders(m.shards);
+    for (const ShardInfo& info : m.list) leaders[info.shard] = info.leader_address;
+    if (m.shards == shard_leaders.size()) {
+      for (size_t i = 0; i < leaders.size(); ++i) {
+        if (leaders[i].empty()) leaders[i] = shard_leaders[i];
+      }
+    }
+    for (const auto& member : m.members) AddEndpoint(member.second);
+    shard_leaders = std::move(leaders);
+    if (m.shards == 0) {
+      ring.reset();
+    } else if (!ring || ring->shards() != m.shards) {
+      ring.emplace(m.shards);  // S x 256 points: built only when S changes
+    }
+    map = std::move(m);
+  }
+
+  // Decodes a shards reply from `from` and installs the map.
+  Result InstallShards(const std::string& bytes, const std::string& from) {
+    uint64_t id = 0;
+    ShardMap m;
+    const kv::Status s = net::DecodeShardsReply(bytes, &id, &m);
+    if (!s.ok()) return Result{Code::kError, {}, from + ": " + s.message()};
+    Install(std::move(m));
+    return Result{};
+  }
+
+  // One attempt at fetching the map from `endpoint`.
+  void FetchShards(const std::string& endpoint, Clock::time_point until) {
+    net::ClientRequest req;
+    req.op = net::ClientOp::kShards;
+    req.id = next_id++;
+    std::string bytes;
+    if (Exchange(endpoint, req, until, &bytes)) (void)InstallShards(bytes, endpoint);
+  }
 
   zmq::socket_t& Socket(const std::string& endpoint) {
     auto it = sockets.find(endpoint);
@@ -86,11 +179,6 @@ struct Client::Impl {
   // Forgets a socket, and whatever it still had queued for a node that did
   // not answer.
   void Drop(const std::string& endpoint) { sockets.erase(endpoint); }
-
-  std::string NextEndpoint() {
-    if (!leader.empty()) return leader;
-    return endpoints[cursor++ % endpoints.size()];
-  }
 
   // Sends the request to `endpoint` and waits until `until` for the reply
   // with its id. False if none came.
@@ -131,7 +219,9 @@ struct Client::Impl {
     return false;
   }
 
-  Result Run(net::ClientRequest req, Client* owner) {
+  // Runs one operation until it has an answer or the deadline passes. With
+  // `raw`, the final reply's bytes are stored there too.
+  Result Run(net::ClientRequest req, Client* owner, std::string* raw = nullptr) {
     const bool write = req.op == net::ClientOp::kPut || req.op == net::ClientOp::kDelete ||
                        req.op == net::ClientOp::kCas;
     if (write) {
@@ -141,8 +231,10 @@ struct Client::Impl {
     const Clock::time_point deadline = Clock::now() + opt.timeout;
     auto backoff = std::chrono::milliseconds(5);
     bool maybe_delivered = false;
+    bool map_fetched = false;  // at most one shard map fetch per operation
     std::string last_error = "no answer from any node";
-    std::string target = NextEndpoint();
+    int64_t shard = ShardFor(req);
+    std::string target = NextEndpoint(shard);
     while (Clock::now() < deadline) {
       req.id = next_id++;
       const Clock::time_point until = std::min(deadline, Clock::now() + opt.attempt_timeout);
@@ -151,22 +243,32 @@ struct Client::Impl {
       if (!answered) {
         maybe_delivered = maybe_delivered || write;
         last_error = "no answer from " + target;
-        leader.clear();
-        target = NextEndpoint();
+        Forget(target);
+        target = NextEndpoint(shard);
         continue;
       }
       net::ClientReply reply;
       if (!net::DecodeClientReply(bytes, &reply).ok()) {
         return Result{Code::kError, {}, "malformed reply from " + target};
       }
+      if (reply.shard >= 0 && IsKeyOp(req.op)) {
+        // A sharded cluster. Learn its map if ours is missing or older.
+        if (!map_fetched && (!ring || reply.map_version > map.version ||
+                             static_cast<uint64_t>(reply.shard) >= map.shards)) {
+          map_fetched = true;
+          FetchShards(target, std::min(deadline, Clock::now() + opt.attempt_timeout));
+        }
+        shard = reply.shard;  // the node's word on the key's shard
+      }
+      if (reply.status == net::ReplyStatus::kRedirect && reply.leader.empty()) {
+        reply.status = net::ReplyStatus::kUnavailable;  // a REDIRECT to nowhere
+      }
       switch (reply.status) {
         case net::ReplyStatus::kRedirect:
           owner->redirects_++;
-          leader = reply.leader;
-          if (std::find(endpoints.begin(), endpoints.end(), leader) == endpoints.end()) {
-            endpoints.push_back(leader);
-          }
-          target = leader;
+          AddEndpoint(reply.leader);
+          SetLeader(shard, reply.leader);
+          target = reply.leader;
           continue;
         case net::ReplyStatus::kUnknown:
           // With a session the retry is safe: the cluster applies it once.
@@ -175,9 +277,10 @@ struct Client::Impl {
           break;
         case net::ReplyStatus::kUnavailable:
           last_error = reply.error;
-          leader.clear();
+          SetLeader(shard, "");
           break;
         default: {
+          if (raw) *raw = std::move(bytes);
           Result r{CodeFor(reply.status), std::move(reply.value), std::move(reply.error)};
           return r;
         }
@@ -187,7 +290,7 @@ struct Client::Impl {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       std::this_thread::sleep_for(std::min(backoff, std::max(left, std::chrono::milliseconds(0))));
       backoff = std::min(backoff * 2, std::chrono::milliseconds(200));
-      target = NextEndpoint();
+      target = NextEndpoint(shard);
     }
     if (maybe_delivered) {
       return Result{Code::kUnknown, {},
@@ -265,6 +368,16 @@ Result Client::RemoveMember(uint64_t node) {
   req.op = net::ClientOp::kMemberRemove;
   req.node = node;
   return impl_->Run(std::move(req), this);
+}
+
+Result Client::Shards(ShardMap* out) {
+  net::ClientRequest req;
+  req.op = net::ClientOp::kShards;
+  std::string bytes;
+  Result r = impl_->Run(std::move(req), this, &bytes);
+  if (r.ok()) r = impl_->InstallShards(bytes, "shards reply");
+  if (r.ok()) *out = impl_->map;
+  return r;
 }
 
 NodeReport Client::Status(const std::string& endpoint) {

@@ -128,6 +128,14 @@ bool StateMachine::Get(std::string_view key, std::string* value) const {
   return true;
 }
 
+std::map<std::string, std::string> StateMachine::ScanPrefix(std::string_view prefix) const {
+  std::map<std::string, std::string> out;
+  for (const auto& [key, value] : data_) {
+    if (std::string_view(key).substr(0, prefix.size()) == prefix) out.emplace(key, value);
+  }
+  return out;
+}
+
 std::string StateMachine::Serialize() const {
   std::string out;
   out.push_back(static_cast<char>(kSnapshotVersion));

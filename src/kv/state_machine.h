@@ -47,6 +47,9 @@ class StateMachine {
 
   // False if the key is absent.
   bool Get(std::string_view key, std::string* value) const;
+  // Every key starting with `prefix`, with its value, in key order. Scans the
+  // whole map: for small maps (a sharded cluster's metadata).
+  std::map<std::string, std::string> ScanPrefix(std::string_view prefix) const;
 
   uint64_t applied_index() const { return applied_index_; }
   size_t size() const { return data_.size(); }

@@ -3,7 +3,10 @@
 #define MSGPACK_NO_BOOST
 #include <msgpack.hpp>
 
+#include <algorithm>
+#include <cstdint>
 #include <exception>
+#include <utility>
 
 namespace kv::net {
 
@@ -40,6 +43,25 @@ bool GetUint(const msgpack::object& o, uint64_t* v) {
   return true;
 }
 
+bool GetUint32(const msgpack::object& o, uint32_t* v) {
+  uint64_t wide = 0;
+  if (!GetUint(o, &wide) || wide > UINT32_MAX) return false;
+  *v = static_cast<uint32_t>(wide);
+  return true;
+}
+
+// A shard id: a uint below 2^32; nil reads as -1 ("no shard").
+bool GetShard(const msgpack::object& o, int64_t* v) {
+  if (o.type == msgpack::type::NIL) {
+    *v = -1;
+    return true;
+  }
+  uint32_t shard = 0;
+  if (!GetUint32(o, &shard)) return false;
+  *v = shard;
+  return true;
+}
+
 bool GetBool(const msgpack::object& o, bool* v) {
   if (o.type != msgpack::type::BOOLEAN) return false;
   *v = o.via.boolean;
@@ -72,7 +94,7 @@ bool GetIdList(const msgpack::object& o, std::vector<raft::NodeId>* ids) {
 
 // Unpacks with limits that bound the memory a hostile frame can make us use.
 Status Unpack(std::string_view bytes, msgpack::object_handle* oh) {
-  const msgpack::unpack_limit limits(/*array=*/1 << 20, /*map=*/64, /*str=*/64 << 20,
+  const msgpack::unpack_limit limits(/*array=*/1 << 20, /*map=*/1024, /*str=*/64 << 20,
                                      /*bin=*/64 << 20, /*ext=*/0, /*depth=*/8);
   try {
     size_t offset = 0;
@@ -82,6 +104,34 @@ Status Unpack(std::string_view bytes, msgpack::object_handle* oh) {
     return Status::InvalidArgument(std::string("not msgpack: ") + e.what());
   }
   return Status::OK();
+}
+
+// Calls field(name, value) for each entry of the map `o`; field returns false
+// when the value is malformed. Unknown names are the callback's to ignore.
+// `what` names the map in errors.
+template <typename F>
+Status ForEachField(const msgpack::object& o, const char* what, F field) {
+  if (o.type != msgpack::type::MAP) {
+    return Status::InvalidArgument(std::string(what) + " is not a msgpack map");
+  }
+  for (uint32_t i = 0; i < o.via.map.size; ++i) {
+    const msgpack::object_kv& kv = o.via.map.ptr[i];
+    std::string name;
+    if (!GetBytes(kv.key, &name)) return Status::InvalidArgument("map keys must be strings");
+    if (!field(name, kv.val)) {
+      return Status::InvalidArgument(std::string(what) + " field \"" + name + "\" is malformed");
+    }
+  }
+  return Status::OK();
+}
+
+// Unpacks `bytes`, which must hold one map, and walks it with ForEachField.
+template <typename F>
+Status DecodeMap(std::string_view bytes, const char* what, F field) {
+  msgpack::object_handle oh;
+  Status s = Unpack(bytes, &oh);
+  if (!s.ok()) return s;
+  return ForEachField(oh.get(), what, field);
 }
 
 }  // namespace
@@ -243,6 +293,8 @@ bool ParseOp(const std::string& name, ClientOp* op) {
     *op = ClientOp::kMemberAdd;
   } else if (name == "member_remove") {
     *op = ClientOp::kMemberRemove;
+  } else if (name == "shards") {
+    *op = ClientOp::kShards;
   } else {
     return false;
   }
@@ -317,7 +369,7 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits,
     if (!ok) return Status::InvalidArgument("field \"" + name + "\" has the wrong type");
   }
   if (!has_op) return Status::InvalidArgument("missing \"op\"");
-  if (r->op == ClientOp::kStatus) return Status::OK();
+  if (r->op == ClientOp::kStatus || r->op == ClientOp::kShards) return Status::OK();
   if (r->op == ClientOp::kTransferLeader) {
     return r->target != 0 ? Status::OK() : Status::InvalidArgument("missing \"target\"");
   }
@@ -351,15 +403,16 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits,
 }
 
 std::string EncodeClientRequest(const ClientRequest& r) {
-  static const char* kOpNames[] = {"get",    "put",         "del",        "cas",
-                                   "status", "transfer_leader", "member_add", "member_remove"};
+  static const char* kOpNames[] = {"get",        "put",           "del",    "cas",
+                                   "status",     "transfer_leader", "member_add",
+                                   "member_remove", "shards"};
   std::string out;
   out.reserve(48 + r.key.size() + r.value.size() + r.expect.size());
   StringBuffer buf(&out);
   Packer pk(buf);
   const bool write = r.op == ClientOp::kPut || r.op == ClientOp::kDelete || r.op == ClientOp::kCas;
   const bool member = r.op == ClientOp::kMemberAdd || r.op == ClientOp::kMemberRemove;
-  const bool keyed = r.op != ClientOp::kStatus && r.op != ClientOp::kTransferLeader && !member;
+  const bool keyed = r.op == ClientOp::kGet || write;
   uint32_t fields = 2;
   if (keyed) fields += 1;                                                  // key
   if (r.op == ClientOp::kTransferLeader) fields += 1;                      // target
@@ -428,13 +481,156 @@ const char* ReplyStatusName(ReplyStatus s) {
   return "ERROR";
 }
 
+namespace {
+
+bool GetReplyStatus(const msgpack::object& o, ReplyStatus* status) {
+  std::string name;
+  if (!GetBytes(o, &name)) return false;
+  for (int k = 0; k <= static_cast<int>(ReplyStatus::kError); ++k) {
+    if (name == ReplyStatusName(static_cast<ReplyStatus>(k))) {
+      *status = static_cast<ReplyStatus>(k);
+      return true;
+    }
+  }
+  return false;
+}
+
+// Member maps: node id as a decimal str (many msgpack decoders, Python's by
+// default, refuse other key types) -> client address.
+void PackMembers(Packer& pk, const std::map<uint64_t, std::string>& members) {
+  pk.pack_map(static_cast<uint32_t>(members.size()));
+  for (const auto& [id, addr] : members) {
+    PackStr(pk, std::to_string(id));
+    PackStr(pk, addr);
+  }
+}
+
+bool GetMembers(const msgpack::object& o, std::map<uint64_t, std::string>* members) {
+  if (o.type != msgpack::type::MAP) return false;
+  members->clear();
+  for (uint32_t k = 0; k < o.via.map.size; ++k) {
+    std::string id, addr;
+    if (!GetBytes(o.via.map.ptr[k].key, &id) || !GetBytes(o.via.map.ptr[k].val, &addr) ||
+        id.empty() || id.find_first_not_of("0123456789") != std::string::npos || id.size() >= 20) {
+      return false;
+    }
+    (*members)[std::stoull(id)] = addr;
+  }
+  return true;
+}
+
+// The fields NodeStatus (its main group) and GroupStatus share: one Raft
+// group's state, under the same names in both maps.
+constexpr uint32_t kGroupFields = 11;
+
+template <typename T>
+void PackGroupFields(Packer& pk, const T& g) {
+  PackStr(pk, "role");
+  PackStr(pk, g.role);
+  const std::pair<const char*, uint64_t> numbers[] = {
+      {"term", g.term},         {"leader", g.leader},
+      {"commit", g.commit},     {"applied", g.applied},
+      {"last_index", g.last_index}, {"snapshot_index", g.snapshot_index},
+      {"digest", g.digest},     {"keys", g.keys}};
+  for (const auto& [name, value] : numbers) {
+    PackStr(pk, name);
+    pk.pack_uint64(value);
+  }
+  PackStr(pk, "voters");
+  pk.pack(g.voters);
+  PackStr(pk, "learners");
+  pk.pack(g.learners);
+}
+
+// Decodes `name` if it is one of the shared fields (*known) and returns
+// whether its value was well formed.
+template <typename T>
+bool GetGroupField(const std::string& name, const msgpack::object& v, T* g, bool* known) {
+  static const std::pair<const char*, uint64_t T::*> kNumbers[] = {
+      {"term", &T::term},         {"leader", &T::leader},
+      {"commit", &T::commit},     {"applied", &T::applied},
+      {"last_index", &T::last_index}, {"snapshot_index", &T::snapshot_index},
+      {"digest", &T::digest},     {"keys", &T::keys}};
+  *known = true;
+  for (const auto& [number, member] : kNumbers) {
+    if (name == number) return GetUint(v, &(g->*member));
+  }
+  if (name == "role") return GetBytes(v, &g->role);
+  if (name == "voters") return GetIdList(v, &g->voters);
+  if (name == "learners") return GetIdList(v, &g->learners);
+  *known = false;
+  return true;
+}
+
+// A group's shard is left out for the metadata group (shard -1).
+void PackGroups(Packer& pk, const std::vector<GroupStatus>& groups) {
+  pk.pack_array(static_cast<uint32_t>(groups.size()));
+  for (const GroupStatus& g : groups) {
+    pk.pack_map(kGroupFields + (g.shard >= 0 ? 2 : 1));
+    PackStr(pk, "group");
+    pk.pack_uint64(g.group);
+    if (g.shard >= 0) {
+      PackStr(pk, "shard");
+      pk.pack_uint64(static_cast<uint64_t>(g.shard));
+    }
+    PackGroupFields(pk, g);
+  }
+}
+
+bool GetGroups(const msgpack::object& o, std::vector<GroupStatus>* groups) {
+  if (o.type != msgpack::type::ARRAY) return false;
+  groups->clear();
+  for (uint32_t i = 0; i < o.via.array.size; ++i) {
+    GroupStatus g;
+    const Status s =
+        ForEachField(o.via.array.ptr[i], "group", [&](const std::string& name, const msgpack::object& v) {
+          bool known = false;
+          const bool ok = GetGroupField(name, v, &g, &known);
+          if (known) return ok;
+          if (name == "group") return GetUint(v, &g.group);
+          if (name == "shard") return GetShard(v, &g.shard);
+          return true;
+        });
+    if (!s.ok()) return false;
+    groups->push_back(std::move(g));
+  }
+  return true;
+}
+
+bool GetShardList(const msgpack::object& o, std::vector<ShardInfo>* list) {
+  if (o.type != msgpack::type::ARRAY) return false;
+  list->clear();
+  for (uint32_t i = 0; i < o.via.array.size; ++i) {
+    ShardInfo info;
+    bool has_shard = false;
+    const Status s = ForEachField(
+        o.via.array.ptr[i], "shard", [&](const std::string& name, const msgpack::object& v) {
+          if (name == "shard") {
+            has_shard = GetUint32(v, &info.shard);
+            return has_shard;
+          }
+          if (name == "group") return GetUint(v, &info.group);
+          if (name == "replicas") return GetIdList(v, &info.replicas);
+          if (name == "leader") return GetUint(v, &info.leader);
+          if (name == "leader_address") return GetBytes(v, &info.leader_address);
+          return true;
+        });
+    if (!s.ok() || !has_shard) return false;
+    list->push_back(std::move(info));
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string EncodeClientReply(const ClientReply& reply) {
   std::string out;
-  out.reserve(32 + reply.value.size() + reply.leader.size() + reply.error.size());
+  out.reserve(48 + reply.value.size() + reply.leader.size() + reply.error.size());
   StringBuffer buf(&out);
   Packer pk(buf);
+  const bool sharded = reply.shard >= 0;
   uint32_t fields = 2 + (reply.has_value ? 1 : 0) + (reply.leader.empty() ? 0 : 1) +
-                    (reply.error.empty() ? 0 : 1);
+                    (reply.error.empty() ? 0 : 1) + (sharded ? 2 : 0);
   pk.pack_map(fields);
   PackStr(pk, "id");
   pk.pack_uint64(reply.id);
@@ -452,164 +648,180 @@ std::string EncodeClientReply(const ClientReply& reply) {
     PackStr(pk, "error");
     PackStr(pk, reply.error);
   }
+  if (sharded) {
+    PackStr(pk, "shard");
+    pk.pack_uint64(static_cast<uint64_t>(reply.shard));
+    PackStr(pk, "map_version");
+    pk.pack_uint64(reply.map_version);
+  }
   return out;
 }
 
 Status DecodeClientReply(std::string_view bytes, ClientReply* reply) {
   *reply = ClientReply{};
-  msgpack::object_handle oh;
-  Status s = Unpack(bytes, &oh);
-  if (!s.ok()) return s;
-  const msgpack::object& o = oh.get();
-  if (o.type != msgpack::type::MAP) return Status::InvalidArgument("reply is not a msgpack map");
   bool has_id = false, has_status = false;
-  for (uint32_t i = 0; i < o.via.map.size; ++i) {
-    const msgpack::object_kv& kv = o.via.map.ptr[i];
-    std::string name;
-    if (!GetBytes(kv.key, &name)) return Status::InvalidArgument("map keys must be strings");
-    bool ok = true;
+  Status s = DecodeMap(bytes, "reply", [&](const std::string& name, const msgpack::object& v) {
     if (name == "id") {
-      ok = has_id = GetUint(kv.val, &reply->id);
-    } else if (name == "status") {
-      std::string st;
-      ok = GetBytes(kv.val, &st);
-      has_status = false;
-      for (int k = 0; ok && k <= static_cast<int>(ReplyStatus::kError); ++k) {
-        if (st == ReplyStatusName(static_cast<ReplyStatus>(k))) {
-          reply->status = static_cast<ReplyStatus>(k);
-          has_status = true;
-        }
-      }
-      ok = ok && has_status;
-    } else if (name == "value") {
-      if (kv.val.type != msgpack::type::NIL) ok = reply->has_value = GetBytes(kv.val, &reply->value);
-    } else if (name == "leader") {
-      if (kv.val.type != msgpack::type::NIL) ok = GetBytes(kv.val, &reply->leader);
-    } else if (name == "error") {
-      ok = GetBytes(kv.val, &reply->error);
+      has_id = GetUint(v, &reply->id);
+      return has_id;
     }
-    if (!ok) return Status::InvalidArgument("reply field \"" + name + "\" is malformed");
-  }
+    if (name == "status") {
+      has_status = GetReplyStatus(v, &reply->status);
+      return has_status;
+    }
+    if (name == "value") {
+      if (v.type == msgpack::type::NIL) return true;
+      reply->has_value = GetBytes(v, &reply->value);
+      return reply->has_value;
+    }
+    if (name == "leader") return v.type == msgpack::type::NIL || GetBytes(v, &reply->leader);
+    if (name == "error") return GetBytes(v, &reply->error);
+    if (name == "shard") return GetShard(v, &reply->shard);
+    if (name == "map_version") return GetUint(v, &reply->map_version);
+    return true;  // newer nodes may add fields
+  });
+  if (!s.ok()) return s;
   if (!has_id || !has_status) return Status::InvalidArgument("reply without id or status");
   return Status::OK();
 }
 
 Status DecodeKeyEvent(std::string_view bytes, KeyEvent* ev) {
   *ev = KeyEvent{};
-  msgpack::object_handle oh;
-  Status s = Unpack(bytes, &oh);
-  if (!s.ok()) return s;
-  const msgpack::object& o = oh.get();
-  if (o.type != msgpack::type::MAP) return Status::InvalidArgument("event is not a map");
-  for (uint32_t i = 0; i < o.via.map.size; ++i) {
-    const msgpack::object_kv& kv = o.via.map.ptr[i];
-    std::string name;
-    if (!GetBytes(kv.key, &name)) return Status::InvalidArgument("map keys must be strings");
-    bool ok = true;
-    if (name == "node") {
-      ok = GetUint(kv.val, &ev->node);
-    } else if (name == "seq") {
-      ok = GetUint(kv.val, &ev->seq);
-    } else if (name == "key") {
-      ok = GetBytes(kv.val, &ev->key);
-    } else if (name == "index") {
-      ok = GetUint(kv.val, &ev->index);
-    } else if (name == "size") {
-      ok = GetUint(kv.val, &ev->size);
-    }
-    if (!ok) return Status::InvalidArgument("event field \"" + name + "\" is malformed");
-  }
-  return Status::OK();
+  return DecodeMap(bytes, "event", [&](const std::string& name, const msgpack::object& v) {
+    if (name == "node") return GetUint(v, &ev->node);
+    if (name == "seq") return GetUint(v, &ev->seq);
+    if (name == "key") return GetBytes(v, &ev->key);
+    if (name == "index") return GetUint(v, &ev->index);
+    if (name == "size") return GetUint(v, &ev->size);
+    return true;
+  });
 }
 
 std::string EncodeStatusReply(uint64_t request_id, const NodeStatus& st) {
   std::string out;
   StringBuffer buf(&out);
   Packer pk(buf);
-  pk.pack_map(17);
+  pk.pack_map(6 + kGroupFields + (st.shards > 0 ? 1 : 0) + (st.groups.empty() ? 0 : 1));
   PackStr(pk, "id");
   pk.pack_uint64(request_id);
   PackStr(pk, "status");
   PackStr(pk, "OK");
   PackStr(pk, "node");
   pk.pack_uint64(st.node);
-  PackStr(pk, "role");
-  PackStr(pk, st.role);
-  PackStr(pk, "term");
-  pk.pack_uint64(st.term);
-  PackStr(pk, "leader");
-  pk.pack_uint64(st.leader);
+  PackGroupFields(pk, st);
   PackStr(pk, "leader_address");
   PackStr(pk, st.leader_address);
-  PackStr(pk, "commit");
-  pk.pack_uint64(st.commit);
-  PackStr(pk, "applied");
-  pk.pack_uint64(st.applied);
-  PackStr(pk, "last_index");
-  pk.pack_uint64(st.last_index);
-  PackStr(pk, "snapshot_index");
-  pk.pack_uint64(st.snapshot_index);
   PackStr(pk, "event_seq");
   pk.pack_uint64(st.event_seq);
-  PackStr(pk, "digest");
-  pk.pack_uint64(st.digest);
-  PackStr(pk, "keys");
-  pk.pack_uint64(st.keys);
   PackStr(pk, "members");
-  pk.pack_map(static_cast<uint32_t>(st.members.size()));
-  // String keys: many msgpack decoders (Python's by default) refuse others.
-  for (const auto& [id, addr] : st.members) {
-    PackStr(pk, std::to_string(id));
-    PackStr(pk, addr);
+  PackMembers(pk, st.members);
+  if (st.shards > 0) {
+    PackStr(pk, "shards");
+    pk.pack_uint64(st.shards);
   }
-  PackStr(pk, "voters");
-  pk.pack(st.voters);
-  PackStr(pk, "learners");
-  pk.pack(st.learners);
+  if (!st.groups.empty()) {
+    PackStr(pk, "groups");
+    PackGroups(pk, st.groups);
+  }
   return out;
 }
 
 Status DecodeStatusReply(std::string_view bytes, uint64_t* request_id, NodeStatus* st) {
   *st = NodeStatus{};
-  msgpack::object_handle oh;
-  Status s = Unpack(bytes, &oh);
-  if (!s.ok()) return s;
-  const msgpack::object& o = oh.get();
-  if (o.type != msgpack::type::MAP) return Status::InvalidArgument("status is not a map");
-  const std::map<std::string, uint64_t*> numbers = {
-      {"id", request_id},       {"node", &st->node},
-      {"term", &st->term},      {"leader", &st->leader},
-      {"commit", &st->commit},  {"applied", &st->applied},
-      {"last_index", &st->last_index}, {"snapshot_index", &st->snapshot_index},
-      {"event_seq", &st->event_seq},   {"digest", &st->digest},
-      {"keys", &st->keys}};
-  for (uint32_t i = 0; i < o.via.map.size; ++i) {
-    const msgpack::object_kv& kv = o.via.map.ptr[i];
-    std::string name;
-    if (!GetBytes(kv.key, &name)) return Status::InvalidArgument("map keys must be strings");
-    bool ok = true;
-    auto num = numbers.find(name);
-    if (num != numbers.end()) {
-      ok = GetUint(kv.val, num->second);
-    } else if (name == "role") {
-      ok = GetBytes(kv.val, &st->role);
-    } else if (name == "leader_address") {
-      ok = GetBytes(kv.val, &st->leader_address);
-    } else if (name == "voters") {
-      ok = GetIdList(kv.val, &st->voters);
-    } else if (name == "learners") {
-      ok = GetIdList(kv.val, &st->learners);
-    } else if (name == "members") {
-      ok = kv.val.type == msgpack::type::MAP;
-      for (uint32_t k = 0; ok && k < kv.val.via.map.size; ++k) {
-        std::string id, addr;
-        ok = GetBytes(kv.val.via.map.ptr[k].key, &id) &&
-             GetBytes(kv.val.via.map.ptr[k].val, &addr) && !id.empty() &&
-             id.find_first_not_of("0123456789") == std::string::npos && id.size() < 20;
-        if (ok) st->members[std::stoull(id)] = addr;
-      }
+  return DecodeMap(bytes, "status", [&](const std::string& name, const msgpack::object& v) {
+    bool known = false;
+    const bool ok = GetGroupField(name, v, st, &known);
+    if (known) return ok;
+    if (name == "id") return GetUint(v, request_id);
+    if (name == "node") return GetUint(v, &st->node);
+    if (name == "leader_address") return GetBytes(v, &st->leader_address);
+    if (name == "event_seq") return GetUint(v, &st->event_seq);
+    if (name == "members") return GetMembers(v, &st->members);
+    if (name == "shards") return GetUint32(v, &st->shards);
+    if (name == "groups") return GetGroups(v, &st->groups);
+    return true;
+  });
+}
+
+std::string EncodeShardsReply(uint64_t request_id, const ShardMap& map) {
+  std::string out;
+  StringBuffer buf(&out);
+  Packer pk(buf);
+  pk.pack_map(7);
+  PackStr(pk, "id");
+  pk.pack_uint64(request_id);
+  PackStr(pk, "status");
+  PackStr(pk, "OK");
+  PackStr(pk, "version");
+  pk.pack_uint64(map.version);
+  PackStr(pk, "shards");
+  pk.pack_uint64(map.shards);
+  PackStr(pk, "replicas");
+  pk.pack_uint64(map.replicas);
+  PackStr(pk, "members");
+  PackMembers(pk, map.members);
+  PackStr(pk, "map");
+  pk.pack_array(static_cast<uint32_t>(map.list.size()));
+  for (const ShardInfo& info : map.list) {
+    pk.pack_map(5);
+    PackStr(pk, "shard");
+    pk.pack_uint64(info.shard);
+    PackStr(pk, "group");
+    pk.pack_uint64(info.group);
+    PackStr(pk, "replicas");
+    pk.pack(info.replicas);
+    PackStr(pk, "leader");
+    pk.pack_uint64(info.leader);
+    PackStr(pk, "leader_address");
+    PackStr(pk, info.leader_address);
+  }
+  return out;
+}
+
+Status DecodeShardsReply(std::string_view bytes, uint64_t* request_id, ShardMap* map) {
+  *map = ShardMap{};
+  bool has_id = false, has_shards = false, has_list = false;
+  std::string status, error;
+  Status s = DecodeMap(bytes, "shards reply", [&](const std::string& name, const msgpack::object& v) {
+    if (name == "id") {
+      has_id = GetUint(v, request_id);
+      return has_id;
     }
-    if (!ok) return Status::InvalidArgument("status field \"" + name + "\" is malformed");
+    if (name == "shards") {
+      has_shards = GetUint32(v, &map->shards);
+      return has_shards;
+    }
+    if (name == "map") {
+      has_list = GetShardList(v, &map->list);
+      return has_list;
+    }
+    if (name == "status") return GetBytes(v, &status);
+    if (name == "error") return GetBytes(v, &error);
+    if (name == "version") return GetUint(v, &map->version);
+    if (name == "replicas") return GetUint32(v, &map->replicas);
+    if (name == "members") return GetMembers(v, &map->members);
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (status != "OK") {
+    return Status::InvalidArgument("shards reply: status " + (status.empty() ? "missing" : status) +
+                                   (error.empty() ? "" : ": " + error));
+  }
+  if (!has_id || !has_shards || !has_list) {
+    return Status::InvalidArgument("shards reply without id, shards or map");
+  }
+  // Every shard exactly once: clients index the list by shard id.
+  if (map->list.size() != map->shards) {
+    return Status::InvalidArgument("shards reply lists " + std::to_string(map->list.size()) +
+                                   " of " + std::to_string(map->shards) + " shards");
+  }
+  std::sort(map->list.begin(), map->list.end(),
+            [](const ShardInfo& a, const ShardInfo& b) { return a.shard < b.shard; });
+  for (uint32_t i = 0; i < map->shards; ++i) {
+    if (map->list[i].shard != i) {
+      return Status::InvalidArgument("shards reply: shard " + std::to_string(i) +
+                                     " missing or listed twice");
+    }
   }
   return Status::OK();
 }

@@ -47,6 +47,7 @@ enum class ClientOp : uint8_t {
   kTransferLeader,
   kMemberAdd,
   kMemberRemove,
+  kShards,  // the shard map (docs/protocol.md, "Shard map reply")
 };
 
 struct ClientRequest {
@@ -95,6 +96,11 @@ struct ClientReply {
   std::string value;
   std::string leader;  // kRedirect: the leader's client address, host:port
   std::string error;   // kError, kUnavailable: why
+  // Sharded clusters, REDIRECT and UNAVAILABLE of a key op: the key's shard
+  // (0..S-1) and the version of the shard map the node answered from. Both
+  // travel only when shard >= 0; -1 means "not about a shard".
+  int64_t shard = -1;
+  uint64_t map_version = 0;
 };
 
 std::string EncodeClientReply(const ClientReply& reply);
@@ -109,8 +115,20 @@ struct KeyEvent {
 };
 Status DecodeKeyEvent(std::string_view bytes, KeyEvent* event);
 
+// The status reply. "shards" is encoded only when status.shards > 0 and
+// "groups" only when status.groups is not empty, so an unsharded node's reply
+// is what it was before sharding.
 std::string EncodeStatusReply(uint64_t request_id, const NodeStatus& status);
 Status DecodeStatusReply(std::string_view bytes, uint64_t* request_id, NodeStatus* status);
 Status DecodeClientReply(std::string_view bytes, ClientReply* reply);
+
+// The answer to "op": "shards". REQUIRES: map.list holds shards 0..S-1 (S =
+// map.shards), each once; an unsharded cluster has S = 0 and an empty list.
+std::string EncodeShardsReply(uint64_t request_id, const ShardMap& map);
+// On OK, map->list holds every shard 0..map->shards-1 once, sorted by shard
+// id. InvalidArgument for malformed input, a list that is not exactly the
+// shards 0..S-1, and a reply whose status is not OK (an ERROR's text is in
+// the message: a node that predates sharding answers "unknown op").
+Status DecodeShardsReply(std::string_view bytes, uint64_t* request_id, ShardMap* map);
 
 }  // namespace kv::net

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -102,6 +103,13 @@ Status NodeConfig::Finish() {
   if (max_key_bytes == 0 || max_value_bytes == 0) {
     return Status::InvalidArgument("key and value limits must be positive");
   }
+  if (sharded()) {
+    if (shards > kMaxShards) {
+      return Status::InvalidArgument("--shards must be at most " + std::to_string(kMaxShards));
+    }
+    // A shard gets min(replicas, nodes) replicas: more once nodes join.
+    if (replicas < 1) return Status::InvalidArgument("--replicas must be at least 1");
+  }
   return Status::OK();
 }
 
@@ -109,8 +117,13 @@ Status ClaimDataDir(const NodeConfig& cfg) {
   Status s = MakeDirs(cfg.data_dir);
   if (!s.ok()) return s;
   const std::string path = cfg.data_dir + "/IDENTITY";
-  const std::string want =
-      "node " + std::to_string(cfg.id) + "\ncluster " + cfg.cluster + "\n";
+  std::string want = "node " + std::to_string(cfg.id) + "\ncluster " + cfg.cluster + "\n";
+  // The layout of a sharded cluster is fixed at creation: a data dir made with
+  // other settings holds other groups.
+  if (cfg.sharded()) {
+    want += "shards " + std::to_string(cfg.shards) + " replicas " + std::to_string(cfg.replicas) +
+            "\n";
+  }
   std::ifstream in(path);
   if (in) {
     std::stringstream have;
@@ -123,7 +136,8 @@ Status ClaimDataDir(const NodeConfig& cfg) {
       while (!says.empty() && says.back() == ' ') says.pop_back();
       return Status::InvalidArgument("data dir " + cfg.data_dir + " belongs to another node or " +
                                      "cluster (its IDENTITY says \"" + says +
-                                     "\"); use the right --id/--cluster or another --data-dir");
+                                     "\"); use the right --id/--cluster/--shards/--replicas "
+                                     "or another --data-dir");
     }
     return Status::OK();
   }

@@ -19,6 +19,7 @@ namespace kv::node {
 
 constexpr int kRaftPortOffset = 1000;
 constexpr int kPubPortOffset = 2000;
+constexpr uint32_t kMaxShards = 65536;
 
 struct HostPort {
   std::string host;
@@ -44,14 +45,22 @@ struct NodeConfig {
   size_t max_value_bytes = 1 << 20;
   uint64_t snapshot_entries = 50000;  // take a snapshot after this many applied entries
   int workers = 2;                    // threads that apply entries and serve reads
+  // Sharding, fixed when the cluster is created: the key space is cut into
+  // `shards` Raft groups of `replicas` members each, placed by the hash ring
+  // (kv/ring.h) over the founding members. 0 shards: one group holds every key.
+  uint32_t shards = 0;
+  uint32_t replicas = 3;
 
   const HostPort& self() const { return peers.at(id); }
   int client_port() const { return self().port; }
   int raft_port() const { return client_port() + kRaftPortOffset; }
   int pub_port() const { return client_port() + kPubPortOffset; }
 
+  bool sharded() const { return shards > 0; }
+
   // Fills in defaults and checks consistency: id present in peers, ports in
-  // range and distinct. InvalidArgument with one line saying what is wrong.
+  // range and distinct, sharding settings possible. InvalidArgument with one
+  // line saying what is wrong.
   Status Finish();
 };
 

@@ -75,6 +75,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--workers", cfg.workers, "Threads applying entries and serving reads")
       ->capture_default_str();
+  app.add_option("--shards", cfg.shards,
+                 "Shards (Raft groups) the key space is cut into, fixed when the cluster is "
+                 "created; 0 keeps every key in one group")
+      ->capture_default_str();
+  app.add_option("--replicas", cfg.replicas,
+                 "Replicas of each shard (sharded clusters; at most the number of nodes)")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
 
   try {

@@ -1,15 +1,20 @@
 // Node: a running kvstore member. It wires the Raft core, the write-ahead
 // log, the state machine and the ZeroMQ sockets together.
 //
-// One loop thread owns every socket and the Raft group. In a round it reads
-// client requests and peer messages, ticks Raft, then drains Raft's Ready:
-// sends what may go at once, writes entries and hard state through the WAL
-// (whose writer thread group-commits them with one fdatasync), sends what
-// had to wait for durability, and hands committed entries and confirmed
-// reads to the worker pool. Requests arriving while the WAL syncs queue in
-// ZeroMQ and go out together in the next round's batch.
+// One loop thread owns every socket and every Raft group the node hosts (one
+// group, or in a sharded cluster the metadata group and the shards the ring
+// places here). In a round it reads client requests and peer messages, ticks
+// Raft, then drains every group's Ready: sends what may go at once, writes
+// all groups' entries and hard states in one WAL batch (one fdatasync),
+// sends what had to wait for durability, and hands committed entries and
+// confirmed reads to the worker pool. Requests arriving while the WAL syncs
+// queue in ZeroMQ and go out together in the next round's batch.
 //
-// The worker pool owns the state machine: on the group's strand it applies
+// A sharded node answers REDIRECT (with the shard id) for keys of shards it
+// does not lead; nodes tell each other which groups they lead (leader hints)
+// so that any node can point at the right leader.
+//
+// The worker pool owns the state machines: on each group's strand it applies
 // committed entries in log order, serves reads, takes snapshot copies and
 // encodes replies, which it hands back to the loop thread (EventLoop::Post)
 // for sending. No worker touches a socket.
@@ -19,8 +24,9 @@
 // handler path (it only writes an eventfd).
 #pragma once
 
-#include <mutex>
 #include <cstdint>
+#include <mutex>
+#include <optional>
 #include <deque>
 #include <map>
 #include <memory>
@@ -30,9 +36,11 @@
 #include <zmq.hpp>
 
 #include "common/status.h"
+#include "kv/ring.h"
 #include "kv/state_machine.h"
 #include "net/codec.h"
 #include "net/event_loop.h"
+#include "net/hints.h"
 #include "net/publisher.h"
 #include "node/config.h"
 #include "node/snapshot_stream.h"
@@ -42,8 +50,13 @@
 
 namespace kv::node {
 
-// Raft group id of the single-group (unsharded) cluster.
-constexpr raft::GroupId kDefaultGroup = 1;
+// Group ids. Group 1 holds every key of an unsharded cluster; in a sharded
+// one it is the metadata group (membership), on the first kMetaVoters
+// founding members, and shard s is group kFirstShardGroup + s.
+constexpr raft::GroupId kMainGroup = 1;
+constexpr raft::GroupId kFirstShardGroup = 2;
+constexpr size_t kMetaVoters = 5;
+inline raft::GroupId ShardGroup(uint32_t shard) { return kFirstShardGroup + shard; }
 
 class Node {
  public:
@@ -75,6 +88,68 @@ class Node {
   struct Outgoing {
     std::vector<std::pair<Pending, std::string>> replies;  // encoded replies
     std::vector<std::pair<std::string, std::vector<net::EventField>>> events;
+    // The metadata group's member keys, when they changed, at this applied index.
+    std::optional<std::map<std::string, std::string>> member_keys;
+    uint64_t member_version = 0;
+  };
+
+  // A member joining the group, waiting to be promoted to voter.
+  struct Joining {
+    Pending client;  // answered once the node is a voter
+    std::string address;
+    bool promoting = false;
+  };
+
+  // The state machine's progress, published by the strand after each batch
+  // and read by the loop thread (status): one consistent triple.
+  struct ApplyProgress {
+    uint64_t applied = 0;
+    uint64_t digest = 0;
+    uint64_t keys = 0;
+  };
+
+  // One Raft group this node is a replica of: its core and storage, the
+  // requests waiting on it, and its state machine. The loop thread owns the
+  // first part, the group's worker strand the second.
+  struct Group {
+    raft::GroupId id = 0;
+    int shard = -1;  // the shard it holds, or -1 (the metadata or unsharded group)
+    raft::NodeId preferred_leader = raft::kNoNode;  // the placement's choice
+    // This node was removed from the group: it no longer drives it (until
+    // the placement brings the group back here).
+    bool removed = false;
+    storage::GroupStorage* storage = nullptr;
+    std::unique_ptr<raft::Raft> raft;
+
+    // Loop thread only.
+    std::map<raft::Index, Pending> pending_writes;
+    std::vector<Pending> read_batch;  // gathered this round, one ReadIndex for all
+    std::map<std::string, std::vector<Pending>> reads_by_context;
+    uint64_t read_context = 0;
+    std::map<raft::NodeId, Joining> joining;
+    raft::Index handed_to_workers = 0;  // last committed index given to the strand
+    raft::Index last_snapshot_index = 0;
+    bool snapshot_in_progress = false;
+    raft::Index published_commit = 0;
+    uint64_t leader_since_tick = 0;     // when this node last became its leader
+    uint64_t last_transfer_tick = 0;    // when it last handed leadership on
+
+    // The worker strand only.
+    StateMachine sm;
+    std::multimap<raft::Index, Pending> reads_waiting_apply;
+
+    ApplyProgress progress() const {
+      std::lock_guard<std::mutex> lock(progress_mu);
+      return progress_;
+    }
+    mutable std::mutex progress_mu;
+    ApplyProgress progress_;  // guarded by progress_mu
+  };
+
+  // Who leads a group this node does not host, as its leader last told us.
+  struct LeaderHint {
+    raft::NodeId leader = raft::kNoNode;
+    raft::Term term = 0;
   };
 
   // Loop thread: sockets.
@@ -84,38 +159,73 @@ class Node {
   void Reply(const Pending& p, const net::ClientReply& reply);
   void ReplyRaw(const Pending& p, const std::string& bytes);
   void ReplyStatus(const Pending& p);
-  void SendRaft(const std::vector<raft::Message>& msgs);
+  void ReplyShards(const Pending& p);
+  void SendRaft(Group& g, const std::vector<raft::Message>& msgs);
   void PumpSnapshots();
   void Deliver(Outgoing out);
 
   // Loop thread: Raft.
+  Status CreateGroup(raft::GroupId id, int shard, const std::vector<raft::NodeId>& voters,
+                     raft::NodeId preferred_leader);
+  Group* FindGroup(raft::GroupId id);
+  // The group a key request goes to (sharded: the key's shard).
+  raft::GroupId GroupForKey(std::string_view key) const;
   void Tick();
   void ProcessReady();
-  void OnRoleChange(const raft::SoftState& ss);
-  void FailPendingOnStepDown();
-  void MaybeSnapshot();
-  // Answers a request that this node cannot serve as leader.
-  void RedirectOrUnavailable(const Pending& p);
+  void OnRoleChange(Group& g, const raft::SoftState& ss);
+  void FailPendingOnStepDown(Group& g);
+  void MaybeSnapshot(Group& g);
+  // Sharded clusters: every kBalanceTicks, the leader of each group moves its
+  // replica set one step toward the placement (add a learner, promote it,
+  // then remove a replica no longer placed here) and hands leadership to the
+  // preferred leader.
+  void Rebalance(Group& g);
+  void BalanceLeader(Group& g, const std::vector<raft::NodeId>& target);
+  // The replicas group `id` should have under the current placement.
+  std::vector<raft::NodeId> TargetReplicas(raft::GroupId id) const;
+  // A message for a group not driven here: hosts it if the placement puts
+  // it here (a new replica), else nullptr.
+  Group* HostOnDemand(raft::GroupId id);
+  // Adopts a newer member list: reconnects, recomputes the placement.
+  void SetMembers(uint64_t version, const std::map<raft::NodeId, HostPort>& members);
+  void OnMemberKeys(uint64_t version, const std::map<std::string, std::string>& keys);
+  // The metadata group's leader records the founders as member keys once.
+  void SeedMembers(Group& meta);
+  void HandleShardedMemberRequest(Pending p, const net::ClientRequest& req);
+  void SendLeaderHints();
+  void OnLeaderHints(const net::LeaderHints& hints);
+  void OnRemovedNotice(const net::RemovedNotice& notice);
+  // A message from `from` for group g, whose configuration here no longer
+  // has it: tells it it was removed (at most once a second per group).
+  void TellIfRemoved(Group& g, raft::NodeId from);
+  // The leader of group `id` as far as this node knows; kNoNode if unknown.
+  raft::NodeId KnownLeader(raft::GroupId id) const;
+  // Answers a request for group `id` that this node cannot serve as leader.
+  void RedirectOrUnavailable(const Pending& p, raft::GroupId id);
 
-  // Loop thread: membership.
+  // Loop thread: membership (of the group that holds it).
   void ConnectPeer(raft::NodeId node);
   void DisconnectPeer(raft::NodeId node);
   Status LearnMembersFrom(const std::string& endpoint);
-  void OnConfChangeCommitted(const raft::Entry& e);
+  void OnConfChangeCommitted(Group& g, const raft::Entry& e);
   void HandleMemberRequest(Pending p, const net::ClientRequest& req);
-  void PromoteCaughtUpLearners();
+  void PromoteCaughtUpLearners(Group& g);
+
+  // Hands a group's committed entries (and the clients waiting on them) to
+  // its strand; a snapshot from the leader likewise.
+  void HandCommitted(Group& g, std::vector<raft::Entry> entries);
+  void InstallOnWorker(Group& g, raft::Snapshot snap);
 
   // Worker strand: the state machine.
-  void ApplyOnWorker(const std::vector<raft::Entry>& entries,
+  void ApplyOnWorker(Group& g, const std::vector<raft::Entry>& entries,
                      std::vector<std::pair<raft::Index, Pending>> writes);
-  void ReadOnWorker(raft::Index index, std::vector<Pending> reads);
-  void ServeRead(const Pending& p, Outgoing* out);
-  void PublishProgress();
+  void ReadOnWorker(Group& g, raft::Index index, std::vector<Pending> reads);
+  void ServeRead(Group& g, const Pending& p, Outgoing* out);
+  void PublishProgress(Group& g);
+  void PostToLoop(Outgoing out);
 
   NodeConfig cfg_;
   net::RequestLimits limits_;
-  // The group's strand in the worker pool.
-  static constexpr uint64_t kStrand = kDefaultGroup;
   net::EventLoop loop_;
   zmq::context_t ctx_;
   zmq::socket_t client_;  // ROUTER, clients
@@ -128,46 +238,27 @@ class Node {
   std::unique_ptr<net::Publisher> events_;
 
   std::unique_ptr<storage::NodeStorage> storage_;
-  storage::GroupStorage* group_storage_ = nullptr;
-  std::unique_ptr<raft::Raft> raft_;
   Status fatal_;  // a storage failure: the node stops serving
 
   // Loop thread only.
+  std::map<raft::GroupId, std::unique_ptr<Group>> groups_;
+  // Sharded clusters: the shard map every node computes from the founding
+  // members (kv/ring.h), and the leaders of groups hosted elsewhere.
+  std::unique_ptr<ShardRing> ring_;
+  std::unique_ptr<Placement> placement_;
+  std::map<raft::GroupId, LeaderHint> leader_hints_;
+  bool hints_dirty_ = false;  // a group's leader changed here: tell the peers
+  // The shard map's version: the metadata group's applied index when the
+  // members were last read from it (0: the founders from the command line).
+  uint64_t map_version_ = 0;
+  bool members_seeded_ = false;     // the metadata group holds member keys
+  std::map<std::pair<raft::GroupId, raft::NodeId>, uint64_t> removed_notice_tick_;
+  bool told_removed_ = false;  // unsharded: a member said this node was removed
+  raft::Term seeding_term_ = 0;     // when this node (as meta leader) proposed them
   std::map<raft::NodeId, HostPort> members_;  // every member's client address
-  struct Joining {
-    Pending client;       // answered once the node is a voter
-    std::string address;
-    bool promoting = false;
-  };
-  std::map<raft::NodeId, Joining> joining_;
-  std::map<raft::Index, Pending> pending_writes_;
-  std::vector<Pending> read_batch_;  // gathered this round, one ReadIndex for all
-  std::map<std::string, std::vector<Pending>> reads_by_context_;
-  uint64_t read_context_ = 0;
+  uint64_t ticks_ = 0;
   uint64_t bad_requests_ = 0;
   uint64_t bad_peer_messages_ = 0;
-  raft::Index handed_to_workers_ = 0;  // last committed index given to the strand
-  raft::Index last_snapshot_index_ = 0;
-  bool snapshot_in_progress_ = false;
-  raft::Index published_commit_ = 0;
-
-  // The worker strand only.
-  StateMachine sm_;
-  std::multimap<raft::Index, Pending> reads_waiting_apply_;
-
-  // The state machine's progress, published by the strand after each batch
-  // and read by the loop thread (status): one consistent triple.
-  struct ApplyProgress {
-    uint64_t applied = 0;
-    uint64_t digest = 0;
-    uint64_t keys = 0;
-  };
-  ApplyProgress progress() const {
-    std::lock_guard<std::mutex> lock(progress_mu_);
-    return progress_;
-  }
-  mutable std::mutex progress_mu_;
-  ApplyProgress progress_;  // guarded by progress_mu_
 
   // Last: destroyed first, so no task outlives what it uses.
   std::unique_ptr<WorkerPool> workers_;

@@ -5,8 +5,8 @@
 namespace kv::node {
 
 void SnapshotSender::Start(raft::Message m, Clock::time_point now) {
-  const raft::NodeId to = m.to;
-  streams_[to] = Stream{std::move(m), 0, false, now};
+  const auto key = std::make_pair(m.group, m.to);
+  streams_[key] = Stream{std::move(m), 0, false, now};
 }
 
 void SnapshotSender::Pump(const TrySend& try_send, const Done& done, Clock::time_point now) {
@@ -17,16 +17,16 @@ void SnapshotSender::Pump(const TrySend& try_send, const Done& done, Clock::time
       const size_t size = static_cast<size_t>(std::min<uint64_t>(chunk_bytes_, total - s.offset));
       const std::string frame = total == 0 ? net::EncodeRaftMessage(s.message)
                                            : net::EncodeSnapshotChunk(s.message, s.offset, size);
-      if (!try_send(it->first, frame)) break;
+      if (!try_send(it->first.second, frame)) break;
       s.offset += size;
       s.last_progress = now;
       s.finished = s.offset >= total;
     }
     if (s.finished || now - s.last_progress > stall_timeout_) {
-      const raft::NodeId to = it->first;
+      const auto [group, to] = it->first;
       const bool ok = s.finished;
       it = streams_.erase(it);
-      done(to, ok);
+      done(group, to, ok);
     } else {
       ++it;
     }
@@ -36,7 +36,7 @@ void SnapshotSender::Pump(const TrySend& try_send, const Done& done, Clock::time
 Status SnapshotAssembler::Add(raft::Message chunk_msg, const net::SnapshotChunk& chunk,
                               raft::Message* whole, bool* complete) {
   *complete = false;
-  const raft::NodeId from = chunk_msg.from;
+  const auto from = std::make_pair(chunk_msg.group, chunk_msg.from);
   if (chunk.total > max_bytes_) {
     partial_.erase(from);
     return Status::InvalidArgument("snapshot of " + std::to_string(chunk.total) +

@@ -21,13 +21,15 @@ class SnapshotSender {
   using Clock = std::chrono::steady_clock;
   // Returns false when the peer's queue is full (try again later).
   using TrySend = std::function<bool(raft::NodeId to, const std::string& frame)>;
-  // Reports a finished stream: ok when every chunk was queued.
-  using Done = std::function<void(raft::NodeId to, bool ok)>;
+  // Reports a finished stream of a group's snapshot: ok when every chunk was
+  // queued.
+  using Done = std::function<void(raft::GroupId group, raft::NodeId to, bool ok)>;
 
   SnapshotSender(size_t chunk_bytes, std::chrono::milliseconds stall_timeout)
       : chunk_bytes_(chunk_bytes), stall_timeout_(stall_timeout) {}
 
-  // Starts streaming m (a kSnapshot) to m.to, replacing any stream to it.
+  // Starts streaming m (a kSnapshot) to m.to, replacing any stream of the
+  // same group to it.
   void Start(raft::Message m, Clock::time_point now);
   // Sends as many chunks as the queues take. A stream that made no progress
   // for the stall timeout is abandoned (Done with ok = false).
@@ -43,14 +45,14 @@ class SnapshotSender {
   };
   const size_t chunk_bytes_;
   const std::chrono::milliseconds stall_timeout_;
-  std::map<raft::NodeId, Stream> streams_;
+  std::map<std::pair<raft::GroupId, raft::NodeId>, Stream> streams_;
 };
 
 class SnapshotAssembler {
  public:
   explicit SnapshotAssembler(uint64_t max_bytes) : max_bytes_(max_bytes) {}
 
-  // Adds a chunk from chunk_msg.from. When it completes the snapshot, sets
+  // Adds a chunk from chunk_msg.from for chunk_msg.group. When it completes the snapshot, sets
   // *complete and moves the whole message into *whole. InvalidArgument (and
   // the partial snapshot is dropped) for a chunk that does not follow on, or
   // a snapshot over the size limit.
@@ -63,7 +65,7 @@ class SnapshotAssembler {
     uint64_t total = 0;
   };
   const uint64_t max_bytes_;
-  std::map<raft::NodeId, Partial> partial_;
+  std::map<std::pair<raft::GroupId, raft::NodeId>, Partial> partial_;
 };
 
 }  // namespace kv::node

@@ -1,5 +1,7 @@
 // The client library against scripted fake nodes: ZeroMQ ROUTER sockets on
-// loopback whose answers each test chooses.
+// loopback whose answers each test chooses. Sharded clusters are faked the
+// same way: each fake owns some shards of kv::ShardRing and redirects the
+// others, as a node will.
 #include "kvstore/client.h"
 
 #include <atomic>
@@ -10,6 +12,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "kv/ring.h"
 #include "net/codec.h"
 
 namespace kv::client {
@@ -20,7 +23,8 @@ using net::ClientRequest;
 using net::ReplyStatus;
 
 // A fake node: answers each request with what the handler returns, or not
-// at all when it returns nullopt.
+// at all when it returns nullopt. After set_shards, it answers "shards" with
+// that map itself.
 class FakeNode {
  public:
   using Handler = std::function<std::optional<ClientReply>(const ClientRequest&)>;
@@ -41,6 +45,16 @@ class FakeNode {
     std::lock_guard<std::mutex> lock(mu_);
     return requests_;
   }
+  // How many requests had op `op`.
+  size_t count(net::ClientOp op) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::count_if(requests_.begin(), requests_.end(),
+                         [op](const ClientRequest& r) { return r.op == op; });
+  }
+  void set_shards(ShardMap map) {
+    std::lock_guard<std::mutex> lock(mu_);
+    shards_ = std::move(map);
+  }
 
  private:
   void Serve() {
@@ -59,9 +73,18 @@ class FakeNode {
                .ok()) {
         req = ClientRequest{};
       }
+      std::optional<std::string> map_reply;
       {
         std::lock_guard<std::mutex> lock(mu_);
         requests_.push_back(req);
+        if (req.op == net::ClientOp::kShards && shards_) {
+          map_reply = net::EncodeShardsReply(req.id, *shards_);
+        }
+      }
+      if (map_reply) {
+        socket_.send(frames[0], zmq::send_flags::sndmore);
+        socket_.send(zmq::buffer(*map_reply));
+        continue;
       }
       std::optional<ClientReply> reply = handler_(req);
       if (!reply) continue;
@@ -78,7 +101,8 @@ class FakeNode {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
-  std::vector<ClientRequest> requests_;
+  std::vector<ClientRequest> requests_;  // guarded by mu_
+  std::optional<ShardMap> shards_;       // guarded by mu_
 };
 
 ClientReply With(ReplyStatus status, std::string value = "") {
@@ -112,6 +136,10 @@ TEST_CASE("A REDIRECT is followed to the leader, which is then remembered") {
   REQUIRE(c.leader() == leader.address());
   REQUIRE(c.Put("k", "v").ok());
   REQUIRE(follower.requests().size() == 1);  // the second call went straight to the leader
+  // No reply named a shard: an unsharded cluster is never asked for a map.
+  for (int i = 0; i < 4; ++i) REQUIRE(c.Delete("k" + std::to_string(i)).ok());
+  REQUIRE(leader.requests().size() == 6);
+  REQUIRE(leader.count(net::ClientOp::kShards) + follower.count(net::ClientOp::kShards) == 0);
 }
 
 TEST_CASE("UNAVAILABLE is retried until the cluster answers") {
@@ -185,6 +213,189 @@ TEST_CASE("A node that does not answer is skipped for one that does") {
   Client c(Fast({dead.address(), live.address()}));
   REQUIRE(c.Put("k", "v").ok());
   REQUIRE(live.requests().size() == 1);
+}
+
+// ---- Sharded clusters --------------------------------------------------------
+
+// A key that kv::ShardRing(shards) puts in `shard`.
+std::string KeyIn(uint32_t shard, uint32_t shards) {
+  const ShardRing ring(shards);
+  for (int i = 0;; ++i) {
+    std::string key = "key" + std::to_string(i);
+    if (ring.ShardOf(key) == shard) return key;
+  }
+}
+
+// Two shards, one replica each: shard s led by leaders[s] (node s + 1).
+ShardMap TwoShards(uint64_t version, const std::string& leader0, const std::string& leader1) {
+  ShardMap map;
+  map.version = version;
+  map.shards = 2;
+  map.replicas = 1;
+  map.members = {{1, leader0}, {2, leader1}};
+  map.list = {ShardInfo{0, 1, {1}, 1, leader0}, ShardInfo{1, 2, {2}, 2, leader1}};
+  return map;
+}
+
+ClientReply RedirectFor(uint32_t shard, const std::string& leader, uint64_t map_version) {
+  ClientReply r = With(ReplyStatus::kRedirect);
+  r.leader = leader;
+  r.shard = shard;
+  r.map_version = map_version;
+  return r;
+}
+
+// Two fake nodes, each leading one of two shards and redirecting the other's
+// keys to it, as a sharded node does.
+struct TwoShardCluster {
+  explicit TwoShardCluster(uint64_t map_version = 1)
+      : a([this](const ClientRequest& req) { return Serve(0, req); }),
+        b([this](const ClientRequest& req) { return Serve(1, req); }),
+        version(map_version) {
+    a.set_shards(TwoShards(version, a.address(), b.address()));
+    b.set_shards(TwoShards(version, a.address(), b.address()));
+  }
+  std::optional<ClientReply> Serve(uint32_t self, const ClientRequest& req) {
+    const uint32_t shard = ring.ShardOf(req.key);
+    if (shard == self) return With(ReplyStatus::kOk, "v");
+    return RedirectFor(shard, (shard == 0 ? a : b).address(), version);
+  }
+
+  const ShardRing ring{2};
+  FakeNode a, b;
+  const uint64_t version;
+};
+
+TEST_CASE("A shard REDIRECT fetches the map once; then keys go straight to their shard's leader") {
+  TwoShardCluster cluster;
+  const std::string k0 = KeyIn(0, 2), k1 = KeyIn(1, 2);
+  Client c(Fast({cluster.a.address()}));
+  REQUIRE(c.Put(k1, "v").ok());  // a redirects to b, naming shard 1
+  REQUIRE(c.redirects() == 1);
+  REQUIRE(cluster.a.count(net::ClientOp::kShards) == 1);  // asked the node that answered
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(c.Put(k0, "v").ok());
+    REQUIRE(c.Get(k1).ok());
+    REQUIRE(c.Delete(k0).ok());
+  }
+  REQUIRE(c.redirects() == 1);
+  REQUIRE(cluster.a.count(net::ClientOp::kShards) + cluster.b.count(net::ClientOp::kShards) == 1);
+  const auto on_a = cluster.a.requests();
+  const auto on_b = cluster.b.requests();
+  REQUIRE(on_a.size() == 2 + 6);  // put k1 (redirected), shards, then its own shard's keys
+  REQUIRE(on_b.size() == 1 + 3);
+  for (const auto& r : on_a) {
+    if (r.op != net::ClientOp::kShards && r.key != k1) REQUIRE(cluster.ring.ShardOf(r.key) == 0);
+  }
+  for (const auto& r : on_b) REQUIRE(cluster.ring.ShardOf(r.key) == 1);
+  // The redirected write is the same write on both nodes: same session, same seq.
+  REQUIRE(on_a[0].key == k1);
+  REQUIRE(on_a[0].client == c.client_id());
+  REQUIRE(on_b[0].client == c.client_id());
+  REQUIRE(on_b[0].seq == on_a[0].seq);
+  REQUIRE(on_a[2].seq == on_a[0].seq + 1);  // the next write, on the other shard
+}
+
+TEST_CASE("Shards() fetches the map; a REDIRECT then updates one shard's leader") {
+  TwoShardCluster cluster;
+  // The map a serves is stale about shard 1: it names a as its leader.
+  cluster.a.set_shards(TwoShards(1, cluster.a.address(), cluster.a.address()));
+  Client c(Fast({cluster.a.address()}));
+  ShardMap map;
+  REQUIRE(c.Shards(&map).ok());
+  REQUIRE(map.version == 1);
+  REQUIRE(map.shards == 2);
+  REQUIRE(map.list.size() == 2);
+  REQUIRE(map.list[1].leader_address == cluster.a.address());
+  const std::string k1 = KeyIn(1, 2);
+  REQUIRE(c.Put(k1, "v").ok());  // a (from the map) redirects to b: same map version
+  REQUIRE(c.Put(k1, "w").ok());  // straight to b
+  REQUIRE(c.redirects() == 1);
+  REQUIRE(cluster.a.count(net::ClientOp::kShards) == 1);  // no refetch for the same version
+  REQUIRE(cluster.a.requests().size() == 2);
+  REQUIRE(cluster.b.requests().size() == 2);
+}
+
+TEST_CASE("UNAVAILABLE for a shard forgets its leader; a newer map version refetches once") {
+  std::atomic<int> b_calls{0};
+  const std::string k1 = KeyIn(1, 2);
+  FakeNode b([&](const ClientRequest&) {
+    if (++b_calls > 2) return With(ReplyStatus::kOk);
+    ClientReply r = With(ReplyStatus::kUnavailable);
+    r.error = "shard 1 has no leader";
+    r.shard = 1;
+    r.map_version = 5;
+    return r;
+  });
+  FakeNode a([&](const ClientRequest&) { return RedirectFor(1, b.address(), 5); });
+  a.set_shards(TwoShards(1, a.address(), b.address()));
+  b.set_shards(TwoShards(1, a.address(), b.address()));
+  Client c(Fast({a.address()}));
+  ShardMap map;
+  REQUIRE(c.Shards(&map).ok());
+  // b (the map's leader for shard 1) answers UNAVAILABLE with map version 5:
+  // the client refetches (from b) and forgets b as the leader, so it asks the
+  // endpoints in turn (a, and b, which it learned from the map): b refuses
+  // again, a redirects with version 5 again (no second fetch in this op), and
+  // b, third time, takes it.
+  REQUIRE(c.Put(k1, "v").ok());
+  REQUIRE(b_calls == 3);
+  REQUIRE(a.count(net::ClientOp::kPut) == 1);
+  REQUIRE(a.count(net::ClientOp::kShards) + b.count(net::ClientOp::kShards) == 2);
+  // The next op goes to b, as the REDIRECT said; OK carries no version: no fetch.
+  REQUIRE(c.Put(k1, "w").ok());
+  REQUIRE(b_calls == 4);
+  REQUIRE(a.count(net::ClientOp::kPut) == 1);
+  REQUIRE(a.count(net::ClientOp::kShards) + b.count(net::ClientOp::kShards) == 2);
+  const auto on_b = b.requests();
+  REQUIRE(on_b[0].seq == on_b.back().seq - 1);  // every attempt of the first write kept its seq
+  for (const auto& r : a.requests()) {
+    if (r.op == net::ClientOp::kPut) REQUIRE(r.seq == on_b[0].seq);
+  }
+}
+
+TEST_CASE("A shard leader that does not answer is forgotten") {
+  FakeNode dead([](const ClientRequest&) { return std::nullopt; });
+  FakeNode b([](const ClientRequest&) { return With(ReplyStatus::kOk); });
+  FakeNode a([&](const ClientRequest&) { return RedirectFor(1, b.address(), 1); });
+  a.set_shards(TwoShards(1, a.address(), dead.address()));
+  Client c(Fast({a.address()}));
+  ShardMap map;
+  REQUIRE(c.Shards(&map).ok());
+  // dead (from the map), then the endpoints in turn (dead is among them, as a
+  // member), until a redirects to b.
+  REQUIRE(c.Put(KeyIn(1, 2), "v").ok());
+  REQUIRE(a.count(net::ClientOp::kPut) == 1);
+  REQUIRE(b.requests().size() == 1);
+  const size_t tried_dead = dead.requests().size();
+  REQUIRE(c.Put(KeyIn(1, 2), "w").ok());  // straight to b now
+  REQUIRE(dead.requests().size() == tried_dead);
+  REQUIRE(b.requests().size() == 2);
+}
+
+TEST_CASE("Shards() on an unsharded cluster, and on a node that predates sharding") {
+  FakeNode current([](const ClientRequest&) { return With(ReplyStatus::kOk); });
+  ShardMap none;
+  none.version = 1;
+  none.replicas = 3;
+  current.set_shards(none);
+  Client c(Fast({current.address()}));
+  ShardMap map;
+  REQUIRE(c.Shards(&map).ok());
+  REQUIRE(map.shards == 0);
+  REQUIRE(map.list.empty());
+  REQUIRE(c.Put("k", "v").ok());
+  REQUIRE(current.requests().size() == 2);
+
+  FakeNode old([](const ClientRequest& req) {
+    ClientReply r = With(ReplyStatus::kError);
+    r.error = req.op == net::ClientOp::kShards ? "unknown op \"shards\"" : "?";
+    return r;
+  });
+  Client c2(Fast({old.address()}));
+  Result r = c2.Shards(&map);
+  REQUIRE(r.code == Code::kError);
+  REQUIRE(r.error.find("unknown op") != std::string::npos);
 }
 
 }  // namespace

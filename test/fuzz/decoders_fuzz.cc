@@ -1,5 +1,6 @@
 // libFuzzer target for everything that decodes bytes from the outside: client
-// requests, peer Raft messages, log commands and state machine snapshots.
+// requests, peer Raft messages, log commands, state machine snapshots, and
+// what clients decode from nodes (replies, status, shard maps).
 // The first byte picks the decoder. Anything decoded must re-encode to
 // something that decodes to the same value.
 #include <cstddef>
@@ -14,7 +15,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 4) {
+  switch (data[0] % 7) {
     case 0: {
       kv::net::ClientRequest req;
       bool id_known = false;
@@ -53,6 +54,60 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (sm.Restore(in).ok()) {
         kv::StateMachine again;
         if (!again.Restore(sm.Serialize()).ok() || again.Digest() != sm.Digest()) abort();
+      }
+      break;
+    }
+    case 4: {
+      kv::net::ClientReply r;
+      if (kv::net::DecodeClientReply(in, &r).ok()) {
+        kv::net::ClientReply again;
+        if (!kv::net::DecodeClientReply(kv::net::EncodeClientReply(r), &again).ok() ||
+            again.id != r.id || again.status != r.status || again.value != r.value ||
+            again.leader != r.leader || again.error != r.error || again.shard != r.shard ||
+            (r.shard >= 0 && again.map_version != r.map_version)) {
+          abort();
+        }
+      }
+      break;
+    }
+    case 5: {
+      uint64_t id = 0, again_id = 0;
+      kv::NodeStatus st;
+      if (kv::net::DecodeStatusReply(in, &id, &st).ok()) {
+        kv::NodeStatus again;
+        if (!kv::net::DecodeStatusReply(kv::net::EncodeStatusReply(id, st), &again_id, &again)
+                 .ok() ||
+            again_id != id || again.members != st.members || again.shards != st.shards ||
+            again.groups.size() != st.groups.size() || again.voters != st.voters) {
+          abort();
+        }
+        for (size_t i = 0; i < st.groups.size(); ++i) {
+          if (again.groups[i].shard != st.groups[i].shard ||
+              again.groups[i].group != st.groups[i].group) {
+            abort();
+          }
+        }
+      }
+      break;
+    }
+    case 6: {
+      uint64_t id = 0, again_id = 0;
+      kv::ShardMap map;
+      if (kv::net::DecodeShardsReply(in, &id, &map).ok()) {
+        if (map.list.size() != map.shards) abort();
+        kv::ShardMap again;
+        if (!kv::net::DecodeShardsReply(kv::net::EncodeShardsReply(id, map), &again_id, &again)
+                 .ok() ||
+            again_id != id || again.version != map.version || again.shards != map.shards ||
+            again.members != map.members) {
+          abort();
+        }
+        for (uint32_t i = 0; i < map.shards; ++i) {
+          if (again.list[i].shard != i || again.list[i].replicas != map.list[i].replicas ||
+              again.list[i].leader_address != map.list[i].leader_address) {
+            abort();
+          }
+        }
       }
       break;
     }

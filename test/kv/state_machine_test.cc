@@ -44,6 +44,21 @@ TEST_CASE("Put, get, delete and a delete of a missing key") {
   REQUIRE(sm.applied_index() == 3);
 }
 
+TEST_CASE("ScanPrefix lists exactly the keys with the prefix, in order") {
+  StateMachine sm;
+  bool dup = false;
+  uint64_t index = 0;
+  for (const char* key : {"member/2", "member/10", "members", "member/", "a", "member"}) {
+    REQUIRE(sm.Apply(++index, Put(key, std::string("v-") + key), &dup) == ApplyResult::kOk);
+  }
+  const auto found = sm.ScanPrefix("member/");
+  REQUIRE(found == std::map<std::string, std::string>{{"member/", "v-member/"},
+                                                      {"member/10", "v-member/10"},
+                                                      {"member/2", "v-member/2"}});
+  REQUIRE(sm.ScanPrefix("zzz").empty());
+  REQUIRE(sm.ScanPrefix("").size() == 6);
+}
+
 TEST_CASE("Compare-and-swap succeeds only on the expected value or absence") {
   StateMachine sm;
   bool dup = false;

@@ -1,5 +1,8 @@
 #include "node/snapshot_stream.h"
 
+#include <algorithm>
+#include <map>
+
 #include <catch2/catch.hpp>
 
 namespace kv::node {
@@ -37,7 +40,7 @@ TEST_CASE("Chunks sent under backpressure reassemble into the snapshot") {
     wire.push_back(frame);
     return true;
   };
-  auto on_done = [&](raft::NodeId to, bool ok) { done.emplace_back(to, ok); };
+  auto on_done = [&](raft::GroupId, raft::NodeId to, bool ok) { done.emplace_back(to, ok); };
   while (done.empty()) {
     room = 2;
     sender.Pump(try_send, on_done, now);
@@ -62,7 +65,7 @@ TEST_CASE("A stalled snapshot stream is abandoned and reported failed") {
   sender.Start(SnapshotTo(3, 3000), now);
   std::vector<std::pair<raft::NodeId, bool>> done;
   auto never = [](raft::NodeId, const std::string&) { return false; };
-  auto on_done = [&](raft::NodeId to, bool ok) { done.emplace_back(to, ok); };
+  auto on_done = [&](raft::GroupId, raft::NodeId to, bool ok) { done.emplace_back(to, ok); };
   sender.Pump(never, on_done, now + std::chrono::seconds(1));
   REQUIRE(done.empty());
   sender.Pump(never, on_done, now + std::chrono::seconds(6));
@@ -82,6 +85,52 @@ TEST_CASE("An out-of-sequence or oversized chunk drops the partial snapshot") {
   REQUIRE(net::DecodeRaftMessage(net::EncodeSnapshotChunk(big, 0, 1000), &part, &chunk).ok());
   REQUIRE(assembler.Add(part, chunk, &whole, &complete).IsInvalidArgument());
   REQUIRE_FALSE(complete);
+}
+
+}  // namespace kv::node
+
+namespace kv::node {
+
+TEST_CASE("Two groups stream snapshots to one peer side by side") {
+  SnapshotSender sender(1000, std::chrono::seconds(5));
+  SnapshotAssembler assembler(1 << 20);
+  raft::Message a = SnapshotTo(2, 2500);
+  raft::Message b = SnapshotTo(2, 1500);
+  b.group = 7;
+  b.snapshot.data.assign(1500, 'b');
+  auto now = SnapshotSender::Clock::now();
+  sender.Start(a, now);
+  sender.Start(b, now);
+  std::vector<std::string> wire;
+  std::vector<std::pair<raft::GroupId, bool>> done;
+  // One frame per pump: the two streams' chunks interleave on the wire.
+  int room = 0;
+  auto try_send = [&](raft::NodeId to, const std::string& frame) {
+    REQUIRE(to == 2);
+    if (room == 0) return false;
+    room--;
+    wire.push_back(frame);
+    return true;
+  };
+  while (done.size() < 2) {
+    room = 1;
+    sender.Pump(try_send, [&](raft::GroupId g, raft::NodeId, bool ok) { done.emplace_back(g, ok); },
+                now);
+  }
+  std::sort(done.begin(), done.end());
+  REQUIRE(done == std::vector<std::pair<raft::GroupId, bool>>{{1, true}, {7, true}});
+  std::map<raft::GroupId, raft::Message> assembled;
+  for (const std::string& frame : wire) {
+    raft::Message part, whole;
+    net::SnapshotChunk chunk;
+    bool complete = false;
+    REQUIRE(net::DecodeRaftMessage(frame, &part, &chunk).ok());
+    REQUIRE(assembler.Add(std::move(part), chunk, &whole, &complete).ok());
+    if (complete) assembled[whole.group] = whole;
+  }
+  REQUIRE(assembled.size() == 2);
+  REQUIRE(assembled[1] == a);
+  REQUIRE(assembled[7] == b);
 }
 
 }  // namespace kv::node

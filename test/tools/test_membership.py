@@ -66,6 +66,12 @@ class MembershipTest(unittest.TestCase):
             self.assertEqual(kvctl("member", "add", str(new), c.endpoint(new)).returncode, 4)
             self.assertEqual(kvctl("member", "remove", "99").returncode, 4)
 
+            # A removed follower learns it (the leader tells it) and says so.
+            follower = next(i for i in voters if i != new_leader)
+            self.assertEqual(kvctl("member", "remove", str(follower)).returncode, 0)
+            wait_until(lambda: "was removed" in open(c.log_path(follower)).read(), 30,
+                       what="the removed follower to log its removal")
+
 
 if __name__ == "__main__":
     BUILD = sys.argv.pop(1)

@@ -1,0 +1,70 @@
+#include "net/hints.h"
+
+#include <random>
+
+#include <catch2/catch.hpp>
+
+#include "net/codec.h"
+
+namespace kv::net {
+
+TEST_CASE("Leader hints round trip and are told apart from Raft messages") {
+  LeaderHints h;
+  h.from = 3;
+  h.leads = {{1, 7}, {5, 2}, {17, 1ULL << 40}};
+  h.map_version = 1234;
+  h.members = {{1, "127.0.0.1:8080"}, {3, "10.0.0.3:9000"}};
+  const std::string bytes = EncodeLeaderHints(h);
+  LeaderHints back;
+  REQUIRE(DecodeLeaderHints(bytes, &back).ok());
+  REQUIRE(back.from == 3);
+  REQUIRE(back.leads == h.leads);
+  REQUIRE(back.map_version == 1234);
+  REQUIRE(back.members == h.members);
+
+  // Neither decoder accepts the other's frames.
+  raft::Message m;
+  REQUIRE_FALSE(DecodeRaftMessage(bytes, &m).ok());
+  m.type = raft::MessageType::kHeartbeat;
+  m.group = 2;
+  m.from = 1;
+  m.to = 3;
+  REQUIRE_FALSE(DecodeLeaderHints(EncodeRaftMessage(m), &back).ok());
+  RemovedNotice n;
+  REQUIRE_FALSE(DecodeRemovedNotice(bytes, &n).ok());
+  REQUIRE_FALSE(DecodeLeaderHints(EncodeRemovedNotice({4, 9}), &back).ok());
+}
+
+TEST_CASE("A removed notice round trips") {
+  RemovedNotice n;
+  REQUIRE(DecodeRemovedNotice(EncodeRemovedNotice({4, 9}), &n).ok());
+  REQUIRE(n.from == 4);
+  REQUIRE(n.group == 9);
+}
+
+TEST_CASE("Malformed peer frames never decode as hints or notices") {
+  LeaderHints h;
+  h.from = 1;
+  h.leads = {{2, 3}};
+  h.members = {{1, "a:1"}};
+  const std::string good = EncodeLeaderHints(h);
+  std::mt19937 rng(7);
+  for (int i = 0; i < 2000; ++i) {
+    std::string bad = good;
+    if (i % 2 == 0) {
+      bad.resize(rng() % good.size());  // truncated
+    } else {
+      bad[rng() % bad.size()] = static_cast<char>(rng());  // a flipped byte
+    }
+    LeaderHints out;
+    RemovedNotice n;
+    (void)DecodeLeaderHints(bad, &out);  // must not crash; may or may not decode
+    (void)DecodeRemovedNotice(bad, &n);
+  }
+  LeaderHints out;
+  REQUIRE_FALSE(DecodeLeaderHints("", &out).ok());
+  REQUIRE_FALSE(DecodeLeaderHints(std::string("\x96\x01\xa5leads\x01\x90\x01\x91\x92\x01\x01", 14),
+                                  &out).ok());  // a member address that is not a string
+}
+
+}  // namespace kv::net
