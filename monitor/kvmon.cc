@@ -6,8 +6,22 @@
 // twice a second (it also tells a node is down: no answer within 2 s).
 // Redraws at most ten times a second however many events arrive.
 //
+// Sharded clusters (status "shards" > 0): a node row describes the node's
+// main group (group 1, the metadata group, when the node hosts it, else the
+// first group it hosts; an unsharded cluster has only group 1), and events of
+// its other groups update those groups only. The node table gains SHARDS
+// (shard groups hosted) and LEADS (shards led), and a shard table follows it:
+// each shard's group, leader and replicas (voters; a learner, e.g. a replica
+// being moved in, as "+ID"), from the latest status of every node that is
+// up, kept current between polls by "role" and "commit" events.
+//
 // Keys: q quits, p pauses the display, arrow keys / PgUp / PgDn scroll the
-// event log. `kvmon --once` prints one table and exits (for scripts).
+// event log. `kvmon --once` prints the tables and exits (for scripts);
+// `--once --json` prints an array of node objects, or, for a sharded cluster,
+// {"nodes": [the same node objects, plus "group" (the main group), "meta"
+// (hosts the metadata group), "hosts" and "leads" (shard ids)], "shards":
+// [{"shard", "group", "leader", "term", "voters", "learners"}]} (0 and []
+// for what no live node knows).
 #include <locale.h>
 #include <signal.h>
 
@@ -17,6 +31,7 @@
 #include <deque>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 #include <zmq.hpp>
 
@@ -53,6 +68,33 @@ struct NodeView {
   std::deque<double> spark;
   zmq::socket_t dealer;
 };
+
+// The group a node row describes: group 1 if the node hosts it (always, in
+// an unsharded cluster), else the first group it hosts, as the node's status
+// chooses (docs/protocol.md, status reply).
+uint64_t MainGroup(const kv::NodeStatus& s) {
+  uint64_t first = 0;
+  for (const auto& g : s.groups) {
+    if (g.group == 1) return 1;
+    if (first == 0 || g.group < first) first = g.group;
+  }
+  return first == 0 ? 1 : first;
+}
+
+kv::GroupStatus* FindGroup(kv::NodeStatus& s, uint64_t group) {
+  for (auto& g : s.groups) {
+    if (g.group == group) return &g;
+  }
+  return nullptr;
+}
+
+// "meta", "shard 3", or "group 7" for a group the last status did not list.
+std::string GroupName(const kv::NodeStatus& s, uint64_t group) {
+  for (const auto& g : s.groups) {
+    if (g.group == group) return g.shard < 0 ? "meta" : "shard " + std::to_string(g.shard);
+  }
+  return "group " + std::to_string(group);
+}
 
 std::string Now() {
   const std::time_t t = std::time(nullptr);
@@ -171,24 +213,56 @@ void Monitor::OnEvent(const std::string& topic, const std::string& body) {
   if (n == nullptr || num("seq") <= n->joined_seq) return;  // not joined yet, or already known
   n->joined_seq = num("seq");
   n->last_heard = Clock::now();
+  kv::NodeStatus& s = n->status;
+  // Events name their group; only the main group's update the node row. A
+  // group the last status did not list waits for the next poll.
+  const uint64_t main_group = MainGroup(s);
+  const uint64_t group = num("group") != 0 ? num("group") : main_group;
+  const bool main = group == main_group;
+  kv::GroupStatus* g = FindGroup(s, group);
+  const std::string who =
+      "node " + std::to_string(node) + (s.shards > 0 ? " " + GroupName(s, group) : "");
   if (topic == "role") {
-    n->status.role = str("role");
-    n->status.term = num("term");
-    n->status.leader = num("leader");
-    Log("node " + std::to_string(node) + " is " + n->status.role + " in term " +
-        std::to_string(n->status.term) +
-        (n->status.leader ? ", leader " + std::to_string(n->status.leader) : ""));
+    const std::string role = str("role");
+    const uint64_t term = num("term"), leader = num("leader");
+    if (g != nullptr) {
+      g->role = role;
+      g->term = term;
+      g->leader = leader;
+    }
+    if (main) {
+      s.role = role;
+      s.term = term;
+      s.leader = leader;
+    }
+    Log(who + " is " + role + " in term " + std::to_string(term) +
+        (leader ? ", leader " + std::to_string(leader) : ""));
   } else if (topic == "commit") {
-    n->status.term = num("term");
-    n->status.commit = num("commit");
-    n->status.applied = std::max(n->status.applied, num("applied"));
+    if (g != nullptr) {
+      g->term = num("term");
+      g->commit = num("commit");
+      g->applied = std::max(g->applied, num("applied"));
+    }
+    if (main) {
+      s.term = num("term");
+      s.commit = num("commit");
+      s.applied = std::max(s.applied, num("applied"));
+    }
   } else if (topic == "snapshot") {
-    Log("node " + std::to_string(node) + ": snapshot " + str("event") + " at index " +
-        std::to_string(num("index")));
+    Log(who + ": snapshot " + str("event") + " at index " + std::to_string(num("index")));
   } else if (topic == "membership") {
-    Log("node " + std::to_string(node) + " applied a membership change at " +
-        std::to_string(num("index")) + ": " + std::to_string(num("voters")) + " voters, " +
-        std::to_string(num("learners")) + " learners");
+    if (str("change") == "left") {
+      Log(who + ": this replica was removed; no longer served here");
+    } else {
+      Log(who + " applied a membership change at " + std::to_string(num("index")) + ": " +
+          std::to_string(num("voters")) + " voters, " + std::to_string(num("learners")) +
+          " learners");
+    }
+    n->last_status_sent = {};  // ask again now: the voters and learners changed
+  } else if (topic == "shards") {
+    Log("node " + std::to_string(node) + ": shard map version " + std::to_string(num("version")) +
+        ", " + std::to_string(num("members")) + " members");
+    for (auto& v : nodes_) v.last_status_sent = {};  // replicas move: ask every node now
   }
 }
 
@@ -239,77 +313,270 @@ std::string Sparkline(const std::deque<double>& samples) {
   return out;
 }
 
-void PrintTable(const Monitor& m, bool json) {
-  if (json) std::printf("[");
-  bool first = true;
-  if (!json) {
-    std::printf("%-4s %-21s %-13s %6s %6s %10s %10s %8s %10s %s\n", "ID", "ADDRESS", "ROLE",
-                "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "KEYS", "STATE");
-  }
-  uint64_t leader_commit = 0;
+// ---- what the tables show ------------------------------------------------------
+
+// The cluster's shard count, as the nodes last said; 0: unsharded.
+uint32_t ShardCount(const Monitor& m) {
+  uint32_t count = 0;
+  for (const auto& n : m.nodes()) count = std::max(count, n.status.shards);
+  return count;
+}
+
+// The commit index of the leader of `group` (the highest term's, if two
+// claim it) among the live nodes; 0 when none is known.
+uint64_t LeaderCommit(const Monitor& m, uint64_t group) {
+  uint64_t term = 0, commit = 0;
   for (const auto& n : m.nodes()) {
-    if (n.up && n.status.role == "leader") leader_commit = n.status.commit;
+    if (!n.up) continue;
+    const auto& s = n.status;
+    if (s.groups.empty()) {  // unsharded: the node row is group 1
+      if (group == 1 && s.role == "leader" && s.term >= term) {
+        term = s.term;
+        commit = s.commit;
+      }
+      continue;
+    }
+    for (const auto& g : s.groups) {
+      if (g.group == group && g.role == "leader" && g.term >= term) {
+        term = g.term;
+        commit = g.commit;
+      }
+    }
   }
+  return commit;
+}
+
+struct ShardRow {
+  uint32_t shard = 0;
+  uint64_t group = 0;   // 0: no live node hosts it
+  uint64_t leader = 0;  // 0: unknown
+  uint64_t term = 0;
+  uint64_t commit = 0;
+  std::vector<uint64_t> voters;
+  std::vector<uint64_t> learners;
+};
+
+// Each shard as its live replicas see it: the view of the one in the highest
+// term, a leader before a follower, one that knows the leader before one that
+// does not (so the leader's own configuration when it is up).
+std::vector<ShardRow> ShardRows(const Monitor& m) {
+  const uint32_t count = ShardCount(m);
+  std::vector<const kv::GroupStatus*> best(count, nullptr);
+  auto rank = [](const kv::GroupStatus& g) {
+    return std::make_tuple(g.term, g.role == "leader", g.leader != 0, g.commit);
+  };
+  for (const auto& n : m.nodes()) {
+    if (!n.up) continue;
+    for (const auto& g : n.status.groups) {
+      if (g.shard < 0 || g.shard >= static_cast<int64_t>(count)) continue;
+      const kv::GroupStatus*& b = best[static_cast<size_t>(g.shard)];
+      if (b == nullptr || rank(g) > rank(*b)) b = &g;
+    }
+  }
+  std::vector<ShardRow> rows(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    rows[i].shard = i;
+    if (const kv::GroupStatus* b = best[i]) {
+      rows[i].group = b->group;
+      rows[i].leader = b->leader;
+      rows[i].term = b->term;
+      rows[i].commit = b->commit;
+      rows[i].voters = b->voters;
+      rows[i].learners = b->learners;
+    }
+  }
+  return rows;
+}
+
+// A sharded node row's extra columns: the group the row describes ("meta" or
+// "s3"), the shards hosted and those led.
+struct Hosting {
+  std::string main;
+  bool meta = false;
+  std::vector<int64_t> hosts;
+  std::vector<int64_t> leads;
+};
+
+Hosting HostingOf(const NodeView& n) {
+  Hosting h;
+  const uint64_t main = MainGroup(n.status);
+  for (const auto& g : n.status.groups) {
+    if (g.group == main) h.main = g.shard < 0 ? "meta" : "s" + std::to_string(g.shard);
+    if (g.shard < 0) {
+      h.meta = true;
+      continue;
+    }
+    h.hosts.push_back(g.shard);
+    if (n.up && g.role == "leader") h.leads.push_back(g.shard);
+  }
+  if (h.main.empty()) h.main = "-";
+  return h;
+}
+
+template <typename T>
+std::string Join(const std::vector<T>& ids, const char* sep) {
+  std::string out;
+  for (const T id : ids) out += (out.empty() ? "" : sep) + std::to_string(id);
+  return out;
+}
+
+// Voters, then learners as "+ID": "1,3,5,+6" while 6 is being added.
+std::string Replicas(const ShardRow& r) {
+  std::string out = Join(r.voters, ",");
+  for (uint64_t id : r.learners) out += (out.empty() ? "+" : ",+") + std::to_string(id);
+  return out.empty() ? "-" : out;
+}
+
+std::string Num(uint64_t v) { return v == 0 ? "-" : std::to_string(v); }
+
+const char* kShardHeader = "SHARD GROUP LEADER   TERM     COMMIT  REPLICAS";
+constexpr int kShardCellWidth = 64;  // one shard, with room for replicas moving
+
+std::string ShardCell(const ShardRow& r) {
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "%5u %5s %6s %6s %10s  %s", r.shard, Num(r.group).c_str(),
+                Num(r.leader).c_str(), Num(r.term).c_str(), Num(r.commit).c_str(),
+                Replicas(r).c_str());
+  return buf;
+}
+
+void PrintJson(const Monitor& m) {
+  const bool sharded = ShardCount(m) > 0;
+  std::printf(sharded ? "{\"nodes\":[" : "[");
+  bool first = true;
   for (const auto& n : m.nodes()) {
     const auto& s = n.status;
+    const uint64_t leader_commit = LeaderCommit(m, MainGroup(s));
     const uint64_t lag = leader_commit > s.applied ? leader_commit - s.applied : 0;
-    if (json) {
-      std::printf("%s{\"endpoint\":\"%s\",\"up\":%s,\"id\":%llu,\"role\":\"%s\",\"term\":%llu,"
-                  "\"leader\":%llu,\"commit\":%llu,\"applied\":%llu,\"lag\":%llu,\"keys\":%llu}",
-                  first ? "" : ",", n.endpoint.c_str(), n.up ? "true" : "false",
-                  (unsigned long long)s.node, s.role.c_str(), (unsigned long long)s.term,
-                  (unsigned long long)s.leader, (unsigned long long)s.commit,
-                  (unsigned long long)s.applied, (unsigned long long)lag,
-                  (unsigned long long)s.keys);
-    } else if (n.up) {
-      std::printf("%-4llu %-21s %-13s %6llu %6llu %10llu %10llu %8llu %10llu %s\n",
+    std::printf("%s{\"endpoint\":\"%s\",\"up\":%s,\"id\":%llu,\"role\":\"%s\",\"term\":%llu,"
+                "\"leader\":%llu,\"commit\":%llu,\"applied\":%llu,\"lag\":%llu,\"keys\":%llu",
+                first ? "" : ",", n.endpoint.c_str(), n.up ? "true" : "false",
+                (unsigned long long)s.node, s.role.c_str(), (unsigned long long)s.term,
+                (unsigned long long)s.leader, (unsigned long long)s.commit,
+                (unsigned long long)s.applied, (unsigned long long)lag,
+                (unsigned long long)s.keys);
+    if (sharded) {
+      const Hosting h = HostingOf(n);
+      std::printf(",\"group\":%llu,\"meta\":%s,\"hosts\":[%s],\"leads\":[%s]",
+                  (unsigned long long)(s.groups.empty() ? 0 : MainGroup(s)),
+                  h.meta ? "true" : "false", Join(h.hosts, ",").c_str(),
+                  Join(h.leads, ",").c_str());
+    }
+    std::printf("}");
+    first = false;
+  }
+  if (!sharded) {
+    std::printf("]\n");
+    return;
+  }
+  std::printf("],\"shards\":[");
+  first = true;
+  for (const ShardRow& r : ShardRows(m)) {
+    std::printf(
+        "%s{\"shard\":%u,\"group\":%llu,\"leader\":%llu,\"term\":%llu,\"commit\":%llu,"
+        "\"voters\":[%s],\"learners\":[%s]}",
+        first ? "" : ",", r.shard, (unsigned long long)r.group, (unsigned long long)r.leader,
+        (unsigned long long)r.term, (unsigned long long)r.commit, Join(r.voters, ",").c_str(),
+        Join(r.learners, ",").c_str());
+    first = false;
+  }
+  std::printf("]}\n");
+}
+
+void PrintTable(const Monitor& m, bool json) {
+  if (json) return PrintJson(m);
+  const bool sharded = ShardCount(m) > 0;
+  std::printf("%-4s %-21s %-13s %6s %6s %10s %10s %8s %10s ", "ID", "ADDRESS", "ROLE", "TERM",
+              "LEADER", "COMMIT", "APPLIED", "LAG", "KEYS");
+  if (sharded) std::printf("%-5s %6s %5s ", "GROUP", "SHARDS", "LEADS");
+  std::printf("%s\n", "STATE");
+  for (const auto& n : m.nodes()) {
+    const auto& s = n.status;
+    const uint64_t leader_commit = LeaderCommit(m, MainGroup(s));
+    const uint64_t lag = leader_commit > s.applied ? leader_commit - s.applied : 0;
+    if (n.up) {
+      std::printf("%-4llu %-21s %-13s %6llu %6llu %10llu %10llu %8llu %10llu ",
                   (unsigned long long)s.node, n.endpoint.c_str(), s.role.c_str(),
                   (unsigned long long)s.term, (unsigned long long)s.leader,
                   (unsigned long long)s.commit, (unsigned long long)s.applied,
-                  (unsigned long long)lag, (unsigned long long)s.keys, "up");
+                  (unsigned long long)lag, (unsigned long long)s.keys);
+      if (sharded) {
+        const Hosting h = HostingOf(n);
+        std::printf("%-5s %6zu %5zu ", h.main.c_str(), h.hosts.size(), h.leads.size());
+      }
+      std::printf("%s\n", "up");
     } else {
-      std::printf("%-4s %-21s %-13s %6s %6s %10s %10s %8s %10s %s\n", "-", n.endpoint.c_str(), "-",
-                  "-", "-", "-", "-", "-", "-", "DOWN");
+      std::printf("%-4s %-21s %-13s %6s %6s %10s %10s %8s %10s ", "-", n.endpoint.c_str(), "-",
+                  "-", "-", "-", "-", "-", "-");
+      if (sharded) std::printf("%-5s %6s %5s ", "-", "-", "-");
+      std::printf("%s\n", "DOWN");
     }
-    first = false;
   }
-  if (json) std::printf("]\n");
+  if (!sharded) return;
+  std::printf("\n%s\n", kShardHeader);
+  for (const ShardRow& r : ShardRows(m)) std::printf("%s\n", ShardCell(r).c_str());
 }
 
 void Draw(const Monitor& m, bool paused, int scroll) {
   erase();
   int rows = 0, cols = 0;
   getmaxyx(stdscr, rows, cols);
-  (void)cols;
+  const bool sharded = ShardCount(m) > 0;
   attron(A_BOLD);
   mvprintw(0, 0, "kvmon  %s  %s   q quit  p pause  arrows scroll", Now().c_str(),
            paused ? "[PAUSED]" : "");
-  mvprintw(2, 0, "%-4s %-21s %-13s %6s %6s %10s %10s %8s %9s  %-24s %s", "ID", "ADDRESS", "ROLE",
-           "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "OPS/S", "THROUGHPUT", "STATE");
+  mvprintw(2, 0, "%-4s %-21s %-13s %6s %6s %10s %10s %8s %9s  %-24s ", "ID", "ADDRESS", "ROLE",
+           "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "OPS/S", "THROUGHPUT");
+  if (sharded) printw("%-5s %6s %5s ", "GROUP", "SHARDS", "LEADS");
+  printw("%s", "STATE");
   attroff(A_BOLD);
-  uint64_t leader_commit = 0;
-  for (const auto& n : m.nodes()) {
-    if (n.up && n.status.role == "leader") leader_commit = n.status.commit;
-  }
   int y = 3;
   for (const auto& n : m.nodes()) {
     const auto& s = n.status;
     if (!n.up) {
       attron(A_DIM);
-      mvprintw(y++, 0, "%-4s %-21s %-13s %6s %6s %10s %10s %8s %9s  %-24s %s",
+      mvprintw(y++, 0, "%-4s %-21s %-13s %6s %6s %10s %10s %8s %9s  %-24s ",
                n.ever_up ? std::to_string(s.node).c_str() : "-", n.endpoint.c_str(), "-", "-",
-               "-", "-", "-", "-", "-", "", "DOWN");
+               "-", "-", "-", "-", "-", "");
+      if (sharded) printw("%-5s %6s %5s ", "-", "-", "-");
+      printw("%s", "DOWN");
       attroff(A_DIM);
       continue;
     }
+    const uint64_t leader_commit = LeaderCommit(m, MainGroup(s));
     const uint64_t lag = leader_commit > s.applied ? leader_commit - s.applied : 0;
     if (s.role == "leader") attron(A_BOLD);
-    mvprintw(y++, 0, "%-4llu %-21s %-13s %6llu %6llu %10llu %10llu %8llu %9.0f  %s %s",
+    mvprintw(y++, 0, "%-4llu %-21s %-13s %6llu %6llu %10llu %10llu %8llu %9.0f  %s ",
              (unsigned long long)s.node, n.endpoint.c_str(), s.role.c_str(),
              (unsigned long long)s.term, (unsigned long long)s.leader,
              (unsigned long long)s.commit, (unsigned long long)s.applied,
-             (unsigned long long)lag, n.ops, Sparkline(n.spark).c_str(), "up");
+             (unsigned long long)lag, n.ops, Sparkline(n.spark).c_str());
+    if (sharded) {
+      const Hosting h = HostingOf(n);
+      printw("%-5s %6zu %5zu ", h.main.c_str(), h.hosts.size(), h.leads.size());
+    }
+    printw("%s", "up");
     if (s.role == "leader") attroff(A_BOLD);
+  }
+  if (sharded) {
+    // As many shard columns side by side as the screen is wide; down first.
+    const std::vector<ShardRow> shards = ShardRows(m);
+    const int across = std::max(1, cols / kShardCellWidth);
+    const int down = (static_cast<int>(shards.size()) + across - 1) / across;
+    y++;
+    attron(A_BOLD);
+    for (int c = 0; c < across && c * down < static_cast<int>(shards.size()); ++c) {
+      mvprintw(y, c * kShardCellWidth, "%s", kShardHeader);
+    }
+    attroff(A_BOLD);
+    y++;
+    for (size_t i = 0; i < shards.size(); ++i) {
+      const int row = static_cast<int>(i) % down, col = static_cast<int>(i) / down;
+      if (shards[i].leader == 0) attron(A_BOLD);  // leaderless: worth a look
+      mvprintw(y + row, col * kShardCellWidth, "%s", ShardCell(shards[i]).c_str());
+      if (shards[i].leader == 0) attroff(A_BOLD);
+    }
+    y += down;
   }
   y++;
   attron(A_BOLD);

@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
 # Runs a local kvstore cluster on 127.0.0.1.
 #
-#   scripts/cluster.sh start [N]   build if needed, start N nodes (default 3),
-#                                  wait for a leader, print each node's state
-#   scripts/cluster.sh status      one line per node: role, term, leader, ...
+#   scripts/cluster.sh start [N] [--shards S] [--replicas R]
+#                                  build if needed, start N nodes (default 3),
+#                                  wait for a leader (sharded: for every
+#                                  shard's too), print each node's state
+#   scripts/cluster.sh status      one line per node: role, term, leader, ...;
+#                                  sharded: and the shard map
 #   scripts/cluster.sh stop        SIGTERM every node and wait for it to exit
-#   scripts/cluster.sh restart [N] stop, then start (N defaults to the last N)
+#   scripts/cluster.sh restart [N] [--shards S] [--replicas R]
+#                                  stop, then start (each defaults to the last)
 #   scripts/cluster.sh demo        start, write and read through
 #                                  examples/client.py, kill -9 the leader,
 #                                  watch a new one take over, restart the
 #                                  killed node and watch it catch up
+#
+# Sharding: --shards S (S > 0) starts a sharded cluster, S shards of R
+# replicas each (--replicas, default 3); without it (or with --shards 0) the
+# cluster is unsharded, one Raft group on every node. Both are fixed when the
+# cluster is created: they are saved in DIR/cluster.conf with N and the base
+# port, and every later start of a node (restart, demo) passes them again.
+# start refuses data made with other values: remove DIR/node-* first.
 #
 # Node ID (1..N) serves clients on BASE+ID-1, Raft on that port + 1000 and
 # events on that port + 2000 (docs/protocol.md). Its data is in DIR/node-ID,
@@ -42,10 +53,13 @@ die() {
 
 # ---- configuration of the running (or last) cluster -------------------------
 
-# N and the base port are saved at start so that status, stop and the demo
-# address the cluster that runs, whatever the environment says later.
+# N, the base port and the sharding (SHARDS 0: unsharded) are saved at start
+# so that status, stop, restart and the demo address the cluster that runs,
+# whatever the environment says later.
 load_conf() {
   N=3
+  SHARDS=0
+  REPLICAS=3
   if [ -f "$CONF" ]; then
     # shellcheck source=/dev/null
     . "$CONF"
@@ -63,6 +77,9 @@ peers() {
   local i list=""
   for ((i = 1; i <= N; i++)); do list+="${list:+,}$i=$(endpoint_of "$i")"; done
   echo "$list"
+}
+describe() {
+  if [ "$1" -gt 0 ]; then echo "--shards $1 --replicas $2"; else echo "no --shards (unsharded)"; fi
 }
 
 # The pid of node ID if it is alive and still a kvstore process (a pid can be
@@ -106,11 +123,16 @@ ensure_binary() {
 # ---- talking to the nodes -----------------------------------------------------
 
 # Runs a small Python helper on top of examples/client.py:
-#   show                    print one line per node (exit 3 if none answers)
+#   show                    print one line per node (exit 3 if none answers);
+#                           sharded: and the shard map
 #   wait-leader SECS [NOT]  wait until every live node agrees on one leader
-#                           (other than node NOT); print the leader's id
+#                           (other than node NOT); print the leader's id.
+#                           Sharded: the metadata group's leader, as the live
+#                           nodes hosting it agree, and every shard has a live
+#                           leader too
 #   wait-caught-up SECS ID  wait until node ID has applied all the leader has
 #                           committed and its digest equals the leader's
+#                           (sharded: in every group it hosts)
 cluster_py() {
   "$PY" - "$CLIENT" "$(endpoints)" "$@" <<'EOF'
 import importlib.util, sys, time
@@ -132,22 +154,64 @@ def until(deadline, cond):
         time.sleep(0.1)
     return None
 
+# Sharded clusters (docs/protocol.md): status has "shards" > 0 and "groups",
+# one per Raft group hosted; shard None is the metadata group (group 1). A
+# node's own fields describe its main group: group 1 if hosted, else its first.
+def sharded(sts):
+    return any(st.get("shards", 0) > 0 for st in sts)
+
+def shard_leaders(sts):
+    """shard -> the live node that leads it."""
+    return {g["shard"]: st["node"] for st in sts for g in st.get("groups", [])
+            if g.get("shard") is not None and g["role"] == "leader"}
+
 if mode == "show":
     alive = 0
-    for ep, st in statuses().items():
+    sts = statuses()
+    for ep, st in sts.items():
         if st is None:
             print(f"  {ep:<16} DOWN")
             continue
         alive += 1
+        extra = ""
+        if st.get("groups"):
+            main = min(g["group"] for g in st["groups"])
+            hosts = [g for g in st["groups"] if g.get("shard") is not None]
+            extra = (f"  [{'meta' if main == 1 else 'group ' + str(main)}; "
+                     f"shards {len(hosts)}, leads {sum(g['role'] == 'leader' for g in hosts)}]")
         print(f"  node {st['node']}  {ep:<16} {st['role']:<13} term {st['term']:<3} "
               f"leader {st['leader'] or '-':<2} commit {st['commit']:<6} applied {st['applied']:<6} "
-              f"keys {st['keys']:<5} digest {st['digest']:016x}")
+              f"keys {st['keys']:<5} digest {st['digest']:016x}{extra}")
+    live = [st for st in sts.values() if st is not None]
+    if sharded(live):
+        try:
+            m = c.shards()
+        except Exception as e:  # the node table stands without it
+            print(f"  shard map: {e}")
+            sys.exit(0)
+        led = shard_leaders(live)
+        print(f"  shard map version {m['version']}: {m['shards']} shards x {m['replicas']} "
+              f"replicas, {len(m['members'])} members; {len(led)} shards with a live leader")
+        print(f"  {'SHARD':>5} {'GROUP':>5}  {'REPLICAS':<14} LEADER")
+        for e in sorted(m["map"], key=lambda e: e["shard"]):
+            # The leader as the live nodes say, else the map's hint.
+            lead = led.get(e["shard"]) or e["leader"]
+            leader = f"{lead} {m['members'].get(str(lead), '')}" if lead else "-"
+            print(f"  {e['shard']:>5} {e['group']:>5}  {','.join(map(str, e['replicas'])):<14} {leader}")
     sys.exit(0 if alive else 3)
 
 if mode == "wait-leader":
     exclude = int(args[1]) if len(args) > 1 else 0
     def leader():
         live = [st for st in statuses().values() if st is not None]
+        if sharded(live):
+            meta = [g for st in live for g in st.get("groups", []) if g["group"] == 1]
+            ids = {g["leader"] for g in meta}
+            shards = max(st.get("shards", 0) for st in live)
+            if (meta and len(meta) * 2 > len(meta[0]["voters"]) and len(ids) == 1 and
+                    0 not in ids and exclude not in ids and len(shard_leaders(live)) == shards):
+                return ids.pop()
+            return None
         ids = {st["leader"] for st in live}
         if len(live) * 2 > len(endpoints) and len(ids) == 1 and 0 not in ids and exclude not in ids:
             return ids.pop()
@@ -160,6 +224,16 @@ if mode == "wait-caught-up":
     node = int(args[1])
     def caught_up():
         sts = [st for st in statuses().values() if st is not None]
+        if sharded(sts):
+            me = [st for st in sts if st["node"] == node]
+            if not me or not me[0].get("groups"):
+                return False
+            for mine in me[0]["groups"]:
+                lead = [g for st in sts for g in st.get("groups", [])
+                        if g["group"] == mine["group"] and g["role"] == "leader"]
+                if not lead or mine["applied"] < lead[0]["commit"] or mine["digest"] != lead[0]["digest"]:
+                    return False
+            return True
         lead = [st for st in sts if st["role"] == "leader"]
         me = [st for st in sts if st["node"] == node]
         if lead and me and me[0]["applied"] >= lead[0]["commit"] and me[0]["digest"] == lead[0]["digest"]:
@@ -196,7 +270,9 @@ start_node() {
   local id=$1
   mkdir -p "$DIR"
   # nohup: the node outlives this script and the terminal it ran in.
-  nohup "$BIN" --id "$id" --peers "$(peers)" --data-dir "$DIR/node-$id" \
+  local sharding=()
+  [ "$SHARDS" -eq 0 ] || sharding=(--shards "$SHARDS" --replicas "$REPLICAS")
+  nohup "$BIN" --id "$id" --peers "$(peers)" --data-dir "$DIR/node-$id" "${sharding[@]}" \
     >>"$DIR/node-$id.log" 2>&1 </dev/null &
   local pid=$!
   disown "$pid" # no "Killed" job notices when the demo kills it
@@ -218,15 +294,42 @@ cleanup_failed_start() {
   exit "$rc"
 }
 
+# start [N] [--shards S] [--replicas R]; restart sets START_BASE_PORT to the
+# old base port.
 cmd_start() {
-  local want=${1:-3}
+  local want=3 shards=0 replicas=3 replicas_given=0
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --shards | --replicas)
+        [ $# -ge 2 ] || die "start: $1 needs a value"
+        if [ "$1" = --shards ]; then shards=$2; else replicas=$2 replicas_given=1; fi
+        shift 2
+        ;;
+      --shards=*) shards=${1#*=}; shift ;;
+      --replicas=*) replicas=${1#*=} replicas_given=1; shift ;;
+      -*) die "start: unknown option $1 (usage: $0 start [N] [--shards S] [--replicas R])" ;;
+      *) want=$1; shift ;;
+    esac
+  done
   [[ "$want" =~ ^[1-9][0-9]*$ ]] || die "start: N must be a positive number"
+  [[ "$shards" =~ ^[0-9]+$ ]] || die "start: --shards must be a number (0: unsharded)"
+  [[ "$replicas" =~ ^[1-9][0-9]*$ ]] || die "start: --replicas must be a positive number"
+  shards=$((10#$shards)) replicas=$((10#$replicas))
+  [ "$shards" -gt 0 ] || [ "$replicas_given" = 0 ] || die "start: --replicas needs --shards"
   load_conf
   if [ -n "$(running_nodes)" ]; then
     die "a cluster is already running from $DIR (nodes: $(running_nodes | tr '\n' ' ')); run '$0 stop' first"
   fi
+  # The sharding is fixed when the data is created; the nodes would refuse
+  # other values, so say it here, plainly.
+  if [ -f "$CONF" ] && compgen -G "$DIR/node-*/" >/dev/null &&
+    { [ "$shards" != "$SHARDS" ] || { [ "$shards" -gt 0 ] && [ "$replicas" != "$REPLICAS" ]; }; }; then
+    die "the data in $DIR was made by a cluster started with $(describe "$SHARDS" "$REPLICAS"); start it the same way (or '$0 restart'), or remove $DIR/node-* first"
+  fi
   N=$want
-  BASE_PORT=${KV_BASE_PORT:-${2:-8080}} # restart passes the old base port
+  SHARDS=$shards
+  REPLICAS=$replicas
+  BASE_PORT=${KV_BASE_PORT:-${START_BASE_PORT:-8080}}
   local i p
   for ((i = 1; i <= N; i++)); do
     for p in $(port_of "$i") $(($(port_of "$i") + 1000)) $(($(port_of "$i") + 2000)); do
@@ -235,18 +338,22 @@ cmd_start() {
   done
   ensure_binary
   mkdir -p "$DIR"
-  printf 'N=%s\nBASE_PORT=%s\n' "$N" "$BASE_PORT" >"$CONF"
+  printf 'N=%s\nBASE_PORT=%s\nSHARDS=%s\nREPLICAS=%s\n' "$N" "$BASE_PORT" "$SHARDS" "$REPLICAS" >"$CONF"
   rm -f "$PIDS"
   STARTING=1
   trap cleanup_failed_start EXIT
   trap 'exit 130' INT TERM
-  say "starting $N nodes on $(endpoints) (data and logs in $DIR)"
+  say "starting $N nodes on $(endpoints)$([ "$SHARDS" -eq 0 ] || echo ", $SHARDS shards x $REPLICAS replicas") (data and logs in $DIR)"
   for ((i = 1; i <= N; i++)); do start_node "$i"; done
   local leader
   leader=$(wait_leader "$START_DEADLINE") || die "no leader elected (deadline ${START_DEADLINE}s)"
   STARTING=0
   trap - EXIT INT TERM
-  say "node $leader is the leader"
+  if [ "$SHARDS" -eq 0 ]; then
+    say "node $leader is the leader"
+  else
+    say "node $leader leads the metadata group; every shard has a leader"
+  fi
   cluster_py show || true
 }
 
@@ -284,6 +391,7 @@ cmd_status() {
   load_conf
   [ -f "$CONF" ] || die "no cluster was started from $DIR"
   local i
+  [ "$SHARDS" -eq 0 ] || echo "sharded: $SHARDS shards x $REPLICAS replicas"
   for ((i = 1; i <= N; i++)); do
     local pid
     pid=$(pid_of "$i")
@@ -292,11 +400,14 @@ cmd_status() {
   cluster_py show
 }
 
+# restart [N] [--shards S] [--replicas R]: what is not given is the last start's.
 cmd_restart() {
   load_conf
-  local n=${1:-$N} base=$BASE_PORT
+  local last=("$N")
+  [ "$SHARDS" -eq 0 ] || last+=(--shards "$SHARDS" --replicas "$REPLICAS")
+  local base=$BASE_PORT
   cmd_stop
-  cmd_start "$n" "$base"
+  START_BASE_PORT=$base cmd_start "${last[@]}" "$@"
 }
 
 kv() { "$PY" "$CLIENT" --endpoints "$1" "${@:2}"; }
@@ -340,7 +451,7 @@ cmd_demo() {
 }
 
 usage() {
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 

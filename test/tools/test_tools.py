@@ -1,4 +1,5 @@
-"""End-to-end tests of kvctl, kvload and kvmon against a real 3-node cluster.
+"""End-to-end tests of kvctl, kvload and kvmon against a real 3-node cluster,
+and of kvmon against a sharded 5-node one.
 
 Run by ctest as: python3 test_tools.py BIN_DIR (the directory holding
 kvstore, kvctl, kvload, kvmon). Every wait is a poll with a deadline.
@@ -153,6 +154,10 @@ class ToolsTest(unittest.TestCase):
         rows = json.loads(run("kvmon", "--endpoints", self.eps, "--json").stdout)
         self.assertEqual(sorted(r["id"] for r in rows), [1, 2, 3])
         self.assertEqual(sum(r["role"] == "leader" for r in rows), 1)
+        # Unsharded: the same array of the same node objects as before sharding.
+        self.assertEqual(set(rows[0]), {"endpoint", "up", "id", "role", "term", "leader",
+                                        "commit", "applied", "lag", "keys"})
+        self.assertNotIn("SHARD", r.stdout)
 
     @unittest.skipUnless(shutil.which("tmux"), "tmux is not installed")
     def test_kvmon_in_tmux_shows_the_new_leader_after_a_kill(self):
@@ -189,6 +194,98 @@ class ToolsTest(unittest.TestCase):
             subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
             self.cluster.start(old) if not self.cluster.alive(old) else None
             self.cluster.wait_for_leader(60)
+
+
+class ShardedKvmonTest(unittest.TestCase):
+    """kvmon against 5 nodes holding 8 shards of 3 replicas each."""
+    SHARDS = 8
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = Cluster(BIN["dir"], nodes=5,
+                              extra_args=["--shards", str(cls.SHARDS), "--replicas", "3"]).start()
+        cls.eps = ",".join(cls.cluster.endpoints())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.__exit__(None, None, None)
+
+    def kvmon_json(self):
+        r = run("kvmon", "--endpoints", self.eps, "--once", "--json")
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def wait_for_shards(self, ok, what, timeout=60):
+        """Polls kvmon --once --json until ok(out) holds for its output."""
+        last = {}
+
+        def check():
+            last["out"] = self.kvmon_json()
+            return isinstance(last["out"], dict) and ok(last["out"]) and last["out"]
+        try:
+            return wait_until(check, timeout, interval=0.2, what=what)
+        except TimeoutError as e:
+            self.fail(f"{e}; kvmon said: {json.dumps(last.get('out'))}")
+
+    def settled(self, out, down=()):
+        """Every shard led by a live voter, with 3 voters and no learner, and
+        the live nodes' hosts and leads agreeing with the shard table."""
+        shards = out["shards"]
+        nodes = {n["id"]: n for n in out["nodes"] if n["up"]}
+        if sorted(s["shard"] for s in shards) != list(range(self.SHARDS)):
+            return False
+        for s in shards:
+            if (len(set(s["voters"])) != 3 or s["learners"] or s["leader"] in down or
+                    s["leader"] not in s["voters"] or s["leader"] not in nodes or
+                    s["shard"] not in nodes[s["leader"]]["leads"]):
+                return False
+            if any(v in nodes and s["shard"] not in nodes[v]["hosts"] for v in s["voters"]):
+                return False
+        return sum(len(n["leads"]) for n in nodes.values()) == self.SHARDS
+
+    def test_kvmon_json_shows_every_shard_with_a_leader_and_3_voters(self):
+        out = self.wait_for_shards(self.settled, "8 shards, each with a leader and 3 voters")
+        nodes = out["nodes"]
+        self.assertEqual(sorted(n["id"] for n in nodes), [1, 2, 3, 4, 5])
+        self.assertTrue(all(n["up"] for n in nodes))
+        self.assertEqual(len({s["group"] for s in out["shards"]}), self.SHARDS)
+        self.assertNotIn(0, [s["group"] for s in out["shards"]])
+        # The node objects keep the unsharded fields, and say which group they describe.
+        for n in nodes:
+            self.assertLessEqual({"endpoint", "up", "id", "role", "term", "leader", "commit",
+                                  "applied", "lag", "keys", "group", "meta", "hosts",
+                                  "leads"}, set(n))
+        # Replicas: 8 shards x 3 over 5 nodes.
+        self.assertEqual(sum(len(n["hosts"]) for n in nodes), 3 * self.SHARDS)
+        # The metadata group's leader is the one leader among the rows describing it.
+        meta_rows = [n for n in nodes if n["group"] == 1]
+        self.assertLessEqual(sum(n["role"] == "leader" for n in meta_rows), 1)
+
+    def test_kvmon_table_shows_shards_and_a_dead_leaders_shards_move(self):
+        out = self.wait_for_shards(self.settled, "8 shards, each with a leader and 3 voters")
+        r = run("kvmon", "--endpoints", self.eps, "--once")
+        self.assertEqual(r.returncode, 0)
+        self.assertEqual(r.stdout.count(" up\n"), 5, r.stdout)
+        lines = r.stdout.splitlines()
+        self.assertIn("SHARDS", lines[0])
+        self.assertIn("LEADS", lines[0])
+        head = next(i for i, l in enumerate(lines) if l.split()[:3] == ["SHARD", "GROUP", "LEADER"])
+        self.assertEqual([int(l.split()[0]) for l in lines[head + 1:]],
+                         list(range(self.SHARDS)), r.stdout)
+        # Kill a node that leads a shard: kvmon shows it DOWN and other leaders.
+        # (A node that never answered this kvmon is known only by its endpoint.)
+        victim = next(n["id"] for n in out["nodes"] if n["leads"])
+        self.cluster.kill(victim)
+        try:
+            def victim_row(o):
+                return next(n for n in o["nodes"] if n["endpoint"] == self.cluster.endpoint(victim))
+            out = self.wait_for_shards(
+                lambda o: not victim_row(o)["up"] and self.settled(o, down=(victim,)),
+                f"every shard led by a live node after killing node {victim}")
+            self.assertEqual(victim_row(out)["leads"], [])
+        finally:
+            self.cluster.start(victim)
+        self.wait_for_shards(lambda o: all(n["up"] for n in o["nodes"]) and self.settled(o),
+                             f"node {victim} back")
 
 
 if __name__ == "__main__":
