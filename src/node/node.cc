@@ -89,6 +89,16 @@ Status Node::Start() {
     return Status::IOError(std::string("zeromq: ") + e.what());
   }
 
+  // Who is where: the configured peers, and (when joining) what the member
+  // we join reports, which also must agree on the sharding settings before
+  // this node touches its data dir. Snapshots, the log and the metadata
+  // group update the members further.
+  members_ = cfg_.peers;
+  if (!cfg_.join.empty()) {
+    Status s = LearnMembersFrom(cfg_.join);
+    if (!s.ok()) return s;
+  }
+
   Status s = ClaimDataDir(cfg_);
   if (!s.ok()) return s;
 
@@ -99,15 +109,6 @@ Status Node::Start() {
   if (!s.ok()) return s;
   events_ = std::make_unique<net::Publisher>(&pub_, cfg_.id);
   workers_ = std::make_unique<WorkerPool>(cfg_.workers);
-
-  // Who is where: the configured peers, the members a snapshot remembers,
-  // and (when joining) what the member we join reports. Membership changes
-  // replayed from the log update it further.
-  members_ = cfg_.peers;
-  if (!cfg_.join.empty()) {
-    s = LearnMembersFrom(cfg_.join);
-    if (!s.ok()) return s;
-  }
 
   std::vector<raft::NodeId> founders;
   for (const auto& entry : cfg_.peers) founders.push_back(entry.first);
@@ -267,21 +268,30 @@ Status Node::LearnMembersFrom(const std::string& endpoint) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (uint64_t id = 1; std::chrono::steady_clock::now() < deadline; ++id) {
     net::ClientRequest req;
-    req.op = net::ClientOp::kStatus;
+    req.op = net::ClientOp::kShards;
     req.id = id;
     (void)sock.send(zmq::buffer(net::EncodeClientRequest(req)), zmq::send_flags::dontwait);
     zmq::pollitem_t item{static_cast<void*>(sock), 0, ZMQ_POLLIN, 0};
     zmq::poll(&item, 1, std::chrono::milliseconds(1000));
     zmq::message_t msg;
     if (!(item.revents & ZMQ_POLLIN) || !sock.recv(msg, zmq::recv_flags::dontwait)) continue;
-    NodeStatus st;
+    ShardMap map;
     uint64_t reply_id = 0;
-    if (!net::DecodeStatusReply(msg.to_string_view(), &reply_id, &st).ok()) continue;
-    for (const auto& [node, address] : st.members) {
+    if (!net::DecodeShardsReply(msg.to_string_view(), &reply_id, &map).ok()) continue;
+    // A different ring would send keys to other shards than the cluster does.
+    if (map.shards != cfg_.shards || (map.shards > 0 && map.replicas != cfg_.replicas)) {
+      return Status::InvalidArgument(
+          "the cluster at " + endpoint + " has " +
+          (map.shards == 0 ? std::string("no shards")
+                           : std::to_string(map.shards) + " shards of " +
+                                 std::to_string(map.replicas) + " replicas") +
+          "; start this node with the same --shards and --replicas");
+    }
+    for (const auto& [node, address] : map.members) {
       HostPort hp;
       if (node != cfg_.id && ParseHostPort(address, &hp).ok()) members_[node] = hp;
     }
-    KV_LOG(kInfo) << "joining through " << endpoint << ": " << st.members.size()
+    KV_LOG(kInfo) << "joining through " << endpoint << ": " << map.members.size()
                   << " members known";
     return Status::OK();
   }
@@ -571,46 +581,48 @@ bool Node::DrainPeers() {
       break;
     }
     found = true;
-    raft::Message m;
-    net::SnapshotChunk chunk;
-    net::LeaderHints hints;
-    Status s = frames.size() == 2 ? net::DecodeRaftMessage(frames[1].to_string_view(), &m, &chunk)
-                                  : Status::InvalidArgument("expected one frame");
-    net::RemovedNotice removed;
-    if (!s.ok() && frames.size() == 2) {
-      if (net::DecodeLeaderHints(frames[1].to_string_view(), &hints).ok()) {
-        OnLeaderHints(hints);
-        continue;
-      }
-      if (net::DecodeRemovedNotice(frames[1].to_string_view(), &removed).ok()) {
-        OnRemovedNotice(removed);
-        continue;
-      }
-    }
-    Group* g = s.ok() ? FindGroup(m.group) : nullptr;
-    if (s.ok() && g == nullptr) g = HostOnDemand(m.group);
-    if (s.ok() && g == nullptr) {
-      // Not (or no longer) placed here: dropped quietly, a leader keeps
-      // trying until its removal of this node commits.
-      KV_LOG(kDebug) << "message for group " << m.group << " from " << m.from
-                     << ", not hosted here";
-      continue;
-    }
-    if (s.ok() && cfg_.sharded()) TellIfRemoved(*g, m.from);
-    if (s.ok() && chunk.total != 0) {
-      raft::Message whole;
-      bool complete = false;
-      s = snapshot_assembler_.Add(std::move(m), chunk, &whole, &complete);
-      if (s.ok() && complete) s = g->raft->Step(whole);
-    } else if (s.ok()) {
-      s = g->raft->Step(m);
-    }
-    if (!s.ok() && ShouldLog(++bad_peer_messages_)) {
-      KV_LOG(kWarn) << "dropped a peer message: " << s.message() << " ("
-                    << bad_peer_messages_ << " so far)";
+    // The peer's routing id, then one frame per message: a peer sends all
+    // it has for us in a round as one ZeroMQ message.
+    for (size_t i = 1; i < frames.size(); ++i) HandlePeerFrame(frames[i].to_string_view());
+    if (frames.size() < 2 && ShouldLog(++bad_peer_messages_)) {
+      KV_LOG(kWarn) << "dropped an empty peer message (" << bad_peer_messages_ << " so far)";
     }
   }
   return found;
+}
+
+void Node::HandlePeerFrame(std::string_view frame) {
+  raft::Message m;
+  net::SnapshotChunk chunk;
+  Status s = net::DecodeRaftMessage(frame, &m, &chunk);
+  if (!s.ok()) {
+    net::LeaderHints hints;
+    net::RemovedNotice removed;
+    if (net::DecodeLeaderHints(frame, &hints).ok()) return OnLeaderHints(hints);
+    if (net::DecodeRemovedNotice(frame, &removed).ok()) return OnRemovedNotice(removed);
+  }
+  Group* g = s.ok() ? FindGroup(m.group) : nullptr;
+  if (s.ok() && g == nullptr) g = HostOnDemand(m.group);
+  if (s.ok() && g == nullptr) {
+    // Not (or no longer) placed here: dropped quietly, a leader keeps
+    // trying until its removal of this node commits.
+    KV_LOG(kDebug) << "message for group " << m.group << " from " << m.from
+                   << ", not hosted here";
+    return;
+  }
+  if (s.ok() && cfg_.sharded()) TellIfRemoved(*g, m.from);
+  if (s.ok() && chunk.total != 0) {
+    raft::Message whole;
+    bool complete = false;
+    s = snapshot_assembler_.Add(std::move(m), chunk, &whole, &complete);
+    if (s.ok() && complete) s = g->raft->Step(whole);
+  } else if (s.ok()) {
+    s = g->raft->Step(m);
+  }
+  if (!s.ok() && ShouldLog(++bad_peer_messages_)) {
+    KV_LOG(kWarn) << "dropped a peer message: " << s.message() << " (" << bad_peer_messages_
+                  << " so far)";
+  }
 }
 
 void Node::SendRaft(Group& g, const std::vector<raft::Message>& msgs) {
@@ -619,17 +631,41 @@ void Node::SendRaft(Group& g, const std::vector<raft::Message>& msgs) {
       snapshot_sender_.Start(m, std::chrono::steady_clock::now());
       continue;
     }
-    auto it = raft_out_.find(m.to);
+    PeerBatch& batch = to_peers_[m.to];
+    batch.frames.push_back(net::EncodeRaftMessage(m));
+    batch.groups.push_back(g.id);
+  }
+}
+
+void Node::FlushPeers() {
+  for (auto& [to, batch] : to_peers_) {
+    if (batch.frames.empty()) continue;
+    auto it = raft_out_.find(to);
     bool sent = false;
     if (it != raft_out_.end()) {
-      const std::string bytes = net::EncodeRaftMessage(m);
       try {
-        sent = it->second.send(zmq::buffer(bytes), zmq::send_flags::dontwait).has_value();
+        // All or nothing: once the first part is queued, ZeroMQ queues the rest.
+        for (size_t i = 0; i < batch.frames.size(); ++i) {
+          const auto more = i + 1 < batch.frames.size() ? zmq::send_flags::sndmore
+                                                        : zmq::send_flags::none;
+          sent = it->second.send(zmq::buffer(batch.frames[i]), more | zmq::send_flags::dontwait)
+                     .has_value();
+          if (!sent) break;
+        }
       } catch (const zmq::error_t& e) {
-        KV_LOG(kDebug) << "send to " << m.to << ": " << e.what();
+        KV_LOG(kDebug) << "send to " << to << ": " << e.what();
       }
     }
-    if (!sent) g.raft->ReportUnreachable(m.to);
+    if (!sent) {
+      std::sort(batch.groups.begin(), batch.groups.end());
+      batch.groups.erase(std::unique(batch.groups.begin(), batch.groups.end()),
+                         batch.groups.end());
+      for (raft::GroupId id : batch.groups) {
+        if (Group* g = FindGroup(id)) g->raft->ReportUnreachable(to);
+      }
+    }
+    batch.frames.clear();
+    batch.groups.clear();
   }
 }
 
@@ -1184,6 +1220,8 @@ void Node::ProcessReady() {
       if (!rd.entries.empty()) batch.AppendEntries(g->id, rd.entries);
       if (rd.hard_state) batch.SetHardState(g->id, *rd.hard_state);
     }
+    // A leader's appends go out before its own write (thesis 10.2.1).
+    FlushPeers();
     if (s.ok() && !batch.empty()) {
       s = storage_->wal()->Write(&batch);
       if (s.ok()) s = storage_->ApplyWritten(batch);
@@ -1207,6 +1245,7 @@ void Node::ProcessReady() {
       }
       g->raft->Advance(rd);
     }
+    FlushPeers();
   }
   for (auto& [id, g] : groups_) MaybeSnapshot(*g);
   if (hints_dirty_) SendLeaderHints();

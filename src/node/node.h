@@ -160,7 +160,11 @@ class Node {
   void ReplyRaw(const Pending& p, const std::string& bytes);
   void ReplyStatus(const Pending& p);
   void ReplyShards(const Pending& p);
+  void HandlePeerFrame(std::string_view frame);
+  // Queues a group's messages per peer; FlushPeers sends each peer's queue
+  // as one ZeroMQ message (many groups' messages in one send).
   void SendRaft(Group& g, const std::vector<raft::Message>& msgs);
+  void FlushPeers();
   void PumpSnapshots();
   void Deliver(Outgoing out);
 
@@ -233,6 +237,11 @@ class Node {
   zmq::socket_t pub_;      // PUB, events
   std::map<raft::NodeId, zmq::socket_t> raft_out_;      // DEALER to each peer
   std::map<raft::NodeId, zmq::socket_t> snapshot_out_;  // DEALER to each peer, snapshots only
+  struct PeerBatch {
+    std::vector<std::string> frames;   // encoded messages
+    std::vector<raft::GroupId> groups;  // the group of each, to report a failed send
+  };
+  std::map<raft::NodeId, PeerBatch> to_peers_;
   SnapshotSender snapshot_sender_{1 << 20, std::chrono::seconds(30)};
   SnapshotAssembler snapshot_assembler_{uint64_t{16} << 30};
   std::unique_ptr<net::Publisher> events_;

@@ -130,6 +130,17 @@ class ShardingTest(unittest.TestCase):
         wait_until(lambda: max(leader_counts().values()) - min(leader_counts().values()) <= 1,
                    SETTLE, interval=0.2, what="balanced leaders")
 
+        # A node joining with other sharding settings is refused before it
+        # touches its data dir.
+        wrong_dir = os.path.join(self.c.dir, "wrong")
+        wrong = subprocess.run(
+            [os.path.join(BUILD, "src", "node", "kvstore"), "--id", "9", "--port",
+             str(self.c.port(7)), "--join", self.c.endpoint(1), "--shards", "8",
+             "--data-dir", wrong_dir], capture_output=True, text=True, timeout=60)
+        self.assertEqual(wrong.returncode, 2, wrong.stdout + wrong.stderr)
+        self.assertIn("16 shards of 3 replicas", wrong.stdout + wrong.stderr)
+        self.assertFalse(os.path.exists(wrong_dir))
+
         # One load (one history) across both moves. Grow: node 6 joins.
         load, hist = self.start_load(40)
         new = self.c.start_joiner(via=1)
