@@ -1198,43 +1198,69 @@ void Node::ProcessReady() {
     }
     g->read_batch.clear();
   }
-  // Every group's Ready of a pass shares one WAL write and one fdatasync.
-  // Pumping snapshots reports progress to Raft, which may have more to do.
-  std::vector<std::pair<Group*, raft::Ready>> readies;
-  while (true) {
+  // Every group's Ready of a pass shares one WAL batch. The batch is written
+  // and synced by the WAL thread while this thread goes on receiving and
+  // proposing (Readies are persisted and advanced in the order handed out);
+  // FinishWrites completes them. Pumping snapshots reports progress to Raft,
+  // which may have more to do.
+  while (fatal_.ok()) {
     PumpSnapshots();
-    readies.clear();
+    auto write = std::make_shared<WriteInFlight>();
     for (auto& [id, g] : groups_) {
-      if (g->raft->HasReady()) readies.emplace_back(g.get(), g->raft->GetReady());
+      if (g->raft->HasReady()) write->readies.emplace_back(g.get(), g->raft->GetReady());
     }
-    if (readies.empty()) break;
+    if (write->readies.empty()) break;
     Status s;
-    storage::WriteBatch batch;
-    for (auto& [g, rd] : readies) {
+    for (auto& [g, rd] : write->readies) {
       if (rd.soft_state) OnRoleChange(*g, *rd.soft_state);
       SendRaft(*g, rd.messages);
       if (rd.snapshot && s.ok()) {
-        s = storage_->InstallSnapshot(g->id, *rd.snapshot);
+        // A leader's snapshot replaces the log: only once every earlier write
+        // is in the storage.
+        WaitForWrites();
+        s = fatal_.ok() ? storage_->InstallSnapshot(g->id, *rd.snapshot) : fatal_;
         if (s.ok()) InstallOnWorker(*g, std::move(*rd.snapshot));
       }
-      if (!rd.entries.empty()) batch.AppendEntries(g->id, rd.entries);
-      if (rd.hard_state) batch.SetHardState(g->id, *rd.hard_state);
+      if (!rd.entries.empty()) write->batch.AppendEntries(g->id, rd.entries);
+      if (rd.hard_state) write->batch.SetHardState(g->id, *rd.hard_state);
     }
     // A leader's appends go out before its own write (thesis 10.2.1).
     FlushPeers();
-    if (s.ok() && !batch.empty()) {
-      s = storage_->wal()->Write(&batch);
-      if (s.ok()) s = storage_->ApplyWritten(batch);
+    if (!s.ok()) return Fail(s);
+    writes_.push_back(write);
+    if (write->batch.empty()) {
+      write->done = true;
+    } else {
+      storage_->wal()->Submit(std::move(write->batch), [this, write](Status st,
+                                                                     storage::WriteBatch b) {
+        {
+          std::lock_guard<std::mutex> lock(writes_mu_);
+          write->status = std::move(st);
+          write->batch = std::move(b);
+          write->done = true;
+        }
+        writes_cv_.notify_all();
+        loop_.Post([this] { FinishWrites(); });
+      });
     }
-    if (!s.ok()) {
-      // The WAL's error is sticky: without durable storage this node must not
-      // acknowledge or vote again. Stop rather than pretend.
-      fatal_ = s;
-      KV_LOG(kError) << "node " << cfg_.id << ": storage failed, stopping: " << s.ToString();
-      loop_.Stop();
-      return;
+    FinishWrites();
+  }
+  for (auto& [id, g] : groups_) MaybeSnapshot(*g);
+  if (hints_dirty_) SendLeaderHints();
+}
+
+void Node::FinishWrites() {
+  while (fatal_.ok() && !writes_.empty()) {
+    std::shared_ptr<WriteInFlight> write = writes_.front();
+    {
+      std::lock_guard<std::mutex> lock(writes_mu_);
+      if (!write->done) return;
     }
-    for (auto& [g, rd] : readies) {
+    writes_.pop_front();
+    Status s = write->status;
+    if (s.ok() && !write->batch.empty()) s = storage_->ApplyWritten(write->batch);
+    if (!s.ok()) return Fail(s);
+    for (auto& [g, rd] : write->readies) {
       SendRaft(*g, rd.persisted_messages);
       if (!rd.committed_entries.empty()) HandCommitted(*g, std::move(rd.committed_entries));
       for (const raft::ReadState& rs : rd.read_states) {
@@ -1247,8 +1273,25 @@ void Node::ProcessReady() {
     }
     FlushPeers();
   }
-  for (auto& [id, g] : groups_) MaybeSnapshot(*g);
-  if (hints_dirty_) SendLeaderHints();
+}
+
+void Node::WaitForWrites() {
+  while (fatal_.ok() && !writes_.empty()) {
+    {
+      std::unique_lock<std::mutex> lock(writes_mu_);
+      writes_cv_.wait(lock, [this] { return writes_.front()->done; });
+    }
+    FinishWrites();
+  }
+}
+
+void Node::Fail(const Status& s) {
+  // The WAL's error is sticky: without durable storage this node must not
+  // acknowledge or vote again. Stop rather than pretend.
+  if (!fatal_.ok()) return;
+  fatal_ = s;
+  KV_LOG(kError) << "node " << cfg_.id << ": storage failed, stopping: " << s.ToString();
+  loop_.Stop();
 }
 
 void Node::InstallOnWorker(Group& g, raft::Snapshot snap) {
@@ -1405,6 +1448,9 @@ void Node::MaybeSnapshot(Group& g) {
     std::string data = g.sm.Serialize();
     loop_.Post([this, &g, index, conf, data = std::move(data)]() mutable {
       g.snapshot_in_progress = false;
+      // The storage takes a snapshot only after the writes submitted before it.
+      WaitForWrites();
+      if (!fatal_.ok()) return;
       // On failure too: the next try comes after another snapshot_entries.
       g.last_snapshot_index = std::max(g.last_snapshot_index, index);
       Status s = storage_->CreateSnapshot(g.id, index, conf, std::move(data));

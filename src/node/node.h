@@ -24,6 +24,7 @@
 // handler path (it only writes an eventfd).
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -176,6 +177,13 @@ class Node {
   raft::GroupId GroupForKey(std::string_view key) const;
   void Tick();
   void ProcessReady();
+  // Completes, in order, the writes the WAL reported durable: makes them
+  // visible in the storage, sends what waited for them, hands committed
+  // entries on and advances the groups.
+  void FinishWrites();
+  // Blocks until every write submitted so far is durable, and finishes them.
+  void WaitForWrites();
+  void Fail(const Status& s);
   void OnRoleChange(Group& g, const raft::SoftState& ss);
   void FailPendingOnStepDown(Group& g);
   void MaybeSnapshot(Group& g);
@@ -248,6 +256,18 @@ class Node {
 
   std::unique_ptr<storage::NodeStorage> storage_;
   Status fatal_;  // a storage failure: the node stops serving
+
+  // A pass's Readies and their WAL batch, from Submit to FinishWrites.
+  struct WriteInFlight {
+    std::vector<std::pair<Group*, raft::Ready>> readies;
+    // Set by the WAL thread (under writes_mu_): the batch back, durable or not.
+    storage::WriteBatch batch;
+    Status status;
+    bool done = false;
+  };
+  std::deque<std::shared_ptr<WriteInFlight>> writes_;  // loop thread, oldest first
+  std::mutex writes_mu_;
+  std::condition_variable writes_cv_;
 
   // Loop thread only.
   std::map<raft::GroupId, std::unique_ptr<Group>> groups_;
