@@ -1211,6 +1211,7 @@ void Node::ProcessReady() {
     }
     if (write->readies.empty()) break;
     Status s;
+    bool sync = false;
     for (auto& [g, rd] : write->readies) {
       if (rd.soft_state) OnRoleChange(*g, *rd.soft_state);
       SendRaft(*g, rd.messages);
@@ -1223,7 +1224,10 @@ void Node::ProcessReady() {
       }
       if (!rd.entries.empty()) write->batch.AppendEntries(g->id, rd.entries);
       if (rd.hard_state) write->batch.SetHardState(g->id, *rd.hard_state);
+      sync = sync || rd.must_sync;
     }
+    // Only a commit index moved: no fdatasync of its own (a later one covers it).
+    write->batch.set_sync(sync);
     // A leader's appends go out before its own write (thesis 10.2.1).
     FlushPeers();
     if (!s.ok()) return Fail(s);

@@ -85,6 +85,12 @@ class WriteBatch {
 
   bool empty() const { return records_.empty(); }
   const std::vector<Record>& records() const { return records_; }
+  // A batch that need not be durable at once (a Raft Ready whose only change
+  // is the commit index) is written without an fdatasync of its own: it is
+  // synced with the next batch that needs one, and a crash before that may
+  // lose it. Default: synced.
+  void set_sync(bool sync) { sync_ = sync; }
+  bool sync() const { return sync_; }
   // After a successful write, locations()[i] is where records()[i] landed.
   const std::vector<Location>& locations() const { return locations_; }
 
@@ -92,6 +98,7 @@ class WriteBatch {
   friend class Wal;
   std::vector<Record> records_;
   std::vector<Location> locations_;
+  bool sync_ = true;
 };
 
 class Wal {
@@ -100,7 +107,8 @@ class Wal {
   // log order (segment headers and write starts are the WAL's own). A non-OK
   // status stops recovery and is returned by Open.
   using ReplayFn = std::function<Status(const Record& record, const Location& where)>;
-  // Called on the writer thread once the batch is durable (OK) or has failed.
+  // Called on the writer thread once the batch is durable (OK) or has failed;
+  // a batch with sync() false: once written.
   using DoneFn = std::function<void(Status status, WriteBatch batch)>;
 
   // Opens (creating if needed) the WAL in `dir`, replays it through `replay`,

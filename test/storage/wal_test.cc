@@ -196,3 +196,50 @@ TEST_CASE("completions run in submission order", "[wal]") {
 
 }  // namespace
 }  // namespace kv::storage
+
+namespace kv::storage {
+namespace {
+
+TEST_CASE("a batch that needs no sync costs none, and the next sync makes it durable",
+          "[wal]") {
+  FaultInjectionEnv env;
+  Collector none;
+  auto wal = OpenWal(&env, &none);
+  WriteBatch first;
+  first.AppendEntries(1, {MakeEntry(1, 1)});
+  REQUIRE(wal->Write(&first).ok());
+  const uint64_t syncs = wal->sync_count();
+
+  WriteBatch commit_only;
+  commit_only.SetHardState(1, raft::HardState{1, 0, 1});
+  commit_only.set_sync(false);
+  REQUIRE(wal->Write(&commit_only).ok());
+  CHECK(wal->sync_count() == syncs);
+
+  SECTION("a crash may lose it, and the rest survives") {
+    env.SimulateCrash(FaultInjectionEnv::CrashMode::kDropUnsynced, 1);
+    wal.reset();
+    env.Restart();
+    Collector after;
+    wal = OpenWal(&env, &after);
+    CHECK(Written(after).size() == 1);
+  }
+  SECTION("a later synced batch makes both durable") {
+    WriteBatch second;
+    second.AppendEntries(1, {MakeEntry(2, 1)});
+    REQUIRE(wal->Write(&second).ok());
+    CHECK(wal->sync_count() == syncs + 1);
+    env.SimulateCrash(FaultInjectionEnv::CrashMode::kDropUnsynced, 1);
+    wal.reset();
+    env.Restart();
+    Collector after;
+    wal = OpenWal(&env, &after);
+    CHECK(Written(after).size() == 2);
+    bool hard_state = false;
+    for (const Record& r : after.records) hard_state = hard_state || r.type == RecordType::kHardState;
+    CHECK(hard_state);
+  }
+}
+
+}  // namespace
+}  // namespace kv::storage
