@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <xxhash.h>
+
 #include "common/coding.h"
 
 namespace kv {
@@ -9,14 +11,6 @@ namespace kv {
 namespace {
 // Version 2 added the members after the data; version 1 snapshots have none.
 constexpr uint8_t kSnapshotVersion = 2;
-
-uint64_t Fnv1a(std::string_view bytes, uint64_t h) {
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
 
 // Spreads the bits so that sums of hashes do not cancel in patterns.
 uint64_t Mix(uint64_t x) {
@@ -40,9 +34,12 @@ const char* ApplyResultName(ApplyResult r) {
 }
 
 uint64_t StateMachine::HashPair(std::string_view key, std::string_view value) {
-  uint64_t h = Fnv1a(key, 0xcbf29ce484222325ULL);
-  h = Fnv1a(std::string_view("\0", 1), h);
-  return Mix(Fnv1a(value, h) + key.size());
+  // XXH3 (xxHash 0.8): an order of magnitude faster per byte than a
+  // byte-at-a-time hash, and this runs twice for every write applied. The
+  // key's hash seeds the value's, so that moving bytes from key to value
+  // changes the result.
+  const uint64_t h = XXH3_64bits(key.data(), key.size());
+  return Mix(XXH3_64bits_withSeed(value.data(), value.size(), h) + key.size());
 }
 
 void StateMachine::PutValue(const std::string& key, std::string value) {
