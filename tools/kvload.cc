@@ -410,13 +410,15 @@ void Worker::Complete(Slot& slot, const std::string& outcome, const char* histor
       break;
     }
   }
-  if (outcome == "OK") {
+  // What this thread saw last, for the expected value of its cas operations
+  // (not kept without them: it costs a map update per operation).
+  if (s_.cas_ratio > 0 && outcome == "OK") {
     if (slot.op == ClientOp::kGet) {
       last_seen_[slot.key] = read_value ? std::optional<std::string>(*read_value) : std::nullopt;
     } else {
       last_seen_[slot.key] = slot.value;
     }
-  } else if (outcome == "NOT_FOUND" && slot.op == ClientOp::kGet) {
+  } else if (s_.cas_ratio > 0 && outcome == "NOT_FOUND" && slot.op == ClientOp::kGet) {
     last_seen_[slot.key] = std::nullopt;
   }
   if (shared_->history) {
