@@ -45,6 +45,9 @@ constexpr uint64_t kBalanceTicks = 10;
 constexpr raft::Index kPromoteLag = 1000;
 // The metadata group's keys naming the cluster's members: member/<id> -> host:port.
 constexpr std::string_view kMemberPrefix = "member/";
+// Worker strands: a group's id applies its entries; this bit set on it, its
+// snapshot files are written.
+constexpr uint64_t kSnapshotStrand = uint64_t{1} << 63;
 
 }  // namespace
 
@@ -1448,25 +1451,34 @@ void Node::MaybeSnapshot(Group& g) {
   }
   g.snapshot_in_progress = true;
   workers_->Post(g.id, [this, &g, index, conf = g.raft->conf_state()] {
-    // The strand has applied exactly up to `index` here.
+    // The strand has applied exactly up to `index` here: copy the state.
     std::string data = g.sm.Serialize();
-    loop_.Post([this, &g, index, conf, data = std::move(data)]() mutable {
-      g.snapshot_in_progress = false;
-      // The storage takes a snapshot only after the writes submitted before it.
-      WaitForWrites();
-      if (!fatal_.ok()) return;
-      // On failure too: the next try comes after another snapshot_entries.
-      g.last_snapshot_index = std::max(g.last_snapshot_index, index);
-      Status s = storage_->CreateSnapshot(g.id, index, conf, std::move(data));
-      if (!s.ok()) {
-        KV_LOG(kWarn) << "group " << g.id << ": snapshot at " << index
-                      << " not taken: " << s.ToString();
-        return;
-      }
-      events_->Publish("snapshot",
-                       {{"group", g.id}, {"event", std::string("taken")}, {"index", index}});
-      KV_LOG(kInfo) << "node " << cfg_.id << " group " << g.id << " took a snapshot at "
-                    << index;
+    // Writing and syncing the file runs on a strand of its own, beside the
+    // group's applies and off the loop thread.
+    workers_->Post(g.id | kSnapshotStrand, [this, &g, index, conf, data = std::move(data)]() mutable {
+      raft::SnapshotMeta meta;
+      Status s = storage_->SaveSnapshot(g.id, index, conf, std::move(data), &meta);
+      loop_.Post([this, &g, index, meta, s]() {
+        g.snapshot_in_progress = false;
+        // On failure too: the next try comes after another snapshot_entries.
+        g.last_snapshot_index = std::max(g.last_snapshot_index, index);
+        Status cs = s;
+        if (cs.ok()) {
+          // The storage records it only after the writes submitted before.
+          WaitForWrites();
+          if (!fatal_.ok()) return;
+          cs = storage_->CommitSnapshot(g.id, meta);
+        }
+        if (!cs.ok()) {
+          KV_LOG(kWarn) << "group " << g.id << ": snapshot at " << index
+                        << " not taken: " << cs.ToString();
+          return;
+        }
+        events_->Publish("snapshot",
+                         {{"group", g.id}, {"event", std::string("taken")}, {"index", index}});
+        KV_LOG(kInfo) << "node " << cfg_.id << " group " << g.id << " took a snapshot at "
+                      << index;
+      });
     });
   });
 }

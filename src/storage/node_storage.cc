@@ -216,6 +216,13 @@ Status NodeStorage::ApplyWritten(const WriteBatch& batch) {
 
 Status NodeStorage::CreateSnapshot(raft::GroupId group, raft::Index i, const raft::ConfState& conf,
                                    std::string data) {
+  raft::SnapshotMeta meta;
+  Status s = SaveSnapshot(group, i, conf, std::move(data), &meta);
+  return s.ok() ? CommitSnapshot(group, meta) : s;
+}
+
+Status NodeStorage::SaveSnapshot(raft::GroupId group, raft::Index i, const raft::ConfState& conf,
+                                 std::string data, raft::SnapshotMeta* meta) {
   GroupStorage* g = Group(group);
   raft::Snapshot snap;
   snap.meta.index = i;
@@ -227,8 +234,17 @@ Status NodeStorage::CreateSnapshot(raft::GroupId group, raft::Index i, const raf
   if (!s.ok()) return Status::InvalidArgument("snapshot past the last index");
   snap.data = std::move(data);
   s = snapshots_->Save(group, snap);
-  if (s.ok()) s = LogSnapshot(group, snap.meta, false);
-  if (s.ok()) s = g->Compact(snap.meta);
+  if (s.ok()) *meta = snap.meta;
+  return s;
+}
+
+Status NodeStorage::CommitSnapshot(raft::GroupId group, const raft::SnapshotMeta& meta) {
+  GroupStorage* g = Group(group);
+  if (meta.index <= g->snapshot_meta().index) {
+    return Status::InvalidArgument("snapshot superseded by a newer one");
+  }
+  Status s = LogSnapshot(group, meta, false);
+  if (s.ok()) s = g->Compact(meta);
   if (s.ok()) s = ReleaseSegments();
   return s;
 }

@@ -71,6 +71,18 @@ class NodeStorage {
   // syncs and one WAL sync, so never call it from a WAL completion.
   Status CreateSnapshot(raft::GroupId group, raft::Index i, const raft::ConfState& conf,
                         std::string data);
+  // CreateSnapshot in two steps, so that the slow one (writing and syncing
+  // the file) can run off the thread that applies batches. SaveSnapshot,
+  // from any thread, writes the file and fills *meta; CommitSnapshot, from
+  // the thread that applies batches (after the batches submitted before it
+  // were applied), records it in the WAL, releases the group's entries up to
+  // it and deletes WAL segments no group needs. CommitSnapshot refuses
+  // (InvalidArgument) a snapshot that a newer one, installed meanwhile,
+  // superseded; a crash between the two steps leaves a valid snapshot file
+  // that recovery may use.
+  Status SaveSnapshot(raft::GroupId group, raft::Index i, const raft::ConfState& conf,
+                      std::string data, raft::SnapshotMeta* meta);
+  Status CommitSnapshot(raft::GroupId group, const raft::SnapshotMeta& meta);
 
   // Saves a snapshot received from a leader and replaces the group's log with
   // it. InvalidArgument if it is empty or older than the group's current
