@@ -196,6 +196,8 @@ Status Node::CreateGroup(raft::GroupId id, int shard, const std::vector<raft::No
   }
   PublishProgress(*g);
   g->handed_to_workers = snap.meta.index;
+  const std::vector<uint64_t> segments = storage_->wal()->Segments();
+  g->snapshot_segment = wal_segment_ = segments.empty() ? 0 : segments.back();
   for (const auto& [node, address] : g->sm.members()) {
     HostPort hp;
     if (ParseHostPort(address, &hp).ok()) members_[node] = hp;
@@ -1125,6 +1127,10 @@ void Node::PromoteCaughtUpLearners(Group& g) {
 
 void Node::Tick() {
   ++ticks_;
+  if (ticks_ % kBalanceTicks == 0) {
+    const std::vector<uint64_t> segments = storage_->wal()->Segments();
+    if (!segments.empty()) wal_segment_ = segments.back();
+  }
   for (auto& [id, g] : groups_) {
     if (g->removed) continue;
     g->raft->Tick();
@@ -1445,11 +1451,16 @@ void Node::MaybeSnapshot(Group& g) {
   // Only once everything committed is with the strand, so that the
   // configuration we record matches the data the strand will copy.
   const raft::Index index = g.handed_to_workers;
-  if (g.snapshot_in_progress || index < g.last_snapshot_index + cfg_.snapshot_entries ||
+  // Also a group the WAL has moved two segments past since its last
+  // snapshot: its entries there would keep the segments on disk (a quiet
+  // group of a sharded node may take many segments to reach snapshot_entries).
+  const bool holds_wal = g.snapshot_segment + 2 <= wal_segment_ && index > g.last_snapshot_index;
+  if (g.snapshot_in_progress || (index < g.last_snapshot_index + cfg_.snapshot_entries && !holds_wal) ||
       index != g.raft->commit()) {
     return;
   }
   g.snapshot_in_progress = true;
+  g.snapshot_segment = wal_segment_;
   workers_->Post(g.id, [this, &g, index, conf = g.raft->conf_state()] {
     // The strand has applied exactly up to `index` here: copy the state.
     std::string data = g.sm.Serialize();

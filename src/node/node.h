@@ -131,6 +131,7 @@ class Node {
     raft::Index handed_to_workers = 0;  // last committed index given to the strand
     raft::Index last_snapshot_index = 0;
     bool snapshot_in_progress = false;
+    uint64_t snapshot_segment = 0;  // the WAL's newest segment when its last snapshot began
     raft::Index published_commit = 0;
     uint64_t leader_since_tick = 0;     // when this node last became its leader
     uint64_t last_transfer_tick = 0;    // when it last handed leadership on
@@ -286,6 +287,7 @@ class Node {
   raft::Term seeding_term_ = 0;     // when this node (as meta leader) proposed them
   std::map<raft::NodeId, HostPort> members_;  // every member's client address
   uint64_t ticks_ = 0;
+  uint64_t wal_segment_ = 0;  // the WAL's newest segment, read every few ticks
   uint64_t bad_requests_ = 0;
   uint64_t bad_peer_messages_ = 0;
 

@@ -274,6 +274,10 @@ Status NodeStorage::ReleaseSegments() {
   for (raft::GroupId group : snapshots_->Groups()) {
     const std::vector<raft::Index> kept = snapshots_->List(group);
     if (kept.size() >= 2) released[group] = kept[kept.size() - 2];
+    // A group whose newest snapshot covers its whole log (an idle one) will
+    // never take the second snapshot that would release its old entries:
+    // without this, one idle group would keep every WAL segment forever.
+    if (!kept.empty() && kept.back() >= Group(group)->LastIndex()) released[group] = kept.back();
   }
   return wal_->ReleaseSegments(released);
 }

@@ -18,7 +18,10 @@
 //
 // WAL retention: a group keeps WAL entries after the OLDER of its two kept
 // snapshots, so that if the newest snapshot file is found damaged at start,
-// the previous one plus the WAL still rebuild the group.
+// the previous one plus the WAL still rebuild the group; a group whose newest
+// snapshot covers its whole log (an idle group) keeps none, so that it does
+// not hold every segment forever (its older snapshot then has no WAL to
+// replay: a damaged newest file means re-adding that replica).
 // Thread safety: Group() and the snapshot calls may be called from any thread;
 // see GroupStorage and Wal for theirs.
 #pragma once

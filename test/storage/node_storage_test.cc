@@ -311,3 +311,42 @@ TEST_CASE("random appends, conflicts, snapshots and reopenings match MemoryStora
 
 }  // namespace
 }  // namespace kv::storage
+
+namespace kv::storage {
+namespace {
+
+TEST_CASE("an idle group whose snapshot covers its log holds no WAL segment", "[node]") {
+  FaultInjectionEnv env;
+  QuietLog quiet;
+  std::map<raft::GroupId, raft::MemoryStorage> want;
+  {
+    auto storage = Open(&env, 1024, 256);
+    // Group 2 writes a little, early, then goes quiet; group 1 keeps writing.
+    Persist(storage.get(), 2, Run(1, 3, 1, 60));
+    REQUIRE(want[2].Append(Run(1, 3, 1, 60)).ok());
+    for (raft::Index i = 1; i <= 60; ++i) {
+      Persist(storage.get(), 1, Run(i, i, 1, 60));
+      REQUIRE(want[1].Append(Run(i, i, 1, 60)).ok());
+    }
+    const std::vector<uint64_t> all = storage->wal()->Segments();
+    REQUIRE(all.size() > 4);
+    REQUIRE(storage->CreateSnapshot(1, 30, raft::ConfState{{1}, {}}, "g1@30").ok());
+    REQUIRE(storage->CreateSnapshot(1, 50, raft::ConfState{{1}, {}}, "g1@50").ok());
+    REQUIRE(want[1].CreateSnapshot(30, raft::ConfState{{1}, {}}, "g1@30").ok());
+    REQUIRE(want[1].CreateSnapshot(50, raft::ConfState{{1}, {}}, "g1@50").ok());
+    // Group 2's entries keep the first segment until its snapshot covers them.
+    CHECK(storage->wal()->Segments().front() == all.front());
+    REQUIRE(storage->CreateSnapshot(2, 3, raft::ConfState{{1}, {}}, "g2@3").ok());
+    REQUIRE(want[2].CreateSnapshot(3, raft::ConfState{{1}, {}}, "g2@3").ok());
+    CHECK(storage->wal()->Segments().front() > all.front());
+    for (raft::GroupId g : {1, 2}) ExpectSame(want[g], *storage->Group(g));
+  }
+  auto storage = Open(&env, 1024, 256);
+  for (raft::GroupId g : {1, 2}) {
+    CAPTURE(g);
+    ExpectSame(want[g], *storage->Group(g));
+  }
+}
+
+}  // namespace
+}  // namespace kv::storage
