@@ -826,4 +826,103 @@ Status DecodeShardsReply(std::string_view bytes, uint64_t* request_id, ShardMap*
   return Status::OK();
 }
 
+// ---- Leader hints and removed notices -------------------------------------
+
+namespace {
+
+// True for [kPeerCodecVersion, kind, ...] with `size` elements.
+bool IsPeerFrame(const msgpack::object& o, uint32_t size, std::string_view kind) {
+  uint64_t version = 0;
+  std::string name;
+  return o.type == msgpack::type::ARRAY && o.via.array.size == size &&
+         GetUint(o.via.array.ptr[0], &version) && version == kPeerCodecVersion &&
+         GetBytes(o.via.array.ptr[1], &name) && name == kind;
+}
+
+}  // namespace
+
+std::string EncodeLeaderHints(const LeaderHints& hints) {
+  std::string out;
+  StringBuffer buf(&out);
+  Packer pk(buf);
+  pk.pack_array(6);
+  pk.pack_uint64(kPeerCodecVersion);
+  PackStr(pk, "leads");
+  pk.pack_uint64(hints.from);
+  pk.pack_array(static_cast<uint32_t>(hints.leads.size()));
+  for (const auto& [group, term] : hints.leads) {
+    pk.pack_array(2);
+    pk.pack_uint64(group);
+    pk.pack_uint64(term);
+  }
+  pk.pack_uint64(hints.map_version);
+  pk.pack_array(static_cast<uint32_t>(hints.members.size()));
+  for (const auto& [node, address] : hints.members) {
+    pk.pack_array(2);
+    pk.pack_uint64(node);
+    PackStr(pk, address);
+  }
+  return out;
+}
+
+Status DecodeLeaderHints(std::string_view bytes, LeaderHints* hints) {
+  *hints = LeaderHints{};
+  msgpack::object_handle oh;
+  Status s = Unpack(bytes, &oh);
+  if (!s.ok()) return s;
+  const msgpack::object& o = oh.get();
+  if (!IsPeerFrame(o, 6, "leads")) return Status::InvalidArgument("not a leader hints frame");
+  const msgpack::object* f = o.via.array.ptr;
+  if (!GetUint(f[2], &hints->from) || f[3].type != msgpack::type::ARRAY ||
+      !GetUint(f[4], &hints->map_version) || f[5].type != msgpack::type::ARRAY) {
+    return Status::InvalidArgument("leader hints: malformed");
+  }
+  for (uint32_t i = 0; i < f[3].via.array.size; ++i) {
+    const msgpack::object& item = f[3].via.array.ptr[i];
+    uint64_t group = 0, term = 0;
+    if (item.type != msgpack::type::ARRAY || item.via.array.size != 2 ||
+        !GetUint(item.via.array.ptr[0], &group) || !GetUint(item.via.array.ptr[1], &term)) {
+      return Status::InvalidArgument("leader hints: malformed entry");
+    }
+    hints->leads.emplace_back(group, term);
+  }
+  for (uint32_t i = 0; i < f[5].via.array.size; ++i) {
+    const msgpack::object& item = f[5].via.array.ptr[i];
+    uint64_t node = 0;
+    std::string address;
+    if (item.type != msgpack::type::ARRAY || item.via.array.size != 2 ||
+        !GetUint(item.via.array.ptr[0], &node) ||
+        item.via.array.ptr[1].type != msgpack::type::STR ||
+        !GetBytes(item.via.array.ptr[1], &address)) {
+      return Status::InvalidArgument("leader hints: malformed member");
+    }
+    hints->members.emplace_back(node, std::move(address));
+  }
+  return Status::OK();
+}
+
+std::string EncodeRemovedNotice(const RemovedNotice& notice) {
+  std::string out;
+  StringBuffer buf(&out);
+  Packer pk(buf);
+  pk.pack_array(4);
+  pk.pack_uint64(kPeerCodecVersion);
+  PackStr(pk, "removed");
+  pk.pack_uint64(notice.from);
+  pk.pack_uint64(notice.group);
+  return out;
+}
+
+Status DecodeRemovedNotice(std::string_view bytes, RemovedNotice* notice) {
+  msgpack::object_handle oh;
+  Status s = Unpack(bytes, &oh);
+  if (!s.ok()) return s;
+  const msgpack::object& o = oh.get();
+  if (!IsPeerFrame(o, 4, "removed") || !GetUint(o.via.array.ptr[2], &notice->from) ||
+      !GetUint(o.via.array.ptr[3], &notice->group)) {
+    return Status::InvalidArgument("not a removed notice");
+  }
+  return Status::OK();
+}
+
 }  // namespace kv::net

@@ -117,7 +117,7 @@ Status Node::Start() {
   for (const auto& entry : cfg_.peers) founders.push_back(entry.first);
   if (!cfg_.sharded()) {
     // A joining node starts with no configuration: the leader's log brings it.
-    s = CreateGroup(kMainGroup, -1, cfg_.join.empty() ? founders : std::vector<raft::NodeId>{},
+    s = CreateGroup(kMainGroup, cfg_.join.empty() ? founders : std::vector<raft::NodeId>{},
                     raft::kNoNode);
   } else {
     ring_ = std::make_unique<ShardRing>(cfg_.shards);
@@ -127,24 +127,23 @@ Status Node::Start() {
       // A founder's first start: every founder computes the same placement
       // from the same founders and bootstraps the groups it puts here.
       const std::vector<raft::NodeId> meta = TargetReplicas(kMainGroup);
-      if (Contains(meta, cfg_.id)) s = CreateGroup(kMainGroup, -1, meta, raft::kNoNode);
+      if (Contains(meta, cfg_.id)) s = CreateGroup(kMainGroup, meta, raft::kNoNode);
       for (uint32_t shard = 0; s.ok() && shard < cfg_.shards; ++shard) {
         if (Contains(placement_->replicas[shard], cfg_.id)) {
-          s = CreateGroup(ShardGroup(shard), static_cast<int>(shard),
-                          placement_->replicas[shard], placement_->leader[shard]);
+          s = CreateGroup(ShardGroup(shard), placement_->replicas[shard],
+                          placement_->leader[shard]);
         }
       }
     } else {
       // Later the storage says which groups this node has been part of;
       // messages from their leaders bring new ones (HostOnDemand).
       for (raft::GroupId id : stored) {
-        if (id != kMainGroup && (id < kFirstShardGroup || id - kFirstShardGroup >= cfg_.shards)) {
+        if (id != kMainGroup && ShardOf(id) < 0) {
           return Status::Corruption("data dir holds group " + std::to_string(id) +
                                     ", not a group of a cluster of " +
                                     std::to_string(cfg_.shards) + " shards");
         }
-        const int shard = id == kMainGroup ? -1 : static_cast<int>(id - kFirstShardGroup);
-        s = CreateGroup(id, shard, {}, raft::kNoNode);
+        s = CreateGroup(id, {}, raft::kNoNode);
         if (!s.ok()) break;
       }
     }
@@ -174,11 +173,11 @@ Status Node::Start() {
   return Status::OK();
 }
 
-Status Node::CreateGroup(raft::GroupId id, int shard, const std::vector<raft::NodeId>& voters,
+Status Node::CreateGroup(raft::GroupId id, const std::vector<raft::NodeId>& voters,
                          raft::NodeId preferred_leader) {
   auto g = std::make_unique<Group>();
   g->id = id;
-  g->shard = shard;
+  g->shard = ShardOf(id);
   g->preferred_leader = preferred_leader;
   g->storage = storage_->Group(id);
 
@@ -220,8 +219,8 @@ Status Node::CreateGroup(raft::GroupId id, int shard, const std::vector<raft::No
     const raft::ConfState cs = g->raft->conf_state();
     g->removed = !cs.voters.empty() && !Contains(cs.voters, cfg_.id) &&
                  !Contains(cs.learners, cfg_.id);
-    if (shard >= 0 && placement_ && g->preferred_leader == raft::kNoNode) {
-      g->preferred_leader = placement_->leader[static_cast<size_t>(shard)];
+    if (g->shard >= 0 && placement_ && g->preferred_leader == raft::kNoNode) {
+      g->preferred_leader = placement_->leader[static_cast<size_t>(g->shard)];
     }
   }
   KV_LOG(kDebug) << "group " << id << ": log " << g->storage->FirstIndex() << ".."
@@ -457,7 +456,7 @@ void Node::RedirectOrUnavailable(const Pending& p, raft::GroupId id) {
   if (target == raft::kNoNode && cfg_.sharded() && id != kMainGroup && FindGroup(id) == nullptr) {
     // A shard hosted elsewhere whose leader we have not heard of: its
     // replicas know; the preferred leader most likely leads.
-    target = placement_->leader[id - kFirstShardGroup];
+    target = placement_->leader[static_cast<size_t>(ShardOf(id))];
   }
   auto it = members_.find(target);
   if (target != raft::kNoNode && target != cfg_.id && it != members_.end()) {
@@ -467,8 +466,8 @@ void Node::RedirectOrUnavailable(const Pending& p, raft::GroupId id) {
     reply.status = net::ReplyStatus::kUnavailable;
     reply.error = "no leader known; retry";
   }
-  if (cfg_.sharded() && id != kMainGroup) {
-    reply.shard = static_cast<int64_t>(id - kFirstShardGroup);
+  if (ShardOf(id) >= 0) {
+    reply.shard = ShardOf(id);
     reply.map_version = map_version_;
   }
   Reply(p, reply);
@@ -615,7 +614,12 @@ void Node::HandlePeerFrame(std::string_view frame) {
                    << ", not hosted here";
     return;
   }
-  if (s.ok() && cfg_.sharded()) TellIfRemoved(*g, m.from);
+  // A replica removed without learning it campaigns (PreVote) after its
+  // election timeout: that is where it is told.
+  if (s.ok() && cfg_.sharded() &&
+      (m.type == raft::MessageType::kPreVote || m.type == raft::MessageType::kVote)) {
+    TellIfRemoved(*g, m.from);
+  }
   if (s.ok() && chunk.total != 0) {
     raft::Message whole;
     bool complete = false;
@@ -902,8 +906,8 @@ std::vector<raft::NodeId> Node::TargetReplicas(raft::GroupId id) const {
     }
     return ids;
   }
-  if (id < kFirstShardGroup || id - kFirstShardGroup >= cfg_.shards) return {};
-  return placement_->replicas[id - kFirstShardGroup];
+  const int shard = ShardOf(id);
+  return shard < 0 ? std::vector<raft::NodeId>{} : placement_->replicas[static_cast<size_t>(shard)];
 }
 
 Node::Group* Node::HostOnDemand(raft::GroupId id) {
@@ -917,9 +921,8 @@ Node::Group* Node::HostOnDemand(raft::GroupId id) {
     KV_LOG(kInfo) << "group " << id << ": placed on this node again";
     return it->second.get();
   }
-  const int shard = id == kMainGroup ? -1 : static_cast<int>(id - kFirstShardGroup);
   // No configuration: the leader's log (or snapshot) brings it.
-  Status s = CreateGroup(id, shard, {}, raft::kNoNode);
+  Status s = CreateGroup(id, {}, raft::kNoNode);
   if (!s.ok()) {
     KV_LOG(kError) << "cannot host group " << id << ": " << s.ToString();
     return nullptr;
@@ -1116,7 +1119,7 @@ void Node::PromoteCaughtUpLearners(Group& g) {
     // Caught up: close enough to the leader's log that promoting it does not
     // leave the group waiting on a slow voter.
     if (!it->second.promoting && pr != nullptr && pr->learner &&
-        pr->match + 1000 >= g.raft->last_index()) {
+        pr->match + kPromoteLag >= g.raft->last_index()) {
       raft::ConfChange cc{raft::ConfChangeType::kAddVoter, node, it->second.address};
       // Unavailable while another change is pending: try again next tick.
       it->second.promoting = g.raft->ProposeConfChange(cc).ok();
@@ -1214,11 +1217,13 @@ void Node::ProcessReady() {
   // which may have more to do.
   while (fatal_.ok()) {
     PumpSnapshots();
-    auto write = std::make_shared<WriteInFlight>();
+    std::shared_ptr<WriteInFlight> write;
     for (auto& [id, g] : groups_) {
-      if (g->raft->HasReady()) write->readies.emplace_back(g.get(), g->raft->GetReady());
+      if (!g->raft->HasReady()) continue;
+      if (!write) write = std::make_shared<WriteInFlight>();
+      write->readies.emplace_back(g.get(), g->raft->GetReady());
     }
-    if (write->readies.empty()) break;
+    if (!write) break;
     Status s;
     bool sync = false;
     for (auto& [g, rd] : write->readies) {

@@ -41,7 +41,6 @@
 #include "kv/state_machine.h"
 #include "net/codec.h"
 #include "net/event_loop.h"
-#include "net/hints.h"
 #include "net/publisher.h"
 #include "node/config.h"
 #include "node/snapshot_stream.h"
@@ -171,8 +170,15 @@ class Node {
   void Deliver(Outgoing out);
 
   // Loop thread: Raft.
-  Status CreateGroup(raft::GroupId id, int shard, const std::vector<raft::NodeId>& voters,
+  Status CreateGroup(raft::GroupId id, const std::vector<raft::NodeId>& voters,
                      raft::NodeId preferred_leader);
+  // The shard group `id` holds, or -1 (the metadata or unsharded group, or
+  // no group of this cluster).
+  int ShardOf(raft::GroupId id) const {
+    return cfg_.sharded() && id >= kFirstShardGroup && id - kFirstShardGroup < cfg_.shards
+               ? static_cast<int>(id - kFirstShardGroup)
+               : -1;
+  }
   Group* FindGroup(raft::GroupId id);
   // The group a key request goes to (sharded: the key's shard).
   raft::GroupId GroupForKey(std::string_view key) const;

@@ -1,10 +1,8 @@
-#include "net/hints.h"
+#include "net/codec.h"
 
 #include <random>
 
 #include <catch2/catch.hpp>
-
-#include "net/codec.h"
 
 namespace kv::net {
 
