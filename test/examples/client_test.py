@@ -27,6 +27,9 @@ import time
 import msgpack
 import zmq
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import run_script  # noqa: E402
+
 PR_SET_PDEATHSIG = 1
 TIMEOUT_SCALE = float(os.environ.get("KV_TEST_TIMEOUT_SCALE", "1"))
 
@@ -295,4 +298,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

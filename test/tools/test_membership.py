@@ -11,6 +11,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from harness import unittest_main  # noqa: E402
 from kvcluster import Cluster, wait_until  # noqa: E402
 
 BUILD = None
@@ -75,4 +76,4 @@ class MembershipTest(unittest.TestCase):
 
 if __name__ == "__main__":
     BUILD = sys.argv.pop(1)
-    unittest.main(verbosity=2)
+    unittest_main()

@@ -14,6 +14,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from harness import unittest_main  # noqa: E402
 from kvcluster import Cluster, wait_until  # noqa: E402
 
 BUILD = None
@@ -184,4 +185,4 @@ class ShardingTest(unittest.TestCase):
 
 if __name__ == "__main__":
     BUILD = sys.argv.pop(1)
-    unittest.main(verbosity=2)
+    unittest_main()

@@ -15,6 +15,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from harness import unittest_main  # noqa: E402
 from kvcluster import Cluster, wait_until  # noqa: E402
 
 BIN = {}
@@ -294,4 +295,4 @@ if __name__ == "__main__":
     BIN["kvctl"] = os.path.join(bin_dir, "tools", "kvctl")
     BIN["kvload"] = os.path.join(bin_dir, "tools", "kvload")
     BIN["kvmon"] = os.path.join(bin_dir, "monitor", "kvmon")
-    unittest.main(verbosity=2)
+    unittest_main()
