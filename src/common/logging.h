@@ -8,6 +8,7 @@
 // for bugs, never for bad input (bad input gets a Status).
 #pragma once
 
+#include <cstdint>
 #include <sstream>
 
 namespace kv {
@@ -20,6 +21,10 @@ void SetLogLevel(LogLevel level);
 LogLevel GetLogLevel();
 // A prefix for every line (for example "node 2"), set once at start.
 void SetLogPrefix(const std::string& prefix);
+
+// For the n-th occurrence of a kind of bad input: true for the first few,
+// then one in a thousand, so that a misbehaving peer cannot flood the log.
+inline bool ShouldLogSampled(uint64_t n) { return n <= 5 || n % 1000 == 0; }
 
 class LogLine {
  public:

@@ -1,11 +1,7 @@
 #include "node/config.h"
 
-#include <sys/stat.h>
-
-#include <cerrno>
-#include <cstring>
 #include <algorithm>
-#include <fstream>
+#include <memory>
 #include <set>
 #include <sstream>
 
@@ -24,17 +20,18 @@ bool ParseUint(const std::string& s, uint64_t* v) {
   return true;
 }
 
-Status MakeDirs(const std::string& path) {
-  std::string prefix;
+// Creates `path` and every missing parent, each made durable in its parent.
+Status MakeDirs(storage::Env* env, const std::string& path) {
+  std::string dir = !path.empty() && path[0] == '/' ? "/" : "";
   std::stringstream ss(path);
   std::string part;
-  if (!path.empty() && path[0] == '/') prefix = "/";
   while (std::getline(ss, part, '/')) {
     if (part.empty()) continue;
-    prefix += part + "/";
-    if (mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
-      return Status::IOError("cannot create " + prefix + ": " + strerror(errno));
-    }
+    const std::string parent = dir.empty() ? "." : dir;
+    dir += (dir.empty() || dir == "/" ? "" : "/") + part;
+    Status s = env->CreateDir(dir);
+    if (s.ok()) s = env->SyncDir(parent);
+    if (!s.ok()) return s;
   }
   return Status::OK();
 }
@@ -113,8 +110,8 @@ Status NodeConfig::Finish() {
   return Status::OK();
 }
 
-Status ClaimDataDir(const NodeConfig& cfg) {
-  Status s = MakeDirs(cfg.data_dir);
+Status ClaimDataDir(storage::Env* env, const NodeConfig& cfg) {
+  Status s = MakeDirs(env, cfg.data_dir);
   if (!s.ok()) return s;
   const std::string path = cfg.data_dir + "/IDENTITY";
   std::string want = "node " + std::to_string(cfg.id) + "\ncluster " + cfg.cluster + "\n";
@@ -124,29 +121,30 @@ Status ClaimDataDir(const NodeConfig& cfg) {
     want += "shards " + std::to_string(cfg.shards) + " replicas " + std::to_string(cfg.replicas) +
             "\n";
   }
-  std::ifstream in(path);
-  if (in) {
-    std::stringstream have;
-    have << in.rdbuf();
-    if (have.str() != want) {
-      std::string says = have.str().substr(0, 80);
-      for (char& c : says) {
-        if (c == '\n') c = ' ';
-      }
-      while (!says.empty() && says.back() == ' ') says.pop_back();
-      return Status::InvalidArgument("data dir " + cfg.data_dir + " belongs to another node or " +
-                                     "cluster (its IDENTITY says \"" + says +
-                                     "\"); use the right --id/--cluster/--shards/--replicas "
-                                     "or another --data-dir");
-    }
-    return Status::OK();
+  std::string have;
+  s = storage::ReadFileToString(env, path, &have);
+  if (s.ok()) {
+    if (have == want) return Status::OK();
+    std::string says = have.substr(0, 80);
+    std::replace(says.begin(), says.end(), '\n', ' ');
+    while (!says.empty() && says.back() == ' ') says.pop_back();
+    return Status::InvalidArgument("data dir " + cfg.data_dir + " belongs to another node or " +
+                                   "cluster (its IDENTITY says \"" + says +
+                                   "\"); use the right --id/--cluster/--shards/--replicas "
+                                   "or another --data-dir");
   }
-  std::ofstream out(path + ".tmp");
-  out << want;
-  out.close();
-  if (!out || std::rename((path + ".tmp").c_str(), path.c_str()) != 0) {
-    return Status::IOError("cannot write " + path);
-  }
+  if (!s.IsNotFound()) return s;
+  // Written like every durable file: a synced temporary file renamed over.
+  const std::string tmp = path + ".tmp";
+  std::unique_ptr<storage::WritableFile> file;
+  s = env->OpenWritable(tmp, &file);
+  if (s.ok()) s = file->Truncate(0);
+  if (s.ok()) s = file->Append(want);
+  if (s.ok()) s = file->Sync();
+  file.reset();
+  if (s.ok()) s = env->Rename(tmp, path);
+  if (s.ok()) s = env->SyncDir(cfg.data_dir);
+  if (!s.ok()) return Status::IOError("cannot write " + path + ": " + s.message());
   return Status::OK();
 }
 

@@ -14,6 +14,7 @@
 
 #include "common/status.h"
 #include "raft/types.h"
+#include "storage/env.h"
 
 namespace kv::node {
 
@@ -71,6 +72,8 @@ Status ParseHostPort(const std::string& text, HostPort* hp);
 
 // Claims the data directory for this node and cluster, creating it when new.
 // InvalidArgument if it belongs to another node id or cluster.
-Status ClaimDataDir(const NodeConfig& cfg);
+// The IDENTITY file is written through `env` and synced, like every durable
+// file. IOError if the data dir cannot be created or written.
+Status ClaimDataDir(storage::Env* env, const NodeConfig& cfg);
 
 }  // namespace kv::node

@@ -14,7 +14,7 @@
 #include "net/codec.h"
 #include "raft/types.h"
 
-namespace kv::node {
+namespace kv::net {
 
 class SnapshotSender {
  public:
@@ -56,7 +56,7 @@ class SnapshotAssembler {
   // *complete and moves the whole message into *whole. InvalidArgument (and
   // the partial snapshot is dropped) for a chunk that does not follow on, or
   // a snapshot over the size limit.
-  Status Add(raft::Message chunk_msg, const net::SnapshotChunk& chunk, raft::Message* whole,
+  Status Add(raft::Message chunk_msg, const SnapshotChunk& chunk, raft::Message* whole,
              bool* complete);
 
  private:
@@ -68,4 +68,4 @@ class SnapshotAssembler {
   std::map<std::pair<raft::GroupId, raft::NodeId>, Partial> partial_;
 };
 
-}  // namespace kv::node
+}  // namespace kv::net

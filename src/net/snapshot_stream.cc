@@ -1,8 +1,8 @@
-#include "node/snapshot_stream.h"
+#include "net/snapshot_stream.h"
 
 #include <algorithm>
 
-namespace kv::node {
+namespace kv::net {
 
 void SnapshotSender::Start(raft::Message m, Clock::time_point now) {
   const auto key = std::make_pair(m.group, m.to);
@@ -15,8 +15,8 @@ void SnapshotSender::Pump(const TrySend& try_send, const Done& done, Clock::time
     const uint64_t total = s.message.snapshot.data.size();
     while (!s.finished) {
       const size_t size = static_cast<size_t>(std::min<uint64_t>(chunk_bytes_, total - s.offset));
-      const std::string frame = total == 0 ? net::EncodeRaftMessage(s.message)
-                                           : net::EncodeSnapshotChunk(s.message, s.offset, size);
+      const std::string frame = total == 0 ? EncodeRaftMessage(s.message)
+                                           : EncodeSnapshotChunk(s.message, s.offset, size);
       if (!try_send(it->first.second, frame)) break;
       s.offset += size;
       s.last_progress = now;
@@ -33,7 +33,7 @@ void SnapshotSender::Pump(const TrySend& try_send, const Done& done, Clock::time
   }
 }
 
-Status SnapshotAssembler::Add(raft::Message chunk_msg, const net::SnapshotChunk& chunk,
+Status SnapshotAssembler::Add(raft::Message chunk_msg, const SnapshotChunk& chunk,
                               raft::Message* whole, bool* complete) {
   *complete = false;
   const auto from = std::make_pair(chunk_msg.group, chunk_msg.from);
@@ -69,4 +69,4 @@ Status SnapshotAssembler::Add(raft::Message chunk_msg, const net::SnapshotChunk&
   return Status::OK();
 }
 
-}  // namespace kv::node
+}  // namespace kv::net

@@ -1,11 +1,11 @@
-#include "node/snapshot_stream.h"
+#include "net/snapshot_stream.h"
 
 #include <algorithm>
 #include <map>
 
 #include <catch2/catch.hpp>
 
-namespace kv::node {
+namespace kv::net {
 namespace {
 
 raft::Message SnapshotTo(raft::NodeId to, size_t bytes) {
@@ -51,8 +51,8 @@ TEST_CASE("Chunks sent under backpressure reassemble into the snapshot") {
   bool complete = false;
   for (size_t i = 0; i < wire.size(); ++i) {
     raft::Message part;
-    net::SnapshotChunk chunk;
-    REQUIRE(net::DecodeRaftMessage(wire[i], &part, &chunk).ok());
+    SnapshotChunk chunk;
+    REQUIRE(DecodeRaftMessage(wire[i], &part, &chunk).ok());
     REQUIRE(assembler.Add(std::move(part), chunk, &whole, &complete).ok());
     REQUIRE(complete == (i + 1 == wire.size()));
   }
@@ -77,19 +77,19 @@ TEST_CASE("An out-of-sequence or oversized chunk drops the partial snapshot") {
   SnapshotAssembler assembler(4000);
   const raft::Message m = SnapshotTo(2, 3000);
   raft::Message part, whole;
-  net::SnapshotChunk chunk;
+  SnapshotChunk chunk;
   bool complete = false;
-  REQUIRE(net::DecodeRaftMessage(net::EncodeSnapshotChunk(m, 1000, 1000), &part, &chunk).ok());
+  REQUIRE(DecodeRaftMessage(EncodeSnapshotChunk(m, 1000, 1000), &part, &chunk).ok());
   REQUIRE(assembler.Add(part, chunk, &whole, &complete).IsInvalidArgument());
   const raft::Message big = SnapshotTo(2, 5000);
-  REQUIRE(net::DecodeRaftMessage(net::EncodeSnapshotChunk(big, 0, 1000), &part, &chunk).ok());
+  REQUIRE(DecodeRaftMessage(EncodeSnapshotChunk(big, 0, 1000), &part, &chunk).ok());
   REQUIRE(assembler.Add(part, chunk, &whole, &complete).IsInvalidArgument());
   REQUIRE_FALSE(complete);
 }
 
-}  // namespace kv::node
+}  // namespace kv::net
 
-namespace kv::node {
+namespace kv::net {
 
 TEST_CASE("Two groups stream snapshots to one peer side by side") {
   SnapshotSender sender(1000, std::chrono::seconds(5));
@@ -122,9 +122,9 @@ TEST_CASE("Two groups stream snapshots to one peer side by side") {
   std::map<raft::GroupId, raft::Message> assembled;
   for (const std::string& frame : wire) {
     raft::Message part, whole;
-    net::SnapshotChunk chunk;
+    SnapshotChunk chunk;
     bool complete = false;
-    REQUIRE(net::DecodeRaftMessage(frame, &part, &chunk).ok());
+    REQUIRE(DecodeRaftMessage(frame, &part, &chunk).ok());
     REQUIRE(assembler.Add(std::move(part), chunk, &whole, &complete).ok());
     if (complete) assembled[whole.group] = whole;
   }
@@ -133,4 +133,4 @@ TEST_CASE("Two groups stream snapshots to one peer side by side") {
   REQUIRE(assembled[7] == b);
 }
 
-}  // namespace kv::node
+}  // namespace kv::net

@@ -1,0 +1,123 @@
+#include "net/peer_transport.h"
+
+#include <algorithm>
+
+#include "common/logging.h"
+#include "net/codec.h"
+#include "net/zmq_util.h"
+
+namespace kv::net {
+
+namespace {
+
+// Queue lengths: Raft messages per peer (Raft resends what is lost), and
+// snapshot chunks per peer (a few chunks in memory at most).
+constexpr int kPeerQueue = 10000;
+constexpr int kSnapshotQueue = 4;
+constexpr int kInboundQueue = 100000;
+// How soon a DEALER reconnects to a peer that went away, and at most.
+constexpr int kReconnectMs = 100;
+constexpr int kReconnectMaxMs = 1000;
+
+}  // namespace
+
+PeerTransport::PeerTransport(zmq::context_t* ctx)
+    : ctx_(ctx), in_(*ctx, zmq::socket_type::router) {
+  in_.set(zmq::sockopt::linger, 0);
+  in_.set(zmq::sockopt::rcvhwm, kInboundQueue);
+}
+
+Status PeerTransport::Bind(const std::string& endpoint) {
+  return BindSocket(in_, endpoint);
+}
+
+int PeerTransport::fd() const { return in_.get(zmq::sockopt::fd); }
+
+bool PeerTransport::Drain(const std::function<void(std::string_view)>& on_frame) {
+  bool found = false;
+  std::vector<zmq::message_t> frames;
+  while (HasInput(in_) && ReceiveFrames(in_, &frames, "raft socket")) {
+    found = true;
+    // The peer's routing id, then one frame per message.
+    if (frames.size() < 2 && ShouldLogSampled(CountBadMessage())) {
+      KV_LOG(kWarn) << "dropped an empty peer message (" << bad_messages_ << " so far)";
+    }
+    for (size_t i = 1; i < frames.size(); ++i) on_frame(frames[i].to_string_view());
+  }
+  return found;
+}
+
+void PeerTransport::Connect(raft::NodeId node, const std::string& host, int port) {
+  if (out_.count(node) != 0) return;
+  auto dealer = [&](int hwm) {
+    zmq::socket_t sock(*ctx_, zmq::socket_type::dealer);
+    sock.set(zmq::sockopt::linger, 0);
+    sock.set(zmq::sockopt::sndhwm, hwm);
+    // Do not queue for a peer that is down: Raft resends what matters.
+    sock.set(zmq::sockopt::immediate, true);
+    sock.set(zmq::sockopt::reconnect_ivl, kReconnectMs);
+    sock.set(zmq::sockopt::reconnect_ivl_max, kReconnectMaxMs);
+    sock.connect("tcp://" + host + ":" + std::to_string(port));
+    return sock;
+  };
+  out_.emplace(node, dealer(kPeerQueue));
+  snapshot_out_.emplace(node, dealer(kSnapshotQueue));
+}
+
+void PeerTransport::Disconnect(raft::NodeId node) {
+  out_.erase(node);
+  snapshot_out_.erase(node);
+  batches_.erase(node);
+}
+
+void PeerTransport::Queue(const raft::Message& m) {
+  if (m.type == raft::MessageType::kSnapshot) {
+    snapshot_sender_.Start(m, std::chrono::steady_clock::now());
+    return;
+  }
+  Batch& batch = batches_[m.to];
+  batch.frames.push_back(EncodeRaftMessage(m));
+  batch.groups.push_back(m.group);
+}
+
+void PeerTransport::Flush(
+    const std::function<void(raft::NodeId to, raft::GroupId group)>& unreachable) {
+  for (auto& [to, batch] : batches_) {
+    if (batch.frames.empty()) continue;
+    auto it = out_.find(to);
+    const bool sent =
+        it != out_.end() &&
+        SendFrames(it->second, std::vector<std::string_view>(batch.frames.begin(),
+                                                             batch.frames.end()),
+                   "send to peer");
+    if (!sent) {
+      std::sort(batch.groups.begin(), batch.groups.end());
+      batch.groups.erase(std::unique(batch.groups.begin(), batch.groups.end()),
+                         batch.groups.end());
+      for (raft::GroupId group : batch.groups) unreachable(to, group);
+    }
+    batch.frames.clear();
+    batch.groups.clear();
+  }
+}
+
+bool PeerTransport::SendNow(raft::NodeId to, std::string_view frame) {
+  auto it = out_.find(to);
+  return it != out_.end() && SendFrames(it->second, {frame}, "send to peer");
+}
+
+void PeerTransport::Broadcast(std::string_view frame) {
+  for (auto& [node, sock] : out_) SendFrames(sock, {frame}, "send to peer");
+}
+
+void PeerTransport::PumpSnapshots(const SnapshotSender::Done& done) {
+  if (snapshot_sender_.idle()) return;
+  snapshot_sender_.Pump(
+      [this](raft::NodeId to, const std::string& frame) {
+        auto it = snapshot_out_.find(to);
+        return it != snapshot_out_.end() && SendFrames(it->second, {frame}, "snapshot chunk");
+      },
+      done, std::chrono::steady_clock::now());
+}
+
+}  // namespace kv::net

@@ -1,0 +1,75 @@
+// PeerTransport: a node's connections to the other members, for Raft
+// messages and the node-level notices (leader hints, removed notices).
+//
+// Inbound: one ROUTER that every peer's DEALER connects to; each ZeroMQ
+// message is the peer's routing id and then one frame per encoded message.
+// Outbound: a DEALER per peer. Raft messages queued in a loop pass go to
+// each peer as one ZeroMQ message (many groups' messages in one send), and a
+// failed send is reported per group so that Raft backs off. Snapshots stream
+// in chunks over a second DEALER per peer with a short queue, so heartbeats
+// and appends never wait behind them (net/snapshot_stream.h).
+// Thread safety: none; the node's loop thread owns every socket here.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "common/status.h"
+#include "net/snapshot_stream.h"
+#include "raft/types.h"
+
+namespace kv::net {
+
+class PeerTransport {
+ public:
+  explicit PeerTransport(zmq::context_t* ctx);
+
+  // Binds the inbound ROUTER. InvalidArgument when the endpoint is taken.
+  Status Bind(const std::string& endpoint);
+  // The inbound socket's ZMQ_FD, for the event loop.
+  int fd() const;
+  // Reads every waiting message and calls on_frame for each of its frames.
+  // Returns whether anything was read.
+  bool Drain(const std::function<void(std::string_view frame)>& on_frame);
+
+  // Connects to a peer's Raft port (no-op when connected already).
+  void Connect(raft::NodeId node, const std::string& host, int port);
+  void Disconnect(raft::NodeId node);
+
+  // Queues a Raft message for its peer; a snapshot starts a chunked stream.
+  void Queue(const raft::Message& m);
+  // Sends every peer's queue. For each peer whose send failed, reports each
+  // group that had messages in it.
+  void Flush(const std::function<void(raft::NodeId to, raft::GroupId group)>& unreachable);
+  // Sends one encoded frame to one peer at once; false if it could not.
+  bool SendNow(raft::NodeId to, std::string_view frame);
+  // Sends one encoded frame to every connected peer.
+  void Broadcast(std::string_view frame);
+  // Moves the snapshot streams along; `done` reports a finished stream.
+  void PumpSnapshots(const SnapshotSender::Done& done);
+
+  // Messages that came in empty or undecodable, for the log's rate limit.
+  uint64_t CountBadMessage() { return ++bad_messages_; }
+
+ private:
+  struct Batch {
+    std::vector<std::string> frames;    // encoded messages
+    std::vector<raft::GroupId> groups;  // the group of each, to report a failed send
+  };
+
+  zmq::context_t* ctx_;
+  zmq::socket_t in_;                                // ROUTER, peers' DEALERs
+  std::map<raft::NodeId, zmq::socket_t> out_;       // DEALER to each peer
+  std::map<raft::NodeId, zmq::socket_t> snapshot_out_;  // DEALER to each peer, snapshots
+  std::map<raft::NodeId, Batch> batches_;
+  SnapshotSender snapshot_sender_{1 << 20, std::chrono::seconds(30)};
+  uint64_t bad_messages_ = 0;
+};
+
+}  // namespace kv::net

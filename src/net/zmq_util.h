@@ -1,0 +1,35 @@
+// Guarded ZeroMQ sends and receives: the one place that turns ZeroMQ's
+// exceptions into results, so that no caller repeats the try/catch.
+// Thread safety: as the socket's (its owner thread only).
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "common/status.h"
+
+namespace kv::net {
+
+// Binds the socket to `endpoint`. InvalidArgument (naming the endpoint) when
+// it cannot listen there, for example because the port is taken.
+Status BindSocket(zmq::socket_t& socket, const std::string& endpoint);
+
+// Sends `frames` as one multipart message without blocking: all or nothing
+// (once the first part is queued ZeroMQ queues the rest). False when the
+// queue is full, there is no peer or ZeroMQ fails (logged at debug level as
+// `what`): every caller's protocol copes with a lost message.
+bool SendFrames(zmq::socket_t& socket, const std::vector<std::string_view>& frames,
+                const char* what);
+
+// Reads one waiting multipart message into *frames without blocking. False
+// when none waits (or ZeroMQ fails, logged as `what`).
+bool ReceiveFrames(zmq::socket_t& socket, std::vector<zmq::message_t>* frames, const char* what);
+
+// Whether input waits on the socket (ZMQ_EVENTS): with ZMQ_FD's edge-
+// triggered signal, drains loop on this until it is false.
+bool HasInput(zmq::socket_t& socket);
+
+}  // namespace kv::net

@@ -1,0 +1,166 @@
+#include "node/applier.h"
+
+#include "common/logging.h"
+#include "kv/command.h"
+#include "net/codec.h"
+#include "node/shard_manager.h"
+
+namespace kv::node {
+
+namespace {
+
+net::ReplyStatus ReplyFor(ApplyResult r) {
+  switch (r) {
+    case ApplyResult::kOk: return net::ReplyStatus::kOk;
+    case ApplyResult::kNotFound: return net::ReplyStatus::kNotFound;
+    case ApplyResult::kCasFailed: return net::ReplyStatus::kCasFailed;
+    case ApplyResult::kStaleSeq: return net::ReplyStatus::kError;
+  }
+  return net::ReplyStatus::kError;
+}
+
+}  // namespace
+
+void Applier::Apply(Group& g, std::vector<raft::Entry> entries) {
+  // The clients waiting on these indexes go along with the entries.
+  std::vector<std::pair<raft::Index, Pending>> writes;
+  const raft::Index last = entries.back().index;
+  while (!g.pending_writes.empty() && g.pending_writes.begin()->first <= last) {
+    writes.emplace_back(g.pending_writes.begin()->first,
+                        std::move(g.pending_writes.begin()->second));
+    g.pending_writes.erase(g.pending_writes.begin());
+  }
+  g.handed_to_workers = last;
+  ctx_->workers->Post(g.id, [this, &g, entries = std::move(entries),
+                             writes = std::move(writes)]() mutable {
+    ApplyOnStrand(g, entries, std::move(writes));
+  });
+}
+
+void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
+                            std::vector<std::pair<raft::Index, Pending>> writes) {
+  Outgoing out;
+  bool members_changed = false;
+  auto write = writes.begin();
+  for (const raft::Entry& e : entries) {
+    ApplyResult result = ApplyResult::kOk;
+    raft::ConfChange cc;
+    if (e.type == raft::EntryType::kConfChange) {
+      if (raft::ConfChange::Decode(e.data, &cc) &&
+          (!cc.context.empty() || cc.type == raft::ConfChangeType::kRemoveNode)) {
+        g.sm.SetMember(e.index, cc.node,
+                       cc.type == raft::ConfChangeType::kRemoveNode ? "" : cc.context);
+      } else {
+        g.sm.Skip(e.index);
+      }
+    } else if (e.data.empty()) {
+      g.sm.Skip(e.index);
+    } else {
+      Command cmd;
+      Status s = Command::Decode(e.data, &cmd);
+      if (!s.ok()) {
+        KV_LOG(kError) << "group " << g.id << ": entry " << e.index
+                       << " holds no valid command; skipped";
+        g.sm.Skip(e.index);
+      } else {
+        bool duplicate = false;
+        result = g.sm.Apply(e.index, cmd, &duplicate);
+        members_changed =
+            members_changed ||
+            (ctx_->cfg.sharded() && g.id == kMainGroup &&
+             std::string_view(cmd.key).substr(0, kMemberPrefix.size()) == kMemberPrefix);
+        if (!duplicate && result == ApplyResult::kOk) {
+          out.events.push_back({cmd.op == OpType::kDelete ? "kv.del" : "kv.put",
+                                {{"key", net::EventBytes{cmd.key}},
+                                 {"index", e.index},
+                                 {"size", static_cast<uint64_t>(cmd.value.size())}}});
+        }
+      }
+    }
+    // Answer the client that proposed this index, if it was us.
+    for (; write != writes.end() && write->first <= e.index; ++write) {
+      net::ClientReply reply;
+      reply.id = write->second.id;
+      if (write->first == e.index && write->second.term == e.term) {
+        reply.status = ReplyFor(result);
+        if (result == ApplyResult::kStaleSeq) {
+          reply.error =
+              "seq is below this session's last write: a session's writes must be "
+              "sequential; it was not executed";
+        }
+      } else {
+        // Another leader's entry took this index: ours was never committed.
+        reply.status = net::ReplyStatus::kUnavailable;
+        reply.error = "leadership changed before the write committed; it was not executed";
+      }
+      out.replies.emplace_back(std::move(write->second), net::EncodeClientReply(reply));
+    }
+  }
+  while (!g.reads_waiting_apply.empty() &&
+         g.reads_waiting_apply.begin()->first <= g.sm.applied_index()) {
+    ServeRead(g, g.reads_waiting_apply.begin()->second, &out);
+    g.reads_waiting_apply.erase(g.reads_waiting_apply.begin());
+  }
+  if (members_changed) AddMemberKeys(g, &out);
+  g.PublishProgress();
+  PostToLoop(std::move(out));
+}
+
+void Applier::Read(Group& g, raft::Index index, std::vector<Pending> reads) {
+  ctx_->workers->Post(g.id, [this, &g, index, reads = std::move(reads)]() mutable {
+    Outgoing out;
+    for (Pending& p : reads) {
+      if (g.sm.applied_index() >= index) {
+        ServeRead(g, p, &out);
+      } else {
+        g.reads_waiting_apply.emplace(index, std::move(p));
+      }
+    }
+    if (!out.replies.empty()) PostToLoop(std::move(out));
+  });
+}
+
+void Applier::ServeRead(Group& g, const Pending& p, Outgoing* out) {
+  net::ClientReply reply;
+  reply.id = p.id;
+  if (g.sm.Get(p.key, &reply.value)) {
+    reply.has_value = true;
+  } else {
+    reply.status = net::ReplyStatus::kNotFound;
+  }
+  out->replies.emplace_back(p, net::EncodeClientReply(reply));
+}
+
+void Applier::Install(Group& g, raft::Snapshot snap) {
+  const raft::SnapshotMeta meta = snap.meta;
+  g.last_snapshot_index = g.handed_to_workers = meta.index;
+  ctx_->workers->Post(g.id, [this, &g, data = std::move(snap.data), meta] {
+    Status rs = g.sm.Restore(data);
+    if (!rs.ok()) {
+      // The leader's snapshot does not decode: this replica cannot go on.
+      KV_LOG(kFatal) << "group " << g.id << ": snapshot " << meta.index
+                     << " from the leader: " << rs.ToString();
+    }
+    g.PublishProgress();
+    Outgoing out;
+    AddMemberKeys(g, &out);
+    out.events.push_back({"snapshot",
+                          {{"group", g.id},
+                           {"event", std::string("installed")},
+                           {"index", meta.index},
+                           {"term", meta.term}}});
+    PostToLoop(std::move(out));
+  });
+}
+
+void Applier::AddMemberKeys(Group& g, Outgoing* out) {
+  if (!ctx_->cfg.sharded() || g.id != kMainGroup) return;
+  out->member_keys = g.sm.ScanPrefix(kMemberPrefix);
+  out->member_version = g.sm.applied_index();
+}
+
+void Applier::PostToLoop(Outgoing out) {
+  ctx_->loop->Post([this, out = std::move(out)]() mutable { deliver_(std::move(out)); });
+}
+
+}  // namespace kv::node

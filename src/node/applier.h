@@ -1,0 +1,47 @@
+// Applier: the worker side of a node. Each group's committed entries are
+// applied to its state machine on the group's strand (node/worker_pool.h),
+// in log order; reads are served there once the state machine has reached
+// their index; a leader's snapshot is installed there. The replies and
+// events this produces go back to the loop thread as an Outgoing, which
+// the Deliver callback sends: no worker touches a socket.
+// Thread safety: the public calls on the loop thread; the work on strands.
+#pragma once
+
+#include <functional>
+#include <utility>
+#include <vector>
+
+#include "node/context.h"
+#include "node/request.h"
+
+namespace kv::node {
+
+class Applier {
+ public:
+  // Runs on the loop thread with what a strand produced.
+  using Deliver = std::function<void(Outgoing out)>;
+
+  Applier(NodeContext* ctx, Deliver deliver) : ctx_(ctx), deliver_(std::move(deliver)) {}
+
+  // Hands g's committed entries to its strand, with the clients waiting on
+  // their indexes.
+  void Apply(Group& g, std::vector<raft::Entry> entries);
+  // Serves reads once g's state machine has applied `index` (0: at once,
+  // a stale read).
+  void Read(Group& g, raft::Index index, std::vector<Pending> reads);
+  // Replaces g's state machine with a snapshot from the leader.
+  void Install(Group& g, raft::Snapshot snap);
+
+ private:
+  void ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
+                     std::vector<std::pair<raft::Index, Pending>> writes);
+  void ServeRead(Group& g, const Pending& p, Outgoing* out);
+  // Reads the metadata group's member keys into `out` (sharded clusters).
+  void AddMemberKeys(Group& g, Outgoing* out);
+  void PostToLoop(Outgoing out);
+
+  NodeContext* ctx_;
+  Deliver deliver_;
+};
+
+}  // namespace kv::node

@@ -1,0 +1,241 @@
+#include "node/client_front.h"
+
+#include <algorithm>
+
+#include "common/logging.h"
+#include "net/zmq_util.h"
+#include "node/applier.h"
+#include "node/membership.h"
+#include "node/shard_manager.h"
+
+namespace kv::node {
+
+namespace {
+
+// Requests (and replies) queued per client connection before ZeroMQ drops.
+constexpr int kClientQueue = 100000;
+
+// Frames larger than this are refused by ZeroMQ itself (the connection is
+// dropped): the largest valid request plus room for the map around it.
+int64_t MaxClientFrame(const net::RequestLimits& limits) {
+  return static_cast<int64_t>(limits.max_key_bytes + 2 * limits.max_value_bytes + 4096);
+}
+
+}  // namespace
+
+ClientFront::ClientFront(zmq::context_t* zmq, NodeContext* ctx)
+    : ctx_(ctx), socket_(*zmq, zmq::socket_type::router) {
+  limits_.max_key_bytes = ctx->cfg.max_key_bytes;
+  limits_.max_value_bytes = ctx->cfg.max_value_bytes;
+  socket_.set(zmq::sockopt::linger, 0);
+  socket_.set(zmq::sockopt::maxmsgsize, MaxClientFrame(limits_));
+  socket_.set(zmq::sockopt::sndhwm, kClientQueue);
+  socket_.set(zmq::sockopt::rcvhwm, kClientQueue);
+}
+
+Status ClientFront::Bind(const std::string& endpoint) {
+  return net::BindSocket(socket_, endpoint);
+}
+
+int ClientFront::fd() const { return socket_.get(zmq::sockopt::fd); }
+
+bool ClientFront::Drain() {
+  bool found = false;
+  std::vector<zmq::message_t> frames;
+  while (net::HasInput(socket_) && net::ReceiveFrames(socket_, &frames, "client socket")) {
+    found = true;
+    Pending p;
+    p.routing = frames[0].to_string();
+    // A REQ client's empty delimiter is echoed on every reply, errors too.
+    p.delimiter = frames.size() >= 3 && frames[1].size() == 0;
+    if (p.delimiter && frames.size() == 3) {
+      Handle(std::move(p), frames[2].to_string_view());
+    } else if (!p.delimiter && frames.size() == 2) {
+      Handle(std::move(p), frames[1].to_string_view());
+    } else {
+      if (ShouldLogSampled(++bad_requests_)) {
+        KV_LOG(kWarn) << "client request with " << frames.size() - 1 << " frames refused ("
+                      << bad_requests_ << " bad requests so far)";
+      }
+      ReplyError(p, "a request is one msgpack frame (after an empty delimiter for REQ sockets)");
+    }
+  }
+  return found;
+}
+
+void ClientFront::Handle(Pending p, std::string_view payload) {
+  net::ClientRequest req;
+  bool id_known = false;
+  Status s = net::DecodeClientRequest(payload, limits_, &req, &id_known);
+  p.id = id_known ? req.id : 0;
+  if (!s.ok()) {
+    if (ShouldLogSampled(++bad_requests_)) {
+      KV_LOG(kWarn) << "bad client request: " << s.message() << " (" << bad_requests_
+                    << " so far)";
+    }
+    return ReplyError(p, s.message());
+  }
+  switch (req.op) {
+    case net::ClientOp::kStatus:
+      return ReplyStatus(p);
+    case net::ClientOp::kShards:
+      return ReplyShards(p);
+    case net::ClientOp::kMemberAdd:
+    case net::ClientOp::kMemberRemove:
+      return membership_->Handle(std::move(p), req);
+    case net::ClientOp::kTransferLeader:
+      return TransferLeader(p, req);
+    case net::ClientOp::kGet:
+    case net::ClientOp::kPut:
+    case net::ClientOp::kDelete:
+    case net::ClientOp::kCas:
+      return HandleKeyOp(std::move(p), req);
+  }
+}
+
+void ClientFront::HandleKeyOp(Pending p, net::ClientRequest& req) {
+  const raft::GroupId gid = shards_->GroupForKey(req.key);
+  Group* g = ctx_->groups.Find(gid);
+  if (g == nullptr) return Redirect(p, gid);
+  if (req.op == net::ClientOp::kGet && req.stale) {
+    p.key = std::move(req.key);
+    std::vector<Pending> reads;
+    reads.push_back(std::move(p));
+    return applier_->Read(*g, 0, std::move(reads));
+  }
+  if (!g->is_leader()) return Redirect(p, gid);
+  if (req.op == net::ClientOp::kGet) {
+    p.key = std::move(req.key);
+    return g->reads.Add(std::move(p));
+  }
+  Command cmd;
+  cmd.op = req.op == net::ClientOp::kPut      ? OpType::kPut
+           : req.op == net::ClientOp::kDelete ? OpType::kDelete
+                                              : OpType::kCas;
+  cmd.key = std::move(req.key);
+  cmd.value = std::move(req.value);
+  cmd.has_expect = req.has_expect;
+  cmd.expect = std::move(req.expect);
+  cmd.client = req.client;
+  cmd.seq = req.seq;
+  ProposeWrite(*g, std::move(p), cmd);
+}
+
+void ClientFront::ProposeWrite(Group& g, Pending p, const Command& cmd) {
+  raft::Index index = 0;
+  Status s = g.raft->Propose(cmd.Encode(), &index, &p.term);
+  if (!s.ok()) {
+    net::ClientReply reply;
+    reply.status = net::ReplyStatus::kUnavailable;
+    reply.error = s.message();
+    return Reply(p, reply);
+  }
+  g.pending_writes.emplace(index, std::move(p));
+}
+
+void ClientFront::TransferLeader(const Pending& p, const net::ClientRequest& req) {
+  Group* g = ctx_->groups.Find(kMainGroup);
+  if (g == nullptr || !g->is_leader()) return Redirect(p, kMainGroup);
+  const std::vector<raft::NodeId> voters = g->raft->conf_state().voters;
+  if (std::find(voters.begin(), voters.end(), req.target) == voters.end()) {
+    return ReplyError(p, "node " + std::to_string(req.target) + " is not a voter");
+  }
+  // Started, not finished: the caller watches status for the new leader.
+  g->raft->TransferLeader(req.target);
+  Reply(p, net::ClientReply{});
+}
+
+void ClientFront::Redirect(const Pending& p, raft::GroupId id) {
+  net::ClientReply reply;
+  const raft::NodeId target = shards_->RedirectTarget(id);
+  auto it = ctx_->members.find(target);
+  if (target != raft::kNoNode && target != ctx_->cfg.id && it != ctx_->members.end()) {
+    reply.status = net::ReplyStatus::kRedirect;
+    reply.leader = it->second.ToString();
+  } else {
+    reply.status = net::ReplyStatus::kUnavailable;
+    reply.error = "no leader known; retry";
+  }
+  if (shards_->ShardOf(id) >= 0) {
+    reply.shard = shards_->ShardOf(id);
+    reply.map_version = shards_->map_version();
+  }
+  Reply(p, reply);
+}
+
+void ClientFront::ReplyError(const Pending& p, std::string error) {
+  net::ClientReply reply;
+  reply.status = net::ReplyStatus::kError;
+  reply.error = std::move(error);
+  Reply(p, reply);
+}
+
+void ClientFront::Reply(const Pending& p, const net::ClientReply& reply) {
+  net::ClientReply r = reply;
+  r.id = p.id;
+  ReplyRaw(p, net::EncodeClientReply(r));
+}
+
+void ClientFront::ReplyRaw(const Pending& p, std::string_view bytes) {
+  // A client that went away or whose queue is full: its request times out.
+  if (p.delimiter) {
+    net::SendFrames(socket_, {p.routing, std::string_view(), bytes}, "reply");
+  } else {
+    net::SendFrames(socket_, {p.routing, bytes}, "reply");
+  }
+}
+
+void ClientFront::ReplyStatus(const Pending& p) {
+  NodeStatus st;
+  st.node = ctx_->cfg.id;
+  st.shards = ctx_->cfg.shards;
+  st.event_seq = ctx_->events->seq();
+  for (const auto& [node, hp] : ctx_->members) st.members[node] = hp.ToString();
+  for (const auto& [id, g] : ctx_->groups) {
+    if (g->removed) continue;
+    GroupStatus gs;
+    gs.group = id;
+    gs.shard = g->shard;
+    gs.role = raft::RoleName(g->raft->role());
+    gs.term = g->raft->term();
+    gs.leader = g->raft->leader();
+    gs.commit = g->raft->commit();
+    const ApplyProgress pr = g->progress();
+    gs.applied = pr.applied;
+    gs.digest = pr.digest;
+    gs.keys = pr.keys;
+    gs.last_index = g->raft->last_index();
+    gs.snapshot_index = g->raft->snapshot_index();
+    const raft::ConfState cs = g->raft->conf_state();
+    gs.voters = cs.voters;
+    gs.learners = cs.learners;
+    if (ctx_->cfg.sharded()) st.groups.push_back(gs);
+    if (st.role.empty()) {
+      // The main group (the first one hosted: group 1 when it is here).
+      st.role = gs.role;
+      st.term = gs.term;
+      st.leader = gs.leader;
+      st.commit = gs.commit;
+      st.applied = gs.applied;
+      st.last_index = gs.last_index;
+      st.snapshot_index = gs.snapshot_index;
+      st.digest = gs.digest;
+      st.keys = gs.keys;
+      st.voters = gs.voters;
+      st.learners = gs.learners;
+    }
+  }
+  auto leader = ctx_->members.find(st.leader);
+  if (leader != ctx_->members.end()) st.leader_address = leader->second.ToString();
+  ReplyRaw(p, net::EncodeStatusReply(p.id, st));
+}
+
+void ClientFront::ReplyShards(const Pending& p) {
+  ShardMap map;
+  map.shards = ctx_->cfg.shards;
+  for (const auto& [node, hp] : ctx_->members) map.members[node] = hp.ToString();
+  shards_->FillShardMap(&map);
+  ReplyRaw(p, net::EncodeShardsReply(p.id, map));
+}
+
+}  // namespace kv::node

@@ -1,0 +1,70 @@
+// ClientFront: the client port. It reads requests from the client ROUTER,
+// decodes them, dispatches each to the group (or part of the node) that
+// serves it, and sends the answers: REDIRECT (or UNAVAILABLE) for what this
+// node cannot serve, the status and shard-map replies, and every reply the
+// rest of the node produces (Reply, ReplyRaw). Client protocol v1 is in
+// docs/protocol.md.
+// Thread safety: none; the loop thread owns the socket.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <zmq.hpp>
+
+#include "kv/command.h"
+#include "net/codec.h"
+#include "node/context.h"
+#include "node/request.h"
+
+namespace kv::node {
+
+class Applier;
+class Membership;
+class ShardManager;
+
+class ClientFront {
+ public:
+  ClientFront(zmq::context_t* zmq, NodeContext* ctx);
+  // The parts requests are dispatched to; before Bind.
+  void Wire(Applier* applier, Membership* membership, ShardManager* shards) {
+    applier_ = applier;
+    membership_ = membership;
+    shards_ = shards;
+  }
+
+  // Binds the client ROUTER. InvalidArgument when the endpoint is taken.
+  Status Bind(const std::string& endpoint);
+  int fd() const;
+  // Reads and dispatches every waiting request; returns whether any.
+  bool Drain();
+
+  // Answers p (the reply's id is set from p).
+  void Reply(const Pending& p, const net::ClientReply& reply);
+  void ReplyRaw(const Pending& p, std::string_view bytes);
+  // Answers a request for group `id` that this node cannot serve as its
+  // leader: REDIRECT to the leader it knows of, else UNAVAILABLE.
+  void Redirect(const Pending& p, raft::GroupId id);
+  // Proposes a write to g (its leader) for p; answered when applied, or at
+  // once with UNAVAILABLE if Raft refuses it.
+  void ProposeWrite(Group& g, Pending p, const Command& cmd);
+
+ private:
+  void Handle(Pending p, std::string_view payload);
+  void HandleKeyOp(Pending p, net::ClientRequest& req);
+  void TransferLeader(const Pending& p, const net::ClientRequest& req);
+  void ReplyStatus(const Pending& p);
+  void ReplyShards(const Pending& p);
+  void ReplyError(const Pending& p, std::string error);
+
+  NodeContext* ctx_;
+  Applier* applier_ = nullptr;
+  Membership* membership_ = nullptr;
+  ShardManager* shards_ = nullptr;
+  net::RequestLimits limits_;
+  zmq::socket_t socket_;  // ROUTER
+  uint64_t bad_requests_ = 0;
+};
+
+}  // namespace kv::node

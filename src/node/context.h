@@ -1,0 +1,44 @@
+// NodeContext: what the parts of a running node share: its configuration,
+// the groups it hosts, the members' addresses, the time in ticks, and the
+// services every part uses (loop, storage, workers, events, peer transport).
+// Node owns it and every service in it, and wires the parts to it.
+// Thread safety: loop thread only, except the services' own thread-safe calls
+// (EventLoop::Post, WorkerPool::Post) and each group's strand-owned fields.
+#pragma once
+
+#include <cstdint>
+#include <map>
+
+#include "net/event_loop.h"
+#include "net/peer_transport.h"
+#include "net/publisher.h"
+#include "node/config.h"
+#include "node/group.h"
+#include "node/worker_pool.h"
+#include "storage/node_storage.h"
+
+namespace kv::node {
+
+struct NodeContext {
+  explicit NodeContext(const NodeConfig& config) : cfg(config) {}
+
+  const NodeConfig& cfg;
+  net::EventLoop* loop = nullptr;
+  storage::NodeStorage* storage = nullptr;
+  WorkerPool* workers = nullptr;
+  net::Publisher* events = nullptr;
+  net::PeerTransport* peers = nullptr;
+
+  Groups groups;
+  std::map<raft::NodeId, HostPort> members;  // every member's client address
+  uint64_t ticks = 0;
+
+  // Connects the peer transport to a member in `members` (not to itself).
+  void ConnectPeer(raft::NodeId node) {
+    auto it = members.find(node);
+    if (node == cfg.id || it == members.end()) return;
+    peers->Connect(node, it->second.host, it->second.port + kRaftPortOffset);
+  }
+};
+
+}  // namespace kv::node

@@ -1,0 +1,126 @@
+// Group: one Raft group this node is a replica of, with its storage, the
+// client requests waiting on it and its state machine.
+//
+// The loop thread owns the Raft core and the waiting requests; the group's
+// worker strand owns the state machine (node/applier.h). The two meet only
+// through tasks posted either way and through ApplyProgress, which the
+// strand publishes under a mutex for the loop thread's status replies.
+// Thread safety: as above, per field.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "kv/state_machine.h"
+#include "node/read_batch.h"
+#include "node/request.h"
+#include "raft/raft.h"
+#include "storage/group_storage.h"
+
+namespace kv::node {
+
+// The state machine's progress, published by the strand after each batch
+// and read by the loop thread (status): one consistent triple.
+struct ApplyProgress {
+  uint64_t applied = 0;
+  uint64_t digest = 0;
+  uint64_t keys = 0;
+};
+
+// A member joining an unsharded cluster, waiting to be promoted to voter.
+struct Joining {
+  Pending client;  // answered once the node is a voter
+  std::string address;
+  bool promoting = false;
+};
+
+struct Group {
+  raft::GroupId id = 0;
+  int shard = -1;  // the shard it holds, or -1 (the metadata or unsharded group)
+  raft::NodeId preferred_leader = raft::kNoNode;  // the placement's choice
+  // This node was removed from the group: it no longer drives it (until
+  // the placement brings the group back here).
+  bool removed = false;
+  storage::GroupStorage* storage = nullptr;
+  std::unique_ptr<raft::Raft> raft;
+
+  // Loop thread only.
+  std::map<raft::Index, Pending> pending_writes;
+  ReadBatch reads;
+  std::map<raft::NodeId, Joining> joining;
+  raft::Index handed_to_workers = 0;  // last committed index given to the strand
+  raft::Index last_snapshot_index = 0;
+  bool snapshot_in_progress = false;
+  uint64_t snapshot_segment = 0;  // the WAL's newest segment when its last snapshot began
+  raft::Index published_commit = 0;
+  uint64_t leader_since_tick = 0;   // when this node last became its leader
+  uint64_t last_transfer_tick = 0;  // when it last handed leadership on
+
+  // The worker strand only.
+  StateMachine sm;
+  std::multimap<raft::Index, Pending> reads_waiting_apply;
+
+  bool is_leader() const { return raft->role() == raft::Role::kLeader; }
+  ApplyProgress progress() const {
+    std::lock_guard<std::mutex> lock(progress_mu);
+    return progress_;
+  }
+  // The strand: publishes the state machine's progress.
+  void PublishProgress() {
+    std::lock_guard<std::mutex> lock(progress_mu);
+    progress_ = ApplyProgress{sm.applied_index(), sm.Digest(), sm.size()};
+  }
+
+ private:
+  mutable std::mutex progress_mu;
+  ApplyProgress progress_;  // guarded by progress_mu
+};
+
+// How a group's Raft core is set up.
+struct GroupOptions {
+  raft::NodeId self = raft::kNoNode;
+  int election_ticks = 10;
+  int heartbeat_ticks = 2;
+};
+
+// Opens group `id` over its storage: restores the state machine from the
+// storage's snapshot and starts the Raft core with `voters` (empty: the
+// configuration comes from the storage or the leader). Corruption for a
+// snapshot that does not decode.
+Status OpenGroup(raft::GroupId id, const std::vector<raft::NodeId>& voters,
+                 storage::GroupStorage* storage, const GroupOptions& options,
+                 std::unique_ptr<Group>* out);
+
+// The groups a node hosts, by id. Loop thread only.
+class Groups {
+ public:
+  using Map = std::map<raft::GroupId, std::unique_ptr<Group>>;
+
+  // A group this node drives (hosted and not removed), or nullptr.
+  Group* Find(raft::GroupId id) const {
+    Group* g = FindHosted(id);
+    return g == nullptr || g->removed ? nullptr : g;
+  }
+  // A group hosted here, removed or not, or nullptr.
+  Group* FindHosted(raft::GroupId id) const {
+    auto it = map_.find(id);
+    return it == map_.end() ? nullptr : it->second.get();
+  }
+  Group* Add(std::unique_ptr<Group> g) { return (map_[g->id] = std::move(g)).get(); }
+  void Clear() { map_.clear(); }
+  size_t size() const { return map_.size(); }
+  Map::const_iterator begin() const { return map_.begin(); }
+  Map::const_iterator end() const { return map_.end(); }
+
+ private:
+  Map map_;
+};
+
+}  // namespace kv::node

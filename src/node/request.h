@@ -1,0 +1,35 @@
+// Pending: a client request waiting for its answer, and the replies and
+// events a worker strand hands back to the loop thread.
+// Thread safety: plain values.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "net/publisher.h"
+#include "raft/types.h"
+
+namespace kv::node {
+
+struct Pending {
+  std::string routing;     // the client's ROUTER identity frame
+  bool delimiter = false;  // the client is a REQ socket: echo an empty frame
+  uint64_t id = 0;
+  raft::Term term = 0;  // writes: the term the entry was proposed in
+  std::string key;      // reads: the key to read
+};
+
+// Replies and events a worker produced, for the loop thread to send.
+struct Outgoing {
+  std::vector<std::pair<Pending, std::string>> replies;  // encoded replies
+  std::vector<std::pair<std::string, std::vector<net::EventField>>> events;
+  // The metadata group's member keys, when they changed, at this applied index.
+  std::optional<std::map<std::string, std::string>> member_keys;
+  uint64_t member_version = 0;
+};
+
+}  // namespace kv::node

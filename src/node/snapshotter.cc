@@ -1,0 +1,73 @@
+#include "node/snapshotter.h"
+
+#include <algorithm>
+
+#include "common/logging.h"
+
+namespace kv::node {
+
+namespace {
+
+// Worker strands: a group's id applies its entries; this bit set on it, its
+// snapshot files are written.
+constexpr uint64_t kSnapshotStrand = uint64_t{1} << 63;
+
+}  // namespace
+
+void Snapshotter::RefreshWalSegment() {
+  const std::vector<uint64_t> segments = ctx_->storage->wal()->Segments();
+  if (!segments.empty()) wal_segment_ = segments.back();
+}
+
+void Snapshotter::Maybe(Group& g) {
+  // Only once everything committed is with the strand, so that the
+  // configuration we record matches the data the strand will copy.
+  const raft::Index index = g.handed_to_workers;
+  // Also a group the WAL has moved two segments past since its last
+  // snapshot: its entries there would keep the segments on disk (a quiet
+  // group of a sharded node may take many segments to reach snapshot_entries).
+  const bool holds_wal = g.snapshot_segment + 2 <= wal_segment_ && index > g.last_snapshot_index;
+  if (g.snapshot_in_progress ||
+      (index < g.last_snapshot_index + ctx_->cfg.snapshot_entries && !holds_wal) ||
+      index != g.raft->commit()) {
+    return;
+  }
+  g.snapshot_in_progress = true;
+  g.snapshot_segment = wal_segment_;
+  NodeContext* ctx = ctx_;
+  ReadyPipeline* pipeline = pipeline_;
+  ctx->workers->Post(g.id, [ctx, pipeline, &g, index, conf = g.raft->conf_state()] {
+    // The strand has applied exactly up to `index` here: copy the state.
+    std::string data = g.sm.Serialize();
+    // Writing and syncing the file runs on a strand of its own, beside the
+    // group's applies and off the loop thread.
+    ctx->workers->Post(g.id | kSnapshotStrand, [ctx, pipeline, &g, index, conf,
+                                                data = std::move(data)]() mutable {
+      raft::SnapshotMeta meta;
+      Status s = ctx->storage->SaveSnapshot(g.id, index, conf, std::move(data), &meta);
+      ctx->loop->Post([ctx, pipeline, &g, index, meta, s]() {
+        g.snapshot_in_progress = false;
+        // On failure too: the next try comes after another snapshot_entries.
+        g.last_snapshot_index = std::max(g.last_snapshot_index, index);
+        Status cs = s;
+        if (cs.ok()) {
+          // The storage records it only after the writes submitted before.
+          pipeline->WaitForWrites();
+          if (!pipeline->fatal().ok()) return;
+          cs = ctx->storage->CommitSnapshot(g.id, meta);
+        }
+        if (!cs.ok()) {
+          KV_LOG(kWarn) << "group " << g.id << ": snapshot at " << index
+                        << " not taken: " << cs.ToString();
+          return;
+        }
+        ctx->events->Publish(
+            "snapshot", {{"group", g.id}, {"event", std::string("taken")}, {"index", index}});
+        KV_LOG(kInfo) << "node " << ctx->cfg.id << " group " << g.id << " took a snapshot at "
+                      << index;
+      });
+    });
+  });
+}
+
+}  // namespace kv::node
