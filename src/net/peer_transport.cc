@@ -18,12 +18,17 @@ constexpr int kInboundQueue = 100000;
 // How soon a DEALER reconnects to a peer that went away, and at most.
 constexpr int kReconnectMs = 100;
 constexpr int kReconnectMaxMs = 1000;
+// A snapshot stream that makes no progress this long is abandoned.
+constexpr std::chrono::seconds kSnapshotStall(30);
 
 }  // namespace
 
-PeerTransport::PeerTransport(zmq::context_t* ctx)
-    : ctx_(ctx), in_(*ctx, zmq::socket_type::router) {
+PeerTransport::PeerTransport(zmq::context_t* ctx, int64_t max_frame, size_t snapshot_chunk_bytes)
+    : ctx_(ctx),
+      in_(*ctx, zmq::socket_type::router),
+      snapshot_sender_(snapshot_chunk_bytes, kSnapshotStall) {
   in_.set(zmq::sockopt::linger, 0);
+  in_.set(zmq::sockopt::maxmsgsize, max_frame);
   in_.set(zmq::sockopt::rcvhwm, kInboundQueue);
 }
 

@@ -28,7 +28,8 @@ namespace kv::net {
 
 class PeerTransport {
  public:
-  explicit PeerTransport(zmq::context_t* ctx);
+  // Inbound frames over max_frame bytes cost their sender the connection.
+  PeerTransport(zmq::context_t* ctx, int64_t max_frame, size_t snapshot_chunk_bytes);
 
   // Binds the inbound ROUTER. InvalidArgument when the endpoint is taken.
   Status Bind(const std::string& endpoint);
@@ -68,7 +69,7 @@ class PeerTransport {
   std::map<raft::NodeId, zmq::socket_t> out_;       // DEALER to each peer
   std::map<raft::NodeId, zmq::socket_t> snapshot_out_;  // DEALER to each peer, snapshots
   std::map<raft::NodeId, Batch> batches_;
-  SnapshotSender snapshot_sender_{1 << 20, std::chrono::seconds(30)};
+  SnapshotSender snapshot_sender_;
   uint64_t bad_messages_ = 0;
 };
 

@@ -15,12 +15,6 @@ namespace {
 // Requests (and replies) queued per client connection before ZeroMQ drops.
 constexpr int kClientQueue = 100000;
 
-// Frames larger than this are refused by ZeroMQ itself (the connection is
-// dropped): the largest valid request plus room for the map around it.
-int64_t MaxClientFrame(const net::RequestLimits& limits) {
-  return static_cast<int64_t>(limits.max_key_bytes + 2 * limits.max_value_bytes + 4096);
-}
-
 }  // namespace
 
 ClientFront::ClientFront(zmq::context_t* zmq, NodeContext* ctx)
@@ -28,7 +22,7 @@ ClientFront::ClientFront(zmq::context_t* zmq, NodeContext* ctx)
   limits_.max_key_bytes = ctx->cfg.max_key_bytes;
   limits_.max_value_bytes = ctx->cfg.max_value_bytes;
   socket_.set(zmq::sockopt::linger, 0);
-  socket_.set(zmq::sockopt::maxmsgsize, MaxClientFrame(limits_));
+  socket_.set(zmq::sockopt::maxmsgsize, ctx->cfg.max_client_frame());
   socket_.set(zmq::sockopt::sndhwm, kClientQueue);
   socket_.set(zmq::sockopt::rcvhwm, kClientQueue);
 }

@@ -8,6 +8,7 @@
 // Thread safety: plain values.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -21,6 +22,10 @@ namespace kv::node {
 constexpr int kRaftPortOffset = 1000;
 constexpr int kPubPortOffset = 2000;
 constexpr uint32_t kMaxShards = 65536;
+// Entries per Raft append message, in bytes (at least one entry).
+constexpr int64_t kMaxAppendBytes = 1 << 20;
+// Snapshots travel to followers in chunks of this size.
+constexpr int64_t kSnapshotChunkBytes = 1 << 20;
 
 struct HostPort {
   std::string host;
@@ -58,6 +63,20 @@ struct NodeConfig {
   int pub_port() const { return client_port() + kPubPortOffset; }
 
   bool sharded() const { return shards > 0; }
+  // The largest frame a client may send: the largest valid request (a cas
+  // carries a value and an expected value) plus room for the map around it.
+  // ZeroMQ drops the connection of a client that sends more.
+  int64_t max_client_frame() const {
+    return static_cast<int64_t>(max_key_bytes + 2 * max_value_bytes + 4096);
+  }
+  // The largest frame a peer may send: an append of kMaxAppendBytes of
+  // entries (the last of which may be the largest a client can write) or one
+  // snapshot chunk, plus room around them. Anything more is not from a
+  // member: ZeroMQ drops the connection before the node allocates it.
+  int64_t max_peer_frame() const {
+    return std::max<int64_t>(kMaxAppendBytes + max_client_frame(), kSnapshotChunkBytes) +
+           (64 << 10);
+  }
 
   // Fills in defaults and checks consistency: id present in peers, ports in
   // range and distinct, sharding settings possible. InvalidArgument with one

@@ -88,6 +88,7 @@ struct GroupOptions {
   raft::NodeId self = raft::kNoNode;
   int election_ticks = 10;
   int heartbeat_ticks = 2;
+  uint64_t max_append_bytes = 1 << 20;
 };
 
 // Opens group `id` over its storage: restores the state machine from the

@@ -139,6 +139,7 @@ Group* Node::HostGroup(raft::GroupId id, const std::vector<raft::NodeId>& voters
   options.self = cfg_.id;
   options.election_ticks = cfg_.election_ticks;
   options.heartbeat_ticks = cfg_.heartbeat_ticks;
+  options.max_append_bytes = kMaxAppendBytes;
   std::unique_ptr<Group> opened;
   *status = OpenGroup(id, voters, storage_->Group(id), options, &opened);
   if (!status->ok()) {

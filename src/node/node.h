@@ -88,7 +88,7 @@ class Node : private ReadyHandler {
   zmq::context_t zmq_{1};
   // Sockets after the context (destroyed before it, LINGER 0).
   zmq::socket_t pub_{zmq_, zmq::socket_type::pub};
-  net::PeerTransport peers_{&zmq_};
+  net::PeerTransport peers_{&zmq_, cfg_.max_peer_frame(), kSnapshotChunkBytes};
   ClientFront front_{&zmq_, &ctx_};
   std::unique_ptr<net::Publisher> events_;
   std::unique_ptr<storage::NodeStorage> storage_;

@@ -988,6 +988,43 @@ TEST_CASE("malformed requests get ERROR and the node keeps serving", "[cluster]"
   }
 }
 
+TEST_CASE("junk and oversized frames on the peer port change nothing", "[cluster]") {
+  Cluster cluster;
+  const uint64_t leader = StartAndElect(cluster);
+  const std::optional<NodeStatus> before = cluster.Status(leader);
+  REQUIRE(before);
+  std::vector<std::unique_ptr<RawConnection>> peers;  // open until the checks are done
+  for (uint64_t id : cluster.ids()) {
+    // The Raft port is the client port + 1000 (docs/protocol.md).
+    peers.push_back(
+        std::make_unique<RawConnection>("127.0.0.1:" + std::to_string(cluster.port(id) + 1000)));
+    peers.back()->Send("\xc1 not a peer frame");
+    peers.back()->SendFrames({"", std::string(100, '\0')});
+    // Over the largest legal peer frame: ZeroMQ drops the connection before
+    // the node allocates it.
+    peers.back()->Send(std::string(64 << 20, 'x'));
+  }
+  for (uint64_t id : cluster.ids()) {
+    INFO("node " << id << " logs the junk it dropped");
+    CHECK(cluster.WaitUntil(
+        [&] { return cluster.LogTail(id, 50).find("dropped a peer message") != std::string::npos; },
+        10s));
+  }
+  // Every node still serves, under the same leader in the same term.
+  RawConnection conn(cluster.address(leader));
+  auto put = conn.Call(Request(1, net::ClientOp::kPut, "after-junk", "v"), kReplyTimeout);
+  REQUIRE(put);
+  CHECK(put->status == ReplyStatus::kOk);
+  for (uint64_t id : cluster.ids()) {
+    INFO("node " << id);
+    CHECK(cluster.alive(id));
+    const std::optional<NodeStatus> st = cluster.Status(id);
+    REQUIRE(st);
+    CHECK(st->leader == leader);
+    CHECK(st->term == before->term);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Configuration errors: exit code 2, one line, nothing touched
 
