@@ -40,5 +40,5 @@ EXPOSE 8080 9080 10080
 ENTRYPOINT ["kvstore"]
 # A one-node cluster listening on every interface; docker-compose.yml shows
 # the flags for a real cluster.
-CMD ["--id", "1", "--peers", "1=127.0.0.1:8080", "--listen", "0.0.0.0", \
+CMD ["--id", "1", "--peers", "1=127.0.0.1:8080", "--listen", "0.0.0.0", "--insecure", \
      "--data-dir", "/var/lib/kvstore/data"]

@@ -38,6 +38,10 @@ Status MakeDirs(storage::Env* env, const std::string& path) {
 
 }  // namespace
 
+bool IsLoopbackHost(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
 Status ParseHostPort(const std::string& text, HostPort* hp) {
   const size_t colon = text.rfind(':');
   uint64_t port = 0;
@@ -89,6 +93,15 @@ Status NodeConfig::Finish() {
   }
   if (data_dir.empty()) data_dir = "data/node-" + std::to_string(id);
   if (listen_host.empty()) listen_host = self().host;
+  if (!insecure && !IsLoopbackHost(listen_host)) {
+    // As Redis's protected mode: without authentication, anyone who reaches
+    // the ports can read and write every key and speak Raft to the node.
+    return Status::InvalidArgument(
+        "refusing to listen on " + listen_host +
+        ": nothing authenticates peers or clients, so anyone who can reach the ports could "
+        "read and write every key and disrupt the cluster; listen on a loopback address, or "
+        "pass --insecure if every host that can reach them is trusted");
+  }
   if (tick_ms <= 0 || heartbeat_ticks <= 0 || election_ticks <= heartbeat_ticks) {
     return Status::InvalidArgument(
         "timing: need tick-ms > 0 and election-ticks > heartbeat-ticks > 0");

@@ -41,6 +41,10 @@ struct NodeConfig {
   std::string data_dir;              // default ./data/node-<id>
   std::string listen_host;           // default: the host of this node's address
   std::string join;                  // host:port of a member, to join an existing cluster
+  // Listen on a non-loopback address although nothing authenticates peers
+  // and clients: for a network where every host that can reach the ports
+  // is trusted.
+  bool insecure = false;
 
   int tick_ms = 50;
   int election_ticks = 10;  // election timeout 500 ms, randomized up to 1 s
@@ -79,10 +83,15 @@ struct NodeConfig {
   }
 
   // Fills in defaults and checks consistency: id present in peers, ports in
-  // range and distinct, sharding settings possible. InvalidArgument with one
+  // range and distinct, sharding settings possible, a non-loopback listen
+  // address only with `insecure`. InvalidArgument with one
   // line saying what is wrong.
   Status Finish();
 };
+
+// Whether `host` names this machine's loopback interface only (localhost,
+// 127.0.0.0/8, ::1).
+bool IsLoopbackHost(const std::string& host);
 
 // Parses "1=host:port,2=host:port". InvalidArgument on a malformed list,
 // a duplicate or zero id.

@@ -55,6 +55,9 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", cfg.data_dir, "Data directory (default ./data/node-ID)");
   app.add_option("--listen", cfg.listen_host,
                  "Host/IP to bind (default: this node's host in --peers; 0.0.0.0 for all)");
+  app.add_flag("--insecure", cfg.insecure,
+               "Allow a non-loopback --listen address although nothing authenticates peers or "
+               "clients (only on a network where every host that can reach the ports is trusted)");
   app.add_option("--tick-ms", cfg.tick_ms, "Raft tick in milliseconds")->capture_default_str();
   app.add_option("--election-ticks", cfg.election_ticks,
                  "Election timeout in ticks (randomized up to twice that)")

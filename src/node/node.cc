@@ -79,6 +79,9 @@ Status Node::Start() {
                 << ", data in " << cfg_.data_dir << "; " << groups << " group"
                 << (groups == 1 ? "" : "s")
                 << (cfg_.sharded() ? " of " + std::to_string(cfg_.shards) + " shards" : "");
+  KV_LOG(kWarn) << "no authentication: anyone who can reach ports " << cfg_.client_port() << ", "
+                << cfg_.raft_port() << " and " << cfg_.pub_port() << " on " << cfg_.listen_host
+                << " can read and write every key and speak Raft to this node";
   if (!cfg_.fsync) {
     KV_LOG(kWarn) << "fsync is OFF: acknowledged writes can be lost if the machine crashes";
   }

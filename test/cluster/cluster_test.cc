@@ -1038,6 +1038,18 @@ TEST_CASE("config error: own id missing from --peers exits 2 and touches nothing
   CHECK(!std::filesystem::exists(dir));
 }
 
+TEST_CASE("config error: a non-loopback listen address without --insecure exits 2",
+          "[cluster]") {
+  const std::vector<int> ports = FindFreePorts(3);
+  REQUIRE(ports.size() == 3);
+  TempDir scratch;
+  const std::string dir = scratch.path() + "/open";
+  const RunResult r = RunKvstore(
+      {"--id", "1", "--peers", PeersOn(ports), "--listen", "0.0.0.0", "--data-dir", dir}, 30s);
+  CheckConfigError(r, {"--insecure"});
+  CHECK(!std::filesystem::exists(dir));
+}
+
 TEST_CASE("config error: duplicate ids in --peers exit 2 and touch nothing", "[cluster]") {
   const std::vector<int> ports = FindFreePorts(3);
   REQUIRE(ports.size() == 3);
