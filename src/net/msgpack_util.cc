@@ -1,0 +1,84 @@
+#include "net/msgpack_util.h"
+
+#include <exception>
+
+namespace kv::net {
+
+void PackBytes(Packer& pk, std::string_view bytes) {
+  pk.pack_bin(static_cast<uint32_t>(bytes.size()));
+  pk.pack_bin_body(bytes.data(), static_cast<uint32_t>(bytes.size()));
+}
+
+void PackStr(Packer& pk, std::string_view s) {
+  pk.pack_str(static_cast<uint32_t>(s.size()));
+  pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+}
+
+bool GetUint(const msgpack::object& o, uint64_t* v) {
+  if (o.type != msgpack::type::POSITIVE_INTEGER) return false;
+  *v = o.via.u64;
+  return true;
+}
+
+bool GetUint32(const msgpack::object& o, uint32_t* v) {
+  uint64_t wide = 0;
+  if (!GetUint(o, &wide) || wide > UINT32_MAX) return false;
+  *v = static_cast<uint32_t>(wide);
+  return true;
+}
+
+bool GetShard(const msgpack::object& o, int64_t* v) {
+  if (o.type == msgpack::type::NIL) {
+    *v = -1;
+    return true;
+  }
+  uint32_t shard = 0;
+  if (!GetUint32(o, &shard)) return false;
+  *v = shard;
+  return true;
+}
+
+bool GetBool(const msgpack::object& o, bool* v) {
+  if (o.type != msgpack::type::BOOLEAN) return false;
+  *v = o.via.boolean;
+  return true;
+}
+
+bool GetBytes(const msgpack::object& o, std::string* v) {
+  if (o.type == msgpack::type::STR) {
+    v->assign(o.via.str.ptr, o.via.str.size);
+    return true;
+  }
+  if (o.type == msgpack::type::BIN) {
+    v->assign(o.via.bin.ptr, o.via.bin.size);
+    return true;
+  }
+  return false;
+}
+
+bool GetIdList(const msgpack::object& o, std::vector<uint64_t>* ids) {
+  if (o.type != msgpack::type::ARRAY) return false;
+  ids->clear();
+  for (uint32_t i = 0; i < o.via.array.size; ++i) {
+    uint64_t id = 0;
+    if (!GetUint(o.via.array.ptr[i], &id)) return false;
+    ids->push_back(id);
+  }
+  return true;
+}
+
+// The limits bound the memory a hostile frame can make us use.
+Status Unpack(std::string_view bytes, msgpack::object_handle* oh) {
+  const msgpack::unpack_limit limits(/*array=*/1 << 20, /*map=*/1024, /*str=*/64 << 20,
+                                     /*bin=*/64 << 20, /*ext=*/0, /*depth=*/8);
+  try {
+    size_t offset = 0;
+    *oh = msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, limits);
+    if (offset != bytes.size()) return Status::InvalidArgument("trailing bytes after msgpack");
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string("not msgpack: ") + e.what());
+  }
+  return Status::OK();
+}
+
+}  // namespace kv::net
