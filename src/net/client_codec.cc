@@ -143,63 +143,23 @@ std::string EncodeClientRequest(const ClientRequest& r) {
                                    "member_add", "member_remove", "shards"};
   std::string out;
   out.reserve(48 + r.key.size() + r.value.size() + r.expect.size());
-  StringBuffer buf(&out);
-  Packer pk(buf);
   const bool write = r.op == ClientOp::kPut || r.op == ClientOp::kDelete || r.op == ClientOp::kCas;
-  const bool member = r.op == ClientOp::kMemberAdd || r.op == ClientOp::kMemberRemove;
-  const bool keyed = r.op == ClientOp::kGet || write;
-  uint32_t fields = 2;
-  if (keyed) fields += 1;                                             // key
-  if (r.op == ClientOp::kTransferLeader) fields += 1;                 // target
-  if (member) fields += 1;                                            // node
-  if (r.op == ClientOp::kMemberAdd) fields += 1;                      // address
-  if (r.op == ClientOp::kPut || r.op == ClientOp::kCas) fields += 1;  // value
-  if (r.op == ClientOp::kCas) fields += 1;                            // expect
-  if (write && r.client != 0) fields += 2;                            // client, seq
-  if (r.op == ClientOp::kGet && r.stale) fields += 1;                 // stale
-  pk.pack_map(fields);
-  PackStr(pk, "id");
-  pk.pack_uint64(r.id);
-  PackStr(pk, "op");
-  PackStr(pk, kOpNames[static_cast<int>(r.op)]);
-  if (keyed) {
-    PackStr(pk, "key");
-    PackBytes(pk, r.key);
-  }
-  if (r.op == ClientOp::kTransferLeader) {
-    PackStr(pk, "target");
-    pk.pack_uint64(r.target);
-  }
-  if (member) {
-    PackStr(pk, "node");
-    pk.pack_uint64(r.node);
-  }
-  if (r.op == ClientOp::kMemberAdd) {
-    PackStr(pk, "address");
-    PackStr(pk, r.address);
-  }
-  if (r.op == ClientOp::kPut || r.op == ClientOp::kCas) {
-    PackStr(pk, "value");
-    PackBytes(pk, r.value);
-  }
-  if (r.op == ClientOp::kCas) {
-    PackStr(pk, "expect");
-    if (r.has_expect) {
-      PackBytes(pk, r.expect);
-    } else {
-      pk.pack_nil();
-    }
-  }
+  MapWriter map(&out);
+  map.Uint("id", r.id);
+  map.Str("op", kOpNames[static_cast<int>(r.op)]);
+  if (r.op == ClientOp::kGet || write) map.Bin("key", r.key);
+  if (r.op == ClientOp::kTransferLeader) map.Uint("target", r.target);
+  if (r.op == ClientOp::kMemberAdd || r.op == ClientOp::kMemberRemove) map.Uint("node", r.node);
+  if (r.op == ClientOp::kMemberAdd) map.Str("address", r.address);
+  if (r.op == ClientOp::kPut || r.op == ClientOp::kCas) map.Bin("value", r.value);
+  if (r.op == ClientOp::kCas && r.has_expect) map.Bin("expect", r.expect);
+  if (r.op == ClientOp::kCas && !r.has_expect) map.Field("expect").pack_nil();
   if (write && r.client != 0) {
-    PackStr(pk, "client");
-    pk.pack_uint64(r.client);
-    PackStr(pk, "seq");
-    pk.pack_uint64(r.seq);
+    map.Uint("client", r.client);
+    map.Uint("seq", r.seq);
   }
-  if (r.op == ClientOp::kGet && r.stale) {
-    PackStr(pk, "stale");
-    pk.pack_true();
-  }
+  if (r.op == ClientOp::kGet && r.stale) map.Field("stale").pack_true();
+  map.Finish();
   return out;
 }
 
@@ -237,14 +197,13 @@ bool GetReplyStatus(const msgpack::object& o, ReplyStatus* status) {
   return false;
 }
 
-// Member maps: node id as a decimal str (many msgpack decoders, Python's by
-// default, refuse other key types) -> client address.
-void PackMembers(Packer& pk, const std::map<uint64_t, std::string>& members) {
-  pk.pack_map(static_cast<uint32_t>(members.size()));
-  for (const auto& [id, addr] : members) {
-    PackStr(pk, std::to_string(id));
-    PackStr(pk, addr);
-  }
+// Writes a member map at the end of *out: node id as a decimal str (many
+// msgpack decoders, Python's by default, refuse other key types) -> client
+// address.
+void PackMembers(const std::map<uint64_t, std::string>& members, std::string* out) {
+  MapWriter map(out);
+  for (const auto& [id, addr] : members) map.Str(std::to_string(id), addr);
+  map.Finish();
 }
 
 bool GetMembers(const msgpack::object& o, std::map<uint64_t, std::string>* members) {
@@ -262,46 +221,33 @@ bool GetMembers(const msgpack::object& o, std::map<uint64_t, std::string>* membe
 }
 
 // The fields NodeStatus (its main group) and GroupStatus share: one Raft
-// group's state, under the same names in both maps.
-constexpr uint32_t kGroupFields = 11;
+// group's state, under the same names in both maps. The numbers, in the
+// order they are written:
+template <typename T>
+constexpr std::pair<const char*, uint64_t T::*> kGroupNumbers[] = {
+    {"term", &T::term},
+    {"leader", &T::leader},
+    {"commit", &T::commit},
+    {"applied", &T::applied},
+    {"last_index", &T::last_index},
+    {"snapshot_index", &T::snapshot_index},
+    {"digest", &T::digest},
+    {"keys", &T::keys}};
 
 template <typename T>
-void PackGroupFields(Packer& pk, const T& g) {
-  PackStr(pk, "role");
-  PackStr(pk, g.role);
-  const std::pair<const char*, uint64_t> numbers[] = {{"term", g.term},
-                                                      {"leader", g.leader},
-                                                      {"commit", g.commit},
-                                                      {"applied", g.applied},
-                                                      {"last_index", g.last_index},
-                                                      {"snapshot_index", g.snapshot_index},
-                                                      {"digest", g.digest},
-                                                      {"keys", g.keys}};
-  for (const auto& [name, value] : numbers) {
-    PackStr(pk, name);
-    pk.pack_uint64(value);
-  }
-  PackStr(pk, "voters");
-  pk.pack(g.voters);
-  PackStr(pk, "learners");
-  pk.pack(g.learners);
+void PackGroupFields(const T& g, MapWriter* map) {
+  map->Str("role", g.role);
+  for (const auto& [name, member] : kGroupNumbers<T>) map->Uint(name, g.*member);
+  map->Field("voters").pack(g.voters);
+  map->Field("learners").pack(g.learners);
 }
 
 // Decodes `name` if it is one of the shared fields (*known) and returns
 // whether its value was well formed.
 template <typename T>
 bool GetGroupField(const std::string& name, const msgpack::object& v, T* g, bool* known) {
-  static const std::pair<const char*, uint64_t T::*> kNumbers[] = {
-      {"term", &T::term},
-      {"leader", &T::leader},
-      {"commit", &T::commit},
-      {"applied", &T::applied},
-      {"last_index", &T::last_index},
-      {"snapshot_index", &T::snapshot_index},
-      {"digest", &T::digest},
-      {"keys", &T::keys}};
   *known = true;
-  for (const auto& [number, member] : kNumbers) {
+  for (const auto& [number, member] : kGroupNumbers<T>) {
     if (name == number) return GetUint(v, &(g->*member));
   }
   if (name == "role") return GetBytes(v, &g->role);
@@ -311,18 +257,17 @@ bool GetGroupField(const std::string& name, const msgpack::object& v, T* g, bool
   return true;
 }
 
-// A group's shard is left out for the metadata group (shard -1).
-void PackGroups(Packer& pk, const std::vector<GroupStatus>& groups) {
-  pk.pack_array(static_cast<uint32_t>(groups.size()));
+// An array of group maps at the end of *out; a group's shard is left out for the metadata group
+// (shard -1).
+void PackGroups(const std::vector<GroupStatus>& groups, std::string* out) {
+  StringBuffer buffer(out);
+  Packer(buffer).pack_array(static_cast<uint32_t>(groups.size()));
   for (const GroupStatus& g : groups) {
-    pk.pack_map(kGroupFields + (g.shard >= 0 ? 2 : 1));
-    PackStr(pk, "group");
-    pk.pack_uint64(g.group);
-    if (g.shard >= 0) {
-      PackStr(pk, "shard");
-      pk.pack_uint64(static_cast<uint64_t>(g.shard));
-    }
-    PackGroupFields(pk, g);
+    MapWriter map(out);
+    map.Uint("group", g.group);
+    if (g.shard >= 0) map.Uint("shard", static_cast<uint64_t>(g.shard));
+    PackGroupFields(g, &map);
+    map.Finish();
   }
 }
 
@@ -376,34 +321,17 @@ bool GetShardList(const msgpack::object& o, std::vector<ShardInfo>* list) {
 std::string EncodeClientReply(const ClientReply& reply) {
   std::string out;
   out.reserve(48 + reply.value.size() + reply.leader.size() + reply.error.size());
-  StringBuffer buf(&out);
-  Packer pk(buf);
-  const bool sharded = reply.shard >= 0;
-  uint32_t fields = 2 + (reply.has_value ? 1 : 0) + (reply.leader.empty() ? 0 : 1) +
-                    (reply.error.empty() ? 0 : 1) + (sharded ? 2 : 0);
-  pk.pack_map(fields);
-  PackStr(pk, "id");
-  pk.pack_uint64(reply.id);
-  PackStr(pk, "status");
-  PackStr(pk, ReplyStatusName(reply.status));
-  if (reply.has_value) {
-    PackStr(pk, "value");
-    PackBytes(pk, reply.value);
+  MapWriter map(&out);
+  map.Uint("id", reply.id);
+  map.Str("status", ReplyStatusName(reply.status));
+  if (reply.has_value) map.Bin("value", reply.value);
+  if (!reply.leader.empty()) map.Str("leader", reply.leader);
+  if (!reply.error.empty()) map.Str("error", reply.error);
+  if (reply.shard >= 0) {
+    map.Uint("shard", static_cast<uint64_t>(reply.shard));
+    map.Uint("map_version", reply.map_version);
   }
-  if (!reply.leader.empty()) {
-    PackStr(pk, "leader");
-    PackStr(pk, reply.leader);
-  }
-  if (!reply.error.empty()) {
-    PackStr(pk, "error");
-    PackStr(pk, reply.error);
-  }
-  if (sharded) {
-    PackStr(pk, "shard");
-    pk.pack_uint64(static_cast<uint64_t>(reply.shard));
-    PackStr(pk, "map_version");
-    pk.pack_uint64(reply.map_version);
-  }
+  map.Finish();
   return out;
 }
 
@@ -449,30 +377,21 @@ Status DecodeKeyEvent(std::string_view bytes, KeyEvent* ev) {
 
 std::string EncodeStatusReply(uint64_t request_id, const NodeStatus& st) {
   std::string out;
-  StringBuffer buf(&out);
-  Packer pk(buf);
-  pk.pack_map(6 + kGroupFields + (st.shards > 0 ? 1 : 0) + (st.groups.empty() ? 0 : 1));
-  PackStr(pk, "id");
-  pk.pack_uint64(request_id);
-  PackStr(pk, "status");
-  PackStr(pk, "OK");
-  PackStr(pk, "node");
-  pk.pack_uint64(st.node);
-  PackGroupFields(pk, st);
-  PackStr(pk, "leader_address");
-  PackStr(pk, st.leader_address);
-  PackStr(pk, "event_seq");
-  pk.pack_uint64(st.event_seq);
-  PackStr(pk, "members");
-  PackMembers(pk, st.members);
-  if (st.shards > 0) {
-    PackStr(pk, "shards");
-    pk.pack_uint64(st.shards);
-  }
+  MapWriter map(&out);
+  map.Uint("id", request_id);
+  map.Str("status", ReplyStatusName(ReplyStatus::kOk));
+  map.Uint("node", st.node);
+  PackGroupFields(st, &map);
+  map.Str("leader_address", st.leader_address);
+  map.Uint("event_seq", st.event_seq);
+  map.Field("members");
+  PackMembers(st.members, &out);
+  if (st.shards > 0) map.Uint("shards", st.shards);
   if (!st.groups.empty()) {
-    PackStr(pk, "groups");
-    PackGroups(pk, st.groups);
+    map.Field("groups");
+    PackGroups(st.groups, &out);
   }
+  map.Finish();
   return out;
 }
 
@@ -495,36 +414,25 @@ Status DecodeStatusReply(std::string_view bytes, uint64_t* request_id, NodeStatu
 
 std::string EncodeShardsReply(uint64_t request_id, const ShardMap& map) {
   std::string out;
-  StringBuffer buf(&out);
-  Packer pk(buf);
-  pk.pack_map(7);
-  PackStr(pk, "id");
-  pk.pack_uint64(request_id);
-  PackStr(pk, "status");
-  PackStr(pk, "OK");
-  PackStr(pk, "version");
-  pk.pack_uint64(map.version);
-  PackStr(pk, "shards");
-  pk.pack_uint64(map.shards);
-  PackStr(pk, "replicas");
-  pk.pack_uint64(map.replicas);
-  PackStr(pk, "members");
-  PackMembers(pk, map.members);
-  PackStr(pk, "map");
-  pk.pack_array(static_cast<uint32_t>(map.list.size()));
+  MapWriter reply(&out);
+  reply.Uint("id", request_id);
+  reply.Str("status", ReplyStatusName(ReplyStatus::kOk));
+  reply.Uint("version", map.version);
+  reply.Uint("shards", map.shards);
+  reply.Uint("replicas", map.replicas);
+  reply.Field("members");
+  PackMembers(map.members, &out);
+  reply.Field("map").pack_array(static_cast<uint32_t>(map.list.size()));
   for (const ShardInfo& info : map.list) {
-    pk.pack_map(5);
-    PackStr(pk, "shard");
-    pk.pack_uint64(info.shard);
-    PackStr(pk, "group");
-    pk.pack_uint64(info.group);
-    PackStr(pk, "replicas");
-    pk.pack(info.replicas);
-    PackStr(pk, "leader");
-    pk.pack_uint64(info.leader);
-    PackStr(pk, "leader_address");
-    PackStr(pk, info.leader_address);
+    MapWriter entry(&out);
+    entry.Uint("shard", info.shard);
+    entry.Uint("group", info.group);
+    entry.Field("replicas").pack(info.replicas);
+    entry.Uint("leader", info.leader);
+    entry.Str("leader_address", info.leader_address);
+    entry.Finish();
   }
+  reply.Finish();
   return out;
 }
 

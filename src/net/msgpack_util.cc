@@ -1,5 +1,6 @@
 #include "net/msgpack_util.h"
 
+#include <cassert>
 #include <exception>
 
 namespace kv::net {
@@ -12,6 +13,31 @@ void PackBytes(Packer& pk, std::string_view bytes) {
 void PackStr(Packer& pk, std::string_view s) {
   pk.pack_str(static_cast<uint32_t>(s.size()));
   pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+}
+
+// The header's place holds one byte until Finish(): the whole header when the
+// map has fewer than 16 fields (a fixmap), as most of ours do.
+MapWriter::MapWriter(std::string* out)
+    : out_(out), header_(out->size()), buffer_(out), packer_(buffer_) {
+  out_->push_back('\0');
+}
+
+MapWriter::~MapWriter() { assert(finished_); }
+
+Packer& MapWriter::Field(std::string_view name) {
+  assert(!finished_);
+  ++fields_;
+  PackStr(packer_, name);
+  return packer_;
+}
+
+void MapWriter::Finish() {
+  assert(!finished_);
+  finished_ = true;
+  std::string header;
+  StringBuffer buffer(&header);
+  Packer(buffer).pack_map(fields_);
+  out_->replace(header_, 1, header);
 }
 
 bool GetUint(const msgpack::object& o, uint64_t* v) {

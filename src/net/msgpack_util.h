@@ -37,6 +37,43 @@ using Packer = msgpack::packer<StringBuffer>;
 void PackBytes(Packer& pk, std::string_view bytes);
 void PackStr(Packer& pk, std::string_view s);
 
+// Writes one msgpack map at the end of a string and counts its fields
+// itself: Finish() writes the header for the fields written, the very bytes
+// pack_map(n) would have written before them.
+//   MapWriter map(&out);
+//   map.Uint("id", 7);
+//   map.Str("status", "OK");
+//   map.Finish();
+class MapWriter {
+ public:
+  // Starts a map at the end of *out, which must outlive the writer.
+  explicit MapWriter(std::string* out);
+  MapWriter(const MapWriter&) = delete;
+  MapWriter& operator=(const MapWriter&) = delete;
+  // REQUIRES: Finish() was called.
+  ~MapWriter();
+
+  // Writes the field's name and returns the packer for its value.
+  // REQUIRES: the caller then writes exactly one msgpack object at the end of
+  // the string, with this packer or another writer (a nested map), before
+  // the next field.
+  Packer& Field(std::string_view name);
+  void Uint(std::string_view name, uint64_t v) { Field(name).pack_uint64(v); }
+  void Str(std::string_view name, std::string_view s) { PackStr(Field(name), s); }
+  void Bin(std::string_view name, std::string_view bytes) { PackBytes(Field(name), bytes); }
+
+  // Writes the map's header. REQUIRES: called once, after the last field.
+  void Finish();
+
+ private:
+  std::string* out_;
+  size_t header_;  // where the header goes in *out_
+  uint32_t fields_ = 0;
+  bool finished_ = false;
+  StringBuffer buffer_;
+  Packer packer_;
+};
+
 // Readers: each returns false when `o` is not of the type asked for.
 bool GetUint(const msgpack::object& o, uint64_t* v);
 // A uint below 2^32.

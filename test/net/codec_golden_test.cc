@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "net/codec.h"
+#include "net/msgpack_util.h"
 
 namespace kv::net {
 
@@ -236,6 +237,50 @@ TEST_CASE("Golden bytes: status and shards replies") {
   CHECK(Hex(EncodeShardsReply(9, ShardMap{})) ==
         "87a2696409a6737461747573a24f4ba776657273696f6e00a673686172647300a87265706c6963617300a76d65"
         "6d6265727380a36d617090");
+}
+
+TEST_CASE("A map writer writes the header pack_map would, at every size boundary") {
+  for (uint32_t n : {0u, 1u, 15u, 16u, 65535u, 65536u}) {
+    INFO(n);
+    std::string expected = "x";
+    StringBuffer buffer(&expected);
+    Packer pk(buffer);
+    pk.pack_map(n);
+    std::string got = "x";
+    MapWriter map(&got);
+    for (uint32_t i = 0; i < n; ++i) {
+      PackStr(pk, "k");
+      pk.pack_uint64(i);
+      map.Uint("k", i);
+    }
+    map.Finish();
+    REQUIRE(got == expected);
+  }
+}
+
+TEST_CASE("Map writers nest, a longer header of the inner map shifting nothing before it") {
+  std::string expected;
+  StringBuffer buffer(&expected);
+  Packer pk(buffer);
+  pk.pack_map(2);
+  PackStr(pk, "inner");
+  pk.pack_map(20);
+  for (uint64_t i = 0; i < 20; ++i) {
+    PackStr(pk, std::to_string(i));
+    pk.pack_uint64(i);
+  }
+  PackStr(pk, "after");
+  pk.pack_true();
+
+  std::string got;
+  MapWriter outer(&got);
+  outer.Field("inner");
+  MapWriter inner(&got);
+  for (uint64_t i = 0; i < 20; ++i) inner.Uint(std::to_string(i), i);
+  inner.Finish();
+  outer.Field("after").pack_true();
+  outer.Finish();
+  REQUIRE(Hex(got) == Hex(expected));
 }
 
 }  // namespace kv::net
