@@ -11,29 +11,49 @@ namespace kv::net {
 
 namespace {
 
-bool ParseOp(const std::string& name, ClientOp* op) {
-  if (name == "get") {
-    *op = ClientOp::kGet;
-  } else if (name == "put" || name == "set") {
-    *op = ClientOp::kPut;
-  } else if (name == "del") {
-    *op = ClientOp::kDelete;
-  } else if (name == "cas") {
-    *op = ClientOp::kCas;
-  } else if (name == "status") {
-    *op = ClientOp::kStatus;
-  } else if (name == "transfer_leader") {
-    *op = ClientOp::kTransferLeader;
-  } else if (name == "member_add") {
-    *op = ClientOp::kMemberAdd;
-  } else if (name == "member_remove") {
-    *op = ClientOp::kMemberRemove;
-  } else if (name == "shards") {
-    *op = ClientOp::kShards;
-  } else {
-    return false;
+// Names on the wire, one table per enum for encoders and decoders alike. An
+// enum value's first name is the one encoders write; a later one is an alias
+// that decoders accept too.
+constexpr std::pair<ClientOp, const char*> kOpNames[] = {
+    {ClientOp::kGet, "get"},
+    {ClientOp::kPut, "put"},
+    {ClientOp::kPut, "set"},
+    {ClientOp::kDelete, "del"},
+    {ClientOp::kCas, "cas"},
+    {ClientOp::kStatus, "status"},
+    {ClientOp::kTransferLeader, "transfer_leader"},
+    {ClientOp::kMemberAdd, "member_add"},
+    {ClientOp::kMemberRemove, "member_remove"},
+    {ClientOp::kShards, "shards"}};
+
+constexpr std::pair<ReplyStatus, const char*> kReplyStatusNames[] = {
+    {ReplyStatus::kOk, "OK"},
+    {ReplyStatus::kNotFound, "NOT_FOUND"},
+    {ReplyStatus::kRedirect, "REDIRECT"},
+    {ReplyStatus::kCasFailed, "CAS_FAILED"},
+    {ReplyStatus::kUnavailable, "UNAVAILABLE"},
+    {ReplyStatus::kUnknown, "UNKNOWN"},
+    {ReplyStatus::kError, "ERROR"}};
+
+// The name encoders write for `value`, or `fallback` if it has none.
+template <typename E, size_t N>
+const char* NameOf(const std::pair<E, const char*> (&table)[N], E value, const char* fallback) {
+  for (const auto& [v, name] : table) {
+    if (v == value) return name;
   }
-  return true;
+  return fallback;
+}
+
+// The value named `name`; false if no entry has that name.
+template <typename E, size_t N>
+bool ValueOf(const std::pair<E, const char*> (&table)[N], std::string_view name, E* value) {
+  for (const auto& [v, n] : table) {
+    if (name == n) {
+      *value = v;
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -70,7 +90,7 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
     } else if (name == "op") {
       std::string op;
       ok = GetBytes(v, &op);
-      if (ok && !ParseOp(op, &r->op)) {
+      if (ok && !ValueOf(kOpNames, op, &r->op)) {
         // Echo only printable ASCII: the error text goes back as a msgpack str.
         for (char& c : op) {
           if (c < 0x20 || c > 0x7e) c = '?';
@@ -138,15 +158,12 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
 }
 
 std::string EncodeClientRequest(const ClientRequest& r) {
-  static const char* kOpNames[] = {"get",        "put",           "del",
-                                   "cas",        "status",        "transfer_leader",
-                                   "member_add", "member_remove", "shards"};
   std::string out;
   out.reserve(48 + r.key.size() + r.value.size() + r.expect.size());
   const bool write = r.op == ClientOp::kPut || r.op == ClientOp::kDelete || r.op == ClientOp::kCas;
   MapWriter map(&out);
   map.Uint("id", r.id);
-  map.Str("op", kOpNames[static_cast<int>(r.op)]);
+  map.Str("op", NameOf(kOpNames, r.op, ""));
   if (r.op == ClientOp::kGet || write) map.Bin("key", r.key);
   if (r.op == ClientOp::kTransferLeader) map.Uint("target", r.target);
   if (r.op == ClientOp::kMemberAdd || r.op == ClientOp::kMemberRemove) map.Uint("node", r.node);
@@ -163,38 +180,13 @@ std::string EncodeClientRequest(const ClientRequest& r) {
   return out;
 }
 
-const char* ReplyStatusName(ReplyStatus s) {
-  switch (s) {
-    case ReplyStatus::kOk:
-      return "OK";
-    case ReplyStatus::kNotFound:
-      return "NOT_FOUND";
-    case ReplyStatus::kRedirect:
-      return "REDIRECT";
-    case ReplyStatus::kCasFailed:
-      return "CAS_FAILED";
-    case ReplyStatus::kUnavailable:
-      return "UNAVAILABLE";
-    case ReplyStatus::kUnknown:
-      return "UNKNOWN";
-    case ReplyStatus::kError:
-      return "ERROR";
-  }
-  return "ERROR";
-}
+const char* ReplyStatusName(ReplyStatus s) { return NameOf(kReplyStatusNames, s, "ERROR"); }
 
 namespace {
 
 bool GetReplyStatus(const msgpack::object& o, ReplyStatus* status) {
   std::string name;
-  if (!GetBytes(o, &name)) return false;
-  for (int k = 0; k <= static_cast<int>(ReplyStatus::kError); ++k) {
-    if (name == ReplyStatusName(static_cast<ReplyStatus>(k))) {
-      *status = static_cast<ReplyStatus>(k);
-      return true;
-    }
-  }
-  return false;
+  return GetBytes(o, &name) && ValueOf(kReplyStatusNames, name, status);
 }
 
 // Writes a member map at the end of *out: node id as a decimal str (many

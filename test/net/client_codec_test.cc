@@ -129,6 +129,30 @@ TEST_CASE("A client put request decodes, with set as an alias") {
   }
 }
 
+TEST_CASE("Every op and every reply status round-trips by its name") {
+  for (int k = 0; k <= static_cast<int>(ClientOp::kShards); ++k) {
+    ClientRequest req;
+    req.id = 1;
+    req.op = static_cast<ClientOp>(k);
+    req.key = "k";
+    req.target = 2;
+    req.node = 3;
+    req.address = "h:1";
+    ClientRequest back;
+    bool id_known = false;
+    INFO(k);
+    REQUIRE(DecodeClientRequest(EncodeClientRequest(req), RequestLimits{}, &back, &id_known).ok());
+    REQUIRE(back.op == req.op);
+  }
+  for (int k = 0; k <= static_cast<int>(ReplyStatus::kError); ++k) {
+    ClientReply reply;
+    reply.status = static_cast<ReplyStatus>(k);
+    ClientReply back;
+    REQUIRE(DecodeClientReply(EncodeClientReply(reply), &back).ok());
+    REQUIRE(back.status == reply.status);
+  }
+}
+
 TEST_CASE("A cas with a nil expect means only-if-absent; bin keys are accepted") {
   std::string bytes = PackMap(5, [&](auto& pk) {
     pk.pack("id");
