@@ -153,7 +153,7 @@ TEST_CASE("Every op and every reply status round-trips by its name") {
   }
 }
 
-TEST_CASE("A cas with a nil expect means only-if-absent; bin keys are accepted") {
+TEST_CASE("A cas with a nil expect means only-if-absent, and bin keys are accepted") {
   std::string bytes = PackMap(5, [&](auto& pk) {
     pk.pack("id");
     pk.pack(uint64_t{1});

@@ -6,7 +6,8 @@
 #include <string>
 #include <string_view>
 
-#include "net/codec.h"
+#include "net/client_codec.h"
+#include "net/peer_codec.h"
 #include "net/msgpack_util.h"
 
 namespace kv::net {
