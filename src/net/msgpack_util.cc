@@ -1,5 +1,6 @@
 #include "net/msgpack_util.h"
 
+#include <algorithm>
 #include <cassert>
 #include <exception>
 
@@ -93,13 +94,20 @@ bool GetIdList(const msgpack::object& o, std::vector<uint64_t>* ids) {
   return true;
 }
 
-// The limits bound the memory a hostile frame can make us use.
 Status Unpack(std::string_view bytes, msgpack::object_handle* oh) {
-  const msgpack::unpack_limit limits(/*array=*/1 << 20, /*map=*/1024, /*str=*/64 << 20,
-                                     /*bin=*/64 << 20, /*ext=*/0, /*depth=*/8);
+  // msgpack allocates an array's or a map's elements (24 bytes each) as soon
+  // as it reads the header. Every element takes a byte at least (a map entry
+  // two), so capping the counts at the input's size costs a well-formed
+  // frame nothing and keeps a small one that claims a long array from making
+  // us allocate much: at most a multiple of its own size.
+  const uint32_t most = static_cast<uint32_t>(std::min<size_t>(bytes.size(), 1 << 20));
+  const msgpack::unpack_limit limits(/*array=*/most, /*map=*/std::min<uint32_t>(most / 2, 1024),
+                                     /*str=*/64 << 20, /*bin=*/64 << 20, /*ext=*/0, /*depth=*/8);
+  // Strings and bins are not copied: they point into `bytes`.
+  const auto in_place = [](msgpack::type::object_type, size_t, void*) { return true; };
   try {
     size_t offset = 0;
-    *oh = msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, limits);
+    *oh = msgpack::unpack(bytes.data(), bytes.size(), offset, in_place, nullptr, limits);
     if (offset != bytes.size()) return Status::InvalidArgument("trailing bytes after msgpack");
   } catch (const std::exception& e) {
     return Status::InvalidArgument(std::string("not msgpack: ") + e.what());

@@ -87,7 +87,8 @@ bool GetBytes(const msgpack::object& o, std::string* v);
 bool GetIdList(const msgpack::object& o, std::vector<uint64_t>* ids);
 
 // Unpacks `bytes`, which must hold exactly one msgpack object, into *oh.
-// InvalidArgument for anything else or anything over the limits.
+// InvalidArgument for anything else or anything over the limits. The strs
+// and bins of *oh point into `bytes`: REQUIRES `bytes` outlives *oh.
 Status Unpack(std::string_view bytes, msgpack::object_handle* oh);
 
 // Calls field(name, value) for each entry of the map `o`; field returns false
