@@ -50,10 +50,15 @@ struct RequestLimits {
   size_t max_value_bytes = 1 << 20;
 };
 
+// Writes only the fields of request.op (docs/protocol.md, "Operations"):
+// "op" by its name, a session's client and seq only on writes with a client.
 std::string EncodeClientRequest(const ClientRequest& request);
 
-// Decodes one request. On error, *id_known tells whether request->id was
-// read, so that the ERROR reply can still carry it.
+// Decodes one request ("set" is read as put; unknown fields are ignored).
+// InvalidArgument for malformed input, a field the op needs that is missing,
+// a key or value over `limits`, or a session's seq without its client (or
+// the reverse). On error, *id_known tells whether request->id was read, so
+// that the ERROR reply can still carry it.
 Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits,
                            ClientRequest* request, bool* id_known);
 
@@ -67,6 +72,7 @@ enum class ReplyStatus : uint8_t {
   kError,
 };
 
+// The status's name on the wire: "OK", "NOT_FOUND", "REDIRECT", ...
 const char* ReplyStatusName(ReplyStatus s);
 
 struct ClientReply {
@@ -83,24 +89,20 @@ struct ClientReply {
   uint64_t map_version = 0;
 };
 
+// Leaves out what is empty: value unless has_value, leader, error, and shard
+// and map_version unless shard >= 0.
 std::string EncodeClientReply(const ClientReply& reply);
-
-// The body of a "kv.put" / "kv.del" event (see publisher.h).
-struct KeyEvent {
-  uint64_t node = 0;
-  uint64_t seq = 0;
-  std::string key;
-  uint64_t index = 0;
-  uint64_t size = 0;
-};
-Status DecodeKeyEvent(std::string_view bytes, KeyEvent* event);
+// Decodes any reply's id and status (and the fields above, when present), so
+// it also reads those of a status or shards reply. InvalidArgument for
+// malformed input and a reply without id or status.
+Status DecodeClientReply(std::string_view bytes, ClientReply* reply);
 
 // The status reply. "shards" is encoded only when status.shards > 0 and
 // "groups" only when status.groups is not empty, so an unsharded node's reply
 // is what it was before sharding.
 std::string EncodeStatusReply(uint64_t request_id, const NodeStatus& status);
+// InvalidArgument for malformed input.
 Status DecodeStatusReply(std::string_view bytes, uint64_t* request_id, NodeStatus* status);
-Status DecodeClientReply(std::string_view bytes, ClientReply* reply);
 
 // The answer to "op": "shards". REQUIRES: map.list holds shards 0..S-1 (S =
 // map.shards), each once; an unsharded cluster has S = 0 and an empty list.
@@ -110,5 +112,18 @@ std::string EncodeShardsReply(uint64_t request_id, const ShardMap& map);
 // shards 0..S-1, and a reply whose status is not OK (an ERROR's text is in
 // the message: a node that predates sharding answers "unknown op").
 Status DecodeShardsReply(std::string_view bytes, uint64_t* request_id, ShardMap* map);
+
+// ---- Event protocol: moves to net/events.h with the typed events -----------
+
+// The body of a "kv.put" / "kv.del" event (see publisher.h).
+struct KeyEvent {
+  uint64_t node = 0;
+  uint64_t seq = 0;
+  std::string key;
+  uint64_t index = 0;
+  uint64_t size = 0;
+};
+// InvalidArgument for malformed input; fields it does not know are ignored.
+Status DecodeKeyEvent(std::string_view bytes, KeyEvent* event);
 
 }  // namespace kv::net
