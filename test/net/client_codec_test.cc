@@ -1,24 +1,15 @@
 #include "net/client_codec.h"
 
-#define MSGPACK_NO_BOOST
 #include <catch2/catch.hpp>
 #include <map>
-#include <msgpack.hpp>
 #include <random>
+#include <vector>
+
+#include "codec_test_util.h"
 
 namespace kv::net {
 
 namespace {
-
-// Packs a map of string keys to values given as msgpack-packable variants.
-template <typename F>
-std::string PackMap(uint32_t n, F body) {
-  msgpack::sbuffer buf;
-  msgpack::packer<msgpack::sbuffer> pk(buf);
-  pk.pack_map(n);
-  body(pk);
-  return std::string(buf.data(), buf.size());
-}
 
 ShardMap ThreeShards() {
   ShardMap map;
@@ -103,20 +94,8 @@ bool Contains(const std::string& bytes, const std::string& what) {
 
 TEST_CASE("A client put request decodes, with set as an alias") {
   for (const char* op : {"put", "set"}) {
-    std::string bytes = PackMap(6, [&](auto& pk) {
-      pk.pack("id");
-      pk.pack(uint64_t{9});
-      pk.pack("op");
-      pk.pack(op);
-      pk.pack("key");
-      pk.pack("k");
-      pk.pack("value");
-      pk.pack("v");
-      pk.pack("client");
-      pk.pack(uint64_t{5});
-      pk.pack("seq");
-      pk.pack(uint64_t{2});
-    });
+    const std::string bytes =
+        Map("id", 9, "op", op, "key", "k", "value", "v", "client", 5, "seq", 2);
     ClientRequest r;
     bool id_known = false;
     REQUIRE(DecodeClientRequest(bytes, RequestLimits{}, &r, &id_known).ok());
@@ -154,19 +133,8 @@ TEST_CASE("Every op and every reply status round-trips by its name") {
 }
 
 TEST_CASE("A cas with a nil expect means only-if-absent, and bin keys are accepted") {
-  std::string bytes = PackMap(5, [&](auto& pk) {
-    pk.pack("id");
-    pk.pack(uint64_t{1});
-    pk.pack("op");
-    pk.pack("cas");
-    pk.pack("key");
-    pk.pack_bin(2);
-    pk.pack_bin_body("\0k", 2);
-    pk.pack("value");
-    pk.pack("new");
-    pk.pack("expect");
-    pk.pack_nil();
-  });
+  const std::string bytes = Map("id", 1, "op", "cas", "key", std::vector<char>{'\0', 'k'}, "value",
+                                "new", "expect", msgpack::type::nil_t());
   ClientRequest r;
   bool id_known = false;
   REQUIRE(DecodeClientRequest(bytes, RequestLimits{}, &r, &id_known).ok());
@@ -188,84 +156,15 @@ TEST_CASE("Malformed client requests get a reason, and the id when it was readab
   std::vector<Case> cases = {
       {"not msgpack", "\xc1\xc1", false, "not msgpack"},
       {"not a map", "\x93\x01\x02\x03", false, "not a msgpack map"},
-      {"no id",
-       PackMap(1,
-               [](auto& pk) {
-                 pk.pack("op");
-                 pk.pack("get");
-               }),
-       false, "missing \"id\""},
-      {"unknown op",
-       PackMap(2,
-               [](auto& pk) {
-                 pk.pack("id");
-                 pk.pack(uint64_t{3});
-                 pk.pack("op");
-                 pk.pack("frobnicate");
-               }),
-       true, "unknown op"},
-      {"no key",
-       PackMap(2,
-               [](auto& pk) {
-                 pk.pack("id");
-                 pk.pack(uint64_t{3});
-                 pk.pack("op");
-                 pk.pack("get");
-               }),
-       true, "missing \"key\""},
-      {"key type",
-       PackMap(3,
-               [](auto& pk) {
-                 pk.pack("id");
-                 pk.pack(uint64_t{3});
-                 pk.pack("op");
-                 pk.pack("get");
-                 pk.pack("key");
-                 pk.pack(uint64_t{5});
-               }),
-       true, "wrong type"},
-      {"put without value",
-       PackMap(3,
-               [](auto& pk) {
-                 pk.pack("id");
-                 pk.pack(uint64_t{3});
-                 pk.pack("op");
-                 pk.pack("put");
-                 pk.pack("key");
-                 pk.pack("k");
-               }),
-       true, "missing \"value\""},
-      {"key too long",
-       PackMap(3,
-               [](auto& pk) {
-                 pk.pack("id");
-                 pk.pack(uint64_t{3});
-                 pk.pack("op");
-                 pk.pack("get");
-                 pk.pack("key");
-                 pk.pack("123456789");
-               }),
-       true, "over the limit"},
-      {"value too long",
-       PackMap(4,
-               [](auto& pk) {
-                 pk.pack("id");
-                 pk.pack(uint64_t{3});
-                 pk.pack("op");
-                 pk.pack("put");
-                 pk.pack("key");
-                 pk.pack("k");
-                 pk.pack("value");
-                 pk.pack(std::string(17, 'v'));
-               }),
-       true, "over the limit"},
-      {"negative id",
-       PackMap(1,
-               [](auto& pk) {
-                 pk.pack("id");
-                 pk.pack(int64_t{-1});
-               }),
-       false, "unsigned"},
+      {"no id", Map("op", "get"), false, "missing \"id\""},
+      {"unknown op", Map("id", 3, "op", "frobnicate"), true, "unknown op"},
+      {"no key", Map("id", 3, "op", "get"), true, "missing \"key\""},
+      {"key type", Map("id", 3, "op", "get", "key", 5), true, "wrong type"},
+      {"put without value", Map("id", 3, "op", "put", "key", "k"), true, "missing \"value\""},
+      {"key too long", Map("id", 3, "op", "get", "key", "123456789"), true, "over the limit"},
+      {"value too long", Map("id", 3, "op", "put", "key", "k", "value", std::string(17, 'v')), true,
+       "over the limit"},
+      {"negative id", Map("id", -1), false, "unsigned"},
   };
   for (const auto& c : cases) {
     INFO(c.name);
@@ -348,12 +247,9 @@ TEST_CASE("An unsharded cluster's shard map has no shards and an empty list") {
 }
 
 TEST_CASE("Malformed shards replies are refused with a reason") {
-  auto entry = [](auto& pk, uint64_t shard) {
-    pk.pack_map(2);
-    pk.pack("shard");
-    pk.pack(shard);
-    pk.pack("leader_address");
-    pk.pack("h:1");
+  auto entry = [](uint64_t shard) { return Map("shard", shard, "leader_address", "h:1"); };
+  auto reply = [](uint64_t shards, const Packed& list) {
+    return Map("id", 1, "status", "OK", "shards", shards, "map", list);
   };
   struct Case {
     const char* name;
@@ -370,124 +266,16 @@ TEST_CASE("Malformed shards replies are refused with a reason") {
        }()),
        "unknown op"},
       {"not a map", "\x93\x01\x02\x03", "not a msgpack map"},
-      {"no map",
-       PackMap(3,
-               [](auto& pk) {
-                 pk.pack("id");
-                 pk.pack(uint64_t{1});
-                 pk.pack("status");
-                 pk.pack("OK");
-                 pk.pack("shards");
-                 pk.pack(uint64_t{0});
-               }),
-       "without id, shards or map"},
-      {"a shard missing",
-       PackMap(4,
-               [&](auto& pk) {
-                 pk.pack("id");
-                 pk.pack(uint64_t{1});
-                 pk.pack("status");
-                 pk.pack("OK");
-                 pk.pack("shards");
-                 pk.pack(uint64_t{2});
-                 pk.pack("map");
-                 pk.pack_array(1);
-                 entry(pk, 0);
-               }),
-       "lists 1 of 2"},
-      {"a shard twice",
-       PackMap(4,
-               [&](auto& pk) {
-                 pk.pack("id");
-                 pk.pack(uint64_t{1});
-                 pk.pack("status");
-                 pk.pack("OK");
-                 pk.pack("shards");
-                 pk.pack(uint64_t{2});
-                 pk.pack("map");
-                 pk.pack_array(2);
-                 entry(pk, 1);
-                 entry(pk, 1);
-               }),
-       "listed twice"},
-      {"a shard out of range",
-       PackMap(4,
-               [&](auto& pk) {
-                 pk.pack("id");
-                 pk.pack(uint64_t{1});
-                 pk.pack("status");
-                 pk.pack("OK");
-                 pk.pack("shards");
-                 pk.pack(uint64_t{1});
-                 pk.pack("map");
-                 pk.pack_array(1);
-                 entry(pk, 5);
-               }),
-       "listed twice"},
-      {"a shard count over 2^32",
-       PackMap(4,
-               [&](auto& pk) {
-                 pk.pack("id");
-                 pk.pack(uint64_t{1});
-                 pk.pack("status");
-                 pk.pack("OK");
-                 pk.pack("shards");
-                 pk.pack(uint64_t{1} << 32);
-                 pk.pack("map");
-                 pk.pack_array(0);
-               }),
-       "field \"shards\""},
-      {"an entry without its shard id",
-       PackMap(4,
-               [&](auto& pk) {
-                 pk.pack("id");
-                 pk.pack(uint64_t{1});
-                 pk.pack("status");
-                 pk.pack("OK");
-                 pk.pack("shards");
-                 pk.pack(uint64_t{1});
-                 pk.pack("map");
-                 pk.pack_array(1);
-                 pk.pack_map(1);
-                 pk.pack("leader");
-                 pk.pack(uint64_t{2});
-               }),
-       "field \"map\""},
-      {"replicas not ids",
-       PackMap(4,
-               [&](auto& pk) {
-                 pk.pack("id");
-                 pk.pack(uint64_t{1});
-                 pk.pack("status");
-                 pk.pack("OK");
-                 pk.pack("shards");
-                 pk.pack(uint64_t{1});
-                 pk.pack("map");
-                 pk.pack_array(1);
-                 pk.pack_map(2);
-                 pk.pack("shard");
-                 pk.pack(uint64_t{0});
-                 pk.pack("replicas");
-                 pk.pack_array(1);
-                 pk.pack("x");
-               }),
+      {"no map", Map("id", 1, "status", "OK", "shards", 0), "without id, shards or map"},
+      {"a shard missing", reply(2, Array(entry(0))), "lists 1 of 2"},
+      {"a shard twice", reply(2, Array(entry(1), entry(1))), "listed twice"},
+      {"a shard out of range", reply(1, Array(entry(5))), "listed twice"},
+      {"a shard count over 2^32", reply(uint64_t{1} << 32, Array()), "field \"shards\""},
+      {"an entry without its shard id", reply(1, Array(Map("leader", 2))), "field \"map\""},
+      {"replicas not ids", reply(1, Array(Map("shard", 0, "replicas", Array("x")))),
        "field \"map\""},
       {"members with a non-numeric id",
-       PackMap(5,
-               [&](auto& pk) {
-                 pk.pack("id");
-                 pk.pack(uint64_t{1});
-                 pk.pack("status");
-                 pk.pack("OK");
-                 pk.pack("shards");
-                 pk.pack(uint64_t{0});
-                 pk.pack("map");
-                 pk.pack_array(0);
-                 pk.pack("members");
-                 pk.pack_map(1);
-                 pk.pack("one");
-                 pk.pack("h:1");
-               }),
+       Map("id", 1, "status", "OK", "shards", 0, "map", Array(), "members", Map("one", "h:1")),
        "field \"members\""},
   };
   for (const auto& c : cases) {
@@ -531,26 +319,16 @@ TEST_CASE("REDIRECT and UNAVAILABLE carry the shard and the map version") {
 }
 
 TEST_CASE("The reply decoder reads a nil shard as none and refuses bad ones") {
-  auto with_shard = [](auto pack_shard) {
-    return PackMap(4, [&](auto& pk) {
-      pk.pack("id");
-      pk.pack(uint64_t{1});
-      pk.pack("status");
-      pk.pack("REDIRECT");
-      pk.pack("shard");
-      pack_shard(pk);
-      pk.pack("some_future_field");
-      pk.pack_array(0);
-    });
+  auto with_shard = [](const auto& shard) {
+    return std::string(
+        Map("id", 1, "status", "REDIRECT", "shard", shard, "some_future_field", Array()));
   };
   ClientReply back;
-  REQUIRE(DecodeClientReply(with_shard([](auto& pk) { pk.pack_nil(); }), &back).ok());
+  REQUIRE(DecodeClientReply(with_shard(msgpack::type::nil_t()), &back).ok());
   REQUIRE(back.shard == -1);
-  REQUIRE(DecodeClientReply(with_shard([](auto& pk) { pk.pack(uint64_t{9}); }), &back).ok());
+  REQUIRE(DecodeClientReply(with_shard(9), &back).ok());
   REQUIRE(back.shard == 9);
-  for (auto bad : {with_shard([](auto& pk) { pk.pack(int64_t{-1}); }),
-                   with_shard([](auto& pk) { pk.pack(uint64_t{1} << 32); }),
-                   with_shard([](auto& pk) { pk.pack("0"); })}) {
+  for (const std::string& bad : {with_shard(-1), with_shard(uint64_t{1} << 32), with_shard("0")}) {
     Status s = DecodeClientReply(bad, &back);
     REQUIRE(s.IsInvalidArgument());
     REQUIRE(s.message().find("\"shard\"") != std::string::npos);
@@ -595,20 +373,8 @@ TEST_CASE("A status reply round-trips, and carries shards and groups only when s
 }
 
 TEST_CASE("A status group reads a missing or nil shard as the metadata group") {
-  const std::string bytes = PackMap(2, [](auto& pk) {
-    pk.pack("id");
-    pk.pack(uint64_t{1});
-    pk.pack("groups");
-    pk.pack_array(2);
-    pk.pack_map(1);
-    pk.pack("group");
-    pk.pack(uint64_t{1});
-    pk.pack_map(2);
-    pk.pack("group");
-    pk.pack(uint64_t{2});
-    pk.pack("shard");
-    pk.pack_nil();
-  });
+  const std::string bytes = Map(
+      "id", 1, "groups", Array(Map("group", 1), Map("group", 2, "shard", msgpack::type::nil_t())));
   uint64_t id = 0;
   NodeStatus back;
   REQUIRE(DecodeStatusReply(bytes, &id, &back).ok());
@@ -619,37 +385,9 @@ TEST_CASE("A status group reads a missing or nil shard as the metadata group") {
 }
 
 TEST_CASE("Malformed status groups are refused") {
-  for (auto bad : {PackMap(1,
-                           [](auto& pk) {
-                             pk.pack("groups");
-                             pk.pack(uint64_t{1});
-                           }),
-                   PackMap(1,
-                           [](auto& pk) {
-                             pk.pack("groups");
-                             pk.pack_array(1);
-                             pk.pack(1);
-                           }),
-                   PackMap(1,
-                           [](auto& pk) {
-                             pk.pack("groups");
-                             pk.pack_array(1);
-                             pk.pack_map(1);
-                             pk.pack("term");
-                             pk.pack("x");
-                           }),
-                   PackMap(1,
-                           [](auto& pk) {
-                             pk.pack("groups");
-                             pk.pack_array(1);
-                             pk.pack_map(1);
-                             pk.pack("shard");
-                             pk.pack(int64_t{-1});
-                           }),
-                   PackMap(1, [](auto& pk) {
-                     pk.pack("shards");
-                     pk.pack(uint64_t{1} << 33);
-                   })}) {
+  for (const std::string& bad :
+       {Map("groups", 1), Map("groups", Array(1)), Map("groups", Array(Map("term", "x"))),
+        Map("groups", Array(Map("shard", -1))), Map("shards", uint64_t{1} << 33)}) {
     uint64_t id = 0;
     NodeStatus back;
     Status s = DecodeStatusReply(bad, &id, &back);

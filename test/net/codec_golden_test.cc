@@ -7,8 +7,8 @@
 #include <string_view>
 
 #include "net/client_codec.h"
-#include "net/peer_codec.h"
 #include "net/msgpack_util.h"
+#include "net/peer_codec.h"
 
 namespace kv::net {
 

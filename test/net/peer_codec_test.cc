@@ -1,13 +1,13 @@
 #include "net/peer_codec.h"
 
-#define MSGPACK_NO_BOOST
 #include <catch2/catch.hpp>
 #include <map>
-#include <msgpack.hpp>
 #include <random>
 #include <string>
 #include <tuple>
 #include <vector>
+
+#include "codec_test_util.h"
 
 namespace kv::net {
 
@@ -49,17 +49,6 @@ LeaderHints SomeHints() {
 std::vector<std::string> OneOfEach() {
   return {EncodeRaftMessage(FullMessage()), EncodeSnapshotChunk(FullMessage(), 1024, 100),
           EncodeLeaderHints(SomeHints()), EncodeRemovedNotice({4, 9})};
-}
-
-// A msgpack array of the arguments, each packed as msgpack packs its type
-// (std::tuple and std::vector<int> as arrays, std::vector<char> as bin).
-template <typename... T>
-std::string Array(const T&... elements) {
-  msgpack::sbuffer buf;
-  msgpack::packer<msgpack::sbuffer> pk(buf);
-  pk.pack_array(sizeof...(T));
-  (pk.pack(elements), ...);
-  return std::string(buf.data(), buf.size());
 }
 
 // A Raft message's version and header fields (12 elements), then `rest`.
