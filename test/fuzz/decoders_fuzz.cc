@@ -1,16 +1,53 @@
 // libFuzzer target for everything that decodes bytes from the outside: client
-// requests, peer Raft messages, log commands, state machine snapshots, and
-// what clients decode from nodes (replies, status, shard maps).
+// requests, peer frames (Raft messages, leader hints, removed notices), log
+// commands, state machine snapshots, and what clients decode from nodes
+// (replies, status, shard maps).
 // The first byte picks the decoder. Anything decoded must re-encode to
 // something that decodes to the same value.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <string_view>
+#include <variant>
 
 #include "kv/command.h"
 #include "kv/state_machine.h"
-#include "net/codec.h"
+#include "net/client_codec.h"
+#include "net/peer_codec.h"
+
+namespace {
+
+// A decoded peer frame re-encodes to bytes that decode to the same frame.
+void CheckPeerFrame(const kv::net::PeerFrame& frame) {
+  kv::net::PeerFrame expected = frame;
+  std::string bytes;
+  if (auto* hints = std::get_if<kv::net::LeaderHints>(&frame)) {
+    bytes = kv::net::EncodeLeaderHints(*hints);
+  } else if (auto* notice = std::get_if<kv::net::RemovedNotice>(&frame)) {
+    bytes = kv::net::EncodeRemovedNotice(*notice);
+  } else {
+    auto& raft = std::get<kv::net::RaftFrame>(expected);
+    kv::raft::Message& m = raft.message;
+    // The snapshot travels only on kSnapshot messages.
+    if (m.type != kv::raft::MessageType::kSnapshot) m.snapshot = kv::raft::Snapshot{};
+    const kv::net::SnapshotChunk chunk = raft.chunk;
+    if (chunk.total == 0) {
+      bytes = kv::net::EncodeRaftMessage(m);
+    } else {
+      if (chunk.total > (1 << 16)) return;  // too large to rebuild the whole snapshot around it
+      const std::string slice = m.snapshot.data;
+      m.snapshot.data.assign(chunk.total, '\0');
+      m.snapshot.data.replace(chunk.offset, slice.size(), slice);
+      bytes = kv::net::EncodeSnapshotChunk(m, chunk.offset, slice.size());
+      m.snapshot.data = slice;
+    }
+  }
+  kv::net::PeerFrame again;
+  if (!kv::net::DecodePeerFrame(bytes, &again).ok() || !(again == expected)) abort();
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
@@ -31,14 +68,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     }
     case 1: {
-      kv::raft::Message m;
-      if (kv::net::DecodeRaftMessage(in, &m).ok()) {
-        kv::raft::Message again;
-        if (!kv::net::DecodeRaftMessage(kv::net::EncodeRaftMessage(m), &again).ok()) abort();
-        // The snapshot travels only on kSnapshot messages.
-        if (m.type != kv::raft::MessageType::kSnapshot) m.snapshot = kv::raft::Snapshot{};
-        if (!(again == m)) abort();
-      }
+      kv::net::PeerFrame frame;
+      if (kv::net::DecodePeerFrame(in, &frame).ok()) CheckPeerFrame(frame);
       break;
     }
     case 2: {

@@ -1,0 +1,482 @@
+#include "net/client_codec.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "net/msgpack_util.h"
+
+namespace kv::net {
+
+// ---- Client protocol v1 ----------------------------------------------------
+
+namespace {
+
+// Names on the wire, one table per enum for encoders and decoders alike. An
+// enum value's first name is the one encoders write; a later one is an alias
+// that decoders accept too.
+constexpr std::pair<ClientOp, const char*> kOpNames[] = {
+    {ClientOp::kGet, "get"},
+    {ClientOp::kPut, "put"},
+    {ClientOp::kPut, "set"},
+    {ClientOp::kDelete, "del"},
+    {ClientOp::kCas, "cas"},
+    {ClientOp::kStatus, "status"},
+    {ClientOp::kTransferLeader, "transfer_leader"},
+    {ClientOp::kMemberAdd, "member_add"},
+    {ClientOp::kMemberRemove, "member_remove"},
+    {ClientOp::kShards, "shards"}};
+
+constexpr std::pair<ReplyStatus, const char*> kReplyStatusNames[] = {
+    {ReplyStatus::kOk, "OK"},
+    {ReplyStatus::kNotFound, "NOT_FOUND"},
+    {ReplyStatus::kRedirect, "REDIRECT"},
+    {ReplyStatus::kCasFailed, "CAS_FAILED"},
+    {ReplyStatus::kUnavailable, "UNAVAILABLE"},
+    {ReplyStatus::kUnknown, "UNKNOWN"},
+    {ReplyStatus::kError, "ERROR"}};
+
+// The name encoders write for `value`, or `fallback` if it has none.
+template <typename E, size_t N>
+const char* NameOf(const std::pair<E, const char*> (&table)[N], E value, const char* fallback) {
+  for (const auto& [v, name] : table) {
+    if (v == value) return name;
+  }
+  return fallback;
+}
+
+// The value named `name`; false if no entry has that name.
+template <typename E, size_t N>
+bool ValueOf(const std::pair<E, const char*> (&table)[N], std::string_view name, E* value) {
+  for (const auto& [v, n] : table) {
+    if (name == n) {
+      *value = v;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, ClientRequest* r,
+                           bool* id_known) {
+  *id_known = false;
+  *r = ClientRequest{};
+  msgpack::object_handle oh;
+  Status s = Unpack(bytes, &oh);
+  if (!s.ok()) return s;
+  const msgpack::object& o = oh.get();
+  if (o.type != msgpack::type::MAP) return Status::InvalidArgument("request is not a msgpack map");
+  // The id first, so that every later error can be answered to it.
+  const msgpack::object_kv* begin = o.via.map.ptr;
+  const msgpack::object_kv* end = begin + o.via.map.size;
+  for (const auto* kv = begin; kv != end; ++kv) {
+    std::string name;
+    if (GetBytes(kv->key, &name) && name == "id") {
+      if (!GetUint(kv->val, &r->id))
+        return Status::InvalidArgument("\"id\" must be an unsigned integer");
+      *id_known = true;
+    }
+  }
+  if (!*id_known) return Status::InvalidArgument("missing \"id\"");
+  bool has_op = false, has_key = false, has_value = false;
+  for (const auto* kv = begin; kv != end; ++kv) {
+    std::string name;
+    if (!GetBytes(kv->key, &name)) return Status::InvalidArgument("map keys must be strings");
+    const msgpack::object& v = kv->val;
+    bool ok = true;
+    if (name == "id") {
+      continue;
+    } else if (name == "op") {
+      std::string op;
+      ok = GetBytes(v, &op);
+      if (ok && !ValueOf(kOpNames, op, &r->op)) {
+        // Echo only printable ASCII: the error text goes back as a msgpack str.
+        for (char& c : op) {
+          if (c < 0x20 || c > 0x7e) c = '?';
+        }
+        return Status::InvalidArgument("unknown op \"" + op.substr(0, 64) + "\"");
+      }
+      has_op = ok;
+    } else if (name == "key") {
+      ok = has_key = GetBytes(v, &r->key);
+    } else if (name == "value") {
+      ok = has_value = GetBytes(v, &r->value);
+    } else if (name == "expect") {
+      if (v.type == msgpack::type::NIL) {
+        r->has_expect = false;
+      } else {
+        ok = r->has_expect = GetBytes(v, &r->expect);
+      }
+    } else if (name == "client") {
+      ok = GetUint(v, &r->client);
+    } else if (name == "seq") {
+      ok = GetUint(v, &r->seq);
+    } else if (name == "stale") {
+      ok = GetBool(v, &r->stale);
+    } else if (name == "target") {
+      ok = GetUint(v, &r->target);
+    } else if (name == "node") {
+      ok = GetUint(v, &r->node);
+    } else if (name == "address") {
+      ok = GetBytes(v, &r->address);
+    }
+    // Unknown fields are ignored, so that newer clients work with older nodes.
+    if (!ok) return Status::InvalidArgument("field \"" + name + "\" has the wrong type");
+  }
+  if (!has_op) return Status::InvalidArgument("missing \"op\"");
+  if (r->op == ClientOp::kStatus || r->op == ClientOp::kShards) return Status::OK();
+  if (r->op == ClientOp::kTransferLeader) {
+    return r->target != 0 ? Status::OK() : Status::InvalidArgument("missing \"target\"");
+  }
+  if (r->op == ClientOp::kMemberAdd || r->op == ClientOp::kMemberRemove) {
+    if (r->node == 0) return Status::InvalidArgument("missing \"node\"");
+    if (r->op == ClientOp::kMemberAdd && r->address.empty()) {
+      return Status::InvalidArgument("missing \"address\"");
+    }
+    return Status::OK();
+  }
+  if (!has_key) return Status::InvalidArgument("missing \"key\"");
+  if (r->key.size() > limits.max_key_bytes) {
+    return Status::InvalidArgument("key of " + std::to_string(r->key.size()) +
+                                   " bytes is over the limit of " +
+                                   std::to_string(limits.max_key_bytes));
+  }
+  if ((r->op == ClientOp::kPut || r->op == ClientOp::kCas) && !has_value) {
+    return Status::InvalidArgument("missing \"value\"");
+  }
+  if (r->value.size() > limits.max_value_bytes || r->expect.size() > limits.max_value_bytes) {
+    return Status::InvalidArgument(
+        "value of " + std::to_string(std::max(r->value.size(), r->expect.size())) +
+        " bytes is over the limit of " + std::to_string(limits.max_value_bytes));
+  }
+  if (r->seq != 0 && r->client == 0) return Status::InvalidArgument("\"seq\" without \"client\"");
+  if (r->client != 0 && r->seq == 0) {
+    return Status::InvalidArgument("\"client\" needs \"seq\" (1, 2, ... per write)");
+  }
+  return Status::OK();
+}
+
+std::string EncodeClientRequest(const ClientRequest& r) {
+  std::string out;
+  out.reserve(48 + r.key.size() + r.value.size() + r.expect.size());
+  const bool write = r.op == ClientOp::kPut || r.op == ClientOp::kDelete || r.op == ClientOp::kCas;
+  MapWriter map(&out);
+  map.Uint("id", r.id);
+  map.Str("op", NameOf(kOpNames, r.op, ""));
+  if (r.op == ClientOp::kGet || write) map.Bin("key", r.key);
+  if (r.op == ClientOp::kTransferLeader) map.Uint("target", r.target);
+  if (r.op == ClientOp::kMemberAdd || r.op == ClientOp::kMemberRemove) map.Uint("node", r.node);
+  if (r.op == ClientOp::kMemberAdd) map.Str("address", r.address);
+  if (r.op == ClientOp::kPut || r.op == ClientOp::kCas) map.Bin("value", r.value);
+  if (r.op == ClientOp::kCas && r.has_expect) map.Bin("expect", r.expect);
+  if (r.op == ClientOp::kCas && !r.has_expect) map.Field("expect").pack_nil();
+  if (write && r.client != 0) {
+    map.Uint("client", r.client);
+    map.Uint("seq", r.seq);
+  }
+  if (r.op == ClientOp::kGet && r.stale) map.Field("stale").pack_true();
+  map.Finish();
+  return out;
+}
+
+const char* ReplyStatusName(ReplyStatus s) { return NameOf(kReplyStatusNames, s, "ERROR"); }
+
+namespace {
+
+bool GetReplyStatus(const msgpack::object& o, ReplyStatus* status) {
+  std::string name;
+  return GetBytes(o, &name) && ValueOf(kReplyStatusNames, name, status);
+}
+
+// Writes a member map at the end of *out: node id as a decimal str (many
+// msgpack decoders, Python's by default, refuse other key types) -> client
+// address.
+void PackMembers(const std::map<uint64_t, std::string>& members, std::string* out) {
+  MapWriter map(out);
+  for (const auto& [id, addr] : members) map.Str(std::to_string(id), addr);
+  map.Finish();
+}
+
+bool GetMembers(const msgpack::object& o, std::map<uint64_t, std::string>* members) {
+  if (o.type != msgpack::type::MAP) return false;
+  members->clear();
+  for (uint32_t k = 0; k < o.via.map.size; ++k) {
+    std::string id, addr;
+    if (!GetBytes(o.via.map.ptr[k].key, &id) || !GetBytes(o.via.map.ptr[k].val, &addr) ||
+        id.empty() || id.find_first_not_of("0123456789") != std::string::npos || id.size() >= 20) {
+      return false;
+    }
+    (*members)[std::stoull(id)] = addr;
+  }
+  return true;
+}
+
+// The fields NodeStatus (its main group) and GroupStatus share: one Raft
+// group's state, under the same names in both maps. The numbers, in the
+// order they are written:
+template <typename T>
+constexpr std::pair<const char*, uint64_t T::*> kGroupNumbers[] = {
+    {"term", &T::term},
+    {"leader", &T::leader},
+    {"commit", &T::commit},
+    {"applied", &T::applied},
+    {"last_index", &T::last_index},
+    {"snapshot_index", &T::snapshot_index},
+    {"digest", &T::digest},
+    {"keys", &T::keys}};
+
+template <typename T>
+void PackGroupFields(const T& g, MapWriter* map) {
+  map->Str("role", g.role);
+  for (const auto& [name, member] : kGroupNumbers<T>) map->Uint(name, g.*member);
+  map->Field("voters").pack(g.voters);
+  map->Field("learners").pack(g.learners);
+}
+
+// Decodes `name` if it is one of the shared fields (*known) and returns
+// whether its value was well formed.
+template <typename T>
+bool GetGroupField(const std::string& name, const msgpack::object& v, T* g, bool* known) {
+  *known = true;
+  for (const auto& [number, member] : kGroupNumbers<T>) {
+    if (name == number) return GetUint(v, &(g->*member));
+  }
+  if (name == "role") return GetBytes(v, &g->role);
+  if (name == "voters") return GetIdList(v, &g->voters);
+  if (name == "learners") return GetIdList(v, &g->learners);
+  *known = false;
+  return true;
+}
+
+// An array of group maps at the end of *out; a group's shard is left out for the metadata group
+// (shard -1).
+void PackGroups(const std::vector<GroupStatus>& groups, std::string* out) {
+  StringBuffer buffer(out);
+  Packer(buffer).pack_array(static_cast<uint32_t>(groups.size()));
+  for (const GroupStatus& g : groups) {
+    MapWriter map(out);
+    map.Uint("group", g.group);
+    if (g.shard >= 0) map.Uint("shard", static_cast<uint64_t>(g.shard));
+    PackGroupFields(g, &map);
+    map.Finish();
+  }
+}
+
+bool GetGroups(const msgpack::object& o, std::vector<GroupStatus>* groups) {
+  if (o.type != msgpack::type::ARRAY) return false;
+  groups->clear();
+  for (uint32_t i = 0; i < o.via.array.size; ++i) {
+    GroupStatus g;
+    const Status s = ForEachField(o.via.array.ptr[i], "group",
+                                  [&](const std::string& name, const msgpack::object& v) {
+                                    bool known = false;
+                                    const bool ok = GetGroupField(name, v, &g, &known);
+                                    if (known) return ok;
+                                    if (name == "group") return GetUint(v, &g.group);
+                                    if (name == "shard") return GetShard(v, &g.shard);
+                                    return true;
+                                  });
+    if (!s.ok()) return false;
+    groups->push_back(std::move(g));
+  }
+  return true;
+}
+
+bool GetShardList(const msgpack::object& o, std::vector<ShardInfo>* list) {
+  if (o.type != msgpack::type::ARRAY) return false;
+  list->clear();
+  for (uint32_t i = 0; i < o.via.array.size; ++i) {
+    ShardInfo info;
+    bool has_shard = false;
+    const Status s = ForEachField(o.via.array.ptr[i], "shard",
+                                  [&](const std::string& name, const msgpack::object& v) {
+                                    if (name == "shard") {
+                                      has_shard = GetUint32(v, &info.shard);
+                                      return has_shard;
+                                    }
+                                    if (name == "group") return GetUint(v, &info.group);
+                                    if (name == "replicas") return GetIdList(v, &info.replicas);
+                                    if (name == "leader") return GetUint(v, &info.leader);
+                                    if (name == "leader_address")
+                                      return GetBytes(v, &info.leader_address);
+                                    return true;
+                                  });
+    if (!s.ok() || !has_shard) return false;
+    list->push_back(std::move(info));
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string EncodeClientReply(const ClientReply& reply) {
+  std::string out;
+  out.reserve(48 + reply.value.size() + reply.leader.size() + reply.error.size());
+  MapWriter map(&out);
+  map.Uint("id", reply.id);
+  map.Str("status", ReplyStatusName(reply.status));
+  if (reply.has_value) map.Bin("value", reply.value);
+  if (!reply.leader.empty()) map.Str("leader", reply.leader);
+  if (!reply.error.empty()) map.Str("error", reply.error);
+  if (reply.shard >= 0) {
+    map.Uint("shard", static_cast<uint64_t>(reply.shard));
+    map.Uint("map_version", reply.map_version);
+  }
+  map.Finish();
+  return out;
+}
+
+Status DecodeClientReply(std::string_view bytes, ClientReply* reply) {
+  *reply = ClientReply{};
+  bool has_id = false, has_status = false;
+  Status s = DecodeMap(bytes, "reply", [&](const std::string& name, const msgpack::object& v) {
+    if (name == "id") {
+      has_id = GetUint(v, &reply->id);
+      return has_id;
+    }
+    if (name == "status") {
+      has_status = GetReplyStatus(v, &reply->status);
+      return has_status;
+    }
+    if (name == "value") {
+      if (v.type == msgpack::type::NIL) return true;
+      reply->has_value = GetBytes(v, &reply->value);
+      return reply->has_value;
+    }
+    if (name == "leader") return v.type == msgpack::type::NIL || GetBytes(v, &reply->leader);
+    if (name == "error") return GetBytes(v, &reply->error);
+    if (name == "shard") return GetShard(v, &reply->shard);
+    if (name == "map_version") return GetUint(v, &reply->map_version);
+    return true;  // newer nodes may add fields
+  });
+  if (!s.ok()) return s;
+  if (!has_id || !has_status) return Status::InvalidArgument("reply without id or status");
+  return Status::OK();
+}
+
+std::string EncodeStatusReply(uint64_t request_id, const NodeStatus& st) {
+  std::string out;
+  MapWriter map(&out);
+  map.Uint("id", request_id);
+  map.Str("status", ReplyStatusName(ReplyStatus::kOk));
+  map.Uint("node", st.node);
+  PackGroupFields(st, &map);
+  map.Str("leader_address", st.leader_address);
+  map.Uint("event_seq", st.event_seq);
+  map.Field("members");
+  PackMembers(st.members, &out);
+  if (st.shards > 0) map.Uint("shards", st.shards);
+  if (!st.groups.empty()) {
+    map.Field("groups");
+    PackGroups(st.groups, &out);
+  }
+  map.Finish();
+  return out;
+}
+
+Status DecodeStatusReply(std::string_view bytes, uint64_t* request_id, NodeStatus* st) {
+  *st = NodeStatus{};
+  return DecodeMap(bytes, "status", [&](const std::string& name, const msgpack::object& v) {
+    bool known = false;
+    const bool ok = GetGroupField(name, v, st, &known);
+    if (known) return ok;
+    if (name == "id") return GetUint(v, request_id);
+    if (name == "node") return GetUint(v, &st->node);
+    if (name == "leader_address") return GetBytes(v, &st->leader_address);
+    if (name == "event_seq") return GetUint(v, &st->event_seq);
+    if (name == "members") return GetMembers(v, &st->members);
+    if (name == "shards") return GetUint32(v, &st->shards);
+    if (name == "groups") return GetGroups(v, &st->groups);
+    return true;
+  });
+}
+
+std::string EncodeShardsReply(uint64_t request_id, const ShardMap& map) {
+  std::string out;
+  MapWriter reply(&out);
+  reply.Uint("id", request_id);
+  reply.Str("status", ReplyStatusName(ReplyStatus::kOk));
+  reply.Uint("version", map.version);
+  reply.Uint("shards", map.shards);
+  reply.Uint("replicas", map.replicas);
+  reply.Field("members");
+  PackMembers(map.members, &out);
+  reply.Field("map").pack_array(static_cast<uint32_t>(map.list.size()));
+  for (const ShardInfo& info : map.list) {
+    MapWriter entry(&out);
+    entry.Uint("shard", info.shard);
+    entry.Uint("group", info.group);
+    entry.Field("replicas").pack(info.replicas);
+    entry.Uint("leader", info.leader);
+    entry.Str("leader_address", info.leader_address);
+    entry.Finish();
+  }
+  reply.Finish();
+  return out;
+}
+
+Status DecodeShardsReply(std::string_view bytes, uint64_t* request_id, ShardMap* map) {
+  *map = ShardMap{};
+  bool has_id = false, has_shards = false, has_list = false;
+  std::string status, error;
+  Status s =
+      DecodeMap(bytes, "shards reply", [&](const std::string& name, const msgpack::object& v) {
+        if (name == "id") {
+          has_id = GetUint(v, request_id);
+          return has_id;
+        }
+        if (name == "shards") {
+          has_shards = GetUint32(v, &map->shards);
+          return has_shards;
+        }
+        if (name == "map") {
+          has_list = GetShardList(v, &map->list);
+          return has_list;
+        }
+        if (name == "status") return GetBytes(v, &status);
+        if (name == "error") return GetBytes(v, &error);
+        if (name == "version") return GetUint(v, &map->version);
+        if (name == "replicas") return GetUint32(v, &map->replicas);
+        if (name == "members") return GetMembers(v, &map->members);
+        return true;
+      });
+  if (!s.ok()) return s;
+  if (status != "OK") {
+    return Status::InvalidArgument("shards reply: status " + (status.empty() ? "missing" : status) +
+                                   (error.empty() ? "" : ": " + error));
+  }
+  if (!has_id || !has_shards || !has_list) {
+    return Status::InvalidArgument("shards reply without id, shards or map");
+  }
+  // Every shard exactly once: clients index the list by shard id.
+  if (map->list.size() != map->shards) {
+    return Status::InvalidArgument("shards reply lists " + std::to_string(map->list.size()) +
+                                   " of " + std::to_string(map->shards) + " shards");
+  }
+  std::sort(map->list.begin(), map->list.end(),
+            [](const ShardInfo& a, const ShardInfo& b) { return a.shard < b.shard; });
+  for (uint32_t i = 0; i < map->shards; ++i) {
+    if (map->list[i].shard != i) {
+      return Status::InvalidArgument("shards reply: shard " + std::to_string(i) +
+                                     " missing or listed twice");
+    }
+  }
+  return Status::OK();
+}
+
+// ---- Event protocol ---------------------------------------------------------
+
+Status DecodeKeyEvent(std::string_view bytes, KeyEvent* ev) {
+  *ev = KeyEvent{};
+  return DecodeMap(bytes, "event", [&](const std::string& name, const msgpack::object& v) {
+    if (name == "node") return GetUint(v, &ev->node);
+    if (name == "seq") return GetUint(v, &ev->seq);
+    if (name == "key") return GetBytes(v, &ev->key);
+    if (name == "index") return GetUint(v, &ev->index);
+    if (name == "size") return GetUint(v, &ev->size);
+    return true;
+  });
+}
+
+}  // namespace kv::net

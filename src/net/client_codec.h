@@ -1,0 +1,129 @@
+// Client codec: msgpack encodings of the client protocol v1 (docs/protocol.md):
+// a request is one msgpack map, a reply another. Also the body of a key
+// event (the event protocol), until it moves to the typed events.
+// Decoders never trust their input: anything malformed, of the wrong type,
+// or over the limits gives InvalidArgument with the reason, never a crash.
+// Thread safety: pure functions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "kvstore/node_status.h"
+
+namespace kv::net {
+
+// ---- Client protocol v1 ----------------------------------------------------
+
+enum class ClientOp : uint8_t {
+  kGet,
+  kPut,
+  kDelete,
+  kCas,
+  kStatus,
+  kTransferLeader,
+  kMemberAdd,
+  kMemberRemove,
+  kShards,  // the shard map (docs/protocol.md, "Shard map reply")
+};
+
+struct ClientRequest {
+  uint64_t id = 0;
+  ClientOp op = ClientOp::kGet;
+  std::string key;
+  std::string value;
+  bool has_expect = false;  // cas: false (nil or missing) means "only if absent"
+  std::string expect;
+  uint64_t client = 0;  // session for exactly-once writes; 0 = none
+  uint64_t seq = 0;
+  bool stale = false;   // get: serve from this node's state without ReadIndex
+  uint64_t target = 0;  // transfer_leader: the node to hand leadership to
+  uint64_t node = 0;    // member_add, member_remove: the member's id
+  std::string address;  // member_add: its client address host:port
+};
+
+struct RequestLimits {
+  size_t max_key_bytes = 4 << 10;
+  size_t max_value_bytes = 1 << 20;
+};
+
+// Writes only the fields of request.op (docs/protocol.md, "Operations"):
+// "op" by its name, a session's client and seq only on writes with a client.
+std::string EncodeClientRequest(const ClientRequest& request);
+
+// Decodes one request ("set" is read as put; unknown fields are ignored).
+// InvalidArgument for malformed input, a field the op needs that is missing,
+// a key or value over `limits`, or a session's seq without its client (or
+// the reverse). On error, *id_known tells whether request->id was read, so
+// that the ERROR reply can still carry it.
+Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits,
+                           ClientRequest* request, bool* id_known);
+
+enum class ReplyStatus : uint8_t {
+  kOk,
+  kNotFound,
+  kRedirect,
+  kCasFailed,
+  kUnavailable,
+  kUnknown,
+  kError,
+};
+
+// The status's name on the wire: "OK", "NOT_FOUND", "REDIRECT", ...
+const char* ReplyStatusName(ReplyStatus s);
+
+struct ClientReply {
+  uint64_t id = 0;
+  ReplyStatus status = ReplyStatus::kOk;
+  bool has_value = false;
+  std::string value;
+  std::string leader;  // kRedirect: the leader's client address, host:port
+  std::string error;   // kError, kUnavailable: why
+  // Sharded clusters, REDIRECT and UNAVAILABLE of a key op: the key's shard
+  // (0..S-1) and the version of the shard map the node answered from. Both
+  // travel only when shard >= 0; -1 means "not about a shard".
+  int64_t shard = -1;
+  uint64_t map_version = 0;
+};
+
+// Leaves out what is empty: value unless has_value, leader, error, and shard
+// and map_version unless shard >= 0.
+std::string EncodeClientReply(const ClientReply& reply);
+// Decodes any reply's id and status (and the fields above, when present), so
+// it also reads those of a status or shards reply. InvalidArgument for
+// malformed input and a reply without id or status.
+Status DecodeClientReply(std::string_view bytes, ClientReply* reply);
+
+// The status reply. "shards" is encoded only when status.shards > 0 and
+// "groups" only when status.groups is not empty, so an unsharded node's reply
+// is what it was before sharding.
+std::string EncodeStatusReply(uint64_t request_id, const NodeStatus& status);
+// InvalidArgument for malformed input.
+Status DecodeStatusReply(std::string_view bytes, uint64_t* request_id, NodeStatus* status);
+
+// The answer to "op": "shards". REQUIRES: map.list holds shards 0..S-1 (S =
+// map.shards), each once; an unsharded cluster has S = 0 and an empty list.
+std::string EncodeShardsReply(uint64_t request_id, const ShardMap& map);
+// On OK, map->list holds every shard 0..map->shards-1 once, sorted by shard
+// id. InvalidArgument for malformed input, a list that is not exactly the
+// shards 0..S-1, and a reply whose status is not OK (an ERROR's text is in
+// the message: a node that predates sharding answers "unknown op").
+Status DecodeShardsReply(std::string_view bytes, uint64_t* request_id, ShardMap* map);
+
+// ---- Event protocol: moves to net/events.h with the typed events -----------
+
+// The body of a "kv.put" / "kv.del" event (see publisher.h).
+struct KeyEvent {
+  uint64_t node = 0;
+  uint64_t seq = 0;
+  std::string key;
+  uint64_t index = 0;
+  uint64_t size = 0;
+};
+// InvalidArgument for malformed input; fields it does not know are ignored.
+Status DecodeKeyEvent(std::string_view bytes, KeyEvent* event);
+
+}  // namespace kv::net

@@ -1,0 +1,430 @@
+#include "net/client_codec.h"
+
+#include <catch2/catch.hpp>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "codec_test_util.h"
+
+namespace kv::net {
+
+namespace {
+
+ShardMap ThreeShards() {
+  ShardMap map;
+  map.version = 7;
+  map.shards = 3;
+  map.replicas = 2;
+  map.members = {{1, "10.0.0.1:8080"}, {2, "10.0.0.2:8080"}, {3, "10.0.0.3:8080"}};
+  // Out of order on purpose: the decoder sorts by shard id.
+  map.list.push_back(ShardInfo{2, 12, {3, 1}, 0, ""});
+  map.list.push_back(ShardInfo{0, 10, {1, 2}, 1, "10.0.0.1:8080"});
+  map.list.push_back(ShardInfo{1, 11, {2, 3}, 3, "10.0.0.3:8080"});
+  return map;
+}
+
+void RequireSameShard(const ShardInfo& a, const ShardInfo& b) {
+  REQUIRE(a.shard == b.shard);
+  REQUIRE(a.group == b.group);
+  REQUIRE(a.replicas == b.replicas);
+  REQUIRE(a.leader == b.leader);
+  REQUIRE(a.leader_address == b.leader_address);
+}
+
+GroupStatus Group(uint64_t id, int64_t shard) {
+  GroupStatus g;
+  g.group = id;
+  g.shard = shard;
+  g.role = shard < 0 ? "leader" : "follower";
+  g.term = 4 + id;
+  g.leader = 2;
+  g.commit = 100 + id;
+  g.applied = 99 + id;
+  g.last_index = 101 + id;
+  g.snapshot_index = 50;
+  g.digest = 0xfeedULL << 40;
+  g.keys = 1000 * id;
+  g.voters = {1, 2, 3};
+  g.learners = {4};
+  return g;
+}
+
+void RequireSameGroup(const GroupStatus& a, const GroupStatus& b) {
+  REQUIRE(a.group == b.group);
+  REQUIRE(a.shard == b.shard);
+  REQUIRE(a.role == b.role);
+  REQUIRE(a.term == b.term);
+  REQUIRE(a.leader == b.leader);
+  REQUIRE(a.commit == b.commit);
+  REQUIRE(a.applied == b.applied);
+  REQUIRE(a.last_index == b.last_index);
+  REQUIRE(a.snapshot_index == b.snapshot_index);
+  REQUIRE(a.digest == b.digest);
+  REQUIRE(a.keys == b.keys);
+  REQUIRE(a.voters == b.voters);
+  REQUIRE(a.learners == b.learners);
+}
+
+NodeStatus SomeStatus() {
+  NodeStatus st;
+  st.node = 2;
+  st.role = "follower";
+  st.term = 9;
+  st.leader = 1;
+  st.leader_address = "10.0.0.1:8080";
+  st.commit = 40;
+  st.applied = 39;
+  st.last_index = 41;
+  st.snapshot_index = 20;
+  st.event_seq = 77;
+  st.digest = 123456789;
+  st.keys = 12;
+  st.members = {{1, "10.0.0.1:8080"}, {2, "10.0.0.2:8080"}};
+  st.voters = {1, 2};
+  st.learners = {3};
+  return st;
+}
+
+bool Contains(const std::string& bytes, const std::string& what) {
+  return bytes.find(what) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("A client put request decodes, with set as an alias") {
+  for (const char* op : {"put", "set"}) {
+    const std::string bytes =
+        Map("id", 9, "op", op, "key", "k", "value", "v", "client", 5, "seq", 2);
+    ClientRequest r;
+    bool id_known = false;
+    REQUIRE(DecodeClientRequest(bytes, RequestLimits{}, &r, &id_known).ok());
+    REQUIRE(r.id == 9);
+    REQUIRE(r.op == ClientOp::kPut);
+    REQUIRE(r.key == "k");
+    REQUIRE(r.value == "v");
+    REQUIRE(r.client == 5);
+    REQUIRE(r.seq == 2);
+  }
+}
+
+TEST_CASE("Every op and every reply status round-trips by its name") {
+  for (int k = 0; k <= static_cast<int>(ClientOp::kShards); ++k) {
+    ClientRequest req;
+    req.id = 1;
+    req.op = static_cast<ClientOp>(k);
+    req.key = "k";
+    req.target = 2;
+    req.node = 3;
+    req.address = "h:1";
+    ClientRequest back;
+    bool id_known = false;
+    INFO(k);
+    REQUIRE(DecodeClientRequest(EncodeClientRequest(req), RequestLimits{}, &back, &id_known).ok());
+    REQUIRE(back.op == req.op);
+  }
+  for (int k = 0; k <= static_cast<int>(ReplyStatus::kError); ++k) {
+    ClientReply reply;
+    reply.status = static_cast<ReplyStatus>(k);
+    ClientReply back;
+    REQUIRE(DecodeClientReply(EncodeClientReply(reply), &back).ok());
+    REQUIRE(back.status == reply.status);
+  }
+}
+
+TEST_CASE("A cas with a nil expect means only-if-absent, and bin keys are accepted") {
+  const std::string bytes = Map("id", 1, "op", "cas", "key", std::vector<char>{'\0', 'k'}, "value",
+                                "new", "expect", msgpack::type::nil_t());
+  ClientRequest r;
+  bool id_known = false;
+  REQUIRE(DecodeClientRequest(bytes, RequestLimits{}, &r, &id_known).ok());
+  REQUIRE(r.op == ClientOp::kCas);
+  REQUIRE_FALSE(r.has_expect);
+  REQUIRE(r.key == std::string("\0k", 2));
+}
+
+TEST_CASE("Malformed client requests get a reason, and the id when it was readable") {
+  struct Case {
+    const char* name;
+    std::string bytes;
+    bool id_known;
+    const char* reason;
+  };
+  RequestLimits limits;
+  limits.max_key_bytes = 8;
+  limits.max_value_bytes = 16;
+  std::vector<Case> cases = {
+      {"not msgpack", "\xc1\xc1", false, "not msgpack"},
+      {"not a map", "\x93\x01\x02\x03", false, "not a msgpack map"},
+      {"no id", Map("op", "get"), false, "missing \"id\""},
+      {"unknown op", Map("id", 3, "op", "frobnicate"), true, "unknown op"},
+      {"no key", Map("id", 3, "op", "get"), true, "missing \"key\""},
+      {"key type", Map("id", 3, "op", "get", "key", 5), true, "wrong type"},
+      {"put without value", Map("id", 3, "op", "put", "key", "k"), true, "missing \"value\""},
+      {"key too long", Map("id", 3, "op", "get", "key", "123456789"), true, "over the limit"},
+      {"value too long", Map("id", 3, "op", "put", "key", "k", "value", std::string(17, 'v')), true,
+       "over the limit"},
+      {"negative id", Map("id", -1), false, "unsigned"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    ClientRequest r;
+    bool id_known = true;
+    Status s = DecodeClientRequest(c.bytes, limits, &r, &id_known);
+    REQUIRE(s.IsInvalidArgument());
+    REQUIRE(id_known == c.id_known);
+    REQUIRE(s.message().find(c.reason) != std::string::npos);
+    if (c.id_known) REQUIRE(r.id == 3);
+  }
+}
+
+TEST_CASE("Client replies round-trip through the reply codec") {
+  ClientReply reply;
+  reply.id = 77;
+  reply.status = ReplyStatus::kRedirect;
+  reply.leader = "127.0.0.1:8081";
+  reply.has_value = true;
+  reply.value = std::string("\0v", 2);
+  ClientReply back;
+  REQUIRE(DecodeClientReply(EncodeClientReply(reply), &back).ok());
+  REQUIRE(back.id == 77);
+  REQUIRE(back.status == ReplyStatus::kRedirect);
+  REQUIRE(back.leader == reply.leader);
+  REQUIRE(back.has_value);
+  REQUIRE(back.value == reply.value);
+  REQUIRE(back.error.empty());
+}
+
+// ---- Sharding: the shards op, shard fields in replies, groups in status ----
+
+TEST_CASE("A shards request round-trips and carries no key") {
+  ClientRequest req;
+  req.id = 12;
+  req.op = ClientOp::kShards;
+  req.key = "ignored";
+  const std::string bytes = EncodeClientRequest(req);
+  REQUIRE(Contains(bytes, "shards"));
+  REQUIRE_FALSE(Contains(bytes, "ignored"));
+  ClientRequest back;
+  bool id_known = false;
+  REQUIRE(DecodeClientRequest(bytes, RequestLimits{}, &back, &id_known).ok());
+  REQUIRE(back.op == ClientOp::kShards);
+  REQUIRE(back.id == 12);
+}
+
+TEST_CASE("A shard map round-trips through the shards reply, sorted by shard") {
+  const ShardMap map = ThreeShards();
+  uint64_t id = 0;
+  ShardMap back;
+  REQUIRE(DecodeShardsReply(EncodeShardsReply(31, map), &id, &back).ok());
+  REQUIRE(id == 31);
+  REQUIRE(back.version == 7);
+  REQUIRE(back.shards == 3);
+  REQUIRE(back.replicas == 2);
+  REQUIRE(back.members == map.members);
+  REQUIRE(back.list.size() == 3);
+  RequireSameShard(back.list[0], map.list[1]);
+  RequireSameShard(back.list[1], map.list[2]);
+  RequireSameShard(back.list[2], map.list[0]);
+  // Any client reply decoder can still read its id and status.
+  ClientReply peek;
+  REQUIRE(DecodeClientReply(EncodeShardsReply(31, map), &peek).ok());
+  REQUIRE(peek.id == 31);
+  REQUIRE(peek.status == ReplyStatus::kOk);
+}
+
+TEST_CASE("An unsharded cluster's shard map has no shards and an empty list") {
+  ShardMap map;
+  map.version = 1;
+  map.replicas = 3;
+  map.members = {{1, "a:1"}};
+  uint64_t id = 0;
+  ShardMap back;
+  REQUIRE(DecodeShardsReply(EncodeShardsReply(5, map), &id, &back).ok());
+  REQUIRE(back.shards == 0);
+  REQUIRE(back.list.empty());
+  REQUIRE(back.members == map.members);
+}
+
+TEST_CASE("Malformed shards replies are refused with a reason") {
+  auto entry = [](uint64_t shard) { return Map("shard", shard, "leader_address", "h:1"); };
+  auto reply = [](uint64_t shards, const Packed& list) {
+    return Map("id", 1, "status", "OK", "shards", shards, "map", list);
+  };
+  struct Case {
+    const char* name;
+    std::string bytes;
+    const char* reason;
+  };
+  std::vector<Case> cases = {
+      {"an older node's ERROR", EncodeClientReply([] {
+         ClientReply r;
+         r.id = 4;
+         r.status = ReplyStatus::kError;
+         r.error = "unknown op \"shards\"";
+         return r;
+       }()),
+       "unknown op"},
+      {"not a map", "\x93\x01\x02\x03", "not a msgpack map"},
+      {"no map", Map("id", 1, "status", "OK", "shards", 0), "without id, shards or map"},
+      {"a shard missing", reply(2, Array(entry(0))), "lists 1 of 2"},
+      {"a shard twice", reply(2, Array(entry(1), entry(1))), "listed twice"},
+      {"a shard out of range", reply(1, Array(entry(5))), "listed twice"},
+      {"a shard count over 2^32", reply(uint64_t{1} << 32, Array()), "field \"shards\""},
+      {"an entry without its shard id", reply(1, Array(Map("leader", 2))), "field \"map\""},
+      {"replicas not ids", reply(1, Array(Map("shard", 0, "replicas", Array("x")))),
+       "field \"map\""},
+      {"members with a non-numeric id",
+       Map("id", 1, "status", "OK", "shards", 0, "map", Array(), "members", Map("one", "h:1")),
+       "field \"members\""},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    uint64_t id = 0;
+    ShardMap map;
+    Status s = DecodeShardsReply(c.bytes, &id, &map);
+    REQUIRE(s.IsInvalidArgument());
+    REQUIRE(s.message().find(c.reason) != std::string::npos);
+  }
+}
+
+TEST_CASE("REDIRECT and UNAVAILABLE carry the shard and the map version") {
+  ClientReply reply;
+  reply.id = 3;
+  reply.status = ReplyStatus::kRedirect;
+  reply.leader = "10.0.0.3:8080";
+  reply.shard = 0;
+  reply.map_version = 12;
+  ClientReply back;
+  REQUIRE(DecodeClientReply(EncodeClientReply(reply), &back).ok());
+  REQUIRE(back.shard == 0);
+  REQUIRE(back.map_version == 12);
+  REQUIRE(back.leader == reply.leader);
+
+  reply.status = ReplyStatus::kUnavailable;
+  reply.leader.clear();
+  reply.shard = 4294967295;
+  REQUIRE(DecodeClientReply(EncodeClientReply(reply), &back).ok());
+  REQUIRE(back.status == ReplyStatus::kUnavailable);
+  REQUIRE(back.shard == 4294967295);
+
+  // Unsharded: neither field travels, and the decoder reports shard -1.
+  reply.shard = -1;
+  const std::string bytes = EncodeClientReply(reply);
+  REQUIRE_FALSE(Contains(bytes, "shard"));
+  REQUIRE_FALSE(Contains(bytes, "map_version"));
+  REQUIRE(DecodeClientReply(bytes, &back).ok());
+  REQUIRE(back.shard == -1);
+  REQUIRE(back.map_version == 0);
+}
+
+TEST_CASE("The reply decoder reads a nil shard as none and refuses bad ones") {
+  auto with_shard = [](const auto& shard) {
+    return std::string(
+        Map("id", 1, "status", "REDIRECT", "shard", shard, "some_future_field", Array()));
+  };
+  ClientReply back;
+  REQUIRE(DecodeClientReply(with_shard(msgpack::type::nil_t()), &back).ok());
+  REQUIRE(back.shard == -1);
+  REQUIRE(DecodeClientReply(with_shard(9), &back).ok());
+  REQUIRE(back.shard == 9);
+  for (const std::string& bad : {with_shard(-1), with_shard(uint64_t{1} << 32), with_shard("0")}) {
+    Status s = DecodeClientReply(bad, &back);
+    REQUIRE(s.IsInvalidArgument());
+    REQUIRE(s.message().find("\"shard\"") != std::string::npos);
+  }
+}
+
+TEST_CASE("A status reply round-trips, and carries shards and groups only when sharded") {
+  NodeStatus st = SomeStatus();
+  std::string bytes = EncodeStatusReply(8, st);
+  REQUIRE_FALSE(Contains(bytes, "shards"));
+  REQUIRE_FALSE(Contains(bytes, "groups"));
+  uint64_t id = 0;
+  NodeStatus back;
+  REQUIRE(DecodeStatusReply(bytes, &id, &back).ok());
+  REQUIRE(id == 8);
+  REQUIRE(back.node == st.node);
+  REQUIRE(back.role == st.role);
+  REQUIRE(back.term == st.term);
+  REQUIRE(back.leader == st.leader);
+  REQUIRE(back.leader_address == st.leader_address);
+  REQUIRE(back.commit == st.commit);
+  REQUIRE(back.applied == st.applied);
+  REQUIRE(back.last_index == st.last_index);
+  REQUIRE(back.snapshot_index == st.snapshot_index);
+  REQUIRE(back.event_seq == st.event_seq);
+  REQUIRE(back.digest == st.digest);
+  REQUIRE(back.keys == st.keys);
+  REQUIRE(back.members == st.members);
+  REQUIRE(back.voters == st.voters);
+  REQUIRE(back.learners == st.learners);
+  REQUIRE(back.shards == 0);
+  REQUIRE(back.groups.empty());
+
+  st.shards = 16;
+  st.groups = {Group(1, -1), Group(2, 0), Group(7, 15)};
+  bytes = EncodeStatusReply(9, st);
+  REQUIRE(DecodeStatusReply(bytes, &id, &back).ok());
+  REQUIRE(back.shards == 16);
+  REQUIRE(back.groups.size() == 3);
+  for (size_t i = 0; i < 3; ++i) RequireSameGroup(back.groups[i], st.groups[i]);
+  REQUIRE(back.node == st.node);
+}
+
+TEST_CASE("A status group reads a missing or nil shard as the metadata group") {
+  const std::string bytes = Map(
+      "id", 1, "groups", Array(Map("group", 1), Map("group", 2, "shard", msgpack::type::nil_t())));
+  uint64_t id = 0;
+  NodeStatus back;
+  REQUIRE(DecodeStatusReply(bytes, &id, &back).ok());
+  REQUIRE(back.groups.size() == 2);
+  REQUIRE(back.groups[0].shard == -1);
+  REQUIRE(back.groups[1].shard == -1);
+  REQUIRE(back.groups[1].group == 2);
+}
+
+TEST_CASE("Malformed status groups are refused") {
+  for (const std::string& bad :
+       {Map("groups", 1), Map("groups", Array(1)), Map("groups", Array(Map("term", "x"))),
+        Map("groups", Array(Map("shard", -1))), Map("shards", uint64_t{1} << 33)}) {
+    uint64_t id = 0;
+    NodeStatus back;
+    Status s = DecodeStatusReply(bad, &id, &back);
+    REQUIRE(s.IsInvalidArgument());
+    REQUIRE(s.message().find("status field") != std::string::npos);
+  }
+}
+
+TEST_CASE("Truncated and flipped shard maps and statuses never crash the decoders") {
+  NodeStatus st = SomeStatus();
+  st.shards = 3;
+  st.groups = {Group(1, -1), Group(2, 0)};
+  const std::string status = EncodeStatusReply(1, st);
+  const std::string shards = EncodeShardsReply(1, ThreeShards());
+  for (const std::string& enc : {status, shards}) {
+    for (size_t n = 0; n < enc.size(); ++n) {
+      uint64_t id = 0;
+      NodeStatus st_back;
+      ShardMap map_back;
+      REQUIRE_FALSE(DecodeStatusReply(enc.substr(0, n), &id, &st_back).ok());
+      REQUIRE_FALSE(DecodeShardsReply(enc.substr(0, n), &id, &map_back).ok());
+    }
+  }
+  std::mt19937_64 rng(99);
+  for (int i = 0; i < 5000; ++i) {
+    std::string bytes = i % 2 ? status : shards;
+    bytes[rng() % bytes.size()] = static_cast<char>(rng());
+    uint64_t id = 0;
+    NodeStatus st_back;
+    ShardMap map_back;
+    ClientReply reply;
+    (void)DecodeStatusReply(bytes, &id, &st_back);
+    if (DecodeShardsReply(bytes, &id, &map_back).ok()) {
+      REQUIRE(map_back.list.size() == map_back.shards);
+    }
+    (void)DecodeClientReply(bytes, &reply);
+  }
+}
+
+}  // namespace kv::net
