@@ -11,6 +11,7 @@
 #include "kv/command.h"
 #include "kv/state_machine.h"
 #include "net/codec.h"
+#include "net/events.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
@@ -110,6 +111,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
       }
       break;
+    }
+  }
+  // Events, under any topic (the first byte picks it; one past the last is unknown).
+  static const char* kEventTopics[] = {"role",   "commit", "snapshot", "membership",
+                                       "shards", "kv.put", "kv.del",   "x"};
+  kv::Event event, again;
+  if (kv::net::DecodeEvent(kEventTopics[data[0] % 8], in, &event).ok()) {
+    const std::string bytes = kv::net::EncodeEvent(event);
+    if (!kv::net::DecodeEvent(kv::EventTopic(event), bytes, &again).ok() ||
+        kv::net::EncodeEvent(again) != bytes) {
+      abort();
     }
   }
   return 0;
