@@ -8,6 +8,7 @@
 
 #include <zmq.hpp>
 
+#include "kv/layout.h"
 #include "kv/ring.h"
 #include "net/codec.h"
 
@@ -56,11 +57,21 @@ std::vector<std::string> ParseEndpoints(const std::string& text) {
   return out;
 }
 
+const char* DefaultEndpoints() { return kDefaultEndpoints; }
+
 std::string EventEndpoint(const std::string& client_endpoint) {
-  constexpr int kPubPortOffset = 2000;
   const size_t colon = client_endpoint.rfind(':');
-  const int port = std::atoi(client_endpoint.c_str() + colon + 1) + kPubPortOffset;
+  const int port = std::atoi(client_endpoint.c_str() + colon + 1) + kEventsPortOffset;
   return "tcp://" + client_endpoint.substr(0, colon) + ":" + std::to_string(port);
+}
+
+uint64_t MainGroup(const NodeStatus& status) {
+  uint64_t first = 0;
+  for (const GroupStatus& g : status.groups) {
+    if (g.group == kMainGroup) return kMainGroup;
+    if (first == 0 || g.group < first) first = g.group;
+  }
+  return first == 0 ? kMainGroup : first;
 }
 
 struct Client::Impl {
@@ -301,7 +312,7 @@ struct Client::Impl {
 };
 
 Client::Client(Options options) {
-  if (options.endpoints.empty()) options.endpoints.push_back("127.0.0.1:8080");
+  if (options.endpoints.empty()) options.endpoints = ParseEndpoints(DefaultEndpoints());
   client_id_ = options.client_id;
   if (client_id_ == 0) {
     std::random_device rd;

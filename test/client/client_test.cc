@@ -13,7 +13,9 @@
 #include <zmq_addon.hpp>
 
 #include "kv/ring.h"
+#include "kvstore/subscriber.h"
 #include "net/codec.h"
+#include "net/publisher.h"
 
 namespace kv::client {
 namespace {
@@ -396,6 +398,98 @@ TEST_CASE("Shards() on an unsharded cluster, and on a node that predates shardin
   Result r = c2.Shards(&map);
   REQUIRE(r.code == Code::kError);
   REQUIRE(r.error.find("unknown op") != std::string::npos);
+}
+
+// ---- Subscriber ------------------------------------------------------------------
+
+// A fake node for subscribers: answers status requests with the seq of the
+// last event published, and publishes a commit event every few milliseconds
+// on its PUB port (client port + 2000). Restart() starts the seq over.
+class FakePublisher {
+ public:
+  FakePublisher() : router_(ctx_, zmq::socket_type::router), pub_(ctx_, zmq::socket_type::pub) {
+    router_.set(zmq::sockopt::linger, 0);
+    pub_.set(zmq::sockopt::linger, 0);
+    router_.bind("tcp://127.0.0.1:*");
+    const std::string ep = router_.get(zmq::sockopt::last_endpoint);
+    address_ = ep.substr(ep.find("//") + 2);
+    const int port = std::stoi(address_.substr(address_.rfind(':') + 1));
+    pub_.bind("tcp://127.0.0.1:" + std::to_string(port + 2000));
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~FakePublisher() {
+    stop_ = true;
+    thread_.join();
+  }
+  const std::string& address() const { return address_; }
+  void Restart() { restart_ = true; }
+
+ private:
+  void Serve() {
+    auto publisher = std::make_unique<net::Publisher>(&pub_, 1);
+    while (!stop_) {
+      if (restart_.exchange(false)) publisher = std::make_unique<net::Publisher>(&pub_, 1);
+      publisher->Publish(CommitEvent{0, 0, 1, 1, publisher->seq() + 1, publisher->seq() + 1});
+      zmq::pollitem_t item{static_cast<void*>(router_), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(5));
+      if (!(item.revents & ZMQ_POLLIN)) continue;
+      std::vector<zmq::message_t> frames;
+      if (!zmq::recv_multipart(router_, std::back_inserter(frames))) continue;
+      ClientRequest req;
+      bool id_known = false;
+      if (!net::DecodeClientRequest(frames.back().to_string_view(), net::RequestLimits{}, &req,
+                                    &id_known)
+               .ok()) {
+        continue;
+      }
+      NodeStatus status;
+      status.node = 1;
+      status.event_seq = publisher->seq();
+      router_.send(frames[0], zmq::send_flags::sndmore);
+      router_.send(zmq::buffer(net::EncodeStatusReply(req.id, status)));
+    }
+  }
+
+  zmq::context_t ctx_{1};
+  zmq::socket_t router_, pub_;
+  std::string address_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> restart_{false};
+};
+
+TEST_CASE("Subscriber: status first, then only later events, in order; a restart rejoins") {
+  FakePublisher node;
+  Subscriber sub(SubscriberOptions{{node.address()}, "", std::chrono::milliseconds(0)});
+  std::vector<Update> updates;
+  uint64_t status_seq = 0, last = 0, statuses = 0, events = 0;
+  bool restarted = false, rejoined = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!rejoined && std::chrono::steady_clock::now() < deadline) {
+    updates.clear();
+    sub.Poll(std::chrono::milliseconds(20), &updates);
+    for (const Update& u : updates) {
+      REQUIRE(u.node == 0);
+      if (u.status) {
+        statuses++;
+        status_seq = u.status->event_seq;
+        if (restarted && status_seq < last) rejoined = true;
+        last = rejoined ? status_seq : std::max(last, status_seq);
+        continue;
+      }
+      REQUIRE(statuses > 0);  // never an event before the status that joins it
+      const uint64_t seq = EventSeq(u.event);
+      REQUIRE(seq > status_seq);
+      REQUIRE(seq > last);
+      REQUIRE(std::get<CommitEvent>(u.event).node == 1);
+      last = seq;
+      if (++events == 20) {
+        node.Restart();
+        restarted = true;
+      }
+    }
+  }
+  REQUIRE(rejoined);
 }
 
 }  // namespace
