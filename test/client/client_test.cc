@@ -8,11 +8,13 @@
 #include <catch2/catch.hpp>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
 #include "kv/ring.h"
+#include "kvstore/async_client.h"
 #include "kvstore/subscriber.h"
 #include "net/codec.h"
 #include "net/publisher.h"
@@ -398,6 +400,169 @@ TEST_CASE("Shards() on an unsharded cluster, and on a node that predates shardin
   Result r = c2.Shards(&map);
   REQUIRE(r.code == Code::kError);
   REQUIRE(r.error.find("unknown op") != std::string::npos);
+}
+
+// ---- AsyncClient ---------------------------------------------------------------
+
+AsyncOptions FastAsync(std::vector<std::string> endpoints) {
+  AsyncOptions o;
+  o.endpoints = std::move(endpoints);
+  o.connections = 2;
+  o.request_timeout = std::chrono::milliseconds(200);
+  return o;
+}
+
+// Polls until `n` requests completed or 5 s passed.
+std::vector<Completion> WaitFor(AsyncClient& c, size_t n) {
+  std::vector<Completion> done;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (done.size() < n && std::chrono::steady_clock::now() < deadline) {
+    c.Poll(std::chrono::milliseconds(20), &done);
+  }
+  return done;
+}
+
+Request Put(std::string key) {
+  Request r;
+  r.op = Op::kPut;
+  r.key = std::move(key);
+  r.value = "v";
+  return r;
+}
+
+TEST_CASE("Async: pipelined writes complete by tag, each in flight with its own session") {
+  FakeNode leader([](const ClientRequest&) { return With(ReplyStatus::kOk); });
+  AsyncClient c(FastAsync({leader.address()}), Topology{leader.address(), {}});
+  for (uint64_t round = 0; round < 2; ++round) {
+    for (uint64_t tag = 0; tag < 8; ++tag) c.Submit(tag, Put("k" + std::to_string(tag)));
+    REQUIRE(c.in_flight() == 8);
+    const std::vector<Completion> done = WaitFor(c, 8);
+    REQUIRE(done.size() == 8);
+    std::set<uint64_t> tags;
+    for (const Completion& d : done) {
+      REQUIRE(d.code == Code::kOk);
+      tags.insert(d.tag);
+    }
+    REQUIRE(tags.size() == 8);
+    REQUIRE(c.in_flight() == 0);
+  }
+  // 8 sessions, each used by one request at a time: every write its own
+  // (client, seq), and the second round reuses the first round's sessions.
+  std::set<uint64_t> clients;
+  std::set<std::pair<uint64_t, uint64_t>> writes;
+  for (const ClientRequest& r : leader.requests()) {
+    REQUIRE(r.client != 0);
+    clients.insert(r.client);
+    writes.insert({r.client, r.seq});
+  }
+  REQUIRE(clients.size() == 8);
+  REQUIRE(writes.size() == 16);
+}
+
+TEST_CASE("Async: an unanswered write is resent with the same session and seq") {
+  std::mutex mu;
+  std::set<std::pair<uint64_t, uint64_t>> seen;
+  FakeNode node([&](const ClientRequest& req) -> std::optional<ClientReply> {
+    std::lock_guard<std::mutex> lock(mu);
+    if (seen.insert({req.client, req.seq}).second) return std::nullopt;  // drop the first
+    return With(ReplyStatus::kOk);
+  });
+  AsyncClient c(FastAsync({node.address()}), Topology{node.address(), {}});
+  c.Submit(42, Put("k"));
+  const std::vector<Completion> done = WaitFor(c, 1);
+  REQUIRE(done.size() == 1);
+  REQUIRE(done[0].tag == 42);
+  REQUIRE(c.retries() >= 1);
+  const auto reqs = node.requests();
+  REQUIRE(reqs.size() >= 2);
+  REQUIRE(reqs[1].client == reqs[0].client);
+  REQUIRE(reqs[1].seq == reqs[0].seq);
+  REQUIRE(reqs[1].id != reqs[0].id);
+}
+
+TEST_CASE("Async: a REDIRECT moves the requests to the leader, and later ones go there") {
+  FakeNode leader([](const ClientRequest&) { return With(ReplyStatus::kOk, "v"); });
+  FakeNode follower([&](const ClientRequest&) {
+    ClientReply r = With(ReplyStatus::kRedirect);
+    r.leader = leader.address();
+    return r;
+  });
+  AsyncClient c(FastAsync({follower.address()}), Topology{follower.address(), {}});
+  Request get;
+  get.key = "k";
+  for (uint64_t tag = 0; tag < 4; ++tag) c.Submit(tag, get);
+  std::vector<Completion> done = WaitFor(c, 4);
+  REQUIRE(done.size() == 4);
+  for (const Completion& d : done) REQUIRE((d.code == Code::kOk && d.value == "v"));
+  REQUIRE(c.redirects() >= 1);
+  const size_t asked = follower.requests().size();
+  for (uint64_t tag = 0; tag < 4; ++tag) c.Submit(tag, get);
+  REQUIRE(WaitFor(c, 4).size() == 4);
+  REQUIRE(follower.requests().size() == asked);
+}
+
+TEST_CASE("Async: ERROR, CAS_FAILED and NOT_FOUND are final") {
+  FakeNode node([](const ClientRequest& req) {
+    if (req.op == net::ClientOp::kCas) return With(ReplyStatus::kCasFailed);
+    if (req.op == net::ClientOp::kGet) return With(ReplyStatus::kNotFound);
+    ClientReply r = With(ReplyStatus::kError);
+    r.error = "too big";
+    return r;
+  });
+  AsyncClient c(FastAsync({node.address()}), Topology{node.address(), {}});
+  Request cas = Put("k");
+  cas.op = Op::kCas;
+  c.Submit(1, cas);
+  c.Submit(2, Request{});
+  c.Submit(3, Put("k"));
+  std::vector<Completion> done = WaitFor(c, 3);
+  REQUIRE(done.size() == 3);
+  std::sort(done.begin(), done.end(),
+            [](const Completion& a, const Completion& b) { return a.tag < b.tag; });
+  REQUIRE(done[0].code == Code::kCasFailed);
+  REQUIRE(done[1].code == Code::kNotFound);
+  REQUIRE(done[2].code == Code::kError);
+  REQUIRE(done[2].error == "too big");
+  REQUIRE(node.requests().size() == 3);
+}
+
+TEST_CASE("Async: with a shard map to start from, each key goes straight to its shard's leader") {
+  TwoShardCluster cluster;
+  const Topology topology{cluster.a.address(),
+                          TwoShards(1, cluster.a.address(), cluster.b.address())};
+  AsyncClient c(FastAsync({cluster.a.address()}), topology);
+  const std::string k0 = KeyIn(0, 2), k1 = KeyIn(1, 2);
+  for (uint64_t tag = 0; tag < 6; ++tag) c.Submit(tag, Put(tag % 2 ? k1 : k0));
+  REQUIRE(WaitFor(c, 6).size() == 6);
+  REQUIRE(c.redirects() == 0);
+  for (const auto& r : cluster.a.requests()) {
+    if (r.op != net::ClientOp::kShards && r.op != net::ClientOp::kStatus) REQUIRE(r.key == k0);
+  }
+  for (const auto& r : cluster.b.requests()) {
+    if (r.op != net::ClientOp::kShards && r.op != net::ClientOp::kStatus) REQUIRE(r.key == k1);
+  }
+}
+
+TEST_CASE("Async: a shard REDIRECT fetches the map, then keys route by shard") {
+  TwoShardCluster cluster;
+  AsyncClient c(FastAsync({cluster.a.address()}), Topology{cluster.a.address(), {}});
+  const std::string k1 = KeyIn(1, 2);
+  c.Submit(0, Put(k1));
+  REQUIRE(WaitFor(c, 1).size() == 1);
+  REQUIRE(c.redirects() == 1);
+  // The map fetch may still be in flight: wait until it is installed.
+  const size_t on_a = cluster.a.requests().size();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  std::vector<Completion> done;
+  while (cluster.a.count(net::ClientOp::kShards) == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    c.Poll(std::chrono::milliseconds(20), &done);
+  }
+  c.Poll(std::chrono::milliseconds(50), &done);  // its reply
+  for (uint64_t tag = 0; tag < 4; ++tag) c.Submit(tag, Put(k1));
+  REQUIRE(WaitFor(c, 4).size() == 4);
+  REQUIRE(c.redirects() == 1);
+  REQUIRE(cluster.a.requests().size() == on_a);
 }
 
 // ---- Subscriber ------------------------------------------------------------------
