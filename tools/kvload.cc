@@ -44,8 +44,8 @@ uint64_t NowNs() {
 struct Settings {
   std::vector<std::string> endpoints;
   int threads = 4;
-  int connections = 1;  // per thread
-  int pipeline = 1;     // in flight per connection
+  int connections = 1;    // per thread
+  int pipeline = 1;       // in flight per connection
   uint64_t requests = 0;  // per thread; 0 = use duration
   double duration_s = 10;
   uint64_t keys = 100000;
@@ -99,8 +99,8 @@ struct HistoryWriter {
   std::mutex mu;
   std::ofstream out;
   // Keys and values kvload makes are plain ASCII: no escaping needed.
-  void Write(int process, const char* type, Op op, const std::string& key,
-             const std::string* value, const std::string* expected, uint64_t time_ns) {
+  void Write(int process, const char* type, Op op, const std::string& key, const std::string* value,
+             const std::string* expected, uint64_t time_ns) {
     std::lock_guard<std::mutex> lock(mu);
     const char* f = op == Op::kGet ? "get" : op == Op::kCas ? "cas" : "put";
     out << "{\"process\":" << process << ",\"type\":\"" << type << "\",\"f\":\"" << f
@@ -147,9 +147,13 @@ struct Shared {
 
 class Worker {
  public:
-  Worker(const Settings& s, int index, const kv::client::Topology& topology,
-         const KeyChooser& keys, Shared* shared)
-      : s_(s), index_(index), keys_(keys), shared_(shared), rng_(s.seed * 7919 + index),
+  Worker(const Settings& s, int index, const kv::client::Topology& topology, const KeyChooser& keys,
+         Shared* shared)
+      : s_(s),
+        index_(index),
+        keys_(keys),
+        shared_(shared),
+        rng_(s.seed * 7919 + index),
         client_(Options(s), topology) {}
 
   ThreadResult Run();
@@ -267,8 +271,7 @@ void Worker::Complete(Slot& slot, const std::string& outcome, const char* histor
   if (shared_->history) {
     const std::string* v = slot.op == Op::kGet ? read_value : &slot.value;
     shared_->history->Write(slot.process, history_type, slot.op, slot.key, v,
-                            slot.has_expect && slot.op == Op::kCas ? &slot.expect : nullptr,
-                            now);
+                            slot.has_expect && slot.op == Op::kCas ? &slot.expect : nullptr, now);
     // A process whose operation's outcome is unknown never completes it.
     if (std::string(history_type) == "info") slot.process = shared_->next_process++;
   }
@@ -303,9 +306,11 @@ ThreadResult Worker::Run() {
     slots_[i].process = shared_->next_process++;
   }
   const uint64_t start = NowNs();
-  const uint64_t end = s_.requests ? UINT64_MAX : start + static_cast<uint64_t>(s_.duration_s * 1e9);
+  const uint64_t end =
+      s_.requests ? UINT64_MAX : start + static_cast<uint64_t>(s_.duration_s * 1e9);
   const double per_thread_rate = s_.rate / s_.threads;
-  const uint64_t interval_ns = per_thread_rate > 0 ? static_cast<uint64_t>(1e9 / per_thread_rate) : 0;
+  const uint64_t interval_ns =
+      per_thread_rate > 0 ? static_cast<uint64_t>(1e9 / per_thread_rate) : 0;
   uint64_t next_intended = start;
   // After the load ends, requests still unanswered get this long to finish.
   const uint64_t grace_ns = static_cast<uint64_t>(s_.grace_s * 1e9);
@@ -315,7 +320,8 @@ ThreadResult Worker::Run() {
     const bool more = s_.requests ? issued_ < s_.requests : now < end;
     if (!more && give_up == UINT64_MAX) give_up = now + grace_ns;
     for (size_t i = 0; i < slots_.size(); ++i) {
-      if (slots_[i].busy || !more || shared_->stop || (s_.requests != 0 && issued_ >= s_.requests)) {
+      if (slots_[i].busy || !more || shared_->stop ||
+          (s_.requests != 0 && issued_ >= s_.requests)) {
         continue;
       }
       if (interval_ns == 0) {
@@ -366,8 +372,8 @@ uint64_t Verify(const Settings& s, const std::map<std::string, std::vector<Write
     bool allowed = false;
     if (r.ok()) {
       for (const auto& w : list) {
-        if (w.value == r.value && (&w == last_acked || w.ack_ns == 0 ||
-                                   w.ack_ns > last_acked->invoke_ns)) {
+        if (w.value == r.value &&
+            (&w == last_acked || w.ack_ns == 0 || w.ack_ns > last_acked->invoke_ns)) {
           allowed = true;
         }
       }
@@ -375,9 +381,11 @@ uint64_t Verify(const Settings& s, const std::map<std::string, std::vector<Write
     if (!allowed) {
       lost++;
       if (lost <= 10) {
-        std::fprintf(stderr, "kvload: LOST WRITE: key %s should hold \"%s\" (or a later value) "
-                     "but read %s \"%s\"\n", key.c_str(), last_acked->value.c_str(),
-                     kv::client::CodeName(r.code), r.value.c_str());
+        std::fprintf(stderr,
+                     "kvload: LOST WRITE: key %s should hold \"%s\" (or a later value) "
+                     "but read %s \"%s\"\n",
+                     key.c_str(), last_acked->value.c_str(), kv::client::CodeName(r.code),
+                     r.value.c_str());
       }
     }
   }
@@ -387,8 +395,9 @@ uint64_t Verify(const Settings& s, const std::map<std::string, std::vector<Write
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"kvload: multithreaded load generator for kvstore.\n"
-               "Positional form, as the prototype: kvload PORT THREADS REQUESTS"};
+  CLI::App app{
+      "kvload: multithreaded load generator for kvstore.\n"
+      "Positional form, as the prototype: kvload PORT THREADS REQUESTS"};
   Settings s;
   int port = 0;
   std::string endpoints = kv::client::DefaultEndpoints();
@@ -444,8 +453,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvload: --read-ratio plus --cas-ratio must not exceed 1\n");
     return 2;
   }
-  if (s.endpoints.empty() || s.threads < 1 || s.connections < 1 || s.pipeline < 1 ||
-      s.keys == 0) {
+  if (s.endpoints.empty() || s.threads < 1 || s.connections < 1 || s.pipeline < 1 || s.keys == 0) {
     std::fprintf(stderr, "kvload: need endpoints, and threads, connections, pipeline, keys >= 1\n");
     return 2;
   }
@@ -530,13 +538,13 @@ int main(int argc, char** argv) {
   if (s.verify) lost = Verify(s, total.writes, &checked);
 
   if (s.json) {
-    std::printf("{\"ops\":%llu,\"seconds\":%.3f,\"ops_per_sec\":%.1f,\"latency_us\":{\"p50\":%.1f,"
-                "\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},\"redirects\":%llu,"
-                "\"retries\":%llu,\"outcomes\":{",
-                static_cast<unsigned long long>(ops), elapsed, ops / elapsed, us(0.5), us(0.9),
-                us(0.99), us(0.999), total.latency.max() / 1000.0,
-                static_cast<unsigned long long>(total.redirects),
-                static_cast<unsigned long long>(total.retries));
+    std::printf(
+        "{\"ops\":%llu,\"seconds\":%.3f,\"ops_per_sec\":%.1f,\"latency_us\":{\"p50\":%.1f,"
+        "\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},\"redirects\":%llu,"
+        "\"retries\":%llu,\"outcomes\":{",
+        static_cast<unsigned long long>(ops), elapsed, ops / elapsed, us(0.5), us(0.9), us(0.99),
+        us(0.999), total.latency.max() / 1000.0, static_cast<unsigned long long>(total.redirects),
+        static_cast<unsigned long long>(total.retries));
     bool first = true;
     for (const auto& [k, v] : total.outcomes) {
       std::printf("%s\"%s\":%llu", first ? "" : ",", k.c_str(), static_cast<unsigned long long>(v));

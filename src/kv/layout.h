@@ -32,6 +32,9 @@ constexpr int ShardOfGroup(uint64_t group, uint32_t shards) {
              : -1;
 }
 
+static_assert(ShardOfGroup(ShardGroup(0), 1) == 0 && ShardOfGroup(ShardGroup(1), 1) == -1 &&
+              ShardOfGroup(kMainGroup, 8) == -1 && ShardOfGroup(ShardGroup(3), 0) == -1);
+
 constexpr int kRaftPortOffset = 1000;
 constexpr int kEventsPortOffset = 2000;
 

@@ -402,6 +402,24 @@ TEST_CASE("Shards() on an unsharded cluster, and on a node that predates shardin
   REQUIRE(r.error.find("unknown op") != std::string::npos);
 }
 
+GroupStatus Hosted(uint64_t group, int64_t shard) {
+  GroupStatus g;
+  g.group = group;
+  g.shard = shard;
+  return g;
+}
+
+TEST_CASE("MainGroup: the metadata group when hosted, else the first group hosted") {
+  NodeStatus unsharded;
+  REQUIRE(MainGroup(unsharded) == 1);
+  NodeStatus meta;
+  meta.groups = {Hosted(4, 2), Hosted(1, -1), Hosted(2, 0)};
+  REQUIRE(MainGroup(meta) == 1);
+  NodeStatus shards_only;
+  shards_only.groups = {Hosted(5, 3), Hosted(3, 1)};
+  REQUIRE(MainGroup(shards_only) == 3);
+}
+
 // ---- AsyncClient ---------------------------------------------------------------
 
 AsyncOptions FastAsync(std::vector<std::string> endpoints) {
