@@ -5,7 +5,7 @@
 #include <unordered_map>
 #include <zmq.hpp>
 
-#include "kv/ring.h"
+#include "client/shard_routes.h"
 #include "net/codec.h"
 
 namespace kv::client {
@@ -91,7 +91,9 @@ struct AsyncClient::Impl {
   void Disconnect(int ep);
   void ResendFrom(int ep);
   int Route(const Slot& slot) const;
-  void InstallMap(const ShardMap& map);
+  void InstallMap(const ShardMap& map) {
+    routes.Install(map, [this](const std::string& address) { return EndpointIndex(address); });
+  }
   void MaybeFetchMap(const net::ClientReply& r, int ep);
   void OnMapReply(std::string_view bytes);
   void Send(Slot& slot) { SendTo(slot, Route(slot)); }
@@ -106,11 +108,9 @@ struct AsyncClient::Impl {
   uint64_t session_base = 0;
   std::vector<Endpoint> eps;
   int default_ep = 0;  // the current target: the leader, as far as we know
-  // Sharded clusters: the ring, and each shard's leader (an index in eps, -1
-  // unknown). No ring: every request goes to default_ep.
-  std::optional<ShardRing> ring;
-  std::vector<int> shard_leader;
-  uint64_t map_version = 0;
+  // Sharded clusters: each shard's leader, an index in eps. Unsharded: every
+  // request goes to default_ep.
+  ShardRoutes routes;
   uint64_t map_request = 0;  // id of the shards request in flight; 0 none
   uint64_t map_asked_ns = 0;
   uint64_t map_asked_version = 0;  // the newest version a fetch was sent for
@@ -165,35 +165,14 @@ void AsyncClient::Impl::ResendFrom(int ep) {
 }
 
 int AsyncClient::Impl::Route(const Slot& slot) const {
-  if (!ring) return default_ep;
-  const int leader = shard_leader[ring->ShardOf(slot.req.key)];
+  if (!routes.sharded()) return default_ep;
+  const int leader = routes.leader(routes.ShardOf(slot.req.key));
   return leader >= 0 ? leader : default_ep;
 }
 
-void AsyncClient::Impl::InstallMap(const ShardMap& map) {
-  map_version = map.version;
-  if (map.shards == 0) {
-    ring.reset();
-    shard_leader.clear();
-    return;
-  }
-  // Where the map does not know a leader, keep one a REDIRECT taught us.
-  std::vector<int> leaders(map.shards, -1);
-  for (const ShardInfo& info : map.list) {
-    if (!info.leader_address.empty()) {
-      leaders[info.shard] = EndpointIndex(info.leader_address);
-    } else if (leaders.size() == shard_leader.size()) {
-      leaders[info.shard] = shard_leader[info.shard];
-    }
-  }
-  shard_leader = std::move(leaders);
-  // S x 256 points: built only when S changes.
-  if (!ring || ring->shards() != map.shards) ring.emplace(map.shards);
-}
-
 void AsyncClient::Impl::MaybeFetchMap(const net::ClientReply& r, int ep) {
-  const bool placeable = ring && static_cast<uint64_t>(r.shard) < shard_leader.size();
-  const bool newer = r.map_version > std::max(map_version, map_asked_version);
+  const bool placeable = routes.sharded() && r.shard < routes.shards();
+  const bool newer = r.map_version > std::max(routes.version(), map_asked_version);
   if (placeable && !newer) return;
   // One fetch in flight; and without news, one per request timeout.
   const uint64_t now = NowNs();
@@ -214,7 +193,7 @@ void AsyncClient::Impl::OnMapReply(std::string_view bytes) {
   uint64_t id = 0;
   ShardMap map;
   if (!net::DecodeShardsReply(bytes, &id, &map).ok()) return;
-  if (ring && map.version < map_version) return;
+  if (routes.sharded() && map.version < routes.version()) return;
   InstallMap(map);
 }
 
@@ -262,16 +241,14 @@ void AsyncClient::Impl::OnReply(net::ClientReply& r, std::vector<Completion>* ou
       if (r.shard >= 0) {
         // Sharded: this shard's leader moves; the other requests stay.
         MaybeFetchMap(r, slot.ep);
-        if (ring && static_cast<uint64_t>(r.shard) < shard_leader.size()) {
-          shard_leader[r.shard] = leader;
-        }
+        routes.SetLeader(r.shard, leader);
         SendTo(slot, leader);
       } else if (leader != default_ep) {
         // Unsharded: the target moves to the leader, with what was in flight
         // at the old one.
         const int old = default_ep;
         default_ep = leader;
-        if (!ring) Disconnect(old);
+        if (!routes.sharded()) Disconnect(old);
         ResendFrom(old);
       } else {
         Send(slot);
@@ -288,9 +265,8 @@ void AsyncClient::Impl::OnReply(net::ClientReply& r, std::vector<Completion>* ou
   retries++;
   if (r.shard >= 0) {
     MaybeFetchMap(r, slot.ep);
-    if (r.status == net::ReplyStatus::kUnavailable && ring &&
-        static_cast<uint64_t>(r.shard) < shard_leader.size() && shard_leader[r.shard] == slot.ep) {
-      shard_leader[r.shard] = -1;
+    if (r.status == net::ReplyStatus::kUnavailable && routes.leader(r.shard) == slot.ep) {
+      routes.SetLeader(r.shard, -1);
     }
   }
   Send(slot);
@@ -303,9 +279,7 @@ void AsyncClient::Impl::CheckTimeouts(uint64_t now) {
     // No answer: resend (same seq). The node may be down: try the others.
     retries++;
     const int silent = slot.ep;
-    for (int& leader : shard_leader) {
-      if (leader == silent) leader = -1;
-    }
+    routes.Forget(silent);
     if (silent == default_ep) {
       // Another endpoint than the silent one: it answers or redirects.
       const auto& all = opt.endpoints;
