@@ -64,9 +64,9 @@ struct AsyncClient::Impl {
   struct Slot {
     bool busy = false;
     uint64_t tag = 0;
-    uint64_t client = 0;
+    uint64_t client = 0;  // the session: its client id, and the last seq it used
     uint64_t seq = 0;
-    net::ClientRequest req;  // id, client and seq set per send
+    net::ClientRequest req;  // a new id for every send; the same client and seq
     int conn = 0;            // which of an endpoint's connections it uses
     int ep = 0;              // the endpoint its request went to
     uint64_t sent_ns = 0;
@@ -86,21 +86,32 @@ struct AsyncClient::Impl {
     (void)Conn(default_ep, 0);
   }
 
+  // The index of `address` in eps, added if new.
   int EndpointIndex(const std::string& address);
+  // Connection `conn` to endpoint `ep`, connecting them on first use.
   zmq::socket_t& Conn(int ep, int conn);
+  // Closes an endpoint's connections, dropping whatever they still queue.
   void Disconnect(int ep);
+  // Resends every request in flight to endpoint `ep`, each where it belongs now.
   void ResendFrom(int ep);
+  // Where a request goes: its shard's leader when known, else the default.
   int Route(const Slot& slot) const;
   void InstallMap(const ShardMap& map) {
     routes.Install(map, [this](const std::string& address) { return EndpointIndex(address); });
   }
+  // Asks `ep` for the shard map when reply `r` names a shard we cannot place
+  // or a map newer than ours; one request in flight at a time.
   void MaybeFetchMap(const net::ClientReply& r, int ep);
   void OnMapReply(std::string_view bytes);
   void Send(Slot& slot) { SendTo(slot, Route(slot)); }
+  // Sends the slot's request to `ep` under a new request id.
   void SendTo(Slot& slot, int ep);
+  // Reports the slot's request done and frees the slot (its session stays).
   void Complete(Slot& slot, Code code, std::string value, std::string error,
                 std::vector<Completion>* out);
+  // Completes, redirects or resends the request `r` answers.
   void OnReply(net::ClientReply& r, std::vector<Completion>* out);
+  // Resends what has been in flight longer than the request timeout.
   void CheckTimeouts(uint64_t now);
 
   AsyncOptions opt;
