@@ -675,5 +675,37 @@ TEST_CASE("Subscriber: status first, then only later events, in order; a restart
   REQUIRE(rejoined);
 }
 
+TEST_CASE("Subscriber: status_every asks again; RefreshStatus asks at once") {
+  FakePublisher node;
+  Subscriber sub(SubscriberOptions{{node.address()}, "kv.", std::chrono::milliseconds(50)});
+  std::vector<Update> updates;
+  size_t statuses = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (statuses < 3 && std::chrono::steady_clock::now() < deadline) {
+    updates.clear();
+    REQUIRE(sub.Poll(std::chrono::milliseconds(20), &updates));
+    for (const Update& u : updates) {
+      REQUIRE(u.status);  // only "kv." events, and the node publishes none
+      statuses++;
+    }
+  }
+  REQUIRE(statuses >= 3);
+
+  Subscriber once(SubscriberOptions{{node.address()}, "", std::chrono::milliseconds(0)});
+  statuses = 0;
+  bool refreshed = false;
+  while (statuses < 2 && std::chrono::steady_clock::now() < deadline) {
+    updates.clear();
+    REQUIRE(once.Poll(std::chrono::milliseconds(20), &updates));
+    for (const Update& u : updates) {
+      if (!u.status) continue;
+      statuses++;
+      if (!refreshed) once.RefreshStatus(0);
+      refreshed = true;
+    }
+  }
+  REQUIRE(statuses == 2);
+}
+
 }  // namespace
 }  // namespace kv::client
