@@ -22,7 +22,8 @@
 // still in flight as of unknown outcome (a write may still take effect).
 //
 // Thread safety: none. Use one AsyncClient per thread; each has its own
-// ZeroMQ context and sockets.
+// sockets (the process's AsyncClients share one ZeroMQ context, which is
+// thread-safe).
 #pragma once
 
 #include <chrono>

@@ -33,6 +33,14 @@ net::ClientOp WireOp(Op op) {
   return net::ClientOp::kGet;
 }
 
+// One ZeroMQ context for every AsyncClient of the process (cppzmq's advice),
+// with two I/O threads, however many clients: a load generator runs one per
+// thread. Never destroyed, so that exit never waits on a socket left open.
+zmq::context_t& ProcessContext() {
+  static zmq::context_t* const ctx = new zmq::context_t(2);
+  return *ctx;
+}
+
 // A session id per slot: a random per-client part above the slot's index,
 // and the top bit set so that it is never 0 ("no session").
 constexpr int kSlotBits = 20;
@@ -115,7 +123,7 @@ struct AsyncClient::Impl {
   void CheckTimeouts(uint64_t now);
 
   AsyncOptions opt;
-  zmq::context_t ctx{1};
+  zmq::context_t& ctx = ProcessContext();
   uint64_t session_base = 0;
   std::vector<Endpoint> eps;
   int default_ep = 0;  // the current target: the leader, as far as we know
