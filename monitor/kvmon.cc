@@ -9,12 +9,12 @@
 // Sharded clusters (status "shards" > 0): a node row describes the node's
 // main group (kv::client::MainGroup: the metadata group when the node hosts
 // it, else the first group it hosts; an unsharded cluster has only the main
-// group), and events of
-// its other groups update those groups only. The node table gains SHARDS
-// (shard groups hosted) and LEADS (shards led), and a shard table follows it:
-// each shard's group, leader and replicas (voters; a learner, e.g. a replica
-// being moved in, as "+ID"), from the latest status of every node that is
-// up, kept current between polls by "role" and "commit" events.
+// group), and events of its other groups update those groups only. The node
+// table gains SHARDS (shard groups hosted) and LEADS (shards led), and a
+// shard table follows it: each shard's group, leader and replicas (voters; a
+// learner, e.g. a replica being moved in, as "+ID"), from the latest status
+// of every node that is up, kept current between polls by "role" and
+// "commit" events.
 //
 // Keys: q quits, p pauses the display, arrow keys / PgUp / PgDn scroll the
 // event log. `kvmon --once` prints the tables and exits (for scripts);
