@@ -1,19 +1,20 @@
 // kvmon: a live terminal monitor of a kvstore cluster.
 //
-// Joins each node like the ZeroMQ guide's Clone pattern: subscribe to its
-// event stream (PUB port = client port + 2000) first, then ask its status,
-// and drop events at or below the status's event_seq. Status is re-polled
-// twice a second (it also tells a node is down: no answer within 2 s).
-// Redraws at most ten times a second however many events arrive.
+// Joins each node like the ZeroMQ guide's Clone pattern (kvstore/subscriber.h):
+// subscribe to its event stream first, then ask its status, and drop events
+// at or below the status's event_seq. Status is re-polled twice a second (it
+// also tells a node is down: no answer within 2 s). Redraws at most ten
+// times a second however many events arrive.
 //
 // Sharded clusters (status "shards" > 0): a node row describes the node's
-// main group (group 1, the metadata group, when the node hosts it, else the
-// first group it hosts; an unsharded cluster has only group 1), and events of
-// its other groups update those groups only. The node table gains SHARDS
-// (shard groups hosted) and LEADS (shards led), and a shard table follows it:
-// each shard's group, leader and replicas (voters; a learner, e.g. a replica
-// being moved in, as "+ID"), from the latest status of every node that is
-// up, kept current between polls by "role" and "commit" events.
+// main group (kv::client::MainGroup: the metadata group when the node hosts
+// it, else the first group it hosts; an unsharded cluster has only the main
+// group), and events of its other groups update those groups only. The node
+// table gains SHARDS (shard groups hosted) and LEADS (shards led), and a
+// shard table follows it: each shard's group, leader and replicas (voters; a
+// learner, e.g. a replica being moved in, as "+ID"), from the latest status
+// of every node that is up, kept current between polls by "role" and
+// "commit" events.
 //
 // Keys: q quits, p pauses the display, arrow keys / PgUp / PgDn scroll the
 // event log. `kvmon --once` prints the tables and exits (for scripts);
@@ -32,15 +33,13 @@
 #include <map>
 #include <string>
 #include <tuple>
+#include <variant>
 #include <vector>
-#include <zmq.hpp>
-
-#define MSGPACK_NO_BOOST
-#include <msgpack.hpp>
 
 #include "kvstore/client.h"
+#include "kvstore/events.h"
 #include "kvstore/node_status.h"
-#include "net/codec.h"
+#include "kvstore/subscriber.h"
 
 // Last: ncurses defines macros (OK, ERR) that clash with our names.
 #include <ncurses.h>
@@ -58,28 +57,14 @@ struct NodeView {
   bool up = false;
   bool ever_up = false;
   kv::NodeStatus status;
-  uint64_t joined_seq = 0;  // events at or below this are already in `status`
   Clock::time_point last_heard{};
-  Clock::time_point last_status_sent{};
-  uint64_t status_request = 0;
   uint64_t prev_applied = 0;
   Clock::time_point prev_sample{};
   double ops = 0;
   std::deque<double> spark;
-  zmq::socket_t dealer;
 };
 
-// The group a node row describes: group 1 if the node hosts it (always, in
-// an unsharded cluster), else the first group it hosts, as the node's status
-// chooses (docs/protocol.md, status reply).
-uint64_t MainGroup(const kv::NodeStatus& s) {
-  uint64_t first = 0;
-  for (const auto& g : s.groups) {
-    if (g.group == 1) return 1;
-    if (first == 0 || g.group < first) first = g.group;
-  }
-  return first == 0 ? 1 : first;
-}
+using kv::client::MainGroup;
 
 kv::GroupStatus* FindGroup(kv::NodeStatus& s, uint64_t group) {
   for (auto& g : s.groups) {
@@ -105,17 +90,11 @@ std::string Now() {
 
 class Monitor {
  public:
-  Monitor(std::vector<std::string> endpoints) : sub_(ctx_, zmq::socket_type::sub) {
-    sub_.set(zmq::sockopt::linger, 0);
-    sub_.set(zmq::sockopt::subscribe, "");
+  Monitor(std::vector<std::string> endpoints)
+      : sub_(kv::client::SubscriberOptions{endpoints, "", kStatusEvery}) {
     for (const auto& ep : endpoints) {
       NodeView v;
       v.endpoint = ep;
-      v.dealer = zmq::socket_t(ctx_, zmq::socket_type::dealer);
-      v.dealer.set(zmq::sockopt::linger, 0);
-      v.dealer.connect("tcp://" + ep);
-      // Subscribe before asking for status: the Clone pattern's order.
-      sub_.connect(kv::client::EventEndpoint(ep));
       nodes_.push_back(std::move(v));
     }
   }
@@ -136,30 +115,16 @@ class Monitor {
   }
 
  private:
-  void RequestStatus(NodeView& n);
-  void OnStatus(NodeView& n, const std::string& bytes);
-  void OnEvent(const std::string& topic, const std::string& body);
+  void OnStatus(NodeView& n, const kv::NodeStatus& st);
+  void OnEvent(size_t index, const kv::Event& event);
 
-  zmq::context_t ctx_{1};
-  zmq::socket_t sub_;
+  kv::client::Subscriber sub_;  // joins each node's events to its status
   std::vector<NodeView> nodes_;
   std::deque<std::string> log_;
-  uint64_t next_id_ = 1;
+  std::vector<kv::client::Update> updates_;
 };
 
-void Monitor::RequestStatus(NodeView& n) {
-  kv::net::ClientRequest req;
-  req.op = kv::net::ClientOp::kStatus;
-  req.id = n.status_request = next_id_++;
-  n.last_status_sent = Clock::now();
-  const std::string bytes = kv::net::EncodeClientRequest(req);
-  (void)n.dealer.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
-}
-
-void Monitor::OnStatus(NodeView& n, const std::string& bytes) {
-  kv::NodeStatus st;
-  uint64_t id = 0;
-  if (!kv::net::DecodeStatusReply(bytes, &id, &st).ok() || id != n.status_request) return;
+void Monitor::OnStatus(NodeView& n, const kv::NodeStatus& st) {
   const auto now = Clock::now();
   if (!n.up) Log("node " + std::to_string(st.node) + " (" + n.endpoint + ") " +
                  (n.ever_up ? "is back" : "is up"));
@@ -176,130 +141,92 @@ void Monitor::OnStatus(NodeView& n, const std::string& bytes) {
   n.prev_applied = st.applied;
   n.prev_sample = now;
   n.status = st;
-  n.joined_seq = std::max(n.joined_seq, st.event_seq);
   n.up = n.ever_up = true;
   n.last_heard = now;
 }
 
-void Monitor::OnEvent(const std::string& topic, const std::string& body) {
-  msgpack::object_handle oh;
-  std::map<std::string, msgpack::object> f;
-  try {
-    oh = msgpack::unpack(body.data(), body.size());
-    if (oh.get().type != msgpack::type::MAP) return;
-    for (uint32_t i = 0; i < oh.get().via.map.size; ++i) {
-      const auto& kv = oh.get().via.map.ptr[i];
-      if (kv.key.type == msgpack::type::STR) f[kv.key.as<std::string>()] = kv.val;
-    }
-  } catch (const std::exception&) {
-    return;
-  }
-  auto num = [&](const char* k) -> uint64_t {
-    auto it = f.find(k);
-    return it != f.end() && it->second.type == msgpack::type::POSITIVE_INTEGER
-               ? it->second.via.u64
-               : 0;
-  };
-  auto str = [&](const char* k) -> std::string {
-    auto it = f.find(k);
-    return it != f.end() && it->second.type == msgpack::type::STR ? it->second.as<std::string>()
-                                                                  : "";
-  };
-  const uint64_t node = num("node");
-  NodeView* n = nullptr;
-  for (auto& v : nodes_) {
-    if (v.status.node == node) n = &v;
-  }
-  if (n == nullptr || num("seq") <= n->joined_seq) return;  // not joined yet, or already known
-  n->joined_seq = num("seq");
+void Monitor::OnEvent(size_t index, const kv::Event& event) {
+  NodeView* n = &nodes_[index];
+  const uint64_t node = kv::EventNode(event);
   n->last_heard = Clock::now();
   kv::NodeStatus& s = n->status;
   // Events name their group; only the main group's update the node row. A
   // group the last status did not list waits for the next poll.
   const uint64_t main_group = MainGroup(s);
-  const uint64_t group = num("group") != 0 ? num("group") : main_group;
-  const bool main = group == main_group;
-  kv::GroupStatus* g = FindGroup(s, group);
-  const std::string who =
-      "node " + std::to_string(node) + (s.shards > 0 ? " " + GroupName(s, group) : "");
-  if (topic == "role") {
-    const std::string role = str("role");
-    const uint64_t term = num("term"), leader = num("leader");
+  const auto who = [&](uint64_t event_group) {
+    const uint64_t group = event_group != 0 ? event_group : main_group;
+    return "node " + std::to_string(node) + (s.shards > 0 ? " " + GroupName(s, group) : "");
+  };
+  // The group's row and the node row (null when not the main group) to update.
+  const auto rows = [&](uint64_t event_group) {
+    const uint64_t group = event_group != 0 ? event_group : main_group;
+    return std::make_pair(FindGroup(s, group), group == main_group ? &s : nullptr);
+  };
+  if (const auto* e = std::get_if<kv::RoleEvent>(&event)) {
+    const auto [g, main] = rows(e->group);
     if (g != nullptr) {
-      g->role = role;
-      g->term = term;
-      g->leader = leader;
+      g->role = e->role;
+      g->term = e->term;
+      g->leader = e->leader;
     }
-    if (main) {
-      s.role = role;
-      s.term = term;
-      s.leader = leader;
+    if (main != nullptr) {
+      main->role = e->role;
+      main->term = e->term;
+      main->leader = e->leader;
     }
-    Log(who + " is " + role + " in term " + std::to_string(term) +
-        (leader ? ", leader " + std::to_string(leader) : ""));
-  } else if (topic == "commit") {
+    Log(who(e->group) + " is " + e->role + " in term " + std::to_string(e->term) +
+        (e->leader ? ", leader " + std::to_string(e->leader) : ""));
+  } else if (const auto* c = std::get_if<kv::CommitEvent>(&event)) {
+    const auto [g, main] = rows(c->group);
     if (g != nullptr) {
-      g->term = num("term");
-      g->commit = num("commit");
-      g->applied = std::max(g->applied, num("applied"));
+      g->term = c->term;
+      g->commit = c->commit;
+      g->applied = std::max(g->applied, c->applied);
     }
-    if (main) {
-      s.term = num("term");
-      s.commit = num("commit");
-      s.applied = std::max(s.applied, num("applied"));
+    if (main != nullptr) {
+      main->term = c->term;
+      main->commit = c->commit;
+      main->applied = std::max(main->applied, c->applied);
     }
-  } else if (topic == "snapshot") {
-    Log(who + ": snapshot " + str("event") + " at index " + std::to_string(num("index")));
-  } else if (topic == "membership") {
-    if (str("change") == "left") {
-      Log(who + ": this replica was removed; no longer served here");
+  } else if (const auto* snap = std::get_if<kv::SnapshotEvent>(&event)) {
+    Log(who(snap->group) + ": snapshot " + (snap->installed ? "installed" : "taken") +
+        " at index " + std::to_string(snap->index));
+  } else if (const auto* m = std::get_if<kv::MembershipEvent>(&event)) {
+    if (m->change == "left") {
+      Log(who(m->group) + ": this replica was removed; no longer served here");
     } else {
-      Log(who + " applied a membership change at " + std::to_string(num("index")) + ": " +
-          std::to_string(num("voters")) + " voters, " + std::to_string(num("learners")) +
-          " learners");
+      Log(who(m->group) + " applied a membership change at " + std::to_string(m->index) + ": " +
+          std::to_string(m->voters) + " voters, " + std::to_string(m->learners) + " learners");
     }
-    n->last_status_sent = {};  // ask again now: the voters and learners changed
-  } else if (topic == "shards") {
-    Log("node " + std::to_string(node) + ": shard map version " + std::to_string(num("version")) +
-        ", " + std::to_string(num("members")) + " members");
-    for (auto& v : nodes_) v.last_status_sent = {};  // replicas move: ask every node now
+    sub_.RefreshStatus(index);  // ask again now: the voters and learners changed
+  } else if (const auto* map = std::get_if<kv::ShardsEvent>(&event)) {
+    Log("node " + std::to_string(node) + ": shard map version " + std::to_string(map->version) +
+        ", " + std::to_string(map->members) + " members");
+    // Replicas move: ask every node now.
+    for (size_t i = 0; i < nodes_.size(); ++i) sub_.RefreshStatus(i);
   }
 }
 
 bool Monitor::Poll(std::chrono::milliseconds wait) {
   const auto now = Clock::now();
   for (auto& n : nodes_) {
-    if (now - n.last_status_sent >= kStatusEvery) RequestStatus(n);
     if (n.up && now - n.last_heard > kDownAfter) {
       n.up = false;
       n.ops = 0;
       Log("node " + std::to_string(n.status.node) + " (" + n.endpoint + ") is DOWN");
     }
   }
-  std::vector<zmq::pollitem_t> items;
-  items.push_back({static_cast<void*>(sub_), 0, ZMQ_POLLIN, 0});
-  for (auto& n : nodes_) items.push_back({static_cast<void*>(n.dealer), 0, ZMQ_POLLIN, 0});
-  try {
-    zmq::poll(items.data(), items.size(), wait);
-  } catch (const zmq::error_t&) {
-    return false;  // EINTR: a signal (resize, Ctrl-C); the caller loops
-  }
-  bool changed = false;
-  // Drain everything waiting: a flood of events is summarised, never queued.
-  zmq::message_t topic, body;
-  while (sub_.recv(topic, zmq::recv_flags::dontwait)) {
-    if (!topic.more() || !sub_.recv(body, zmq::recv_flags::dontwait)) continue;
-    OnEvent(topic.to_string(), body.to_string());
-    changed = true;
-  }
-  for (auto& n : nodes_) {
-    zmq::message_t msg;
-    while (n.dealer.recv(msg, zmq::recv_flags::dontwait)) {
-      OnStatus(n, msg.to_string());
-      changed = true;
+  updates_.clear();
+  // false: EINTR, a signal (resize, Ctrl-C); the caller loops.
+  if (!sub_.Poll(wait, &updates_)) return false;
+  for (const kv::client::Update& u : updates_) {
+    if (u.status) {
+      OnStatus(nodes_[u.node], *u.status);
+    } else {
+      OnEvent(u.node, u.event);
     }
   }
-  return changed;
+  return !updates_.empty();
 }
 
 std::string Sparkline(const std::deque<double>& samples) {
@@ -329,8 +256,8 @@ uint64_t LeaderCommit(const Monitor& m, uint64_t group) {
   for (const auto& n : m.nodes()) {
     if (!n.up) continue;
     const auto& s = n.status;
-    if (s.groups.empty()) {  // unsharded: the node row is group 1
-      if (group == 1 && s.role == "leader" && s.term >= term) {
+    if (s.groups.empty()) {  // unsharded: the node row is the main group
+      if (group == MainGroup(s) && s.role == "leader" && s.term >= term) {
         term = s.term;
         commit = s.commit;
       }
@@ -598,7 +525,7 @@ volatile sig_atomic_t g_stop = 0;
 
 int main(int argc, char** argv) {
   CLI::App app{"kvmon: live monitor of a kvstore cluster (events on each node's PORT+2000)."};
-  std::string endpoints = "127.0.0.1:8080,127.0.0.1:8081,127.0.0.1:8082";
+  std::string endpoints = kv::client::DefaultEndpoints();
   bool once = false, json = false;
   int wait_ms = 3000;
   app.add_option("--endpoints", endpoints, "Comma-separated client host:port of the members")

@@ -16,10 +16,10 @@
 
 #include <algorithm>
 #include <optional>
-#include <zmq.hpp>
+#include <variant>
 
 #include "kvstore/client.h"
-#include "net/codec.h"
+#include "kvstore/subscriber.h"
 
 namespace {
 
@@ -284,36 +284,34 @@ int Watch(const Output& out, kv::client::Client& client, const std::vector<std::
     std::fprintf(stderr, "kvctl: UNAVAILABLE: no endpoint answered\n");
     return 3;
   }
-  const std::string pub = kv::client::EventEndpoint(rep->endpoint);
-  zmq::context_t ctx(1);
-  zmq::socket_t sub(ctx, zmq::socket_type::sub);
-  sub.set(zmq::sockopt::linger, 0);
-  sub.set(zmq::sockopt::subscribe, "kv.");
-  sub.connect(pub);
+  kv::client::SubscriberOptions options;
+  options.endpoints = {rep->endpoint};
+  options.topic_prefix = "kv.";
+  kv::client::Subscriber sub(options);
   signal(SIGINT, [](int) { g_interrupted = 1; });
   signal(SIGTERM, [](int) { g_interrupted = 1; });
   std::fprintf(stderr, "kvctl: watching key changes applied by node %llu (%s); Ctrl-C stops\n",
-               static_cast<unsigned long long>(rep->status.node), pub.c_str());
+               static_cast<unsigned long long>(rep->status.node),
+               kv::client::EventEndpoint(rep->endpoint).c_str());
+  std::vector<kv::client::Update> updates;
   while (!g_interrupted) {
-    zmq::pollitem_t item{static_cast<void*>(sub), 0, ZMQ_POLLIN, 0};
-    try {
-      zmq::poll(&item, 1, std::chrono::milliseconds(200));
-    } catch (const zmq::error_t&) {
-      continue;  // EINTR: Ctrl-C; the loop condition ends it
-    }
-    zmq::message_t topic, body;
-    while (sub.recv(topic, zmq::recv_flags::dontwait)) {
-      if (!topic.more() || !sub.recv(body, zmq::recv_flags::dontwait)) continue;
-      kv::net::KeyEvent ev;
-      if (!kv::net::DecodeKeyEvent(body.to_string_view(), &ev).ok()) continue;
-      if (ev.key.compare(0, prefix.size(), prefix) != 0) continue;
-      const bool put = topic.to_string() == "kv.put";
+    updates.clear();
+    // false: EINTR (Ctrl-C); the loop condition ends it.
+    if (!sub.Poll(std::chrono::milliseconds(200), &updates)) continue;
+    for (const kv::client::Update& u : updates) {
+      const auto* put = std::get_if<kv::PutEvent>(&u.event);
+      const auto* del = std::get_if<kv::DeleteEvent>(&u.event);
+      if (u.status || (!put && !del)) continue;
+      const std::string& key = put ? put->key : del->key;
+      const uint64_t index = put ? put->index : del->index;
+      const uint64_t size = put ? put->size : del->size;
+      if (key.compare(0, prefix.size(), prefix) != 0) continue;
       if (out.json) {
-        std::cout << "{\"op\":\"" << (put ? "put" : "del") << "\",\"key\":" << JsonString(ev.key)
-                  << ",\"index\":" << ev.index << ",\"size\":" << ev.size << "}" << std::endl;
+        std::cout << "{\"op\":\"" << (put ? "put" : "del") << "\",\"key\":" << JsonString(key)
+                  << ",\"index\":" << index << ",\"size\":" << size << "}" << std::endl;
       } else {
-        std::cout << (put ? "PUT " : "DEL ") << ev.key << " (index " << ev.index;
-        if (put) std::cout << ", " << ev.size << " bytes";
+        std::cout << (put ? "PUT " : "DEL ") << key << " (index " << index;
+        if (put) std::cout << ", " << size << " bytes";
         std::cout << ")" << std::endl;
       }
     }
@@ -330,7 +328,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // global flags may follow the subcommand
   const char* env = std::getenv("KVSTORE_ENDPOINTS");
-  std::string endpoints = env ? env : "127.0.0.1:8080,127.0.0.1:8081,127.0.0.1:8082";
+  std::string endpoints = env ? env : kv::client::DefaultEndpoints();
   int timeout_ms = 5000;
   Output out;
   bool stale = false;

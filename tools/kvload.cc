@@ -3,20 +3,14 @@
 //   kvload 8080 4 10000          4 threads x 10000 writes at 127.0.0.1:8080
 //   kvload --threads 8 --pipeline 16 --duration 30 --read-ratio 0.5
 //
-// Each thread owns its ZeroMQ connections and keeps --pipeline requests in
-// flight on each. Every in-flight slot has its own session (client id), so a
-// write retried after REDIRECT, UNAVAILABLE, UNKNOWN or a timeout keeps its
-// sequence number and is applied exactly once. Latency is measured from the
-// intended send time (with --rate, the fixed arrival schedule), so a stall
-// shows in the percentiles instead of silently delaying later requests.
-//
-// Routing: a thread has --connections DEALERs to each node it talks to, made
-// on first use. Against an unsharded cluster every request goes to the
-// thread's current target (the leader), and a REDIRECT moves the whole
-// thread, as it always did. Against a sharded cluster (the status says
-// shards > 0, or a reply names a shard) each request goes to the leader of
-// its key's shard, as the shard map and the REDIRECTs naming a shard tell;
-// a request whose shard leader is unknown goes to the thread's current target.
+// Each thread owns an AsyncClient (kvstore/async_client.h) with --connections
+// connections to each node it talks to, and keeps --connections x --pipeline
+// requests in flight. The client gives every request in flight its own
+// session, so a write retried after REDIRECT, UNAVAILABLE, UNKNOWN or a
+// timeout is applied exactly once, and routes each key to its shard's leader
+// in a sharded cluster. Latency is measured from the intended send time
+// (with --rate, the fixed arrival schedule), so a stall shows in the
+// percentiles instead of silently delaying later requests.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -32,18 +26,15 @@
 #include <optional>
 #include <random>
 #include <thread>
-#include <zmq.hpp>
 
 #include "histogram.h"
-#include "kv/ring.h"
+#include "kvstore/async_client.h"
 #include "kvstore/client.h"
-#include "net/codec.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using kv::net::ClientOp;
-using kv::net::ReplyStatus;
+using kv::client::Op;
 
 uint64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
@@ -53,8 +44,8 @@ uint64_t NowNs() {
 struct Settings {
   std::vector<std::string> endpoints;
   int threads = 4;
-  int connections = 1;  // per thread
-  int pipeline = 1;     // in flight per connection
+  int connections = 1;    // per thread
+  int pipeline = 1;       // in flight per connection
   uint64_t requests = 0;  // per thread; 0 = use duration
   double duration_s = 10;
   uint64_t keys = 100000;
@@ -108,10 +99,10 @@ struct HistoryWriter {
   std::mutex mu;
   std::ofstream out;
   // Keys and values kvload makes are plain ASCII: no escaping needed.
-  void Write(int process, const char* type, ClientOp op, const std::string& key,
-             const std::string* value, const std::string* expected, uint64_t time_ns) {
+  void Write(int process, const char* type, Op op, const std::string& key, const std::string* value,
+             const std::string* expected, uint64_t time_ns) {
     std::lock_guard<std::mutex> lock(mu);
-    const char* f = op == ClientOp::kGet ? "get" : op == ClientOp::kCas ? "cas" : "put";
+    const char* f = op == Op::kGet ? "get" : op == Op::kCas ? "cas" : "put";
     out << "{\"process\":" << process << ",\"type\":\"" << type << "\",\"f\":\"" << f
         << "\",\"key\":\"" << key << "\",\"value\":";
     if (value) {
@@ -119,7 +110,7 @@ struct HistoryWriter {
     } else {
       out << "null";
     }
-    if (op == ClientOp::kCas) {
+    if (op == Op::kCas) {
       out << ",\"expected\":";
       if (expected) {
         out << "\"" << *expected << "\"";
@@ -156,188 +147,63 @@ struct Shared {
 
 class Worker {
  public:
-  // `map`: the shard map found at start (shards 0 when unsharded or unknown),
-  // and `ring` its ring (null when unsharded), shared by the threads.
-  Worker(const Settings& s, int index, const std::string& leader, const kv::ShardMap& map,
-         std::shared_ptr<const kv::ShardRing> ring, const KeyChooser& keys, Shared* shared,
-         zmq::context_t* ctx)
-      : s_(s), index_(index), keys_(keys), shared_(shared), ctx_(ctx),
-        rng_(s.seed * 7919 + index), ring_(std::move(ring)) {
-    default_ = EndpointIndex(leader);
-    if (map.shards > 0) InstallMap(map);
-  }
+  Worker(const Settings& s, int index, const kv::client::Topology& topology, const KeyChooser& keys,
+         Shared* shared)
+      : s_(s),
+        index_(index),
+        keys_(keys),
+        shared_(shared),
+        rng_(s.seed * 7919 + index),
+        client_(Options(s), topology) {}
 
   ThreadResult Run();
 
  private:
+  // A request this thread keeps in flight, and what the history needs of it.
   struct Slot {
-    uint64_t client = 0;
+    uint64_t id = 0;  // names this slot's writes (with seq): unique values
     uint64_t seq = 0;
     int process = 0;  // history process id; a new one after an unknown outcome
-    int conn = 0;     // which of an endpoint's connections it uses
-    int ep = 0;       // the endpoint its request went to
     bool busy = false;
-    uint64_t request_id = 0;
-    ClientOp op = ClientOp::kGet;
+    Op op = Op::kGet;
     std::string key;
     std::string value;
     bool has_expect = false;  // cas: false means "only if absent"
     std::string expect;
     uint64_t intended_ns = 0;
     uint64_t invoke_ns = 0;
-    uint64_t sent_ns = 0;
   };
 
-  // A node this thread talks to, and its connections (none until first used).
-  struct Endpoint {
-    std::string address;
-    std::vector<zmq::socket_t> conns;
-  };
-
-  // The index of `address` in eps_, added if new.
-  int EndpointIndex(const std::string& address);
-  // Connection `conn` to endpoint `ep`, connecting them on first use.
-  zmq::socket_t& Conn(int ep, int conn);
-  // Closes an endpoint's connections, dropping whatever they still queue.
-  void Disconnect(int ep);
-  // Resends every request in flight to endpoint `ep`, each where it belongs now.
-  void ResendFrom(int ep);
-  // Where a request goes: its shard's leader when known, else the default.
-  int Route(const Slot& slot) const;
-  void InstallMap(const kv::ShardMap& map);
-  // Asks `ep` for the shard map when reply `r` names a shard we cannot place
-  // or a map newer than ours; one request in flight at a time.
-  void MaybeFetchMap(const kv::net::ClientReply& r, int ep);
-  void OnMapReply(std::string_view bytes);
-  void Issue(Slot& slot, uint64_t intended_ns);
-  void Send(Slot& slot) { SendTo(slot, Route(slot)); }
-  void SendTo(Slot& slot, int ep);
+  static kv::client::AsyncOptions Options(const Settings& s) {
+    kv::client::AsyncOptions o;
+    o.endpoints = s.endpoints;
+    o.connections = s.connections;
+    o.request_timeout = std::chrono::milliseconds(s.request_timeout_ms);
+    return o;
+  }
+  void Issue(size_t index, uint64_t intended_ns);
   // history_type: "ok" (happened, with its result), "fail" (certainly did
   // not happen) or "info" (unknown).
   void Complete(Slot& slot, const std::string& outcome, const char* history_type,
                 const std::string* read_value);
-  void OnReply(const kv::net::ClientReply& r);
+  void OnCompletion(const kv::client::Completion& c);
 
   const Settings& s_;
   int index_;
   const KeyChooser& keys_;
   Shared* shared_;
-  zmq::context_t* ctx_;
   std::mt19937_64 rng_;
-  std::vector<Endpoint> eps_;
-  int default_ = 0;  // the thread's current target: the leader, as far as it knows
-  // Sharded clusters: the ring, and each shard's leader (an index in eps_,
-  // -1 unknown). No ring: every request goes to default_.
-  std::shared_ptr<const kv::ShardRing> ring_;
-  std::vector<int> shard_leader_;
-  uint64_t map_version_ = 0;
-  uint64_t map_request_ = 0;  // id of the shards request in flight; 0 none
-  uint64_t map_asked_ns_ = 0;
-  uint64_t map_asked_version_ = 0;  // the newest version a fetch was sent for
-  // poll items over every connection, and each item's (endpoint, connection);
-  // rebuilt when connections come or go.
-  std::vector<zmq::pollitem_t> items_;
-  std::vector<std::pair<int, int>> item_conn_;
-  bool items_dirty_ = true;
+  kv::client::AsyncClient client_;
   std::vector<Slot> slots_;
-  std::map<uint64_t, size_t> by_request_;  // request id -> slot
+  std::vector<kv::client::Completion> completions_;
   // The value this thread last saw for each key (nullopt: absent), for cas.
   std::map<std::string, std::optional<std::string>> last_seen_;
-  uint64_t next_request_ = 1;
   uint64_t issued_ = 0;
   ThreadResult result_;
 };
 
-int Worker::EndpointIndex(const std::string& address) {
-  for (size_t i = 0; i < eps_.size(); ++i) {
-    if (eps_[i].address == address) return static_cast<int>(i);
-  }
-  eps_.push_back(Endpoint{address, {}});
-  items_dirty_ = true;  // eps_ may have moved: no socket references across this
-  return static_cast<int>(eps_.size() - 1);
-}
-
-zmq::socket_t& Worker::Conn(int ep, int conn) {
-  Endpoint& e = eps_[ep];
-  if (e.conns.empty()) {
-    for (int c = 0; c < s_.connections; ++c) {
-      zmq::socket_t sock(*ctx_, zmq::socket_type::dealer);
-      sock.set(zmq::sockopt::linger, 0);
-      sock.connect("tcp://" + e.address);
-      e.conns.push_back(std::move(sock));
-    }
-    items_dirty_ = true;
-  }
-  return e.conns[conn];
-}
-
-void Worker::Disconnect(int ep) {
-  if (eps_[ep].conns.empty()) return;
-  eps_[ep].conns.clear();
-  items_dirty_ = true;
-}
-
-void Worker::ResendFrom(int ep) {
-  for (Slot& slot : slots_) {
-    if (slot.busy && slot.ep == ep) Send(slot);
-  }
-}
-
-int Worker::Route(const Slot& slot) const {
-  if (!ring_) return default_;
-  const int leader = shard_leader_[ring_->ShardOf(slot.key)];
-  return leader >= 0 ? leader : default_;
-}
-
-void Worker::InstallMap(const kv::ShardMap& map) {
-  map_version_ = map.version;
-  if (map.shards == 0) {
-    ring_ = nullptr;
-    shard_leader_.clear();
-    return;
-  }
-  // Where the map does not know a leader, keep one a REDIRECT taught us.
-  std::vector<int> leaders(map.shards, -1);
-  for (const kv::ShardInfo& info : map.list) {
-    if (!info.leader_address.empty()) {
-      leaders[info.shard] = EndpointIndex(info.leader_address);
-    } else if (leaders.size() == shard_leader_.size()) {
-      leaders[info.shard] = shard_leader_[info.shard];
-    }
-  }
-  shard_leader_ = std::move(leaders);
-  // S x 256 points: built only when S changes.
-  if (!ring_ || ring_->shards() != map.shards) ring_ = std::make_shared<kv::ShardRing>(map.shards);
-}
-
-void Worker::MaybeFetchMap(const kv::net::ClientReply& r, int ep) {
-  const bool placeable = ring_ && static_cast<uint64_t>(r.shard) < shard_leader_.size();
-  const bool newer = r.map_version > std::max(map_version_, map_asked_version_);
-  if (placeable && !newer) return;
-  // One fetch in flight; and without news, one per request timeout.
-  const uint64_t now = NowNs();
-  const uint64_t timeout_ns = static_cast<uint64_t>(s_.request_timeout_ms) * 1000000;
-  const bool recent = map_asked_ns_ != 0 && now - map_asked_ns_ < timeout_ns;
-  if (recent && (map_request_ != 0 || !newer)) return;
-  kv::net::ClientRequest req;
-  req.id = next_request_++;
-  req.op = ClientOp::kShards;
-  map_request_ = req.id;
-  map_asked_ns_ = now;
-  map_asked_version_ = std::max(map_asked_version_, r.map_version);
-  (void)Conn(ep, 0).send(zmq::buffer(kv::net::EncodeClientRequest(req)), zmq::send_flags::dontwait);
-}
-
-void Worker::OnMapReply(std::string_view bytes) {
-  map_request_ = 0;
-  uint64_t id = 0;
-  kv::ShardMap map;
-  if (!kv::net::DecodeShardsReply(bytes, &id, &map).ok()) return;
-  if (ring_ && map.version < map_version_) return;
-  InstallMap(map);
-}
-
-void Worker::Issue(Slot& slot, uint64_t intended_ns) {
+void Worker::Issue(size_t index, uint64_t intended_ns) {
+  Slot& slot = slots_[index];
   issued_++;
   slot.busy = true;
   slot.intended_ns = intended_ns;
@@ -345,9 +211,8 @@ void Worker::Issue(Slot& slot, uint64_t intended_ns) {
   slot.key = KeyName(keys_.Next(rng_));
   const double dice = std::uniform_real_distribution<double>(0, 1)(rng_);
   const bool read = dice < s_.read_ratio;
-  slot.op = read ? ClientOp::kGet
-                 : dice < s_.read_ratio + s_.cas_ratio ? ClientOp::kCas : ClientOp::kPut;
-  if (slot.op == ClientOp::kCas) {
+  slot.op = read ? Op::kGet : dice < s_.read_ratio + s_.cas_ratio ? Op::kCas : Op::kPut;
+  if (slot.op == Op::kCas) {
     // Expect what this thread last saw: often right, sometimes raced.
     auto seen = last_seen_.find(slot.key);
     slot.has_expect = seen != last_seen_.end() && seen->second.has_value();
@@ -356,7 +221,7 @@ void Worker::Issue(Slot& slot, uint64_t intended_ns) {
   if (!read) {
     slot.seq++;
     // Unique per write, so that --verify and the history can tell writes apart.
-    std::string v = std::to_string(slot.client) + "-" + std::to_string(slot.seq) + "-";
+    std::string v = std::to_string(slot.id) + "-" + std::to_string(slot.seq) + "-";
     if (v.size() < s_.value_size) v.append(s_.value_size - v.size(), 'x');
     slot.value = std::move(v);
     if (s_.verify) result_.writes[slot.key].push_back(WriteRecord{slot.value, slot.invoke_ns, 0});
@@ -365,31 +230,13 @@ void Worker::Issue(Slot& slot, uint64_t intended_ns) {
     shared_->history->Write(slot.process, "invoke", slot.op, slot.key, read ? nullptr : &slot.value,
                             slot.has_expect ? &slot.expect : nullptr, slot.invoke_ns);
   }
-  Send(slot);
-}
-
-void Worker::SendTo(Slot& slot, int ep) {
-  kv::net::ClientRequest req;
-  req.id = next_request_++;
+  kv::client::Request req;
   req.op = slot.op;
   req.key = slot.key;
-  if (slot.op != ClientOp::kGet) {
-    req.value = slot.value;
-    req.client = slot.client;
-    req.seq = slot.seq;
-  }
-  if (slot.op == ClientOp::kCas) {
-    req.has_expect = slot.has_expect;
-    req.expect = slot.expect;
-  }
+  if (!read) req.value = slot.value;
+  if (slot.op == Op::kCas && slot.has_expect) req.expect = slot.expect;
   req.stale = s_.stale_reads;
-  by_request_.erase(slot.request_id);
-  slot.request_id = req.id;
-  by_request_[req.id] = static_cast<size_t>(&slot - slots_.data());
-  slot.sent_ns = NowNs();
-  slot.ep = ep;
-  const std::string bytes = kv::net::EncodeClientRequest(req);
-  (void)Conn(ep, slot.conn).send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+  client_.Submit(index, std::move(req));
 }
 
 void Worker::Complete(Slot& slot, const std::string& outcome, const char* history_type,
@@ -398,7 +245,7 @@ void Worker::Complete(Slot& slot, const std::string& outcome, const char* histor
   result_.latency.Record(now - slot.intended_ns);
   result_.outcomes[outcome]++;
   if (outcome != "OK" && outcome != "NOT_FOUND") shared_->errors++;
-  if (slot.op != ClientOp::kGet && s_.verify) {
+  if (slot.op != Op::kGet && s_.verify) {
     auto& list = result_.writes[slot.key];
     for (auto w = list.begin(); w != list.end(); ++w) {
       if (w->value != slot.value) continue;
@@ -413,100 +260,57 @@ void Worker::Complete(Slot& slot, const std::string& outcome, const char* histor
   // What this thread saw last, for the expected value of its cas operations
   // (not kept without them: it costs a map update per operation).
   if (s_.cas_ratio > 0 && outcome == "OK") {
-    if (slot.op == ClientOp::kGet) {
+    if (slot.op == Op::kGet) {
       last_seen_[slot.key] = read_value ? std::optional<std::string>(*read_value) : std::nullopt;
     } else {
       last_seen_[slot.key] = slot.value;
     }
-  } else if (s_.cas_ratio > 0 && outcome == "NOT_FOUND" && slot.op == ClientOp::kGet) {
+  } else if (s_.cas_ratio > 0 && outcome == "NOT_FOUND" && slot.op == Op::kGet) {
     last_seen_[slot.key] = std::nullopt;
   }
   if (shared_->history) {
-    const std::string* v = slot.op == ClientOp::kGet ? read_value : &slot.value;
+    const std::string* v = slot.op == Op::kGet ? read_value : &slot.value;
     shared_->history->Write(slot.process, history_type, slot.op, slot.key, v,
-                            slot.has_expect && slot.op == ClientOp::kCas ? &slot.expect : nullptr,
-                            now);
+                            slot.has_expect && slot.op == Op::kCas ? &slot.expect : nullptr, now);
     // A process whose operation's outcome is unknown never completes it.
     if (std::string(history_type) == "info") slot.process = shared_->next_process++;
   }
-  by_request_.erase(slot.request_id);
   slot.busy = false;
   shared_->done++;
 }
 
-void Worker::OnReply(const kv::net::ClientReply& r) {
-  auto it = by_request_.find(r.id);
-  if (it == by_request_.end()) return;  // an answer to an attempt we gave up on
-  Slot& slot = slots_[it->second];
-  switch (r.status) {
-    case ReplyStatus::kOk:
-      Complete(slot, "OK", "ok", &r.value);
+void Worker::OnCompletion(const kv::client::Completion& c) {
+  Slot& slot = slots_[c.tag];
+  switch (c.code) {
+    case kv::client::Code::kOk:
+      Complete(slot, "OK", "ok", &c.value);
       return;
-    case ReplyStatus::kNotFound:
+    case kv::client::Code::kNotFound:
       Complete(slot, "NOT_FOUND", "ok", nullptr);
       return;
-    case ReplyStatus::kRedirect: {
-      if (r.leader.empty()) break;  // a REDIRECT to nowhere: retry as UNAVAILABLE
-      result_.redirects++;
-      const int leader = EndpointIndex(r.leader);
-      if (r.shard >= 0) {
-        // Sharded: this shard's leader moves; the rest of the thread stays.
-        MaybeFetchMap(r, slot.ep);
-        if (ring_ && static_cast<uint64_t>(r.shard) < shard_leader_.size()) {
-          shard_leader_[r.shard] = leader;
-        }
-        SendTo(slot, leader);
-      } else if (leader != default_) {
-        // Unsharded: the whole thread moves to the leader, with what it had
-        // in flight at the old one.
-        const int old = default_;
-        default_ = leader;
-        if (!ring_) Disconnect(old);
-        ResendFrom(old);
-      } else {
-        Send(slot);
-      }
-      return;
-    }
-    case ReplyStatus::kUnavailable:
-    case ReplyStatus::kUnknown:
-      break;
-    case ReplyStatus::kCasFailed:
-    case ReplyStatus::kError:
-      Complete(slot, kv::net::ReplyStatusName(r.status), "fail", nullptr);
+    default:
+      // CAS_FAILED, ERROR: certainly not executed.
+      Complete(slot, kv::client::CodeName(c.code), "fail", nullptr);
       return;
   }
-  // UNAVAILABLE, UNKNOWN: not executed, or unknown: the same session and seq
-  // make a resend safe. A shard without a leader is asked through the
-  // default target until a REDIRECT names one.
-  result_.retries++;
-  if (r.shard >= 0) {
-    MaybeFetchMap(r, slot.ep);
-    if (r.status == ReplyStatus::kUnavailable && ring_ &&
-        static_cast<uint64_t>(r.shard) < shard_leader_.size() &&
-        shard_leader_[r.shard] == slot.ep) {
-      shard_leader_[r.shard] = -1;
-    }
-  }
-  Send(slot);
 }
 
 ThreadResult Worker::Run() {
-  (void)Conn(default_, 0);
   const int total_slots = s_.connections * s_.pipeline;
   slots_.resize(total_slots);
   for (int i = 0; i < total_slots; ++i) {
     // Distinct per slot and per run; the top bit keeps it non-zero.
-    slots_[i].client = ((s_.seed << 40) ^ (static_cast<uint64_t>(index_) << 20) ^
-                        static_cast<uint64_t>(i + 1) ^ (NowNs() << 1)) |
-                       (1ULL << 63);
+    slots_[i].id = ((s_.seed << 40) ^ (static_cast<uint64_t>(index_) << 20) ^
+                    static_cast<uint64_t>(i + 1) ^ (NowNs() << 1)) |
+                   (1ULL << 63);
     slots_[i].process = shared_->next_process++;
-    slots_[i].conn = i % s_.connections;
   }
   const uint64_t start = NowNs();
-  const uint64_t end = s_.requests ? UINT64_MAX : start + static_cast<uint64_t>(s_.duration_s * 1e9);
+  const uint64_t end =
+      s_.requests ? UINT64_MAX : start + static_cast<uint64_t>(s_.duration_s * 1e9);
   const double per_thread_rate = s_.rate / s_.threads;
-  const uint64_t interval_ns = per_thread_rate > 0 ? static_cast<uint64_t>(1e9 / per_thread_rate) : 0;
+  const uint64_t interval_ns =
+      per_thread_rate > 0 ? static_cast<uint64_t>(1e9 / per_thread_rate) : 0;
   uint64_t next_intended = start;
   // After the load ends, requests still unanswered get this long to finish.
   const uint64_t grace_ns = static_cast<uint64_t>(s_.grace_s * 1e9);
@@ -515,38 +319,19 @@ ThreadResult Worker::Run() {
     const uint64_t now = NowNs();
     const bool more = s_.requests ? issued_ < s_.requests : now < end;
     if (!more && give_up == UINT64_MAX) give_up = now + grace_ns;
-    bool any_busy = false;
-    for (Slot& slot : slots_) {
-      if (!slot.busy && more && !shared_->stop && (s_.requests == 0 || issued_ < s_.requests)) {
-        if (interval_ns == 0) {
-          Issue(slot, NowNs());
-        } else if (now >= next_intended) {
-          Issue(slot, next_intended);
-          next_intended += interval_ns;
-        }
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      if (slots_[i].busy || !more || shared_->stop ||
+          (s_.requests != 0 && issued_ >= s_.requests)) {
+        continue;
       }
-      if (slot.busy && slot.sent_ns + static_cast<uint64_t>(s_.request_timeout_ms) * 1000000 < now) {
-        // No answer: resend (same seq). The node may be down: try the others.
-        result_.retries++;
-        const int silent = slot.ep;
-        for (int& leader : shard_leader_) {
-          if (leader == silent) leader = -1;
-        }
-        if (silent == default_) {
-          // Another endpoint than the silent one: it answers or redirects.
-          const auto cur =
-              std::find(s_.endpoints.begin(), s_.endpoints.end(), eps_[silent].address);
-          const size_t next = cur == s_.endpoints.end()
-                                  ? 0
-                                  : (static_cast<size_t>(cur - s_.endpoints.begin()) + 1) %
-                                        s_.endpoints.size();
-          default_ = EndpointIndex(s_.endpoints[next]);
-        }
-        Disconnect(silent);
-        ResendFrom(silent);
+      if (interval_ns == 0) {
+        Issue(i, NowNs());
+      } else if (now >= next_intended) {
+        Issue(i, next_intended);
+        next_intended += interval_ns;
       }
-      any_busy = any_busy || slot.busy;
     }
+    const bool any_busy = client_.in_flight() > 0;
     if (!any_busy && (!more || shared_->stop)) break;
     if (!more && now > give_up) {
       // The cluster did not answer these within the grace period: their
@@ -556,36 +341,12 @@ ThreadResult Worker::Run() {
       }
       break;
     }
-    if (items_dirty_) {
-      items_.clear();
-      item_conn_.clear();
-      for (size_t e = 0; e < eps_.size(); ++e) {
-        for (size_t c = 0; c < eps_[e].conns.size(); ++c) {
-          items_.push_back({static_cast<void*>(eps_[e].conns[c]), 0, ZMQ_POLLIN, 0});
-          item_conn_.emplace_back(static_cast<int>(e), static_cast<int>(c));
-        }
-      }
-      items_dirty_ = false;
-    }
-    const long wait_ms = interval_ns ? 1 : 100;
-    zmq::poll(items_.data(), items_.size(), std::chrono::milliseconds(wait_ms));
-    // A reply may open or close connections (items_dirty_): what is left
-    // unread waits for the next poll.
-    for (size_t i = 0; i < items_.size() && !items_dirty_; ++i) {
-      if (!(items_[i].revents & ZMQ_POLLIN)) continue;
-      zmq::socket_t& sock = eps_[item_conn_[i].first].conns[item_conn_[i].second];
-      zmq::message_t msg;
-      while (!items_dirty_ && sock.recv(msg, zmq::recv_flags::dontwait)) {
-        kv::net::ClientReply reply;
-        if (!kv::net::DecodeClientReply(msg.to_string_view(), &reply).ok()) continue;
-        if (map_request_ != 0 && reply.id == map_request_) {
-          OnMapReply(msg.to_string_view());
-        } else {
-          OnReply(reply);
-        }
-      }
-    }
+    completions_.clear();
+    client_.Poll(std::chrono::milliseconds(interval_ns ? 1 : 100), &completions_);
+    for (const kv::client::Completion& c : completions_) OnCompletion(c);
   }
+  result_.redirects = client_.redirects();
+  result_.retries = client_.retries();
   return std::move(result_);
 }
 
@@ -611,8 +372,8 @@ uint64_t Verify(const Settings& s, const std::map<std::string, std::vector<Write
     bool allowed = false;
     if (r.ok()) {
       for (const auto& w : list) {
-        if (w.value == r.value && (&w == last_acked || w.ack_ns == 0 ||
-                                   w.ack_ns > last_acked->invoke_ns)) {
+        if (w.value == r.value &&
+            (&w == last_acked || w.ack_ns == 0 || w.ack_ns > last_acked->invoke_ns)) {
           allowed = true;
         }
       }
@@ -620,9 +381,11 @@ uint64_t Verify(const Settings& s, const std::map<std::string, std::vector<Write
     if (!allowed) {
       lost++;
       if (lost <= 10) {
-        std::fprintf(stderr, "kvload: LOST WRITE: key %s should hold \"%s\" (or a later value) "
-                     "but read %s \"%s\"\n", key.c_str(), last_acked->value.c_str(),
-                     kv::client::CodeName(r.code), r.value.c_str());
+        std::fprintf(stderr,
+                     "kvload: LOST WRITE: key %s should hold \"%s\" (or a later value) "
+                     "but read %s \"%s\"\n",
+                     key.c_str(), last_acked->value.c_str(), kv::client::CodeName(r.code),
+                     r.value.c_str());
       }
     }
   }
@@ -632,11 +395,12 @@ uint64_t Verify(const Settings& s, const std::map<std::string, std::vector<Write
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"kvload: multithreaded load generator for kvstore.\n"
-               "Positional form, as the prototype: kvload PORT THREADS REQUESTS"};
+  CLI::App app{
+      "kvload: multithreaded load generator for kvstore.\n"
+      "Positional form, as the prototype: kvload PORT THREADS REQUESTS"};
   Settings s;
   int port = 0;
-  std::string endpoints = "127.0.0.1:8080,127.0.0.1:8081,127.0.0.1:8082";
+  std::string endpoints = kv::client::DefaultEndpoints();
   app.add_option("port", port, "Positional: connect at 127.0.0.1:PORT");
   app.add_option("threads_pos", s.threads, "Positional: threads");
   app.add_option("requests_pos", s.requests, "Positional: requests per thread");
@@ -689,8 +453,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvload: --read-ratio plus --cas-ratio must not exceed 1\n");
     return 2;
   }
-  if (s.endpoints.empty() || s.threads < 1 || s.connections < 1 || s.pipeline < 1 ||
-      s.keys == 0) {
+  if (s.endpoints.empty() || s.threads < 1 || s.connections < 1 || s.pipeline < 1 || s.keys == 0) {
     std::fprintf(stderr, "kvload: need endpoints, and threads, connections, pipeline, keys >= 1\n");
     return 2;
   }
@@ -698,30 +461,14 @@ int main(int argc, char** argv) {
   // Find the leader once, so that the load starts where it belongs, and for
   // a sharded cluster the shard map, so that each key goes to its shard's
   // leader from the first request.
-  std::string leader = s.endpoints[0];
-  kv::ShardMap map;
-  std::shared_ptr<const kv::ShardRing> ring;
+  kv::client::Topology topology;
   {
     kv::client::Options opts;
     opts.endpoints = s.endpoints;
-    kv::client::Client probe(opts);
-    bool sharded = false;
-    for (const auto& ep : s.endpoints) {
-      kv::client::NodeReport rep = probe.Status(ep);
-      sharded = sharded || rep.status.shards > 0;
-      if (rep.reachable && !rep.status.leader_address.empty()) {
-        leader = rep.status.leader_address;
-        break;
-      }
-    }
-    if (sharded) {
-      kv::client::Result r = probe.Shards(&map);
-      if (!r.ok()) {
-        std::fprintf(stderr, "kvload: no shard map (%s): learning it from REDIRECTs\n",
-                     r.error.c_str());
-      } else if (map.shards > 0) {
-        ring = std::make_shared<kv::ShardRing>(map.shards);
-      }
+    kv::client::Result r = kv::client::Discover(opts, &topology);
+    if (!r.ok()) {
+      std::fprintf(stderr, "kvload: no shard map (%s): learning it from REDIRECTs\n",
+                   r.error.c_str());
     }
   }
 
@@ -736,13 +483,12 @@ int main(int argc, char** argv) {
     shared.history = &history;
   }
   const KeyChooser keys(s);
-  zmq::context_t ctx(2);
   std::vector<ThreadResult> results(s.threads);
   std::vector<std::thread> threads;
   const auto start = Clock::now();
   for (int t = 0; t < s.threads; ++t) {
     threads.emplace_back([&, t] {
-      Worker w(s, t, leader, map, ring, keys, &shared, &ctx);
+      Worker w(s, t, topology, keys, &shared);
       results[t] = w.Run();
     });
   }
@@ -792,13 +538,13 @@ int main(int argc, char** argv) {
   if (s.verify) lost = Verify(s, total.writes, &checked);
 
   if (s.json) {
-    std::printf("{\"ops\":%llu,\"seconds\":%.3f,\"ops_per_sec\":%.1f,\"latency_us\":{\"p50\":%.1f,"
-                "\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},\"redirects\":%llu,"
-                "\"retries\":%llu,\"outcomes\":{",
-                static_cast<unsigned long long>(ops), elapsed, ops / elapsed, us(0.5), us(0.9),
-                us(0.99), us(0.999), total.latency.max() / 1000.0,
-                static_cast<unsigned long long>(total.redirects),
-                static_cast<unsigned long long>(total.retries));
+    std::printf(
+        "{\"ops\":%llu,\"seconds\":%.3f,\"ops_per_sec\":%.1f,\"latency_us\":{\"p50\":%.1f,"
+        "\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},\"redirects\":%llu,"
+        "\"retries\":%llu,\"outcomes\":{",
+        static_cast<unsigned long long>(ops), elapsed, ops / elapsed, us(0.5), us(0.9), us(0.99),
+        us(0.999), total.latency.max() / 1000.0, static_cast<unsigned long long>(total.redirects),
+        static_cast<unsigned long long>(total.retries));
     bool first = true;
     for (const auto& [k, v] : total.outcomes) {
       std::printf("%s\"%s\":%llu", first ? "" : ",", k.c_str(), static_cast<unsigned long long>(v));

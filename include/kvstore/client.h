@@ -33,9 +33,22 @@
 
 namespace kv::client {
 
+// "127.0.0.1:8080,127.0.0.1:8081,127.0.0.1:8082": the default local
+// cluster's client addresses (kv/layout.h), as a flag's default.
+const char* DefaultEndpoints();
+// Parses "host:port,host:port,..." (a bare port means 127.0.0.1:PORT).
+std::vector<std::string> ParseEndpoints(const std::string& text);
+// The ZeroMQ address of a node's event stream (PUB), given its client
+// address host:port: the same host, port + 2000 (docs/protocol.md).
+std::string EventEndpoint(const std::string& client_endpoint);
+// The Raft group a node's status describes in its top-level fields: the
+// main group (the only one of an unsharded cluster, the metadata group of a
+// sharded one) when the node hosts it, else the first group it hosts.
+uint64_t MainGroup(const NodeStatus& status);
+
 struct Options {
   // host:port of any members; at least one. Others are learned from REDIRECT.
-  std::vector<std::string> endpoints{"127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8082"};
+  std::vector<std::string> endpoints = ParseEndpoints(DefaultEndpoints());
   // Deadline of one operation, all retries included.
   std::chrono::milliseconds timeout{5000};
   // How long to wait for one node's answer before trying another.
@@ -54,13 +67,8 @@ enum class Code {
   kError,        // the server refused the request (not executed); see Result::error
 };
 
+// "OK", "NOT_FOUND", ...: the protocol's name of the status.
 const char* CodeName(Code code);
-
-// Parses "host:port,host:port,..." (a bare port means 127.0.0.1:PORT).
-std::vector<std::string> ParseEndpoints(const std::string& text);
-// The ZeroMQ address of a node's event stream (PUB), given its client
-// address host:port: the same host, port + 2000 (docs/protocol.md).
-std::string EventEndpoint(const std::string& client_endpoint);
 
 struct Result {
   Code code = Code::kOk;

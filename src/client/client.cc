@@ -8,7 +8,8 @@
 
 #include <zmq.hpp>
 
-#include "kv/ring.h"
+#include "client/shard_routes.h"
+#include "kv/layout.h"
 #include "net/codec.h"
 
 namespace kv::client {
@@ -56,11 +57,21 @@ std::vector<std::string> ParseEndpoints(const std::string& text) {
   return out;
 }
 
+const char* DefaultEndpoints() { return kDefaultEndpoints; }
+
 std::string EventEndpoint(const std::string& client_endpoint) {
-  constexpr int kPubPortOffset = 2000;
   const size_t colon = client_endpoint.rfind(':');
-  const int port = std::atoi(client_endpoint.c_str() + colon + 1) + kPubPortOffset;
+  const int port = std::atoi(client_endpoint.c_str() + colon + 1) + kEventsPortOffset;
   return "tcp://" + client_endpoint.substr(0, colon) + ":" + std::to_string(port);
+}
+
+uint64_t MainGroup(const NodeStatus& status) {
+  uint64_t first = 0;
+  for (const GroupStatus& g : status.groups) {
+    if (g.group == kMainGroup) return kMainGroup;
+    if (first == 0 || g.group < first) first = g.group;
+  }
+  return first == 0 ? kMainGroup : first;
 }
 
 struct Client::Impl {
@@ -74,12 +85,11 @@ struct Client::Impl {
   size_t cursor = 0;  // where to look next when no leader is known
   uint64_t next_id = 1;
   uint64_t seq = 0;
-  // Sharded clusters, once a reply named a shard: the cached map, its ring,
-  // and each shard's leader as last learned ("" unknown). No ring: unsharded
-  // (or not known to be sharded yet), every op goes to `leader`.
+  // Sharded clusters, once a reply named a shard: the cached map, and each
+  // shard's leader (an index in `endpoints`). Not sharded (or not known to be
+  // yet): every op goes to `leader`.
   ShardMap map;
-  std::optional<ShardRing> ring;
-  std::vector<std::string> shard_leaders;
+  ShardRoutes routes;
 
   static bool IsKeyOp(net::ClientOp op) {
     return op == net::ClientOp::kGet || op == net::ClientOp::kPut ||
@@ -89,24 +99,24 @@ struct Client::Impl {
   // The shard of a request's key, or -1 for non-key ops and while no map is
   // known.
   int64_t ShardFor(const net::ClientRequest& req) const {
-    if (!ring || !IsKeyOp(req.op)) return -1;
-    return ring->ShardOf(req.key);
+    if (!routes.sharded() || !IsKeyOp(req.op)) return -1;
+    return routes.ShardOf(req.key);
   }
 
-  void AddEndpoint(const std::string& endpoint) {
-    if (std::find(endpoints.begin(), endpoints.end(), endpoint) == endpoints.end()) {
-      endpoints.push_back(endpoint);
-    }
+  // The index of `endpoint` in `endpoints`, added if new.
+  int EndpointIndex(const std::string& endpoint) {
+    const auto it = std::find(endpoints.begin(), endpoints.end(), endpoint);
+    if (it != endpoints.end()) return static_cast<int>(it - endpoints.begin());
+    endpoints.push_back(endpoint);
+    return static_cast<int>(endpoints.size() - 1);
   }
 
   // Where a request about `shard` (-1: none) goes next: the leader known for
   // it, else the next endpoint in turn.
   std::string NextEndpoint(int64_t shard) {
     if (shard < 0 && !leader.empty()) return leader;
-    if (shard >= 0 && static_cast<size_t>(shard) < shard_leaders.size() &&
-        !shard_leaders[shard].empty()) {
-      return shard_leaders[shard];
-    }
+    const int known = routes.leader(shard);
+    if (known >= 0) return endpoints[known];
     return endpoints[cursor++ % endpoints.size()];
   }
 
@@ -115,36 +125,22 @@ struct Client::Impl {
   void SetLeader(int64_t shard, const std::string& address) {
     if (shard < 0) {
       leader = address;
-    } else if (static_cast<size_t>(shard) < shard_leaders.size()) {
-      shard_leaders[shard] = address;
+    } else {
+      routes.SetLeader(shard, address.empty() ? -1 : EndpointIndex(address));
     }
   }
 
   // A node that did not answer leads nothing we know of.
   void Forget(const std::string& endpoint) {
     if (leader == endpoint) leader.clear();
-    for (std::string& l : shard_leaders) {
-      if (l == endpoint) l.clear();
-    }
+    const auto it = std::find(endpoints.begin(), endpoints.end(), endpoint);
+    if (it != endpoints.end()) routes.Forget(static_cast<int>(it - endpoints.begin()));
   }
 
-  // Takes a shard map for routing. Where it does not know a shard's leader
-  // but a REDIRECT told us one under the same shard count, keeps that.
+  // Takes a shard map for routing, and its members as endpoints.
   void Install(ShardMap m) {
-    std::vector<std::string> leaders(m.shards);
-    for (const ShardInfo& info : m.list) leaders[info.shard] = info.leader_address;
-    if (m.shards == shard_leaders.size()) {
-      for (size_t i = 0; i < leaders.size(); ++i) {
-        if (leaders[i].empty()) leaders[i] = shard_leaders[i];
-      }
-    }
-    for (const auto& member : m.members) AddEndpoint(member.second);
-    shard_leaders = std::move(leaders);
-    if (m.shards == 0) {
-      ring.reset();
-    } else if (!ring || ring->shards() != m.shards) {
-      ring.emplace(m.shards);  // S x 256 points: built only when S changes
-    }
+    for (const auto& member : m.members) (void)EndpointIndex(member.second);
+    routes.Install(m, [this](const std::string& address) { return EndpointIndex(address); });
     map = std::move(m);
   }
 
@@ -253,8 +249,8 @@ struct Client::Impl {
       }
       if (reply.shard >= 0 && IsKeyOp(req.op)) {
         // A sharded cluster. Learn its map if ours is missing or older.
-        if (!map_fetched && (!ring || reply.map_version > map.version ||
-                             static_cast<uint64_t>(reply.shard) >= map.shards)) {
+        if (!map_fetched && (!routes.sharded() || reply.map_version > routes.version() ||
+                             reply.shard >= routes.shards())) {
           map_fetched = true;
           FetchShards(target, std::min(deadline, Clock::now() + opt.attempt_timeout));
         }
@@ -266,7 +262,7 @@ struct Client::Impl {
       switch (reply.status) {
         case net::ReplyStatus::kRedirect:
           owner->redirects_++;
-          AddEndpoint(reply.leader);
+          (void)EndpointIndex(reply.leader);
           SetLeader(shard, reply.leader);
           target = reply.leader;
           continue;
@@ -301,7 +297,7 @@ struct Client::Impl {
 };
 
 Client::Client(Options options) {
-  if (options.endpoints.empty()) options.endpoints.push_back("127.0.0.1:8080");
+  if (options.endpoints.empty()) options.endpoints = ParseEndpoints(DefaultEndpoints());
   client_id_ = options.client_id;
   if (client_id_ == 0) {
     std::random_device rd;

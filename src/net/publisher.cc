@@ -1,5 +1,7 @@
 #include "net/publisher.h"
 
+#include "net/events.h"
+
 #define MSGPACK_NO_BOOST
 #include <msgpack.hpp>
 
@@ -27,8 +29,24 @@ void Publisher::Publish(std::string_view topic, const std::vector<EventField>& f
       pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
     }
   }
+  Send(topic, buf.data(), buf.size());
+}
+
+void Publisher::Publish(Event event) {
+  seq_++;
+  std::visit(
+      [&](auto& e) {
+        e.node = node_id_;
+        e.seq = seq_;
+      },
+      event);
+  const std::string body = EncodeEvent(event);
+  Send(EventTopic(event), body.data(), body.size());
+}
+
+void Publisher::Send(std::string_view topic, const void* data, size_t size) {
   zmq::message_t topic_frame(topic.data(), topic.size());
-  zmq::message_t body(buf.data(), buf.size());
+  zmq::message_t body(data, size);
   // PUB never blocks: with no subscriber or a full queue the event is dropped.
   (void)socket_->send(topic_frame, zmq::send_flags::sndmore | zmq::send_flags::dontwait);
   (void)socket_->send(body, zmq::send_flags::dontwait);

@@ -1,9 +1,10 @@
 // Publisher: the node's event stream on a ZeroMQ PUB socket.
 //
-// Each event is two frames: the topic ("role", "leader", "commit", "apply",
-// "snapshot", "membership", "kv.put", "kv.del") and a msgpack map that always
-// holds "node" (the publishing node's id) and "seq" (a per-node sequence
-// number, from 1, without gaps), plus the topic's own fields. A subscriber
+// Each event is two frames: the topic and a msgpack map that always holds
+// "node" (the publishing node's id) and "seq" (a per-node sequence number,
+// from 1, without gaps), plus the topic's own fields: the topics and their
+// fields are the event types of kvstore/events.h, encoded by net/events.h
+// (docs/protocol.md, "Event stream v1"). A subscriber
 // joins like the ZeroMQ guide's Clone pattern: subscribe, read the node's
 // status (which carries the current seq), drop events at or below it.
 // Thread safety: none; the loop thread owns the socket.
@@ -16,6 +17,8 @@
 #include <vector>
 
 #include <zmq.hpp>
+
+#include "kvstore/events.h"
 
 namespace kv::net {
 
@@ -36,9 +39,14 @@ class Publisher {
   // Sends the event without blocking; a slow subscriber loses events (PUB
   // semantics), never the node its time.
   void Publish(std::string_view topic, const std::vector<EventField>& fields);
+  // The same for a typed event: its node and seq are set here (the ones in
+  // `event` are ignored).
+  void Publish(Event event);
   uint64_t seq() const { return seq_; }
 
  private:
+  void Send(std::string_view topic, const void* body, size_t size);
+
   zmq::socket_t* socket_;
   uint64_t node_id_;
   uint64_t seq_ = 0;

@@ -8,12 +8,16 @@
 #include <catch2/catch.hpp>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
 #include "kv/ring.h"
+#include "kvstore/async_client.h"
+#include "kvstore/subscriber.h"
 #include "net/codec.h"
+#include "net/publisher.h"
 
 namespace kv::client {
 namespace {
@@ -396,6 +400,311 @@ TEST_CASE("Shards() on an unsharded cluster, and on a node that predates shardin
   Result r = c2.Shards(&map);
   REQUIRE(r.code == Code::kError);
   REQUIRE(r.error.find("unknown op") != std::string::npos);
+}
+
+GroupStatus Hosted(uint64_t group, int64_t shard) {
+  GroupStatus g;
+  g.group = group;
+  g.shard = shard;
+  return g;
+}
+
+TEST_CASE("MainGroup: the metadata group when hosted, else the first group hosted") {
+  NodeStatus unsharded;
+  REQUIRE(MainGroup(unsharded) == 1);
+  NodeStatus meta;
+  meta.groups = {Hosted(4, 2), Hosted(1, -1), Hosted(2, 0)};
+  REQUIRE(MainGroup(meta) == 1);
+  NodeStatus shards_only;
+  shards_only.groups = {Hosted(5, 3), Hosted(3, 1)};
+  REQUIRE(MainGroup(shards_only) == 3);
+}
+
+// ---- AsyncClient ---------------------------------------------------------------
+
+AsyncOptions FastAsync(std::vector<std::string> endpoints) {
+  AsyncOptions o;
+  o.endpoints = std::move(endpoints);
+  o.connections = 2;
+  o.request_timeout = std::chrono::milliseconds(200);
+  return o;
+}
+
+// Polls until `n` requests completed or 5 s passed.
+std::vector<Completion> WaitFor(AsyncClient& c, size_t n) {
+  std::vector<Completion> done;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (done.size() < n && std::chrono::steady_clock::now() < deadline) {
+    c.Poll(std::chrono::milliseconds(20), &done);
+  }
+  return done;
+}
+
+Request Put(std::string key) {
+  Request r;
+  r.op = Op::kPut;
+  r.key = std::move(key);
+  r.value = "v";
+  return r;
+}
+
+TEST_CASE("Async: pipelined writes complete by tag, each in flight with its own session") {
+  FakeNode leader([](const ClientRequest&) { return With(ReplyStatus::kOk); });
+  AsyncClient c(FastAsync({leader.address()}), Topology{leader.address(), {}});
+  for (uint64_t round = 0; round < 2; ++round) {
+    for (uint64_t tag = 0; tag < 8; ++tag) c.Submit(tag, Put("k" + std::to_string(tag)));
+    REQUIRE(c.in_flight() == 8);
+    const std::vector<Completion> done = WaitFor(c, 8);
+    REQUIRE(done.size() == 8);
+    std::set<uint64_t> tags;
+    for (const Completion& d : done) {
+      REQUIRE(d.code == Code::kOk);
+      tags.insert(d.tag);
+    }
+    REQUIRE(tags.size() == 8);
+    REQUIRE(c.in_flight() == 0);
+  }
+  // 8 sessions, each used by one request at a time: every write its own
+  // (client, seq), and the second round reuses the first round's sessions.
+  std::set<uint64_t> clients;
+  std::set<std::pair<uint64_t, uint64_t>> writes;
+  for (const ClientRequest& r : leader.requests()) {
+    REQUIRE(r.client != 0);
+    clients.insert(r.client);
+    writes.insert({r.client, r.seq});
+  }
+  REQUIRE(clients.size() == 8);
+  REQUIRE(writes.size() == 16);
+}
+
+TEST_CASE("Async: an unanswered write is resent with the same session and seq") {
+  std::mutex mu;
+  std::set<std::pair<uint64_t, uint64_t>> seen;
+  FakeNode node([&](const ClientRequest& req) -> std::optional<ClientReply> {
+    std::lock_guard<std::mutex> lock(mu);
+    if (seen.insert({req.client, req.seq}).second) return std::nullopt;  // drop the first
+    return With(ReplyStatus::kOk);
+  });
+  AsyncClient c(FastAsync({node.address()}), Topology{node.address(), {}});
+  c.Submit(42, Put("k"));
+  const std::vector<Completion> done = WaitFor(c, 1);
+  REQUIRE(done.size() == 1);
+  REQUIRE(done[0].tag == 42);
+  REQUIRE(c.retries() >= 1);
+  const auto reqs = node.requests();
+  REQUIRE(reqs.size() >= 2);
+  REQUIRE(reqs[1].client == reqs[0].client);
+  REQUIRE(reqs[1].seq == reqs[0].seq);
+  REQUIRE(reqs[1].id != reqs[0].id);
+}
+
+TEST_CASE("Async: a REDIRECT moves the requests to the leader, and later ones go there") {
+  FakeNode leader([](const ClientRequest&) { return With(ReplyStatus::kOk, "v"); });
+  FakeNode follower([&](const ClientRequest&) {
+    ClientReply r = With(ReplyStatus::kRedirect);
+    r.leader = leader.address();
+    return r;
+  });
+  AsyncClient c(FastAsync({follower.address()}), Topology{follower.address(), {}});
+  Request get;
+  get.key = "k";
+  for (uint64_t tag = 0; tag < 4; ++tag) c.Submit(tag, get);
+  std::vector<Completion> done = WaitFor(c, 4);
+  REQUIRE(done.size() == 4);
+  for (const Completion& d : done) REQUIRE((d.code == Code::kOk && d.value == "v"));
+  REQUIRE(c.redirects() >= 1);
+  const size_t asked = follower.requests().size();
+  for (uint64_t tag = 0; tag < 4; ++tag) c.Submit(tag, get);
+  REQUIRE(WaitFor(c, 4).size() == 4);
+  REQUIRE(follower.requests().size() == asked);
+}
+
+TEST_CASE("Async: ERROR, CAS_FAILED and NOT_FOUND are final") {
+  FakeNode node([](const ClientRequest& req) {
+    if (req.op == net::ClientOp::kCas) return With(ReplyStatus::kCasFailed);
+    if (req.op == net::ClientOp::kGet) return With(ReplyStatus::kNotFound);
+    ClientReply r = With(ReplyStatus::kError);
+    r.error = "too big";
+    return r;
+  });
+  AsyncClient c(FastAsync({node.address()}), Topology{node.address(), {}});
+  Request cas = Put("k");
+  cas.op = Op::kCas;
+  c.Submit(1, cas);
+  c.Submit(2, Request{});
+  c.Submit(3, Put("k"));
+  std::vector<Completion> done = WaitFor(c, 3);
+  REQUIRE(done.size() == 3);
+  std::sort(done.begin(), done.end(),
+            [](const Completion& a, const Completion& b) { return a.tag < b.tag; });
+  REQUIRE(done[0].code == Code::kCasFailed);
+  REQUIRE(done[1].code == Code::kNotFound);
+  REQUIRE(done[2].code == Code::kError);
+  REQUIRE(done[2].error == "too big");
+  REQUIRE(node.requests().size() == 3);
+}
+
+TEST_CASE("Async: with a shard map to start from, each key goes straight to its shard's leader") {
+  TwoShardCluster cluster;
+  const Topology topology{cluster.a.address(),
+                          TwoShards(1, cluster.a.address(), cluster.b.address())};
+  AsyncClient c(FastAsync({cluster.a.address()}), topology);
+  const std::string k0 = KeyIn(0, 2), k1 = KeyIn(1, 2);
+  for (uint64_t tag = 0; tag < 6; ++tag) c.Submit(tag, Put(tag % 2 ? k1 : k0));
+  REQUIRE(WaitFor(c, 6).size() == 6);
+  REQUIRE(c.redirects() == 0);
+  for (const auto& r : cluster.a.requests()) {
+    if (r.op != net::ClientOp::kShards && r.op != net::ClientOp::kStatus) REQUIRE(r.key == k0);
+  }
+  for (const auto& r : cluster.b.requests()) {
+    if (r.op != net::ClientOp::kShards && r.op != net::ClientOp::kStatus) REQUIRE(r.key == k1);
+  }
+}
+
+TEST_CASE("Async: a shard REDIRECT fetches the map, then keys route by shard") {
+  TwoShardCluster cluster;
+  AsyncClient c(FastAsync({cluster.a.address()}), Topology{cluster.a.address(), {}});
+  const std::string k1 = KeyIn(1, 2);
+  c.Submit(0, Put(k1));
+  REQUIRE(WaitFor(c, 1).size() == 1);
+  REQUIRE(c.redirects() == 1);
+  // The map fetch may still be in flight: wait until it is installed.
+  const size_t on_a = cluster.a.requests().size();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  std::vector<Completion> done;
+  while (cluster.a.count(net::ClientOp::kShards) == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    c.Poll(std::chrono::milliseconds(20), &done);
+  }
+  c.Poll(std::chrono::milliseconds(50), &done);  // its reply
+  for (uint64_t tag = 0; tag < 4; ++tag) c.Submit(tag, Put(k1));
+  REQUIRE(WaitFor(c, 4).size() == 4);
+  REQUIRE(c.redirects() == 1);
+  REQUIRE(cluster.a.requests().size() == on_a);
+}
+
+// ---- Subscriber ------------------------------------------------------------------
+
+// A fake node for subscribers: answers status requests with the seq of the
+// last event published, and publishes a commit event every few milliseconds
+// on its PUB port (client port + 2000). Restart() starts the seq over.
+class FakePublisher {
+ public:
+  FakePublisher() : router_(ctx_, zmq::socket_type::router), pub_(ctx_, zmq::socket_type::pub) {
+    router_.set(zmq::sockopt::linger, 0);
+    pub_.set(zmq::sockopt::linger, 0);
+    router_.bind("tcp://127.0.0.1:*");
+    const std::string ep = router_.get(zmq::sockopt::last_endpoint);
+    address_ = ep.substr(ep.find("//") + 2);
+    const int port = std::stoi(address_.substr(address_.rfind(':') + 1));
+    pub_.bind("tcp://127.0.0.1:" + std::to_string(port + 2000));
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~FakePublisher() {
+    stop_ = true;
+    thread_.join();
+  }
+  const std::string& address() const { return address_; }
+  void Restart() { restart_ = true; }
+
+ private:
+  void Serve() {
+    auto publisher = std::make_unique<net::Publisher>(&pub_, 1);
+    while (!stop_) {
+      if (restart_.exchange(false)) publisher = std::make_unique<net::Publisher>(&pub_, 1);
+      publisher->Publish(CommitEvent{0, 0, 1, 1, publisher->seq() + 1, publisher->seq() + 1});
+      zmq::pollitem_t item{static_cast<void*>(router_), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(5));
+      if (!(item.revents & ZMQ_POLLIN)) continue;
+      std::vector<zmq::message_t> frames;
+      if (!zmq::recv_multipart(router_, std::back_inserter(frames))) continue;
+      ClientRequest req;
+      bool id_known = false;
+      if (!net::DecodeClientRequest(frames.back().to_string_view(), net::RequestLimits{}, &req,
+                                    &id_known)
+               .ok()) {
+        continue;
+      }
+      NodeStatus status;
+      status.node = 1;
+      status.event_seq = publisher->seq();
+      router_.send(frames[0], zmq::send_flags::sndmore);
+      router_.send(zmq::buffer(net::EncodeStatusReply(req.id, status)));
+    }
+  }
+
+  zmq::context_t ctx_{1};
+  zmq::socket_t router_, pub_;
+  std::string address_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> restart_{false};
+};
+
+TEST_CASE("Subscriber: status first, then only later events, in order; a restart rejoins") {
+  FakePublisher node;
+  Subscriber sub(SubscriberOptions{{node.address()}, "", std::chrono::milliseconds(0)});
+  std::vector<Update> updates;
+  uint64_t status_seq = 0, last = 0, statuses = 0, events = 0;
+  bool restarted = false, rejoined = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!rejoined && std::chrono::steady_clock::now() < deadline) {
+    updates.clear();
+    sub.Poll(std::chrono::milliseconds(20), &updates);
+    for (const Update& u : updates) {
+      REQUIRE(u.node == 0);
+      if (u.status) {
+        statuses++;
+        status_seq = u.status->event_seq;
+        if (restarted && status_seq < last) rejoined = true;
+        last = rejoined ? status_seq : std::max(last, status_seq);
+        continue;
+      }
+      REQUIRE(statuses > 0);  // never an event before the status that joins it
+      const uint64_t seq = EventSeq(u.event);
+      REQUIRE(seq > status_seq);
+      REQUIRE(seq > last);
+      REQUIRE(std::get<CommitEvent>(u.event).node == 1);
+      last = seq;
+      if (++events == 20) {
+        node.Restart();
+        restarted = true;
+      }
+    }
+  }
+  REQUIRE(rejoined);
+}
+
+TEST_CASE("Subscriber: status_every asks again; RefreshStatus asks at once") {
+  FakePublisher node;
+  Subscriber sub(SubscriberOptions{{node.address()}, "kv.", std::chrono::milliseconds(50)});
+  std::vector<Update> updates;
+  size_t statuses = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (statuses < 3 && std::chrono::steady_clock::now() < deadline) {
+    updates.clear();
+    REQUIRE(sub.Poll(std::chrono::milliseconds(20), &updates));
+    for (const Update& u : updates) {
+      REQUIRE(u.status);  // only "kv." events, and the node publishes none
+      statuses++;
+    }
+  }
+  REQUIRE(statuses >= 3);
+
+  Subscriber once(SubscriberOptions{{node.address()}, "", std::chrono::milliseconds(0)});
+  statuses = 0;
+  bool refreshed = false;
+  while (statuses < 2 && std::chrono::steady_clock::now() < deadline) {
+    updates.clear();
+    REQUIRE(once.Poll(std::chrono::milliseconds(20), &updates));
+    for (const Update& u : updates) {
+      if (!u.status) continue;
+      statuses++;
+      if (!refreshed) once.RefreshStatus(0);
+      refreshed = true;
+    }
+  }
+  REQUIRE(statuses == 2);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "kv/command.h"
 #include "kv/state_machine.h"
 #include "net/client_codec.h"
+#include "net/events.h"
 #include "net/peer_codec.h"
 
 namespace {
@@ -141,6 +142,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
       }
       break;
+    }
+  }
+  // Events, under any topic (the first byte picks it; one past the last is unknown).
+  static const char* kEventTopics[] = {"role",   "commit", "snapshot", "membership",
+                                       "shards", "kv.put", "kv.del",   "x"};
+  kv::Event event, again;
+  if (kv::net::DecodeEvent(kEventTopics[data[0] % 8], in, &event).ok()) {
+    const std::string bytes = kv::net::EncodeEvent(event);
+    if (!kv::net::DecodeEvent(kv::EventTopic(event), bytes, &again).ok() ||
+        kv::net::EncodeEvent(again) != bytes) {
+      abort();
     }
   }
   return 0;

@@ -1,0 +1,107 @@
+// AsyncClient: a pipelined, shard-aware client for many requests in flight.
+//
+// Submit sends a request at once and returns; Poll waits for replies and
+// hands back the completed requests by the tag given to Submit. Every
+// request in flight has its own session (client id and sequence number), so
+// a write resent after REDIRECT, UNAVAILABLE, UNKNOWN or a timeout keeps its
+// sequence number and the cluster applies it exactly once.
+//
+// Routing: the client keeps `connections` DEALERs to each node it talks to,
+// made on first use, and spreads requests over them. Against an unsharded
+// cluster every request goes to the current target (the leader, as far as
+// the client knows), and a REDIRECT moves the target with every request in
+// flight at the old one. Against a sharded cluster each request goes to the
+// leader of its key's shard, as the shard map and the REDIRECTs naming a
+// shard tell (a request whose shard leader is unknown goes to the current
+// target); a reply naming a shard the client cannot place, or a newer map,
+// makes it fetch the map again. A request unanswered for request_timeout is
+// resent, to another node when its node stays silent.
+//
+// A request completes with OK, NOT_FOUND, CAS_FAILED or ERROR; it is retried
+// until one of these comes: a caller that stops waiting treats what is
+// still in flight as of unknown outcome (a write may still take effect).
+//
+// Thread safety: none. Use one AsyncClient per thread; each has its own
+// sockets (the process's AsyncClients share one ZeroMQ context, which is
+// thread-safe).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kvstore/client.h"
+#include "kvstore/node_status.h"
+
+namespace kv::client {
+
+// Where a cluster's requests go first: its leader and, for a sharded
+// cluster, its shard map (shards 0 when unsharded or not known).
+struct Topology {
+  std::string leader;  // host:port; an endpoint when no leader is known
+  ShardMap map;
+};
+
+// Asks the endpoints for their status until one names the leader, and a
+// sharded cluster for its shard map. Fills *out in any case (the first
+// endpoint as the leader when none is known); not OK (kError or
+// kUnavailable, with the reason) when the cluster is sharded but its map
+// could not be fetched: the client then learns it from REDIRECTs.
+Result Discover(const Options& options, Topology* out);
+
+struct AsyncOptions {
+  // host:port of the members to fall back on when a target is silent.
+  std::vector<std::string> endpoints = ParseEndpoints(DefaultEndpoints());
+  int connections = 1;  // DEALERs per node
+  // A request unanswered this long is resent (with the same session and seq).
+  std::chrono::milliseconds request_timeout{1000};
+};
+
+enum class Op : uint8_t { kGet, kPut, kDelete, kCas };
+
+struct Request {
+  Op op = Op::kGet;
+  std::string key;
+  std::string value;                  // put, cas
+  std::optional<std::string> expect;  // cas: nullopt means "only if absent"
+  bool stale = false;                 // get: no linearizable check
+};
+
+struct Completion {
+  uint64_t tag = 0;
+  Code code = Code::kOk;  // kOk, kNotFound, kCasFailed or kError
+  std::string value;      // get: the value
+  std::string error;      // kError: why
+};
+
+class AsyncClient {
+ public:
+  // REQUIRES: options.endpoints is not empty, options.connections >= 1.
+  AsyncClient(AsyncOptions options, const Topology& start);
+  ~AsyncClient();
+  AsyncClient(const AsyncClient&) = delete;
+  AsyncClient& operator=(const AsyncClient&) = delete;
+
+  // Sends `request` now; Poll reports its completion under `tag`. Tags are
+  // the caller's: they need not be distinct, but are not interpreted.
+  void Submit(uint64_t tag, Request request);
+
+  // Resends what timed out, waits up to `wait` for replies (returning
+  // early once some came) and appends the requests they complete to *out.
+  void Poll(std::chrono::milliseconds wait, std::vector<Completion>* out);
+
+  // Requests submitted and not completed yet.
+  size_t in_flight() const;
+  // REDIRECT replies followed, and resends for any other reason, so far.
+  uint64_t redirects() const;
+  uint64_t retries() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kv::client

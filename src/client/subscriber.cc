@@ -1,0 +1,161 @@
+#include "kvstore/subscriber.h"
+
+#include <deque>
+#include <zmq.hpp>
+
+#include "kvstore/client.h"
+#include "net/codec.h"
+#include "net/events.h"
+
+namespace kv::client {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A node not joined yet is asked again this often (its first answer may be lost).
+constexpr auto kJoinRetry = std::chrono::milliseconds(1000);
+// Events held while waiting for a node's status; the oldest go first.
+constexpr size_t kMaxHeld = 10000;
+
+}  // namespace
+
+struct Subscriber::Impl {
+  struct Node {
+    zmq::socket_t sub;
+    zmq::socket_t dealer;
+    uint64_t status_request = 0;  // the id of the last status request
+    Clock::time_point status_sent{};
+    bool refresh = false;  // ask for status at the next Poll
+    bool joined = false;
+    uint64_t joined_seq = 0;  // events at or below this are in a delivered status
+    uint64_t last_seq = 0;    // the last event's seq received, delivered or not
+    std::deque<Event> held;   // events received before the status that joins them
+  };
+
+  explicit Impl(SubscriberOptions o) : options(std::move(o)) {
+    for (const std::string& endpoint : options.endpoints) {
+      Node n;
+      n.sub = zmq::socket_t(ctx, zmq::socket_type::sub);
+      n.dealer = zmq::socket_t(ctx, zmq::socket_type::dealer);
+      n.sub.set(zmq::sockopt::linger, 0);
+      n.sub.set(zmq::sockopt::subscribe, options.topic_prefix);
+      n.sub.connect(EventEndpoint(endpoint));
+      n.dealer.set(zmq::sockopt::linger, 0);
+      n.dealer.connect("tcp://" + endpoint);
+      nodes.push_back(std::move(n));
+    }
+    for (Node& n : nodes) {
+      items.push_back({static_cast<void*>(n.sub), 0, ZMQ_POLLIN, 0});
+      items.push_back({static_cast<void*>(n.dealer), 0, ZMQ_POLLIN, 0});
+    }
+  }
+
+  void RequestStatus(Node& n, Clock::time_point now) {
+    net::ClientRequest req;
+    req.op = net::ClientOp::kStatus;
+    req.id = n.status_request = next_id++;
+    n.status_sent = now;
+    n.refresh = false;
+    (void)n.dealer.send(zmq::buffer(net::EncodeClientRequest(req)), zmq::send_flags::dontwait);
+  }
+
+  void OnStatus(size_t i, std::string_view bytes, std::vector<Update>* out) {
+    Node& n = nodes[i];
+    Update u;
+    u.node = i;
+    uint64_t id = 0;
+    NodeStatus status;
+    if (!net::DecodeStatusReply(bytes, &id, &status).ok() || id != n.status_request) return;
+    // Joined or not, events up to event_seq are in this status.
+    n.joined_seq = n.joined ? std::max(n.joined_seq, status.event_seq) : status.event_seq;
+    n.joined = true;
+    u.status = std::move(status);
+    out->push_back(std::move(u));
+    while (!n.held.empty()) {
+      Deliver(i, std::move(n.held.front()), out);
+      n.held.pop_front();
+    }
+  }
+
+  void OnEvent(size_t i, Event event, std::vector<Update>* out) {
+    Node& n = nodes[i];
+    const uint64_t seq = EventSeq(event);
+    if (seq <= n.last_seq) {
+      // Seq went down: the node restarted. Join it again.
+      n.joined = false;
+      n.held.clear();
+      n.refresh = true;
+    } else if (n.joined && options.topic_prefix.empty() && n.last_seq != 0 &&
+               seq > n.last_seq + 1) {
+      n.refresh = true;  // events were lost: a fresh status covers them
+    }
+    n.last_seq = seq;
+    if (!n.joined) {
+      if (n.held.size() == kMaxHeld) n.held.pop_front();
+      n.held.push_back(std::move(event));
+      return;
+    }
+    Deliver(i, std::move(event), out);
+  }
+
+  void Deliver(size_t i, Event event, std::vector<Update>* out) {
+    Node& n = nodes[i];
+    const uint64_t seq = EventSeq(event);
+    if (seq <= n.joined_seq) return;  // already in the status
+    n.joined_seq = seq;
+    Update u;
+    u.node = i;
+    u.event = std::move(event);
+    out->push_back(std::move(u));
+  }
+
+  SubscriberOptions options;
+  zmq::context_t ctx{1};
+  std::vector<Node> nodes;
+  std::vector<zmq::pollitem_t> items;  // each node's SUB, then its DEALER
+  uint64_t next_id = 1;
+};
+
+Subscriber::Subscriber(SubscriberOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Subscriber::~Subscriber() = default;
+
+void Subscriber::RefreshStatus(size_t node) { impl_->nodes.at(node).refresh = true; }
+
+bool Subscriber::Poll(std::chrono::milliseconds wait, std::vector<Update>* out) {
+  Impl& m = *impl_;
+  const auto now = Clock::now();
+  const auto every = m.options.status_every;
+  for (Impl::Node& n : m.nodes) {
+    const auto since = now - n.status_sent;
+    if (n.refresh || (!n.joined && since >= kJoinRetry) || (every.count() > 0 && since >= every)) {
+      m.RequestStatus(n, now);
+    }
+  }
+  try {
+    zmq::poll(m.items.data(), m.items.size(), wait);
+  } catch (const zmq::error_t&) {
+    return false;  // EINTR
+  }
+  // Drain everything waiting: the caller summarises a flood, we do not queue it.
+  for (size_t i = 0; i < m.nodes.size(); ++i) {
+    Impl::Node& n = m.nodes[i];
+    zmq::message_t topic, body;
+    while (n.sub.recv(topic, zmq::recv_flags::dontwait)) {
+      if (!topic.more() || !n.sub.recv(body, zmq::recv_flags::dontwait)) continue;
+      Event event;
+      // A malformed event, or one of a topic this version does not know, is skipped.
+      if (!net::DecodeEvent(topic.to_string_view(), body.to_string_view(), &event).ok()) continue;
+      m.OnEvent(i, std::move(event), out);
+    }
+    zmq::message_t reply;
+    while (n.dealer.recv(reply, zmq::recv_flags::dontwait)) {
+      m.OnStatus(i, reply.to_string_view(), out);
+    }
+  }
+  return true;
+}
+
+}  // namespace kv::client
