@@ -6,7 +6,7 @@
 #include <zmq.hpp>
 
 #include "client/shard_routes.h"
-#include "net/codec.h"
+#include "net/client_codec.h"
 
 namespace kv::client {
 

@@ -10,7 +10,7 @@
 
 #include "client/shard_routes.h"
 #include "kv/layout.h"
-#include "net/codec.h"
+#include "net/client_codec.h"
 
 namespace kv::client {
 

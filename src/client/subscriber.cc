@@ -4,7 +4,7 @@
 #include <zmq.hpp>
 
 #include "kvstore/client.h"
-#include "net/codec.h"
+#include "net/client_codec.h"
 #include "net/events.h"
 
 namespace kv::client {

@@ -465,18 +465,4 @@ Status DecodeShardsReply(std::string_view bytes, uint64_t* request_id, ShardMap*
   return Status::OK();
 }
 
-// ---- Event protocol ---------------------------------------------------------
-
-Status DecodeKeyEvent(std::string_view bytes, KeyEvent* ev) {
-  *ev = KeyEvent{};
-  return DecodeMap(bytes, "event", [&](const std::string& name, const msgpack::object& v) {
-    if (name == "node") return GetUint(v, &ev->node);
-    if (name == "seq") return GetUint(v, &ev->seq);
-    if (name == "key") return GetBytes(v, &ev->key);
-    if (name == "index") return GetUint(v, &ev->index);
-    if (name == "size") return GetUint(v, &ev->size);
-    return true;
-  });
-}
-
 }  // namespace kv::net

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "common/status.h"
+#include "kv/layout.h"
 #include "kvstore/node_status.h"
 
 namespace kv::net {
@@ -46,8 +47,8 @@ struct ClientRequest {
 };
 
 struct RequestLimits {
-  size_t max_key_bytes = 4 << 10;
-  size_t max_value_bytes = 1 << 20;
+  size_t max_key_bytes = kDefaultMaxKeyBytes;
+  size_t max_value_bytes = kDefaultMaxValueBytes;
 };
 
 // Writes only the fields of request.op (docs/protocol.md, "Operations"):
@@ -112,18 +113,5 @@ std::string EncodeShardsReply(uint64_t request_id, const ShardMap& map);
 // shards 0..S-1, and a reply whose status is not OK (an ERROR's text is in
 // the message: a node that predates sharding answers "unknown op").
 Status DecodeShardsReply(std::string_view bytes, uint64_t* request_id, ShardMap* map);
-
-// ---- Event protocol: moves to net/events.h with the typed events -----------
-
-// The body of a "kv.put" / "kv.del" event (see publisher.h).
-struct KeyEvent {
-  uint64_t node = 0;
-  uint64_t seq = 0;
-  std::string key;
-  uint64_t index = 0;
-  uint64_t size = 0;
-};
-// InvalidArgument for malformed input; fields it does not know are ignored.
-Status DecodeKeyEvent(std::string_view bytes, KeyEvent* event);
 
 }  // namespace kv::net

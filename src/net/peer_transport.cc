@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "common/logging.h"
-#include "net/codec.h"
+#include "net/peer_codec.h"
 #include "net/zmq_util.h"
 
 namespace kv::net {

@@ -12,9 +12,6 @@
 
 #include <cstdint>
 #include <string>
-#include <string_view>
-#include <variant>
-#include <vector>
 
 #include <zmq.hpp>
 
@@ -22,31 +19,17 @@
 
 namespace kv::net {
 
-// Bytes that need not be text (keys): sent as msgpack bin, not str.
-struct EventBytes {
-  std::string bytes;
-};
-
-struct EventField {
-  std::string name;
-  std::variant<uint64_t, std::string, EventBytes> value;
-};
-
 class Publisher {
  public:
   Publisher(zmq::socket_t* socket, uint64_t node_id) : socket_(socket), node_id_(node_id) {}
 
   // Sends the event without blocking; a slow subscriber loses events (PUB
-  // semantics), never the node its time.
-  void Publish(std::string_view topic, const std::vector<EventField>& fields);
-  // The same for a typed event: its node and seq are set here (the ones in
-  // `event` are ignored).
+  // semantics), never the node its time. Its node and seq are set here (the
+  // ones in `event` are ignored).
   void Publish(Event event);
   uint64_t seq() const { return seq_; }
 
  private:
-  void Send(std::string_view topic, const void* body, size_t size);
-
   zmq::socket_t* socket_;
   uint64_t node_id_;
   uint64_t seq_ = 0;

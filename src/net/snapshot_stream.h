@@ -11,7 +11,7 @@
 #include <string>
 
 #include "common/status.h"
-#include "net/codec.h"
+#include "net/peer_codec.h"
 #include "raft/types.h"
 
 namespace kv::net {

@@ -2,7 +2,7 @@
 
 #include "common/logging.h"
 #include "kv/command.h"
-#include "net/codec.h"
+#include "net/client_codec.h"
 #include "node/shard_manager.h"
 
 namespace kv::node {
@@ -70,10 +70,18 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
             (ctx_->cfg.sharded() && g.id == kMainGroup &&
              std::string_view(cmd.key).substr(0, kMemberPrefix.size()) == kMemberPrefix);
         if (!duplicate && result == ApplyResult::kOk) {
-          out.events.push_back({cmd.op == OpType::kDelete ? "kv.del" : "kv.put",
-                                {{"key", net::EventBytes{cmd.key}},
-                                 {"index", e.index},
-                                 {"size", static_cast<uint64_t>(cmd.value.size())}}});
+          if (cmd.op == OpType::kDelete) {
+            DeleteEvent event;
+            event.key = cmd.key;
+            event.index = e.index;
+            out.events.push_back(std::move(event));
+          } else {
+            PutEvent event;
+            event.key = cmd.key;
+            event.index = e.index;
+            event.size = cmd.value.size();
+            out.events.push_back(std::move(event));
+          }
         }
       }
     }
@@ -144,11 +152,12 @@ void Applier::Install(Group& g, raft::Snapshot snap) {
     g.PublishProgress();
     Outgoing out;
     AddMemberKeys(g, &out);
-    out.events.push_back({"snapshot",
-                          {{"group", g.id},
-                           {"event", std::string("installed")},
-                           {"index", meta.index},
-                           {"term", meta.term}}});
+    SnapshotEvent event;
+    event.group = g.id;
+    event.installed = true;
+    event.index = meta.index;
+    event.term = meta.term;
+    out.events.push_back(std::move(event));
     PostToLoop(std::move(out));
   });
 }

@@ -14,7 +14,7 @@
 #include <zmq.hpp>
 
 #include "kv/command.h"
-#include "net/codec.h"
+#include "net/client_codec.h"
 #include "node/context.h"
 #include "node/request.h"
 

@@ -86,7 +86,7 @@ Status NodeConfig::Finish() {
     if (!addresses.insert(hp.ToString()).second) {
       return Status::InvalidArgument("address " + hp.ToString() + " appears twice in --peers");
     }
-    if (hp.port + kPubPortOffset > 65535) {
+    if (hp.port + kEventsPortOffset > 65535) {
       return Status::InvalidArgument("port " + std::to_string(hp.port) +
                                      " leaves no room for the derived Raft and PUB ports");
     }

@@ -14,13 +14,12 @@
 #include <string>
 
 #include "common/status.h"
+#include "kv/layout.h"
 #include "raft/types.h"
 #include "storage/env.h"
 
 namespace kv::node {
 
-constexpr int kRaftPortOffset = 1000;
-constexpr int kPubPortOffset = 2000;
 constexpr uint32_t kMaxShards = 65536;
 // Entries per Raft append message, in bytes (at least one entry).
 constexpr int64_t kMaxAppendBytes = 1 << 20;
@@ -51,8 +50,8 @@ struct NodeConfig {
   int heartbeat_ticks = 2;
   bool fsync = true;
   uint64_t wal_segment_bytes = 64 << 20;  // preallocated size of each WAL segment
-  size_t max_key_bytes = 4 << 10;
-  size_t max_value_bytes = 1 << 20;
+  size_t max_key_bytes = kDefaultMaxKeyBytes;
+  size_t max_value_bytes = kDefaultMaxValueBytes;
   uint64_t snapshot_entries = 50000;  // take a snapshot after this many applied entries
   int workers = 2;                    // threads that apply entries and serve reads
   // Sharding, fixed when the cluster is created: the key space is cut into
@@ -64,7 +63,7 @@ struct NodeConfig {
   const HostPort& self() const { return peers.at(id); }
   int client_port() const { return self().port; }
   int raft_port() const { return client_port() + kRaftPortOffset; }
-  int pub_port() const { return client_port() + kPubPortOffset; }
+  int pub_port() const { return client_port() + kEventsPortOffset; }
 
   bool sharded() const { return shards > 0; }
   // The largest frame a client may send: the largest valid request (a cas

@@ -12,12 +12,12 @@
 #include <thread>
 
 #include "common/logging.h"
+#include "kv/layout.h"
 #include "node/config.h"
 #include "node/node.h"
 
 namespace {
 
-constexpr const char* kDefaultPeers = "1=127.0.0.1:8080,2=127.0.0.1:8081,3=127.0.0.1:8082";
 
 int ConfigError(const std::string& what) {
   std::fprintf(stderr, "kvstore: %s\n", what.c_str());
@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
 
   int port = 0;
   uint64_t id = 0;
-  std::string peers = kDefaultPeers;
+  std::string peers = kv::kDefaultPeers;
   std::string log_level = "info";
   kv::node::NodeConfig cfg;
   bool no_fsync = false;

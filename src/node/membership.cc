@@ -245,13 +245,14 @@ void Membership::OnConfChangeCommitted(Group& g, const raft::Entry& e) {
   // current here.
   const raft::ConfState cs = g.raft->conf_state();
   static const char* kChange[] = {"add-learner", "add-voter", "remove"};
-  ctx_->events->Publish("membership",
-                        {{"group", g.id},
-                         {"index", e.index},
-                         {"change", std::string(kChange[static_cast<int>(cc.type)])},
-                         {"member", cc.node},
-                         {"voters", static_cast<uint64_t>(cs.voters.size())},
-                         {"learners", static_cast<uint64_t>(cs.learners.size())}});
+  MembershipEvent event;
+  event.group = g.id;
+  event.index = e.index;
+  event.change = kChange[static_cast<int>(cc.type)];
+  event.member = cc.node;
+  event.voters = cs.voters.size();
+  event.learners = cs.learners.size();
+  ctx_->events->Publish(event);
   KV_LOG(kInfo) << "membership: " << kChange[static_cast<int>(cc.type)] << " " << cc.node
                 << " at " << e.index;
 }

@@ -15,7 +15,7 @@
 
 #include <zmq.hpp>
 
-#include "net/codec.h"
+#include "net/client_codec.h"
 #include "node/context.h"
 #include "node/request.h"
 

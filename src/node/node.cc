@@ -170,41 +170,43 @@ Status Node::Run() {
 }
 
 void Node::OnPeerFrame(std::string_view frame) {
-  raft::Message m;
-  net::SnapshotChunk chunk;
-  Status s = net::DecodeRaftMessage(frame, &m, &chunk);
-  if (!s.ok()) {
-    net::LeaderHints hints;
-    net::RemovedNotice removed;
-    if (net::DecodeLeaderHints(frame, &hints).ok()) return shards_.OnLeaderHints(hints);
-    if (net::DecodeRemovedNotice(frame, &removed).ok()) return shards_.OnRemovedNotice(removed);
-  }
-  Group* g = s.ok() ? ctx_.groups.Find(m.group) : nullptr;
-  if (s.ok() && g == nullptr) g = shards_.HostOnDemand(m.group);
-  if (s.ok() && g == nullptr) {
-    // Not (or no longer) placed here: dropped quietly, a leader keeps
-    // trying until its removal of this node commits.
-    KV_LOG(kDebug) << "message for group " << m.group << " from " << m.from
-                   << ", not hosted here";
-    return;
-  }
-  // A replica removed without learning it campaigns (PreVote) after its
-  // election timeout: that is where it is told.
-  if (s.ok() && cfg_.sharded() &&
-      (m.type == raft::MessageType::kPreVote || m.type == raft::MessageType::kVote)) {
-    shards_.TellIfRemoved(*g, m.from);
-  }
-  if (s.ok() && chunk.total != 0) {
-    raft::Message whole;
-    bool complete = false;
-    s = snapshot_assembler_.Add(std::move(m), chunk, &whole, &complete);
-    if (s.ok() && complete) s = g->raft->Step(whole);
-  } else if (s.ok()) {
-    s = g->raft->Step(m);
+  net::PeerFrame decoded;
+  Status s = net::DecodePeerFrame(frame, &decoded);
+  if (s.ok()) {
+    if (auto* hints = std::get_if<net::LeaderHints>(&decoded)) return shards_.OnLeaderHints(*hints);
+    if (auto* notice = std::get_if<net::RemovedNotice>(&decoded)) {
+      return shards_.OnRemovedNotice(*notice);
+    }
+    s = StepRaftFrame(std::move(std::get<net::RaftFrame>(decoded)));
   }
   if (!s.ok() && ShouldLogSampled(peers_.CountBadMessage())) {
     KV_LOG(kWarn) << "dropped a peer message: " << s.message();
   }
+}
+
+Status Node::StepRaftFrame(net::RaftFrame frame) {
+  raft::Message& m = frame.message;
+  Group* g = ctx_.groups.Find(m.group);
+  if (g == nullptr) g = shards_.HostOnDemand(m.group);
+  if (g == nullptr) {
+    // Not (or no longer) placed here: dropped quietly, a leader keeps
+    // trying until its removal of this node commits.
+    KV_LOG(kDebug) << "message for group " << m.group << " from " << m.from
+                   << ", not hosted here";
+    return Status::OK();
+  }
+  // A replica removed without learning it campaigns (PreVote) after its
+  // election timeout: that is where it is told.
+  if (cfg_.sharded() &&
+      (m.type == raft::MessageType::kPreVote || m.type == raft::MessageType::kVote)) {
+    shards_.TellIfRemoved(*g, m.from);
+  }
+  if (frame.chunk.total == 0) return g->raft->Step(m);
+  raft::Message whole;
+  bool complete = false;
+  Status s = snapshot_assembler_.Add(std::move(m), frame.chunk, &whole, &complete);
+  if (s.ok() && complete) s = g->raft->Step(whole);
+  return s;
 }
 
 void Node::Tick() {
@@ -218,10 +220,12 @@ void Node::Tick() {
     if (g->raft->commit() != g->published_commit) {
       // Progress events at most once a tick, however many entries commit.
       g->published_commit = g->raft->commit();
-      events_->Publish("commit", {{"group", id},
-                                  {"term", g->raft->term()},
-                                  {"commit", g->published_commit},
-                                  {"applied", g->progress().applied}});
+      CommitEvent event;
+      event.group = id;
+      event.term = g->raft->term();
+      event.commit = g->published_commit;
+      event.applied = g->progress().applied;
+      events_->Publish(event);
     }
   }
   PumpSnapshots();
@@ -260,16 +264,18 @@ void Node::DropPending(Group& g) {
 void Node::Deliver(Outgoing out) {
   if (out.member_keys) membership_.OnMemberKeys(out.member_version, *out.member_keys);
   for (const auto& [p, bytes] : out.replies) front_.ReplyRaw(p, bytes);
-  for (const auto& [topic, fields] : out.events) events_->Publish(topic, fields);
+  for (Event& event : out.events) events_->Publish(std::move(event));
 }
 
 // ---- ReadyHandler ----------------------------------------------------------
 
 void Node::OnRoleChange(Group& g, const raft::SoftState& ss) {
-  events_->Publish("role", {{"group", g.id},
-                            {"role", std::string(raft::RoleName(ss.role))},
-                            {"term", g.raft->term()},
-                            {"leader", ss.leader}});
+  RoleEvent event;
+  event.group = g.id;
+  event.role = raft::RoleName(ss.role);
+  event.term = g.raft->term();
+  event.leader = ss.leader;
+  events_->Publish(event);
   KV_LOG(kInfo) << "node " << cfg_.id << (cfg_.sharded() ? " group " + std::to_string(g.id) : "")
                 << " is " << raft::RoleName(ss.role) << " in term " << g.raft->term()
                 << ", leader " << ss.leader;

@@ -64,6 +64,9 @@ class Node : private ReadyHandler {
   // empty when the storage or the leader brings it). nullptr on failure.
   Group* HostGroup(raft::GroupId id, const std::vector<raft::NodeId>& voters, Status* status);
   void OnPeerFrame(std::string_view frame);
+  // Steps a Raft message (or snapshot chunk) into its group, hosting the
+  // group first if the placement puts a new replica here.
+  Status StepRaftFrame(net::RaftFrame frame);
   void Tick();
   void ProcessReady();
   // Answers the requests waiting on g that a leader change leaves without

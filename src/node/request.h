@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "net/publisher.h"
+#include "kvstore/events.h"
 #include "raft/types.h"
 
 namespace kv::node {
@@ -26,7 +26,7 @@ struct Pending {
 // Replies and events a worker produced, for the loop thread to send.
 struct Outgoing {
   std::vector<std::pair<Pending, std::string>> replies;  // encoded replies
-  std::vector<std::pair<std::string, std::vector<net::EventField>>> events;
+  std::vector<Event> events;
   // The metadata group's member keys, when they changed, at this applied index.
   std::optional<std::map<std::string, std::string>> member_keys;
   uint64_t member_version = 0;

@@ -30,9 +30,7 @@ ShardManager::ShardManager(NodeContext* ctx, HostGroup host, DropGroup drop)
 }
 
 int ShardManager::ShardOf(raft::GroupId id) const {
-  return ring_ && id >= kFirstShardGroup && id - kFirstShardGroup < ctx_->cfg.shards
-             ? static_cast<int>(id - kFirstShardGroup)
-             : -1;
+  return ShardOfGroup(id, ctx_->cfg.shards);
 }
 
 raft::GroupId ShardManager::GroupForKey(std::string_view key) const {
@@ -106,8 +104,10 @@ void ShardManager::SetMembers(uint64_t version, const std::map<raft::NodeId, Hos
   std::string list;
   for (raft::NodeId id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
   KV_LOG(kInfo) << "shard map version " << version << ": members " << list;
-  ctx_->events->Publish("shards",
-                        {{"version", version}, {"members", static_cast<uint64_t>(ids.size())}});
+  ShardsEvent event;
+  event.version = version;
+  event.members = ids.size();
+  ctx_->events->Publish(event);
   if (!Contains(ids, ctx_->cfg.id)) {
     KV_LOG(kWarn) << "node " << ctx_->cfg.id << " is not a member of the cluster (map version "
                   << version << "); once its shards have moved it can be shut down";
@@ -313,9 +313,11 @@ void ShardManager::OnRemovedNotice(const net::RemovedNotice& notice) {
   hints_dirty_ = true;
   KV_LOG(kInfo) << "group " << g.id << ": node " << notice.from
                 << " says this replica was removed; it is no longer served here";
-  ctx_->events->Publish(
-      "membership",
-      {{"group", g.id}, {"change", std::string("left")}, {"member", ctx_->cfg.id}});
+  MembershipEvent event;
+  event.group = g.id;
+  event.change = "left";
+  event.member = ctx_->cfg.id;
+  ctx_->events->Publish(event);
 }
 
 void ShardManager::TellIfRemoved(Group& g, raft::NodeId from) {

@@ -20,19 +20,14 @@
 #include <utility>
 #include <vector>
 
+#include "kv/layout.h"
 #include "kv/ring.h"
-#include "net/codec.h"
+#include "kvstore/node_status.h"
+#include "net/peer_codec.h"
 #include "node/context.h"
 
 namespace kv::node {
 
-// Group ids. Group 1 holds every key of an unsharded cluster; in a sharded
-// one it is the metadata group (membership), on the first kMetaVoters
-// members by id, and shard s is group kFirstShardGroup + s.
-constexpr raft::GroupId kMainGroup = 1;
-constexpr raft::GroupId kFirstShardGroup = 2;
-constexpr size_t kMetaVoters = 5;
-inline raft::GroupId ShardGroup(uint32_t shard) { return kFirstShardGroup + shard; }
 // The metadata group's keys naming the cluster's members: member/<id> -> host:port.
 constexpr std::string_view kMemberPrefix = "member/";
 

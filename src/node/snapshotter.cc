@@ -61,8 +61,10 @@ void Snapshotter::Maybe(Group& g) {
                         << " not taken: " << cs.ToString();
           return;
         }
-        ctx->events->Publish(
-            "snapshot", {{"group", g.id}, {"event", std::string("taken")}, {"index", index}});
+        SnapshotEvent event;
+        event.group = g.id;
+        event.index = index;
+        ctx->events->Publish(event);
         KV_LOG(kInfo) << "node " << ctx->cfg.id << " group " << g.id << " took a snapshot at "
                       << index;
       });

@@ -16,7 +16,7 @@
 #include "kv/ring.h"
 #include "kvstore/async_client.h"
 #include "kvstore/subscriber.h"
-#include "net/codec.h"
+#include "net/client_codec.h"
 #include "net/publisher.h"
 
 namespace kv::client {

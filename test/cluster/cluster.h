@@ -31,7 +31,7 @@
 
 #include "kvstore/client.h"
 #include "kvstore/node_status.h"
-#include "net/codec.h"
+#include "net/client_codec.h"
 
 namespace kv::test {
 

@@ -1,4 +1,4 @@
-#include "net/codec.h"
+#include "net/peer_codec.h"
 
 #include <random>
 
