@@ -126,8 +126,9 @@ class Monitor {
 
 void Monitor::OnStatus(NodeView& n, const kv::NodeStatus& st) {
   const auto now = Clock::now();
-  if (!n.up) Log("node " + std::to_string(st.node) + " (" + n.endpoint + ") " +
-                 (n.ever_up ? "is back" : "is up"));
+  if (!n.up)
+    Log("node " + std::to_string(st.node) + " (" + n.endpoint + ") " +
+        (n.ever_up ? "is back" : "is up"));
   if (n.up && st.leader != n.status.leader && st.leader != 0) {
     Log("node " + std::to_string(st.node) + " sees leader " + std::to_string(st.leader) +
         " in term " + std::to_string(st.term));
@@ -375,13 +376,13 @@ void PrintJson(const Monitor& m) {
     const auto& s = n.status;
     const uint64_t leader_commit = LeaderCommit(m, MainGroup(s));
     const uint64_t lag = leader_commit > s.applied ? leader_commit - s.applied : 0;
-    std::printf("%s{\"endpoint\":\"%s\",\"up\":%s,\"id\":%llu,\"role\":\"%s\",\"term\":%llu,"
-                "\"leader\":%llu,\"commit\":%llu,\"applied\":%llu,\"lag\":%llu,\"keys\":%llu",
-                first ? "" : ",", n.endpoint.c_str(), n.up ? "true" : "false",
-                (unsigned long long)s.node, s.role.c_str(), (unsigned long long)s.term,
-                (unsigned long long)s.leader, (unsigned long long)s.commit,
-                (unsigned long long)s.applied, (unsigned long long)lag,
-                (unsigned long long)s.keys);
+    std::printf(
+        "%s{\"endpoint\":\"%s\",\"up\":%s,\"id\":%llu,\"role\":\"%s\",\"term\":%llu,"
+        "\"leader\":%llu,\"commit\":%llu,\"applied\":%llu,\"lag\":%llu,\"keys\":%llu",
+        first ? "" : ",", n.endpoint.c_str(), n.up ? "true" : "false", (unsigned long long)s.node,
+        s.role.c_str(), (unsigned long long)s.term, (unsigned long long)s.leader,
+        (unsigned long long)s.commit, (unsigned long long)s.applied, (unsigned long long)lag,
+        (unsigned long long)s.keys);
     if (sharded) {
       const Hosting h = HostingOf(n);
       std::printf(",\"group\":%llu,\"meta\":%s,\"hosts\":[%s],\"leads\":[%s]",
@@ -433,8 +434,8 @@ void PrintTable(const Monitor& m, bool json) {
       }
       std::printf("%s\n", "up");
     } else {
-      std::printf("%-4s %-21s %-13s %6s %6s %10s %10s %8s %10s ", "-", n.endpoint.c_str(), "-",
-                  "-", "-", "-", "-", "-", "-");
+      std::printf("%-4s %-21s %-13s %6s %6s %10s %10s %8s %10s ", "-", n.endpoint.c_str(), "-", "-",
+                  "-", "-", "-", "-", "-");
       if (sharded) std::printf("%-5s %6s %5s ", "-", "-", "-");
       std::printf("%s\n", "DOWN");
     }
@@ -463,8 +464,8 @@ void Draw(const Monitor& m, bool paused, int scroll) {
     if (!n.up) {
       attron(A_DIM);
       mvprintw(y++, 0, "%-4s %-21s %-13s %6s %6s %10s %10s %8s %9s  %-24s ",
-               n.ever_up ? std::to_string(s.node).c_str() : "-", n.endpoint.c_str(), "-", "-",
-               "-", "-", "-", "-", "-", "");
+               n.ever_up ? std::to_string(s.node).c_str() : "-", n.endpoint.c_str(), "-", "-", "-",
+               "-", "-", "-", "-", "");
       if (sharded) printw("%-5s %6s %5s ", "-", "-", "-");
       printw("%s", "DOWN");
       attroff(A_DIM);
@@ -475,9 +476,9 @@ void Draw(const Monitor& m, bool paused, int scroll) {
     if (s.role == "leader") attron(A_BOLD);
     mvprintw(y++, 0, "%-4llu %-21s %-13s %6llu %6llu %10llu %10llu %8llu %9.0f  %s ",
              (unsigned long long)s.node, n.endpoint.c_str(), s.role.c_str(),
-             (unsigned long long)s.term, (unsigned long long)s.leader,
-             (unsigned long long)s.commit, (unsigned long long)s.applied,
-             (unsigned long long)lag, n.ops, Sparkline(n.spark).c_str());
+             (unsigned long long)s.term, (unsigned long long)s.leader, (unsigned long long)s.commit,
+             (unsigned long long)s.applied, (unsigned long long)lag, n.ops,
+             Sparkline(n.spark).c_str());
     if (sharded) {
       const Hosting h = HostingOf(n);
       printw("%-5s %6zu %5zu ", h.main.c_str(), h.hosts.size(), h.leads.size());

@@ -10,11 +10,10 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
-
-#include <algorithm>
 #include <optional>
 #include <variant>
 
@@ -37,10 +36,18 @@ std::string JsonString(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c >= 0x7f) {
           char buf[8];
@@ -56,12 +63,16 @@ std::string JsonString(const std::string& s) {
 
 int ExitCodeFor(kv::client::Code code) {
   switch (code) {
-    case kv::client::Code::kOk: return 0;
+    case kv::client::Code::kOk:
+      return 0;
     case kv::client::Code::kNotFound:
-    case kv::client::Code::kCasFailed: return 1;
+    case kv::client::Code::kCasFailed:
+      return 1;
     case kv::client::Code::kUnavailable:
-    case kv::client::Code::kUnknown: return 3;
-    case kv::client::Code::kError: return 4;
+    case kv::client::Code::kUnknown:
+      return 3;
+    case kv::client::Code::kError:
+      return 4;
   }
   return 4;
 }
@@ -118,13 +129,14 @@ void PrintGroupsJson(const kv::NodeStatus& s) {
   std::cout << ",\"shards\":" << s.shards << ",\"groups\":[";
   for (size_t i = 0; i < s.groups.size(); ++i) {
     const kv::GroupStatus& g = s.groups[i];
-    std::cout << (i ? "," : "") << "{\"group\":" << g.group << ",\"shard\":"
-              << (g.shard < 0 ? "null" : std::to_string(g.shard)) << ",\"role\":"
-              << JsonString(g.role) << ",\"term\":" << g.term << ",\"leader\":" << g.leader
-              << ",\"commit\":" << g.commit << ",\"applied\":" << g.applied
-              << ",\"last_index\":" << g.last_index << ",\"snapshot_index\":" << g.snapshot_index
-              << ",\"keys\":" << g.keys << ",\"digest\":" << g.digest << ",\"voters\":["
-              << IdList(g.voters, ",") << "],\"learners\":[" << IdList(g.learners, ",") << "]}";
+    std::cout << (i ? "," : "") << "{\"group\":" << g.group
+              << ",\"shard\":" << (g.shard < 0 ? "null" : std::to_string(g.shard))
+              << ",\"role\":" << JsonString(g.role) << ",\"term\":" << g.term
+              << ",\"leader\":" << g.leader << ",\"commit\":" << g.commit
+              << ",\"applied\":" << g.applied << ",\"last_index\":" << g.last_index
+              << ",\"snapshot_index\":" << g.snapshot_index << ",\"keys\":" << g.keys
+              << ",\"digest\":" << g.digest << ",\"voters\":[" << IdList(g.voters, ",")
+              << "],\"learners\":[" << IdList(g.learners, ",") << "]}";
   }
   std::cout << "]";
 }
@@ -156,14 +168,13 @@ int PrintStatus(const Output& out, kv::client::Client& client,
       }
       std::cout << "}";
     } else if (rep.reachable) {
-      std::printf("%-21s %4llu %-13s %6llu %6llu %10llu %10llu %10llu %10llu %s\n",
-                  rep.endpoint.c_str(), static_cast<unsigned long long>(s.node), s.role.c_str(),
-                  static_cast<unsigned long long>(s.term),
-                  static_cast<unsigned long long>(s.leader),
-                  static_cast<unsigned long long>(s.commit),
-                  static_cast<unsigned long long>(s.applied),
-                  static_cast<unsigned long long>(s.last_index),
-                  static_cast<unsigned long long>(s.snapshot_index), "up");
+      std::printf(
+          "%-21s %4llu %-13s %6llu %6llu %10llu %10llu %10llu %10llu %s\n", rep.endpoint.c_str(),
+          static_cast<unsigned long long>(s.node), s.role.c_str(),
+          static_cast<unsigned long long>(s.term), static_cast<unsigned long long>(s.leader),
+          static_cast<unsigned long long>(s.commit), static_cast<unsigned long long>(s.applied),
+          static_cast<unsigned long long>(s.last_index),
+          static_cast<unsigned long long>(s.snapshot_index), "up");
       if (!s.groups.empty()) PrintGroups(s);
     } else {
       std::printf("%-21s %4s %-13s %6s %6s %10s %10s %10s %10s %s\n", rep.endpoint.c_str(), "-",
@@ -202,8 +213,8 @@ int PrintMembers(const Output& out, kv::client::Client& client,
   for (const auto& [id, addr] : s.members) {
     if (out.json) {
       std::cout << (first ? "" : ",") << "{\"id\":" << id << ",\"address\":" << JsonString(addr)
-                << ",\"kind\":\"" << kind(id) << "\",\"leader\":"
-                << (id == s.leader ? "true" : "false") << "}";
+                << ",\"kind\":\"" << kind(id)
+                << "\",\"leader\":" << (id == s.leader ? "true" : "false") << "}";
     } else {
       std::printf("%llu %s %s%s\n", static_cast<unsigned long long>(id), addr.c_str(), kind(id),
                   id == s.leader ? " leader" : "");
@@ -230,9 +241,8 @@ int PrintShards(const Output& out, kv::client::Client& client) {
     for (size_t i = 0; i < map.list.size(); ++i) {
       const kv::ShardInfo& info = map.list[i];
       std::cout << (i ? "," : "") << "{\"shard\":" << info.shard << ",\"group\":" << info.group
-                << ",\"replicas\":[" << IdList(info.replicas, ",") << "],\"leader\":"
-                << info.leader << ",\"leader_address\":" << JsonString(info.leader_address)
-                << "}";
+                << ",\"replicas\":[" << IdList(info.replicas, ",") << "],\"leader\":" << info.leader
+                << ",\"leader_address\":" << JsonString(info.leader_address) << "}";
     }
     std::cout << "]}\n";
     return 0;
@@ -270,7 +280,8 @@ int TransferLeader(const Output& out, kv::client::Client& client,
     }
   }
   return Report(out,
-                kv::client::Result{kv::client::Code::kUnavailable, {},
+                kv::client::Result{kv::client::Code::kUnavailable,
+                                   {},
                                    "node " + std::to_string(target) + " did not become leader"},
                 false);
 }
@@ -322,9 +333,10 @@ int Watch(const Output& out, kv::client::Client& client, const std::vector<std::
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"kvctl: command-line client for a kvstore cluster.\n"
-               "Exit codes: 0 ok, 1 not found / compare failed, 2 usage, 3 unavailable or "
-               "timeout, 4 server error."};
+  CLI::App app{
+      "kvctl: command-line client for a kvstore cluster.\n"
+      "Exit codes: 0 ok, 1 not found / compare failed, 2 usage, 3 unavailable or "
+      "timeout, 4 server error."};
   app.require_subcommand(1);
   app.fallthrough();  // global flags may follow the subcommand
   const char* env = std::getenv("KVSTORE_ENDPOINTS");
@@ -356,9 +368,11 @@ int main(int argc, char** argv) {
   cas->add_option("new", value, "New value");
   cas->add_flag("--absent", absent, "Only if KEY does not exist (then give KEY NEW)");
   auto* status = app.add_subcommand("status", "One row per endpoint: role, term, indexes");
-  auto* members = app.add_subcommand("members", "The group's members: id, address, voter or learner");
+  auto* members =
+      app.add_subcommand("members", "The group's members: id, address, voter or learner");
   auto* shards = app.add_subcommand(
-      "shards", "The shard map: version, shards, replicas, and each shard's group, replicas, leader");
+      "shards",
+      "The shard map: version, shards, replicas, and each shard's group, replicas, leader");
   uint64_t target = 0;
   auto* leader = app.add_subcommand("leader", "Leadership commands");
   auto* transfer = leader->add_subcommand("transfer", "Hand leadership to node ID and wait for it");

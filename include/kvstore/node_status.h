@@ -48,17 +48,17 @@ struct NodeStatus {
   std::map<uint64_t, std::string> members;  // id -> client address
   std::vector<uint64_t> voters;
   std::vector<uint64_t> learners;
-  uint32_t shards = 0;  // the cluster's shard count; 0: unsharded
+  uint32_t shards = 0;              // the cluster's shard count; 0: unsharded
   std::vector<GroupStatus> groups;  // sharded clusters: every group hosted here
 };
 
 // Where one shard lives.
 struct ShardInfo {
   uint32_t shard = 0;
-  uint64_t group = 0;                 // its Raft group id
-  std::vector<uint64_t> replicas;     // node ids
-  uint64_t leader = 0;                // 0 when unknown to the answering node
-  std::string leader_address;         // empty when unknown
+  uint64_t group = 0;              // its Raft group id
+  std::vector<uint64_t> replicas;  // node ids
+  uint64_t leader = 0;             // 0 when unknown to the answering node
+  std::string leader_address;      // empty when unknown
 };
 
 struct ShardMap {

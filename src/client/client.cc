@@ -5,7 +5,6 @@
 #include <random>
 #include <sstream>
 #include <thread>
-
 #include <zmq.hpp>
 
 #include "client/shard_routes.h"
@@ -20,13 +19,19 @@ using Clock = std::chrono::steady_clock;
 
 Code CodeFor(net::ReplyStatus s) {
   switch (s) {
-    case net::ReplyStatus::kOk: return Code::kOk;
-    case net::ReplyStatus::kNotFound: return Code::kNotFound;
-    case net::ReplyStatus::kCasFailed: return Code::kCasFailed;
-    case net::ReplyStatus::kUnavailable: return Code::kUnavailable;
-    case net::ReplyStatus::kUnknown: return Code::kUnknown;
+    case net::ReplyStatus::kOk:
+      return Code::kOk;
+    case net::ReplyStatus::kNotFound:
+      return Code::kNotFound;
+    case net::ReplyStatus::kCasFailed:
+      return Code::kCasFailed;
+    case net::ReplyStatus::kUnavailable:
+      return Code::kUnavailable;
+    case net::ReplyStatus::kUnknown:
+      return Code::kUnknown;
     case net::ReplyStatus::kRedirect:
-    case net::ReplyStatus::kError: break;
+    case net::ReplyStatus::kError:
+      break;
   }
   return Code::kError;
 }
@@ -35,12 +40,18 @@ Code CodeFor(net::ReplyStatus s) {
 
 const char* CodeName(Code code) {
   switch (code) {
-    case Code::kOk: return "OK";
-    case Code::kNotFound: return "NOT_FOUND";
-    case Code::kCasFailed: return "CAS_FAILED";
-    case Code::kUnavailable: return "UNAVAILABLE";
-    case Code::kUnknown: return "UNKNOWN";
-    case Code::kError: return "ERROR";
+    case Code::kOk:
+      return "OK";
+    case Code::kNotFound:
+      return "NOT_FOUND";
+    case Code::kCasFailed:
+      return "CAS_FAILED";
+    case Code::kUnavailable:
+      return "UNAVAILABLE";
+    case Code::kUnknown:
+      return "UNKNOWN";
+    case Code::kError:
+      return "ERROR";
   }
   return "?";
 }
@@ -82,7 +93,7 @@ struct Client::Impl {
   std::map<std::string, zmq::socket_t> sockets;  // endpoint -> DEALER
   std::vector<std::string> endpoints;
   std::string leader;  // unsharded: the leader; sharded: where non-key ops went last
-  size_t cursor = 0;  // where to look next when no leader is known
+  size_t cursor = 0;   // where to look next when no leader is known
   uint64_t next_id = 1;
   uint64_t seq = 0;
   // Sharded clusters, once a reply named a shard: the cached map, and each
@@ -92,8 +103,8 @@ struct Client::Impl {
   ShardRoutes routes;
 
   static bool IsKeyOp(net::ClientOp op) {
-    return op == net::ClientOp::kGet || op == net::ClientOp::kPut ||
-           op == net::ClientOp::kDelete || op == net::ClientOp::kCas;
+    return op == net::ClientOp::kGet || op == net::ClientOp::kPut || op == net::ClientOp::kDelete ||
+           op == net::ClientOp::kCas;
   }
 
   // The shard of a request's key, or -1 for non-key ops and while no map is
@@ -178,8 +189,8 @@ struct Client::Impl {
 
   // Sends the request to `endpoint` and waits until `until` for the reply
   // with its id. False if none came.
-  bool Exchange(const std::string& endpoint, const net::ClientRequest& req,
-                Clock::time_point until, std::string* reply) {
+  bool Exchange(const std::string& endpoint, const net::ClientRequest& req, Clock::time_point until,
+                std::string* reply) {
     zmq::socket_t& s = Socket(endpoint);
     const std::string bytes = net::EncodeClientRequest(req);
     try {
@@ -188,7 +199,8 @@ struct Client::Impl {
         return false;
       }
       while (true) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
         if (left.count() <= 0) break;
         zmq::pollitem_t item{static_cast<void*>(s), 0, ZMQ_POLLIN, 0};
         zmq::poll(&item, 1, left);
@@ -283,13 +295,15 @@ struct Client::Impl {
       }
       // UNAVAILABLE or UNKNOWN: back off, then ask again (the next node when
       // no leader is known).
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       std::this_thread::sleep_for(std::min(backoff, std::max(left, std::chrono::milliseconds(0))));
       backoff = std::min(backoff * 2, std::chrono::milliseconds(200));
       target = NextEndpoint(shard);
     }
     if (maybe_delivered) {
-      return Result{Code::kUnknown, {},
+      return Result{Code::kUnknown,
+                    {},
                     "deadline passed; the write may or may not take effect (" + last_error + ")"};
     }
     return Result{Code::kUnavailable, {}, last_error};

@@ -47,13 +47,12 @@ struct LogVoidify {
 
 }  // namespace kv
 
-#define KV_LOG(level)                                               \
-  (::kv::LogLevel::level < ::kv::GetLogLevel())                     \
-      ? (void)0                                                     \
+#define KV_LOG(level)                           \
+  (::kv::LogLevel::level < ::kv::GetLogLevel()) \
+      ? (void)0                                 \
       : ::kv::LogVoidify() & ::kv::LogLine(::kv::LogLevel::level, __FILE__, __LINE__).stream()
 
-#define KV_CHECK(cond)                                                                    \
-  (cond) ? (void)0                                                                        \
-         : ::kv::LogVoidify() & ::kv::LogLine(::kv::LogLevel::kFatal, __FILE__, __LINE__) \
-                                        .stream()                                         \
+#define KV_CHECK(cond)                                                                             \
+  (cond) ? (void)0                                                                                 \
+         : ::kv::LogVoidify() & ::kv::LogLine(::kv::LogLevel::kFatal, __FILE__, __LINE__).stream() \
                                     << "check failed: " #cond " "

@@ -5,13 +5,20 @@ namespace kv {
 namespace {
 const char* CodeName(Status::Code code) {
   switch (code) {
-    case Status::Code::kOk: return "OK";
-    case Status::Code::kNotFound: return "NotFound";
-    case Status::Code::kCorruption: return "Corruption";
-    case Status::Code::kIOError: return "IOError";
-    case Status::Code::kInvalidArgument: return "InvalidArgument";
-    case Status::Code::kUnavailable: return "Unavailable";
-    case Status::Code::kCompacted: return "Compacted";
+    case Status::Code::kOk:
+      return "OK";
+    case Status::Code::kNotFound:
+      return "NotFound";
+    case Status::Code::kCorruption:
+      return "Corruption";
+    case Status::Code::kIOError:
+      return "IOError";
+    case Status::Code::kInvalidArgument:
+      return "InvalidArgument";
+    case Status::Code::kUnavailable:
+      return "Unavailable";
+    case Status::Code::kCompacted:
+      return "Compacted";
   }
   return "Unknown";
 }

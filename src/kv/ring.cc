@@ -120,8 +120,8 @@ ShardId ShardRing::ShardOfHash(uint64_t hash) const {
 Placement Place(const std::vector<NodeId>& node_list, const PlacementConfig& config,
                 const Placement* previous) {
   KV_CHECK(config.shards >= 1 && config.replicas >= 1 && config.vnodes_per_node >= 1)
-      << config.shards << " shards, " << config.replicas << " replicas, "
-      << config.vnodes_per_node << " vnodes";
+      << config.shards << " shards, " << config.replicas << " replicas, " << config.vnodes_per_node
+      << " vnodes";
   KV_CHECK(previous == nullptr || previous->shards() == config.shards)
       << "previous placement has " << previous->shards() << " shards";
   std::vector<NodeId> nodes = node_list;
@@ -150,7 +150,8 @@ Placement Place(const std::vector<NodeId>& node_list, const PlacementConfig& con
   std::vector<std::vector<uint32_t>> replicas(shards);
   std::vector<std::vector<ShardId>> hosted(nodes.size());
   for (ShardId s = 0; s < shards; ++s) {
-    auto it = std::lower_bound(ring.begin(), ring.end(), std::make_pair(ShardPosition(s, shards), 0u));
+    auto it =
+        std::lower_bound(ring.begin(), ring.end(), std::make_pair(ShardPosition(s, shards), 0u));
     std::vector<uint32_t>& reps = replicas[s];
     reps.reserve(r);
     while (reps.size() < r) {

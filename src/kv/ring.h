@@ -100,9 +100,7 @@ struct Placement {
   std::vector<NodeId> leader;
 
   uint32_t shards() const { return static_cast<uint32_t>(leader.size()); }
-  bool operator==(const Placement& o) const {
-    return replicas == o.replicas && leader == o.leader;
-  }
+  bool operator==(const Placement& o) const { return replicas == o.replicas && leader == o.leader; }
   bool operator!=(const Placement& o) const { return !(*this == o); }
 };
 

@@ -1,8 +1,8 @@
 #include "kv/state_machine.h"
 
-#include <algorithm>
-
 #include <xxhash.h>
+
+#include <algorithm>
 
 #include "common/coding.h"
 
@@ -25,10 +25,14 @@ uint64_t Mix(uint64_t x) {
 
 const char* ApplyResultName(ApplyResult r) {
   switch (r) {
-    case ApplyResult::kOk: return "OK";
-    case ApplyResult::kNotFound: return "NOT_FOUND";
-    case ApplyResult::kCasFailed: return "CAS_FAILED";
-    case ApplyResult::kStaleSeq: return "STALE_SEQ";
+    case ApplyResult::kOk:
+      return "OK";
+    case ApplyResult::kNotFound:
+      return "NOT_FOUND";
+    case ApplyResult::kCasFailed:
+      return "CAS_FAILED";
+    case ApplyResult::kStaleSeq:
+      return "STALE_SEQ";
   }
   return "?";
 }
@@ -95,8 +99,8 @@ ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplic
     }
     case OpType::kCas: {
       auto it = data_.find(cmd.key);
-      const bool matches = cmd.has_expect ? (it != data_.end() && it->second == cmd.expect)
-                                          : it == data_.end();
+      const bool matches =
+          cmd.has_expect ? (it != data_.end() && it->second == cmd.expect) : it == data_.end();
       if (matches) {
         PutValue(cmd.key, cmd.value);
       } else {

@@ -5,9 +5,9 @@
 // Client sessions make writes exactly-once: a command with a (client, seq)
 // already applied is answered with the original result and not applied
 // again. A session's writes are sequential (seq 1, 2, ...; one in flight): a
-// seq below the last one applied is refused as stale. Sessions are bounded; the one least recently written is evicted
-// first (deterministically, by log index).
-// Thread safety: none; the node serialises access per shard.
+// seq below the last one applied is refused as stale. Sessions are bounded; the one least recently
+// written is evicted first (deterministically, by log index). Thread safety: none; the node
+// serialises access per shard.
 #pragma once
 
 #include <cstdint>
@@ -80,7 +80,7 @@ class StateMachine {
   std::unordered_map<std::string, std::string> data_;
   std::unordered_map<uint64_t, Session> sessions_;
   std::map<uint64_t, uint64_t> sessions_by_index_;  // index -> client, for eviction
-  std::map<uint64_t, std::string> members_;  // node id -> client address
+  std::map<uint64_t, std::string> members_;         // node id -> client address
   uint64_t applied_index_ = 0;
   uint64_t digest_ = 0;
 };

@@ -14,7 +14,9 @@
 namespace kv::net {
 
 namespace {
-Status Errno(const char* what) { return Status::IOError(std::string(what) + ": " + strerror(errno)); }
+Status Errno(const char* what) {
+  return Status::IOError(std::string(what) + ": " + strerror(errno));
+}
 }  // namespace
 
 EventLoop::~EventLoop() {

@@ -32,9 +32,7 @@ PeerTransport::PeerTransport(zmq::context_t* ctx, int64_t max_frame, size_t snap
   in_.set(zmq::sockopt::rcvhwm, kInboundQueue);
 }
 
-Status PeerTransport::Bind(const std::string& endpoint) {
-  return BindSocket(in_, endpoint);
-}
+Status PeerTransport::Bind(const std::string& endpoint) { return BindSocket(in_, endpoint); }
 
 int PeerTransport::fd() const { return in_.get(zmq::sockopt::fd); }
 
@@ -90,15 +88,13 @@ void PeerTransport::Flush(
   for (auto& [to, batch] : batches_) {
     if (batch.frames.empty()) continue;
     auto it = out_.find(to);
-    const bool sent =
-        it != out_.end() &&
-        SendFrames(it->second, std::vector<std::string_view>(batch.frames.begin(),
-                                                             batch.frames.end()),
-                   "send to peer");
+    const bool sent = it != out_.end() && SendFrames(it->second,
+                                                     std::vector<std::string_view>(
+                                                         batch.frames.begin(), batch.frames.end()),
+                                                     "send to peer");
     if (!sent) {
       std::sort(batch.groups.begin(), batch.groups.end());
-      batch.groups.erase(std::unique(batch.groups.begin(), batch.groups.end()),
-                         batch.groups.end());
+      batch.groups.erase(std::unique(batch.groups.begin(), batch.groups.end()), batch.groups.end());
       for (raft::GroupId group : batch.groups) unreachable(to, group);
     }
     batch.frames.clear();

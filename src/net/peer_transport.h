@@ -17,7 +17,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
 #include <zmq.hpp>
 
 #include "common/status.h"
@@ -65,8 +64,8 @@ class PeerTransport {
   };
 
   zmq::context_t* ctx_;
-  zmq::socket_t in_;                                // ROUTER, peers' DEALERs
-  std::map<raft::NodeId, zmq::socket_t> out_;       // DEALER to each peer
+  zmq::socket_t in_;                                    // ROUTER, peers' DEALERs
+  std::map<raft::NodeId, zmq::socket_t> out_;           // DEALER to each peer
   std::map<raft::NodeId, zmq::socket_t> snapshot_out_;  // DEALER to each peer, snapshots
   std::map<raft::NodeId, Batch> batches_;
   SnapshotSender snapshot_sender_;

@@ -12,7 +12,6 @@
 
 #include <cstdint>
 #include <string>
-
 #include <zmq.hpp>
 
 #include "kvstore/events.h"

@@ -11,10 +11,14 @@ namespace {
 
 net::ReplyStatus ReplyFor(ApplyResult r) {
   switch (r) {
-    case ApplyResult::kOk: return net::ReplyStatus::kOk;
-    case ApplyResult::kNotFound: return net::ReplyStatus::kNotFound;
-    case ApplyResult::kCasFailed: return net::ReplyStatus::kCasFailed;
-    case ApplyResult::kStaleSeq: return net::ReplyStatus::kError;
+    case ApplyResult::kOk:
+      return net::ReplyStatus::kOk;
+    case ApplyResult::kNotFound:
+      return net::ReplyStatus::kNotFound;
+    case ApplyResult::kCasFailed:
+      return net::ReplyStatus::kCasFailed;
+    case ApplyResult::kStaleSeq:
+      return net::ReplyStatus::kError;
   }
   return net::ReplyStatus::kError;
 }
@@ -31,10 +35,10 @@ void Applier::Apply(Group& g, std::vector<raft::Entry> entries) {
     g.pending_writes.erase(g.pending_writes.begin());
   }
   g.handed_to_workers = last;
-  ctx_->workers->Post(g.id, [this, &g, entries = std::move(entries),
-                             writes = std::move(writes)]() mutable {
-    ApplyOnStrand(g, entries, std::move(writes));
-  });
+  ctx_->workers->Post(
+      g.id, [this, &g, entries = std::move(entries), writes = std::move(writes)]() mutable {
+        ApplyOnStrand(g, entries, std::move(writes));
+      });
 }
 
 void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
@@ -65,10 +69,9 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
       } else {
         bool duplicate = false;
         result = g.sm.Apply(e.index, cmd, &duplicate);
-        members_changed =
-            members_changed ||
-            (ctx_->cfg.sharded() && g.id == kMainGroup &&
-             std::string_view(cmd.key).substr(0, kMemberPrefix.size()) == kMemberPrefix);
+        members_changed = members_changed || (ctx_->cfg.sharded() && g.id == kMainGroup &&
+                                              std::string_view(cmd.key).substr(
+                                                  0, kMemberPrefix.size()) == kMemberPrefix);
         if (!duplicate && result == ApplyResult::kOk) {
           if (cmd.op == OpType::kDelete) {
             DeleteEvent event;

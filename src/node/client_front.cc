@@ -27,9 +27,7 @@ ClientFront::ClientFront(zmq::context_t* zmq, NodeContext* ctx)
   socket_.set(zmq::sockopt::rcvhwm, kClientQueue);
 }
 
-Status ClientFront::Bind(const std::string& endpoint) {
-  return net::BindSocket(socket_, endpoint);
-}
+Status ClientFront::Bind(const std::string& endpoint) { return net::BindSocket(socket_, endpoint); }
 
 int ClientFront::fd() const { return socket_.get(zmq::sockopt::fd); }
 
@@ -64,8 +62,7 @@ void ClientFront::Handle(Pending p, std::string_view payload) {
   p.id = id_known ? req.id : 0;
   if (!s.ok()) {
     if (ShouldLogSampled(++bad_requests_)) {
-      KV_LOG(kWarn) << "bad client request: " << s.message() << " (" << bad_requests_
-                    << " so far)";
+      KV_LOG(kWarn) << "bad client request: " << s.message() << " (" << bad_requests_ << " so far)";
     }
     return ReplyError(p, s.message());
   }

@@ -131,8 +131,8 @@ Status ClaimDataDir(storage::Env* env, const NodeConfig& cfg) {
   // The layout of a sharded cluster is fixed at creation: a data dir made with
   // other settings holds other groups.
   if (cfg.sharded()) {
-    want += "shards " + std::to_string(cfg.shards) + " replicas " + std::to_string(cfg.replicas) +
-            "\n";
+    want +=
+        "shards " + std::to_string(cfg.shards) + " replicas " + std::to_string(cfg.replicas) + "\n";
   }
   std::string have;
   s = storage::ReadFileToString(env, path, &have);

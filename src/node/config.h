@@ -37,9 +37,9 @@ struct NodeConfig {
   // Every initial member's client address, this node included.
   std::map<raft::NodeId, HostPort> peers;
   std::string cluster = "default";  // a data dir belongs to one cluster
-  std::string data_dir;              // default ./data/node-<id>
-  std::string listen_host;           // default: the host of this node's address
-  std::string join;                  // host:port of a member, to join an existing cluster
+  std::string data_dir;             // default ./data/node-<id>
+  std::string listen_host;          // default: the host of this node's address
+  std::string join;                 // host:port of a member, to join an existing cluster
   // Listen on a non-loopback address although nothing authenticates peers
   // and clients: for a network where every host that can reach the ports
   // is trusted.

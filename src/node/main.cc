@@ -18,7 +18,6 @@
 
 namespace {
 
-
 int ConfigError(const std::string& what) {
   std::fprintf(stderr, "kvstore: %s\n", what.c_str());
   return 2;
@@ -27,9 +26,10 @@ int ConfigError(const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"kvstore: a node of a replicated key-value store (Raft, ZeroMQ, msgpack).\n"
-               "Quick start, a local 3-node cluster:\n"
-               "  kvstore 8080 1 & kvstore 8081 2 & kvstore 8082 3 &"};
+  CLI::App app{
+      "kvstore: a node of a replicated key-value store (Raft, ZeroMQ, msgpack).\n"
+      "Quick start, a local 3-node cluster:\n"
+      "  kvstore 8080 1 & kvstore 8081 2 & kvstore 8082 3 &"};
   app.set_config("--config", "", "Read options from a TOML/INI file (same names as the flags)");
 
   int port = 0;

@@ -47,12 +47,12 @@ Status Membership::LearnMembersFrom(zmq::context_t* zmq, NodeContext* ctx,
     if (!net::DecodeShardsReply(msg.to_string_view(), &reply_id, &map).ok()) continue;
     // A different ring would send keys to other shards than the cluster does.
     if (map.shards != cfg.shards || (map.shards > 0 && map.replicas != cfg.replicas)) {
-      return Status::InvalidArgument(
-          "the cluster at " + endpoint + " has " +
-          (map.shards == 0 ? std::string("no shards")
-                           : std::to_string(map.shards) + " shards of " +
-                                 std::to_string(map.replicas) + " replicas") +
-          "; start this node with the same --shards and --replicas");
+      return Status::InvalidArgument("the cluster at " + endpoint + " has " +
+                                     (map.shards == 0
+                                          ? std::string("no shards")
+                                          : std::to_string(map.shards) + " shards of " +
+                                                std::to_string(map.replicas) + " replicas") +
+                                     "; start this node with the same --shards and --replicas");
     }
     for (const auto& [node, address] : map.members) {
       HostPort hp;
@@ -253,8 +253,8 @@ void Membership::OnConfChangeCommitted(Group& g, const raft::Entry& e) {
   event.voters = cs.voters.size();
   event.learners = cs.learners.size();
   ctx_->events->Publish(event);
-  KV_LOG(kInfo) << "membership: " << kChange[static_cast<int>(cc.type)] << " " << cc.node
-                << " at " << e.index;
+  KV_LOG(kInfo) << "membership: " << kChange[static_cast<int>(cc.type)] << " " << cc.node << " at "
+                << e.index;
 }
 
 }  // namespace kv::node

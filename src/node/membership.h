@@ -12,7 +12,6 @@
 #include <cstdint>
 #include <map>
 #include <string>
-
 #include <zmq.hpp>
 
 #include "net/client_codec.h"

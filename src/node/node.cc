@@ -123,8 +123,8 @@ Status Node::OpenGroups() {
     for (raft::GroupId id : stored) {
       if (id != kMainGroup && shards_.ShardOf(id) < 0) {
         return Status::Corruption("data dir holds group " + std::to_string(id) +
-                                  ", not a group of a cluster of " +
-                                  std::to_string(cfg_.shards) + " shards");
+                                  ", not a group of a cluster of " + std::to_string(cfg_.shards) +
+                                  " shards");
       }
       HostGroup(id, {}, &s);
       if (!s.ok()) return s;
@@ -136,8 +136,7 @@ Status Node::OpenGroups() {
   return Status::OK();
 }
 
-Group* Node::HostGroup(raft::GroupId id, const std::vector<raft::NodeId>& voters,
-                       Status* status) {
+Group* Node::HostGroup(raft::GroupId id, const std::vector<raft::NodeId>& voters, Status* status) {
   GroupOptions options;
   options.self = cfg_.id;
   options.election_ticks = cfg_.election_ticks;
@@ -191,8 +190,7 @@ Status Node::StepRaftFrame(net::RaftFrame frame) {
   if (g == nullptr) {
     // Not (or no longer) placed here: dropped quietly, a leader keeps
     // trying until its removal of this node commits.
-    KV_LOG(kDebug) << "message for group " << m.group << " from " << m.from
-                   << ", not hosted here";
+    KV_LOG(kDebug) << "message for group " << m.group << " from " << m.from << ", not hosted here";
     return Status::OK();
   }
   // A replica removed without learning it campaigns (PreVote) after its
@@ -277,8 +275,8 @@ void Node::OnRoleChange(Group& g, const raft::SoftState& ss) {
   event.leader = ss.leader;
   events_->Publish(event);
   KV_LOG(kInfo) << "node " << cfg_.id << (cfg_.sharded() ? " group " + std::to_string(g.id) : "")
-                << " is " << raft::RoleName(ss.role) << " in term " << g.raft->term()
-                << ", leader " << ss.leader;
+                << " is " << raft::RoleName(ss.role) << " in term " << g.raft->term() << ", leader "
+                << ss.leader;
   shards_.OnRoleChange(g, ss.role);
   if (ss.role != raft::Role::kLeader) DropPending(g);
 }

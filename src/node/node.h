@@ -18,7 +18,6 @@
 #pragma once
 
 #include <memory>
-
 #include <zmq.hpp>
 
 #include "common/status.h"

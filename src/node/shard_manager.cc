@@ -29,9 +29,7 @@ ShardManager::ShardManager(NodeContext* ctx, HostGroup host, DropGroup drop)
   if (ctx_->cfg.sharded()) ring_ = std::make_unique<ShardRing>(ctx_->cfg.shards);
 }
 
-int ShardManager::ShardOf(raft::GroupId id) const {
-  return ShardOfGroup(id, ctx_->cfg.shards);
-}
+int ShardManager::ShardOf(raft::GroupId id) const { return ShardOfGroup(id, ctx_->cfg.shards); }
 
 raft::GroupId ShardManager::GroupForKey(std::string_view key) const {
   return ring_ ? ShardGroup(ring_->ShardOf(key)) : kMainGroup;
@@ -48,8 +46,7 @@ std::vector<raft::NodeId> ShardManager::TargetReplicas(raft::GroupId id) const {
     return ids;
   }
   const int shard = ShardOf(id);
-  return shard < 0 ? std::vector<raft::NodeId>{}
-                   : placement_->replicas[static_cast<size_t>(shard)];
+  return shard < 0 ? std::vector<raft::NodeId>{} : placement_->replicas[static_cast<size_t>(shard)];
 }
 
 raft::NodeId ShardManager::KnownLeader(raft::GroupId id) const {

@@ -33,9 +33,9 @@ class WorkerPool {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<uint64_t, std::deque<std::function<void()>>> queues_;  // guarded by mu_
-  std::deque<uint64_t> runnable_;  // strands with tasks and no running worker; guarded by mu_
-  std::map<uint64_t, bool> running_;                              // guarded by mu_
-  bool stopping_ = false;                                         // guarded by mu_
+  std::deque<uint64_t> runnable_;     // strands with tasks and no running worker; guarded by mu_
+  std::map<uint64_t, bool> running_;  // guarded by mu_
+  bool stopping_ = false;             // guarded by mu_
   std::vector<std::thread> threads_;
 };
 

@@ -13,15 +13,14 @@ void InvariantChecker::Observe(const Raft& r) {
     if (r.term() < l.term) {
       why << "node " << r.id() << ": term went back from " << l.term << " to " << r.term();
     } else if (r.term() == l.term && l.vote != kNoNode && r.vote() != l.vote) {
-      why << "node " << r.id() << ": vote changed within term " << r.term() << " from "
-          << l.vote << " to " << r.vote();
+      why << "node " << r.id() << ": vote changed within term " << r.term() << " from " << l.vote
+          << " to " << r.vote();
     } else if (r.commit() < l.commit) {
       why << "node " << r.id() << ": commit went back from " << l.commit << " to " << r.commit();
     }
   }
   if (why.str().empty() && r.commit() > r.last_index()) {
-    why << "node " << r.id() << ": commit " << r.commit() << " past last index "
-        << r.last_index();
+    why << "node " << r.id() << ": commit " << r.commit() << " past last index " << r.last_index();
   }
   if (why.str().empty() && r.role() == Role::kLeader) {
     auto [it, inserted] = leaders_.emplace(r.term(), r.id());

@@ -102,8 +102,8 @@ bool RaftLog::MaybeAppend(Index index, Term log_term, const std::vector<Entry>& 
   const Index conflict = FindConflict(entries);
   *conflict_out = conflict;
   if (conflict != 0) {
-    KV_CHECK(conflict > committed_) << "entry " << conflict << " conflicts with committed entry "
-                                    << committed_;
+    KV_CHECK(conflict > committed_)
+        << "entry " << conflict << " conflicts with committed entry " << committed_;
     const size_t skip = conflict - (index + 1);
     Append(std::vector<Entry>(entries.begin() + skip, entries.end()));
   }
@@ -163,9 +163,7 @@ void RaftLog::Restore(const Snapshot& s) {
   handed_ = s.meta.index;
 }
 
-bool RaftLog::HasUnhandedEntries() const {
-  return !entries_.empty() && handed_ < UnstableLast();
-}
+bool RaftLog::HasUnhandedEntries() const { return !entries_.empty() && handed_ < UnstableLast(); }
 
 std::vector<Entry> RaftLog::TakeUnhandedEntries() {
   const Index from = std::max(handed_ + 1, offset_);

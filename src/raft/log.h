@@ -44,8 +44,8 @@ class RaftLog {
   // to the last index known to match the leader and *conflict to the first
   // index that was written (0 if the log held them all). False if the terms
   // differ.
-  bool MaybeAppend(Index index, Term log_term, const std::vector<Entry>& entries,
-                   Index* last_new, Index* conflict);
+  bool MaybeAppend(Index index, Term log_term, const std::vector<Entry>& entries, Index* last_new,
+                   Index* conflict);
   // Appends entries that follow on from (or replace a suffix of) the log.
   // REQUIRES: entries.front().index > committed().
   void Append(const std::vector<Entry>& entries);

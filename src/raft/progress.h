@@ -27,9 +27,9 @@ class Progress {
   Index match = 0;  // highest index known to be replicated (durably) there
   Index next = 1;   // next index to send
   ProgressState state = ProgressState::kProbe;
-  bool probe_sent = false;   // kProbe: one message is out; wait for an answer
-  Index pending_snapshot = 0;  // kSnapshot: index of the snapshot being sent
-  bool recent_active = false;  // heard from since the last CheckQuorum
+  bool probe_sent = false;      // kProbe: one message is out; wait for an answer
+  Index pending_snapshot = 0;   // kSnapshot: index of the snapshot being sent
+  bool recent_active = false;   // heard from since the last CheckQuorum
   uint64_t lease_ack_tick = 0;  // leader tick of the latest heartbeat it answered
   bool learner = false;
 

@@ -93,9 +93,9 @@ Raft::Raft(const Config& cfg)
   // persisted) commit says; a commit past the log means lost entries.
   hs.commit = std::max(hs.commit, log_.committed());
   if (hs.commit > log_.LastIndex()) {
-    init_status_ = Status::Corruption("raft: hard state commit " + std::to_string(hs.commit) +
-                                      " is past the last log index " +
-                                      std::to_string(log_.LastIndex()));
+    init_status_ =
+        Status::Corruption("raft: hard state commit " + std::to_string(hs.commit) +
+                           " is past the last log index " + std::to_string(log_.LastIndex()));
     return;
   }
   term_ = hs.term;
@@ -394,10 +394,16 @@ Status Raft::Step(const Message& m) {
     return Status::OK();
   }
   switch (role_) {
-    case Role::kLeader: StepLeader(m); break;
+    case Role::kLeader:
+      StepLeader(m);
+      break;
     case Role::kPreCandidate:
-    case Role::kCandidate: StepCandidate(m); break;
-    case Role::kFollower: StepFollower(m); break;
+    case Role::kCandidate:
+      StepCandidate(m);
+      break;
+    case Role::kFollower:
+      StepFollower(m);
+      break;
   }
   return Status::OK();
 }
@@ -475,8 +481,8 @@ void Raft::StepCandidate(const Message& m) {
       break;
     case MessageType::kVoteResponse:
     case MessageType::kPreVoteResponse: {
-      const MessageType expected = role_ == Role::kPreCandidate ? MessageType::kPreVoteResponse
-                                                                : MessageType::kVoteResponse;
+      const MessageType expected =
+          role_ == Role::kPreCandidate ? MessageType::kPreVoteResponse : MessageType::kVoteResponse;
       if (m.type != expected) break;
       switch (Poll(m.from, !m.reject)) {
         case VoteResult::kWon:
@@ -545,8 +551,8 @@ void Raft::HandleAppend(const Message& m) {
       DropAcksFrom(conflict);
       uncommitted_conf_changes_.erase(uncommitted_conf_changes_.lower_bound(conflict),
                                       uncommitted_conf_changes_.end());
-      TrackConfChanges(std::vector<Entry>(m.entries.begin() + (conflict - m.index - 1),
-                                          m.entries.end()));
+      TrackConfChanges(
+          std::vector<Entry>(m.entries.begin() + (conflict - m.index - 1), m.entries.end()));
     }
     CommitTo(std::min(m.commit, last_new));
     resp.index = last_new;
@@ -630,8 +636,7 @@ void Raft::HandleAppendResponse(const Message& m, Progress& pr) {
     return;
   }
   const bool was_paused = pr.IsPaused();
-  if (!pr.MaybeUpdate(m.index) &&
-      !(pr.match == m.index && pr.state == ProgressState::kProbe)) {
+  if (!pr.MaybeUpdate(m.index) && !(pr.match == m.index && pr.state == ProgressState::kProbe)) {
     return;
   }
   switch (pr.state) {
@@ -705,9 +710,9 @@ void Raft::Send(Message m) {
   }
   // A leader's replication does not depend on its own pending writes
   // (thesis 10.2.1), provided the term it speaks in is already durable.
-  const bool leader_traffic =
-      m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
-      m.type == MessageType::kSnapshot || m.type == MessageType::kTimeoutNow;
+  const bool leader_traffic = m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
+                              m.type == MessageType::kSnapshot ||
+                              m.type == MessageType::kTimeoutNow;
   if (role_ == Role::kLeader && leader_traffic && durable_term_ == term_) {
     msgs_.push_back(std::move(m));
   } else {
@@ -719,13 +724,12 @@ void Raft::DropAcksFrom(Index from) {
   // An acknowledgement queued in this Ready promises entries that will be
   // durable once the Ready is. If the log just lost entries at or after
   // `from`, it would promise what is never written: drop it.
-  persisted_msgs_.erase(
-      std::remove_if(persisted_msgs_.begin(), persisted_msgs_.end(),
-                     [from](const Message& m) {
-                       return m.type == MessageType::kAppendResponse && !m.reject &&
-                              m.index >= from;
-                     }),
-      persisted_msgs_.end());
+  persisted_msgs_.erase(std::remove_if(persisted_msgs_.begin(), persisted_msgs_.end(),
+                                       [from](const Message& m) {
+                                         return m.type == MessageType::kAppendResponse &&
+                                                !m.reject && m.index >= from;
+                                       }),
+                        persisted_msgs_.end());
 }
 
 bool Raft::MaybeSendAppend(NodeId to, bool send_if_empty) {
@@ -767,8 +771,8 @@ bool Raft::SendSnapshot(NodeId to, Progress& pr) {
   Status s = cfg_.storage->GetSnapshot(&snap);
   if (!s.ok()) {
     if (!s.IsUnavailable()) {
-      KV_LOG(kError) << "raft " << id_ << " g" << group_ << ": cannot read snapshot: "
-                     << s.ToString();
+      KV_LOG(kError) << "raft " << id_ << " g" << group_
+                     << ": cannot read snapshot: " << s.ToString();
     }
     return false;
   }
@@ -849,8 +853,8 @@ bool Raft::MaybeCommit() {
 
 void Raft::CommitTo(Index index) {
   if (index <= log_.committed()) return;
-  KV_CHECK(index <= log_.LastIndex()) << "commit " << index << " past the last index "
-                                      << log_.LastIndex();
+  KV_CHECK(index <= log_.LastIndex())
+      << "commit " << index << " past the last index " << log_.LastIndex();
   log_.set_committed(index);
   bool changed = false;
   while (!uncommitted_conf_changes_.empty() && uncommitted_conf_changes_.begin()->first <= index) {
@@ -897,7 +901,8 @@ void Raft::ApplyConfChange(const ConfChange& cc) {
   auto it = prs_.find(n);
   switch (cc.type) {
     case ConfChangeType::kAddLearner:
-      if (it == prs_.end()) prs_.emplace(n, Progress(log_.LastIndex() + 1, cfg_.max_inflight_msgs, true));
+      if (it == prs_.end())
+        prs_.emplace(n, Progress(log_.LastIndex() + 1, cfg_.max_inflight_msgs, true));
       break;
     case ConfChangeType::kAddVoter:
       if (it == prs_.end()) {
@@ -1077,9 +1082,9 @@ void Raft::ReportSnapshot(NodeId to, bool ok) {
 
 bool Raft::HasReady() const {
   return broadcast_pending_ || SoftState{lead_, role_} != prev_soft_ ||
-         hard_state() != prev_hard_ || log_.HasUnhandedSnapshot() ||
-         log_.HasUnhandedEntries() || log_.HasEntriesToApply() || !msgs_.empty() ||
-         !persisted_msgs_.empty() || !read_states_.empty();
+         hard_state() != prev_hard_ || log_.HasUnhandedSnapshot() || log_.HasUnhandedEntries() ||
+         log_.HasEntriesToApply() || !msgs_.empty() || !persisted_msgs_.empty() ||
+         !read_states_.empty();
 }
 
 Ready Raft::GetReady() {

@@ -66,8 +66,8 @@ struct Config {
   int election_tick = 10;  // election timeout, randomized in [n, 2n) ticks
   int heartbeat_tick = 1;  // leader heartbeat interval; < election_tick
 
-  uint64_t max_msg_bytes = 1 << 20;             // entries per kAppend, by ByteSize
-  size_t max_inflight_msgs = 256;               // unacknowledged kAppends per follower
+  uint64_t max_msg_bytes = 1 << 20;  // entries per kAppend, by ByteSize
+  size_t max_inflight_msgs = 256;    // unacknowledged kAppends per follower
   uint64_t max_committed_bytes_per_ready = 16 << 20;
 
   bool pre_vote = true;
@@ -297,17 +297,17 @@ class Raft {
   NodeId lead_transferee_ = kNoNode;
   bool timeout_now_sent_ = false;  // leader: a transfer was set off this term
 
-  std::deque<PendingRead> pending_reads_;           // leader: awaiting a quorum ack
-  std::vector<Message> reads_awaiting_commit_;      // leader: before its first commit
-  bool broadcast_pending_ = false;  // leader: proposals wait to go out in one batch
+  std::deque<PendingRead> pending_reads_;       // leader: awaiting a quorum ack
+  std::vector<Message> reads_awaiting_commit_;  // leader: before its first commit
+  bool broadcast_pending_ = false;              // leader: proposals wait to go out in one batch
 
   // Output accumulated for the next Ready.
   std::vector<Message> msgs_;
   std::vector<Message> persisted_msgs_;
   std::vector<ReadState> read_states_;
   SoftState prev_soft_;
-  HardState prev_hard_;     // as last handed out in a Ready
-  Term durable_term_ = 0;   // term of the last hard state known durable
+  HardState prev_hard_;    // as last handed out in a Ready
+  Term durable_term_ = 0;  // term of the last hard state known durable
 };
 
 }  // namespace kv::raft

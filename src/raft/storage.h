@@ -28,8 +28,7 @@ class LogStorage {
   // pass max_bytes (but always at least one entry).
   // REQUIRES: FirstIndex() <= lo < hi <= LastIndex() + 1, else:
   // Compacted if lo < FirstIndex(); Unavailable if hi > LastIndex() + 1.
-  virtual Status Entries(Index lo, Index hi, uint64_t max_bytes,
-                         std::vector<Entry>* out) const = 0;
+  virtual Status Entries(Index lo, Index hi, uint64_t max_bytes, std::vector<Entry>* out) const = 0;
 
   // The term of entry i, for FirstIndex()-1 <= i <= LastIndex() (the entry
   // before the first is the snapshot's). Compacted below, Unavailable above.

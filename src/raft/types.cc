@@ -40,36 +40,53 @@ bool ConfChange::Decode(std::string_view data, ConfChange* out) {
 
 bool Message::operator==(const Message& o) const {
   return type == o.type && group == o.group && from == o.from && to == o.to && term == o.term &&
-         log_term == o.log_term && index == o.index && entries == o.entries &&
-         commit == o.commit && reject == o.reject && reject_hint == o.reject_hint &&
-         snapshot == o.snapshot && context == o.context;
+         log_term == o.log_term && index == o.index && entries == o.entries && commit == o.commit &&
+         reject == o.reject && reject_hint == o.reject_hint && snapshot == o.snapshot &&
+         context == o.context;
 }
 
 const char* RoleName(Role role) {
   switch (role) {
-    case Role::kFollower: return "follower";
-    case Role::kPreCandidate: return "pre-candidate";
-    case Role::kCandidate: return "candidate";
-    case Role::kLeader: return "leader";
+    case Role::kFollower:
+      return "follower";
+    case Role::kPreCandidate:
+      return "pre-candidate";
+    case Role::kCandidate:
+      return "candidate";
+    case Role::kLeader:
+      return "leader";
   }
   return "?";
 }
 
 const char* MessageTypeName(MessageType type) {
   switch (type) {
-    case MessageType::kAppend: return "Append";
-    case MessageType::kAppendResponse: return "AppendResp";
-    case MessageType::kVote: return "Vote";
-    case MessageType::kVoteResponse: return "VoteResp";
-    case MessageType::kPreVote: return "PreVote";
-    case MessageType::kPreVoteResponse: return "PreVoteResp";
-    case MessageType::kHeartbeat: return "Heartbeat";
-    case MessageType::kHeartbeatResponse: return "HeartbeatResp";
-    case MessageType::kSnapshot: return "Snapshot";
-    case MessageType::kTimeoutNow: return "TimeoutNow";
-    case MessageType::kReadIndex: return "ReadIndex";
-    case MessageType::kReadIndexResponse: return "ReadIndexResp";
-    case MessageType::kTransferLeader: return "TransferLeader";
+    case MessageType::kAppend:
+      return "Append";
+    case MessageType::kAppendResponse:
+      return "AppendResp";
+    case MessageType::kVote:
+      return "Vote";
+    case MessageType::kVoteResponse:
+      return "VoteResp";
+    case MessageType::kPreVote:
+      return "PreVote";
+    case MessageType::kPreVoteResponse:
+      return "PreVoteResp";
+    case MessageType::kHeartbeat:
+      return "Heartbeat";
+    case MessageType::kHeartbeatResponse:
+      return "HeartbeatResp";
+    case MessageType::kSnapshot:
+      return "Snapshot";
+    case MessageType::kTimeoutNow:
+      return "TimeoutNow";
+    case MessageType::kReadIndex:
+      return "ReadIndex";
+    case MessageType::kReadIndexResponse:
+      return "ReadIndexResp";
+    case MessageType::kTransferLeader:
+      return "TransferLeader";
   }
   return "?";
 }

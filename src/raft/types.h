@@ -60,9 +60,7 @@ struct ConfState {
   std::vector<NodeId> voters;
   std::vector<NodeId> learners;
 
-  bool operator==(const ConfState& o) const {
-    return voters == o.voters && learners == o.learners;
-  }
+  bool operator==(const ConfState& o) const { return voters == o.voters && learners == o.learners; }
   bool operator!=(const ConfState& o) const { return !(*this == o); }
 };
 
@@ -109,19 +107,19 @@ struct Snapshot {
 };
 
 enum class MessageType : uint8_t {
-  kAppend = 0,          // leader -> follower: entries after (index, log_term), commit
-  kAppendResponse,      // index: last matching index; reject with reject_hint/log_term hints
-  kVote,                // candidate -> voter: term, last log index/term
-  kVoteResponse,        // reject says whether the vote was granted
-  kPreVote,             // like kVote, for term+1, without bumping anyone's term
+  kAppend = 0,      // leader -> follower: entries after (index, log_term), commit
+  kAppendResponse,  // index: last matching index; reject with reject_hint/log_term hints
+  kVote,            // candidate -> voter: term, last log index/term
+  kVoteResponse,    // reject says whether the vote was granted
+  kPreVote,         // like kVote, for term+1, without bumping anyone's term
   kPreVoteResponse,
-  kHeartbeat,           // leader -> follower: commit, context for ReadIndex rounds
-  kHeartbeatResponse,   // context echoed
-  kSnapshot,            // leader -> follower: InstallSnapshot
-  kTimeoutNow,          // leader -> transfer target: campaign now
-  kReadIndex,           // follower -> leader: context identifies the read
-  kReadIndexResponse,   // leader -> follower: index to wait for; reject if unknown
-  kTransferLeader,      // follower -> leader: forwarded request; index is the target
+  kHeartbeat,          // leader -> follower: commit, context for ReadIndex rounds
+  kHeartbeatResponse,  // context echoed
+  kSnapshot,           // leader -> follower: InstallSnapshot
+  kTimeoutNow,         // leader -> transfer target: campaign now
+  kReadIndex,          // follower -> leader: context identifies the read
+  kReadIndexResponse,  // leader -> follower: index to wait for; reject if unknown
+  kTransferLeader,     // follower -> leader: forwarded request; index is the target
 };
 
 // Context of a kVote sent after kTimeoutNow: voters grant it even while they

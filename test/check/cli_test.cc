@@ -27,8 +27,8 @@ Run RunKvcheck(const std::string& text, const std::string& args) {
   // ctest runs test cases as parallel processes in one directory: the pid
   // keeps their files apart.
   static int counter = 0;
-  const std::string path = "kvcheck_cli_test_" + std::to_string(getpid()) + "_" +
-                           std::to_string(counter++) + ".jsonl";
+  const std::string path =
+      "kvcheck_cli_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++) + ".jsonl";
   std::ofstream(path) << text;
   const std::string cmd = std::string(KVCHECK_BINARY) + " " + args + " " + path + " 2>&1";
   Run r;

@@ -33,7 +33,8 @@ class FakeNode {
  public:
   using Handler = std::function<std::optional<ClientReply>(const ClientRequest&)>;
 
-  explicit FakeNode(Handler handler) : handler_(std::move(handler)), socket_(ctx_, zmq::socket_type::router) {
+  explicit FakeNode(Handler handler)
+      : handler_(std::move(handler)), socket_(ctx_, zmq::socket_type::router) {
     socket_.set(zmq::sockopt::linger, 0);
     socket_.bind("tcp://127.0.0.1:*");
     const std::string ep = socket_.get(zmq::sockopt::last_endpoint);
@@ -169,7 +170,7 @@ TEST_CASE("A write retried after a lost answer keeps its session and sequence nu
   REQUIRE(reqs.size() == 3);
   REQUIRE(reqs[0].client == c.client_id());
   REQUIRE(reqs[0].client == reqs[1].client);
-  REQUIRE(reqs[0].seq == reqs[1].seq);     // the retry is the same write
+  REQUIRE(reqs[0].seq == reqs[1].seq);      // the retry is the same write
   REQUIRE(reqs[2].seq == reqs[1].seq + 1);  // the next write is a new one
 }
 
@@ -199,7 +200,8 @@ TEST_CASE("Silence until the deadline: reads are unavailable, writes unknown") {
 
 TEST_CASE("ERROR and NOT_FOUND are final: no retry") {
   FakeNode node([](const ClientRequest& req) {
-    ClientReply r = With(req.op == net::ClientOp::kGet ? ReplyStatus::kNotFound : ReplyStatus::kError);
+    ClientReply r =
+        With(req.op == net::ClientOp::kGet ? ReplyStatus::kNotFound : ReplyStatus::kError);
     if (r.status == ReplyStatus::kError) r.error = "key too large";
     return r;
   });

@@ -1038,8 +1038,7 @@ TEST_CASE("config error: own id missing from --peers exits 2 and touches nothing
   CHECK(!std::filesystem::exists(dir));
 }
 
-TEST_CASE("config error: a non-loopback listen address without --insecure exits 2",
-          "[cluster]") {
+TEST_CASE("config error: a non-loopback listen address without --insecure exits 2", "[cluster]") {
   const std::vector<int> ports = FindFreePorts(3);
   REQUIRE(ports.size() == 3);
   TempDir scratch;

@@ -3,13 +3,12 @@
 // evenly, a node asked about a key it does not lead answers REDIRECT with the
 // shard's leader, and no acknowledged write is lost when a node dies.
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <csignal>
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "kv/ring.h"
 #include "test/cluster/cluster.h"
@@ -117,8 +116,8 @@ TEST_CASE("a sharded cluster places shards by the ring, balances leaders and red
   }
 
   // Leaders balanced: 16 shards over 5 nodes, 3 or 4 each.
-  CHECK(cluster.WaitUntil([&] { return LeaderSpread(cluster, cluster.ids()) <= 1; },
-                          kSettleTimeout));
+  CHECK(
+      cluster.WaitUntil([&] { return LeaderSpread(cluster, cluster.ids()) <= 1; }, kSettleTimeout));
 
   // Writes through the client library land in their shard only.
   client::Client c(cluster.ClientOptions(kReplyTimeout));
@@ -170,8 +169,8 @@ TEST_CASE("a sharded cluster places shards by the ring, balances leaders and red
       CHECK(replicas.count(reply->leader) == 1);
     }
   }
-  for (int i = 0; i < 40; ++i) CHECK(c.Get("redirect-" + std::to_string(i)).code ==
-                                     client::Code::kNotFound);
+  for (int i = 0; i < 40; ++i)
+    CHECK(c.Get("redirect-" + std::to_string(i)).code == client::Code::kNotFound);
 
   // The map every node serves names the same replicas and, once settled,
   // the leaders the groups report.
@@ -211,9 +210,9 @@ TEST_CASE("a sharded cluster loses no acknowledged write when a node is killed a
   // among their other two replicas.
   std::map<uint64_t, int> led;
   for (const auto& [shard, leader] : AgreedLeaders(cluster)) led[leader]++;
-  const uint64_t victim =
-      std::max_element(led.begin(), led.end(), [](auto& a, auto& b) { return a.second < b.second; })
-          ->first;
+  const uint64_t victim = std::max_element(led.begin(), led.end(), [](auto& a, auto& b) {
+                            return a.second < b.second;
+                          })->first;
   cluster.Kill(victim, SIGKILL);
   REQUIRE(cluster.WaitUntil([&] { return EveryShardLed(cluster); }, kSettleTimeout));
   write("during-", 100);
@@ -230,7 +229,8 @@ TEST_CASE("a sharded cluster loses no acknowledged write when a node is killed a
   // digests match the leader's at the same applied index.
   CHECK(cluster.WaitUntil(
       [&] {
-        std::map<uint64_t, std::set<std::pair<uint64_t, uint64_t>>> states;  // group -> (applied, digest)
+        std::map<uint64_t, std::set<std::pair<uint64_t, uint64_t>>>
+            states;  // group -> (applied, digest)
         for (const auto& [id, st] : cluster.StatusOfLiveNodes()) {
           for (const GroupStatus& g : st.groups) states[g.group].insert({g.applied, g.digest});
         }

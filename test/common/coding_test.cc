@@ -6,8 +6,8 @@
 namespace kv {
 
 TEST_CASE("Varints round-trip at every width boundary") {
-  const uint64_t values[] = {0, 1, 127, 128, 16383, 16384, (1ULL << 35) + 3,
-                             std::numeric_limits<uint64_t>::max()};
+  const uint64_t values[] = {
+      0, 1, 127, 128, 16383, 16384, (1ULL << 35) + 3, std::numeric_limits<uint64_t>::max()};
   std::string buf;
   for (uint64_t v : values) PutVarint64(&buf, v);
   std::string_view in = buf;

@@ -116,8 +116,7 @@ std::pair<uint32_t, uint32_t> BestLeaderCounts(const std::vector<NodeId>& nodes,
   const size_t n = nodes.size();
   const uint32_t shards = p.shards();
   auto holds = [&](size_t v, ShardId s) {
-    return std::find(p.replicas[s].begin(), p.replicas[s].end(), nodes[v]) !=
-           p.replicas[s].end();
+    return std::find(p.replicas[s].begin(), p.replicas[s].end(), nodes[v]) != p.replicas[s].end();
   };
   // Leaders at most c each: every shard matched to one of c slots of a replica.
   uint32_t best_max = (shards + n - 1) / n;
@@ -152,12 +151,12 @@ struct Simulation {
   uint32_t max_replicas = 0, min_replicas = 0;
   uint32_t max_leaders = 0, min_leaders = 0;
   size_t join_moves = 0, join_leader_moves = 0, join_leader_moves_unhinted = 0;
-  double join_minimum = 0;  // the joining node's fair share, R*S/(N+1)
+  double join_minimum = 0;                         // the joining node's fair share, R*S/(N+1)
   size_t leave_moves = 0, leave_leader_moves = 0;  // the first node leaving
-  uint32_t leave_minimum = 0;                       // what the leaving node held
-  uint32_t leave_leader_minimum = 0;                // what the leaving node led
-  size_t worst_leave_moves = 0;                     // over every node, when asked
-  double worst_leave_ratio = 0;                     // moves / (R*S/N)
+  uint32_t leave_minimum = 0;                      // what the leaving node held
+  uint32_t leave_leader_minimum = 0;               // what the leaving node led
+  size_t worst_leave_moves = 0;                    // over every node, when asked
+  double worst_leave_ratio = 0;                    // moves / (R*S/N)
 
   std::string Report() const {
     const double rsn = double(replicas) * shards / nodes;
@@ -182,10 +181,11 @@ struct Simulation {
     }
     line("\n  node 1 leaves: %zu replica moves (it held %u; R*S/N = %.1f, x%.2f)\n", leave_moves,
          leave_minimum, rsn, leave_moves / rsn);
-    line("    %zu leader moves (minimum: the %u it led)\n", leave_leader_moves, leave_leader_minimum);
+    line("    %zu leader moves (minimum: the %u it led)\n", leave_leader_moves,
+         leave_leader_minimum);
     if (worst_leave_moves > 0) {
-      line("  any one node leaves: at most %zu replica moves (x%.2f of R*S/N)\n",
-           worst_leave_moves, worst_leave_ratio);
+      line("  any one node leaves: at most %zu replica moves (x%.2f of R*S/N)\n", worst_leave_moves,
+           worst_leave_ratio);
     }
     return out;
   }
@@ -439,8 +439,9 @@ TEST_CASE("Placement simulation report", "[.sim]") {
         worst_min_n = n;
       }
     }
-    std::printf("%u shards, N = 3..%u: worst max/mean %.3f (N = %u), worst min/mean %.3f (N = %u)\n",
-                shards, shards == 16 ? 16 : 100, worst_max, worst_max_n, worst_min, worst_min_n);
+    std::printf(
+        "%u shards, N = 3..%u: worst max/mean %.3f (N = %u), worst min/mean %.3f (N = %u)\n",
+        shards, shards == 16 ? 16 : 100, worst_max, worst_max_n, worst_min, worst_min_n);
   }
 }
 

@@ -11,8 +11,8 @@
 #define MSGPACK_NO_BOOST
 #include <msgpack.hpp>
 
-#include "net/publisher.h"
 #include "codec_test_util.h"
+#include "net/publisher.h"
 
 namespace kv::net {
 namespace {
@@ -102,15 +102,14 @@ TEST_CASE("Typed events are byte-compatible with the field lists the node publis
   CHECK(w.Publish(SnapshotEvent{0, 0, 1, false, 70000, 0}) ==
         Wire1("snapshot", S("group"), 1, S("event"), S("taken"), S("index"), 70000));
   CHECK(w.Publish(SnapshotEvent{0, 0, 1, true, 70000, 5}) ==
-        Wire1("snapshot", S("group"), 1, S("event"), S("installed"), S("index"), 70000,
-              S("term"), 5));
+        Wire1("snapshot", S("group"), 1, S("event"), S("installed"), S("index"), 70000, S("term"),
+              5));
   CHECK(w.Publish(MembershipEvent{0, 0, 1, 12, "add-learner", 4, 3, 1}) ==
         Wire1("membership", S("group"), 1, S("index"), 12, S("change"), S("add-learner"),
               S("member"), 4, S("voters"), 3, S("learners"), 1));
   CHECK(w.Publish(MembershipEvent{0, 0, 5, 0, "left", 7, 0, 0}) ==
         Wire1("membership", S("group"), 5, S("change"), S("left"), S("member"), 7));
-  CHECK(w.Publish(ShardsEvent{0, 0, 9, 5}) ==
-        Wire1("shards", S("version"), 9, S("members"), 5));
+  CHECK(w.Publish(ShardsEvent{0, 0, 9, 5}) == Wire1("shards", S("version"), 9, S("members"), 5));
   const std::string key(300, 'k');  // long enough for bin 16
   CHECK(w.Publish(PutEvent{0, 0, key, 1ULL << 40, 1 << 20}) ==
         Wire1("kv.put", S("key"), Bin(key), S("index"), uint64_t{1} << 40, S("size"), 1 << 20));

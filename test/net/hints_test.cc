@@ -1,8 +1,7 @@
-#include "net/peer_codec.h"
-
+#include <catch2/catch.hpp>
 #include <random>
 
-#include <catch2/catch.hpp>
+#include "net/peer_codec.h"
 
 namespace kv::net {
 
@@ -62,7 +61,8 @@ TEST_CASE("Malformed peer frames never decode as hints or notices") {
   LeaderHints out;
   REQUIRE_FALSE(DecodeLeaderHints("", &out).ok());
   REQUIRE_FALSE(DecodeLeaderHints(std::string("\x96\x01\xa5leads\x01\x90\x01\x91\x92\x01\x01", 14),
-                                  &out).ok());  // a member address that is not a string
+                                  &out)
+                    .ok());  // a member address that is not a string
 }
 
 }  // namespace kv::net

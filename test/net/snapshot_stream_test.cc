@@ -1,9 +1,8 @@
 #include "net/snapshot_stream.h"
 
 #include <algorithm>
-#include <map>
-
 #include <catch2/catch.hpp>
+#include <map>
 
 namespace kv::net {
 namespace {
@@ -114,8 +113,8 @@ TEST_CASE("Two groups stream snapshots to one peer side by side") {
   };
   while (done.size() < 2) {
     room = 1;
-    sender.Pump(try_send, [&](raft::GroupId g, raft::NodeId, bool ok) { done.emplace_back(g, ok); },
-                now);
+    sender.Pump(
+        try_send, [&](raft::GroupId g, raft::NodeId, bool ok) { done.emplace_back(g, ok); }, now);
   }
   std::sort(done.begin(), done.end());
   REQUIRE(done == std::vector<std::pair<raft::GroupId, bool>>{{1, true}, {7, true}});

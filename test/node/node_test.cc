@@ -2,11 +2,10 @@
 // storage fails, and what survives a crash of the machine it runs on.
 #include "node/node.h"
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <random>
 #include <thread>
-
-#include <catch2/catch.hpp>
 
 #include "kvstore/client.h"
 #include "storage/fault_injection_env.h"

@@ -200,8 +200,7 @@ TEST_CASE("completions run in submission order", "[wal]") {
 namespace kv::storage {
 namespace {
 
-TEST_CASE("a batch that needs no sync costs none, and the next sync makes it durable",
-          "[wal]") {
+TEST_CASE("a batch that needs no sync costs none, and the next sync makes it durable", "[wal]") {
   FaultInjectionEnv env;
   Collector none;
   auto wal = OpenWal(&env, &none);
@@ -236,7 +235,8 @@ TEST_CASE("a batch that needs no sync costs none, and the next sync makes it dur
     wal = OpenWal(&env, &after);
     CHECK(Written(after).size() == 2);
     bool hard_state = false;
-    for (const Record& r : after.records) hard_state = hard_state || r.type == RecordType::kHardState;
+    for (const Record& r : after.records)
+      hard_state = hard_state || r.type == RecordType::kHardState;
     CHECK(hard_state);
   }
 }
