@@ -10,7 +10,7 @@ packages=(
   catch2 libcli11-dev libncurses-dev
   libbenchmark-dev gcovr
   python3 python3-zmq python3-msgpack
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-format
   tmux iproute2
 )
 
