@@ -14,7 +14,7 @@ constexpr uint64_t kPeerCodecVersion = 1;
 constexpr uint32_t kMessageElements = 14;
 constexpr uint32_t kChunkElements = 16;
 constexpr uint32_t kHintsElements = 6;
-constexpr uint32_t kRemovedElements = 4;
+constexpr uint32_t kRemovedElements = 5;
 
 // The second element of the frames that are not Raft messages.
 constexpr char kHintsKind[] = "leads";
@@ -117,6 +117,7 @@ std::string EncodeRemovedNotice(const RemovedNotice& notice) {
   PackStr(pk, kRemovedKind);
   pk.pack_uint64(notice.from);
   pk.pack_uint64(notice.group);
+  pk.pack_uint64(notice.term);
   return out;
 }
 
@@ -210,7 +211,8 @@ Status DecodeHints(const msgpack::object* f, uint32_t size, LeaderHints* hints) 
 }
 
 Status DecodeRemoved(const msgpack::object* f, uint32_t size, RemovedNotice* notice) {
-  if (size != kRemovedElements || !GetUint(f[2], &notice->from) || !GetUint(f[3], &notice->group)) {
+  if (size != kRemovedElements || !GetUint(f[2], &notice->from) ||
+      !GetUint(f[3], &notice->group) || !GetUint(f[4], &notice->term)) {
     return Status::InvalidArgument("removed notice: malformed");
   }
   return Status::OK();

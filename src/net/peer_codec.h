@@ -72,13 +72,17 @@ std::string EncodeLeaderHints(const LeaderHints& hints);
 // "You are no longer a replica of this group": sent by a member of the group
 // whose configuration no longer has the recipient (a removed replica never
 // learns its removal through Raft, since the leader stops writing to it at
-// once). [version, "removed", from, group]
+// once), with the sender's term in the group. [version, "removed", from,
+// group, term]
 
 struct RemovedNotice {
   raft::NodeId from = raft::kNoNode;
   raft::GroupId group = 0;
+  raft::Term term = 0;
 
-  bool operator==(const RemovedNotice& o) const { return from == o.from && group == o.group; }
+  bool operator==(const RemovedNotice& o) const {
+    return from == o.from && group == o.group && term == o.term;
+  }
 };
 
 std::string EncodeRemovedNotice(const RemovedNotice& notice);

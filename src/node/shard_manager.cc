@@ -295,6 +295,13 @@ void ShardManager::OnRemovedNotice(const net::RemovedNotice& notice) {
   Group* found = ctx_->groups.Find(notice.group);
   if (found == nullptr) return;
   Group& g = *found;
+  // Only from a voter of the group as this replica knows it, in its term or
+  // later: not from a stranger, nor a notice replayed from an earlier term.
+  if (!Contains(g.raft->conf_state().voters, notice.from) || notice.term < g.raft->term()) {
+    KV_LOG(kDebug) << "group " << g.id << ": removed notice from " << notice.from << " in term "
+                   << notice.term << " ignored (not a voter here, or an older term)";
+    return;
+  }
   if (!ring_) {
     if (!Contains(g.raft->conf_state().voters, ctx_->cfg.id) || told_removed_) return;
     told_removed_ = true;
@@ -324,7 +331,7 @@ void ShardManager::TellIfRemoved(Group& g, raft::NodeId from) {
   const uint64_t second = 1000 / static_cast<uint64_t>(ctx_->cfg.tick_ms) + 1;
   if (last != 0 && ctx_->ticks < last + second) return;
   last = ctx_->ticks;
-  ctx_->peers->SendNow(from, net::EncodeRemovedNotice({ctx_->cfg.id, g.id}));
+  ctx_->peers->SendNow(from, net::EncodeRemovedNotice({ctx_->cfg.id, g.id, g.raft->term()}));
 }
 
 }  // namespace kv::node

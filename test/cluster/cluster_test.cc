@@ -21,6 +21,9 @@
 #include <sstream>
 #include <thread>
 
+#include "kv/layout.h"
+#include "net/peer_codec.h"
+
 namespace kv::test {
 namespace {
 
@@ -1023,6 +1026,32 @@ TEST_CASE("junk and oversized frames on the peer port change nothing", "[cluster
     CHECK(st->leader == leader);
     CHECK(st->term == before->term);
   }
+}
+
+TEST_CASE("a removed notice from a stranger or of an older term is ignored", "[cluster]") {
+  Cluster cluster;
+  const uint64_t leader = StartAndElect(cluster);
+  const uint64_t follower = SomeFollower(cluster, leader);
+  const std::optional<NodeStatus> st = cluster.Status(follower);
+  REQUIRE(st);
+  REQUIRE(st->term > 0);
+  RawConnection peer("127.0.0.1:" + std::to_string(cluster.port(follower) + 1000));
+  // From a node that is no member, and from a member in an earlier term.
+  peer.Send(net::EncodeRemovedNotice({99, kMainGroup, st->term}));
+  peer.Send(net::EncodeRemovedNotice({leader, kMainGroup, st->term - 1}));
+  // Frames on one connection arrive in order: once the junk after them is
+  // logged, both notices have been handled.
+  peer.Send("\xc1 junk after the notices");
+  REQUIRE(cluster.WaitUntil(
+      [&] {
+        return cluster.LogTail(follower, 50).find("dropped a peer message") != std::string::npos;
+      },
+      10s));
+  CHECK(cluster.LogTail(follower, 200).find("was removed") == std::string::npos);
+  RawConnection conn(cluster.address(leader));
+  auto put = conn.Call(Request(1, net::ClientOp::kPut, "still-member", "v"), kReplyTimeout);
+  REQUIRE(put);
+  CHECK(put->status == ReplyStatus::kOk);
 }
 
 // ---------------------------------------------------------------------------

@@ -134,7 +134,7 @@ TEST_CASE("Golden bytes: peer frames") {
   CHECK(Hex(EncodeLeaderHints(hints)) ==
         "9601a56c6561647302929201079205cf00000002000000000c929201a3613a319202a3623a32");
   CHECK(Hex(EncodeLeaderHints(LeaderHints{})) == "9601a56c6561647300900090");
-  CHECK(Hex(EncodeRemovedNotice({4, 9})) == "9401a772656d6f7665640409");
+  CHECK(Hex(EncodeRemovedNotice({4, 9, 3})) == "9501a772656d6f766564040903");
 }
 
 TEST_CASE("Golden bytes: client requests of every op") {

@@ -29,12 +29,12 @@ TEST_CASE("Leader hints round trip and are told apart from Raft messages") {
   REQUIRE_FALSE(DecodeLeaderHints(EncodeRaftMessage(m), &back).ok());
   RemovedNotice n;
   REQUIRE_FALSE(DecodeRemovedNotice(bytes, &n).ok());
-  REQUIRE_FALSE(DecodeLeaderHints(EncodeRemovedNotice({4, 9}), &back).ok());
+  REQUIRE_FALSE(DecodeLeaderHints(EncodeRemovedNotice({4, 9, 3}), &back).ok());
 }
 
 TEST_CASE("A removed notice round trips") {
   RemovedNotice n;
-  REQUIRE(DecodeRemovedNotice(EncodeRemovedNotice({4, 9}), &n).ok());
+  REQUIRE(DecodeRemovedNotice(EncodeRemovedNotice({4, 9, 3}), &n).ok());
   REQUIRE(n.from == 4);
   REQUIRE(n.group == 9);
 }

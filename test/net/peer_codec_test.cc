@@ -48,7 +48,7 @@ LeaderHints SomeHints() {
 // One of each kind of frame, a snapshot chunk included.
 std::vector<std::string> OneOfEach() {
   return {EncodeRaftMessage(FullMessage()), EncodeSnapshotChunk(FullMessage(), 1024, 100),
-          EncodeLeaderHints(SomeHints()), EncodeRemovedNotice({4, 9})};
+          EncodeLeaderHints(SomeHints()), EncodeRemovedNotice({4, 9, 3})};
 }
 
 // A Raft message's version and header fields (12 elements), then `rest`.
@@ -82,8 +82,8 @@ TEST_CASE("Leader hints and removed notices round-trip through the peer frame de
   REQUIRE(std::get<LeaderHints>(frame) == SomeHints());
   REQUIRE(DecodePeerFrame(EncodeLeaderHints(LeaderHints{}), &frame).ok());
   REQUIRE(std::get<LeaderHints>(frame) == LeaderHints{});
-  REQUIRE(DecodePeerFrame(EncodeRemovedNotice({4, 9}), &frame).ok());
-  REQUIRE(std::get<RemovedNotice>(frame) == RemovedNotice{4, 9});
+  REQUIRE(DecodePeerFrame(EncodeRemovedNotice({4, 9, 3}), &frame).ok());
+  REQUIRE(std::get<RemovedNotice>(frame) == RemovedNotice{4, 9, 3});
   // A frame decoded into a variant that held another kind holds only the new one.
   REQUIRE(DecodePeerFrame(EncodeRaftMessage(FullMessage()), &frame).ok());
   REQUIRE(std::get<RaftFrame>(frame).message == FullMessage());
@@ -114,7 +114,7 @@ TEST_CASE("The single-kind decoders refuse the other kinds, and chunks where non
   REQUIRE(DecodeRaftMessage(EncodeSnapshotChunk(m, 0, 10), &whole, &chunk).ok());
   REQUIRE(chunk == SnapshotChunk{0, m.snapshot.data.size()});
   REQUIRE(DecodeRaftMessage(EncodeSnapshotChunk(m, 0, 10), &whole).IsInvalidArgument());
-  REQUIRE(DecodeRaftMessage(EncodeRemovedNotice({4, 9}), &whole).IsInvalidArgument());
+  REQUIRE(DecodeRaftMessage(EncodeRemovedNotice({4, 9, 3}), &whole).IsInvalidArgument());
   RemovedNotice notice;
   REQUIRE(DecodeRemovedNotice(EncodeRaftMessage(m), &notice).IsInvalidArgument());
 }
@@ -131,11 +131,11 @@ TEST_CASE("Hostile peer frames give InvalidArgument") {
   const std::vector<Case> cases = {
       {"empty", "", "insufficient bytes"},
       {"not msgpack", "\xc1", "parse error"},
-      {"trailing bytes", EncodeRemovedNotice({4, 9}) + "x", "trailing bytes"},
+      {"trailing bytes", EncodeRemovedNotice({4, 9, 3}) + "x", "trailing bytes"},
       {"a map", "\x80", "not an array"},
       {"an array of one", Array(1), "not an array"},
-      {"version 2", Array(2, "removed", 1, 1), "codec version"},
-      {"version as a str", Array("1", "removed", 1, 1), "codec version"},
+      {"version 2", Array(2, "removed", 1, 1, 1), "codec version"},
+      {"version as a str", Array("1", "removed", 1, 1, 1), "codec version"},
       {"kind a bool", Array(1, true, 1, 1), "no kind"},
       {"kind a negative int", Array(1, -1, 1, 1), "no kind"},
       {"unknown kind", Array(1, "gossip", 1, 1), "unknown kind"},
@@ -158,8 +158,10 @@ TEST_CASE("Hostile peer frames give InvalidArgument") {
       {"a member address as bin",
        Array(1, "leads", 1, none, 1, make_tuple(make_tuple(1, std::vector<char>{'a'}))),
        "malformed member"},
-      {"a removed notice of 5", Array(1, "removed", 1, 1, 1), "removed notice"},
-      {"a removed notice's group a str", Array(1, "removed", 1, "1"), "removed notice"},
+      {"a removed notice of 4", Array(1, "removed", 1, 1), "removed notice"},
+      {"a removed notice of 6", Array(1, "removed", 1, 1, 1, 1), "removed notice"},
+      {"a removed notice's group a str", Array(1, "removed", 1, "1", 1), "removed notice"},
+      {"a removed notice's term a str", Array(1, "removed", 1, 1, "1"), "removed notice"},
       {"an array claiming 2^32-1 elements", "\xdd\xff\xff\xff\xff\x01", "array size overflow"},
       {"a map claiming 2^32-1 entries", "\xdf\xff\xff\xff\xff", "map size overflow"},
       // Refused before msgpack allocates the elements, as the frame is too
