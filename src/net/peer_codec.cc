@@ -211,8 +211,8 @@ Status DecodeHints(const msgpack::object* f, uint32_t size, LeaderHints* hints) 
 }
 
 Status DecodeRemoved(const msgpack::object* f, uint32_t size, RemovedNotice* notice) {
-  if (size != kRemovedElements || !GetUint(f[2], &notice->from) ||
-      !GetUint(f[3], &notice->group) || !GetUint(f[4], &notice->term)) {
+  if (size != kRemovedElements || !GetUint(f[2], &notice->from) || !GetUint(f[3], &notice->group) ||
+      !GetUint(f[4], &notice->term)) {
     return Status::InvalidArgument("removed notice: malformed");
   }
   return Status::OK();
