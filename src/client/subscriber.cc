@@ -25,6 +25,10 @@ struct Subscriber::Impl {
     zmq::socket_t sub;
     zmq::socket_t dealer;
     uint64_t status_request = 0;  // the id of the last status request
+    // Replies to requests from this id on count: a slow node's answer to an
+    // earlier request joins as well as one to the last (they are resent
+    // every kJoinRetry), but none from before the node restarted.
+    uint64_t first_useful_request = 0;
     Clock::time_point status_sent{};
     bool refresh = false;  // ask for status at the next Poll
     bool joined = false;
@@ -66,7 +70,10 @@ struct Subscriber::Impl {
     u.node = i;
     uint64_t id = 0;
     NodeStatus status;
-    if (!net::DecodeStatusReply(bytes, &id, &status).ok() || id != n.status_request) return;
+    if (!net::DecodeStatusReply(bytes, &id, &status).ok() || id < n.first_useful_request ||
+        id > n.status_request) {
+      return;
+    }
     // Joined or not, events up to event_seq are in this status.
     n.joined_seq = n.joined ? std::max(n.joined_seq, status.event_seq) : status.event_seq;
     n.joined = true;
@@ -86,6 +93,7 @@ struct Subscriber::Impl {
       n.joined = false;
       n.held.clear();
       n.refresh = true;
+      n.first_useful_request = next_id;
     } else if (n.joined && options.topic_prefix.empty() && n.last_seq != 0 &&
                seq > n.last_seq + 1) {
       n.refresh = true;  // events were lost: a fresh status covers them

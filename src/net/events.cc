@@ -1,9 +1,8 @@
 #include "net/events.h"
 
-#define MSGPACK_NO_BOOST
-#include <exception>
-#include <msgpack.hpp>
 #include <type_traits>
+
+#include "net/msgpack_util.h"
 
 namespace kv::net {
 
@@ -13,128 +12,83 @@ constexpr const char* kTopics[] = {"role",   "commit", "snapshot", "membership",
                                    "shards", "kv.put", "kv.del"};
 static_assert(std::size(kTopics) == std::variant_size_v<Event>, "one topic per event type");
 
-// msgpack's packer writes through any object with write(data, size).
-class Out {
- public:
-  void write(const char* data, size_t size) { bytes.append(data, size); }
-  std::string bytes;
-};
-
-// Packs the event map: node and seq first, then `fields` more entries.
-class MapWriter {
- public:
-  MapWriter(uint64_t node, uint64_t seq, uint32_t fields) : pk_(out_) {
-    pk_.pack_map(fields + 2);
-    Uint("node", node);
-    Uint("seq", seq);
-  }
-  MapWriter& Uint(std::string_view name, uint64_t v) {
-    Name(name);
-    pk_.pack_uint64(v);
-    return *this;
-  }
-  MapWriter& Str(std::string_view name, std::string_view v) {
-    Name(name);
-    pk_.pack_str(static_cast<uint32_t>(v.size()));
-    pk_.pack_str_body(v.data(), static_cast<uint32_t>(v.size()));
-    return *this;
-  }
-  MapWriter& Bin(std::string_view name, std::string_view v) {
-    Name(name);
-    pk_.pack_bin(static_cast<uint32_t>(v.size()));
-    pk_.pack_bin_body(v.data(), static_cast<uint32_t>(v.size()));
-    return *this;
-  }
-  std::string Take() { return std::move(out_.bytes); }
-
- private:
-  void Name(std::string_view name) {
-    pk_.pack_str(static_cast<uint32_t>(name.size()));
-    pk_.pack_str_body(name.data(), static_cast<uint32_t>(name.size()));
-  }
-  Out out_;
-  msgpack::packer<Out> pk_;
-};
+// The event map: node and seq first, then what `fields` writes.
+template <typename E, typename F>
+std::string EncodeMap(const E& e, F fields) {
+  std::string out;
+  MapWriter w(&out);
+  w.Uint("node", e.node);
+  w.Uint("seq", e.seq);
+  fields(w);
+  w.Finish();
+  return out;
+}
 
 std::string Encode(const RoleEvent& e) {
-  return MapWriter(e.node, e.seq, 4)
-      .Uint("group", e.group)
-      .Str("role", e.role)
-      .Uint("term", e.term)
-      .Uint("leader", e.leader)
-      .Take();
+  return EncodeMap(e, [&](MapWriter& w) {
+    w.Uint("group", e.group);
+    w.Str("role", e.role);
+    w.Uint("term", e.term);
+    w.Uint("leader", e.leader);
+  });
 }
 
 std::string Encode(const CommitEvent& e) {
-  return MapWriter(e.node, e.seq, 4)
-      .Uint("group", e.group)
-      .Uint("term", e.term)
-      .Uint("commit", e.commit)
-      .Uint("applied", e.applied)
-      .Take();
+  return EncodeMap(e, [&](MapWriter& w) {
+    w.Uint("group", e.group);
+    w.Uint("term", e.term);
+    w.Uint("commit", e.commit);
+    w.Uint("applied", e.applied);
+  });
 }
 
 std::string Encode(const SnapshotEvent& e) {
-  MapWriter w(e.node, e.seq, e.installed ? 4 : 3);
-  w.Uint("group", e.group).Str("event", e.installed ? "installed" : "taken").Uint("index", e.index);
-  if (e.installed) w.Uint("term", e.term);
-  return w.Take();
+  return EncodeMap(e, [&](MapWriter& w) {
+    w.Uint("group", e.group);
+    w.Str("event", e.installed ? "installed" : "taken");
+    w.Uint("index", e.index);
+    if (e.installed) w.Uint("term", e.term);
+  });
 }
 
 std::string Encode(const MembershipEvent& e) {
-  if (e.change == "left") {
-    return MapWriter(e.node, e.seq, 3)
-        .Uint("group", e.group)
-        .Str("change", e.change)
-        .Uint("member", e.member)
-        .Take();
-  }
-  return MapWriter(e.node, e.seq, 6)
-      .Uint("group", e.group)
-      .Uint("index", e.index)
-      .Str("change", e.change)
-      .Uint("member", e.member)
-      .Uint("voters", e.voters)
-      .Uint("learners", e.learners)
-      .Take();
+  const bool left = e.change == "left";  // only group, change and member
+  return EncodeMap(e, [&](MapWriter& w) {
+    w.Uint("group", e.group);
+    if (!left) w.Uint("index", e.index);
+    w.Str("change", e.change);
+    w.Uint("member", e.member);
+    if (!left) {
+      w.Uint("voters", e.voters);
+      w.Uint("learners", e.learners);
+    }
+  });
 }
 
 std::string Encode(const ShardsEvent& e) {
-  return MapWriter(e.node, e.seq, 2).Uint("version", e.version).Uint("members", e.members).Take();
+  return EncodeMap(e, [&](MapWriter& w) {
+    w.Uint("version", e.version);
+    w.Uint("members", e.members);
+  });
 }
 
 template <typename KeyEventT>
 std::string EncodeKeyEvent(const KeyEventT& e) {
-  return MapWriter(e.node, e.seq, 3)
-      .Bin("key", e.key)
-      .Uint("index", e.index)
-      .Uint("size", e.size)
-      .Take();
+  return EncodeMap(e, [&](MapWriter& w) {
+    w.Bin("key", e.key);
+    w.Uint("index", e.index);
+    w.Uint("size", e.size);
+  });
 }
 std::string Encode(const PutEvent& e) { return EncodeKeyEvent(e); }
 std::string Encode(const DeleteEvent& e) { return EncodeKeyEvent(e); }
 
-// One field of a decoded map: typed reads that fail on a type mismatch.
+// One field of a decoded map.
 struct Field {
   std::string_view name;
   const msgpack::object& value;
-
-  bool Uint(uint64_t* v) const {
-    if (value.type != msgpack::type::POSITIVE_INTEGER) return false;
-    *v = value.via.u64;
-    return true;
-  }
-  // Text and keys: str or bin alike.
-  bool Bytes(std::string* v) const {
-    if (value.type == msgpack::type::STR) {
-      v->assign(value.via.str.ptr, value.via.str.size);
-    } else if (value.type == msgpack::type::BIN) {
-      v->assign(value.via.bin.ptr, value.via.bin.size);
-    } else {
-      return false;
-    }
-    return true;
-  }
+  bool Uint(uint64_t* v) const { return GetUint(value, v); }
+  bool Bytes(std::string* v) const { return GetBytes(value, v); }
 };
 
 // The topic's own fields; unknown names are skipped (a newer node's).
@@ -195,29 +149,18 @@ bool Read(const Field& f, DeleteEvent* e) { return ReadKeyEvent(f, e); }
 template <typename T>
 Status DecodeAs(std::string_view topic, const msgpack::object& map, T* e) {
   bool has_node = false, has_seq = false;
-  for (uint32_t i = 0; i < map.via.map.size; ++i) {
-    const msgpack::object_kv& entry = map.via.map.ptr[i];
-    if (entry.key.type != msgpack::type::STR) {
-      return Status::InvalidArgument(std::string(topic) + " event: a map key is not a string");
-    }
-    const Field f{std::string_view(entry.key.via.str.ptr, entry.key.via.str.size), entry.val};
-    bool ok = true;
-    if (f.name == "node") {
-      ok = has_node = f.Uint(&e->node);
-    } else if (f.name == "seq") {
-      ok = has_seq = f.Uint(&e->seq);
-    } else {
-      ok = Read(f, e);
-    }
-    if (!ok) {
-      return Status::InvalidArgument(std::string(topic) + " event: field \"" + std::string(f.name) +
-                                     "\" is malformed");
-    }
+  const std::string what = std::string(topic) + " event";
+  Status s =
+      ForEachField(map, what.c_str(), [&](const std::string& name, const msgpack::object& v) {
+        const Field f{name, v};
+        if (name == "node") return has_node = f.Uint(&e->node);
+        if (name == "seq") return has_seq = f.Uint(&e->seq);
+        return Read(f, e);
+      });
+  if (s.ok() && (!has_node || !has_seq)) {
+    return Status::InvalidArgument(what + " without node or seq");
   }
-  if (!has_node || !has_seq) {
-    return Status::InvalidArgument(std::string(topic) + " event without node or seq");
-  }
-  return Status::OK();
+  return s;
 }
 
 // Default-constructs alternative `I` of Event in *event if `topic` is its
@@ -240,17 +183,9 @@ std::string EncodeEvent(const Event& event) {
 
 Status DecodeEvent(std::string_view topic, std::string_view body, Event* event) {
   if (body.size() > kMaxEventBytes) return Status::InvalidArgument("event too large");
-  // Bounds what a hostile frame can make us allocate: a flat map of scalars.
-  const msgpack::unpack_limit limits(/*array=*/0, /*map=*/64, /*str=*/kMaxEventBytes,
-                                     /*bin=*/kMaxEventBytes, /*ext=*/0, /*depth=*/2);
   msgpack::object_handle oh;
-  try {
-    size_t offset = 0;
-    oh = msgpack::unpack(body.data(), body.size(), offset, nullptr, nullptr, limits);
-    if (offset != body.size()) return Status::InvalidArgument("trailing bytes after event");
-  } catch (const std::exception& e) {
-    return Status::InvalidArgument(std::string("event is not msgpack: ") + e.what());
-  }
+  Status s = Unpack(body, &oh);
+  if (!s.ok()) return s;
   if (oh.get().type != msgpack::type::MAP) {
     return Status::InvalidArgument("event is not a msgpack map");
   }

@@ -256,24 +256,4 @@ Status DecodePeerFrame(std::string_view bytes, PeerFrame* frame) {
   return Status::InvalidArgument("peer frame: unknown kind");
 }
 
-Status DecodeRaftMessage(std::string_view bytes, raft::Message* m, SnapshotChunk* chunk) {
-  RaftFrame frame;
-  Status s = DecodeOnly(bytes, "raft message", &frame);
-  if (!s.ok()) return s;
-  if (frame.chunk.total != 0 && chunk == nullptr) {
-    return Status::InvalidArgument("raft message: a snapshot chunk where none is expected");
-  }
-  *m = std::move(frame.message);
-  if (chunk != nullptr) *chunk = frame.chunk;
-  return Status::OK();
-}
-
-Status DecodeLeaderHints(std::string_view bytes, LeaderHints* hints) {
-  return DecodeOnly(bytes, "leader hints frame", hints);
-}
-
-Status DecodeRemovedNotice(std::string_view bytes, RemovedNotice* notice) {
-  return DecodeOnly(bytes, "removed notice", notice);
-}
-
 }  // namespace kv::net

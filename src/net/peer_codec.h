@@ -108,11 +108,4 @@ using PeerFrame = std::variant<RaftFrame, LeaderHints, RemovedNotice>;
 // unspecified.
 Status DecodePeerFrame(std::string_view bytes, PeerFrame* frame);
 
-// Decoders of one kind each, which refuse the other kinds: kept for callers
-// not yet switched to DecodePeerFrame (src/node), to be deleted then.
-// DecodeRaftMessage accepts a snapshot chunk only when `chunk` is given.
-Status DecodeRaftMessage(std::string_view bytes, raft::Message* m, SnapshotChunk* chunk = nullptr);
-Status DecodeLeaderHints(std::string_view bytes, LeaderHints* hints);
-Status DecodeRemovedNotice(std::string_view bytes, RemovedNotice* notice);
-
 }  // namespace kv::net

@@ -88,16 +88,16 @@ void PeerTransport::Flush(
   for (auto& [to, batch] : batches_) {
     if (batch.frames.empty()) continue;
     auto it = out_.find(to);
-    const bool sent = it != out_.end() && SendFrames(it->second,
-                                                     std::vector<std::string_view>(
-                                                         batch.frames.begin(), batch.frames.end()),
-                                                     "send to peer");
+    batch.views.assign(batch.frames.begin(), batch.frames.end());
+    const bool sent = it != out_.end() && SendFrames(it->second, batch.views.data(),
+                                                     batch.views.size(), "send to peer");
     if (!sent) {
       std::sort(batch.groups.begin(), batch.groups.end());
       batch.groups.erase(std::unique(batch.groups.begin(), batch.groups.end()), batch.groups.end());
       for (raft::GroupId group : batch.groups) unreachable(to, group);
     }
     batch.frames.clear();
+    batch.views.clear();
     batch.groups.clear();
   }
 }

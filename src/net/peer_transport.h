@@ -59,8 +59,9 @@ class PeerTransport {
 
  private:
   struct Batch {
-    std::vector<std::string> frames;    // encoded messages
-    std::vector<raft::GroupId> groups;  // the group of each, to report a failed send
+    std::vector<std::string> frames;      // encoded messages
+    std::vector<std::string_view> views;  // of frames, for the send (kept to reuse its memory)
+    std::vector<raft::GroupId> groups;    // the group of each, to report a failed send
   };
 
   zmq::context_t* ctx_;

@@ -14,7 +14,8 @@ void Publisher::Publish(Event event) {
       },
       event);
   // PUB never blocks: with no subscriber or a full queue the event is dropped.
-  SendFrames(*socket_, {EventTopic(event), EncodeEvent(event)}, "event");
+  const std::string body = EncodeEvent(event);
+  SendFrames(*socket_, {EventTopic(event), body}, "event");
 }
 
 }  // namespace kv::net

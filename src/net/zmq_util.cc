@@ -15,11 +15,11 @@ Status BindSocket(zmq::socket_t& socket, const std::string& endpoint) {
   }
 }
 
-bool SendFrames(zmq::socket_t& socket, const std::vector<std::string_view>& frames,
+bool SendFrames(zmq::socket_t& socket, const std::string_view* frames, size_t count,
                 const char* what) {
   try {
-    for (size_t i = 0; i < frames.size(); ++i) {
-      const auto more = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
+    for (size_t i = 0; i < count; ++i) {
+      const auto more = i + 1 < count ? zmq::send_flags::sndmore : zmq::send_flags::none;
       if (!socket.send(zmq::buffer(frames[i]), more | zmq::send_flags::dontwait)) return false;
     }
     return true;

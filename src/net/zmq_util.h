@@ -3,6 +3,7 @@
 // Thread safety: as the socket's (its owner thread only).
 #pragma once
 
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,8 +21,12 @@ Status BindSocket(zmq::socket_t& socket, const std::string& endpoint);
 // (once the first part is queued ZeroMQ queues the rest). False when the
 // queue is full, there is no peer or ZeroMQ fails (logged at debug level as
 // `what`): every caller's protocol copes with a lost message.
-bool SendFrames(zmq::socket_t& socket, const std::vector<std::string_view>& frames,
+bool SendFrames(zmq::socket_t& socket, const std::string_view* frames, size_t count,
                 const char* what);
+inline bool SendFrames(zmq::socket_t& socket, std::initializer_list<std::string_view> frames,
+                       const char* what) {
+  return SendFrames(socket, frames.begin(), frames.size(), what);
+}
 
 // Reads one waiting multipart message into *frames without blocking. False
 // when none waits (or ZeroMQ fails, logged as `what`).

@@ -87,14 +87,14 @@ void ClientFront::Handle(Pending p, std::string_view payload) {
 void ClientFront::HandleKeyOp(Pending p, net::ClientRequest& req) {
   const raft::GroupId gid = shards_->GroupForKey(req.key);
   Group* g = ctx_->groups.Find(gid);
-  if (g == nullptr) return Redirect(p, gid);
+  if (g == nullptr) return RedirectOrUnavailable(p, gid);
   if (req.op == net::ClientOp::kGet && req.stale) {
     p.key = std::move(req.key);
     std::vector<Pending> reads;
     reads.push_back(std::move(p));
     return applier_->Read(*g, 0, std::move(reads));
   }
-  if (!g->is_leader()) return Redirect(p, gid);
+  if (!g->is_leader()) return RedirectOrUnavailable(p, gid);
   if (req.op == net::ClientOp::kGet) {
     p.key = std::move(req.key);
     return g->reads.Add(std::move(p));
@@ -126,9 +126,8 @@ void ClientFront::ProposeWrite(Group& g, Pending p, const Command& cmd) {
 
 void ClientFront::TransferLeader(const Pending& p, const net::ClientRequest& req) {
   Group* g = ctx_->groups.Find(kMainGroup);
-  if (g == nullptr || !g->is_leader()) return Redirect(p, kMainGroup);
-  const std::vector<raft::NodeId> voters = g->raft->conf_state().voters;
-  if (std::find(voters.begin(), voters.end(), req.target) == voters.end()) {
+  if (g == nullptr || !g->is_leader()) return RedirectOrUnavailable(p, kMainGroup);
+  if (!Contains(g->raft->conf_state().voters, req.target)) {
     return ReplyError(p, "node " + std::to_string(req.target) + " is not a voter");
   }
   // Started, not finished: the caller watches status for the new leader.
@@ -136,7 +135,7 @@ void ClientFront::TransferLeader(const Pending& p, const net::ClientRequest& req
   Reply(p, net::ClientReply{});
 }
 
-void ClientFront::Redirect(const Pending& p, raft::GroupId id) {
+void ClientFront::RedirectOrUnavailable(const Pending& p, raft::GroupId id) {
   net::ClientReply reply;
   const raft::NodeId target = shards_->RedirectTarget(id);
   auto it = ctx_->members.find(target);

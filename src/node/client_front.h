@@ -44,7 +44,7 @@ class ClientFront {
   void ReplyRaw(const Pending& p, std::string_view bytes);
   // Answers a request for group `id` that this node cannot serve as its
   // leader: REDIRECT to the leader it knows of, else UNAVAILABLE.
-  void Redirect(const Pending& p, raft::GroupId id);
+  void RedirectOrUnavailable(const Pending& p, raft::GroupId id);
   // Proposes a write to g (its leader) for p; answered when applied, or at
   // once with UNAVAILABLE if Raft refuses it.
   void ProposeWrite(Group& g, Pending p, const Command& cmd);

@@ -6,8 +6,10 @@
 // (EventLoop::Post, WorkerPool::Post) and each group's strand-owned fields.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
+#include <vector>
 
 #include "net/event_loop.h"
 #include "net/peer_transport.h"
@@ -18,6 +20,14 @@
 #include "storage/node_storage.h"
 
 namespace kv::node {
+
+// A learner this close to the leader's log is promoted to voter (by
+// Membership in an unsharded cluster, by ShardManager's rebalancing).
+constexpr raft::Index kPromoteLag = 1000;
+
+inline bool Contains(const std::vector<raft::NodeId>& ids, raft::NodeId id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
 
 struct NodeContext {
   explicit NodeContext(const NodeConfig& config) : cfg(config) {}

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/logging.h"
 #include "common/status.h"
 #include "kv/state_machine.h"
 #include "node/read_batch.h"
@@ -114,7 +115,12 @@ class Groups {
     auto it = map_.find(id);
     return it == map_.end() ? nullptr : it->second.get();
   }
-  Group* Add(std::unique_ptr<Group> g) { return (map_[g->id] = std::move(g)).get(); }
+  // REQUIRES: no group with g's id is hosted (worker tasks may hold one).
+  Group* Add(std::unique_ptr<Group> g) {
+    auto [it, added] = map_.emplace(g->id, std::move(g));
+    KV_CHECK(added) << "group " << it->first << " is hosted already";
+    return it->second.get();
+  }
   void Clear() { map_.clear(); }
   size_t size() const { return map_.size(); }
   Map::const_iterator begin() const { return map_.begin(); }

@@ -12,16 +12,9 @@ namespace kv::node {
 
 namespace {
 
-// A learner this close to the leader's log is promoted to voter.
-constexpr raft::Index kPromoteLag = 1000;
 // How long a joining node tries to reach the member it joins through.
 constexpr auto kJoinDeadline = std::chrono::seconds(30);
 constexpr auto kJoinAttempt = std::chrono::milliseconds(1000);
-
-bool Contains(const std::vector<raft::NodeId>& ids, raft::NodeId id) {
-  return std::find(ids.begin(), ids.end(), id) != ids.end();
-}
-
 }  // namespace
 
 Status Membership::LearnMembersFrom(zmq::context_t* zmq, NodeContext* ctx,
@@ -70,7 +63,7 @@ void Membership::Handle(Pending p, const net::ClientRequest& req) {
   net::ClientReply reply;
   reply.status = net::ReplyStatus::kError;
   Group* found = ctx_->groups.Find(kMainGroup);
-  if (found == nullptr || !found->is_leader()) return front_->Redirect(p, kMainGroup);
+  if (found == nullptr || !found->is_leader()) return front_->RedirectOrUnavailable(p, kMainGroup);
   Group& g = *found;
   raft::ConfChange cc;
   cc.node = req.node;
@@ -110,7 +103,7 @@ void Membership::Handle(Pending p, const net::ClientRequest& req) {
 
 void Membership::HandleSharded(Pending p, const net::ClientRequest& req) {
   Group* meta = ctx_->groups.Find(kMainGroup);
-  if (meta == nullptr || !meta->is_leader()) return front_->Redirect(p, kMainGroup);
+  if (meta == nullptr || !meta->is_leader()) return front_->RedirectOrUnavailable(p, kMainGroup);
   const std::map<raft::NodeId, HostPort>& members = ctx_->members;
   net::ClientReply reply;
   reply.status = net::ReplyStatus::kError;

@@ -14,7 +14,9 @@ Node::Node(NodeConfig cfg, storage::Env* env)
           &ctx_,
           [this](raft::GroupId id) {
             Status s;
-            return HostGroup(id, {}, &s);
+            Group* g = OpenReplica(id, {}, &s);
+            if (!s.ok()) KV_LOG(kError) << "cannot host group " << id << ": " << s.ToString();
+            return g;
           },
           [this](Group& g) { DropPending(g); }) {
   ctx_.loop = &loop_;
@@ -79,6 +81,8 @@ Status Node::Start() {
                 << ", data in " << cfg_.data_dir << "; " << groups << " group"
                 << (groups == 1 ? "" : "s")
                 << (cfg_.sharded() ? " of " + std::to_string(cfg_.shards) + " shards" : "");
+  KV_LOG(kInfo) << "requests up to " << cfg_.max_client_frame() << " bytes, peer frames up to "
+                << cfg_.max_peer_frame() << " bytes (members need the same key and value limits)";
   KV_LOG(kWarn) << "no authentication: anyone who can reach ports " << cfg_.client_port() << ", "
                 << cfg_.raft_port() << " and " << cfg_.pub_port() << " on " << cfg_.listen_host
                 << " can read and write every key and speak Raft to this node";
@@ -105,7 +109,7 @@ Status Node::OpenGroups() {
     // A joining node starts with no configuration: the leader's log brings it.
     std::vector<raft::NodeId> founders;
     for (const auto& entry : cfg_.peers) founders.push_back(entry.first);
-    HostGroup(kMainGroup, cfg_.join.empty() ? founders : std::vector<raft::NodeId>{}, &s);
+    OpenReplica(kMainGroup, cfg_.join.empty() ? founders : std::vector<raft::NodeId>{}, &s);
     return s;
   }
   shards_.SetMembers(0, ctx_.members);
@@ -114,7 +118,7 @@ Status Node::OpenGroups() {
     // A founder's first start: every founder computes the same placement
     // from the same founders and bootstraps the groups it puts here.
     for (const auto& [id, voters] : shards_.FoundingGroups()) {
-      HostGroup(id, voters, &s);
+      OpenReplica(id, voters, &s);
       if (!s.ok()) return s;
     }
   } else {
@@ -126,7 +130,7 @@ Status Node::OpenGroups() {
                                   ", not a group of a cluster of " + std::to_string(cfg_.shards) +
                                   " shards");
       }
-      HostGroup(id, {}, &s);
+      OpenReplica(id, {}, &s);
       if (!s.ok()) return s;
     }
   }
@@ -136,7 +140,8 @@ Status Node::OpenGroups() {
   return Status::OK();
 }
 
-Group* Node::HostGroup(raft::GroupId id, const std::vector<raft::NodeId>& voters, Status* status) {
+Group* Node::OpenReplica(raft::GroupId id, const std::vector<raft::NodeId>& voters,
+                         Status* status) {
   GroupOptions options;
   options.self = cfg_.id;
   options.election_ticks = cfg_.election_ticks;
@@ -145,7 +150,6 @@ Group* Node::HostGroup(raft::GroupId id, const std::vector<raft::NodeId>& voters
   std::unique_ptr<Group> opened;
   *status = OpenGroup(id, voters, storage_->Group(id), options, &opened);
   if (!status->ok()) {
-    KV_LOG(kError) << "cannot host group " << id << ": " << status->ToString();
     return nullptr;
   }
   Group& g = *ctx_.groups.Add(std::move(opened));
@@ -178,8 +182,10 @@ void Node::OnPeerFrame(std::string_view frame) {
     }
     s = StepRaftFrame(std::move(std::get<net::RaftFrame>(decoded)));
   }
-  if (!s.ok() && ShouldLogSampled(peers_.CountBadMessage())) {
-    KV_LOG(kWarn) << "dropped a peer message: " << s.message();
+  if (s.ok()) return;
+  const uint64_t bad = peers_.CountBadMessage();
+  if (ShouldLogSampled(bad)) {
+    KV_LOG(kWarn) << "dropped a peer message: " << s.message() << " (" << bad << " so far)";
   }
 }
 
@@ -234,9 +240,10 @@ void Node::ProcessReady() {
   if (!pipeline_.fatal().ok()) return;
   for (const auto& [id, g] : ctx_.groups) {
     // One ReadIndex round confirms every read that arrived in this round.
-    for (const Pending& p : g->reads.Start(*g->raft)) front_.Redirect(p, id);
+    for (const Pending& p : g->reads.Start(*g->raft)) front_.RedirectOrUnavailable(p, id);
   }
   pipeline_.Process();
+  if (!pipeline_.fatal().ok()) return;
   for (const auto& [id, g] : ctx_.groups) snapshotter_.Maybe(*g);
   shards_.SendHintsIfChanged();
 }

@@ -60,8 +60,9 @@ class Node : private ReadyHandler {
   Status Bind();
   Status OpenGroups();
   // Opens a replica of group `id` here (voters: its founding configuration,
-  // empty when the storage or the leader brings it). nullptr on failure.
-  Group* HostGroup(raft::GroupId id, const std::vector<raft::NodeId>& voters, Status* status);
+  // empty when the storage or the leader brings it). nullptr on failure
+  // (*status says why) or when the replica is removed.
+  Group* OpenReplica(raft::GroupId id, const std::vector<raft::NodeId>& voters, Status* status);
   void OnPeerFrame(std::string_view frame);
   // Steps a Raft message (or snapshot chunk) into its group, hosting the
   // group first if the placement puts a new replica here.

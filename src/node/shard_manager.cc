@@ -13,15 +13,8 @@ namespace {
 constexpr uint64_t kLeaderHintTicks = 10;
 // How often the leader of each group moves it toward the placement, in ticks.
 constexpr uint64_t kBalanceTicks = 10;
-// A learner this close to the leader's log is promoted to voter.
-constexpr raft::Index kPromoteLag = 1000;
 // A replica this close to the leader's log may take over its leadership.
 constexpr raft::Index kTransferLag = 100;
-
-bool Contains(const std::vector<raft::NodeId>& ids, raft::NodeId id) {
-  return std::find(ids.begin(), ids.end(), id) != ids.end();
-}
-
 }  // namespace
 
 ShardManager::ShardManager(NodeContext* ctx, HostGroup host, DropGroup drop)

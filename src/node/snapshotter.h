@@ -4,7 +4,7 @@
 // and syncs the file, and the loop thread records it in the storage once the
 // WAL writes submitted before are durable (which lets the WAL drop the
 // segments below it).
-// Thread safety: Maybe and Tick on the loop thread.
+// Thread safety: every call on the loop thread.
 #pragma once
 
 #include <cstdint>

@@ -4,11 +4,14 @@
 
 #include <string>
 #include <utility>
+#include <variant>
 
 #ifndef MSGPACK_NO_BOOST
 #define MSGPACK_NO_BOOST
 #endif
 #include <msgpack.hpp>
+
+#include "net/peer_codec.h"
 
 namespace kv::net {
 
@@ -45,6 +48,33 @@ Packed Map(const T&... keys_and_values) {
   msgpack::packer<msgpack::sbuffer>(buf).pack_map(sizeof...(T) / 2);
   (Put(&buf, keys_and_values), ...);
   return Packed(std::string(buf.data(), buf.size()));
+}
+
+// Decodes a peer frame that must be of kind T (RaftFrame, LeaderHints or
+// RemovedNotice); InvalidArgument for another kind.
+template <typename T>
+Status DecodePeerFrameAs(std::string_view bytes, T* out) {
+  PeerFrame frame;
+  Status s = DecodePeerFrame(bytes, &frame);
+  if (!s.ok()) return s;
+  T* got = std::get_if<T>(&frame);
+  if (got == nullptr) return Status::InvalidArgument("another kind of peer frame");
+  *out = std::move(*got);
+  return Status::OK();
+}
+
+// A Raft message; a snapshot chunk only when `chunk` is given.
+inline Status DecodeRaftMessage(std::string_view bytes, raft::Message* m,
+                                SnapshotChunk* chunk = nullptr) {
+  RaftFrame frame;
+  Status s = DecodePeerFrameAs(bytes, &frame);
+  if (!s.ok()) return s;
+  if (frame.chunk.total != 0 && chunk == nullptr) {
+    return Status::InvalidArgument("a snapshot chunk where none is expected");
+  }
+  *m = std::move(frame.message);
+  if (chunk != nullptr) *chunk = frame.chunk;
+  return Status::OK();
 }
 
 }  // namespace kv::net

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 #include <random>
 
+#include "codec_test_util.h"
 #include "net/peer_codec.h"
 
 namespace kv::net {
@@ -13,7 +14,7 @@ TEST_CASE("Leader hints round trip and are told apart from Raft messages") {
   h.members = {{1, "127.0.0.1:8080"}, {3, "10.0.0.3:9000"}};
   const std::string bytes = EncodeLeaderHints(h);
   LeaderHints back;
-  REQUIRE(DecodeLeaderHints(bytes, &back).ok());
+  REQUIRE(DecodePeerFrameAs(bytes, &back).ok());
   REQUIRE(back.from == 3);
   REQUIRE(back.leads == h.leads);
   REQUIRE(back.map_version == 1234);
@@ -26,15 +27,15 @@ TEST_CASE("Leader hints round trip and are told apart from Raft messages") {
   m.group = 2;
   m.from = 1;
   m.to = 3;
-  REQUIRE_FALSE(DecodeLeaderHints(EncodeRaftMessage(m), &back).ok());
+  REQUIRE_FALSE(DecodePeerFrameAs(EncodeRaftMessage(m), &back).ok());
   RemovedNotice n;
-  REQUIRE_FALSE(DecodeRemovedNotice(bytes, &n).ok());
-  REQUIRE_FALSE(DecodeLeaderHints(EncodeRemovedNotice({4, 9, 3}), &back).ok());
+  REQUIRE_FALSE(DecodePeerFrameAs(bytes, &n).ok());
+  REQUIRE_FALSE(DecodePeerFrameAs(EncodeRemovedNotice({4, 9, 3}), &back).ok());
 }
 
 TEST_CASE("A removed notice round trips") {
   RemovedNotice n;
-  REQUIRE(DecodeRemovedNotice(EncodeRemovedNotice({4, 9, 3}), &n).ok());
+  REQUIRE(DecodePeerFrameAs(EncodeRemovedNotice({4, 9, 3}), &n).ok());
   REQUIRE(n.from == 4);
   REQUIRE(n.group == 9);
 }
@@ -55,12 +56,12 @@ TEST_CASE("Malformed peer frames never decode as hints or notices") {
     }
     LeaderHints out;
     RemovedNotice n;
-    (void)DecodeLeaderHints(bad, &out);  // must not crash; may or may not decode
-    (void)DecodeRemovedNotice(bad, &n);
+    (void)DecodePeerFrameAs(bad, &out);  // must not crash; may or may not decode
+    (void)DecodePeerFrameAs(bad, &n);
   }
   LeaderHints out;
-  REQUIRE_FALSE(DecodeLeaderHints("", &out).ok());
-  REQUIRE_FALSE(DecodeLeaderHints(std::string("\x96\x01\xa5leads\x01\x90\x01\x91\x92\x01\x01", 14),
+  REQUIRE_FALSE(DecodePeerFrameAs("", &out).ok());
+  REQUIRE_FALSE(DecodePeerFrameAs(std::string("\x96\x01\xa5leads\x01\x90\x01\x91\x92\x01\x01", 14),
                                   &out)
                     .ok());  // a member address that is not a string
 }

@@ -116,7 +116,7 @@ TEST_CASE("The single-kind decoders refuse the other kinds, and chunks where non
   REQUIRE(DecodeRaftMessage(EncodeSnapshotChunk(m, 0, 10), &whole).IsInvalidArgument());
   REQUIRE(DecodeRaftMessage(EncodeRemovedNotice({4, 9, 3}), &whole).IsInvalidArgument());
   RemovedNotice notice;
-  REQUIRE(DecodeRemovedNotice(EncodeRaftMessage(m), &notice).IsInvalidArgument());
+  REQUIRE(DecodePeerFrameAs(EncodeRaftMessage(m), &notice).IsInvalidArgument());
 }
 
 TEST_CASE("Hostile peer frames give InvalidArgument") {

@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 #include <map>
 
+#include "codec_test_util.h"
+
 namespace kv::net {
 namespace {
 
