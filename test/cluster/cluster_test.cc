@@ -31,6 +31,16 @@ using namespace std::chrono_literals;
 using client::Code;
 using net::ReplyStatus;
 
+// Timing for tests that assert the leader never changes, or that send bulky
+// frames on a raw connection (no retries): elections only after 1..2 s, so
+// that a loaded machine (ASAN, two cores, tests beside them) does not cause
+// one.
+ClusterOptions SteadyLeader() {
+  ClusterOptions o;
+  o.election_ticks = 50;
+  return o;
+}
+
 // Deadlines. Generous: three ASAN nodes and the test share two cores.
 constexpr auto kLeaderTimeout = 30s;
 constexpr auto kCatchUpTimeout = 60s;
@@ -858,7 +868,7 @@ TEST_CASE("a paused leader steps down after SIGCONT and no acknowledged write is
 // Bad input
 
 TEST_CASE("malformed requests get ERROR and the node keeps serving", "[cluster]") {
-  Cluster cluster;
+  Cluster cluster(SteadyLeader());
   const uint64_t leader = StartAndElect(cluster);
   RawConnection conn(cluster.address(leader));
   uint64_t good_id = 1u << 20;
@@ -992,7 +1002,7 @@ TEST_CASE("malformed requests get ERROR and the node keeps serving", "[cluster]"
 }
 
 TEST_CASE("junk and oversized frames on the peer port change nothing", "[cluster]") {
-  Cluster cluster;
+  Cluster cluster(SteadyLeader());
   const uint64_t leader = StartAndElect(cluster);
   const std::optional<NodeStatus> before = cluster.Status(leader);
   REQUIRE(before);
@@ -1029,7 +1039,7 @@ TEST_CASE("junk and oversized frames on the peer port change nothing", "[cluster
 }
 
 TEST_CASE("a removed notice from a stranger or of an older term is ignored", "[cluster]") {
-  Cluster cluster;
+  Cluster cluster(SteadyLeader());
   const uint64_t leader = StartAndElect(cluster);
   const uint64_t follower = SomeFollower(cluster, leader);
   const std::optional<NodeStatus> st = cluster.Status(follower);
