@@ -2,6 +2,7 @@
 //
 //   kvctl put KEY VALUE | get KEY | del KEY | cas KEY EXPECTED NEW | status
 //   kvctl members | shards | leader transfer ID | member add|remove ... | watch
+//   kvctl keygen NAME
 //
 // Exit codes: 0 success; 1 key not found (get, del) or compare failed (cas);
 // 2 usage error; 3 cluster unavailable, timeout, or a write whose fate is
@@ -18,6 +19,7 @@
 #include <variant>
 
 #include "kvstore/client.h"
+#include "kvstore/keys.h"
 #include "kvstore/subscriber.h"
 
 namespace {
@@ -330,6 +332,27 @@ int Watch(const Output& out, kv::client::Client& client, const std::vector<std::
   return 0;
 }
 
+// Writes NAME.key and NAME.pub (kvstore/keys.h); exit 0, or 2 with the reason.
+int KeyGen(const Output& out, const std::string& name) {
+  kv::client::KeyPair pair;
+  std::string error;
+  if (!kv::client::GenerateKeyPair(&pair, &error) ||
+      !kv::client::WriteKeyFiles(name, pair, &error)) {
+    std::fprintf(stderr, "kvctl: keygen: %s\n", error.c_str());
+    return 2;
+  }
+  if (out.json) {
+    std::printf("{\"secret_file\": %s, \"public_file\": %s, \"public_key\": %s}\n",
+                JsonString(name + ".key").c_str(), JsonString(name + ".pub").c_str(),
+                JsonString(pair.public_key).c_str());
+  } else {
+    std::printf("%s\n", pair.public_key.c_str());
+    std::fprintf(stderr, "kvctl: wrote %s.key (the secret key: keep it private) and %s.pub\n",
+                 name.c_str(), name.c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -391,6 +414,12 @@ int main(int argc, char** argv) {
   std::string prefix;
   auto* watch = app.add_subcommand("watch", "Print key changes as they are applied, until Ctrl-C");
   watch->add_option("prefix", prefix, "Only keys starting with PREFIX");
+  std::string key_name;
+  auto* keygen = app.add_subcommand(
+      "keygen",
+      "Write a new CurveZMQ key pair: NAME.key (secret, mode 0600) and NAME.pub; "
+      "print the public key");
+  keygen->add_option("name", key_name, "Path and name of the files, without extension")->required();
 
   try {
     app.parse(argc, argv);
@@ -408,6 +437,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+
+  if (keygen->parsed()) return KeyGen(out, key_name);
 
   kv::client::Options opts;
   opts.endpoints = kv::client::ParseEndpoints(endpoints);

@@ -26,6 +26,34 @@ def run(tool, *args, timeout=60, env=None):
                           env=env)
 
 
+class KeygenTest(unittest.TestCase):
+    """kvctl keygen: no cluster needed."""
+
+    def test_keygen_writes_a_private_secret_and_its_public_key_once(self):
+        import zmq  # pyzmq: an independent check of the pair
+        d = tempfile.mkdtemp(prefix="kv-keygen-")
+        try:
+            name = os.path.join(d, "admin")
+            r = run("kvctl", "keygen", name)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            public = r.stdout.strip()
+            with open(name + ".key") as f:
+                secret = f.read().strip()
+            with open(name + ".pub") as f:
+                self.assertEqual(f.read().strip(), public)
+            self.assertEqual(len(secret), 40)
+            self.assertEqual(zmq.curve_public(secret.encode()).decode(), public)
+            self.assertEqual(os.stat(name + ".key").st_mode & 0o777, 0o600)
+            # A second run never overwrites a key.
+            r = run("kvctl", "keygen", name)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("exists", r.stderr)
+            with open(name + ".key") as f:
+                self.assertEqual(f.read().strip(), secret)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 class ToolsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
