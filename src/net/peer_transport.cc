@@ -32,28 +32,49 @@ PeerTransport::PeerTransport(zmq::context_t* ctx, int64_t max_frame, size_t snap
   in_.set(zmq::sockopt::rcvhwm, kInboundQueue);
 }
 
+void PeerTransport::UseCurve(const std::string& public_key, const std::string& secret_key) {
+  public_key_ = public_key;
+  secret_key_ = secret_key;
+  in_.set(zmq::sockopt::curve_server, true);
+  in_.set(zmq::sockopt::curve_secretkey, secret_key_);
+  in_.set(zmq::sockopt::zap_domain, kZapDomain);
+}
+
 Status PeerTransport::Bind(const std::string& endpoint) { return BindSocket(in_, endpoint); }
 
 int PeerTransport::fd() const { return in_.get(zmq::sockopt::fd); }
 
-bool PeerTransport::Drain(const std::function<void(std::string_view)>& on_frame) {
+bool PeerTransport::Drain(
+    const std::function<void(std::string_view frame, std::string_view user)>& on_frame) {
   bool found = false;
   std::vector<zmq::message_t> frames;
   while (HasInput(in_) && ReceiveFrames(in_, &frames, "raft socket")) {
     found = true;
     // The peer's routing id, then one frame per message.
-    if (frames.size() < 2 && ShouldLogSampled(CountBadMessage())) {
-      KV_LOG(kWarn) << "dropped an empty peer message (" << bad_messages_ << " so far)";
+    if (frames.size() < 2) {
+      if (ShouldLogSampled(CountBadMessage())) {
+        KV_LOG(kWarn) << "dropped an empty peer message (" << bad_messages_ << " so far)";
+      }
+      continue;
     }
-    for (size_t i = 1; i < frames.size(); ++i) on_frame(frames[i].to_string_view());
+    const char* user = zmq_msg_gets(frames[1].handle(), "User-Id");
+    for (size_t i = 1; i < frames.size(); ++i) {
+      on_frame(frames[i].to_string_view(), user == nullptr ? "" : user);
+    }
   }
   return found;
 }
 
-void PeerTransport::Connect(raft::NodeId node, const std::string& host, int port) {
+void PeerTransport::Connect(raft::NodeId node, const std::string& host, int port,
+                            const std::string& server_key) {
   if (out_.count(node) != 0) return;
   auto dealer = [&](int hwm) {
     zmq::socket_t sock(*ctx_, zmq::socket_type::dealer);
+    if (!secret_key_.empty()) {
+      sock.set(zmq::sockopt::curve_serverkey, server_key);
+      sock.set(zmq::sockopt::curve_publickey, public_key_);
+      sock.set(zmq::sockopt::curve_secretkey, secret_key_);
+    }
     sock.set(zmq::sockopt::linger, 0);
     sock.set(zmq::sockopt::sndhwm, hwm);
     // Do not queue for a peer that is down: Raft resends what matters.

@@ -30,16 +30,27 @@ class PeerTransport {
   // Inbound frames over max_frame bytes cost their sender the connection.
   PeerTransport(zmq::context_t* ctx, int64_t max_frame, size_t snapshot_chunk_bytes);
 
+  // Makes the transport use CURVE with this node's key pair (Z85): the
+  // inbound ROUTER becomes a CURVE server of ZAP domain kZapDomain (a
+  // ZapHandler decides who may connect), and every connection to a peer
+  // authenticates the peer by its public key. REQUIRES: before Bind and
+  // Connect.
+  void UseCurve(const std::string& public_key, const std::string& secret_key);
+  static constexpr const char* kZapDomain = "raft";
+
   // Binds the inbound ROUTER. InvalidArgument when the endpoint is taken.
   Status Bind(const std::string& endpoint);
   // The inbound socket's ZMQ_FD, for the event loop.
   int fd() const;
-  // Reads every waiting message and calls on_frame for each of its frames.
-  // Returns whether anything was read.
-  bool Drain(const std::function<void(std::string_view frame)>& on_frame);
+  // Reads every waiting message and calls on_frame for each of its frames,
+  // with the user id the ZapHandler gave the sender's connection (empty
+  // without CURVE). Returns whether anything was read.
+  bool Drain(const std::function<void(std::string_view frame, std::string_view user)>& on_frame);
 
-  // Connects to a peer's Raft port (no-op when connected already).
-  void Connect(raft::NodeId node, const std::string& host, int port);
+  // Connects to a peer's Raft port (no-op when connected already); with
+  // CURVE, `server_key` is the peer's public key (Z85).
+  void Connect(raft::NodeId node, const std::string& host, int port,
+               const std::string& server_key = "");
   void Disconnect(raft::NodeId node);
 
   // Queues a Raft message for its peer; a snapshot starts a chunked stream.
@@ -65,6 +76,7 @@ class PeerTransport {
   };
 
   zmq::context_t* ctx_;
+  std::string public_key_, secret_key_;                 // CURVE, when set
   zmq::socket_t in_;                                    // ROUTER, peers' DEALERs
   std::map<raft::NodeId, zmq::socket_t> out_;           // DEALER to each peer
   std::map<raft::NodeId, zmq::socket_t> snapshot_out_;  // DEALER to each peer, snapshots

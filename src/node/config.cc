@@ -5,6 +5,8 @@
 #include <set>
 #include <sstream>
 
+#include "net/curve_keys.h"
+
 namespace kv::node {
 
 namespace {
@@ -37,6 +39,29 @@ Status MakeDirs(storage::Env* env, const std::string& path) {
 }
 
 }  // namespace
+
+Status ParsePeerKeys(const std::string& text, std::map<raft::NodeId, std::string>* keys) {
+  std::stringstream lines(text);
+  std::string line;
+  for (int n = 1; std::getline(lines, line); ++n) {
+    std::stringstream words(line);
+    std::string id_text, key, extra;
+    if (!(words >> id_text) || id_text[0] == '#') continue;
+    uint64_t id = 0;
+    std::string derived;
+    if (!(words >> key) || (words >> extra) || !ParseUint(id_text, &id) || id == 0 ||
+        !net::IsZ85Key(key)) {
+      return Status::InvalidArgument("peer keys line " + std::to_string(n) +
+                                     ": want \"ID PUBLIC-KEY\" (a node id and a 40-character "
+                                     "Z85 key)");
+    }
+    if (!keys->emplace(id, key).second) {
+      return Status::InvalidArgument("peer keys line " + std::to_string(n) + ": node " +
+                                     std::to_string(id) + " appears twice");
+    }
+  }
+  return Status::OK();
+}
 
 bool IsLoopbackHost(const std::string& host) {
   return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
@@ -93,6 +118,24 @@ Status NodeConfig::Finish() {
   }
   if (data_dir.empty()) data_dir = "data/node-" + std::to_string(id);
   if (listen_host.empty()) listen_host = self().host;
+  if (curve()) {
+    if (!net::PublicKeyOf(secret_key, &public_key)) {
+      return Status::InvalidArgument("--key does not hold a valid secret key");
+    }
+    auto own = peer_keys.find(id);
+    if (own != peer_keys.end() && own->second != public_key) {
+      return Status::InvalidArgument("--peer-keys gives node " + std::to_string(id) +
+                                     " another public key than the one of its --key");
+    }
+    peer_keys[id] = public_key;
+    for (const auto& [node, hp] : peers) {
+      if (peer_keys.count(node) == 0) {
+        return Status::InvalidArgument("--peer-keys has no key for node " + std::to_string(node));
+      }
+    }
+  } else if (!peer_keys.empty()) {
+    return Status::InvalidArgument("--peer-keys needs --key (this node's secret key)");
+  }
   if (!insecure && !IsLoopbackHost(listen_host)) {
     // As Redis's protected mode: without authentication, anyone who reaches
     // the ports can read and write every key and speak Raft to the node.

@@ -44,6 +44,13 @@ struct NodeConfig {
   // and clients: for a network where every host that can reach the ports
   // is trusted.
   bool insecure = false;
+  // CURVE on the peer port: this node's secret key (Z85; empty: no CURVE),
+  // its public key (derived by Finish) and every member's public key. Peers
+  // then authenticate each other by key and a peer message's sender must be
+  // the member whose key its connection was made with.
+  std::string secret_key;
+  std::string public_key;
+  std::map<raft::NodeId, std::string> peer_keys;
 
   int tick_ms = 50;
   int election_ticks = 10;  // election timeout 500 ms, randomized up to 1 s
@@ -66,6 +73,7 @@ struct NodeConfig {
   int pub_port() const { return client_port() + kEventsPortOffset; }
 
   bool sharded() const { return shards > 0; }
+  bool curve() const { return !secret_key.empty(); }
   // The largest frame a client may send: the largest valid request (a cas
   // carries a value and an expected value) plus room for the map around it.
   // ZeroMQ drops the connection of a client that sends more.
@@ -91,6 +99,11 @@ struct NodeConfig {
 // Whether `host` names this machine's loopback interface only (localhost,
 // 127.0.0.0/8, ::1).
 bool IsLoopbackHost(const std::string& host);
+
+// Parses a peer keys file: one "ID PUBLIC-KEY-Z85" per line; blank lines and
+// lines starting with # are skipped. InvalidArgument naming the line for
+// anything else, a duplicate id or an invalid key.
+Status ParsePeerKeys(const std::string& text, std::map<raft::NodeId, std::string>* keys);
 
 // Parses "1=host:port,2=host:port". InvalidArgument on a malformed list,
 // a duplicate or zero id.

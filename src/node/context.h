@@ -11,6 +11,7 @@
 #include <map>
 #include <vector>
 
+#include "common/logging.h"
 #include "net/event_loop.h"
 #include "net/peer_transport.h"
 #include "net/publisher.h"
@@ -43,11 +44,21 @@ struct NodeContext {
   std::map<raft::NodeId, HostPort> members;  // every member's client address
   uint64_t ticks = 0;
 
-  // Connects the peer transport to a member in `members` (not to itself).
+  // Connects the peer transport to a member in `members` (not to itself);
+  // with CURVE, only to a member whose public key is known.
   void ConnectPeer(raft::NodeId node) {
     auto it = members.find(node);
     if (node == cfg.id || it == members.end()) return;
-    peers->Connect(node, it->second.host, it->second.port + kRaftPortOffset);
+    std::string key;
+    if (cfg.curve()) {
+      auto k = cfg.peer_keys.find(node);
+      if (k == cfg.peer_keys.end()) {
+        KV_LOG(kError) << "no public key for node " << node << " in --peer-keys: not connecting";
+        return;
+      }
+      key = k->second;
+    }
+    peers->Connect(node, it->second.host, it->second.port + kRaftPortOffset, key);
   }
 };
 

@@ -9,10 +9,13 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "common/logging.h"
 #include "kv/layout.h"
+#include "net/curve_keys.h"
 #include "node/config.h"
 #include "node/node.h"
 
@@ -58,6 +61,14 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", cfg.insecure,
                "Allow a non-loopback --listen address although nothing authenticates peers or "
                "clients (only on a network where every host that can reach the ports is trusted)");
+  std::string key_file, peer_keys_file;
+  app.add_option("--key", key_file,
+                 "This node's secret key file (kvctl keygen NAME writes NAME.key): peers then "
+                 "authenticate each other by CurveZMQ keys on the Raft port")
+      ->check(CLI::ExistingFile);
+  app.add_option("--peer-keys", peer_keys_file,
+                 "Every member's public key, one \"ID PUBLIC-KEY\" line each (with --key)")
+      ->check(CLI::ExistingFile);
   app.add_option("--tick-ms", cfg.tick_ms, "Raft tick in milliseconds")->capture_default_str();
   app.add_option("--election-ticks", cfg.election_ticks,
                  "Election timeout in ticks (randomized up to twice that)")
@@ -119,6 +130,17 @@ int main(int argc, char** argv) {
     return ConfigError("port " + std::to_string(port) + " does not match node " +
                        std::to_string(id) + "'s address " + cfg.peers.at(id).ToString() +
                        " in --peers");
+  }
+  if (!key_file.empty()) {
+    std::string error;
+    if (!kv::net::ReadKeyFile(key_file, &cfg.secret_key, &error)) return ConfigError(error);
+  }
+  if (!peer_keys_file.empty()) {
+    std::ifstream in(peer_keys_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    s = kv::node::ParsePeerKeys(text.str(), &cfg.peer_keys);
+    if (!s.ok()) return ConfigError(peer_keys_file + ": " + s.message());
   }
   s = cfg.Finish();
   if (!s.ok()) return ConfigError(s.message());

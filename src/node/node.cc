@@ -1,6 +1,8 @@
 #include "node/node.h"
 
 #include <algorithm>
+#include <type_traits>
+#include <variant>
 
 #include "common/logging.h"
 #include "net/zmq_util.h"
@@ -68,9 +70,11 @@ Status Node::Start() {
   if (s.ok()) s = loop_.WatchZmq(front_.fd(), [this] { return front_.Drain(); });
   if (s.ok()) {
     s = loop_.WatchZmq(peers_.fd(), [this] {
-      return peers_.Drain([this](std::string_view frame) { OnPeerFrame(frame); });
+      return peers_.Drain(
+          [this](std::string_view frame, std::string_view user) { OnPeerFrame(frame, user); });
     });
   }
+  if (s.ok() && cfg_.curve()) s = loop_.WatchZmq(zap_.fd(), [this] { return zap_.Drain(); });
   if (s.ok()) s = loop_.AddTimer(std::chrono::milliseconds(cfg_.tick_ms), [this] { Tick(); });
   if (!s.ok()) return s;
   loop_.AfterEachRound([this] { ProcessReady(); });
@@ -96,6 +100,12 @@ Status Node::Bind() {
   auto endpoint = [&](int port) {
     return "tcp://" + cfg_.listen_host + ":" + std::to_string(port);
   };
+  if (cfg_.curve()) {
+    // The handler first: a CURVE handshake without one would not be checked.
+    Status s = zap_.Bind();
+    if (!s.ok()) return s;
+    peers_.UseCurve(cfg_.public_key, cfg_.secret_key);
+  }
   pub_.set(zmq::sockopt::linger, 0);
   Status s = front_.Bind(endpoint(cfg_.client_port()));
   if (s.ok()) s = peers_.Bind(endpoint(cfg_.raft_port()));
@@ -172,9 +182,39 @@ Status Node::Run() {
   return pipeline_.fatal();
 }
 
-void Node::OnPeerFrame(std::string_view frame) {
+std::optional<std::string> Node::Authorize(std::string_view domain, const std::string& key) const {
+  if (domain != net::PeerTransport::kZapDomain) return std::nullopt;
+  for (const auto& [node, member_key] : cfg_.peer_keys) {
+    if (member_key == key && node != cfg_.id) return "peer:" + std::to_string(node);
+  }
+  return std::nullopt;
+}
+
+bool Node::FromAuthenticatedSender(const net::PeerFrame& frame, std::string_view user) {
+  if (!cfg_.curve()) return true;
+  const raft::NodeId from = std::visit(
+      [](const auto& f) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(f)>, net::RaftFrame>) {
+          return f.message.from;
+        } else {
+          return f.from;
+        }
+      },
+      frame);
+  if (user == "peer:" + std::to_string(from)) return true;
+  const uint64_t bad = peers_.CountBadMessage();
+  if (ShouldLogSampled(bad)) {
+    KV_LOG(kWarn) << "dropped a peer message claiming to be from node " << from
+                  << " over the connection of " << (user.empty() ? "nobody" : user) << " (" << bad
+                  << " bad peer messages so far)";
+  }
+  return false;
+}
+
+void Node::OnPeerFrame(std::string_view frame, std::string_view user) {
   net::PeerFrame decoded;
   Status s = net::DecodePeerFrame(frame, &decoded);
+  if (s.ok() && !FromAuthenticatedSender(decoded, user)) return;
   if (s.ok()) {
     if (auto* hints = std::get_if<net::LeaderHints>(&decoded)) return shards_.OnLeaderHints(*hints);
     if (auto* notice = std::get_if<net::RemovedNotice>(&decoded)) {

@@ -18,6 +18,9 @@
 #pragma once
 
 #include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <zmq.hpp>
 
 #include "common/status.h"
@@ -25,6 +28,7 @@
 #include "net/peer_transport.h"
 #include "net/publisher.h"
 #include "net/snapshot_stream.h"
+#include "net/zap.h"
 #include "node/applier.h"
 #include "node/client_front.h"
 #include "node/config.h"
@@ -63,7 +67,13 @@ class Node : private ReadyHandler {
   // empty when the storage or the leader brings it). nullptr on failure
   // (*status says why) or when the replica is removed.
   Group* OpenReplica(raft::GroupId id, const std::vector<raft::NodeId>& voters, Status* status);
-  void OnPeerFrame(std::string_view frame);
+  // `user`: the ZAP user id of the sender's connection ("peer:ID" with CURVE).
+  void OnPeerFrame(std::string_view frame, std::string_view user);
+  // With CURVE, a peer frame counts only from the member whose key its
+  // connection was made with.
+  bool FromAuthenticatedSender(const net::PeerFrame& frame, std::string_view user);
+  // Who may connect where (ZapHandler): members' keys to the Raft port.
+  std::optional<std::string> Authorize(std::string_view domain, const std::string& key) const;
   // Steps a Raft message (or snapshot chunk) into its group, hosting the
   // group first if the placement puts a new replica here.
   Status StepRaftFrame(net::RaftFrame frame);
@@ -91,6 +101,9 @@ class Node : private ReadyHandler {
   zmq::context_t zmq_{1};
   // Sockets after the context (destroyed before it, LINGER 0).
   zmq::socket_t pub_{zmq_, zmq::socket_type::pub};
+  net::ZapHandler zap_{&zmq_, [this](std::string_view domain, const std::string& key) {
+                         return Authorize(domain, key);
+                       }};
   net::PeerTransport peers_{&zmq_, cfg_.max_peer_frame(), kSnapshotChunkBytes};
   ClientFront front_{&zmq_, &ctx_};
   std::unique_ptr<net::Publisher> events_;
