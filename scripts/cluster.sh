@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Runs a local kvstore cluster on 127.0.0.1.
 #
-#   scripts/cluster.sh start [N] [--shards S] [--replicas R]
+#   scripts/cluster.sh start [N] [--shards S] [--replicas R] [--secure]
 #                                  build if needed, start N nodes (default 3),
 #                                  wait for a leader (sharded: for every
 #                                  shard's too), print each node's state
 #   scripts/cluster.sh status      one line per node: role, term, leader, ...;
 #                                  sharded: and the shard map
 #   scripts/cluster.sh stop        SIGTERM every node and wait for it to exit
-#   scripts/cluster.sh restart [N] [--shards S] [--replicas R]
+#   scripts/cluster.sh restart [N] [--shards S] [--replicas R] [--secure]
 #                                  stop, then start (each defaults to the last)
 #   scripts/cluster.sh demo        start, write and read through
 #                                  examples/client.py, kill -9 the leader,
@@ -21,6 +21,10 @@
 # cluster is created: they are saved in DIR/cluster.conf with N and the base
 # port, and every later start of a node (restart, demo) passes them again.
 # start refuses data made with other values: remove DIR/node-* first.
+#
+# --secure: the members authenticate each other with CurveZMQ keys on the
+# Raft port (kvstore --key, --peer-keys); a key pair per node is made once
+# with kvctl keygen in DIR/keys (DIR/keys/peers lists the public keys).
 #
 # Node ID (1..N) serves clients on BASE+ID-1, Raft on that port + 1000 and
 # events on that port + 2000 (docs/protocol.md). Its data is in DIR/node-ID,
@@ -60,6 +64,7 @@ load_conf() {
   N=3
   SHARDS=0
   REPLICAS=3
+  SECURE=0
   if [ -f "$CONF" ]; then
     # shellcheck source=/dev/null
     . "$CONF"
@@ -270,9 +275,10 @@ start_node() {
   local id=$1
   mkdir -p "$DIR"
   # nohup: the node outlives this script and the terminal it ran in.
-  local sharding=()
+  local sharding=() keys=()
   [ "$SHARDS" -eq 0 ] || sharding=(--shards "$SHARDS" --replicas "$REPLICAS")
-  nohup "$BIN" --id "$id" --peers "$(peers)" --data-dir "$DIR/node-$id" "${sharding[@]}" \
+  [ "$SECURE" = 0 ] || keys=(--key "$DIR/keys/node-$id.key" --peer-keys "$DIR/keys/peers")
+  nohup "$BIN" --id "$id" --peers "$(peers)" --data-dir "$DIR/node-$id" "${sharding[@]}" "${keys[@]}" \
     >>"$DIR/node-$id.log" 2>&1 </dev/null &
   local pid=$!
   disown "$pid" # no "Killed" job notices when the demo kills it
@@ -294,12 +300,28 @@ cleanup_failed_start() {
   exit "$rc"
 }
 
-# start [N] [--shards S] [--replicas R]; restart sets START_BASE_PORT to the
-# old base port.
+# --secure: a key pair per node in DIR/keys (made once) and the peers file.
+make_keys() {
+  local kvctl i
+  kvctl=$(dirname "$BIN")/../../tools/kvctl
+  [ -x "$kvctl" ] || die "--secure needs kvctl beside the kvstore build ($kvctl)"
+  mkdir -p "$DIR/keys"
+  : >"$DIR/keys/peers.tmp"
+  for ((i = 1; i <= N; i++)); do
+    [ -f "$DIR/keys/node-$i.key" ] || "$kvctl" keygen "$DIR/keys/node-$i" >/dev/null 2>&1 ||
+      die "kvctl keygen $DIR/keys/node-$i failed"
+    echo "$i $(cat "$DIR/keys/node-$i.pub")" >>"$DIR/keys/peers.tmp"
+  done
+  mv "$DIR/keys/peers.tmp" "$DIR/keys/peers"
+}
+
+# start [N] [--shards S] [--replicas R] [--secure]; restart sets
+# START_BASE_PORT to the old base port and START_SECURE to the old mode.
 cmd_start() {
-  local want=3 shards=0 replicas=3 replicas_given=0
+  local want=3 shards=0 replicas=3 replicas_given=0 secure=${START_SECURE:-0}
   while [ $# -gt 0 ]; do
     case $1 in
+      --secure) secure=1; shift ;;
       --shards | --replicas)
         [ $# -ge 2 ] || die "start: $1 needs a value"
         if [ "$1" = --shards ]; then shards=$2; else replicas=$2 replicas_given=1; fi
@@ -307,7 +329,7 @@ cmd_start() {
         ;;
       --shards=*) shards=${1#*=}; shift ;;
       --replicas=*) replicas=${1#*=} replicas_given=1; shift ;;
-      -*) die "start: unknown option $1 (usage: $0 start [N] [--shards S] [--replicas R])" ;;
+      -*) die "start: unknown option $1 (usage: $0 start [N] [--shards S] [--replicas R] [--secure])" ;;
       *) want=$1; shift ;;
     esac
   done
@@ -329,6 +351,7 @@ cmd_start() {
   N=$want
   SHARDS=$shards
   REPLICAS=$replicas
+  SECURE=$secure
   BASE_PORT=${KV_BASE_PORT:-${START_BASE_PORT:-8080}}
   local i p
   for ((i = 1; i <= N; i++)); do
@@ -338,12 +361,14 @@ cmd_start() {
   done
   ensure_binary
   mkdir -p "$DIR"
-  printf 'N=%s\nBASE_PORT=%s\nSHARDS=%s\nREPLICAS=%s\n' "$N" "$BASE_PORT" "$SHARDS" "$REPLICAS" >"$CONF"
+  [ "$SECURE" = 0 ] || make_keys
+  printf 'N=%s\nBASE_PORT=%s\nSHARDS=%s\nREPLICAS=%s\nSECURE=%s\n' "$N" "$BASE_PORT" "$SHARDS" \
+    "$REPLICAS" "$SECURE" >"$CONF"
   rm -f "$PIDS"
   STARTING=1
   trap cleanup_failed_start EXIT
   trap 'exit 130' INT TERM
-  say "starting $N nodes on $(endpoints)$([ "$SHARDS" -eq 0 ] || echo ", $SHARDS shards x $REPLICAS replicas") (data and logs in $DIR)"
+  say "starting $N nodes on $(endpoints)$([ "$SHARDS" -eq 0 ] || echo ", $SHARDS shards x $REPLICAS replicas")$([ "$SECURE" = 0 ] || echo ", members authenticated by keys in $DIR/keys") (data and logs in $DIR)"
   for ((i = 1; i <= N; i++)); do start_node "$i"; done
   local leader
   leader=$(wait_leader "$START_DEADLINE") || die "no leader elected (deadline ${START_DEADLINE}s)"
@@ -392,6 +417,7 @@ cmd_status() {
   [ -f "$CONF" ] || die "no cluster was started from $DIR"
   local i
   [ "$SHARDS" -eq 0 ] || echo "sharded: $SHARDS shards x $REPLICAS replicas"
+  [ "$SECURE" = 0 ] || echo "secure: members authenticate each other with the keys in $DIR/keys"
   for ((i = 1; i <= N; i++)); do
     local pid
     pid=$(pid_of "$i")
@@ -400,14 +426,15 @@ cmd_status() {
   cluster_py show
 }
 
-# restart [N] [--shards S] [--replicas R]: what is not given is the last start's.
+# restart [N] [--shards S] [--replicas R] [--secure]: what is not given is the
+# last start's.
 cmd_restart() {
   load_conf
   local last=("$N")
   [ "$SHARDS" -eq 0 ] || last+=(--shards "$SHARDS" --replicas "$REPLICAS")
-  local base=$BASE_PORT
+  local base=$BASE_PORT secure=$SECURE
   cmd_stop
-  START_BASE_PORT=$base cmd_start "${last[@]}" "$@"
+  START_BASE_PORT=$base START_SECURE=$secure cmd_start "${last[@]}" "$@"
 }
 
 kv() { "$PY" "$CLIENT" --endpoints "$1" "${@:2}"; }

@@ -55,7 +55,7 @@ class Cluster:
     """N kvstore nodes on 127.0.0.1 (or on given hosts, for the chaos suite)."""
 
     def __init__(self, bin_dir, nodes=3, hosts=None, extra_args=(), wrap=None,
-                 workdir=None, tick_ms=20):
+                 workdir=None, tick_ms=20, node_args=None):
         self.bin_dir = bin_dir
         self.n = nodes
         # Local: every node on 127.0.0.1, consecutive ports. Given hosts (the
@@ -65,6 +65,8 @@ class Cluster:
         # Room for two nodes joining later.
         self.base = free_base_port(nodes + 2) if self.local else 8080
         self.extra_args = list(extra_args)
+        # Arguments of one node only (its key files, say): node_args(node_id).
+        self.node_args = node_args or (lambda node_id: [])
         self.wrap = wrap or (lambda node_id, argv: argv)  # e.g. ip netns exec
         self.tick_ms = tick_ms
         self.dir = workdir or tempfile.mkdtemp(prefix="kvcluster-")
@@ -94,7 +96,7 @@ class Cluster:
                 "--peers", self.peers(),
                 "--data-dir", os.path.join(self.dir, f"node-{node_id}"),
                 "--tick-ms", str(self.tick_ms), "--election-ticks", "10",
-                "--heartbeat-ticks", "2"] + self.extra_args
+                "--heartbeat-ticks", "2"] + self.extra_args + self.node_args(node_id)
 
     def start(self, node_id=None):
         ids = [node_id] if node_id else range(1, self.n + 1)
@@ -120,7 +122,7 @@ class Cluster:
                 str(self.port(i)), "--join", self.endpoint(via),
                 "--data-dir", os.path.join(self.dir, f"node-{i}"),
                 "--tick-ms", str(self.tick_ms), "--election-ticks", "10",
-                "--heartbeat-ticks", "2"] + self.extra_args
+                "--heartbeat-ticks", "2"] + self.extra_args + self.node_args(i)
         self._spawn(i, argv)
         return i
 

@@ -23,19 +23,6 @@ from kvcluster import RAFT_PORT_OFFSET, Cluster, wait_until  # noqa: E402
 BIN = {}
 
 
-class SecureCluster(Cluster):
-    """A Cluster whose node i runs with --key keys/node-i.key and --peer-keys."""
-
-    def __init__(self, keys_dir, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.keys_dir = keys_dir
-
-    def argv(self, node_id):
-        return super().argv(node_id) + [
-            "--key", os.path.join(self.keys_dir, f"node-{node_id}.key"),
-            "--peer-keys", os.path.join(self.keys_dir, "peers")]
-
-
 def append(group, sender, to, term):
     """A Raft Append (peer protocol v1, docs/protocol.md), as a forger builds it."""
     return msgpack.packb([1, 0, group, sender, to, term, 0, 0, 0, False, 0, b"", [], None])
@@ -63,7 +50,9 @@ class PeerPortTest(unittest.TestCase):
             f.write("# the members' public keys\n")
             for i, key in cls.public.items():
                 f.write(f"{i} {key}\n")
-        cls.cluster = SecureCluster(cls.keys, BIN["dir"], nodes=3).start()
+        cls.cluster = Cluster(BIN["dir"], nodes=3, node_args=lambda i: [
+            "--key", os.path.join(cls.keys, f"node-{i}.key"),
+            "--peer-keys", os.path.join(cls.keys, "peers")]).start()
         cls.cluster.wait_for_leader(60)
         cls.ctx = zmq.Context()
 
