@@ -18,6 +18,8 @@ constexpr int kInboundQueue = 100000;
 // How soon a DEALER reconnects to a peer that went away, and at most.
 constexpr int kReconnectMs = 100;
 constexpr int kReconnectMaxMs = 1000;
+// How long a closed connection to a removed peer may still send what it has.
+constexpr int kDisconnectLingerMs = 200;
 // A snapshot stream that makes no progress this long is abandoned.
 constexpr std::chrono::seconds kSnapshotStall(30);
 
@@ -89,7 +91,13 @@ void PeerTransport::Connect(raft::NodeId node, const std::string& host, int port
 }
 
 void PeerTransport::Disconnect(raft::NodeId node) {
-  out_.erase(node);
+  auto it = out_.find(node);
+  if (it != out_.end()) {
+    // What was just sent (a removed notice, say) still leaves: ZeroMQ's I/O
+    // thread gets a moment to send it after the close.
+    it->second.set(zmq::sockopt::linger, kDisconnectLingerMs);
+    out_.erase(it);
+  }
   snapshot_out_.erase(node);
   batches_.erase(node);
 }

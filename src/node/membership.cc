@@ -225,7 +225,8 @@ void Membership::OnConfChangeCommitted(Group& g, const raft::Entry& e) {
       KV_LOG(kWarn) << "node " << ctx_->cfg.id << " was removed from the cluster at index "
                     << e.index << "; it serves nothing more and can be shut down";
     } else {
-      // The leader writes to it no more: tell it, before the connection goes.
+      // The leader writes to it no more: tell it; the connection closes after
+      // sending it (PeerTransport::Disconnect lingers briefly).
       shards_->TellIfRemoved(g, cc.node);
       ctx_->peers->Disconnect(cc.node);
       ctx_->members.erase(cc.node);
