@@ -94,12 +94,122 @@ bool GetIdList(const msgpack::object& o, std::vector<uint64_t>* ids) {
   return true;
 }
 
+bool ClaimsFit(std::string_view bytes) {
+  const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
+  const size_t n = bytes.size();
+  size_t pos = 0;
+  uint64_t claimed = 0;  // elements claimed by the containers read so far
+  uint64_t pending = 1;  // objects still to read
+  // Reads a big-endian length of `width` bytes; false at the end of input.
+  auto length = [&](size_t width, uint64_t* v) {
+    if (width > n - pos) return false;
+    *v = 0;
+    for (size_t i = 0; i < width; ++i) *v = (*v << 8) | p[pos + i];
+    pos += width;
+    return true;
+  };
+  while (pending > 0 && pos < n) {
+    --pending;
+    const uint8_t t = p[pos++];
+    uint64_t skip = 0;   // payload bytes after the header
+    uint64_t count = 0;  // elements a container claims (a map entry is two)
+    bool ok = true;
+    if (t <= 0x7f || t >= 0xe0 || (t >= 0xc0 && t <= 0xc3)) {
+      continue;  // fixint, nil, bool (0xc1 is invalid: msgpack says so)
+    } else if ((t & 0xf0) == 0x80) {
+      count = 2u * (t & 0x0f);
+    } else if ((t & 0xf0) == 0x90) {
+      count = t & 0x0f;
+    } else if ((t & 0xe0) == 0xa0) {
+      skip = t & 0x1f;
+    } else {
+      switch (t) {
+        case 0xc4:  // bin8
+        case 0xd9:  // str8
+          ok = length(1, &skip);
+          break;
+        case 0xc5:  // bin16
+        case 0xda:  // str16
+          ok = length(2, &skip);
+          break;
+        case 0xc6:  // bin32
+        case 0xdb:  // str32
+          ok = length(4, &skip);
+          break;
+        case 0xc7:  // ext8, ext16, ext32: the length, then a type byte and the data
+        case 0xc8:
+        case 0xc9:
+          ok = length(size_t{1} << (t - 0xc7), &skip);
+          ++skip;
+          break;
+        case 0xcc:  // uint8, int8
+        case 0xd0:
+          skip = 1;
+          break;
+        case 0xcd:  // uint16, int16, fixext1
+        case 0xd1:
+        case 0xd4:
+          skip = 2;
+          break;
+        case 0xd5:  // fixext2
+          skip = 3;
+          break;
+        case 0xca:  // float32, uint32, int32
+        case 0xce:
+        case 0xd2:
+          skip = 4;
+          break;
+        case 0xd6:  // fixext4
+          skip = 5;
+          break;
+        case 0xcb:  // float64, uint64, int64
+        case 0xcf:
+        case 0xd3:
+          skip = 8;
+          break;
+        case 0xd7:  // fixext8
+          skip = 9;
+          break;
+        case 0xd8:  // fixext16
+          skip = 17;
+          break;
+        case 0xdc:  // array16
+          ok = length(2, &count);
+          break;
+        case 0xdd:  // array32
+          ok = length(4, &count);
+          break;
+        case 0xde:  // map16
+          ok = length(2, &count);
+          count *= 2;
+          break;
+        case 0xdf:  // map32
+          ok = length(4, &count);
+          count *= 2;
+          break;
+      }
+    }
+    if (!ok) return true;  // truncated: msgpack says so
+    claimed += count;
+    if (claimed > n) return false;
+    pending += count;
+    if (skip > n - pos) return true;  // truncated: msgpack says so
+    pos += skip;
+  }
+  return true;
+}
+
 Status Unpack(std::string_view bytes, msgpack::object_handle* oh) {
   // msgpack allocates an array's or a map's elements (24 bytes each) as soon
-  // as it reads the header. Every element takes a byte at least (a map entry
-  // two), so capping the counts at the input's size costs a well-formed
-  // frame nothing and keeps a small one that claims a long array from making
-  // us allocate much: at most a multiple of its own size.
+  // as it reads the header. Every element takes a byte at least, so a frame
+  // whose containers claim more elements in all than it has bytes is refused
+  // before msgpack sees it: no frame makes us allocate much more than its own
+  // size, however its containers nest. The limits below bound what is left.
+  if (!ClaimsFit(bytes)) {
+    return Status::InvalidArgument(
+        "not msgpack: its arrays and maps claim more elements "
+        "than the frame holds");
+  }
   const uint32_t most = static_cast<uint32_t>(std::min<size_t>(bytes.size(), 1 << 20));
   const msgpack::unpack_limit limits(/*array=*/most, /*map=*/std::min<uint32_t>(most / 2, 1024),
                                      /*str=*/64 << 20, /*bin=*/64 << 20, /*ext=*/0, /*depth=*/8);

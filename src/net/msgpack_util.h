@@ -86,6 +86,12 @@ bool GetBytes(const msgpack::object& o, std::string* v);
 // An array of uints.
 bool GetIdList(const msgpack::object& o, std::vector<uint64_t>* ids);
 
+// Whether the arrays and maps of the msgpack in `bytes` claim no more
+// elements in all than `bytes` holds bytes (a map entry counts two). Reads
+// only headers and allocates nothing; input that ends early counts as fitting
+// (msgpack reports it).
+bool ClaimsFit(std::string_view bytes);
+
 // Unpacks `bytes`, which must hold exactly one msgpack object, into *oh.
 // InvalidArgument for anything else or anything over the limits. The strs
 // and bins of *oh point into `bytes`: REQUIRES `bytes` outlives *oh.

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "codec_test_util.h"
+#include "net/msgpack_util.h"
 
 namespace kv::net {
 
@@ -427,4 +428,27 @@ TEST_CASE("Truncated and flipped shard maps and statuses never crash the decoder
   }
 }
 
+}  // namespace kv::net
+
+namespace kv::net {
+namespace {
+
+TEST_CASE("ClaimsFit: containers may claim no more elements in all than the frame holds") {
+  CHECK(ClaimsFit(Array(1, Array(2, 3), Map("a", 1, "b", std::string("text")))));
+  CHECK(ClaimsFit(EncodeClientReply(ClientReply{})));
+  // Three nested arrays of 5: each fits the 8-byte frame alone, not together.
+  const std::string nested("\x95\x95\x95\x01\x01\x01\x01\x01", 8);
+  CHECK_FALSE(ClaimsFit(nested));
+  msgpack::object_handle oh;
+  const Status s = Unpack(nested, &oh);
+  CHECK(s.IsInvalidArgument());
+  CHECK(s.message().find("claim more elements") != std::string::npos);
+  // A map entry counts two: a map of 3 entries needs 6 bytes at least.
+  CHECK_FALSE(ClaimsFit(std::string("\x83\x01\x01", 3)));
+  // Input that ends early counts as fitting: msgpack reports it.
+  CHECK(ClaimsFit(std::string("\x92\x01", 2)));
+  CHECK(ClaimsFit(std::string("\xdb\x00\x00\x10", 4)));
+}
+
+}  // namespace
 }  // namespace kv::net
