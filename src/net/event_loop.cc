@@ -100,10 +100,7 @@ void EventLoop::RunPosted() {
 }
 
 void EventLoop::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
+  stop_ = true;
   Wake();
 }
 
@@ -111,10 +108,7 @@ void EventLoop::Run() {
   constexpr int kMaxEvents = 64;
   epoll_event events[kMaxEvents];
   while (true) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) return;
-    }
+    if (stop_) return;
     const int n = epoll_wait(epoll_fd_, events, kMaxEvents, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -122,8 +116,10 @@ void EventLoop::Run() {
       return;
     }
     for (int i = 0; i < n; ++i) watches_[events[i].data.u64].fn();
+    // Until every socket is empty, or until Stop: input that never stops
+    // coming must not keep a stopping node running.
     bool found_input = true;
-    while (found_input) {
+    while (found_input && !stop_) {
       for (auto& fn : after_round_) fn();
       found_input = false;
       for (auto& drain : zmq_drains_) found_input |= drain();

@@ -12,6 +12,7 @@
 // only from the loop thread (or before Run).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <mutex>
@@ -67,8 +68,8 @@ class EventLoop {
   std::vector<Callback> after_round_;
 
   std::mutex mu_;
-  std::vector<Callback> posted_;  // guarded by mu_
-  bool stop_ = false;             // guarded by mu_
+  std::vector<Callback> posted_;   // guarded by mu_
+  std::atomic<bool> stop_{false};  // read every round, so that Stop works under any load
 };
 
 }  // namespace kv::net
