@@ -22,10 +22,11 @@ TEST_CASE("EventLoop: Stop ends Run even while input never stops coming") {
   REQUIRE(fd >= 0);
   std::atomic<uint64_t> drains{0};
   std::atomic<bool> give_up{false};  // only if Stop failed: lets the test end
-  REQUIRE(loop.WatchZmq(fd, [&] {
-                ++drains;
-                return !give_up.load();
-              })
+  REQUIRE(loop.WatchZmq(fd,
+                        [&] {
+                          ++drains;
+                          return !give_up.load();
+                        })
               .ok());
   auto run = std::async(std::launch::async, [&] { loop.Run(); });
   const auto deadline = std::chrono::steady_clock::now() + 10s;
