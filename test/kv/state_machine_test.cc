@@ -167,7 +167,7 @@ TEST_CASE("Members' addresses survive a snapshot and can be removed") {
 
 namespace kv {
 
-TEST_CASE("A seq below the session's last is refused; seq 0 means no session") {
+TEST_CASE("A seq below the session's last is refused, and seq 0 means no session") {
   StateMachine sm;
   bool dup = false;
   REQUIRE(sm.Apply(1, Put("a", "1", 9, 2), &dup) == ApplyResult::kOk);

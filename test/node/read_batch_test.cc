@@ -45,7 +45,7 @@ TEST_CASE("ReadBatch: nothing gathered starts no round") {
   CHECK(batch.Start(*f.raft).empty());
 }
 
-TEST_CASE("ReadBatch: a round not started here confirms nothing; TakeAll returns every read") {
+TEST_CASE("ReadBatch: a round not started here confirms nothing, and TakeAll returns every read") {
   ReadBatch batch;
   batch.Add(Read(7));
   raft::ReadState foreign;
