@@ -9,15 +9,29 @@ It needs only pyzmq and msgpack (Debian: python3-zmq, python3-msgpack).
     examples/client.py cas k old new        (cas k new --absent: only if absent)
     examples/client.py status
     examples/client.py shards               (the shard map; shards 0: not sharded)
+    examples/client.py --key me.key --server-keys peers get k   (a secure cluster)
 
 Exit codes: 0 success, 1 key not found (get, del) or compare failed (cas),
 2 usage error, 3 cluster unavailable / timed out / write fate unknown,
-4 the server answered ERROR.
+4 the server answered ERROR, 5 DENIED (the key's role does not allow it).
 
 As a library:
 
     c = Client(["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8082"])
     c.put(b"k", b"v"); c.get(b"k")  # -> b"v", or None when absent
+
+A secure cluster (nodes started with --key; docs/protocol.md, "Security")
+answers only CurveZMQ clients whose key it knows. Give this client its
+secret key (NAME.key from `kvctl keygen NAME`) and the members' public keys
+(lines "ID PUBLIC-KEY [HOST:PORT]", a node's --peer-keys file), with --key
+and --server-keys or KVSTORE_KEY and KVSTORE_SERVER_KEYS:
+
+    c = Client(endpoints, key=load_key("me.key"), server_keys=load_server_keys("peers"))
+
+Every socket is then a CURVE client with the node's public key as server
+key. The client learns the keys it was not given from the cluster: a
+REDIRECT carries the leader's ("leader_key"), status and shards replies
+every member's ("member_keys").
 
 Sharded clusters work unchanged: a node that does not lead the key's shard
 answers REDIRECT with that shard's leader in "leader" (and the shard's id in
@@ -29,6 +43,7 @@ a REDIRECT named: a key of another shard may cost one extra hop.
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -50,8 +65,36 @@ class Unknown(Unavailable):
     """A write whose fate is unknown: it may or may not have taken effect."""
 
 
+class Denied(Exception):
+    """The server answered DENIED: this client's key lacks the role the op
+    needs (read, write or admin); not executed."""
+
+
 def _bytes(x):
     return x if isinstance(x, bytes) else str(x).encode()
+
+
+def load_key(path):
+    """(public, secret) CURVE keys from a NAME.key file (Z85 text)."""
+    with open(path) as f:
+        secret = f.read().strip().encode()
+    return zmq.curve_public(secret), secret
+
+
+def load_server_keys(path):
+    """{"ID" or "HOST:PORT": public key} from lines "ID KEY [HOST:PORT]"."""
+    keys = {}
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            words = line.split()
+            if not words or words[0].startswith("#"):
+                continue
+            if len(words) not in (2, 3) or not words[0].isdigit() or len(words[1]) != 40:
+                raise ValueError(f"{path} line {n}: want \"ID PUBLIC-KEY [HOST:PORT]\"")
+            keys[words[0]] = words[1].encode()
+            if len(words) == 3:
+                keys[words[2]] = words[1].encode()
+    return keys
 
 
 class Client:
@@ -59,8 +102,13 @@ class Client:
     per node. Writes use a session (client id + seq), so a write retried
     after a timeout or an UNKNOWN answer is applied at most once."""
 
-    def __init__(self, endpoints, timeout=5.0, attempt_timeout=2.0, session=True):
+    def __init__(self, endpoints, timeout=5.0, attempt_timeout=2.0, session=True, key=None,
+                 server_keys=None):
         self.endpoints = list(endpoints)
+        self.key = key  # (public, secret) for CURVE; None: plain sockets
+        # Node public keys by "HOST:PORT", and by node id ("3") until the
+        # cluster tells the id's address.
+        self.server_keys = dict(server_keys or {})
         self.timeout = timeout
         self.attempt_timeout = attempt_timeout
         self.leader = None  # the node we believe leads; tried first
@@ -100,15 +148,32 @@ class Client:
         return self._request(req, write=True)["status"] == "OK"
 
     def status(self, endpoint):
-        """One node's own status (no redirect), or None if it does not answer."""
-        return self._call(endpoint, {"op": "status"}, self.attempt_timeout)
+        """One node's own status (no redirect), or None if it does not answer
+        (or, secure, if its key is unknown)."""
+        if not self._can_reach(endpoint):
+            return None
+        return self._learn(self._call(endpoint, {"op": "status"}, self.attempt_timeout))
 
     def shards(self):
         """The shard map: {"version", "shards", "replicas", "members", "map"};
         "shards" is 0 and "map" empty when the cluster is not sharded."""
-        return self._request({"op": "shards"}, write=False)
+        return self._learn(self._request({"op": "shards"}, write=False))
 
     # ---- the protocol ---------------------------------------------------
+
+    def _can_reach(self, endpoint):
+        return self.key is None or endpoint in self.server_keys
+
+    def _learn(self, reply):
+        """Takes the member keys of a status or shards reply (which came
+        over a connection authenticated with a key we trust)."""
+        if reply:
+            keys = reply.get("member_keys", {})
+            for node, address in reply.get("members", {}).items():
+                key = keys.get(node) or self.server_keys.get(node)
+                if key:
+                    self.server_keys[node] = self.server_keys[address] = _bytes(key)
+        return reply
 
     def _request(self, req, write):
         if write and self.client_id:
@@ -123,7 +188,10 @@ class Client:
             if remaining <= 0:
                 break
             if self.leader is None:
-                endpoint = self.endpoints[turn % len(self.endpoints)]
+                reachable = [e for e in self.endpoints if self._can_reach(e)]
+                if not reachable:
+                    raise Unavailable(_no_key(self.endpoints))
+                endpoint = reachable[turn % len(reachable)]
                 turn += 1
             else:
                 endpoint = self.leader
@@ -134,9 +202,15 @@ class Client:
                 return reply
             if status == "ERROR":
                 raise KvError(reply.get("error", "error"))
+            if status == "DENIED":
+                raise Denied(reply.get("error", "denied"))
             if status == "REDIRECT" and reply.get("leader"):
                 # The leader (in a sharded cluster: of the key's shard, named
                 # in reply["shard"]). Follow it: a new attempt, same seq.
+                if reply.get("leader_key"):
+                    self.server_keys[reply["leader"]] = _bytes(reply["leader_key"])
+                if not self._can_reach(reply["leader"]):
+                    raise (Unknown if maybe_executed else Unavailable)(_no_key([reply["leader"]]))
                 self.leader = reply["leader"]
                 redirects += 1
                 if redirects <= len(self.endpoints):
@@ -167,6 +241,11 @@ class Client:
         if sock is None:
             sock = self._ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
+            if self.key:
+                # CURVE: set before connect, as the handshake starts with
+                # the connection. A node that refuses our key never answers.
+                sock.curve_publickey, sock.curve_secretkey = self.key
+                sock.curve_serverkey = self.server_keys[endpoint]
             sock.connect(f"tcp://{endpoint}")
             self._sockets[endpoint] = sock
         sock.send(msgpack.packb(req))
@@ -184,6 +263,11 @@ class Client:
             # A reply to an attempt we gave up on: ignore it.
 
 
+def _no_key(endpoints):
+    lines = " and ".join(f'"ID KEY {e}"' for e in endpoints)
+    return f"no server key for {', '.join(endpoints)}: add {lines} to --server-keys"
+
+
 # ---- command line ---------------------------------------------------------
 
 def main(argv=None):
@@ -194,6 +278,12 @@ def main(argv=None):
     ap.add_argument("--stale", action="store_true", help="get: local read, may be stale")
     ap.add_argument("--absent", action="store_true", help="cas KEY NEW: only if KEY is absent")
     ap.add_argument("--no-session", action="store_true", help="writes without client/seq")
+    ap.add_argument("--key", default=os.environ.get("KVSTORE_KEY"),
+                    help="this client's secret key file (NAME.key), for a secure cluster "
+                         "(env KVSTORE_KEY)")
+    ap.add_argument("--server-keys", default=os.environ.get("KVSTORE_SERVER_KEYS"),
+                    help="the members' public keys, lines \"ID PUBLIC-KEY [HOST:PORT]\" "
+                         "(env KVSTORE_SERVER_KEYS)")
     ap.add_argument("op", choices=["put", "set", "get", "del", "cas", "status", "shards"])
     ap.add_argument("args", nargs="*")
     a = ap.parse_intermixed_args(argv)
@@ -201,8 +291,15 @@ def main(argv=None):
              "shards": 0}
     if len(a.args) != arity[a.op]:
         ap.error(f"{a.op} takes {arity[a.op]} argument(s)")
+    if bool(a.key) != bool(a.server_keys):
+        ap.error("--key and --server-keys go together")
+    try:
+        key = load_key(a.key) if a.key else None
+        server_keys = load_server_keys(a.server_keys) if a.server_keys else None
+    except (OSError, ValueError) as e:
+        ap.error(str(e))
     c = Client([e.strip() for e in a.endpoints.split(",") if e.strip()], timeout=a.timeout,
-               session=not a.no_session)
+               session=not a.no_session, key=key, server_keys=server_keys)
     try:
         if a.op == "status":
             down = 0
@@ -241,6 +338,9 @@ def main(argv=None):
     except KvError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 4
+    except Denied as e:
+        print(f"DENIED: {e}", file=sys.stderr)
+        return 5
     except Unknown as e:
         print(f"UNKNOWN: {e}", file=sys.stderr)
         return 3

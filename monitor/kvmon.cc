@@ -23,6 +23,10 @@
 // (hosts the metadata group), "hosts" and "leads" (shard ids)], "shards":
 // [{"shard", "group", "leader", "term", "voters", "learners"}]} (0 and []
 // for what no live node knows).
+//
+// A secure cluster: --key and --server-keys (or KVSTORE_KEY and
+// KVSTORE_SERVER_KEYS), as kvctl. A node whose key is neither given nor
+// learned from another node's status shows as NO KEY.
 #include <locale.h>
 #include <signal.h>
 
@@ -36,7 +40,9 @@
 #include <variant>
 #include <vector>
 
+#include "credential_flags.h"
 #include "kvstore/client.h"
+#include "kvstore/credentials.h"
 #include "kvstore/events.h"
 #include "kvstore/node_status.h"
 #include "kvstore/subscriber.h"
@@ -54,6 +60,7 @@ constexpr size_t kSparkWidth = 24;
 
 struct NodeView {
   std::string endpoint;
+  std::string missing_key;  // not followed: no server key for it (the error); "" followed
   bool up = false;
   bool ever_up = false;
   kv::NodeStatus status;
@@ -90,8 +97,8 @@ std::string Now() {
 
 class Monitor {
  public:
-  Monitor(std::vector<std::string> endpoints)
-      : sub_(kv::client::SubscriberOptions{endpoints, "", kStatusEvery}) {
+  Monitor(std::vector<std::string> endpoints, kv::client::Credentials credentials)
+      : sub_(kv::client::SubscriberOptions{endpoints, "", kStatusEvery, std::move(credentials)}) {
     for (const auto& ep : endpoints) {
       NodeView v;
       v.endpoint = ep;
@@ -107,9 +114,10 @@ class Monitor {
   }
   const std::vector<NodeView>& nodes() const { return nodes_; }
   const std::deque<std::string>& log() const { return log_; }
+  // Whether every node answered, or cannot be asked (no key).
   bool AllAnswered() const {
     for (const auto& n : nodes_) {
-      if (!n.ever_up) return false;
+      if (!n.ever_up && n.missing_key.empty()) return false;
     }
     return true;
   }
@@ -220,6 +228,7 @@ bool Monitor::Poll(std::chrono::milliseconds wait) {
   updates_.clear();
   // false: EINTR, a signal (resize, Ctrl-C); the caller loops.
   if (!sub_.Poll(wait, &updates_)) return false;
+  bool changed = !updates_.empty();
   for (const kv::client::Update& u : updates_) {
     if (u.status) {
       OnStatus(nodes_[u.node], *u.status);
@@ -227,7 +236,15 @@ bool Monitor::Poll(std::chrono::milliseconds wait) {
       OnEvent(u.node, u.event);
     }
   }
-  return !updates_.empty();
+  // A status may have taught the key of a node we could not follow.
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    std::string missing = sub_.MissingKey(i);
+    if (missing == nodes_[i].missing_key) continue;
+    if (!missing.empty()) Log(missing);
+    nodes_[i].missing_key = std::move(missing);
+    changed = true;
+  }
+  return changed;
 }
 
 std::string Sparkline(const std::deque<double>& samples) {
@@ -368,6 +385,16 @@ std::string ShardCell(const ShardRow& r) {
   return buf;
 }
 
+// Quotes and backslashes escaped: enough for the messages kvmon prints.
+std::string JsonEscape(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
 void PrintJson(const Monitor& m) {
   const bool sharded = ShardCount(m) > 0;
   std::printf(sharded ? "{\"nodes\":[" : "[");
@@ -383,6 +410,7 @@ void PrintJson(const Monitor& m) {
         s.role.c_str(), (unsigned long long)s.term, (unsigned long long)s.leader,
         (unsigned long long)s.commit, (unsigned long long)s.applied, (unsigned long long)lag,
         (unsigned long long)s.keys);
+    if (!n.missing_key.empty()) std::printf(",\"error\":\"%s\"", JsonEscape(n.missing_key).c_str());
     if (sharded) {
       const Hosting h = HostingOf(n);
       std::printf(",\"group\":%llu,\"meta\":%s,\"hosts\":[%s],\"leads\":[%s]",
@@ -437,7 +465,7 @@ void PrintTable(const Monitor& m, bool json) {
       std::printf("%-4s %-21s %-13s %6s %6s %10s %10s %8s %10s ", "-", n.endpoint.c_str(), "-", "-",
                   "-", "-", "-", "-", "-");
       if (sharded) std::printf("%-5s %6s %5s ", "-", "-", "-");
-      std::printf("%s\n", "DOWN");
+      std::printf("%s\n", n.missing_key.empty() ? "DOWN" : "NO KEY");
     }
   }
   if (!sharded) return;
@@ -467,7 +495,7 @@ void Draw(const Monitor& m, bool paused, int scroll) {
                n.ever_up ? std::to_string(s.node).c_str() : "-", n.endpoint.c_str(), "-", "-", "-",
                "-", "-", "-", "-", "");
       if (sharded) printw("%-5s %6s %5s ", "-", "-", "-");
-      printw("%s", "DOWN");
+      printw("%s", n.missing_key.empty() ? "DOWN" : "NO KEY");
       attroff(A_DIM);
       continue;
     }
@@ -535,6 +563,8 @@ int main(int argc, char** argv) {
   app.add_flag("--json", json, "With --once: print JSON");
   app.add_option("--wait-ms", wait_ms, "With --once: how long to wait for every node to answer")
       ->capture_default_str();
+  kv::tools::CredentialFlags credential_flags;
+  credential_flags.AddTo(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -546,12 +576,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvmon: --endpoints is empty\n");
     return 2;
   }
-  Monitor m(eps);
+  kv::client::Credentials credentials;
+  if (!credential_flags.Load("kvmon", &credentials)) return 2;
+  Monitor m(eps, std::move(credentials));
 
   if (once || json) {
     const auto deadline = Clock::now() + std::chrono::milliseconds(wait_ms);
     while (!m.AllAnswered() && Clock::now() < deadline) m.Poll(std::chrono::milliseconds(50));
     PrintTable(m, json);
+    for (const auto& n : m.nodes()) {
+      if (!n.missing_key.empty()) std::fprintf(stderr, "kvmon: %s\n", n.missing_key.c_str());
+    }
     bool any = false;
     for (const auto& n : m.nodes()) any = any || n.up;
     return any ? 0 : 3;

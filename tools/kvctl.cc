@@ -4,9 +4,14 @@
 //   kvctl members | shards | leader transfer ID | member add|remove ... | watch
 //   kvctl keygen NAME
 //
+// A secure cluster: --key NAME.key --server-keys FILE (or KVSTORE_KEY and
+// KVSTORE_SERVER_KEYS) make every connection a CurveZMQ one
+// (kvstore/credentials.h).
+//
 // Exit codes: 0 success; 1 key not found (get, del) or compare failed (cas);
-// 2 usage error; 3 cluster unavailable, timeout, or a write whose fate is
-// unknown; 4 the server answered ERROR.
+// 2 usage error (a bad key file too); 3 cluster unavailable, timeout, or a
+// write whose fate is unknown; 4 the server answered ERROR; 5 DENIED: the
+// client's key lacks the role the command needs.
 #include <signal.h>
 #include <unistd.h>
 
@@ -18,7 +23,9 @@
 #include <optional>
 #include <variant>
 
+#include "credential_flags.h"
 #include "kvstore/client.h"
+#include "kvstore/credentials.h"
 #include "kvstore/keys.h"
 #include "kvstore/subscriber.h"
 
@@ -75,6 +82,8 @@ int ExitCodeFor(kv::client::Code code) {
       return 3;
     case kv::client::Code::kError:
       return 4;
+    case kv::client::Code::kDenied:
+      return 5;
   }
   return 4;
 }
@@ -82,6 +91,7 @@ int ExitCodeFor(kv::client::Code code) {
 struct Output {
   bool json = false;
   bool hex = false;
+  std::string public_key;  // this client's, for a DENIED hint; "" plain
 };
 
 // Prints the outcome of a key operation and returns the exit code.
@@ -102,6 +112,10 @@ int Report(const Output& out, const kv::client::Result& r, bool has_value) {
   } else {
     std::fprintf(stderr, "kvctl: %s%s%s\n", kv::client::CodeName(r.code),
                  r.error.empty() ? "" : ": ", r.error.c_str());
+    if (r.code == kv::client::Code::kDenied && !out.public_key.empty()) {
+      // What an operator needs to grant it: the key as --client-keys lists it.
+      std::fprintf(stderr, "kvctl: this client's public key is %s\n", out.public_key.c_str());
+    }
   }
   return ExitCodeFor(r.code);
 }
@@ -143,22 +157,44 @@ void PrintGroupsJson(const kv::NodeStatus& s) {
   std::cout << "]";
 }
 
+// Each endpoint's status. A secure client may learn a node's key from
+// another's status (it lists every member's): an endpoint skipped for want of
+// its key is asked again once the key is known.
+std::vector<kv::client::NodeReport> StatusOfAll(kv::client::Client& client,
+                                                const std::vector<std::string>& endpoints) {
+  std::vector<kv::client::NodeReport> reports;
+  std::vector<bool> had_key;
+  for (const std::string& ep : endpoints) {
+    had_key.push_back(client.server_keys().count(ep) > 0);
+    reports.push_back(client.Status(ep));
+  }
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    if (!reports[i].reachable && !had_key[i] && client.server_keys().count(endpoints[i]) > 0) {
+      reports[i] = client.Status(endpoints[i]);
+    }
+  }
+  return reports;
+}
+
 int PrintStatus(const Output& out, kv::client::Client& client,
                 const std::vector<std::string>& endpoints) {
   bool any = false;
+  std::vector<std::string> errors;  // why each unreachable one is
+  const std::vector<kv::client::NodeReport> reports = StatusOfAll(client, endpoints);
   if (!out.json) {
     std::printf("%-21s %4s %-13s %6s %6s %10s %10s %10s %10s %s\n", "ENDPOINT", "ID", "ROLE",
                 "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "SNAPSHOT", "STATE");
   } else {
     std::cout << "[";
   }
-  for (size_t i = 0; i < endpoints.size(); ++i) {
-    const kv::client::NodeReport rep = client.Status(endpoints[i]);
+  for (size_t i = 0; i < reports.size(); ++i) {
+    const kv::client::NodeReport& rep = reports[i];
     const kv::NodeStatus& s = rep.status;
     any = any || rep.reachable;
     if (out.json) {
       std::cout << (i ? "," : "") << "{\"endpoint\":" << JsonString(rep.endpoint)
                 << ",\"reachable\":" << (rep.reachable ? "true" : "false");
+      if (!rep.reachable) std::cout << ",\"error\":" << JsonString(rep.error);
       if (rep.reachable) {
         std::cout << ",\"id\":" << s.node << ",\"role\":" << JsonString(s.role)
                   << ",\"term\":" << s.term << ",\"leader\":" << s.leader
@@ -181,29 +217,32 @@ int PrintStatus(const Output& out, kv::client::Client& client,
     } else {
       std::printf("%-21s %4s %-13s %6s %6s %10s %10s %10s %10s %s\n", rep.endpoint.c_str(), "-",
                   "-", "-", "-", "-", "-", "-", "-", "unreachable");
+      errors.push_back(rep.error);
     }
   }
   if (out.json) std::cout << "]\n";
+  for (const std::string& error : errors) std::fprintf(stderr, "kvctl: %s\n", error.c_str());
   return any ? 0 : 3;
 }
 
-// The first endpoint that answers a status request, or nullopt.
+// The first endpoint that answers a status request, or nullopt after
+// printing why none did.
 std::optional<kv::client::NodeReport> FirstReachable(kv::client::Client& client,
                                                      const std::vector<std::string>& endpoints) {
+  std::string why;
   for (const auto& ep : endpoints) {
     kv::client::NodeReport rep = client.Status(ep);
     if (rep.reachable) return rep;
+    why += "; " + rep.error;
   }
+  std::fprintf(stderr, "kvctl: UNAVAILABLE: no endpoint answered%s\n", why.c_str());
   return std::nullopt;
 }
 
 int PrintMembers(const Output& out, kv::client::Client& client,
                  const std::vector<std::string>& endpoints) {
   auto rep = FirstReachable(client, endpoints);
-  if (!rep) {
-    std::fprintf(stderr, "kvctl: UNAVAILABLE: no endpoint answered\n");
-    return 3;
-  }
+  if (!rep) return 3;
   const kv::NodeStatus& s = rep->status;
   auto kind = [&](uint64_t id) {
     if (std::find(s.voters.begin(), s.voters.end(), id) != s.voters.end()) return "voter";
@@ -214,9 +253,12 @@ int PrintMembers(const Output& out, kv::client::Client& client,
   bool first = true;
   for (const auto& [id, addr] : s.members) {
     if (out.json) {
+      const auto key = s.member_keys.find(id);
       std::cout << (first ? "" : ",") << "{\"id\":" << id << ",\"address\":" << JsonString(addr)
                 << ",\"kind\":\"" << kind(id)
-                << "\",\"leader\":" << (id == s.leader ? "true" : "false") << "}";
+                << "\",\"leader\":" << (id == s.leader ? "true" : "false");
+      if (key != s.member_keys.end()) std::cout << ",\"public_key\":" << JsonString(key->second);
+      std::cout << "}";
     } else {
       std::printf("%llu %s %s%s\n", static_cast<unsigned long long>(id), addr.c_str(), kind(id),
                   id == s.leader ? " leader" : "");
@@ -291,15 +333,14 @@ int TransferLeader(const Output& out, kv::client::Client& client,
 volatile sig_atomic_t g_interrupted = 0;
 
 int Watch(const Output& out, kv::client::Client& client, const std::vector<std::string>& endpoints,
-          const std::string& prefix) {
+          const kv::client::Credentials& credentials, const std::string& prefix) {
   auto rep = FirstReachable(client, endpoints);
-  if (!rep) {
-    std::fprintf(stderr, "kvctl: UNAVAILABLE: no endpoint answered\n");
-    return 3;
-  }
+  if (!rep) return 3;
   kv::client::SubscriberOptions options;
   options.endpoints = {rep->endpoint};
   options.topic_prefix = "kv.";
+  options.credentials = credentials;
+  options.credentials.server_keys = client.server_keys();  // with those learned
   kv::client::Subscriber sub(options);
   signal(SIGINT, [](int) { g_interrupted = 1; });
   signal(SIGTERM, [](int) { g_interrupted = 1; });
@@ -332,6 +373,25 @@ int Watch(const Output& out, kv::client::Client& client, const std::vector<std::
   return 0;
 }
 
+// The public key --pub names: the Z85 text itself, or a file holding it
+// (NAME.pub). False, with *error, for anything else, and for a secret key
+// file (NAME.key), which must never travel.
+bool ReadPublicKeyArgument(const std::string& arg, std::string* key, std::string* error) {
+  if (arg.size() >= 4 && arg.compare(arg.size() - 4, 4, ".key") == 0) {
+    *error = "--pub " + arg + " looks like a secret key file: give the public one (NAME.pub)";
+    return false;
+  }
+  if (kv::client::IsZ85Key(arg) && access(arg.c_str(), F_OK) != 0) {
+    *key = arg;
+    return true;
+  }
+  if (!kv::client::ReadKeyFile(arg, key, error)) {
+    *error = "--pub: " + *error + " (give NAME.pub or the public key's Z85 text)";
+    return false;
+  }
+  return true;
+}
+
 // Writes NAME.key and NAME.pub (kvstore/keys.h); exit 0, or 2 with the reason.
 int KeyGen(const Output& out, const std::string& name) {
   kv::client::KeyPair pair;
@@ -359,7 +419,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "kvctl: command-line client for a kvstore cluster.\n"
       "Exit codes: 0 ok, 1 not found / compare failed, 2 usage, 3 unavailable or "
-      "timeout, 4 server error."};
+      "timeout, 4 server error, 5 denied (the --key's role does not allow it)."};
   app.require_subcommand(1);
   app.fallthrough();  // global flags may follow the subcommand
   const char* env = std::getenv("KVSTORE_ENDPOINTS");
@@ -374,6 +434,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--json", out.json, "Print results as JSON");
   app.add_flag("--hex", out.hex, "Print values as hex");
+  kv::tools::CredentialFlags credential_flags;
+  credential_flags.AddTo(app);
 
   std::string key, value, expected;
   bool absent = false;
@@ -408,6 +470,10 @@ int main(int argc, char** argv) {
       "add", "Add node ID (started with kvstore --join) and wait until it is a voter");
   member_add->add_option("id", member_id, "Node id")->required();
   member_add->add_option("address", member_address, "Its client address host:port")->required();
+  std::string member_pub;
+  member_add->add_option("--pub", member_pub,
+                         "Secure clusters: the new member's public key, a NAME.pub file or its "
+                         "Z85 text; the cluster records it in its configuration");
   auto* member_remove = member->add_subcommand("remove", "Remove node ID (the leader too)");
   member_remove->add_option("id", member_id, "Node id")->required();
   member->require_subcommand(1);
@@ -441,6 +507,15 @@ int main(int argc, char** argv) {
   if (keygen->parsed()) return KeyGen(out, key_name);
 
   kv::client::Options opts;
+  std::string error;
+  if (!credential_flags.Load("kvctl", &opts.credentials)) return 2;
+  out.public_key = opts.credentials.public_key;
+  std::string member_key;
+  if (member_add->parsed() && !member_pub.empty() &&
+      !ReadPublicKeyArgument(member_pub, &member_key, &error)) {
+    std::fprintf(stderr, "kvctl: %s\n", error.c_str());
+    return 2;
+  }
   opts.endpoints = kv::client::ParseEndpoints(endpoints);
   if (opts.endpoints.empty()) {
     std::fprintf(stderr, "kvctl: --endpoints is empty\n");
@@ -462,8 +537,10 @@ int main(int argc, char** argv) {
   if (members->parsed()) return PrintMembers(out, client, opts.endpoints);
   if (shards->parsed()) return PrintShards(out, client);
   if (transfer->parsed()) return TransferLeader(out, client, opts.endpoints, target, opts.timeout);
-  if (watch->parsed()) return Watch(out, client, opts.endpoints, prefix);
-  if (member_add->parsed()) return Report(out, client.AddMember(member_id, member_address), false);
+  if (watch->parsed()) return Watch(out, client, opts.endpoints, opts.credentials, prefix);
+  if (member_add->parsed()) {
+    return Report(out, client.AddMember(member_id, member_address, member_key), false);
+  }
   if (member_remove->parsed()) return Report(out, client.RemoveMember(member_id), false);
   return 2;
 }

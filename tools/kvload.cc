@@ -10,7 +10,9 @@
 // timeout is applied exactly once, and routes each key to its shard's leader
 // in a sharded cluster. Latency is measured from the intended send time
 // (with --rate, the fixed arrival schedule), so a stall shows in the
-// percentiles instead of silently delaying later requests.
+// percentiles instead of silently delaying later requests. --key and
+// --server-keys (or KVSTORE_KEY, KVSTORE_SERVER_KEYS) talk to a secure
+// cluster over CurveZMQ.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -27,9 +29,11 @@
 #include <random>
 #include <thread>
 
+#include "credential_flags.h"
 #include "histogram.h"
 #include "kvstore/async_client.h"
 #include "kvstore/client.h"
+#include "kvstore/credentials.h"
 
 namespace {
 
@@ -60,7 +64,8 @@ struct Settings {
   bool verify = false;
   std::string history_path;
   int request_timeout_ms = 1000;
-  double grace_s = 30;  // after the load, how long unanswered requests may take
+  double grace_s = 30;                  // after the load, how long unanswered requests may take
+  kv::client::Credentials credentials;  // secure clusters; empty: no CURVE
 };
 
 // Zipf over [0, n) with exponent 0.99, by inverse CDF on a precomputed table.
@@ -132,6 +137,7 @@ struct WriteRecord {
 struct ThreadResult {
   kv::tools::Histogram latency;
   std::map<std::string, uint64_t> outcomes;
+  std::map<std::string, std::string> first_error;  // per outcome, the first error text
   uint64_t redirects = 0;
   uint64_t retries = 0;
   std::map<std::string, std::vector<WriteRecord>> writes;  // for --verify
@@ -179,6 +185,7 @@ class Worker {
     o.endpoints = s.endpoints;
     o.connections = s.connections;
     o.request_timeout = std::chrono::milliseconds(s.request_timeout_ms);
+    o.credentials = s.credentials;
     return o;
   }
   void Issue(size_t index, uint64_t intended_ns);
@@ -288,8 +295,15 @@ void Worker::OnCompletion(const kv::client::Completion& c) {
     case kv::client::Code::kNotFound:
       Complete(slot, "NOT_FOUND", "ok", nullptr);
       return;
+    case kv::client::Code::kUnavailable:
+      // Not sent (no server key to send it with); an earlier attempt may
+      // have been, so its fate is unknown.
+      result_.first_error.emplace("UNAVAILABLE", c.error);
+      Complete(slot, "UNAVAILABLE", "info", nullptr);
+      return;
     default:
-      // CAS_FAILED, ERROR: certainly not executed.
+      // CAS_FAILED, ERROR, DENIED: certainly not executed.
+      if (!c.error.empty()) result_.first_error.emplace(kv::client::CodeName(c.code), c.error);
       Complete(slot, kv::client::CodeName(c.code), "fail", nullptr);
       return;
   }
@@ -358,6 +372,7 @@ uint64_t Verify(const Settings& s, const std::map<std::string, std::vector<Write
   kv::client::Options opts;
   opts.endpoints = s.endpoints;
   opts.timeout = std::chrono::milliseconds(10000);
+  opts.credentials = s.credentials;
   kv::client::Client client(opts);
   uint64_t lost = 0;
   *checked = 0;
@@ -438,6 +453,8 @@ int main(int argc, char** argv) {
   app.add_flag("--verify", s.verify,
                "After the load, read back every key written and report lost writes (exit 1)");
   app.add_option("--history", s.history_path, "Record every operation as JSON lines");
+  kv::tools::CredentialFlags credential_flags;
+  credential_flags.AddTo(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -449,6 +466,7 @@ int main(int argc, char** argv) {
     if (s.requests == 0) s.requests = 1000;
   }
   s.endpoints = kv::client::ParseEndpoints(endpoints);
+  if (!credential_flags.Load("kvload", &s.credentials)) return 2;
   if (s.read_ratio + s.cas_ratio > 1) {
     std::fprintf(stderr, "kvload: --read-ratio plus --cas-ratio must not exceed 1\n");
     return 2;
@@ -465,11 +483,23 @@ int main(int argc, char** argv) {
   {
     kv::client::Options opts;
     opts.endpoints = s.endpoints;
+    opts.credentials = s.credentials;
     kv::client::Result r = kv::client::Discover(opts, &topology);
     if (!r.ok()) {
       std::fprintf(stderr, "kvload: no shard map (%s): learning it from REDIRECTs\n",
                    r.error.c_str());
     }
+  }
+  // Secure, and no endpoint's key known: every request would fail at once,
+  // as fast as the threads can make them.
+  if (s.credentials.secure() &&
+      std::none_of(s.endpoints.begin(), s.endpoints.end(),
+                   [&](const std::string& ep) { return topology.server_keys.count(ep) > 0; })) {
+    std::fprintf(stderr,
+                 "kvload: no server key for any of --endpoints %s: add a line \"ID KEY "
+                 "HOST:PORT\" per member to --server-keys\n",
+                 endpoints.c_str());
+    return 2;
   }
 
   Shared shared;
@@ -525,6 +555,7 @@ int main(int argc, char** argv) {
   for (auto& r : results) {
     total.latency.Add(r.latency);
     for (const auto& [k, v] : r.outcomes) total.outcomes[k] += v;
+    total.first_error.insert(r.first_error.begin(), r.first_error.end());
     total.redirects += r.redirects;
     total.retries += r.retries;
     for (auto& [key, list] : r.writes) {
@@ -533,6 +564,10 @@ int main(int argc, char** argv) {
     }
   }
   const uint64_t ops = total.latency.count();
+  // What the cluster said, once per kind: a DENIED run says which role it needs.
+  for (const auto& [outcome, text] : total.first_error) {
+    std::fprintf(stderr, "kvload: %s: %s\n", outcome.c_str(), text.c_str());
+  }
   auto us = [&](double q) { return total.latency.Quantile(q) / 1000.0; };
   uint64_t lost = 0, checked = 0;
   if (s.verify) lost = Verify(s, total.writes, &checked);

@@ -17,9 +17,17 @@
 // makes it fetch the map again. A request unanswered for request_timeout is
 // resent, to another node when its node stays silent.
 //
-// A request completes with OK, NOT_FOUND, CAS_FAILED or ERROR; it is retried
-// until one of these comes: a caller that stops waiting treats what is
-// still in flight as of unknown outcome (a write may still take effect).
+// A request completes with OK, NOT_FOUND, CAS_FAILED, ERROR or DENIED; it is
+// retried until one of these comes: a caller that stops waiting treats what
+// is still in flight as of unknown outcome (a write may still take effect).
+//
+// Secure clusters (AsyncOptions::credentials): every connection is a CURVE
+// client of its node, as for Client. A node whose key is unknown is never
+// connected; a request that could go to no node whose key is known (the
+// leader a REDIRECT names without its key, or no endpoint with a key)
+// completes with UNAVAILABLE and an error saying which key is missing: it
+// was not sent (an earlier attempt may have been, so a write's fate is
+// unknown unless that is its first attempt).
 //
 // Thread safety: none. Use one AsyncClient per thread; each has its own
 // sockets (the process's AsyncClients share one ZeroMQ context, which is
@@ -28,12 +36,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "kvstore/client.h"
+#include "kvstore/credentials.h"
 #include "kvstore/node_status.h"
 
 namespace kv::client {
@@ -43,6 +53,8 @@ namespace kv::client {
 struct Topology {
   std::string leader;  // host:port; an endpoint when no leader is known
   ShardMap map;
+  // Secure clusters: the nodes' public keys by address, as given and learned.
+  std::map<std::string, std::string> server_keys;
 };
 
 // Asks the endpoints for their status until one names the leader, and a
@@ -58,6 +70,8 @@ struct AsyncOptions {
   int connections = 1;  // DEALERs per node
   // A request unanswered this long is resent (with the same session and seq).
   std::chrono::milliseconds request_timeout{1000};
+  // This client's key pair and the nodes' public keys; empty: no CURVE.
+  Credentials credentials;
 };
 
 enum class Op : uint8_t { kGet, kPut, kDelete, kCas };
@@ -72,9 +86,11 @@ struct Request {
 
 struct Completion {
   uint64_t tag = 0;
-  Code code = Code::kOk;  // kOk, kNotFound, kCasFailed or kError
-  std::string value;      // get: the value
-  std::string error;      // kError: why
+  // kOk, kNotFound, kCasFailed, kError, kDenied; kUnavailable: not sent, no
+  // server key known (see above).
+  Code code = Code::kOk;
+  std::string value;  // get: the value
+  std::string error;  // kError, kDenied, kUnavailable: why
 };
 
 class AsyncClient {

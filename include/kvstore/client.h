@@ -17,6 +17,15 @@
 // makes it fetch the map again (at most once per operation). An unsharded
 // cluster never names a shard, so it costs nothing extra.
 //
+// Secure clusters (Options::credentials with a key, kvstore/credentials.h):
+// every connection is a CURVE handshake with the node's public key. The
+// client talks only to nodes whose key it knows, given or learned (a
+// REDIRECT's leader_key, the member_keys of status and shards replies): an
+// endpoint whose key is unknown is skipped, and an operation that could go
+// nowhere else ends at once with kUnavailable and an error naming the
+// address and the line --server-keys lacks. A node that refuses the
+// client's key at the handshake never answers: its requests time out.
+//
 // Thread safety: none. Use one Client per thread; each has its own sockets
 // and session, and has at most one operation in flight.
 #pragma once
@@ -29,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "kvstore/credentials.h"
 #include "kvstore/node_status.h"
 
 namespace kv::client {
@@ -56,6 +66,8 @@ struct Options {
   // Session id for exactly-once writes; 0 picks a random one. Two Clients
   // must never share an id.
   uint64_t client_id = 0;
+  // This client's key pair and the nodes' public keys; empty: no CURVE.
+  Credentials credentials;
 };
 
 enum class Code {
@@ -65,6 +77,8 @@ enum class Code {
   kUnavailable,  // no answer from a leader before the deadline (not executed)
   kUnknown,      // a write whose fate is unknown at the deadline: it may take effect
   kError,        // the server refused the request (not executed); see Result::error
+  kDenied,       // the client key's role does not allow the op (not executed, never
+                 // retried); Result::error says which role it needs
 };
 
 // "OK", "NOT_FOUND", ...: the protocol's name of the status.
@@ -73,14 +87,15 @@ const char* CodeName(Code code);
 struct Result {
   Code code = Code::kOk;
   std::string value;  // get
-  std::string error;  // kError / kUnavailable / kUnknown: why
+  std::string error;  // kError / kDenied / kUnavailable / kUnknown: why
   bool ok() const { return code == Code::kOk; }
 };
 
 // One node's answer to a status request.
 struct NodeReport {
   std::string endpoint;
-  bool reachable = false;  // false: no answer within the attempt timeout
+  bool reachable = false;  // false: no answer within the attempt timeout, or no key
+  std::string error;       // !reachable: why
   NodeStatus status;
 };
 
@@ -107,7 +122,9 @@ class Client {
   // Adds node `node`, reachable at `address` (its client host:port), as a
   // learner, and answers once the leader has promoted it to voter (after it
   // caught up). Start the node first with `kvstore --id N --join ...`.
-  Result AddMember(uint64_t node, const std::string& address);
+  // A secure cluster records the new member's CURVE public key (Z85),
+  // `public_key`, in its configuration; empty sends none.
+  Result AddMember(uint64_t node, const std::string& address, const std::string& public_key = "");
   // Removes a member (the leader included); answers once applied.
   Result RemoveMember(uint64_t node);
 
@@ -127,6 +144,9 @@ class Client {
   std::string leader() const;
   // REDIRECT replies followed so far.
   uint64_t redirects() const { return redirects_; }
+  // Secure clusters: the public key of every node this client can reach, by
+  // client address, as given and as learned so far.
+  std::map<std::string, std::string> server_keys() const;
 
  private:
   struct Impl;

@@ -33,4 +33,7 @@ bool ReadKeyFile(const std::string& path, std::string* key, std::string* error);
 // `secret_key` is not a valid Z85 key.
 bool PublicKeyOf(const std::string& secret_key, std::string* public_key);
 
+// Whether `text` is a key in Z85 text: 40 characters that decode.
+bool IsZ85Key(const std::string& text);
+
 }  // namespace kv::client

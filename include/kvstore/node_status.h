@@ -46,6 +46,9 @@ struct NodeStatus {
   uint64_t digest = 0;     // the state machine's digest at `applied`
   uint64_t keys = 0;
   std::map<uint64_t, std::string> members;  // id -> client address
+  // Secure clusters: id -> the member's CURVE public key (Z85), for those
+  // whose key this node knows.
+  std::map<uint64_t, std::string> member_keys;
   std::vector<uint64_t> voters;
   std::vector<uint64_t> learners;
   uint32_t shards = 0;              // the cluster's shard count; 0: unsharded
@@ -65,8 +68,9 @@ struct ShardMap {
   uint64_t version = 0;   // grows with every change of placement
   uint32_t shards = 0;    // 0: the cluster is not sharded (one group holds every key)
   uint32_t replicas = 0;  // replicas per shard
-  std::map<uint64_t, std::string> members;  // node id -> client address
-  std::vector<ShardInfo> list;              // by shard id, 0..shards-1
+  std::map<uint64_t, std::string> members;      // node id -> client address
+  std::map<uint64_t, std::string> member_keys;  // secure clusters: id -> CURVE public key
+  std::vector<ShardInfo> list;                  // by shard id, 0..shards-1
 };
 
 }  // namespace kv

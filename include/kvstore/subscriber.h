@@ -12,6 +12,12 @@
 // also asked that often, so that a caller can tell a node that stopped
 // answering.
 //
+// Secure clusters (SubscriberOptions::credentials): both sockets to a node,
+// the SUB to its event port and the DEALER to its client port, are CURVE
+// clients with the node's key (the same on both ports). A node whose key is
+// not known is not followed until a status from another node teaches it
+// (status lists every member's key); MissingKey says which nodes wait so.
+//
 // Thread safety: none. One thread polls a Subscriber; it owns its sockets.
 #pragma once
 
@@ -22,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "kvstore/credentials.h"
 #include "kvstore/events.h"
 #include "kvstore/node_status.h"
 
@@ -34,6 +41,8 @@ struct SubscriberOptions {
   std::string topic_prefix;
   // Ask every node's status this often beyond the join; 0: only to join.
   std::chrono::milliseconds status_every{0};
+  // This client's key pair and the nodes' public keys; empty: no CURVE.
+  Credentials credentials;
 };
 
 // One thing a node told: its status (an answer to the subscriber's status
@@ -59,6 +68,10 @@ class Subscriber {
   // Asks node `node` (an index into the endpoints) for its status at the
   // next Poll, whatever status_every says.
   void RefreshStatus(size_t node);
+
+  // Why node `node` is not followed (yet): its server key is unknown (the
+  // error says which line --server-keys lacks). "" when it is followed.
+  std::string MissingKey(size_t node) const;
 
  private:
   struct Impl;

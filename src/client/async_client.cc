@@ -5,6 +5,7 @@
 #include <unordered_map>
 #include <zmq.hpp>
 
+#include "client/curve.h"
 #include "client/shard_routes.h"
 #include "net/client_codec.h"
 
@@ -60,9 +61,12 @@ Result Discover(const Options& options, Topology* out) {
       break;
     }
   }
-  if (!sharded) return Result{};
-  Result r = probe.Shards(&out->map);
-  if (!r.ok()) out->map = ShardMap{};
+  Result r;
+  if (sharded) {
+    r = probe.Shards(&out->map);
+    if (!r.ok()) out->map = ShardMap{};
+  }
+  out->server_keys = probe.server_keys();
   return r;
 }
 
@@ -80,24 +84,34 @@ struct AsyncClient::Impl {
     uint64_t sent_ns = 0;
   };
 
-  // A node this client talks to, and its connections (none until first used).
+  // A node this client talks to, and its connections (none until first
+  // used), made with `server_key` ("" plain).
   struct Endpoint {
     std::string address;
+    std::string server_key;
     std::vector<zmq::socket_t> conns;
   };
 
-  Impl(AsyncOptions o, const Topology& start) : opt(std::move(o)) {
+  Impl(AsyncOptions o, const Topology& start) : opt(std::move(o)), keys(opt.credentials) {
     std::random_device rd;
     session_base = ((static_cast<uint64_t>(rd()) << 32 | rd()) << kSlotBits) | (1ULL << 63);
+    keys.LearnAddresses(start.server_keys);
     default_ep = EndpointIndex(start.leader);
+    for (const std::string& address : opt.endpoints) (void)EndpointIndex(address);
     if (start.map.shards > 0) InstallMap(start.map);
-    (void)Conn(default_ep, 0);
+    const int first = Reachable(default_ep);
+    if (first >= 0) (void)Conn(first, 0);
   }
 
   // The index of `address` in eps, added if new.
   int EndpointIndex(const std::string& address);
-  // Connection `conn` to endpoint `ep`, connecting them on first use.
-  zmq::socket_t& Conn(int ep, int conn);
+  // `ep` when this client can connect to it (secure clusters: its key is
+  // known), else the default target, else the first endpoint it can connect
+  // to, which becomes the default target; -1 when there is none.
+  int Reachable(int ep);
+  // Connection `conn` to endpoint `ep`, connecting them on first use (again
+  // when the node's key changed since); null when the node's key is unknown.
+  zmq::socket_t* Conn(int ep, int conn);
   // Closes an endpoint's connections, dropping whatever they still queue.
   void Disconnect(int ep);
   // Resends every request in flight to endpoint `ep`, each where it belongs now.
@@ -105,6 +119,7 @@ struct AsyncClient::Impl {
   // Where a request goes: its shard's leader when known, else the default.
   int Route(const Slot& slot) const;
   void InstallMap(const ShardMap& map) {
+    keys.LearnMembers(map.members, map.member_keys);
     routes.Install(map, [this](const std::string& address) { return EndpointIndex(address); });
   }
   // Asks `ep` for the shard map when reply `r` names a shard we cannot place
@@ -112,7 +127,9 @@ struct AsyncClient::Impl {
   void MaybeFetchMap(const net::ClientReply& r, int ep);
   void OnMapReply(std::string_view bytes);
   void Send(Slot& slot) { SendTo(slot, Route(slot)); }
-  // Sends the slot's request to `ep` under a new request id.
+  // Sends the slot's request to `ep` (or, when it cannot be reached, where
+  // Reachable says) under a new request id. When no node can be reached,
+  // completes it into `undeliverable` instead.
   void SendTo(Slot& slot, int ep);
   // Reports the slot's request done and frees the slot (its session stays).
   void Complete(Slot& slot, Code code, std::string value, std::string error,
@@ -123,6 +140,7 @@ struct AsyncClient::Impl {
   void CheckTimeouts(uint64_t now);
 
   AsyncOptions opt;
+  ServerKeys keys;
   zmq::context_t& ctx = ProcessContext();
   uint64_t session_base = 0;
   std::vector<Endpoint> eps;
@@ -140,6 +158,8 @@ struct AsyncClient::Impl {
   bool items_dirty = true;
   std::vector<Slot> slots;
   std::vector<size_t> free_slots;
+  // Completions of requests that could not be sent; Poll hands them out.
+  std::vector<Completion> undeliverable;
   std::unordered_map<uint64_t, size_t> by_request;  // request id -> slot
   uint64_t next_request = 1;
   uint64_t next_conn = 0;
@@ -152,23 +172,38 @@ int AsyncClient::Impl::EndpointIndex(const std::string& address) {
   for (size_t i = 0; i < eps.size(); ++i) {
     if (eps[i].address == address) return static_cast<int>(i);
   }
-  eps.push_back(Endpoint{address, {}});
+  eps.push_back(Endpoint{address, {}, {}});
   items_dirty = true;  // eps may have moved: no socket references across this
   return static_cast<int>(eps.size() - 1);
 }
 
-zmq::socket_t& AsyncClient::Impl::Conn(int ep, int conn) {
+int AsyncClient::Impl::Reachable(int ep) {
+  if (keys.Knows(eps[ep].address)) return ep;
+  if (keys.Knows(eps[default_ep].address)) return default_ep;
+  for (size_t i = 0; i < eps.size(); ++i) {
+    if (keys.Knows(eps[i].address)) return default_ep = static_cast<int>(i);
+  }
+  return -1;
+}
+
+zmq::socket_t* AsyncClient::Impl::Conn(int ep, int conn) {
   Endpoint& e = eps[ep];
+  const std::string key = keys.KeyOf(e.address);
+  if (!e.conns.empty() && e.server_key != key) Disconnect(ep);
   if (e.conns.empty()) {
     for (int c = 0; c < opt.connections; ++c) {
-      zmq::socket_t sock(ctx, zmq::socket_type::dealer);
-      sock.set(zmq::sockopt::linger, 0);
-      sock.connect("tcp://" + e.address);
-      e.conns.push_back(std::move(sock));
+      std::optional<zmq::socket_t> sock =
+          keys.Open(ctx, zmq::socket_type::dealer, e.address, ServerKeys::Port::kClient);
+      if (!sock) {
+        e.conns.clear();
+        return nullptr;
+      }
+      e.conns.push_back(std::move(*sock));
     }
+    e.server_key = key;
     items_dirty = true;
   }
-  return e.conns[conn];
+  return &e.conns[conn];
 }
 
 void AsyncClient::Impl::Disconnect(int ep) {
@@ -204,7 +239,10 @@ void AsyncClient::Impl::MaybeFetchMap(const net::ClientReply& r, int ep) {
   map_request = req.id;
   map_asked_ns = now;
   map_asked_version = std::max(map_asked_version, r.map_version);
-  (void)Conn(ep, 0).send(zmq::buffer(net::EncodeClientRequest(req)), zmq::send_flags::dontwait);
+  zmq::socket_t* sock = Conn(ep, 0);
+  if (sock != nullptr) {
+    (void)sock->send(zmq::buffer(net::EncodeClientRequest(req)), zmq::send_flags::dontwait);
+  }
 }
 
 void AsyncClient::Impl::OnMapReply(std::string_view bytes) {
@@ -217,14 +255,21 @@ void AsyncClient::Impl::OnMapReply(std::string_view bytes) {
 }
 
 void AsyncClient::Impl::SendTo(Slot& slot, int ep) {
+  ep = Reachable(ep);
+  zmq::socket_t* sock = ep >= 0 ? Conn(ep, slot.conn) : nullptr;
+  if (sock == nullptr) {
+    std::vector<std::string> addresses;
+    for (const Endpoint& e : eps) addresses.push_back(e.address);
+    Complete(slot, Code::kUnavailable, {}, ServerKeys::MissingKeyError(addresses), &undeliverable);
+    return;
+  }
   net::ClientRequest& req = slot.req;
   by_request.erase(req.id);
   req.id = next_request++;
   by_request[req.id] = static_cast<size_t>(&slot - slots.data());
   slot.sent_ns = NowNs();
   slot.ep = ep;
-  (void)Conn(ep, slot.conn)
-      .send(zmq::buffer(net::EncodeClientRequest(req)), zmq::send_flags::dontwait);
+  (void)sock->send(zmq::buffer(net::EncodeClientRequest(req)), zmq::send_flags::dontwait);
 }
 
 void AsyncClient::Impl::Complete(Slot& slot, Code code, std::string value, std::string error,
@@ -253,9 +298,21 @@ void AsyncClient::Impl::OnReply(net::ClientReply& r, std::vector<Completion>* ou
     case net::ReplyStatus::kError:
       Complete(slot, Code::kError, {}, std::move(r.error), out);
       return;
+    case net::ReplyStatus::kDenied:
+      Complete(slot, Code::kDenied, {}, std::move(r.error), out);
+      return;
     case net::ReplyStatus::kRedirect: {
       if (r.leader.empty()) break;  // a REDIRECT to nowhere: retry as UNAVAILABLE
       redirects++;
+      keys.LearnLeader(r.leader, r.leader_key);
+      if (!keys.Knows(r.leader)) {
+        // Every node would send it there again.
+        Complete(slot, Code::kUnavailable, {},
+                 ServerKeys::MissingKeyError({r.leader}) + " (" + eps[slot.ep].address +
+                     " names it as the leader, without its key)",
+                 out);
+        return;
+      }
       const int leader = EndpointIndex(r.leader);
       if (r.shard >= 0) {
         // Sharded: this shard's leader moves; the other requests stay.
@@ -300,12 +357,18 @@ void AsyncClient::Impl::CheckTimeouts(uint64_t now) {
     const int silent = slot.ep;
     routes.Forget(silent);
     if (silent == default_ep) {
-      // Another endpoint than the silent one: it answers or redirects.
+      // Another endpoint than the silent one, one we can connect to: it
+      // answers or redirects.
       const auto& all = opt.endpoints;
       const auto cur = std::find(all.begin(), all.end(), eps[silent].address);
-      const size_t next =
-          cur == all.end() ? 0 : (static_cast<size_t>(cur - all.begin()) + 1) % all.size();
-      default_ep = EndpointIndex(all[next]);
+      const size_t at = cur == all.end() ? all.size() - 1 : static_cast<size_t>(cur - all.begin());
+      for (size_t step = 1; step <= all.size(); ++step) {
+        const std::string& next = all[(at + step) % all.size()];
+        if (keys.Knows(next)) {
+          default_ep = EndpointIndex(next);
+          break;
+        }
+      }
     }
     Disconnect(silent);
     ResendFrom(silent);
@@ -353,6 +416,12 @@ void AsyncClient::Submit(uint64_t tag, Request request) {
 void AsyncClient::Poll(std::chrono::milliseconds wait, std::vector<Completion>* out) {
   Impl& m = *impl_;
   m.CheckTimeouts(NowNs());
+  if (!m.undeliverable.empty()) {
+    out->insert(out->end(), std::make_move_iterator(m.undeliverable.begin()),
+                std::make_move_iterator(m.undeliverable.end()));
+    m.undeliverable.clear();
+    wait = std::chrono::milliseconds(0);  // some came: do not wait for more
+  }
   if (m.items_dirty) {
     m.items.clear();
     m.item_conn.clear();

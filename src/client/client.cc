@@ -7,6 +7,7 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "client/curve.h"
 #include "client/shard_routes.h"
 #include "kv/layout.h"
 #include "net/client_codec.h"
@@ -29,6 +30,8 @@ Code CodeFor(net::ReplyStatus s) {
       return Code::kUnavailable;
     case net::ReplyStatus::kUnknown:
       return Code::kUnknown;
+    case net::ReplyStatus::kDenied:
+      return Code::kDenied;
     case net::ReplyStatus::kRedirect:
     case net::ReplyStatus::kError:
       break;
@@ -52,6 +55,8 @@ const char* CodeName(Code code) {
       return "UNKNOWN";
     case Code::kError:
       return "ERROR";
+    case Code::kDenied:
+      return "DENIED";
   }
   return "?";
 }
@@ -86,12 +91,19 @@ uint64_t MainGroup(const NodeStatus& status) {
 }
 
 struct Client::Impl {
-  explicit Impl(Options o) : opt(std::move(o)), endpoints(opt.endpoints) {}
+  explicit Impl(Options o) : opt(std::move(o)), endpoints(opt.endpoints), keys(opt.credentials) {}
+
+  // A DEALER to a node, and the server key it was made with ("" plain).
+  struct Connection {
+    std::string server_key;
+    zmq::socket_t socket;
+  };
 
   Options opt;
   zmq::context_t ctx{1};
-  std::map<std::string, zmq::socket_t> sockets;  // endpoint -> DEALER
+  std::map<std::string, Connection> sockets;  // endpoint -> its DEALER
   std::vector<std::string> endpoints;
+  ServerKeys keys;
   std::string leader;  // unsharded: the leader; sharded: where non-key ops went last
   size_t cursor = 0;   // where to look next when no leader is known
   uint64_t next_id = 1;
@@ -123,12 +135,17 @@ struct Client::Impl {
   }
 
   // Where a request about `shard` (-1: none) goes next: the leader known for
-  // it, else the next endpoint in turn.
+  // it, else the next endpoint in turn; only nodes whose server key is known
+  // (secure clusters). "" when there is none.
   std::string NextEndpoint(int64_t shard) {
-    if (shard < 0 && !leader.empty()) return leader;
+    if (shard < 0 && !leader.empty() && keys.Knows(leader)) return leader;
     const int known = routes.leader(shard);
-    if (known >= 0) return endpoints[known];
-    return endpoints[cursor++ % endpoints.size()];
+    if (known >= 0 && keys.Knows(endpoints[known])) return endpoints[known];
+    for (size_t tried = 0; tried < endpoints.size(); ++tried) {
+      const std::string& endpoint = endpoints[cursor++ % endpoints.size()];
+      if (keys.Knows(endpoint)) return endpoint;
+    }
+    return "";
   }
 
   // Records (or with "", forgets) the leader of a request's target: the
@@ -150,6 +167,7 @@ struct Client::Impl {
 
   // Takes a shard map for routing, and its members as endpoints.
   void Install(ShardMap m) {
+    keys.LearnMembers(m.members, m.member_keys);
     for (const auto& member : m.members) (void)EndpointIndex(member.second);
     routes.Install(m, [this](const std::string& address) { return EndpointIndex(address); });
     map = std::move(m);
@@ -174,13 +192,17 @@ struct Client::Impl {
     if (Exchange(endpoint, req, until, &bytes)) (void)InstallShards(bytes, endpoint);
   }
 
-  zmq::socket_t& Socket(const std::string& endpoint) {
+  // The DEALER to `endpoint`, made anew when the node's key changed since;
+  // null when its key is unknown.
+  zmq::socket_t* Socket(const std::string& endpoint) {
+    const std::string key = keys.KeyOf(endpoint);
     auto it = sockets.find(endpoint);
-    if (it != sockets.end()) return it->second;
-    zmq::socket_t s(ctx, zmq::socket_type::dealer);
-    s.set(zmq::sockopt::linger, 0);
-    s.connect("tcp://" + endpoint);
-    return sockets.emplace(endpoint, std::move(s)).first->second;
+    if (it != sockets.end() && it->second.server_key == key) return &it->second.socket;
+    if (it != sockets.end()) sockets.erase(it);
+    std::optional<zmq::socket_t> s =
+        keys.Open(ctx, zmq::socket_type::dealer, endpoint, ServerKeys::Port::kClient);
+    if (!s) return nullptr;
+    return &sockets.insert_or_assign(endpoint, Connection{key, std::move(*s)}).first->second.socket;
   }
 
   // Forgets a socket, and whatever it still had queued for a node that did
@@ -191,7 +213,9 @@ struct Client::Impl {
   // with its id. False if none came.
   bool Exchange(const std::string& endpoint, const net::ClientRequest& req, Clock::time_point until,
                 std::string* reply) {
-    zmq::socket_t& s = Socket(endpoint);
+    zmq::socket_t* socket = Socket(endpoint);
+    if (socket == nullptr) return false;
+    zmq::socket_t& s = *socket;
     const std::string bytes = net::EncodeClientRequest(req);
     try {
       if (!s.send(zmq::buffer(bytes), zmq::send_flags::dontwait)) {
@@ -241,9 +265,18 @@ struct Client::Impl {
     bool maybe_delivered = false;
     bool map_fetched = false;  // at most one shard map fetch per operation
     std::string last_error = "no answer from any node";
+    // Ends the operation early, without a definite answer, because of
+    // `why`: unknown for a write an earlier attempt may have delivered.
+    const auto stop = [&](const std::string& why) {
+      if (!maybe_delivered) return Result{Code::kUnavailable, {}, why};
+      return Result{
+          Code::kUnknown, {}, why + "; the write may or may not take effect (" + last_error + ")"};
+    };
     int64_t shard = ShardFor(req);
     std::string target = NextEndpoint(shard);
     while (Clock::now() < deadline) {
+      // Secure, and no node left whose key we know: waiting cannot help.
+      if (target.empty()) return stop(ServerKeys::MissingKeyError(endpoints));
       req.id = next_id++;
       const Clock::time_point until = std::min(deadline, Clock::now() + opt.attempt_timeout);
       std::string bytes;
@@ -274,6 +307,13 @@ struct Client::Impl {
       switch (reply.status) {
         case net::ReplyStatus::kRedirect:
           owner->redirects_++;
+          keys.LearnLeader(reply.leader, reply.leader_key);
+          if (!keys.Knows(reply.leader)) {
+            // The leader cannot be reached, and every node would send us
+            // there again: stop, saying what is missing.
+            return stop(ServerKeys::MissingKeyError({reply.leader}) + " (" + target +
+                        " names it as the leader, without its key)");
+          }
           (void)EndpointIndex(reply.leader);
           SetLeader(shard, reply.leader);
           target = reply.leader;
@@ -324,6 +364,8 @@ Client::~Client() = default;
 
 std::string Client::leader() const { return impl_->leader; }
 
+std::map<std::string, std::string> Client::server_keys() const { return impl_->keys.by_address(); }
+
 Result Client::Put(const std::string& key, const std::string& value) {
   net::ClientRequest req;
   req.op = net::ClientOp::kPut;
@@ -365,11 +407,12 @@ Result Client::TransferLeader(uint64_t target) {
   return impl_->Run(std::move(req), this);
 }
 
-Result Client::AddMember(uint64_t node, const std::string& address) {
+Result Client::AddMember(uint64_t node, const std::string& address, const std::string& public_key) {
   net::ClientRequest req;
   req.op = net::ClientOp::kMemberAdd;
   req.node = node;
   req.address = address;
+  req.pub = public_key;
   return impl_->Run(std::move(req), this);
 }
 
@@ -396,11 +439,20 @@ NodeReport Client::Status(const std::string& endpoint) {
   net::ClientRequest req;
   req.op = net::ClientOp::kStatus;
   req.id = impl_->next_id++;
+  if (!impl_->keys.Knows(endpoint)) {
+    out.error = ServerKeys::MissingKeyError({endpoint});
+    return out;
+  }
   std::string bytes;
   uint64_t id = 0;
   out.reachable =
       impl_->Exchange(endpoint, req, Clock::now() + impl_->opt.attempt_timeout, &bytes) &&
       net::DecodeStatusReply(bytes, &id, &out.status).ok();
+  if (out.reachable) {
+    impl_->keys.LearnMembers(out.status.members, out.status.member_keys);
+  } else {
+    out.error = "no answer from " + endpoint;
+  }
   return out;
 }
 

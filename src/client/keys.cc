@@ -24,4 +24,6 @@ bool PublicKeyOf(const std::string& secret_key, std::string* public_key) {
   return net::PublicKeyOf(secret_key, public_key);
 }
 
+bool IsZ85Key(const std::string& text) { return net::IsZ85Key(text); }
+
 }  // namespace kv::client

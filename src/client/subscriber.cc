@@ -3,6 +3,7 @@
 #include <deque>
 #include <zmq.hpp>
 
+#include "client/curve.h"
 #include "kvstore/client.h"
 #include "net/client_codec.h"
 #include "net/events.h"
@@ -22,6 +23,8 @@ constexpr size_t kMaxHeld = 10000;
 
 struct Subscriber::Impl {
   struct Node {
+    std::string endpoint;
+    bool connected = false;  // false: its key is unknown (yet); no sockets
     zmq::socket_t sub;
     zmq::socket_t dealer;
     uint64_t status_request = 0;  // the id of the last status request
@@ -37,21 +40,34 @@ struct Subscriber::Impl {
     std::deque<Event> held;   // events received before the status that joins them
   };
 
-  explicit Impl(SubscriberOptions o) : options(std::move(o)) {
-    for (const std::string& endpoint : options.endpoints) {
-      Node n;
-      n.sub = zmq::socket_t(ctx, zmq::socket_type::sub);
-      n.dealer = zmq::socket_t(ctx, zmq::socket_type::dealer);
-      n.sub.set(zmq::sockopt::linger, 0);
-      n.sub.set(zmq::sockopt::subscribe, options.topic_prefix);
-      n.sub.connect(EventEndpoint(endpoint));
-      n.dealer.set(zmq::sockopt::linger, 0);
-      n.dealer.connect("tcp://" + endpoint);
-      nodes.push_back(std::move(n));
+  explicit Impl(SubscriberOptions o) : options(std::move(o)), keys(options.credentials) {
+    nodes.resize(options.endpoints.size());
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      nodes[i].endpoint = options.endpoints[i];
+      Connect(nodes[i]);
     }
-    for (Node& n : nodes) {
-      items.push_back({static_cast<void*>(n.sub), 0, ZMQ_POLLIN, 0});
-      items.push_back({static_cast<void*>(n.dealer), 0, ZMQ_POLLIN, 0});
+  }
+
+  // Subscribes to the node's events and opens its DEALER, when its key is
+  // known (always without CURVE).
+  void Connect(Node& n) {
+    if (n.connected) return;
+    std::optional<zmq::socket_t> sub =
+        keys.Open(ctx, zmq::socket_type::sub, n.endpoint, ServerKeys::Port::kEvents);
+    std::optional<zmq::socket_t> dealer =
+        keys.Open(ctx, zmq::socket_type::dealer, n.endpoint, ServerKeys::Port::kClient);
+    if (!sub || !dealer) return;
+    sub->set(zmq::sockopt::subscribe, options.topic_prefix);
+    n.sub = std::move(*sub);
+    n.dealer = std::move(*dealer);
+    n.connected = true;
+    // Its join starts now: ask its status at the next Poll.
+    n.status_sent = Clock::time_point{};
+    items.clear();
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (!nodes[i].connected) continue;
+      items.push_back({static_cast<void*>(nodes[i].sub), 0, ZMQ_POLLIN, 0});
+      items.push_back({static_cast<void*>(nodes[i].dealer), 0, ZMQ_POLLIN, 0});
     }
   }
 
@@ -74,6 +90,9 @@ struct Subscriber::Impl {
         id > n.status_request) {
       return;
     }
+    // The members' keys it lists may let us follow nodes we could not yet.
+    keys.LearnMembers(status.members, status.member_keys);
+    for (Node& other : nodes) Connect(other);
     // Joined or not, events up to event_seq are in this status.
     n.joined_seq = n.joined ? std::max(n.joined_seq, status.event_seq) : status.event_seq;
     n.joined = true;
@@ -119,9 +138,10 @@ struct Subscriber::Impl {
   }
 
   SubscriberOptions options;
+  ServerKeys keys;
   zmq::context_t ctx{1};
   std::vector<Node> nodes;
-  std::vector<zmq::pollitem_t> items;  // each node's SUB, then its DEALER
+  std::vector<zmq::pollitem_t> items;  // each connected node's SUB, then its DEALER
   uint64_t next_id = 1;
 };
 
@@ -132,11 +152,17 @@ Subscriber::~Subscriber() = default;
 
 void Subscriber::RefreshStatus(size_t node) { impl_->nodes.at(node).refresh = true; }
 
+std::string Subscriber::MissingKey(size_t node) const {
+  const Impl::Node& n = impl_->nodes.at(node);
+  return n.connected ? "" : ServerKeys::MissingKeyError({n.endpoint});
+}
+
 bool Subscriber::Poll(std::chrono::milliseconds wait, std::vector<Update>* out) {
   Impl& m = *impl_;
   const auto now = Clock::now();
   const auto every = m.options.status_every;
   for (Impl::Node& n : m.nodes) {
+    if (!n.connected) continue;
     const auto since = now - n.status_sent;
     if (n.refresh || (!n.joined && since >= kJoinRetry) || (every.count() > 0 && since >= every)) {
       m.RequestStatus(n, now);
@@ -150,6 +176,7 @@ bool Subscriber::Poll(std::chrono::milliseconds wait, std::vector<Update>* out) 
   // Drain everything waiting: the caller summarises a flood, we do not queue it.
   for (size_t i = 0; i < m.nodes.size(); ++i) {
     Impl::Node& n = m.nodes[i];
+    if (!n.connected) continue;
     zmq::message_t topic, body;
     while (n.sub.recv(topic, zmq::recv_flags::dontwait)) {
       if (!topic.more() || !n.sub.recv(body, zmq::recv_flags::dontwait)) continue;

@@ -33,7 +33,8 @@ constexpr std::pair<ReplyStatus, const char*> kReplyStatusNames[] = {
     {ReplyStatus::kCasFailed, "CAS_FAILED"},
     {ReplyStatus::kUnavailable, "UNAVAILABLE"},
     {ReplyStatus::kUnknown, "UNKNOWN"},
-    {ReplyStatus::kError, "ERROR"}};
+    {ReplyStatus::kError, "ERROR"},
+    {ReplyStatus::kDenied, "DENIED"}};
 
 // The name encoders write for `value`, or `fallback` if it has none.
 template <typename E, size_t N>
@@ -120,6 +121,8 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
       ok = GetUint(v, &r->node);
     } else if (name == "address") {
       ok = GetBytes(v, &r->address);
+    } else if (name == "pub") {
+      ok = GetBytes(v, &r->pub);
     }
     // Unknown fields are ignored, so that newer clients work with older nodes.
     if (!ok) return Status::InvalidArgument("field \"" + name + "\" has the wrong type");
@@ -168,6 +171,7 @@ std::string EncodeClientRequest(const ClientRequest& r) {
   if (r.op == ClientOp::kTransferLeader) map.Uint("target", r.target);
   if (r.op == ClientOp::kMemberAdd || r.op == ClientOp::kMemberRemove) map.Uint("node", r.node);
   if (r.op == ClientOp::kMemberAdd) map.Str("address", r.address);
+  if (r.op == ClientOp::kMemberAdd && !r.pub.empty()) map.Str("pub", r.pub);
   if (r.op == ClientOp::kPut || r.op == ClientOp::kCas) map.Bin("value", r.value);
   if (r.op == ClientOp::kCas && r.has_expect) map.Bin("expect", r.expect);
   if (r.op == ClientOp::kCas && !r.has_expect) map.Field("expect").pack_nil();
@@ -318,6 +322,7 @@ std::string EncodeClientReply(const ClientReply& reply) {
   map.Str("status", ReplyStatusName(reply.status));
   if (reply.has_value) map.Bin("value", reply.value);
   if (!reply.leader.empty()) map.Str("leader", reply.leader);
+  if (!reply.leader_key.empty()) map.Str("leader_key", reply.leader_key);
   if (!reply.error.empty()) map.Str("error", reply.error);
   if (reply.shard >= 0) {
     map.Uint("shard", static_cast<uint64_t>(reply.shard));
@@ -345,6 +350,7 @@ Status DecodeClientReply(std::string_view bytes, ClientReply* reply) {
       return reply->has_value;
     }
     if (name == "leader") return v.type == msgpack::type::NIL || GetBytes(v, &reply->leader);
+    if (name == "leader_key") return GetBytes(v, &reply->leader_key);
     if (name == "error") return GetBytes(v, &reply->error);
     if (name == "shard") return GetShard(v, &reply->shard);
     if (name == "map_version") return GetUint(v, &reply->map_version);
@@ -366,6 +372,10 @@ std::string EncodeStatusReply(uint64_t request_id, const NodeStatus& st) {
   map.Uint("event_seq", st.event_seq);
   map.Field("members");
   PackMembers(st.members, &out);
+  if (!st.member_keys.empty()) {
+    map.Field("member_keys");
+    PackMembers(st.member_keys, &out);
+  }
   if (st.shards > 0) map.Uint("shards", st.shards);
   if (!st.groups.empty()) {
     map.Field("groups");
@@ -386,6 +396,7 @@ Status DecodeStatusReply(std::string_view bytes, uint64_t* request_id, NodeStatu
     if (name == "leader_address") return GetBytes(v, &st->leader_address);
     if (name == "event_seq") return GetUint(v, &st->event_seq);
     if (name == "members") return GetMembers(v, &st->members);
+    if (name == "member_keys") return GetMembers(v, &st->member_keys);
     if (name == "shards") return GetUint32(v, &st->shards);
     if (name == "groups") return GetGroups(v, &st->groups);
     return true;
@@ -402,6 +413,10 @@ std::string EncodeShardsReply(uint64_t request_id, const ShardMap& map) {
   reply.Uint("replicas", map.replicas);
   reply.Field("members");
   PackMembers(map.members, &out);
+  if (!map.member_keys.empty()) {
+    reply.Field("member_keys");
+    PackMembers(map.member_keys, &out);
+  }
   reply.Field("map").pack_array(static_cast<uint32_t>(map.list.size()));
   for (const ShardInfo& info : map.list) {
     MapWriter entry(&out);
@@ -439,6 +454,7 @@ Status DecodeShardsReply(std::string_view bytes, uint64_t* request_id, ShardMap*
         if (name == "version") return GetUint(v, &map->version);
         if (name == "replicas") return GetUint32(v, &map->replicas);
         if (name == "members") return GetMembers(v, &map->members);
+        if (name == "member_keys") return GetMembers(v, &map->member_keys);
         return true;
       });
   if (!s.ok()) return s;

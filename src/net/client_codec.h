@@ -44,6 +44,7 @@ struct ClientRequest {
   uint64_t target = 0;  // transfer_leader: the node to hand leadership to
   uint64_t node = 0;    // member_add, member_remove: the member's id
   std::string address;  // member_add: its client address host:port
+  std::string pub;      // member_add, secure clusters: its CURVE public key (Z85)
 };
 
 struct RequestLimits {
@@ -71,6 +72,7 @@ enum class ReplyStatus : uint8_t {
   kUnavailable,
   kUnknown,
   kError,
+  kDenied,  // the client's key lacks the role the op needs (not executed)
 };
 
 // The status's name on the wire: "OK", "NOT_FOUND", "REDIRECT", ...
@@ -81,8 +83,9 @@ struct ClientReply {
   ReplyStatus status = ReplyStatus::kOk;
   bool has_value = false;
   std::string value;
-  std::string leader;  // kRedirect: the leader's client address, host:port
-  std::string error;   // kError, kUnavailable: why
+  std::string leader;      // kRedirect: the leader's client address, host:port
+  std::string leader_key;  // kRedirect, secure clusters: the leader's CURVE public key
+  std::string error;       // kError, kUnavailable, kDenied: why
   // Sharded clusters, REDIRECT and UNAVAILABLE of a key op: the key's shard
   // (0..S-1) and the version of the shard map the node answered from. Both
   // travel only when shard >= 0; -1 means "not about a shard".
@@ -90,7 +93,7 @@ struct ClientReply {
   uint64_t map_version = 0;
 };
 
-// Leaves out what is empty: value unless has_value, leader, error, and shard
+// Leaves out what is empty: value unless has_value, leader, leader_key, error, and shard
 // and map_version unless shard >= 0.
 std::string EncodeClientReply(const ClientReply& reply);
 // Decodes any reply's id and status (and the fields above, when present), so

@@ -20,6 +20,8 @@ constexpr int kReconnectMs = 100;
 constexpr int kReconnectMaxMs = 1000;
 // How long a closed connection to a removed peer may still send what it has.
 constexpr int kDisconnectLingerMs = 200;
+// How long after a peer refused this node's key it is dialled again.
+constexpr std::chrono::seconds kRefusedRetry(1);
 // A snapshot stream that makes no progress this long is abandoned.
 constexpr std::chrono::seconds kSnapshotStall(30);
 
@@ -37,9 +39,7 @@ PeerTransport::PeerTransport(zmq::context_t* ctx, int64_t max_frame, size_t snap
 void PeerTransport::UseCurve(const std::string& public_key, const std::string& secret_key) {
   public_key_ = public_key;
   secret_key_ = secret_key;
-  in_.set(zmq::sockopt::curve_server, true);
-  in_.set(zmq::sockopt::curve_secretkey, secret_key_);
-  in_.set(zmq::sockopt::zap_domain, kZapDomain);
+  MakeCurveServer(in_, secret_key_, kZapDomain);
 }
 
 Status PeerTransport::Bind(const std::string& endpoint) { return BindSocket(in_, endpoint); }
@@ -59,10 +59,8 @@ bool PeerTransport::Drain(
       }
       continue;
     }
-    const char* user = zmq_msg_gets(frames[1].handle(), "User-Id");
-    for (size_t i = 1; i < frames.size(); ++i) {
-      on_frame(frames[i].to_string_view(), user == nullptr ? "" : user);
-    }
+    const std::string_view user = UserId(frames[1]);
+    for (size_t i = 1; i < frames.size(); ++i) on_frame(frames[i].to_string_view(), user);
   }
   return found;
 }
@@ -86,8 +84,49 @@ void PeerTransport::Connect(raft::NodeId node, const std::string& host, int port
     sock.connect("tcp://" + host + ":" + std::to_string(port));
     return sock;
   };
-  out_.emplace(node, dealer(kPeerQueue));
+  zmq::socket_t out = dealer(kPeerQueue);
+  Link link{host, port, server_key, zmq::socket_t(), {}};
+  if (!secret_key_.empty()) {
+    const std::string endpoint = "inproc://peer-monitor-" + std::to_string(++monitors_made_);
+    if (zmq_socket_monitor(out.handle(), endpoint.c_str(),
+                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0) {
+      link.monitor = zmq::socket_t(*ctx_, zmq::socket_type::pair);
+      link.monitor.set(zmq::sockopt::linger, 0);
+      link.monitor.connect(endpoint);
+    }
+  }
+  out_.emplace(node, std::move(out));
   snapshot_out_.emplace(node, dealer(kSnapshotQueue));
+  links_[node] = std::move(link);
+}
+
+void PeerTransport::RetryRefused() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<raft::NodeId> retry;
+  for (auto& [node, link] : links_) {
+    std::vector<zmq::message_t> event;
+    while (link.monitor && HasInput(link.monitor) &&
+           ReceiveFrames(link.monitor, &event, "peer monitor")) {
+      if (link.refused_at == std::chrono::steady_clock::time_point{}) {
+        KV_LOG(kDebug) << "node " << node << " refused this node's key; retrying in "
+                       << kRefusedRetry.count() << " s";
+        link.refused_at = now;
+      }
+    }
+    if (link.refused_at != std::chrono::steady_clock::time_point{} &&
+        now - link.refused_at >= kRefusedRetry) {
+      retry.push_back(node);
+    }
+  }
+  for (raft::NodeId node : retry) {
+    Link link = std::move(links_.at(node));
+    out_.erase(node);  // LINGER 0: what it queued was never delivered anyway
+    snapshot_out_.erase(node);
+    links_.erase(node);
+    Connect(node, link.host, link.port, link.server_key);
+  }
 }
 
 void PeerTransport::Disconnect(raft::NodeId node) {
@@ -100,6 +139,7 @@ void PeerTransport::Disconnect(raft::NodeId node) {
   }
   snapshot_out_.erase(node);
   batches_.erase(node);
+  links_.erase(node);
 }
 
 void PeerTransport::Queue(const raft::Message& m) {

@@ -48,4 +48,15 @@ bool HasInput(zmq::socket_t& socket) {
   }
 }
 
+void MakeCurveServer(zmq::socket_t& socket, const std::string& secret_key, const char* zap_domain) {
+  socket.set(zmq::sockopt::curve_server, true);
+  socket.set(zmq::sockopt::curve_secretkey, secret_key);
+  socket.set(zmq::sockopt::zap_domain, zap_domain);
+}
+
+std::string_view UserId(const zmq::message_t& message) {
+  const char* user = zmq_msg_gets(message.handle(), "User-Id");
+  return user == nullptr ? std::string_view() : std::string_view(user);
+}
+
 }  // namespace kv::net

@@ -36,4 +36,11 @@ bool ReceiveFrames(zmq::socket_t& socket, std::vector<zmq::message_t>* frames, c
 // triggered signal, drains loop on this until it is false.
 bool HasInput(zmq::socket_t& socket);
 
+// Makes `socket` a CURVE server with this secret key (Z85), whose
+// connections the ZAP handler checks under `zap_domain`. Before bind.
+void MakeCurveServer(zmq::socket_t& socket, const std::string& secret_key, const char* zap_domain);
+// The user id the ZAP handler gave the connection `message` came over
+// (ZeroMQ's "User-Id" property); empty without one.
+std::string_view UserId(const zmq::message_t& message);
+
 }  // namespace kv::net

@@ -4,6 +4,7 @@
 
 #include "common/logging.h"
 #include "net/zmq_util.h"
+#include "node/access.h"
 #include "node/applier.h"
 #include "node/membership.h"
 #include "node/shard_manager.h"
@@ -25,6 +26,7 @@ ClientFront::ClientFront(zmq::context_t* zmq, NodeContext* ctx)
   socket_.set(zmq::sockopt::maxmsgsize, ctx->cfg.max_client_frame());
   socket_.set(zmq::sockopt::sndhwm, kClientQueue);
   socket_.set(zmq::sockopt::rcvhwm, kClientQueue);
+  if (ctx->cfg.curve()) net::MakeCurveServer(socket_, ctx->cfg.secret_key, Access::kClientDomain);
 }
 
 Status ClientFront::Bind(const std::string& endpoint) { return net::BindSocket(socket_, endpoint); }
@@ -40,10 +42,11 @@ bool ClientFront::Drain() {
     p.routing = frames[0].to_string();
     // A REQ client's empty delimiter is echoed on every reply, errors too.
     p.delimiter = frames.size() >= 3 && frames[1].size() == 0;
+    const std::string_view user = net::UserId(frames.back());
     if (p.delimiter && frames.size() == 3) {
-      Handle(std::move(p), frames[2].to_string_view());
+      Handle(std::move(p), frames[2].to_string_view(), user);
     } else if (!p.delimiter && frames.size() == 2) {
-      Handle(std::move(p), frames[1].to_string_view());
+      Handle(std::move(p), frames[1].to_string_view(), user);
     } else {
       if (ShouldLogSampled(++bad_requests_)) {
         KV_LOG(kWarn) << "client request with " << frames.size() - 1 << " frames refused ("
@@ -55,7 +58,7 @@ bool ClientFront::Drain() {
   return found;
 }
 
-void ClientFront::Handle(Pending p, std::string_view payload) {
+void ClientFront::Handle(Pending p, std::string_view payload, std::string_view user) {
   net::ClientRequest req;
   bool id_known = false;
   Status s = net::DecodeClientRequest(payload, limits_, &req, &id_known);
@@ -65,6 +68,16 @@ void ClientFront::Handle(Pending p, std::string_view payload) {
       KV_LOG(kWarn) << "bad client request: " << s.message() << " (" << bad_requests_ << " so far)";
     }
     return ReplyError(p, s.message());
+  }
+  const Role have = access_->RoleOf(user);
+  const Role need = RoleNeeded(req.op);
+  if (have < need) {
+    net::ClientReply denied;
+    denied.status = net::ReplyStatus::kDenied;
+    denied.error = have == Role::kNone ? std::string("this client's key is no longer allowed")
+                                       : std::string("this op needs the ") + RoleName(need) +
+                                             " role; this client's key has " + RoleName(have);
+    return Reply(p, denied);
   }
   switch (req.op) {
     case net::ClientOp::kStatus:
@@ -142,6 +155,8 @@ void ClientFront::RedirectOrUnavailable(const Pending& p, raft::GroupId id) {
   if (target != raft::kNoNode && target != ctx_->cfg.id && it != ctx_->members.end()) {
     reply.status = net::ReplyStatus::kRedirect;
     reply.leader = it->second.ToString();
+    auto key = ctx_->member_keys.find(target);
+    if (ctx_->cfg.curve() && key != ctx_->member_keys.end()) reply.leader_key = key->second;
   } else {
     reply.status = net::ReplyStatus::kUnavailable;
     reply.error = "no leader known; retry";
@@ -181,6 +196,7 @@ void ClientFront::ReplyStatus(const Pending& p) {
   st.shards = ctx_->cfg.shards;
   st.event_seq = ctx_->events->seq();
   for (const auto& [node, hp] : ctx_->members) st.members[node] = hp.ToString();
+  if (ctx_->cfg.curve()) st.member_keys = ctx_->member_keys;
   for (const auto& [id, g] : ctx_->groups) {
     if (g->removed) continue;
     GroupStatus gs;
@@ -224,6 +240,7 @@ void ClientFront::ReplyShards(const Pending& p) {
   ShardMap map;
   map.shards = ctx_->cfg.shards;
   for (const auto& [node, hp] : ctx_->members) map.members[node] = hp.ToString();
+  if (ctx_->cfg.curve()) map.member_keys = ctx_->member_keys;
   shards_->FillShardMap(&map);
   ReplyRaw(p, net::EncodeShardsReply(p.id, map));
 }

@@ -2,8 +2,9 @@
 // decodes them, dispatches each to the group (or part of the node) that
 // serves it, and sends the answers: REDIRECT (or UNAVAILABLE) for what this
 // node cannot serve, the status and shard-map replies, and every reply the
-// rest of the node produces (Reply, ReplyRaw). Client protocol v1 is in
-// docs/protocol.md.
+// rest of the node produces (Reply, ReplyRaw). With CURVE, a request whose
+// key lacks the role its op needs gets DENIED (node/access.h). Client
+// protocol v1 is in docs/protocol.md.
 // Thread safety: none; the loop thread owns the socket.
 #pragma once
 
@@ -19,6 +20,7 @@
 
 namespace kv::node {
 
+class Access;
 class Applier;
 class Membership;
 class ShardManager;
@@ -27,7 +29,8 @@ class ClientFront {
  public:
   ClientFront(zmq::context_t* zmq, NodeContext* ctx);
   // The parts requests are dispatched to; before Bind.
-  void Wire(Applier* applier, Membership* membership, ShardManager* shards) {
+  void Wire(Access* access, Applier* applier, Membership* membership, ShardManager* shards) {
+    access_ = access;
     applier_ = applier;
     membership_ = membership;
     shards_ = shards;
@@ -50,7 +53,8 @@ class ClientFront {
   void ProposeWrite(Group& g, Pending p, const Command& cmd);
 
  private:
-  void Handle(Pending p, std::string_view payload);
+  // `user`: the ZAP user id of the request's connection (node/access.h).
+  void Handle(Pending p, std::string_view payload, std::string_view user);
   void HandleKeyOp(Pending p, net::ClientRequest& req);
   void TransferLeader(const Pending& p, const net::ClientRequest& req);
   void ReplyStatus(const Pending& p);
@@ -58,6 +62,7 @@ class ClientFront {
   void ReplyError(const Pending& p, std::string error);
 
   NodeContext* ctx_;
+  Access* access_ = nullptr;
   Applier* applier_ = nullptr;
   Membership* membership_ = nullptr;
   ShardManager* shards_ = nullptr;

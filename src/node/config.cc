@@ -40,27 +40,46 @@ Status MakeDirs(storage::Env* env, const std::string& path) {
 
 }  // namespace
 
-Status ParsePeerKeys(const std::string& text, std::map<raft::NodeId, std::string>* keys) {
+Status ParsePeerKeys(const std::string& text, std::map<raft::NodeId, std::string>* keys,
+                     std::map<raft::NodeId, HostPort>* addresses) {
   std::stringstream lines(text);
   std::string line;
   for (int n = 1; std::getline(lines, line); ++n) {
     std::stringstream words(line);
-    std::string id_text, key, extra;
+    std::string id_text, key, address, extra;
     if (!(words >> id_text) || id_text[0] == '#') continue;
     uint64_t id = 0;
-    std::string derived;
-    if (!(words >> key) || (words >> extra) || !ParseUint(id_text, &id) || id == 0 ||
-        !net::IsZ85Key(key)) {
+    HostPort hp;
+    const bool has_address = static_cast<bool>(words >> key >> address);
+    if (key.empty() || (words >> extra) || !ParseUint(id_text, &id) || id == 0 ||
+        !net::IsZ85Key(key) || (has_address && !ParseHostPort(address, &hp).ok())) {
       return Status::InvalidArgument("peer keys line " + std::to_string(n) +
-                                     ": want \"ID PUBLIC-KEY\" (a node id and a 40-character "
-                                     "Z85 key)");
+                                     ": want \"ID PUBLIC-KEY [HOST:PORT]\" (a node id, a "
+                                     "40-character Z85 key and optionally its client address)");
     }
     if (!keys->emplace(id, key).second) {
       return Status::InvalidArgument("peer keys line " + std::to_string(n) + ": node " +
                                      std::to_string(id) + " appears twice");
     }
+    if (has_address) (*addresses)[id] = hp;
   }
   return Status::OK();
+}
+
+std::string MemberRecord(const HostPort& address, const std::string& key) {
+  return key.empty() ? address.ToString() : address.ToString() + " " + key;
+}
+
+Status ParseMemberRecord(const std::string& record, HostPort* address, std::string* key) {
+  const size_t space = record.find(' ');
+  key->clear();
+  if (space != std::string::npos) {
+    *key = record.substr(space + 1);
+    if (!net::IsZ85Key(*key)) {
+      return Status::InvalidArgument("\"" + record + "\" is not HOST:PORT [PUBLIC-KEY]");
+    }
+  }
+  return ParseHostPort(record.substr(0, space), address);
 }
 
 bool IsLoopbackHost(const std::string& host) {
@@ -133,10 +152,11 @@ Status NodeConfig::Finish() {
         return Status::InvalidArgument("--peer-keys has no key for node " + std::to_string(node));
       }
     }
-  } else if (!peer_keys.empty()) {
-    return Status::InvalidArgument("--peer-keys needs --key (this node's secret key)");
+  } else if (!peer_keys.empty() || !client_keys_file.empty()) {
+    return Status::InvalidArgument(
+        "--peer-keys and --client-keys need --key (this node's secret key)");
   }
-  if (!insecure && !IsLoopbackHost(listen_host)) {
+  if (!curve() && !insecure && !IsLoopbackHost(listen_host)) {
     // As Redis's protected mode: without authentication, anyone who reaches
     // the ports can read and write every key and speak Raft to the node.
     return Status::InvalidArgument(

@@ -51,6 +51,12 @@ struct NodeConfig {
   std::string secret_key;
   std::string public_key;
   std::map<raft::NodeId, std::string> peer_keys;
+  // The client addresses --peer-keys gave beside some keys: how a joining
+  // node finds the key of the member it joins through.
+  std::map<raft::NodeId, HostPort> peer_key_addresses;
+  // With CURVE: the file of client keys and their roles (node/access.h),
+  // read at start and again on SIGHUP.
+  std::string client_keys_file;
 
   int tick_ms = 50;
   int election_ticks = 10;  // election timeout 500 ms, randomized up to 1 s
@@ -100,10 +106,19 @@ struct NodeConfig {
 // 127.0.0.0/8, ::1).
 bool IsLoopbackHost(const std::string& host);
 
-// Parses a peer keys file: one "ID PUBLIC-KEY-Z85" per line; blank lines and
-// lines starting with # are skipped. InvalidArgument naming the line for
-// anything else, a duplicate id or an invalid key.
-Status ParsePeerKeys(const std::string& text, std::map<raft::NodeId, std::string>* keys);
+// Parses a peer keys file: one "ID PUBLIC-KEY-Z85 [HOST:PORT]" per line (the
+// member's client address is optional; clients' --server-keys use the same
+// file); blank lines and lines starting with # are skipped. InvalidArgument
+// naming the line for anything else, a duplicate id or an invalid key.
+Status ParsePeerKeys(const std::string& text, std::map<raft::NodeId, std::string>* keys,
+                     std::map<raft::NodeId, HostPort>* addresses);
+
+// A member as the cluster's configuration records it (in a membership
+// change, a metadata key, a leader hint): "HOST:PORT", followed in a secure
+// cluster by " PUBLIC-KEY-Z85".
+std::string MemberRecord(const HostPort& address, const std::string& key);
+// InvalidArgument when `record` is neither form; *key is empty without one.
+Status ParseMemberRecord(const std::string& record, HostPort* address, std::string* key);
 
 // Parses "1=host:port,2=host:port". InvalidArgument on a malformed list,
 // a duplicate or zero id.

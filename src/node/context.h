@@ -42,7 +42,21 @@ struct NodeContext {
 
   Groups groups;
   std::map<raft::NodeId, HostPort> members;  // every member's client address
+  // With CURVE: the public key (Z85) of every member whose key is known:
+  // --peer-keys, then the cluster's configuration (member records).
+  std::map<raft::NodeId, std::string> member_keys;
   uint64_t ticks = 0;
+
+  // The record of a member (config.h, MemberRecord): its address, and its
+  // key when known.
+  std::string RecordOf(raft::NodeId node, const HostPort& address) const {
+    auto k = member_keys.find(node);
+    return MemberRecord(address, k == member_keys.end() ? "" : k->second);
+  }
+  // Learns a member's key from a record; a record without one changes nothing.
+  void LearnKey(raft::NodeId node, const std::string& key) {
+    if (!key.empty()) member_keys[node] = key;
+  }
 
   // Connects the peer transport to a member in `members` (not to itself);
   // with CURVE, only to a member whose public key is known.
@@ -51,9 +65,10 @@ struct NodeContext {
     if (node == cfg.id || it == members.end()) return;
     std::string key;
     if (cfg.curve()) {
-      auto k = cfg.peer_keys.find(node);
-      if (k == cfg.peer_keys.end()) {
-        KV_LOG(kError) << "no public key for node " << node << " in --peer-keys: not connecting";
+      auto k = member_keys.find(node);
+      if (k == member_keys.end()) {
+        KV_LOG(kError) << "no public key known for node " << node
+                       << " (--peer-keys, or kvctl member add --pub): not connecting";
         return;
       }
       key = k->second;

@@ -63,11 +63,16 @@ int main(int argc, char** argv) {
                "clients (only on a network where every host that can reach the ports is trusted)");
   std::string key_file, peer_keys_file;
   app.add_option("--key", key_file,
-                 "This node's secret key file (kvctl keygen NAME writes NAME.key): peers then "
-                 "authenticate each other by CurveZMQ keys on the Raft port")
+                 "This node's secret key file (kvctl keygen NAME writes NAME.key): every port "
+                 "then speaks CurveZMQ and admits only known keys")
       ->check(CLI::ExistingFile);
   app.add_option("--peer-keys", peer_keys_file,
-                 "Every member's public key, one \"ID PUBLIC-KEY\" line each (with --key)")
+                 "The founding members' public keys, one \"ID PUBLIC-KEY [HOST:PORT]\" line each "
+                 "(with --key; the address is needed for the member --join names)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--client-keys", cfg.client_keys_file,
+                 "Clients' public keys and roles, one \"ROLE PUBLIC-KEY [name]\" line each, ROLE "
+                 "read, write or admin (with --key; read again on SIGHUP)")
       ->check(CLI::ExistingFile);
   app.add_option("--tick-ms", cfg.tick_ms, "Raft tick in milliseconds")->capture_default_str();
   app.add_option("--election-ticks", cfg.election_ticks,
@@ -139,7 +144,7 @@ int main(int argc, char** argv) {
     std::ifstream in(peer_keys_file);
     std::stringstream text;
     text << in.rdbuf();
-    s = kv::node::ParsePeerKeys(text.str(), &cfg.peer_keys);
+    s = kv::node::ParsePeerKeys(text.str(), &cfg.peer_keys, &cfg.peer_key_addresses);
     if (!s.ok()) return ConfigError(peer_keys_file + ": " + s.message());
   }
   s = cfg.Finish();
@@ -147,12 +152,14 @@ int main(int argc, char** argv) {
   kv::SetLogPrefix("node " + std::to_string(cfg.id));
 
   // Signals go to a dedicated thread (blocked everywhere else), which asks
-  // the node to stop: the loop finishes its round and the WAL its syncs.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // the node to stop (the loop finishes its round and the WAL its syncs) or,
+  // on SIGHUP, to read --client-keys again.
+  sigset_t handled;
+  sigemptyset(&handled);
+  sigaddset(&handled, SIGTERM);
+  sigaddset(&handled, SIGINT);
+  sigaddset(&handled, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &handled, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   kv::node::Node node(cfg);
@@ -164,7 +171,7 @@ int main(int argc, char** argv) {
   }
   std::thread signal_thread([&] {
     int sig = 0;
-    sigwait(&stop_signals, &sig);
+    while (sigwait(&handled, &sig) == 0 && sig == SIGHUP) node.RequestReload();
     node.RequestStop();
   });
   s = node.Run();

@@ -5,6 +5,7 @@
 
 #include "common/logging.h"
 #include "kv/command.h"
+#include "net/curve_keys.h"
 #include "node/client_front.h"
 #include "node/shard_manager.h"
 
@@ -22,11 +23,36 @@ Status Membership::LearnMembersFrom(zmq::context_t* zmq, NodeContext* ctx,
   // The member we join tells us every member's address; until it answers we
   // could not even reply to the leader.
   const NodeConfig& cfg = ctx->cfg;
-  zmq::socket_t sock(*zmq, zmq::socket_type::dealer);
-  sock.set(zmq::sockopt::linger, 0);
-  sock.connect("tcp://" + endpoint);
+  std::string server_key;
+  if (cfg.curve()) {
+    // Authenticated both ways, as any client: its key from --peer-keys.
+    for (const auto& [node, hp] : cfg.peer_key_addresses) {
+      if (hp.ToString() == endpoint) server_key = cfg.peer_keys.at(node);
+    }
+    if (server_key.empty()) {
+      return Status::InvalidArgument("--join " + endpoint +
+                                     " with --key needs that member's key: " +
+                                     "a line \"ID PUBLIC-KEY " + endpoint + "\" in --peer-keys");
+    }
+  }
   const auto deadline = std::chrono::steady_clock::now() + kJoinDeadline;
   for (uint64_t id = 1; std::chrono::steady_clock::now() < deadline; ++id) {
+    // A new connection each time: a secure member refuses this node's key
+    // until `kvctl member add` has recorded it, and ZeroMQ does not dial a
+    // refusing peer again.
+    zmq::socket_t sock(*zmq, zmq::socket_type::dealer);
+    sock.set(zmq::sockopt::linger, 0);
+    if (cfg.curve()) {
+      sock.set(zmq::sockopt::curve_serverkey, server_key);
+      sock.set(zmq::sockopt::curve_publickey, cfg.public_key);
+      sock.set(zmq::sockopt::curve_secretkey, cfg.secret_key);
+    }
+    sock.connect("tcp://" + endpoint);
+    if (id == 3 && cfg.curve()) {
+      KV_LOG(kInfo) << "no answer from " << endpoint << " yet; a secure cluster answers once "
+                    << "'kvctl member add " << cfg.id << " " << cfg.self().ToString()
+                    << " --pub ...' has recorded this node's key";
+    }
     net::ClientRequest req;
     req.op = net::ClientOp::kShards;
     req.id = id;
@@ -51,11 +77,31 @@ Status Membership::LearnMembersFrom(zmq::context_t* zmq, NodeContext* ctx,
       HostPort hp;
       if (node != cfg.id && ParseHostPort(address, &hp).ok()) ctx->members[node] = hp;
     }
+    for (const auto& [node, key] : map.member_keys) {
+      if (node != cfg.id && net::IsZ85Key(key)) ctx->LearnKey(node, key);
+    }
     KV_LOG(kInfo) << "joining through " << endpoint << ": " << map.members.size()
                   << " members known";
     return Status::OK();
   }
   return Status::Unavailable("cannot reach " + endpoint + " to join the cluster");
+}
+
+Status Membership::NewMemberKey(const net::ClientRequest& req, std::string* key) const {
+  if (!req.pub.empty() && !net::IsZ85Key(req.pub)) {
+    return Status::InvalidArgument("\"pub\" is not a public key (40 characters of Z85)");
+  }
+  if (!ctx_->cfg.curve()) {
+    if (!req.pub.empty()) return Status::InvalidArgument("this cluster does not use keys");
+    return Status::OK();
+  }
+  auto known = ctx_->member_keys.find(req.node);
+  *key = !req.pub.empty() ? req.pub : known != ctx_->member_keys.end() ? known->second : "";
+  if (key->empty()) {
+    return Status::InvalidArgument("this cluster needs node " + std::to_string(req.node) +
+                                   "'s public key: kvctl member add ... --pub NAME.pub");
+  }
+  return Status::OK();
 }
 
 void Membership::Handle(Pending p, const net::ClientRequest& req) {
@@ -69,13 +115,15 @@ void Membership::Handle(Pending p, const net::ClientRequest& req) {
   cc.node = req.node;
   if (req.op == net::ClientOp::kMemberAdd) {
     HostPort hp;
+    std::string key;
     Status s = ParseHostPort(req.address, &hp);
+    if (s.ok()) s = NewMemberKey(req, &key);
     if (!s.ok()) {
       reply.error = s.message();
       return front_->Reply(p, reply);
     }
     cc.type = raft::ConfChangeType::kAddLearner;
-    cc.context = hp.ToString();
+    cc.context = MemberRecord(hp, key);
     if (Contains(g.raft->conf_state().learners, req.node)) {
       // Already a learner (an earlier add timed out): resume, promote it.
       g.joining[req.node] = Joining{std::move(p), cc.context, false};
@@ -114,7 +162,9 @@ void Membership::HandleSharded(Pending p, const net::ClientRequest& req) {
     reply.error = "the cluster's metadata is not initialized yet; retry";
   } else if (req.op == net::ClientOp::kMemberAdd) {
     HostPort hp;
+    std::string key;
     Status s = ParseHostPort(req.address, &hp);
+    if (s.ok()) s = NewMemberKey(req, &key);
     for (const auto& [id, known] : members) {
       if (s.ok() && id != req.node && known.ToString() == hp.ToString()) {
         s = Status::InvalidArgument("address " + hp.ToString() + " belongs to node " +
@@ -128,7 +178,7 @@ void Membership::HandleSharded(Pending p, const net::ClientRequest& req) {
     }
     if (s.ok()) {
       cmd.op = OpType::kPut;
-      cmd.value = hp.ToString();
+      cmd.value = MemberRecord(hp, key);
     } else {
       reply.error = s.message();
     }
@@ -188,7 +238,7 @@ void Membership::SeedMembers(Group& meta) {
     Command cmd;
     cmd.op = OpType::kPut;
     cmd.key = std::string(kMemberPrefix) + std::to_string(id);
-    cmd.value = hp.ToString();
+    cmd.value = ctx_->RecordOf(id, hp);
     // Unavailable (no entry of this term committed yet, say): next term.
     if (!r.Propose(cmd.Encode()).ok()) seeding_term_ = 0;
   }
@@ -199,17 +249,20 @@ void Membership::OnMemberKeys(uint64_t version, const std::map<std::string, std:
   members_seeded_ = true;
   if (version <= shards_->map_version()) return;
   std::map<raft::NodeId, HostPort> members;
-  for (const auto& [key, address] : keys) {
+  for (const auto& [key, record] : keys) {
     uint64_t id = 0;
     HostPort hp;
+    std::string public_key;
     const std::string digits = key.substr(kMemberPrefix.size());
     if (digits.empty() || digits.size() > 19 ||
         digits.find_first_not_of("0123456789") != std::string::npos ||
-        (id = std::stoull(digits)) == raft::kNoNode || !ParseHostPort(address, &hp).ok()) {
-      KV_LOG(kError) << "metadata key " << key << " = " << address << " is malformed; ignored";
+        (id = std::stoull(digits)) == raft::kNoNode ||
+        !ParseMemberRecord(record, &hp, &public_key).ok()) {
+      KV_LOG(kError) << "metadata key " << key << " = " << record << " is malformed; ignored";
       continue;
     }
     members[id] = hp;
+    ctx_->LearnKey(id, public_key);
   }
   if (!members.empty()) shards_->SetMembers(version, members);
 }
@@ -230,9 +283,11 @@ void Membership::OnConfChangeCommitted(Group& g, const raft::Entry& e) {
       shards_->TellIfRemoved(g, cc.node);
       ctx_->peers->Disconnect(cc.node);
       ctx_->members.erase(cc.node);
+      ctx_->member_keys.erase(cc.node);
     }
-  } else if (ParseHostPort(cc.context, &hp).ok()) {
+  } else if (std::string key; ParseMemberRecord(cc.context, &hp, &key).ok()) {
     ctx_->members[cc.node] = hp;
+    ctx_->LearnKey(cc.node, key);
     ctx_->ConnectPeer(cc.node);
   }
   // The core applies membership changes at commit: its configuration is

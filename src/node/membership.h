@@ -49,6 +49,10 @@ class Membership {
   void FailJoining(Group& g);
 
  private:
+  // The public key a member_add records for the new member (empty without
+  // CURVE): its "pub", else the key already known for its id.
+  // InvalidArgument when a secure cluster would get none, or "pub" is no key.
+  Status NewMemberKey(const net::ClientRequest& req, std::string* key) const;
   void HandleSharded(Pending p, const net::ClientRequest& req);
   void PromoteCaughtUpLearners(Group& g);
   void SeedMembers(Group& meta);

@@ -23,7 +23,8 @@ Node::Node(NodeConfig cfg, storage::Env* env)
           [this](Group& g) { DropPending(g); }) {
   ctx_.loop = &loop_;
   ctx_.peers = &peers_;
-  front_.Wire(&applier_, &membership_, &shards_);
+  ctx_.member_keys = cfg_.peer_keys;
+  front_.Wire(&access_, &applier_, &membership_, &shards_);
 }
 
 Node::~Node() {
@@ -36,7 +37,8 @@ Node::~Node() {
 
 Status Node::Start() {
   // Ports first: a node that cannot listen must not touch its data dir.
-  Status s = Bind();
+  Status s = access_.Load();
+  if (s.ok()) s = Bind();
   if (!s.ok()) return s;
 
   // Who is where: the configured peers, and (when joining) what the member
@@ -87,9 +89,16 @@ Status Node::Start() {
                 << (cfg_.sharded() ? " of " + std::to_string(cfg_.shards) + " shards" : "");
   KV_LOG(kInfo) << "requests up to " << cfg_.max_client_frame() << " bytes, peer frames up to "
                 << cfg_.max_peer_frame() << " bytes (members need the same key and value limits)";
-  KV_LOG(kWarn) << "no authentication: anyone who can reach ports " << cfg_.client_port() << ", "
-                << cfg_.raft_port() << " and " << cfg_.pub_port() << " on " << cfg_.listen_host
-                << " can read and write every key and speak Raft to this node";
+  if (cfg_.curve()) {
+    KV_LOG(kInfo) << "CurveZMQ on every port: " << ctx_.member_keys.size() << " member keys known"
+                  << (cfg_.client_keys_file.empty() ? std::string(", no client keys")
+                                                    : ", client keys from " + cfg_.client_keys_file)
+                  << " (reloaded on SIGHUP)";
+  } else {
+    KV_LOG(kWarn) << "no authentication: anyone who can reach ports " << cfg_.client_port() << ", "
+                  << cfg_.raft_port() << " and " << cfg_.pub_port() << " on " << cfg_.listen_host
+                  << " can read and write every key and speak Raft to this node";
+  }
   if (!cfg_.fsync) {
     KV_LOG(kWarn) << "fsync is OFF: acknowledged writes can be lost if the machine crashes";
   }
@@ -105,6 +114,7 @@ Status Node::Bind() {
     Status s = zap_.Bind();
     if (!s.ok()) return s;
     peers_.UseCurve(cfg_.public_key, cfg_.secret_key);
+    net::MakeCurveServer(pub_, cfg_.secret_key, Access::kEventsDomain);
   }
   pub_.set(zmq::sockopt::linger, 0);
   Status s = front_.Bind(endpoint(cfg_.client_port()));
@@ -167,9 +177,12 @@ Group* Node::OpenReplica(raft::GroupId id, const std::vector<raft::NodeId>& vote
   snapshotter_.OnGroupOpened(g);
   shards_.OnGroupOpened(g);
   // An unsharded cluster's members, as its configuration changes recorded them.
-  for (const auto& [node, address] : g.sm.members()) {
+  for (const auto& [node, record] : g.sm.members()) {
     HostPort hp;
-    if (ParseHostPort(address, &hp).ok()) ctx_.members[node] = hp;
+    std::string key;
+    if (!ParseMemberRecord(record, &hp, &key).ok()) continue;
+    ctx_.members[node] = hp;
+    ctx_.LearnKey(node, key);
   }
   return ctx_.groups.Find(id);
 }
@@ -180,14 +193,6 @@ Status Node::Run() {
   loop_.Run();
   KV_LOG(kInfo) << "node " << cfg_.id << " stopping";
   return pipeline_.fatal();
-}
-
-std::optional<std::string> Node::Authorize(std::string_view domain, const std::string& key) const {
-  if (domain != net::PeerTransport::kZapDomain) return std::nullopt;
-  for (const auto& [node, member_key] : cfg_.peer_keys) {
-    if (member_key == key && node != cfg_.id) return "peer:" + std::to_string(node);
-  }
-  return std::nullopt;
 }
 
 bool Node::FromAuthenticatedSender(const net::PeerFrame& frame, std::string_view user) {
@@ -257,6 +262,7 @@ void Node::Tick() {
   ++ctx_.ticks;
   constexpr uint64_t kWalSegmentTicks = 10;
   if (ctx_.ticks % kWalSegmentTicks == 0) snapshotter_.RefreshWalSegment();
+  if (cfg_.curve()) peers_.RetryRefused();
   for (const auto& [id, g] : ctx_.groups) {
     if (g->removed) continue;
     g->raft->Tick();

@@ -1,6 +1,7 @@
 // Node: a running kvstore member. It owns the sockets, the storage, the
 // worker pool and the groups, and wires the parts that do the work:
 //
+//   Access         with CURVE: which keys may connect where, and each role
 //   ClientFront    the client port: decode, dispatch, redirect, reply
 //   PeerTransport  the peer port: Raft messages and notices to and from peers
 //   ReadyPipeline  every group's Ready: WAL batches, messages, commits
@@ -14,7 +15,8 @@
 // runs the ReadyPipeline. The worker pool applies and reads; its replies come
 // back to the loop thread to be sent. The node reads and writes files only
 // through the Env it is given, so tests can run it over a fault-injecting one.
-// Thread safety: Start and Run on one thread; RequestStop from any thread.
+// Thread safety: Start and Run on one thread; RequestStop and
+// RequestReload from any thread.
 #pragma once
 
 #include <memory>
@@ -29,6 +31,7 @@
 #include "net/publisher.h"
 #include "net/snapshot_stream.h"
 #include "net/zap.h"
+#include "node/access.h"
 #include "node/applier.h"
 #include "node/client_front.h"
 #include "node/config.h"
@@ -59,6 +62,10 @@ class Node : private ReadyHandler {
   Status Run();
   // Thread-safe: only writes the loop's eventfd.
   void RequestStop() { loop_.Stop(); }
+  // Thread-safe: has the loop read --client-keys again (SIGHUP).
+  void RequestReload() {
+    loop_.Post([this] { access_.Reload(); });
+  }
 
  private:
   Status Bind();
@@ -72,8 +79,6 @@ class Node : private ReadyHandler {
   // With CURVE, a peer frame counts only from the member whose key its
   // connection was made with.
   bool FromAuthenticatedSender(const net::PeerFrame& frame, std::string_view user);
-  // Who may connect where (ZapHandler): members' keys to the Raft port.
-  std::optional<std::string> Authorize(std::string_view domain, const std::string& key) const;
   // Steps a Raft message (or snapshot chunk) into its group, hosting the
   // group first if the placement puts a new replica here.
   Status StepRaftFrame(net::RaftFrame frame);
@@ -101,8 +106,9 @@ class Node : private ReadyHandler {
   zmq::context_t zmq_{1};
   // Sockets after the context (destroyed before it, LINGER 0).
   zmq::socket_t pub_{zmq_, zmq::socket_type::pub};
+  Access access_{&ctx_};
   net::ZapHandler zap_{&zmq_, [this](std::string_view domain, const std::string& key) {
-                         return Authorize(domain, key);
+                         return access_.Authorize(domain, key);
                        }};
   net::PeerTransport peers_{&zmq_, cfg_.max_peer_frame(), kSnapshotChunkBytes};
   ClientFront front_{&zmq_, &ctx_};

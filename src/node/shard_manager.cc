@@ -260,7 +260,8 @@ void ShardManager::SendHintsIfChanged() {
     if (!g->removed && g->is_leader()) hints.leads.emplace_back(id, g->raft->term());
   }
   hints.map_version = map_version_;
-  for (const auto& [node, hp] : ctx_->members) hints.members.emplace_back(node, hp.ToString());
+  for (const auto& [node, hp] : ctx_->members)
+    hints.members.emplace_back(node, ctx_->RecordOf(node, hp));
   ctx_->peers->Broadcast(net::EncodeLeaderHints(hints));
 }
 
@@ -275,11 +276,13 @@ void ShardManager::OnLeaderHints(const net::LeaderHints& hints) {
   }
   if (hints.map_version > map_version_ && !hints.members.empty()) {
     std::map<raft::NodeId, HostPort> members;
-    for (const auto& [node, address] : hints.members) {
+    std::map<raft::NodeId, std::string> keys;
+    for (const auto& [node, record] : hints.members) {
       HostPort hp;
-      if (node == raft::kNoNode || !ParseHostPort(address, &hp).ok()) return;
+      if (node == raft::kNoNode || !ParseMemberRecord(record, &hp, &keys[node]).ok()) return;
       members[node] = hp;
     }
+    for (const auto& [node, key] : keys) ctx_->LearnKey(node, key);
     SetMembers(hints.map_version, members);
   }
 }

@@ -15,6 +15,8 @@
 
 #include "kv/ring.h"
 #include "kvstore/async_client.h"
+#include "kvstore/credentials.h"
+#include "kvstore/keys.h"
 #include "kvstore/subscriber.h"
 #include "net/client_codec.h"
 #include "net/publisher.h"
@@ -27,15 +29,21 @@ using net::ClientRequest;
 using net::ReplyStatus;
 
 // A fake node: answers each request with what the handler returns, or not
-// at all when it returns nullopt. After set_shards, it answers "shards" with
-// that map itself.
+// at all when it returns nullopt. After set_shards (set_status), it answers
+// "shards" ("status") with that map (status) itself. Given a key pair, it is
+// a CURVE server, as a node started with --key (without a ZAP handler: any
+// client key gets through).
 class FakeNode {
  public:
   using Handler = std::function<std::optional<ClientReply>(const ClientRequest&)>;
 
-  explicit FakeNode(Handler handler)
+  explicit FakeNode(Handler handler, const KeyPair* curve = nullptr)
       : handler_(std::move(handler)), socket_(ctx_, zmq::socket_type::router) {
     socket_.set(zmq::sockopt::linger, 0);
+    if (curve != nullptr) {
+      socket_.set(zmq::sockopt::curve_server, true);
+      socket_.set(zmq::sockopt::curve_secretkey, curve->secret_key);
+    }
     socket_.bind("tcp://127.0.0.1:*");
     const std::string ep = socket_.get(zmq::sockopt::last_endpoint);
     address_ = ep.substr(ep.find("//") + 2);
@@ -59,6 +67,10 @@ class FakeNode {
   void set_shards(ShardMap map) {
     std::lock_guard<std::mutex> lock(mu_);
     shards_ = std::move(map);
+  }
+  void set_status(NodeStatus status) {
+    std::lock_guard<std::mutex> lock(mu_);
+    status_ = std::move(status);
   }
 
  private:
@@ -85,6 +97,9 @@ class FakeNode {
         if (req.op == net::ClientOp::kShards && shards_) {
           map_reply = net::EncodeShardsReply(req.id, *shards_);
         }
+        if (req.op == net::ClientOp::kStatus && status_) {
+          map_reply = net::EncodeStatusReply(req.id, *status_);
+        }
       }
       if (map_reply) {
         socket_.send(frames[0], zmq::send_flags::sndmore);
@@ -108,6 +123,7 @@ class FakeNode {
   std::mutex mu_;
   std::vector<ClientRequest> requests_;  // guarded by mu_
   std::optional<ShardMap> shards_;       // guarded by mu_
+  std::optional<NodeStatus> status_;     // guarded by mu_
 };
 
 ClientReply With(ReplyStatus status, std::string value = "") {
@@ -276,7 +292,7 @@ struct TwoShardCluster {
   const uint64_t version;
 };
 
-TEST_CASE("A shard REDIRECT fetches the map once; then keys go straight to their shard's leader") {
+TEST_CASE("A shard REDIRECT fetches the map once, then keys go straight to their shard's leader") {
   TwoShardCluster cluster;
   const std::string k0 = KeyIn(0, 2), k1 = KeyIn(1, 2);
   Client c(Fast({cluster.a.address()}));
@@ -306,7 +322,7 @@ TEST_CASE("A shard REDIRECT fetches the map once; then keys go straight to their
   REQUIRE(on_a[2].seq == on_a[0].seq + 1);  // the next write, on the other shard
 }
 
-TEST_CASE("Shards() fetches the map; a REDIRECT then updates one shard's leader") {
+TEST_CASE("Shards() fetches the map, then a REDIRECT updates one shard's leader") {
   TwoShardCluster cluster;
   // The map a serves is stale about shard 1: it names a as its leader.
   cluster.a.set_shards(TwoShards(1, cluster.a.address(), cluster.a.address()));
@@ -326,7 +342,7 @@ TEST_CASE("Shards() fetches the map; a REDIRECT then updates one shard's leader"
   REQUIRE(cluster.b.requests().size() == 2);
 }
 
-TEST_CASE("UNAVAILABLE for a shard forgets its leader; a newer map version refetches once") {
+TEST_CASE("UNAVAILABLE for a shard forgets its leader, and a newer map version refetches once") {
   std::atomic<int> b_calls{0};
   const std::string k1 = KeyIn(1, 2);
   FakeNode b([&](const ClientRequest&) {
@@ -426,6 +442,149 @@ TEST_CASE("MainGroup: the metadata group when hosted, else the first group hoste
   REQUIRE(MainGroup(shards_only) == 3);
 }
 
+// ---- Secure clusters (CURVE) -------------------------------------------------------
+
+KeyPair NewPair() {
+  KeyPair pair;
+  std::string error;
+  REQUIRE(GenerateKeyPair(&pair, &error));
+  return pair;
+}
+
+// A client's credentials: a fresh key pair, and these nodes' keys by address.
+Credentials Knowing(std::map<std::string, std::string> server_keys) {
+  const KeyPair me = NewPair();
+  Credentials c;
+  c.secret_key = me.secret_key;
+  c.public_key = me.public_key;
+  c.server_keys = std::move(server_keys);
+  return c;
+}
+
+ClientReply RedirectTo(const std::string& leader, const std::string& leader_key) {
+  ClientReply r = With(ReplyStatus::kRedirect);
+  r.leader = leader;
+  r.leader_key = leader_key;
+  return r;
+}
+
+TEST_CASE("DENIED is final: not retried, its error passed through") {
+  FakeNode node([](const ClientRequest&) {
+    ClientReply r = With(ReplyStatus::kDenied);
+    r.error = "this op needs the write role; this client's key has read";
+    return r;
+  });
+  Client c(Fast({node.address()}));
+  const Result r = c.Put("k", "v");
+  REQUIRE(r.code == Code::kDenied);
+  REQUIRE(std::string(CodeName(r.code)) == "DENIED");
+  REQUIRE(r.error == "this op needs the write role; this client's key has read");
+  REQUIRE(node.requests().size() == 1);
+}
+
+TEST_CASE("AddMember sends the new member's public key, when given") {
+  FakeNode node([](const ClientRequest&) { return With(ReplyStatus::kOk); });
+  Client c(Fast({node.address()}));
+  const KeyPair key = NewPair();
+  REQUIRE(c.AddMember(4, "h:4", key.public_key).ok());
+  REQUIRE(c.AddMember(5, "h:5").ok());
+  const auto reqs = node.requests();
+  REQUIRE(reqs.size() == 2);
+  REQUIRE(reqs[0].pub == key.public_key);
+  REQUIRE(reqs[1].pub.empty());
+}
+
+TEST_CASE("Secure: requests go over CURVE, and a REDIRECT's leader_key reaches the leader") {
+  const KeyPair leader_key = NewPair(), follower_key = NewPair();
+  FakeNode leader([](const ClientRequest&) { return With(ReplyStatus::kOk, "v"); }, &leader_key);
+  FakeNode follower(
+      [&](const ClientRequest&) { return RedirectTo(leader.address(), leader_key.public_key); },
+      &follower_key);
+  Options o = Fast({follower.address()});
+  o.attempt_timeout = o.timeout = std::chrono::seconds(30);  // no resend may count twice
+  o.credentials = Knowing({{follower.address(), follower_key.public_key}});
+  Client c(o);
+  const Result r = c.Get("k");
+  REQUIRE(r.code == Code::kOk);
+  REQUIRE(r.value == "v");
+  REQUIRE(c.server_keys().at(leader.address()) == leader_key.public_key);
+  REQUIRE(follower.requests().size() == 1);
+  REQUIRE(leader.requests().size() == 1);
+}
+
+TEST_CASE("Secure: a REDIRECT to a leader whose key is unknown ends the operation at once") {
+  const KeyPair follower_key = NewPair();
+  FakeNode leader([](const ClientRequest&) { return With(ReplyStatus::kOk); });
+  FakeNode follower([&](const ClientRequest&) { return RedirectTo(leader.address(), ""); },
+                    &follower_key);
+  Options o = Fast({follower.address()});
+  o.attempt_timeout = o.timeout = std::chrono::seconds(30);
+  o.credentials = Knowing({{follower.address(), follower_key.public_key}});
+  Client c(o);
+  const auto start = std::chrono::steady_clock::now();
+  const Result r = c.Get("k");
+  REQUIRE(r.code == Code::kUnavailable);
+  REQUIRE(r.error.find("no server key for " + leader.address() + ": add \"ID KEY " +
+                       leader.address() + "\" to --server-keys") == 0);
+  REQUIRE(std::chrono::steady_clock::now() - start < std::chrono::seconds(15));  // not the deadline
+  REQUIRE(follower.requests().size() == 1);
+  REQUIRE(leader.requests().empty());
+}
+
+TEST_CASE("Secure: an endpoint whose key is unknown is skipped, never connected in clear") {
+  const KeyPair key = NewPair();
+  FakeNode plain([](const ClientRequest&) { return With(ReplyStatus::kOk); });
+  FakeNode secure([](const ClientRequest&) { return With(ReplyStatus::kOk); }, &key);
+  Options o = Fast({plain.address(), secure.address()});
+  o.credentials = Knowing({{secure.address(), key.public_key}});
+  Client c(o);
+  for (int i = 0; i < 3; ++i) REQUIRE(c.Put("k", "v").ok());
+  const NodeReport rep = c.Status(plain.address());
+  REQUIRE_FALSE(rep.reachable);
+  REQUIRE(rep.error == "no server key for " + plain.address() + ": add \"ID KEY " +
+                           plain.address() + "\" to --server-keys");
+
+  // Nothing else to try: the answer comes at once, not at the deadline.
+  Options alone = Fast({plain.address()});
+  alone.attempt_timeout = alone.timeout = std::chrono::seconds(30);
+  alone.credentials = Knowing({{secure.address(), key.public_key}});
+  Client lost(alone);
+  const Result r = lost.Get("k");
+  REQUIRE(r.code == Code::kUnavailable);
+  REQUIRE(r.error.find("no server key for " + plain.address()) == 0);
+  REQUIRE(plain.requests().empty());
+}
+
+TEST_CASE(
+    "Secure: status and shards teach the members' keys, and a key given by id gets an address") {
+  const KeyPair k1 = NewPair(), k2 = NewPair(), k3 = NewPair(), k4 = NewPair();
+  const auto ok = [](const ClientRequest&) { return With(ReplyStatus::kOk); };
+  FakeNode n1(ok, &k1), n2(ok, &k2), n3(ok, &k3), n4(ok, &k4);
+  NodeStatus status;
+  status.node = 1;
+  status.members = {{1, n1.address()}, {2, n2.address()}, {3, n3.address()}};
+  status.member_keys = {{1, k1.public_key}, {3, k3.public_key}};  // 2's: from the file, by id
+  for (FakeNode* n : {&n1, &n2, &n3, &n4}) n->set_status(status);
+  ShardMap map;  // an unsharded cluster's: its members and their keys
+  map.members = {{4, n4.address()}};
+  map.member_keys = {{4, k4.public_key}};
+  n1.set_shards(map);
+
+  Options o = Fast({n1.address()});
+  o.credentials = Knowing({{n1.address(), k1.public_key}});
+  o.credentials.server_keys_by_id = {{2, k2.public_key}};
+  Client c(o);
+  REQUIRE_FALSE(c.Status(n2.address()).reachable);
+  REQUIRE(c.Status(n1.address()).reachable);
+  REQUIRE(c.Status(n2.address()).reachable);
+  REQUIRE(c.Status(n3.address()).reachable);
+  REQUIRE_FALSE(c.Status(n4.address()).reachable);
+  ShardMap got;
+  REQUIRE(c.Shards(&got).ok());
+  REQUIRE(c.Status(n4.address()).reachable);
+  REQUIRE(c.server_keys().size() == 4);
+}
+
 // ---- AsyncClient ---------------------------------------------------------------
 
 AsyncOptions FastAsync(std::vector<std::string> endpoints) {
@@ -456,7 +615,7 @@ Request Put(std::string key) {
 
 TEST_CASE("Async: pipelined writes complete by tag, each in flight with its own session") {
   FakeNode leader([](const ClientRequest&) { return With(ReplyStatus::kOk); });
-  AsyncClient c(FastAsync({leader.address()}), Topology{leader.address(), {}});
+  AsyncClient c(FastAsync({leader.address()}), Topology{leader.address(), {}, {}});
   for (uint64_t round = 0; round < 2; ++round) {
     for (uint64_t tag = 0; tag < 8; ++tag) c.Submit(tag, Put("k" + std::to_string(tag)));
     REQUIRE(c.in_flight() == 8);
@@ -491,7 +650,7 @@ TEST_CASE("Async: an unanswered write is resent with the same session and seq") 
     if (seen.insert({req.client, req.seq}).second) return std::nullopt;  // drop the first
     return With(ReplyStatus::kOk);
   });
-  AsyncClient c(FastAsync({node.address()}), Topology{node.address(), {}});
+  AsyncClient c(FastAsync({node.address()}), Topology{node.address(), {}, {}});
   c.Submit(42, Put("k"));
   const std::vector<Completion> done = WaitFor(c, 1);
   REQUIRE(done.size() == 1);
@@ -511,7 +670,7 @@ TEST_CASE("Async: a REDIRECT moves the requests to the leader, and later ones go
     r.leader = leader.address();
     return r;
   });
-  AsyncClient c(FastAsync({follower.address()}), Topology{follower.address(), {}});
+  AsyncClient c(FastAsync({follower.address()}), Topology{follower.address(), {}, {}});
   Request get;
   get.key = "k";
   for (uint64_t tag = 0; tag < 4; ++tag) c.Submit(tag, get);
@@ -533,7 +692,7 @@ TEST_CASE("Async: ERROR, CAS_FAILED and NOT_FOUND are final") {
     r.error = "too big";
     return r;
   });
-  AsyncClient c(FastAsync({node.address()}), Topology{node.address(), {}});
+  AsyncClient c(FastAsync({node.address()}), Topology{node.address(), {}, {}});
   Request cas = Put("k");
   cas.op = Op::kCas;
   c.Submit(1, cas);
@@ -550,10 +709,60 @@ TEST_CASE("Async: ERROR, CAS_FAILED and NOT_FOUND are final") {
   REQUIRE(node.requests().size() == 3);
 }
 
+TEST_CASE("Async secure: leader_key followed, DENIED final, a leader without key UNAVAILABLE") {
+  const KeyPair leader_key = NewPair(), follower_key = NewPair();
+  FakeNode leader(
+      [](const ClientRequest& req) {
+        if (req.op != net::ClientOp::kDelete) return With(ReplyStatus::kOk);
+        ClientReply r = With(ReplyStatus::kDenied);
+        r.error = "this op needs the write role; this client's key has read";
+        return r;
+      },
+      &leader_key);
+  FakeNode follower(
+      [&](const ClientRequest&) { return RedirectTo(leader.address(), leader_key.public_key); },
+      &follower_key);
+  AsyncOptions o = FastAsync({follower.address()});
+  o.credentials = Knowing({{follower.address(), follower_key.public_key}});
+  AsyncClient c(o, Topology{follower.address(), {}, {}});
+  Request del = Put("k");
+  del.op = Op::kDelete;
+  c.Submit(1, Put("k"));
+  c.Submit(2, del);
+  std::vector<Completion> done = WaitFor(c, 2);
+  REQUIRE(done.size() == 2);
+  std::sort(done.begin(), done.end(),
+            [](const Completion& a, const Completion& b) { return a.tag < b.tag; });
+  REQUIRE(done[0].code == Code::kOk);
+  REQUIRE(done[1].code == Code::kDenied);
+  REQUIRE(done[1].error == "this op needs the write role; this client's key has read");
+
+  FakeNode keyless_redirect([&](const ClientRequest&) { return RedirectTo(leader.address(), ""); },
+                            &follower_key);
+  AsyncOptions lost_options = FastAsync({keyless_redirect.address()});
+  lost_options.credentials = Knowing({{keyless_redirect.address(), follower_key.public_key}});
+  AsyncClient lost(lost_options, Topology{keyless_redirect.address(), {}, {}});
+  lost.Submit(7, Put("k"));
+  done = WaitFor(lost, 1);
+  REQUIRE(done.size() == 1);
+  REQUIRE(done[0].code == Code::kUnavailable);
+  REQUIRE(done[0].error.find("no server key for " + leader.address()) == 0);
+
+  // No endpoint with a key at all: the request completes without being sent.
+  AsyncOptions none = FastAsync({leader.address()});
+  none.credentials = Knowing({});
+  AsyncClient nowhere(none, Topology{leader.address(), {}, {}});
+  nowhere.Submit(8, Put("k"));
+  done = WaitFor(nowhere, 1);
+  REQUIRE(done.size() == 1);
+  REQUIRE(done[0].code == Code::kUnavailable);
+  REQUIRE(done[0].error.find("no server key for " + leader.address()) == 0);
+}
+
 TEST_CASE("Async: with a shard map to start from, each key goes straight to its shard's leader") {
   TwoShardCluster cluster;
-  const Topology topology{cluster.a.address(),
-                          TwoShards(1, cluster.a.address(), cluster.b.address())};
+  const Topology topology{
+      cluster.a.address(), TwoShards(1, cluster.a.address(), cluster.b.address()), {}};
   AsyncClient c(FastAsync({cluster.a.address()}), topology);
   const std::string k0 = KeyIn(0, 2), k1 = KeyIn(1, 2);
   for (uint64_t tag = 0; tag < 6; ++tag) c.Submit(tag, Put(tag % 2 ? k1 : k0));
@@ -569,7 +778,7 @@ TEST_CASE("Async: with a shard map to start from, each key goes straight to its 
 
 TEST_CASE("Async: a shard REDIRECT fetches the map, then keys route by shard") {
   TwoShardCluster cluster;
-  AsyncClient c(FastAsync({cluster.a.address()}), Topology{cluster.a.address(), {}});
+  AsyncClient c(FastAsync({cluster.a.address()}), Topology{cluster.a.address(), {}, {}});
   const std::string k1 = KeyIn(1, 2);
   c.Submit(0, Put(k1));
   REQUIRE(WaitFor(c, 1).size() == 1);
@@ -593,12 +802,20 @@ TEST_CASE("Async: a shard REDIRECT fetches the map, then keys route by shard") {
 
 // A fake node for subscribers: answers status requests with the seq of the
 // last event published, and publishes a commit event every few milliseconds
-// on its PUB port (client port + 2000). Restart() starts the seq over.
+// on its PUB port (client port + 2000). Restart() starts the seq over. Given
+// a key pair, both ports are CURVE servers with it, as a secure node's.
 class FakePublisher {
  public:
-  FakePublisher() : router_(ctx_, zmq::socket_type::router), pub_(ctx_, zmq::socket_type::pub) {
+  explicit FakePublisher(const KeyPair* curve = nullptr)
+      : router_(ctx_, zmq::socket_type::router), pub_(ctx_, zmq::socket_type::pub) {
     router_.set(zmq::sockopt::linger, 0);
     pub_.set(zmq::sockopt::linger, 0);
+    if (curve != nullptr) {
+      for (zmq::socket_t* s : {&router_, &pub_}) {
+        s->set(zmq::sockopt::curve_server, true);
+        s->set(zmq::sockopt::curve_secretkey, curve->secret_key);
+      }
+    }
     router_.bind("tcp://127.0.0.1:*");
     const std::string ep = router_.get(zmq::sockopt::last_endpoint);
     address_ = ep.substr(ep.find("//") + 2);
@@ -612,6 +829,13 @@ class FakePublisher {
   }
   const std::string& address() const { return address_; }
   void Restart() { restart_ = true; }
+  // What its status says of the members.
+  void set_members(std::map<uint64_t, std::string> members,
+                   std::map<uint64_t, std::string> member_keys) {
+    std::lock_guard<std::mutex> lock(mu_);
+    members_ = std::move(members);
+    member_keys_ = std::move(member_keys);
+  }
 
  private:
   void Serve() {
@@ -634,6 +858,11 @@ class FakePublisher {
       NodeStatus status;
       status.node = 1;
       status.event_seq = publisher->seq();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        status.members = members_;
+        status.member_keys = member_keys_;
+      }
       router_.send(frames[0], zmq::send_flags::sndmore);
       router_.send(zmq::buffer(net::EncodeStatusReply(req.id, status)));
     }
@@ -645,11 +874,14 @@ class FakePublisher {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> restart_{false};
+  std::mutex mu_;
+  std::map<uint64_t, std::string> members_;      // guarded by mu_
+  std::map<uint64_t, std::string> member_keys_;  // guarded by mu_
 };
 
-TEST_CASE("Subscriber: status first, then only later events, in order; a restart rejoins") {
+TEST_CASE("Subscriber: status first, then only later events in order, and a restart rejoins") {
   FakePublisher node;
-  Subscriber sub(SubscriberOptions{{node.address()}, "", std::chrono::milliseconds(0)});
+  Subscriber sub(SubscriberOptions{{node.address()}, "", std::chrono::milliseconds(0), {}});
   std::vector<Update> updates;
   uint64_t status_seq = 0, last = 0, statuses = 0, events = 0;
   bool restarted = false, rejoined = false;
@@ -681,9 +913,9 @@ TEST_CASE("Subscriber: status first, then only later events, in order; a restart
   REQUIRE(rejoined);
 }
 
-TEST_CASE("Subscriber: status_every asks again; RefreshStatus asks at once") {
+TEST_CASE("Subscriber: status_every asks again and RefreshStatus asks at once") {
   FakePublisher node;
-  Subscriber sub(SubscriberOptions{{node.address()}, "kv.", std::chrono::milliseconds(50)});
+  Subscriber sub(SubscriberOptions{{node.address()}, "kv.", std::chrono::milliseconds(50), {}});
   std::vector<Update> updates;
   size_t statuses = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -697,7 +929,7 @@ TEST_CASE("Subscriber: status_every asks again; RefreshStatus asks at once") {
   }
   REQUIRE(statuses >= 3);
 
-  Subscriber once(SubscriberOptions{{node.address()}, "", std::chrono::milliseconds(0)});
+  Subscriber once(SubscriberOptions{{node.address()}, "", std::chrono::milliseconds(0), {}});
   statuses = 0;
   bool refreshed = false;
   while (statuses < 2 && std::chrono::steady_clock::now() < deadline) {
@@ -711,6 +943,30 @@ TEST_CASE("Subscriber: status_every asks again; RefreshStatus asks at once") {
     }
   }
   REQUIRE(statuses == 2);
+}
+
+TEST_CASE(
+    "Subscriber secure: CURVE on both ports, and a node's key learned from another's status") {
+  const KeyPair key_a = NewPair(), key_b = NewPair();
+  FakePublisher a(&key_a), b(&key_b);
+  a.set_members({{1, a.address()}, {2, b.address()}},
+                {{1, key_a.public_key}, {2, key_b.public_key}});
+  SubscriberOptions options{{a.address(), b.address()}, "", std::chrono::milliseconds(0), {}};
+  options.credentials = Knowing({{a.address(), key_a.public_key}});
+  Subscriber sub(options);
+  REQUIRE(sub.MissingKey(0).empty());
+  REQUIRE(sub.MissingKey(1) == "no server key for " + b.address() + ": add \"ID KEY " +
+                                   b.address() + "\" to --server-keys");
+  std::vector<Update> updates;
+  bool events_from_b = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!events_from_b && std::chrono::steady_clock::now() < deadline) {
+    updates.clear();
+    sub.Poll(std::chrono::milliseconds(20), &updates);
+    for (const Update& u : updates) events_from_b = events_from_b || (u.node == 1 && !u.status);
+  }
+  REQUIRE(events_from_b);  // b's status, then its events, over CURVE
+  REQUIRE(sub.MissingKey(1).empty());
 }
 
 }  // namespace

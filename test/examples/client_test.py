@@ -8,7 +8,11 @@ then stops them. Every wait polls a condition under a deadline; the nodes
 are stopped on any exit (finally, SIGTERM/SIGINT handlers, and a parent-death
 signal in case this driver is killed outright).
 
-    client_test.py --kvstore build/src/node/kvstore --client examples/client.py
+With --secure the cluster is a secure one (test/lib/kvcluster.py makes the
+keys: a pair per node, a client key per role) and the client talks CurveZMQ
+to it, learning the keys it was not given (docs/protocol.md, "Security").
+
+    client_test.py --kvstore build/src/node/kvstore --client examples/client.py [--secure]
 """
 
 import argparse
@@ -29,6 +33,7 @@ import zmq
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import run_script  # noqa: E402
+import kvcluster  # noqa: E402
 
 PR_SET_PDEATHSIG = 1
 TIMEOUT_SCALE = float(os.environ.get("KV_TEST_TIMEOUT_SCALE", "1"))
@@ -163,10 +168,12 @@ def raw_call(endpoint, request, timeout=2.0, raw_bytes=None):
         s.close()
 
 
-def run_cli(client_py, endpoints, *args):
+def run_cli(client_py, endpoints, *args, env=None):
+    """Runs the client's command line (a later --timeout in args wins)."""
     r = subprocess.run([sys.executable, client_py, "--endpoints", ",".join(endpoints),
                         "--timeout", str(10 * TIMEOUT_SCALE), *args],
-                       capture_output=True, timeout=30 * TIMEOUT_SCALE)
+                       capture_output=True, timeout=30 * TIMEOUT_SCALE,
+                       env=dict(os.environ, **(env or {})))
     return r.returncode, r.stdout.decode(errors="replace").strip(), r.stderr.decode(errors="replace").strip()
 
 
@@ -261,11 +268,94 @@ def scenario(cluster, client_py):
     check(not cluster.any_exited(), "no node exited")
 
 
+def secure_scenario(cluster, client_py):
+    keys = cluster.keys
+    leader = cluster.wait_for_leader(60 * TIMEOUT_SCALE)
+    follower = next(i for i in range(1, cluster.n + 1) if i != leader)
+    lead_ep, foll_ep = cluster.endpoint(leader), cluster.endpoint(follower)
+    print(f"secure cluster: leader is node {leader} at {lead_ep}", flush=True)
+
+    # The client is given one member's key: the leader's must come from a
+    # REDIRECT's leader_key, the others' from status replies.
+    one_member = os.path.join(cluster.dir, "one-member")
+    with open(one_member, "w") as f:
+        f.write(f"# one member is enough\n{follower} {keys.public[f'node-{follower}']} {foll_ep}\n")
+
+    def key(name):
+        return os.path.join(keys.dir, name + ".key")
+
+    def cli(name, endpoints, *args, env=None):
+        return run_cli(client_py, endpoints, "--key", key(name), "--server-keys", one_member, *args,
+                       env=env)
+
+    check(cli("write", [foll_ep], "put", "sk", "sv") == (0, "OK", ""),
+          "a write key puts through a follower, following REDIRECT with leader_key")
+    from_env = {"KVSTORE_KEY": key("read"), "KVSTORE_SERVER_KEYS": one_member}
+    check(run_cli(client_py, [foll_ep], "get", "sk", env=from_env) == (0, "sv", ""),
+          "a read key from KVSTORE_KEY and KVSTORE_SERVER_KEYS gets the value")
+    code, _, err = run_cli(client_py, [foll_ep], "put", "sk", "no", env=from_env)
+    check(code == 5 and err.startswith("DENIED") and "write role" in err,
+          f"a read key's put is DENIED, exit 5 ({code}, {err})")
+    check(run_cli(client_py, cluster.endpoints(), "get", "sk", env=from_env)[:2] == (0, "sv"),
+          "DENIED changed nothing")
+    code, _, err = cli("write", [foll_ep], "cas", "sk", "sv", "sw")
+    check(code == 0, f"a write key's cas succeeds ({code}, {err})")
+    order = [foll_ep] + [e for e in cluster.endpoints() if e != foll_ep]
+    code, out, _ = cli("read", order, "status")
+    check(code == 0 and out.count('"reachable": true') == cluster.n,
+          "status: every node reachable, the keys learned from the first one's member_keys")
+
+    code, _, err = cli("write", [lead_ep], "get", "sk")
+    check(code == 3 and err.startswith(f"UNAVAILABLE: no server key for {lead_ep}"),
+          f"an endpoint whose key is unknown is not connected, and says so ({err})")
+    code, _, err = run_cli(client_py, cluster.endpoints(), "get", "sk", "--timeout", "2")
+    check(code == 3, f"a plain client gets no answer from a secure cluster ({code}, {err})")
+    public, secret = zmq.curve_keypair()
+    with open(os.path.join(cluster.dir, "stranger.key"), "w") as f:
+        f.write(secret.decode() + "\n")
+    code, _, err = run_cli(client_py, cluster.endpoints(), "--key",
+                           os.path.join(cluster.dir, "stranger.key"), "--server-keys", keys.peers,
+                           "get", "sk", "--timeout", "2")
+    check(code == 3, f"a key the cluster does not know gets no answer ({code}, {err})")
+
+    # The library, with the peers file every node was started with.
+    spec = importlib.util.spec_from_file_location("kvclient", client_py)
+    kvclient = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kvclient)
+    c = kvclient.Client(cluster.endpoints(), timeout=10 * TIMEOUT_SCALE,
+                        key=kvclient.load_key(key("admin")),
+                        server_keys=kvclient.load_server_keys(keys.peers))
+    try:
+        c.put(b"bin\x00key", b"\xff\x00")
+        check(c.get(b"bin\x00key") == b"\xff\x00", "the library round-trips over CURVE")
+        check(c.shards()["shards"] == 0, "shards over CURVE: not sharded")
+    finally:
+        c.close()
+    check(all(cluster.alive(i) for i in range(1, cluster.n + 1)), "no node exited")
+
+
+def run_secure(kvstore, client_py):
+    """The secure scenario on a kvcluster.Cluster; exit code 0 or 1."""
+    start = time.monotonic()
+    try:
+        with kvcluster.Cluster(os.path.dirname(kvstore), nodes=3, secure=True) as cluster:
+            cluster.start()
+            secure_scenario(cluster, client_py)
+    except Failure as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        return 1
+    print(f"PASS in {time.monotonic() - start:.1f}s")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kvstore", required=True)
     ap.add_argument("--client", required=True)
+    ap.add_argument("--secure", action="store_true", help="a secure cluster (CurveZMQ)")
     a = ap.parse_args()
+    if a.secure:
+        return run_secure(os.path.abspath(a.kvstore), os.path.abspath(a.client))
     root = tempfile.mkdtemp(prefix="kv-examples-")
     cluster = Cluster(os.path.abspath(a.kvstore), root)
 

@@ -51,11 +51,72 @@ def wait_until(condition, timeout, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+class Keys:
+    """A secure cluster's CurveZMQ keys (docs/protocol.md, "Security"), as
+    `kvctl keygen` writes them: NAME.key (secret, Z85) and NAME.pub, for
+    every node (node-ID, room for joiners) and a client per role (admin,
+    write, read); `peers` lists the founders ("ID KEY HOST:PORT", what
+    nodes take as --peer-keys and clients as --server-keys) and `clients`
+    the client keys with their roles (--client-keys)."""
+
+    ROLES = ("admin", "write", "read")
+
+    def __init__(self, directory, endpoints, spare_nodes=2):
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.public = {}
+        for i in range(1, len(endpoints) + spare_nodes + 1):
+            self.make(f"node-{i}")
+        for role in self.ROLES:
+            self.make(role)
+        self.peers = os.path.join(directory, "peers")
+        with open(self.peers, "w") as f:
+            for i, endpoint in enumerate(endpoints, 1):
+                f.write(f"{i} {self.public[f'node-{i}']} {endpoint}\n")
+        self.clients = os.path.join(directory, "clients")
+        self.write_clients(self.ROLES)
+
+    def make(self, name):
+        public, secret = zmq.curve_keypair()
+        path = os.path.join(self.dir, name)
+        fd = os.open(path + ".key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret.decode() + "\n")
+        with open(path + ".pub", "w") as f:
+            f.write(public.decode() + "\n")
+        self.public[name] = public.decode()
+        return public, secret
+
+    def pair(self, name):
+        """(public, secret) of key NAME, as bytes, for pyzmq."""
+        with open(os.path.join(self.dir, name + ".key")) as f:
+            return self.public[name].encode(), f.read().strip().encode()
+
+    def write_clients(self, names):
+        """Rewrites the client keys file with these keys (a role name is
+        also its key's name); a running node reads it again on SIGHUP."""
+        with open(self.clients, "w") as f:
+            f.write("# role public-key name\n")
+            for name in names:
+                f.write(f"{name.split('-')[0]} {self.public[name]} {name}\n")
+
+    def node_args(self, node_id):
+        return ["--key", os.path.join(self.dir, f"node-{node_id}.key"),
+                "--peer-keys", self.peers, "--client-keys", self.clients]
+
+    def client_args(self, name="admin"):
+        """A tool's arguments to talk to the cluster with key NAME."""
+        return ["--key", os.path.join(self.dir, name + ".key"), "--server-keys", self.peers]
+
+
 class Cluster:
-    """N kvstore nodes on 127.0.0.1 (or on given hosts, for the chaos suite)."""
+    """N kvstore nodes on 127.0.0.1 (or on given hosts, for the chaos suite).
+
+    secure=True: every node gets a key (Keys, in DIR/keys) and requests go
+    over CURVE with the admin key (request(..., key=NAME) for another)."""
 
     def __init__(self, bin_dir, nodes=3, hosts=None, extra_args=(), wrap=None,
-                 workdir=None, tick_ms=20, node_args=None):
+                 workdir=None, tick_ms=20, node_args=None, secure=False):
         self.bin_dir = bin_dir
         self.n = nodes
         # Local: every node on 127.0.0.1, consecutive ports. Given hosts (the
@@ -73,6 +134,10 @@ class Cluster:
         self._own_dir = workdir is None
         self.procs = {}
         self.ctx = zmq.Context()
+        self.keys = Keys(os.path.join(self.dir, "keys"), self.endpoints()) if secure else None
+        if self.keys:
+            own_args = self.node_args
+            self.node_args = lambda node_id: self.keys.node_args(node_id) + own_args(node_id)
 
     # -- addresses -----------------------------------------------------------
     def port(self, node_id):
@@ -176,10 +241,17 @@ class Cluster:
                 pass
 
     # -- requests ------------------------------------------------------------
-    def request(self, node_id, msg, timeout=1.0):
+    def curve_client(self, sock, node_id, key="admin"):
+        """Makes sock a CURVE client of node_id's ports with key NAME."""
+        sock.curve_serverkey = self.keys.public[f"node-{node_id}"].encode()
+        sock.curve_publickey, sock.curve_secretkey = self.keys.pair(key)
+
+    def request(self, node_id, msg, timeout=1.0, key="admin"):
         """One request to one node; the reply map, or None on timeout."""
         s = self.ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
+        if self.keys:
+            self.curve_client(s, node_id, key)
         try:
             s.connect(f"tcp://{self.endpoint(node_id)}")
             s.send(msgpack.packb(msg))
