@@ -22,9 +22,12 @@
 # port, and every later start of a node (restart, demo) passes them again.
 # start refuses data made with other values: remove DIR/node-* first.
 #
-# --secure: the members authenticate each other with CurveZMQ keys on the
-# Raft port (kvstore --key, --peer-keys); a key pair per node is made once
-# with kvctl keygen in DIR/keys (DIR/keys/peers lists the public keys).
+# --secure: every port speaks CurveZMQ (kvstore --key, --peer-keys,
+# --client-keys): key pairs are made once with kvctl keygen in DIR/keys, one
+# per node (node-ID) and one admin client key (admin); DIR/keys/peers lists
+# the members' public keys and addresses, DIR/keys/clients the client keys
+# and their roles. The tools then need the admin key:
+#   export KVSTORE_KEY=DIR/keys/admin.key KVSTORE_SERVER_KEYS=DIR/keys/peers
 #
 # Node ID (1..N) serves clients on BASE+ID-1, Raft on that port + 1000 and
 # events on that port + 2000 (docs/protocol.md). Its data is in DIR/node-ID,
@@ -69,6 +72,7 @@ load_conf() {
     # shellcheck source=/dev/null
     . "$CONF"
   fi
+  use_admin_key
 }
 
 port_of() { echo $((BASE_PORT + $1 - 1)); }
@@ -140,12 +144,16 @@ ensure_binary() {
 #                           (sharded: in every group it hosts)
 cluster_py() {
   "$PY" - "$CLIENT" "$(endpoints)" "$@" <<'EOF'
-import importlib.util, sys, time
+import importlib.util, os, sys, time
 spec = importlib.util.spec_from_file_location("client", sys.argv[1])
 client = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(client)
 endpoints, mode, args = sys.argv[2].split(","), sys.argv[3], sys.argv[4:]
-c = client.Client(endpoints, attempt_timeout=0.5)
+key, server_keys = None, None
+if os.environ.get("KVSTORE_KEY"):  # a secure cluster (use_admin_key)
+    key = client.load_key(os.environ["KVSTORE_KEY"])
+    server_keys = client.load_server_keys(os.environ["KVSTORE_SERVER_KEYS"])
+c = client.Client(endpoints, attempt_timeout=0.5, key=key, server_keys=server_keys)
 
 def statuses():
     return {ep: c.status(ep) for ep in endpoints}
@@ -277,7 +285,8 @@ start_node() {
   # nohup: the node outlives this script and the terminal it ran in.
   local sharding=() keys=()
   [ "$SHARDS" -eq 0 ] || sharding=(--shards "$SHARDS" --replicas "$REPLICAS")
-  [ "$SECURE" = 0 ] || keys=(--key "$DIR/keys/node-$id.key" --peer-keys "$DIR/keys/peers")
+  [ "$SECURE" = 0 ] || keys=(--key "$DIR/keys/node-$id.key" --peer-keys "$DIR/keys/peers"
+    --client-keys "$DIR/keys/clients")
   nohup "$BIN" --id "$id" --peers "$(peers)" --data-dir "$DIR/node-$id" "${sharding[@]}" "${keys[@]}" \
     >>"$DIR/node-$id.log" 2>&1 </dev/null &
   local pid=$!
@@ -300,19 +309,28 @@ cleanup_failed_start() {
   exit "$rc"
 }
 
-# --secure: a key pair per node in DIR/keys (made once) and the peers file.
+# --secure: a key pair per node and an admin client key in DIR/keys (made
+# once), the peers file ("ID KEY HOST:PORT") and the client keys file.
 make_keys() {
-  local kvctl i
+  local kvctl i name
   kvctl=$(dirname "$BIN")/../../tools/kvctl
   [ -x "$kvctl" ] || die "--secure needs kvctl beside the kvstore build ($kvctl)"
   mkdir -p "$DIR/keys"
+  for name in admin $(for ((i = 1; i <= N; i++)); do echo "node-$i"; done); do
+    [ -f "$DIR/keys/$name.key" ] || "$kvctl" keygen "$DIR/keys/$name" >/dev/null 2>&1 ||
+      die "kvctl keygen $DIR/keys/$name failed"
+  done
   : >"$DIR/keys/peers.tmp"
   for ((i = 1; i <= N; i++)); do
-    [ -f "$DIR/keys/node-$i.key" ] || "$kvctl" keygen "$DIR/keys/node-$i" >/dev/null 2>&1 ||
-      die "kvctl keygen $DIR/keys/node-$i failed"
-    echo "$i $(cat "$DIR/keys/node-$i.pub")" >>"$DIR/keys/peers.tmp"
+    echo "$i $(cat "$DIR/keys/node-$i.pub") $(endpoint_of "$i")" >>"$DIR/keys/peers.tmp"
   done
   mv "$DIR/keys/peers.tmp" "$DIR/keys/peers"
+  echo "admin $(cat "$DIR/keys/admin.pub") admin" >"$DIR/keys/clients"
+}
+
+# Secure clusters: the admin key for every client this script runs.
+use_admin_key() {
+  [ "$SECURE" = 0 ] || export KVSTORE_KEY=$DIR/keys/admin.key KVSTORE_SERVER_KEYS=$DIR/keys/peers
 }
 
 # start [N] [--shards S] [--replicas R] [--secure]; restart sets
@@ -362,13 +380,14 @@ cmd_start() {
   ensure_binary
   mkdir -p "$DIR"
   [ "$SECURE" = 0 ] || make_keys
+  use_admin_key
   printf 'N=%s\nBASE_PORT=%s\nSHARDS=%s\nREPLICAS=%s\nSECURE=%s\n' "$N" "$BASE_PORT" "$SHARDS" \
     "$REPLICAS" "$SECURE" >"$CONF"
   rm -f "$PIDS"
   STARTING=1
   trap cleanup_failed_start EXIT
   trap 'exit 130' INT TERM
-  say "starting $N nodes on $(endpoints)$([ "$SHARDS" -eq 0 ] || echo ", $SHARDS shards x $REPLICAS replicas")$([ "$SECURE" = 0 ] || echo ", members authenticated by keys in $DIR/keys") (data and logs in $DIR)"
+  say "starting $N nodes on $(endpoints)$([ "$SHARDS" -eq 0 ] || echo ", $SHARDS shards x $REPLICAS replicas")$([ "$SECURE" = 0 ] || echo ", CurveZMQ keys in $DIR/keys") (data and logs in $DIR)"
   for ((i = 1; i <= N; i++)); do start_node "$i"; done
   local leader
   leader=$(wait_leader "$START_DEADLINE") || die "no leader elected (deadline ${START_DEADLINE}s)"
@@ -380,6 +399,7 @@ cmd_start() {
     say "node $leader leads the metadata group; every shard has a leader"
   fi
   cluster_py show || true
+  [ "$SECURE" = 0 ] || say "the tools need a key: export KVSTORE_KEY=$DIR/keys/admin.key KVSTORE_SERVER_KEYS=$DIR/keys/peers"
 }
 
 # SIGTERM to every node, then wait (with a deadline) for each to exit.
@@ -417,7 +437,7 @@ cmd_status() {
   [ -f "$CONF" ] || die "no cluster was started from $DIR"
   local i
   [ "$SHARDS" -eq 0 ] || echo "sharded: $SHARDS shards x $REPLICAS replicas"
-  [ "$SECURE" = 0 ] || echo "secure: members authenticate each other with the keys in $DIR/keys"
+  [ "$SECURE" = 0 ] || echo "secure: every port speaks CurveZMQ with the keys in $DIR/keys"
   for ((i = 1; i <= N; i++)); do
     local pid
     pid=$(pid_of "$i")
