@@ -219,6 +219,19 @@ class ClientPortTest(SecureClusterTest):
         self.assertEqual(self.cluster.request(leader, {"id": 4, "op": "status"}, key="read")
                          ["status"], "OK")
 
+    def kvctl(self, key, *argv):
+        return subprocess.run([BIN["kvctl"], "--endpoints", ",".join(self.cluster.endpoints()),
+                               "--timeout", "10000"] + self.keys.client_args(key) + list(argv),
+                              capture_output=True, text=True, timeout=60)
+
+    def test_kvctl_with_keys(self):
+        self.assertEqual(self.kvctl("write", "put", "tool", "v").returncode, 0)
+        r = self.kvctl("read", "get", "tool")
+        self.assertEqual((r.returncode, r.stdout), (0, "v"), r.stderr)
+        r = self.kvctl("read", "put", "tool", "w")
+        self.assertEqual(r.returncode, 5, r.stderr)
+        self.assertIn("DENIED", r.stderr)
+
     def test_redirect_carries_the_leaders_key(self):
         leader = self.cluster.wait_for_leader(60)
         follower = next(i for i in (1, 2, 3) if i != leader)
