@@ -107,23 +107,20 @@ void EventLoop::Stop() {
 void EventLoop::Run() {
   constexpr int kMaxEvents = 64;
   epoll_event events[kMaxEvents];
-  while (true) {
-    if (stop_) return;
-    const int n = epoll_wait(epoll_fd_, events, kMaxEvents, -1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
+  // Whether the last pass found input: then the next one only looks for
+  // ready timers and posted work (epoll without waiting) before draining
+  // again, so that neither waits for the input to stop coming.
+  bool busy = false;
+  while (!stop_) {
+    const int n = epoll_wait(epoll_fd_, events, kMaxEvents, busy ? 0 : -1);
+    if (n < 0 && errno != EINTR) {
       KV_LOG(kError) << "epoll_wait: " << strerror(errno);
       return;
     }
     for (int i = 0; i < n; ++i) watches_[events[i].data.u64].fn();
-    // Until every socket is empty, or until Stop: input that never stops
-    // coming must not keep a stopping node running.
-    bool found_input = true;
-    while (found_input && !stop_) {
-      for (auto& fn : after_round_) fn();
-      found_input = false;
-      for (auto& drain : zmq_drains_) found_input |= drain();
-    }
+    for (auto& fn : after_round_) fn();
+    busy = false;
+    for (auto& drain : zmq_drains_) busy |= drain();
   }
 }
 

@@ -3,11 +3,13 @@
 //
 // ZeroMQ sockets are watched through their ZMQ_FD, which signals edge-
 // triggered: it fires when the socket's state changes, not while messages
-// wait. A ZMQ watcher's drain must therefore read until ZMQ_EVENTS shows no
-// more input. Sending on a socket can swallow the edge that announced new
-// input, so after each round the loop runs the AfterEachRound callbacks (which
-// may send) and then every drain again, repeating until no drain finds input:
-// the loop only sleeps after a pass that found every socket empty.
+// wait. Sending on a socket can swallow the edge that announced new input,
+// so each pass of the loop runs the ready callbacks (timers, posted work,
+// readable fds), then the AfterEachRound callbacks (which may send), then
+// every drain; it sleeps only after a pass whose drains found every socket
+// empty. A drain may stop early (a bounded slice of work per pass) and
+// report input: the next pass comes at once, after due timers and posted
+// work, so under any load ticks fire and replies go out every pass.
 // Thread safety: Post and Stop may be called from any thread; everything else
 // only from the loop thread (or before Run).
 #pragma once
@@ -36,8 +38,8 @@ class EventLoop {
 
   // Calls on_readable when fd becomes readable (level-triggered).
   Status WatchFd(int fd, Callback on_readable);
-  // Watches a ZeroMQ socket's ZMQ_FD. drain reads everything waiting and
-  // returns whether it found anything.
+  // Watches a ZeroMQ socket's ZMQ_FD. drain reads what is waiting (all of
+  // it, or a bounded slice) and returns whether it found anything.
   Status WatchZmq(int zmq_fd, std::function<bool()> drain);
   // Calls fn every `period`, first after one period.
   Status AddTimer(std::chrono::milliseconds period, Callback fn);

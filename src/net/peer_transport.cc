@@ -20,6 +20,10 @@ constexpr int kReconnectMs = 100;
 constexpr int kReconnectMaxMs = 1000;
 // How long a closed connection to a removed peer may still send what it has.
 constexpr int kDisconnectLingerMs = 200;
+// What one Drain reads at most (in bytes; at least one message), so that
+// a backlog of large appends is taken in slices between which the loop
+// ticks and sends (net/event_loop.h).
+constexpr size_t kMaxBytesPerDrain = 8 << 20;
 // How long after a peer refused this node's key it is dialled again.
 constexpr std::chrono::seconds kRefusedRetry(1);
 // A snapshot stream that makes no progress this long is abandoned.
@@ -49,9 +53,11 @@ int PeerTransport::fd() const { return in_.get(zmq::sockopt::fd); }
 bool PeerTransport::Drain(
     const std::function<void(std::string_view frame, std::string_view user)>& on_frame) {
   bool found = false;
+  size_t bytes = 0;
   std::vector<zmq::message_t> frames;
-  while (HasInput(in_) && ReceiveFrames(in_, &frames, "raft socket")) {
+  while (bytes < kMaxBytesPerDrain && HasInput(in_) && ReceiveFrames(in_, &frames, "raft socket")) {
     found = true;
+    for (const zmq::message_t& f : frames) bytes += f.size();
     // The peer's routing id, then one frame per message.
     if (frames.size() < 2) {
       if (ShouldLogSampled(CountBadMessage())) {

@@ -43,7 +43,8 @@ class PeerTransport {
   Status Bind(const std::string& endpoint);
   // The inbound socket's ZMQ_FD, for the event loop.
   int fd() const;
-  // Reads every waiting message and calls on_frame for each of its frames,
+  // Reads the waiting messages (up to a slice of bytes: the event loop calls
+  // again while it returns true) and calls on_frame for each of their frames,
   // with the user id the ZapHandler gave the sender's connection (empty
   // without CURVE). Returns whether anything was read.
   bool Drain(const std::function<void(std::string_view frame, std::string_view user)>& on_frame);

@@ -15,6 +15,10 @@ namespace {
 
 // Requests (and replies) queued per client connection before ZeroMQ drops.
 constexpr int kClientQueue = 100000;
+// What one Drain reads at most, so that a flood of requests is taken in
+// slices between which the loop ticks, sends and answers (net/event_loop.h).
+constexpr size_t kMaxRequestsPerDrain = 1024;
+constexpr size_t kMaxBytesPerDrain = 8 << 20;
 
 }  // namespace
 
@@ -35,9 +39,13 @@ int ClientFront::fd() const { return socket_.get(zmq::sockopt::fd); }
 
 bool ClientFront::Drain() {
   bool found = false;
+  size_t requests = 0, bytes = 0;
   std::vector<zmq::message_t> frames;
-  while (net::HasInput(socket_) && net::ReceiveFrames(socket_, &frames, "client socket")) {
+  while (requests < kMaxRequestsPerDrain && bytes < kMaxBytesPerDrain && net::HasInput(socket_) &&
+         net::ReceiveFrames(socket_, &frames, "client socket")) {
     found = true;
+    ++requests;
+    for (const zmq::message_t& f : frames) bytes += f.size();
     Pending p;
     p.routing = frames[0].to_string();
     // A REQ client's empty delimiter is echoed on every reply, errors too.

@@ -39,7 +39,8 @@ class ClientFront {
   // Binds the client ROUTER. InvalidArgument when the endpoint is taken.
   Status Bind(const std::string& endpoint);
   int fd() const;
-  // Reads and dispatches every waiting request; returns whether any.
+  // Reads and dispatches the waiting requests, up to a slice per call (the
+  // event loop calls again while it returns true); returns whether any.
   bool Drain();
 
   // Answers p (the reply's id is set from p).

@@ -42,5 +42,30 @@ TEST_CASE("EventLoop: Stop ends Run even while input never stops coming") {
   CHECK(stopped);
 }
 
+TEST_CASE("EventLoop: timers and posted work run while input never stops coming") {
+  EventLoop loop;
+  REQUIRE(loop.Init().ok());
+  const int fd = eventfd(1, EFD_NONBLOCK);
+  REQUIRE(fd >= 0);
+  std::atomic<bool> give_up{false};  // only if the timer never fired: lets the test end
+  REQUIRE(loop.WatchZmq(fd, [&] { return !give_up.load(); }).ok());
+  // The timer posts work, and the posted work stops the loop: both must
+  // run although every pass finds more input.
+  std::atomic<int> ticks{0};
+  REQUIRE(loop.AddTimer(5ms,
+                        [&] {
+                          if (++ticks == 3) loop.Post([&] { loop.Stop(); });
+                        })
+              .ok());
+  auto run = std::async(std::launch::async, [&] { loop.Run(); });
+  const bool stopped = run.wait_for(10s) == std::future_status::ready;
+  give_up = true;
+  loop.Stop();
+  run.wait();
+  close(fd);
+  CHECK(ticks.load() >= 3);
+  CHECK(stopped);
+}
+
 }  // namespace
 }  // namespace kv::net
