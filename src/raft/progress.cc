@@ -95,8 +95,4 @@ void Progress::FreeInflightsUpTo(Index n) {
   while (!inflights_.empty() && inflights_.front() <= n) inflights_.pop_front();
 }
 
-void Progress::FreeFirstInflight() {
-  if (!inflights_.empty()) inflights_.pop_front();
-}
-
 }  // namespace kv::raft

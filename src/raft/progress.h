@@ -48,8 +48,6 @@ class Progress {
   bool IsPaused() const;
   // Frees in-flight slots acknowledged up to n.
   void FreeInflightsUpTo(Index n);
-  // Frees the oldest slot, so a stalled pipeline sends one more message.
-  void FreeFirstInflight();
   bool InflightsFull() const { return inflights_.size() >= max_inflight_; }
   size_t inflight_count() const { return inflights_.size(); }
 

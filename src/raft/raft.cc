@@ -671,12 +671,16 @@ void Raft::HandleAppendResponse(const Message& m, Progress& pr) {
 void Raft::HandleHeartbeatResponse(const Message& m, Progress& pr) {
   pr.probe_sent = false;
   if (m.index <= ticks_) pr.lease_ack_tick = std::max(pr.lease_ack_tick, m.index);
-  // A full pipeline whose messages were lost would stall: free a slot so the
-  // next kAppend goes out and the follower's answer resynchronises us.
-  if (pr.state == ProgressState::kReplicate && pr.InflightsFull()) pr.FreeFirstInflight();
-  // Behind: send even an empty kAppend. If pipelined messages were lost or
-  // reordered, its rejection resets the progress to probing from match.
-  if (pr.match < log_.LastIndex()) MaybeSendAppend(m.from, true);
+  if (pr.state == ProgressState::kReplicate && pr.InflightsFull()) {
+    // Only acknowledgements open a closed window, and none come if its
+    // messages were lost. Freeing a slot instead would let the window
+    // overfill towards a follower that is merely slow.
+    SendEmptyAppend(m.from, pr);
+  } else if (pr.match < log_.LastIndex()) {
+    // Behind: send even an empty kAppend. If pipelined messages were lost or
+    // reordered, its rejection resets the progress to probing from match.
+    MaybeSendAppend(m.from, true);
+  }
 
   if (m.context.empty() || pending_reads_.empty() || !IsVoter(m.from)) return;
   auto it = std::find_if(pending_reads_.rbegin(), pending_reads_.rend(),
@@ -762,6 +766,22 @@ bool Raft::MaybeSendAppend(NodeId to, bool send_if_empty) {
   m.entries = std::move(entries);
   Send(std::move(m));
   return true;
+}
+
+void Raft::SendEmptyAppend(NodeId to, Progress& pr) {
+  Term prev_term = 0;
+  Status s = log_.TermAt(pr.next - 1, &prev_term);
+  if (!s.ok()) {
+    if (s.IsCompacted()) SendSnapshot(to, pr);
+    return;
+  }
+  Message m;
+  m.type = MessageType::kAppend;
+  m.to = to;
+  m.index = pr.next - 1;
+  m.log_term = prev_term;
+  m.commit = log_.committed();
+  Send(std::move(m));
 }
 
 bool Raft::SendSnapshot(NodeId to, Progress& pr) {

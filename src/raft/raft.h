@@ -235,6 +235,10 @@ class Raft {
   // Sends entries (or a snapshot) to `to` if its progress allows; with
   // send_if_empty, also an empty kAppend (to carry the commit index).
   bool MaybeSendAppend(NodeId to, bool send_if_empty);
+  // An empty kAppend after pr.next - 1, even through a closed in-flight
+  // window: the answer acknowledges what the follower holds (freeing the
+  // window) or rejects (setting the progress back to probing).
+  void SendEmptyAppend(NodeId to, Progress& pr);
   bool SendSnapshot(NodeId to, Progress& pr);
   void BroadcastAppend();
   void BroadcastHeartbeat(const std::string& context);

@@ -1182,5 +1182,57 @@ TEST_CASE("ReadIndex: a new leader serves no read before it commits an entry of 
   REQUIRE_SAFE(c);
 }
 
+// ---------------------------------------------------------------- flow control
+
+// A slow or silent follower must not draw more than its in-flight window:
+// heartbeat answers do not open a closed window, only acknowledgements do.
+TEST_CASE(
+    "Flow control: a follower whose acknowledgements are lost gets no entries past its window") {
+  SimOptions o = Scripted(3, 31);
+  o.max_inflight_msgs = 2;
+  o.max_msg_bytes = 1;  // one entry per kAppend
+  Cluster c(o);
+  Elect(c, 1);
+  bool drop_acks = true;
+  c.SetDropFilter([&](const Message& m) {
+    return drop_acks && m.type == MessageType::kAppendResponse && m.from == 3;
+  });
+  uint64_t with_entries = 0;
+  c.SetSendHook([&](const Message& m) {
+    if (m.type == MessageType::kAppend && m.to == 3 && !m.entries.empty()) with_entries++;
+  });
+  const Index idx = ProposeN(c, 1, 10);
+  REQUIRE(c.RunUntil([&] { return c.raft(1).commit() >= idx; }, 20));  // with n2
+  c.RunTicks(20);  // 20 heartbeat rounds that n3 answers
+  INFO(c.Report());
+  CHECK(with_entries == 2);
+  CHECK(c.raft(1).ProgressOf(3)->inflight_count() == 2);
+  CHECK(c.app(3).applied < idx);
+  // Acknowledgements flow again: the empty kAppend sent on the next
+  // heartbeat answer is acknowledged and n3 catches up.
+  drop_acks = false;
+  REQUIRE(c.RunUntil([&] { return AppliedBy(c, {3}, idx); }, 20));
+  REQUIRE_SAFE(c);
+}
+
+TEST_CASE("Flow control: a full window whose messages were all lost recovers through heartbeats") {
+  SimOptions o = Scripted(3, 32);
+  o.max_inflight_msgs = 2;
+  o.max_msg_bytes = 1;
+  Cluster c(o);
+  Elect(c, 1);
+  bool drop_entries = true;
+  c.SetDropFilter([&](const Message& m) {
+    return drop_entries && m.type == MessageType::kAppend && m.to == 3 && !m.entries.empty();
+  });
+  const Index idx = ProposeN(c, 1, 10);
+  REQUIRE(c.RunUntil([&] { return c.raft(1).commit() >= idx; }, 20));
+  c.RunTicks(5);
+  REQUIRE(c.storage(3).LastIndex() < idx - 9);
+  drop_entries = false;
+  REQUIRE(c.RunUntil([&] { return AppliedBy(c, {3}, idx); }, 10));
+  REQUIRE_SAFE(c);
+}
+
 }  // namespace
 }  // namespace kv::raft::sim
