@@ -28,6 +28,10 @@ Status Config::Validate() const {
     return Status::InvalidArgument("raft: election_tick must be greater than heartbeat_tick");
   }
   if (max_inflight_msgs == 0) return Status::InvalidArgument("raft: max_inflight_msgs must be > 0");
+  // A smaller window would cut every kAppend below max_msg_bytes: lower that instead.
+  if (max_inflight_bytes != 0 && max_inflight_bytes < max_msg_bytes) {
+    return Status::InvalidArgument("raft: max_inflight_bytes must be 0 or at least max_msg_bytes");
+  }
   if (lease_reads && !check_quorum) {
     return Status::InvalidArgument("raft: lease_reads requires check_quorum");
   }
@@ -54,8 +58,8 @@ Raft::Raft(const Config& cfg)
   init_status_ = cfg.storage->InitialState(&hs, &cs);
   if (!init_status_.ok()) return;
 
-  for (NodeId v : cs.voters) prs_.emplace(v, Progress(1, cfg.max_inflight_msgs, false));
-  for (NodeId l : cs.learners) prs_.emplace(l, Progress(1, cfg.max_inflight_msgs, true));
+  for (NodeId v : cs.voters) prs_.emplace(v, NewProgress(1, false));
+  for (NodeId l : cs.learners) prs_.emplace(l, NewProgress(1, true));
   voters_ = cs.voters;
   std::sort(voters_.begin(), voters_.end());
 
@@ -118,10 +122,14 @@ void Raft::ResetRandomizedElectionTimeout() {
   randomized_election_timeout_ = dist(rng_);
 }
 
+Progress Raft::NewProgress(Index next, bool learner) const {
+  return Progress(next, cfg_.max_inflight_msgs, cfg_.max_inflight_bytes, learner);
+}
+
 void Raft::ResetProgress() {
   std::map<NodeId, Progress> fresh;
   for (const auto& [node, pr] : prs_) {
-    Progress p(log_.LastIndex() + 1, cfg_.max_inflight_msgs, pr.learner);
+    Progress p = NewProgress(log_.LastIndex() + 1, pr.learner);
     if (node == id_) p.match = log_.DurableIndex();
     fresh.emplace(node, p);
   }
@@ -608,10 +616,8 @@ bool Raft::Restore(const Snapshot& s) {
   DropAcksFrom(0);
   log_.Restore(s);
   prs_.clear();
-  for (NodeId v : s.meta.conf.voters) prs_.emplace(v, Progress(1, cfg_.max_inflight_msgs, false));
-  for (NodeId l : s.meta.conf.learners) {
-    prs_.emplace(l, Progress(1, cfg_.max_inflight_msgs, true));
-  }
+  for (NodeId v : s.meta.conf.voters) prs_.emplace(v, NewProgress(1, false));
+  for (NodeId l : s.meta.conf.learners) prs_.emplace(l, NewProgress(1, true));
   voters_ = s.meta.conf.voters;
   std::sort(voters_.begin(), voters_.end());
   ResetProgress();
@@ -741,10 +747,16 @@ bool Raft::MaybeSendAppend(NodeId to, bool send_if_empty) {
   if (it == prs_.end() || to == id_) return false;
   Progress& pr = it->second;
   if (pr.IsPaused()) return false;
+  uint64_t max_bytes = cfg_.max_msg_bytes;
+  // Never past the window by more than one entry: what is queued towards a
+  // follower, ahead of heartbeats on an ordered transport, stays bounded.
+  if (pr.state == ProgressState::kReplicate) {
+    max_bytes = std::min(max_bytes, pr.InflightBytesLeft());
+  }
   Term prev_term = 0;
   Status s = log_.TermAt(pr.next - 1, &prev_term);
   std::vector<Entry> entries;
-  if (s.ok()) s = log_.Slice(pr.next, log_.LastIndex() + 1, cfg_.max_msg_bytes, &entries);
+  if (s.ok()) s = log_.Slice(pr.next, log_.LastIndex() + 1, max_bytes, &entries);
   if (!s.ok()) {
     if (s.IsCompacted()) return SendSnapshot(to, pr);
     KV_LOG(kError) << "raft " << id_ << " g" << group_ << ": cannot read log for " << to << ": "
@@ -759,7 +771,9 @@ bool Raft::MaybeSendAppend(NodeId to, bool send_if_empty) {
   m.log_term = prev_term;
   m.commit = log_.committed();
   if (!entries.empty()) {
-    pr.SentEntries(entries.back().index);
+    uint64_t bytes = 0;
+    for (const Entry& e : entries) bytes += e.ByteSize();
+    pr.SentEntries(entries.back().index, bytes);
   } else if (pr.state == ProgressState::kProbe) {
     pr.probe_sent = true;
   }
@@ -921,12 +935,11 @@ void Raft::ApplyConfChange(const ConfChange& cc) {
   auto it = prs_.find(n);
   switch (cc.type) {
     case ConfChangeType::kAddLearner:
-      if (it == prs_.end())
-        prs_.emplace(n, Progress(log_.LastIndex() + 1, cfg_.max_inflight_msgs, true));
+      if (it == prs_.end()) prs_.emplace(n, NewProgress(log_.LastIndex() + 1, true));
       break;
     case ConfChangeType::kAddVoter:
       if (it == prs_.end()) {
-        prs_.emplace(n, Progress(log_.LastIndex() + 1, cfg_.max_inflight_msgs, false));
+        prs_.emplace(n, NewProgress(log_.LastIndex() + 1, false));
       } else {
         it->second.learner = false;
       }

@@ -24,10 +24,11 @@
 //
 // Implemented: elections with randomized timeouts, PreVote, CheckQuorum,
 // leader no-op, commitment by current-term entries only, replication with
-// probe/replicate/snapshot progress, a bounded in-flight window, byte-bounded
-// batches, fast conflict backtracking by term, ReadIndex and lease reads,
-// InstallSnapshot, leadership transfer and single-server membership changes
-// with learners (a change takes effect when its entry commits).
+// probe/replicate/snapshot progress, an in-flight window bounded in messages
+// and bytes, byte-bounded batches, fast conflict backtracking by term,
+// ReadIndex and lease reads, InstallSnapshot, leadership transfer and
+// single-server membership changes with learners (a change takes effect when
+// its entry commits).
 //
 // Thread safety: none. One thread owns a Raft object.
 #pragma once
@@ -68,6 +69,12 @@ struct Config {
 
   uint64_t max_msg_bytes = 1 << 20;  // entries per kAppend, by ByteSize
   size_t max_inflight_msgs = 256;    // unacknowledged kAppends per follower
+  // Entry bytes (by ByteSize) in unacknowledged kAppends per follower: the
+  // leader sends a follower nothing past it but one entry (so an entry larger
+  // than the limit still goes). It bounds what queues towards a slow follower
+  // ahead of heartbeats on an ordered transport. 0: no limit; else at least
+  // max_msg_bytes.
+  uint64_t max_inflight_bytes = 8 << 20;
   uint64_t max_committed_bytes_per_ready = 16 << 20;
 
   bool pre_vote = true;
@@ -258,6 +265,7 @@ class Raft {
   void ServeRead(NodeId from, Index index, const std::string& context);
 
   // Membership.
+  Progress NewProgress(Index next, bool learner) const;
   void ResetProgress();
   void TrackConfChanges(const std::vector<Entry>& entries);
   void ApplyConfChange(const ConfChange& cc);

@@ -68,6 +68,12 @@ class Run {
     static const size_t kInflight[] = {1, 2, 8, 256};
     o.max_inflight_msgs = kInflight[rng_.Uniform(4)];
     o.max_committed_bytes_per_ready = rng_.Chance(0.3) ? 200 : (16 << 20);
+    // Windows of a few entries (of ~40 bytes) put flow control under faults.
+    static const uint64_t kInflightBytes[] = {0, 100, 300, 8 << 20};
+    o.max_inflight_bytes = kInflightBytes[rng_.Uniform(4)];
+    if (o.max_inflight_bytes != 0) {
+      o.max_msg_bytes = std::min(o.max_msg_bytes, o.max_inflight_bytes);
+    }
     static const Index kSnap[] = {0, 7, 20, 60};
     o.snapshot_interval = kSnap[rng_.Uniform(4)];
     o.snapshot_on_conf_change = po_.snapshot_on_conf_change;

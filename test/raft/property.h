@@ -1,8 +1,9 @@
 // The randomized property run shared by property_test.cc and raft_soak.
 //
 // One seed is one run: a Cluster whose options (network quality, disk
-// delays, batching limits, compaction interval, PreVote/CheckQuorum) are drawn
-// from the seed, driven through alternating chaos and calm phases. During
+// delays, batching limits, in-flight windows, compaction interval,
+// PreVote/CheckQuorum) are drawn from the seed, driven through alternating
+// chaos and calm phases. During
 // chaos: proposals, ReadIndex reads, message drops, duplicates and delays,
 // one-way and two-way partitions, crashes and restarts, slow disks,
 // leadership transfers and membership changes (add learner, promote, remove,

@@ -1234,5 +1234,85 @@ TEST_CASE("Flow control: a full window whose messages were all lost recovers thr
   REQUIRE_SAFE(c);
 }
 
+// Bytes of the entries sent to `to` past what the leader knows it holds:
+// what is unacknowledged towards it, from the messages themselves.
+class Unacked {
+ public:
+  Unacked(Cluster& c, NodeId leader, NodeId to) : c_(c), leader_(leader), to_(to) {
+    c.SetSendHook([this](const Message& m) {
+      if (m.type != MessageType::kAppend || m.from != leader_ || m.to != to_) return;
+      for (const Entry& e : m.entries) sent_[e.index] = e.ByteSize();
+    });
+  }
+  ~Unacked() { c_.SetSendHook(nullptr); }
+
+  uint64_t Bytes() const {
+    const Progress* pr = c_.raft(leader_).ProgressOf(to_);
+    uint64_t bytes = 0;
+    for (auto it = sent_.upper_bound(pr ? pr->match : 0); it != sent_.end(); ++it) {
+      bytes += it->second;
+    }
+    return bytes;
+  }
+
+ private:
+  Cluster& c_;
+  const NodeId leader_;
+  const NodeId to_;
+  std::map<Index, uint64_t> sent_;
+};
+
+TEST_CASE(
+    "Flow control: a slow follower has at most max_inflight_bytes and one entry unacknowledged") {
+  SimOptions o = Scripted(3, 33);
+  o.max_msg_bytes = 4 << 10;
+  o.max_inflight_bytes = 16 << 10;
+  Cluster c(o);
+  Elect(c, 1);
+  Unacked unacked(c, 1, 3);
+  c.HoldDisk(3, true);
+  const std::string value(1000, 'x');
+  const uint64_t entry_bytes =
+      Entry{0, 0, EntryType::kNormal, KvData("p100", "k", value)}.ByteSize();
+  uint64_t most = 0;
+  Index last = 0;
+  for (int i = 100; i < 200; ++i) {
+    REQUIRE(c.Propose(1, KvData("p" + std::to_string(i), "k", value), &last).ok());
+    c.Step();
+    most = std::max(most, unacked.Bytes());
+  }
+  REQUIRE(c.RunUntil([&] { return c.raft(1).commit() >= last; }, 50));  // with n2
+  most = std::max(most, unacked.Bytes());
+  INFO(c.Report());
+  CHECK(most >= o.max_inflight_bytes);  // the window filled
+  CHECK(most < o.max_inflight_bytes + entry_bytes);
+  CHECK(c.raft(1).ProgressOf(3)->inflight_bytes() < o.max_inflight_bytes + entry_bytes);
+  // The disk catches up: acknowledgements free the window as they come.
+  c.HoldDisk(3, false);
+  REQUIRE(c.RunUntil(
+      [&] {
+        most = std::max(most, unacked.Bytes());
+        return c.raft(1).ProgressOf(3)->match >= last;
+      },
+      100));
+  CHECK(most < o.max_inflight_bytes + entry_bytes);
+  CHECK(c.raft(1).ProgressOf(3)->inflight_bytes() == 0);
+  REQUIRE_SAFE(c);
+}
+
+TEST_CASE("Flow control: an entry larger than the in-flight window still goes") {
+  SimOptions o = Scripted(3, 34);
+  o.max_msg_bytes = 4 << 10;
+  o.max_inflight_bytes = 4 << 10;
+  Cluster c(o);
+  Elect(c, 1);
+  Index big = 0;
+  REQUIRE(c.Propose(1, KvData("p1", "big", std::string(20 << 10, 'b')), &big).ok());
+  const Index after = ProposeN(c, 1, 3);
+  REQUIRE(c.RunUntil([&] { return AppliedBy(c, {1, 2, 3}, after); }, 20));
+  CHECK(c.app(3).kv.at("big").size() == (20u << 10));
+  REQUIRE_SAFE(c);
+}
+
 }  // namespace
 }  // namespace kv::raft::sim

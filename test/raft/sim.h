@@ -84,6 +84,7 @@ struct SimOptions {
   bool lease_reads = false;  // requires check_quorum
   uint64_t max_msg_bytes = 1 << 20;
   size_t max_inflight_msgs = 256;
+  uint64_t max_inflight_bytes = 8 << 20;
   uint64_t max_committed_bytes_per_ready = 16 << 20;
   NetworkOptions net;
   // The app compacts its log (CreateSnapshot) once it applied this many
