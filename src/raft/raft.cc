@@ -150,6 +150,7 @@ void Raft::Reset(Term term) {
   votes_.clear();
   ResetProgress();
   pending_conf_index_ = 0;
+  ResetUncommitted();
   pending_reads_.clear();
   reads_awaiting_commit_.clear();
   broadcast_pending_ = false;
@@ -189,6 +190,10 @@ void Raft::BecomeLeader() {
   // No membership change until this leader commits an entry of its term.
   pending_conf_index_ = log_.LastIndex();
   AppendEntries({Entry{}});
+  // Neither the no-op nor entries of earlier terms count toward
+  // max_uncommitted_bytes (as in etcd): they are not this leader's load, and
+  // it takes a proposal of any size at once.
+  ResetUncommitted();
   BroadcastAppend();
   KV_LOG(kInfo) << "raft " << id_ << " g" << group_ << ": leader at term " << term_;
 }
@@ -862,9 +867,21 @@ void Raft::AppendEntries(std::vector<Entry> entries) {
     entries[i].index = last + 1 + i;
   }
   TrackConfChanges(entries);
+  KV_CHECK(last + 1 == uncommitted_first_ + uncommitted_sizes_.size())
+      << "uncommitted sizes out of step with the log";
+  for (const Entry& e : entries) {
+    uncommitted_sizes_.push_back(e.ByteSize());
+    uncommitted_bytes_ += e.ByteSize();
+  }
   log_.Append(entries);
   // The leader counts itself toward a quorum only once these are durable:
   // see Advance.
+}
+
+void Raft::ResetUncommitted() {
+  uncommitted_sizes_.clear();
+  uncommitted_first_ = log_.LastIndex() + 1;
+  uncommitted_bytes_ = 0;
 }
 
 bool Raft::MaybeCommit() {
@@ -890,6 +907,12 @@ void Raft::CommitTo(Index index) {
   KV_CHECK(index <= log_.LastIndex())
       << "commit " << index << " past the last index " << log_.LastIndex();
   log_.set_committed(index);
+  // A leader's committed entries no longer count toward max_uncommitted_bytes.
+  while (!uncommitted_sizes_.empty() && uncommitted_first_ <= index) {
+    uncommitted_bytes_ -= uncommitted_sizes_.front();
+    uncommitted_sizes_.pop_front();
+    uncommitted_first_++;
+  }
   bool changed = false;
   while (!uncommitted_conf_changes_.empty() && uncommitted_conf_changes_.begin()->first <= index) {
     ConfChange cc = std::move(uncommitted_conf_changes_.begin()->second);
@@ -999,7 +1022,14 @@ Status Raft::Propose(std::string data, Index* index, Term* term) {
   if (role_ != Role::kLeader) return Status::Unavailable("not the leader");
   if (lead_transferee_ != kNoNode) return Status::Unavailable("leadership transfer in progress");
   if (data.empty()) return Status::InvalidArgument("empty proposal");
-  AppendEntries({Entry{0, 0, EntryType::kNormal, std::move(data)}});
+  Entry e{0, 0, EntryType::kNormal, std::move(data)};
+  // With nothing of its own uncommitted, any size goes: an entry larger than
+  // the limit must get in too.
+  if (cfg_.max_uncommitted_bytes > 0 && uncommitted_bytes_ > 0 &&
+      uncommitted_bytes_ + e.ByteSize() > cfg_.max_uncommitted_bytes) {
+    return Status::Busy("too much uncommitted data; retry later");
+  }
+  AppendEntries({std::move(e)});
   if (index != nullptr) *index = log_.LastIndex();
   if (term != nullptr) *term = term_;
   // Sent in GetReady, so that proposals between two Readies share messages.

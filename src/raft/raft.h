@@ -25,10 +25,10 @@
 // Implemented: elections with randomized timeouts, PreVote, CheckQuorum,
 // leader no-op, commitment by current-term entries only, replication with
 // probe/replicate/snapshot progress, an in-flight window bounded in messages
-// and bytes, byte-bounded batches, fast conflict backtracking by term,
-// ReadIndex and lease reads, InstallSnapshot, leadership transfer and
-// single-server membership changes with learners (a change takes effect when
-// its entry commits).
+// and bytes, byte-bounded batches, a bounded uncommitted log on the leader,
+// fast conflict backtracking by term, ReadIndex and lease reads,
+// InstallSnapshot, leadership transfer and single-server membership changes
+// with learners (a change takes effect when its entry commits).
 //
 // Thread safety: none. One thread owns a Raft object.
 #pragma once
@@ -75,6 +75,11 @@ struct Config {
   // ahead of heartbeats on an ordered transport. 0: no limit; else at least
   // max_msg_bytes.
   uint64_t max_inflight_bytes = 8 << 20;
+  // Leader: Propose answers Busy when the entries it appended past the
+  // commit index would come to more bytes (by ByteSize) than this. With none
+  // of its own uncommitted it takes a proposal of any size, and membership
+  // changes always. 0: no limit.
+  uint64_t max_uncommitted_bytes = 64 << 20;
   uint64_t max_committed_bytes_per_ready = 16 << 20;
 
   bool pre_vote = true;
@@ -143,7 +148,9 @@ class Raft {
   // Appends data to the log as leader. Returns the entry's index and term,
   // with which the driver recognises the entry when it is committed (an entry
   // applied at that index with another term means this proposal was lost).
-  // Unavailable when not leader or while transferring leadership.
+  // Unavailable when not leader or while transferring leadership; Busy
+  // (retry later) when the entry would take this leader's uncommitted
+  // entries past max_uncommitted_bytes.
   Status Propose(std::string data, Index* index = nullptr, Term* term = nullptr);
 
   // Proposes a membership change. Besides Propose's errors: Unavailable
@@ -200,6 +207,9 @@ class Raft {
   // Entries (index, term) the driver may read back from the in-memory log.
   Status TermAt(Index i, Term* term) const { return log_.TermAt(i, term); }
   HardState hard_state() const { return HardState{term_, vote_, log_.committed()}; }
+  // Leader: bytes (by ByteSize) of the entries it appended that are not yet
+  // committed, as max_uncommitted_bytes counts them.
+  uint64_t uncommitted_bytes() const { return uncommitted_bytes_; }
 
  private:
   enum class CampaignType { kPreElection, kElection, kTransfer };
@@ -255,6 +265,9 @@ class Raft {
 
   // Appends entries as leader, stamping term and index.
   void AppendEntries(std::vector<Entry> entries);
+  // Leader: stops counting what is uncommitted so far; entries appended from
+  // now on count.
+  void ResetUncommitted();
   // Leader: advances commit to what a quorum of voters holds durably, if that
   // entry is of the current term. True if commit moved.
   bool MaybeCommit();
@@ -299,6 +312,12 @@ class Raft {
   // Uncommitted kConfChange entries in the log, applied when they commit.
   std::map<Index, ConfChange> uncommitted_conf_changes_;
   Index pending_conf_index_ = 0;  // leader: last conf change proposed
+
+  // Leader: ByteSize of each entry it appended past the commit index, for
+  // indexes from uncommitted_first_ on, and their sum.
+  std::deque<uint64_t> uncommitted_sizes_;
+  Index uncommitted_first_ = 0;
+  uint64_t uncommitted_bytes_ = 0;
 
   std::map<NodeId, bool> votes_;
 

@@ -39,6 +39,7 @@ class Run {
     }
     res.steps = c_.now();
     res.proposals = c_.proposals().size();
+    res.busy = c_.busy();
     for (const Proposal& p : c_.proposals()) {
       if (p.state == Proposal::State::kCommitted) res.committed++;
     }
@@ -74,6 +75,9 @@ class Run {
     if (o.max_inflight_bytes != 0) {
       o.max_msg_bytes = std::min(o.max_msg_bytes, o.max_inflight_bytes);
     }
+    // Leaders with a few entries uncommitted refuse proposals (Busy).
+    static const uint64_t kUncommittedBytes[] = {0, 120, 400, 64 << 20};
+    o.max_uncommitted_bytes = kUncommittedBytes[rng_.Uniform(4)];
     static const Index kSnap[] = {0, 7, 20, 60};
     o.snapshot_interval = kSnap[rng_.Uniform(4)];
     o.snapshot_on_conf_change = po_.snapshot_on_conf_change;

@@ -1314,5 +1314,93 @@ TEST_CASE("Flow control: an entry larger than the in-flight window still goes") 
   REQUIRE_SAFE(c);
 }
 
+TEST_CASE("Flow control: Propose answers Busy past max_uncommitted_bytes until commits catch up") {
+  SimOptions o = Scripted(3, 35);
+  o.max_uncommitted_bytes = 4 << 10;
+  Cluster c(o);
+  Elect(c, 1);
+  CHECK(c.raft(1).uncommitted_bytes() == 0);
+  // The followers get the entries; their acknowledgements get lost.
+  c.Cut(2, 1);
+  c.Cut(3, 1);
+  const std::string value(1000, 'v');
+  const uint64_t entry_bytes = Entry{0, 0, EntryType::kNormal, KvData("p0", "k", value)}.ByteSize();
+  uint64_t accepted = 0;
+  Index last = 0;
+  Status s;
+  for (int i = 0; i < 20; ++i) {
+    s = c.Propose(1, KvData("p" + std::to_string(i), "k", value), &last);
+    if (!s.ok()) break;
+    accepted++;
+    c.Step();
+  }
+  INFO(c.Report());
+  CHECK(s.IsBusy());
+  CHECK(accepted == o.max_uncommitted_bytes / entry_bytes);
+  CHECK(c.raft(1).uncommitted_bytes() == accepted * entry_bytes);
+  // The limit is in bytes: a small entry that fits still goes.
+  REQUIRE(o.max_uncommitted_bytes - accepted * entry_bytes >= 100);
+  CHECK(c.Propose(1, "tiny").ok());
+  const uint64_t uncommitted = c.raft(1).uncommitted_bytes();
+  // A membership change is never refused for its size, and counts.
+  const NodeId n4 = c.AddNode();
+  CHECK(c.ProposeConfChange(1, ConfChange{ConfChangeType::kAddLearner, n4, ""}).ok());
+  CHECK(c.raft(1).uncommitted_bytes() > uncommitted);
+  CHECK(c.Propose(1, KvData("refused", "k", value)).IsBusy());
+  // Acknowledgements arrive, the entries commit and proposals are welcome again.
+  c.Heal();
+  REQUIRE(c.RunUntil([&] { return c.raft(1).commit() == c.raft(1).last_index(); }, 20));
+  CHECK(c.raft(1).uncommitted_bytes() == 0);
+  CHECK(c.Propose(1, KvData("again", "k", value)).ok());
+  REQUIRE_SAFE(c);
+}
+
+TEST_CASE(
+    "Flow control: an entry larger than max_uncommitted_bytes goes when nothing is uncommitted") {
+  SimOptions o = Scripted(3, 36);
+  o.max_uncommitted_bytes = 4 << 10;
+  Cluster c(o);
+  Elect(c, 1);
+  const std::string huge(16 << 10, 'h');
+  Index big = 0;
+  REQUIRE(c.Propose(1, KvData("p1", "big", huge), &big).ok());
+  CHECK(c.raft(1).uncommitted_bytes() > o.max_uncommitted_bytes);
+  // Anything more waits until it commits.
+  CHECK(c.Propose(1, KvData("p2", "k", "v")).IsBusy());
+  CHECK(c.Propose(1, KvData("p3", "big", huge)).IsBusy());
+  REQUIRE(c.RunUntil([&] { return c.raft(1).commit() >= big; }, 20));
+  CHECK(c.raft(1).uncommitted_bytes() == 0);
+  CHECK(c.Propose(1, KvData("p4", "big", huge)).ok());
+  REQUIRE_SAFE(c);
+}
+
+// Like etcd: a new leader counts neither its no-op nor the entries of
+// earlier terms it must still commit, so it takes proposals at once.
+TEST_CASE("Flow control: a new leader's uncommitted count starts empty") {
+  SimOptions o = Scripted(3, 37);
+  o.max_uncommitted_bytes = 4 << 10;
+  Cluster c(o);
+  Elect(c, 1);
+  // n1's entries reach n2 and n3, but n1 never learns they did.
+  c.Cut(2, 1);
+  c.Cut(3, 1);
+  const std::string value(1000, 'v');
+  Index last = 0;
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(c.Propose(1, KvData("p" + std::to_string(i), "k", value), &last).ok());
+  }
+  REQUIRE(c.RunUntil([&] { return c.storage(2).LastIndex() >= last; }, 20));
+  c.Crash(1);
+  Elect(c, 2);
+  CHECK(c.raft(2).uncommitted_bytes() == 0);
+  Index big = 0;
+  REQUIRE(c.Propose(2, KvData("big", "k", std::string(16 << 10, 'b')), &big).ok());
+  CHECK(c.raft(2).uncommitted_bytes() ==
+        Entry{0, 0, EntryType::kNormal, KvData("big", "k", std::string(16 << 10, 'b'))}.ByteSize());
+  REQUIRE(c.RunUntil([&] { return c.raft(2).commit() >= big; }, 20));
+  CHECK(c.raft(2).uncommitted_bytes() == 0);
+  REQUIRE_SAFE(c);
+}
+
 }  // namespace
 }  // namespace kv::raft::sim
