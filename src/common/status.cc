@@ -19,6 +19,8 @@ const char* CodeName(Status::Code code) {
       return "Unavailable";
     case Status::Code::kCompacted:
       return "Compacted";
+    case Status::Code::kBusy:
+      return "Busy";
   }
   return "Unknown";
 }

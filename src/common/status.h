@@ -23,6 +23,7 @@ class Status {
     kInvalidArgument,
     kUnavailable,
     kCompacted,  // the requested log entries were released by a snapshot
+    kBusy,       // overloaded for now: the same request may succeed later
   };
 
   Status() = default;
@@ -36,6 +37,7 @@ class Status {
   }
   static Status Unavailable(std::string_view msg) { return Status(Code::kUnavailable, msg); }
   static Status Compacted(std::string_view msg) { return Status(Code::kCompacted, msg); }
+  static Status Busy(std::string_view msg) { return Status(Code::kBusy, msg); }
 
   bool ok() const { return code_ == Code::kOk; }
   bool IsNotFound() const { return code_ == Code::kNotFound; }
@@ -44,6 +46,7 @@ class Status {
   bool IsInvalidArgument() const { return code_ == Code::kInvalidArgument; }
   bool IsUnavailable() const { return code_ == Code::kUnavailable; }
   bool IsCompacted() const { return code_ == Code::kCompacted; }
+  bool IsBusy() const { return code_ == Code::kBusy; }
 
   Code code() const { return code_; }
   // The message given at construction, without the code's name.

@@ -1,6 +1,9 @@
 #include "raft/progress.h"
 
 #include <algorithm>
+#include <cstdint>
+
+#include "common/logging.h"
 
 namespace kv::raft {
 
@@ -27,7 +30,7 @@ void Progress::BecomeProbe() {
   state = ProgressState::kProbe;
   probe_sent = false;
   pending_snapshot = 0;
-  inflights_.clear();
+  ClearInflights();
 }
 
 void Progress::BecomeReplicate() {
@@ -35,14 +38,14 @@ void Progress::BecomeReplicate() {
   next = match + 1;
   probe_sent = false;
   pending_snapshot = 0;
-  inflights_.clear();
+  ClearInflights();
 }
 
 void Progress::BecomeSnapshot(Index snapshot_index) {
   state = ProgressState::kSnapshot;
   probe_sent = false;
   pending_snapshot = snapshot_index;
-  inflights_.clear();
+  ClearInflights();
 }
 
 bool Progress::MaybeUpdate(Index n) {
@@ -56,10 +59,11 @@ bool Progress::MaybeUpdate(Index n) {
   return updated;
 }
 
-void Progress::SentEntries(Index last) {
+void Progress::SentEntries(Index last, uint64_t bytes) {
   if (state == ProgressState::kReplicate) {
     next = last + 1;
-    inflights_.push_back(last);
+    inflights_.push_back(Inflight{last, bytes});
+    inflight_bytes_ += bytes;
   } else if (state == ProgressState::kProbe) {
     probe_sent = true;
   }
@@ -92,11 +96,26 @@ bool Progress::IsPaused() const {
 }
 
 void Progress::FreeInflightsUpTo(Index n) {
-  while (!inflights_.empty() && inflights_.front() <= n) inflights_.pop_front();
+  while (!inflights_.empty() && inflights_.front().last <= n) {
+    inflight_bytes_ -= inflights_.front().bytes;
+    inflights_.pop_front();
+  }
 }
 
-void Progress::FreeFirstInflight() {
-  if (!inflights_.empty()) inflights_.pop_front();
+bool Progress::InflightsFull() const {
+  return inflights_.size() >= max_inflight_ ||
+         (max_inflight_bytes_ > 0 && inflight_bytes_ >= max_inflight_bytes_);
+}
+
+uint64_t Progress::InflightBytesLeft() const {
+  if (max_inflight_bytes_ == 0) return UINT64_MAX;
+  KV_CHECK(inflight_bytes_ < max_inflight_bytes_) << "the in-flight window is closed";
+  return max_inflight_bytes_ - inflight_bytes_;
+}
+
+void Progress::ClearInflights() {
+  inflights_.clear();
+  inflight_bytes_ = 0;
 }
 
 }  // namespace kv::raft

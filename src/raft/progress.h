@@ -3,12 +3,14 @@
 // Probe: the leader does not know where the follower's log matches; it sends
 // one kAppend per heartbeat interval and waits. Replicate: the follower
 // accepts entries; the leader streams them, up to max_inflight unacknowledged
-// messages. Snapshot: the follower needs a snapshot; nothing else is sent
-// until it is delivered or fails.
+// messages and max_inflight_bytes of their entries (by Entry::ByteSize).
+// Snapshot: the follower needs a snapshot; nothing else is sent until it is
+// delivered or fails.
 // Thread safety: a plain value owned by the Raft core.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 
 #include "raft/types.h"
@@ -21,8 +23,12 @@ const char* ProgressStateName(ProgressState s);
 
 class Progress {
  public:
-  Progress(Index next_index, size_t max_inflight, bool is_learner)
-      : next(next_index), learner(is_learner), max_inflight_(max_inflight) {}
+  // max_inflight_bytes 0: no limit by bytes.
+  Progress(Index next_index, size_t max_inflight, uint64_t max_inflight_bytes, bool is_learner)
+      : next(next_index),
+        learner(is_learner),
+        max_inflight_(max_inflight),
+        max_inflight_bytes_(max_inflight_bytes) {}
 
   Index match = 0;  // highest index known to be replicated (durably) there
   Index next = 1;   // next index to send
@@ -39,8 +45,9 @@ class Progress {
 
   // An acknowledgement up to n: raises match (and next). False if stale.
   bool MaybeUpdate(Index n);
-  // Entries up to `last` were sent optimistically (kReplicate).
-  void SentEntries(Index last);
+  // Entries up to `last`, of `bytes` in all, were sent (optimistically in
+  // kReplicate, where they take a slot of the window).
+  void SentEntries(Index last, uint64_t bytes);
   // A rejection of the kAppend at `rejected`; `hint` is where the follower
   // suggests probing next. False if the rejection is stale.
   bool MaybeDecrTo(Index rejected, Index hint);
@@ -48,14 +55,29 @@ class Progress {
   bool IsPaused() const;
   // Frees in-flight slots acknowledged up to n.
   void FreeInflightsUpTo(Index n);
-  // Frees the oldest slot, so a stalled pipeline sends one more message.
-  void FreeFirstInflight();
-  bool InflightsFull() const { return inflights_.size() >= max_inflight_; }
+  // The window is closed: max_inflight messages, or max_inflight_bytes, are
+  // unacknowledged.
+  bool InflightsFull() const;
+  // Bytes of entries the window takes before it closes (UINT64_MAX without a
+  // byte limit): the next kAppend carries no more than this, except that it
+  // always carries one entry, so unacknowledged bytes stay within
+  // max_inflight_bytes plus one entry. REQUIRES: !InflightsFull().
+  uint64_t InflightBytesLeft() const;
   size_t inflight_count() const { return inflights_.size(); }
+  uint64_t inflight_bytes() const { return inflight_bytes_; }
 
  private:
+  struct Inflight {
+    Index last;  // the kAppend's last entry
+    uint64_t bytes;
+  };
+
+  void ClearInflights();
+
   size_t max_inflight_;
-  std::deque<Index> inflights_;  // last index of each unacknowledged kAppend, ascending
+  uint64_t max_inflight_bytes_;
+  std::deque<Inflight> inflights_;  // unacknowledged kAppends, ascending
+  uint64_t inflight_bytes_ = 0;     // their sum
 };
 
 }  // namespace kv::raft

@@ -28,6 +28,10 @@ Status Config::Validate() const {
     return Status::InvalidArgument("raft: election_tick must be greater than heartbeat_tick");
   }
   if (max_inflight_msgs == 0) return Status::InvalidArgument("raft: max_inflight_msgs must be > 0");
+  // A smaller window would cut every kAppend below max_msg_bytes: lower that instead.
+  if (max_inflight_bytes != 0 && max_inflight_bytes < max_msg_bytes) {
+    return Status::InvalidArgument("raft: max_inflight_bytes must be 0 or at least max_msg_bytes");
+  }
   if (lease_reads && !check_quorum) {
     return Status::InvalidArgument("raft: lease_reads requires check_quorum");
   }
@@ -54,8 +58,8 @@ Raft::Raft(const Config& cfg)
   init_status_ = cfg.storage->InitialState(&hs, &cs);
   if (!init_status_.ok()) return;
 
-  for (NodeId v : cs.voters) prs_.emplace(v, Progress(1, cfg.max_inflight_msgs, false));
-  for (NodeId l : cs.learners) prs_.emplace(l, Progress(1, cfg.max_inflight_msgs, true));
+  for (NodeId v : cs.voters) prs_.emplace(v, NewProgress(1, false));
+  for (NodeId l : cs.learners) prs_.emplace(l, NewProgress(1, true));
   voters_ = cs.voters;
   std::sort(voters_.begin(), voters_.end());
 
@@ -118,10 +122,14 @@ void Raft::ResetRandomizedElectionTimeout() {
   randomized_election_timeout_ = dist(rng_);
 }
 
+Progress Raft::NewProgress(Index next, bool learner) const {
+  return Progress(next, cfg_.max_inflight_msgs, cfg_.max_inflight_bytes, learner);
+}
+
 void Raft::ResetProgress() {
   std::map<NodeId, Progress> fresh;
   for (const auto& [node, pr] : prs_) {
-    Progress p(log_.LastIndex() + 1, cfg_.max_inflight_msgs, pr.learner);
+    Progress p = NewProgress(log_.LastIndex() + 1, pr.learner);
     if (node == id_) p.match = log_.DurableIndex();
     fresh.emplace(node, p);
   }
@@ -142,6 +150,7 @@ void Raft::Reset(Term term) {
   votes_.clear();
   ResetProgress();
   pending_conf_index_ = 0;
+  ResetUncommitted();
   pending_reads_.clear();
   reads_awaiting_commit_.clear();
   broadcast_pending_ = false;
@@ -181,6 +190,10 @@ void Raft::BecomeLeader() {
   // No membership change until this leader commits an entry of its term.
   pending_conf_index_ = log_.LastIndex();
   AppendEntries({Entry{}});
+  // Neither the no-op nor entries of earlier terms count toward
+  // max_uncommitted_bytes (as in etcd): they are not this leader's load, and
+  // it takes a proposal of any size at once.
+  ResetUncommitted();
   BroadcastAppend();
   KV_LOG(kInfo) << "raft " << id_ << " g" << group_ << ": leader at term " << term_;
 }
@@ -608,10 +621,8 @@ bool Raft::Restore(const Snapshot& s) {
   DropAcksFrom(0);
   log_.Restore(s);
   prs_.clear();
-  for (NodeId v : s.meta.conf.voters) prs_.emplace(v, Progress(1, cfg_.max_inflight_msgs, false));
-  for (NodeId l : s.meta.conf.learners) {
-    prs_.emplace(l, Progress(1, cfg_.max_inflight_msgs, true));
-  }
+  for (NodeId v : s.meta.conf.voters) prs_.emplace(v, NewProgress(1, false));
+  for (NodeId l : s.meta.conf.learners) prs_.emplace(l, NewProgress(1, true));
   voters_ = s.meta.conf.voters;
   std::sort(voters_.begin(), voters_.end());
   ResetProgress();
@@ -671,12 +682,16 @@ void Raft::HandleAppendResponse(const Message& m, Progress& pr) {
 void Raft::HandleHeartbeatResponse(const Message& m, Progress& pr) {
   pr.probe_sent = false;
   if (m.index <= ticks_) pr.lease_ack_tick = std::max(pr.lease_ack_tick, m.index);
-  // A full pipeline whose messages were lost would stall: free a slot so the
-  // next kAppend goes out and the follower's answer resynchronises us.
-  if (pr.state == ProgressState::kReplicate && pr.InflightsFull()) pr.FreeFirstInflight();
-  // Behind: send even an empty kAppend. If pipelined messages were lost or
-  // reordered, its rejection resets the progress to probing from match.
-  if (pr.match < log_.LastIndex()) MaybeSendAppend(m.from, true);
+  if (pr.state == ProgressState::kReplicate && pr.InflightsFull()) {
+    // Only acknowledgements open a closed window, and none come if its
+    // messages were lost. Freeing a slot instead would let the window
+    // overfill towards a follower that is merely slow.
+    SendEmptyAppend(m.from, pr);
+  } else if (pr.match < log_.LastIndex()) {
+    // Behind: send even an empty kAppend. If pipelined messages were lost or
+    // reordered, its rejection resets the progress to probing from match.
+    MaybeSendAppend(m.from, true);
+  }
 
   if (m.context.empty() || pending_reads_.empty() || !IsVoter(m.from)) return;
   auto it = std::find_if(pending_reads_.rbegin(), pending_reads_.rend(),
@@ -737,10 +752,16 @@ bool Raft::MaybeSendAppend(NodeId to, bool send_if_empty) {
   if (it == prs_.end() || to == id_) return false;
   Progress& pr = it->second;
   if (pr.IsPaused()) return false;
+  uint64_t max_bytes = cfg_.max_msg_bytes;
+  // Never past the window by more than one entry: what is queued towards a
+  // follower, ahead of heartbeats on an ordered transport, stays bounded.
+  if (pr.state == ProgressState::kReplicate) {
+    max_bytes = std::min(max_bytes, pr.InflightBytesLeft());
+  }
   Term prev_term = 0;
   Status s = log_.TermAt(pr.next - 1, &prev_term);
   std::vector<Entry> entries;
-  if (s.ok()) s = log_.Slice(pr.next, log_.LastIndex() + 1, cfg_.max_msg_bytes, &entries);
+  if (s.ok()) s = log_.Slice(pr.next, log_.LastIndex() + 1, max_bytes, &entries);
   if (!s.ok()) {
     if (s.IsCompacted()) return SendSnapshot(to, pr);
     KV_LOG(kError) << "raft " << id_ << " g" << group_ << ": cannot read log for " << to << ": "
@@ -755,13 +776,31 @@ bool Raft::MaybeSendAppend(NodeId to, bool send_if_empty) {
   m.log_term = prev_term;
   m.commit = log_.committed();
   if (!entries.empty()) {
-    pr.SentEntries(entries.back().index);
+    uint64_t bytes = 0;
+    for (const Entry& e : entries) bytes += e.ByteSize();
+    pr.SentEntries(entries.back().index, bytes);
   } else if (pr.state == ProgressState::kProbe) {
     pr.probe_sent = true;
   }
   m.entries = std::move(entries);
   Send(std::move(m));
   return true;
+}
+
+void Raft::SendEmptyAppend(NodeId to, Progress& pr) {
+  Term prev_term = 0;
+  Status s = log_.TermAt(pr.next - 1, &prev_term);
+  if (!s.ok()) {
+    if (s.IsCompacted()) SendSnapshot(to, pr);
+    return;
+  }
+  Message m;
+  m.type = MessageType::kAppend;
+  m.to = to;
+  m.index = pr.next - 1;
+  m.log_term = prev_term;
+  m.commit = log_.committed();
+  Send(std::move(m));
 }
 
 bool Raft::SendSnapshot(NodeId to, Progress& pr) {
@@ -828,9 +867,21 @@ void Raft::AppendEntries(std::vector<Entry> entries) {
     entries[i].index = last + 1 + i;
   }
   TrackConfChanges(entries);
+  KV_CHECK(last + 1 == uncommitted_first_ + uncommitted_sizes_.size())
+      << "uncommitted sizes out of step with the log";
+  for (const Entry& e : entries) {
+    uncommitted_sizes_.push_back(e.ByteSize());
+    uncommitted_bytes_ += e.ByteSize();
+  }
   log_.Append(entries);
   // The leader counts itself toward a quorum only once these are durable:
   // see Advance.
+}
+
+void Raft::ResetUncommitted() {
+  uncommitted_sizes_.clear();
+  uncommitted_first_ = log_.LastIndex() + 1;
+  uncommitted_bytes_ = 0;
 }
 
 bool Raft::MaybeCommit() {
@@ -856,6 +907,12 @@ void Raft::CommitTo(Index index) {
   KV_CHECK(index <= log_.LastIndex())
       << "commit " << index << " past the last index " << log_.LastIndex();
   log_.set_committed(index);
+  // A leader's committed entries no longer count toward max_uncommitted_bytes.
+  while (!uncommitted_sizes_.empty() && uncommitted_first_ <= index) {
+    uncommitted_bytes_ -= uncommitted_sizes_.front();
+    uncommitted_sizes_.pop_front();
+    uncommitted_first_++;
+  }
   bool changed = false;
   while (!uncommitted_conf_changes_.empty() && uncommitted_conf_changes_.begin()->first <= index) {
     ConfChange cc = std::move(uncommitted_conf_changes_.begin()->second);
@@ -901,12 +958,11 @@ void Raft::ApplyConfChange(const ConfChange& cc) {
   auto it = prs_.find(n);
   switch (cc.type) {
     case ConfChangeType::kAddLearner:
-      if (it == prs_.end())
-        prs_.emplace(n, Progress(log_.LastIndex() + 1, cfg_.max_inflight_msgs, true));
+      if (it == prs_.end()) prs_.emplace(n, NewProgress(log_.LastIndex() + 1, true));
       break;
     case ConfChangeType::kAddVoter:
       if (it == prs_.end()) {
-        prs_.emplace(n, Progress(log_.LastIndex() + 1, cfg_.max_inflight_msgs, false));
+        prs_.emplace(n, NewProgress(log_.LastIndex() + 1, false));
       } else {
         it->second.learner = false;
       }
@@ -966,7 +1022,14 @@ Status Raft::Propose(std::string data, Index* index, Term* term) {
   if (role_ != Role::kLeader) return Status::Unavailable("not the leader");
   if (lead_transferee_ != kNoNode) return Status::Unavailable("leadership transfer in progress");
   if (data.empty()) return Status::InvalidArgument("empty proposal");
-  AppendEntries({Entry{0, 0, EntryType::kNormal, std::move(data)}});
+  Entry e{0, 0, EntryType::kNormal, std::move(data)};
+  // With nothing of its own uncommitted, any size goes: an entry larger than
+  // the limit must get in too.
+  if (cfg_.max_uncommitted_bytes > 0 && uncommitted_bytes_ > 0 &&
+      uncommitted_bytes_ + e.ByteSize() > cfg_.max_uncommitted_bytes) {
+    return Status::Busy("too much uncommitted data; retry later");
+  }
+  AppendEntries({std::move(e)});
   if (index != nullptr) *index = log_.LastIndex();
   if (term != nullptr) *term = term_;
   // Sent in GetReady, so that proposals between two Readies share messages.

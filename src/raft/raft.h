@@ -24,8 +24,9 @@
 //
 // Implemented: elections with randomized timeouts, PreVote, CheckQuorum,
 // leader no-op, commitment by current-term entries only, replication with
-// probe/replicate/snapshot progress, a bounded in-flight window, byte-bounded
-// batches, fast conflict backtracking by term, ReadIndex and lease reads,
+// probe/replicate/snapshot progress, an in-flight window bounded in messages
+// and bytes, byte-bounded batches, a bounded uncommitted log on the leader,
+// fast conflict backtracking by term, ReadIndex and lease reads,
 // InstallSnapshot, leadership transfer and single-server membership changes
 // with learners (a change takes effect when its entry commits).
 //
@@ -68,6 +69,17 @@ struct Config {
 
   uint64_t max_msg_bytes = 1 << 20;  // entries per kAppend, by ByteSize
   size_t max_inflight_msgs = 256;    // unacknowledged kAppends per follower
+  // Entry bytes (by ByteSize) in unacknowledged kAppends per follower: the
+  // leader sends a follower nothing past it but one entry (so an entry larger
+  // than the limit still goes). It bounds what queues towards a slow follower
+  // ahead of heartbeats on an ordered transport. 0: no limit; else at least
+  // max_msg_bytes.
+  uint64_t max_inflight_bytes = 8 << 20;
+  // Leader: Propose answers Busy when the entries it appended past the
+  // commit index would come to more bytes (by ByteSize) than this. With none
+  // of its own uncommitted it takes a proposal of any size, and membership
+  // changes always. 0: no limit.
+  uint64_t max_uncommitted_bytes = 64 << 20;
   uint64_t max_committed_bytes_per_ready = 16 << 20;
 
   bool pre_vote = true;
@@ -136,7 +148,9 @@ class Raft {
   // Appends data to the log as leader. Returns the entry's index and term,
   // with which the driver recognises the entry when it is committed (an entry
   // applied at that index with another term means this proposal was lost).
-  // Unavailable when not leader or while transferring leadership.
+  // Unavailable when not leader or while transferring leadership; Busy
+  // (retry later) when the entry would take this leader's uncommitted
+  // entries past max_uncommitted_bytes.
   Status Propose(std::string data, Index* index = nullptr, Term* term = nullptr);
 
   // Proposes a membership change. Besides Propose's errors: Unavailable
@@ -193,6 +207,9 @@ class Raft {
   // Entries (index, term) the driver may read back from the in-memory log.
   Status TermAt(Index i, Term* term) const { return log_.TermAt(i, term); }
   HardState hard_state() const { return HardState{term_, vote_, log_.committed()}; }
+  // Leader: bytes (by ByteSize) of the entries it appended that are not yet
+  // committed, as max_uncommitted_bytes counts them.
+  uint64_t uncommitted_bytes() const { return uncommitted_bytes_; }
 
  private:
   enum class CampaignType { kPreElection, kElection, kTransfer };
@@ -235,6 +252,10 @@ class Raft {
   // Sends entries (or a snapshot) to `to` if its progress allows; with
   // send_if_empty, also an empty kAppend (to carry the commit index).
   bool MaybeSendAppend(NodeId to, bool send_if_empty);
+  // An empty kAppend after pr.next - 1, even through a closed in-flight
+  // window: the answer acknowledges what the follower holds (freeing the
+  // window) or rejects (setting the progress back to probing).
+  void SendEmptyAppend(NodeId to, Progress& pr);
   bool SendSnapshot(NodeId to, Progress& pr);
   void BroadcastAppend();
   void BroadcastHeartbeat(const std::string& context);
@@ -244,6 +265,9 @@ class Raft {
 
   // Appends entries as leader, stamping term and index.
   void AppendEntries(std::vector<Entry> entries);
+  // Leader: stops counting what is uncommitted so far; entries appended from
+  // now on count.
+  void ResetUncommitted();
   // Leader: advances commit to what a quorum of voters holds durably, if that
   // entry is of the current term. True if commit moved.
   bool MaybeCommit();
@@ -254,6 +278,7 @@ class Raft {
   void ServeRead(NodeId from, Index index, const std::string& context);
 
   // Membership.
+  Progress NewProgress(Index next, bool learner) const;
   void ResetProgress();
   void TrackConfChanges(const std::vector<Entry>& entries);
   void ApplyConfChange(const ConfChange& cc);
@@ -287,6 +312,12 @@ class Raft {
   // Uncommitted kConfChange entries in the log, applied when they commit.
   std::map<Index, ConfChange> uncommitted_conf_changes_;
   Index pending_conf_index_ = 0;  // leader: last conf change proposed
+
+  // Leader: ByteSize of each entry it appended past the commit index, for
+  // indexes from uncommitted_first_ on, and their sum.
+  std::deque<uint64_t> uncommitted_sizes_;
+  Index uncommitted_first_ = 0;
+  uint64_t uncommitted_bytes_ = 0;
 
   std::map<NodeId, bool> votes_;
 

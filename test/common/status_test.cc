@@ -28,6 +28,10 @@ TEST_CASE("Each named constructor answers its own predicate only") {
   REQUIRE(Status::Unavailable("x").IsUnavailable());
   REQUIRE(Status::Compacted("x").IsCompacted());
   REQUIRE_FALSE(Status::Compacted("x").IsNotFound());
+  REQUIRE(Status::Busy("x").IsBusy());
+  REQUIRE_FALSE(Status::Busy("x").IsUnavailable());
+  REQUIRE_FALSE(Status::Unavailable("x").IsBusy());
+  REQUIRE(Status::Busy("retry later").ToString() == "Busy: retry later");
 }
 
 }  // namespace kv

@@ -1,12 +1,15 @@
 // Unit tests of the pieces under the Raft core: MemoryStorage (what a node
-// persisted), RaftLog (stable + unstable log) and Progress (flow control).
+// persisted), RaftLog (stable + unstable log), Progress (flow control) and
+// Config::Validate.
 #include "raft/log.h"
 
 #include <catch2/catch.hpp>
+#include <cstdint>
 #include <vector>
 
 #include "raft/memory_storage.h"
 #include "raft/progress.h"
+#include "raft/raft.h"
 
 namespace kv::raft {
 namespace {
@@ -260,10 +263,10 @@ TEST_CASE("RaftLog: Restore replaces the log with a snapshot") {
 // ---------------------------------------------------------------- Progress
 
 TEST_CASE("Progress: a probe sends one message at a time") {
-  Progress pr(5, 4, false);
+  Progress pr(5, 4, 0, false);
   CHECK(pr.state == ProgressState::kProbe);
   CHECK_FALSE(pr.IsPaused());
-  pr.SentEntries(7);
+  pr.SentEntries(7, 100);
   CHECK(pr.IsPaused());
   // A rejection of the probe at 4 with the follower's hint 2.
   CHECK(pr.MaybeDecrTo(4, 2));
@@ -274,12 +277,12 @@ TEST_CASE("Progress: a probe sends one message at a time") {
 }
 
 TEST_CASE("Progress: replicate pipelines up to the in-flight window") {
-  Progress pr(1, 2, false);
+  Progress pr(1, 2, 0, false);
   REQUIRE(pr.MaybeUpdate(3));
   pr.BecomeReplicate();
   CHECK(pr.next == 4);
-  pr.SentEntries(5);
-  pr.SentEntries(8);
+  pr.SentEntries(5, 100);
+  pr.SentEntries(8, 100);
   CHECK(pr.next == 9);
   CHECK(pr.IsPaused());
   pr.FreeInflightsUpTo(5);
@@ -293,8 +296,78 @@ TEST_CASE("Progress: replicate pipelines up to the in-flight window") {
   CHECK_FALSE(pr.MaybeDecrTo(3, 1));  // at or below match: stale
 }
 
+TEST_CASE("Progress: the window closes at max_inflight_bytes and acknowledgements reopen it") {
+  Progress pr(1, 256, 100, false);
+  REQUIRE(pr.MaybeUpdate(3));
+  pr.BecomeReplicate();
+  CHECK(pr.InflightBytesLeft() == 100);
+  pr.SentEntries(5, 60);
+  CHECK_FALSE(pr.IsPaused());
+  CHECK(pr.InflightBytesLeft() == 40);
+  // The leader's next message may overshoot by its one entry.
+  pr.SentEntries(6, 50);
+  CHECK(pr.inflight_bytes() == 110);
+  CHECK(pr.IsPaused());
+  pr.FreeInflightsUpTo(4);  // inside the first message: frees nothing
+  CHECK(pr.IsPaused());
+  pr.FreeInflightsUpTo(5);
+  CHECK(pr.inflight_bytes() == 50);
+  CHECK(pr.inflight_count() == 1);
+  CHECK_FALSE(pr.IsPaused());
+  CHECK(pr.InflightBytesLeft() == 50);
+  // Probing after a rejection starts with an empty window.
+  CHECK(pr.MaybeDecrTo(6, 5));
+  pr.BecomeProbe();
+  CHECK(pr.inflight_bytes() == 0);
+  CHECK(pr.inflight_count() == 0);
+  REQUIRE(pr.MaybeUpdate(5));
+  pr.BecomeReplicate();
+  CHECK(pr.InflightBytesLeft() == 100);
+}
+
+TEST_CASE("Progress: without a byte limit only the message count closes the window") {
+  Progress pr(1, 2, 0, false);
+  REQUIRE(pr.MaybeUpdate(1));
+  pr.BecomeReplicate();
+  CHECK(pr.InflightBytesLeft() == UINT64_MAX);
+  pr.SentEntries(2, uint64_t{1} << 40);
+  CHECK_FALSE(pr.IsPaused());
+  pr.SentEntries(3, 1);
+  CHECK(pr.IsPaused());
+}
+
+TEST_CASE("Progress: a snapshot empties the window") {
+  Progress pr(1, 256, 100, false);
+  REQUIRE(pr.MaybeUpdate(1));
+  pr.BecomeReplicate();
+  pr.SentEntries(9, 500);
+  REQUIRE(pr.IsPaused());
+  pr.BecomeSnapshot(50);
+  CHECK(pr.inflight_bytes() == 0);
+  REQUIRE(pr.MaybeUpdate(50));
+  pr.BecomeProbe();
+  pr.BecomeReplicate();
+  CHECK_FALSE(pr.IsPaused());
+  CHECK(pr.InflightBytesLeft() == 100);
+}
+
+TEST_CASE("Config: an in-flight byte window smaller than one message is refused") {
+  MemoryStorage s;
+  Config cfg;
+  cfg.id = 1;
+  cfg.storage = &s;
+  REQUIRE(cfg.Validate().ok());
+  cfg.max_msg_bytes = 1 << 20;
+  cfg.max_inflight_bytes = (1 << 20) - 1;
+  CHECK(cfg.Validate().IsInvalidArgument());
+  cfg.max_inflight_bytes = 1 << 20;
+  CHECK(cfg.Validate().ok());
+  cfg.max_inflight_bytes = 0;  // no limit
+  CHECK(cfg.Validate().ok());
+}
+
 TEST_CASE("Progress: snapshot state pauses until the snapshot is acknowledged") {
-  Progress pr(1, 8, false);
+  Progress pr(1, 8, 0, false);
   pr.BecomeSnapshot(50);
   CHECK(pr.IsPaused());
   REQUIRE(pr.MaybeUpdate(50));

@@ -39,6 +39,7 @@ class Run {
     }
     res.steps = c_.now();
     res.proposals = c_.proposals().size();
+    res.busy = c_.busy();
     for (const Proposal& p : c_.proposals()) {
       if (p.state == Proposal::State::kCommitted) res.committed++;
     }
@@ -68,6 +69,15 @@ class Run {
     static const size_t kInflight[] = {1, 2, 8, 256};
     o.max_inflight_msgs = kInflight[rng_.Uniform(4)];
     o.max_committed_bytes_per_ready = rng_.Chance(0.3) ? 200 : (16 << 20);
+    // Windows of a few entries (of ~40 bytes) put flow control under faults.
+    static const uint64_t kInflightBytes[] = {0, 100, 300, 8 << 20};
+    o.max_inflight_bytes = kInflightBytes[rng_.Uniform(4)];
+    if (o.max_inflight_bytes != 0) {
+      o.max_msg_bytes = std::min(o.max_msg_bytes, o.max_inflight_bytes);
+    }
+    // Leaders with a few entries uncommitted refuse proposals (Busy).
+    static const uint64_t kUncommittedBytes[] = {0, 120, 400, 64 << 20};
+    o.max_uncommitted_bytes = kUncommittedBytes[rng_.Uniform(4)];
     static const Index kSnap[] = {0, 7, 20, 60};
     o.snapshot_interval = kSnap[rng_.Uniform(4)];
     o.snapshot_on_conf_change = po_.snapshot_on_conf_change;
@@ -327,14 +337,17 @@ class Run {
              std::to_string(catch_up) + " ticks");
         return;
       }
-      // Every member catches up.
-      c_.RunUntil([&] { return !still_leader() || MembersApplied(l, index); }, catch_up);
+      // Every member catches up, by its lag now: a learner whose addition
+      // committed meanwhile starts from nothing.
+      const int64_t apply_catch_up =
+          20 * et + 4 * static_cast<int64_t>(index - std::min(index, MinApplied(l)));
+      c_.RunUntil([&] { return !still_leader() || MembersApplied(l, index); }, apply_catch_up);
       if (!ok()) return;
       if (!still_leader()) continue;
       if (!MembersApplied(l, index)) {
         Fail("entry " + std::to_string(index) + "@" + std::to_string(term) + " proposed to n" +
              std::to_string(l) + ", which stayed leader, was not applied by every member within " +
-             std::to_string(catch_up) + " ticks");
+             std::to_string(apply_catch_up) + " ticks");
         return;
       }
       // Everything this leader accepted in its term is committed by now.

@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   uint64_t runs = 0;
   int64_t total_steps = 0;
-  uint64_t committed = 0, crashes = 0, conf_changes = 0, elections = 0, reads = 0;
+  uint64_t committed = 0, crashes = 0, conf_changes = 0, elections = 0, reads = 0, busy = 0;
   for (uint64_t s = first; s < first + seeds; ++s) {
     for (int variant = 0; variant < (both ? 2 : 1); ++variant) {
       PropertyOptions o = po;
@@ -112,13 +112,14 @@ int main(int argc, char** argv) {
       conf_changes += r.conf_changes;
       elections += r.elections;
       reads += r.reads_served;
+      busy += r.busy;
       if (one || (!quiet && runs % 100 == 0)) {
         std::printf(
-            "seed %llu nodes %d: %lld steps, %llu/%llu proposals committed, %llu crashes,"
-            " %llu conf changes, %llu leader terms, %llu reads, %llu messages\n",
+            "seed %llu nodes %d: %lld steps, %llu/%llu proposals committed (%llu busy), %llu"
+            " crashes, %llu conf changes, %llu leader terms, %llu reads, %llu messages\n",
             static_cast<unsigned long long>(s), o.nodes, static_cast<long long>(r.steps),
             static_cast<unsigned long long>(r.committed),
-            static_cast<unsigned long long>(r.proposals),
+            static_cast<unsigned long long>(r.proposals), static_cast<unsigned long long>(r.busy),
             static_cast<unsigned long long>(r.crashes),
             static_cast<unsigned long long>(r.conf_changes),
             static_cast<unsigned long long>(r.elections),
@@ -151,15 +152,15 @@ int main(int argc, char** argv) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf(
       "ok: %llu runs (seeds %llu..%llu), %lld chaos steps per seed, %lld steps in all "
-      "(%lld per run on average), %llu committed proposals, %llu crashes, %llu conf "
-      "changes, %llu leader terms, %llu reads; %.1f s\n",
+      "(%lld per run on average), %llu committed proposals (%llu busy), %llu crashes, %llu "
+      "conf changes, %llu leader terms, %llu reads; %.1f s\n",
       static_cast<unsigned long long>(runs), static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(first + seeds - 1), static_cast<long long>(po.steps),
       static_cast<long long>(total_steps),
       static_cast<long long>(runs ? total_steps / static_cast<int64_t>(runs) : 0),
-      static_cast<unsigned long long>(committed), static_cast<unsigned long long>(crashes),
-      static_cast<unsigned long long>(conf_changes), static_cast<unsigned long long>(elections),
-      static_cast<unsigned long long>(reads), secs);
+      static_cast<unsigned long long>(committed), static_cast<unsigned long long>(busy),
+      static_cast<unsigned long long>(crashes), static_cast<unsigned long long>(conf_changes),
+      static_cast<unsigned long long>(elections), static_cast<unsigned long long>(reads), secs);
   if (failures > 0) {
     std::printf("%llu runs FAILED\n", static_cast<unsigned long long>(failures));
     return 1;

@@ -1182,5 +1182,225 @@ TEST_CASE("ReadIndex: a new leader serves no read before it commits an entry of 
   REQUIRE_SAFE(c);
 }
 
+// ---------------------------------------------------------------- flow control
+
+// A slow or silent follower must not draw more than its in-flight window:
+// heartbeat answers do not open a closed window, only acknowledgements do.
+TEST_CASE(
+    "Flow control: a follower whose acknowledgements are lost gets no entries past its window") {
+  SimOptions o = Scripted(3, 31);
+  o.max_inflight_msgs = 2;
+  o.max_msg_bytes = 1;  // one entry per kAppend
+  Cluster c(o);
+  Elect(c, 1);
+  bool drop_acks = true;
+  c.SetDropFilter([&](const Message& m) {
+    return drop_acks && m.type == MessageType::kAppendResponse && m.from == 3;
+  });
+  uint64_t with_entries = 0;
+  c.SetSendHook([&](const Message& m) {
+    if (m.type == MessageType::kAppend && m.to == 3 && !m.entries.empty()) with_entries++;
+  });
+  const Index idx = ProposeN(c, 1, 10);
+  REQUIRE(c.RunUntil([&] { return c.raft(1).commit() >= idx; }, 20));  // with n2
+  c.RunTicks(20);  // 20 heartbeat rounds that n3 answers
+  INFO(c.Report());
+  CHECK(with_entries == 2);
+  CHECK(c.raft(1).ProgressOf(3)->inflight_count() == 2);
+  CHECK(c.app(3).applied < idx);
+  // Acknowledgements flow again: the empty kAppend sent on the next
+  // heartbeat answer is acknowledged and n3 catches up.
+  drop_acks = false;
+  REQUIRE(c.RunUntil([&] { return AppliedBy(c, {3}, idx); }, 20));
+  REQUIRE_SAFE(c);
+}
+
+TEST_CASE("Flow control: a full window whose messages were all lost recovers through heartbeats") {
+  SimOptions o = Scripted(3, 32);
+  o.max_inflight_msgs = 2;
+  o.max_msg_bytes = 1;
+  Cluster c(o);
+  Elect(c, 1);
+  bool drop_entries = true;
+  c.SetDropFilter([&](const Message& m) {
+    return drop_entries && m.type == MessageType::kAppend && m.to == 3 && !m.entries.empty();
+  });
+  const Index idx = ProposeN(c, 1, 10);
+  REQUIRE(c.RunUntil([&] { return c.raft(1).commit() >= idx; }, 20));
+  c.RunTicks(5);
+  REQUIRE(c.storage(3).LastIndex() < idx - 9);
+  drop_entries = false;
+  REQUIRE(c.RunUntil([&] { return AppliedBy(c, {3}, idx); }, 10));
+  REQUIRE_SAFE(c);
+}
+
+// Bytes of the entries sent to `to` past what the leader knows it holds:
+// what is unacknowledged towards it, from the messages themselves.
+class Unacked {
+ public:
+  Unacked(Cluster& c, NodeId leader, NodeId to) : c_(c), leader_(leader), to_(to) {
+    c.SetSendHook([this](const Message& m) {
+      if (m.type != MessageType::kAppend || m.from != leader_ || m.to != to_) return;
+      for (const Entry& e : m.entries) sent_[e.index] = e.ByteSize();
+    });
+  }
+  ~Unacked() { c_.SetSendHook(nullptr); }
+
+  uint64_t Bytes() const {
+    const Progress* pr = c_.raft(leader_).ProgressOf(to_);
+    uint64_t bytes = 0;
+    for (auto it = sent_.upper_bound(pr ? pr->match : 0); it != sent_.end(); ++it) {
+      bytes += it->second;
+    }
+    return bytes;
+  }
+
+ private:
+  Cluster& c_;
+  const NodeId leader_;
+  const NodeId to_;
+  std::map<Index, uint64_t> sent_;
+};
+
+TEST_CASE(
+    "Flow control: a slow follower has at most max_inflight_bytes and one entry unacknowledged") {
+  SimOptions o = Scripted(3, 33);
+  o.max_msg_bytes = 4 << 10;
+  o.max_inflight_bytes = 16 << 10;
+  Cluster c(o);
+  Elect(c, 1);
+  Unacked unacked(c, 1, 3);
+  c.HoldDisk(3, true);
+  const std::string value(1000, 'x');
+  const uint64_t entry_bytes =
+      Entry{0, 0, EntryType::kNormal, KvData("p100", "k", value)}.ByteSize();
+  uint64_t most = 0;
+  Index last = 0;
+  for (int i = 100; i < 200; ++i) {
+    REQUIRE(c.Propose(1, KvData("p" + std::to_string(i), "k", value), &last).ok());
+    c.Step();
+    most = std::max(most, unacked.Bytes());
+  }
+  REQUIRE(c.RunUntil([&] { return c.raft(1).commit() >= last; }, 50));  // with n2
+  most = std::max(most, unacked.Bytes());
+  INFO(c.Report());
+  CHECK(most >= o.max_inflight_bytes);  // the window filled
+  CHECK(most < o.max_inflight_bytes + entry_bytes);
+  CHECK(c.raft(1).ProgressOf(3)->inflight_bytes() < o.max_inflight_bytes + entry_bytes);
+  // The disk catches up: acknowledgements free the window as they come.
+  c.HoldDisk(3, false);
+  REQUIRE(c.RunUntil(
+      [&] {
+        most = std::max(most, unacked.Bytes());
+        return c.raft(1).ProgressOf(3)->match >= last;
+      },
+      100));
+  CHECK(most < o.max_inflight_bytes + entry_bytes);
+  CHECK(c.raft(1).ProgressOf(3)->inflight_bytes() == 0);
+  REQUIRE_SAFE(c);
+}
+
+TEST_CASE("Flow control: an entry larger than the in-flight window still goes") {
+  SimOptions o = Scripted(3, 34);
+  o.max_msg_bytes = 4 << 10;
+  o.max_inflight_bytes = 4 << 10;
+  Cluster c(o);
+  Elect(c, 1);
+  Index big = 0;
+  REQUIRE(c.Propose(1, KvData("p1", "big", std::string(20 << 10, 'b')), &big).ok());
+  const Index after = ProposeN(c, 1, 3);
+  REQUIRE(c.RunUntil([&] { return AppliedBy(c, {1, 2, 3}, after); }, 20));
+  CHECK(c.app(3).kv.at("big").size() == (20u << 10));
+  REQUIRE_SAFE(c);
+}
+
+TEST_CASE("Flow control: Propose answers Busy past max_uncommitted_bytes until commits catch up") {
+  SimOptions o = Scripted(3, 35);
+  o.max_uncommitted_bytes = 4 << 10;
+  Cluster c(o);
+  Elect(c, 1);
+  CHECK(c.raft(1).uncommitted_bytes() == 0);
+  // The followers get the entries; their acknowledgements get lost.
+  c.Cut(2, 1);
+  c.Cut(3, 1);
+  const std::string value(1000, 'v');
+  const uint64_t entry_bytes = Entry{0, 0, EntryType::kNormal, KvData("p0", "k", value)}.ByteSize();
+  uint64_t accepted = 0;
+  Index last = 0;
+  Status s;
+  for (int i = 0; i < 20; ++i) {
+    s = c.Propose(1, KvData("p" + std::to_string(i), "k", value), &last);
+    if (!s.ok()) break;
+    accepted++;
+    c.Step();
+  }
+  INFO(c.Report());
+  CHECK(s.IsBusy());
+  CHECK(accepted == o.max_uncommitted_bytes / entry_bytes);
+  CHECK(c.raft(1).uncommitted_bytes() == accepted * entry_bytes);
+  // The limit is in bytes: a small entry that fits still goes.
+  REQUIRE(o.max_uncommitted_bytes - accepted * entry_bytes >= 100);
+  CHECK(c.Propose(1, "tiny").ok());
+  const uint64_t uncommitted = c.raft(1).uncommitted_bytes();
+  // A membership change is never refused for its size, and counts.
+  const NodeId n4 = c.AddNode();
+  CHECK(c.ProposeConfChange(1, ConfChange{ConfChangeType::kAddLearner, n4, ""}).ok());
+  CHECK(c.raft(1).uncommitted_bytes() > uncommitted);
+  CHECK(c.Propose(1, KvData("refused", "k", value)).IsBusy());
+  // Acknowledgements arrive, the entries commit and proposals are welcome again.
+  c.Heal();
+  REQUIRE(c.RunUntil([&] { return c.raft(1).commit() == c.raft(1).last_index(); }, 20));
+  CHECK(c.raft(1).uncommitted_bytes() == 0);
+  CHECK(c.Propose(1, KvData("again", "k", value)).ok());
+  REQUIRE_SAFE(c);
+}
+
+TEST_CASE(
+    "Flow control: an entry larger than max_uncommitted_bytes goes when nothing is uncommitted") {
+  SimOptions o = Scripted(3, 36);
+  o.max_uncommitted_bytes = 4 << 10;
+  Cluster c(o);
+  Elect(c, 1);
+  const std::string huge(16 << 10, 'h');
+  Index big = 0;
+  REQUIRE(c.Propose(1, KvData("p1", "big", huge), &big).ok());
+  CHECK(c.raft(1).uncommitted_bytes() > o.max_uncommitted_bytes);
+  // Anything more waits until it commits.
+  CHECK(c.Propose(1, KvData("p2", "k", "v")).IsBusy());
+  CHECK(c.Propose(1, KvData("p3", "big", huge)).IsBusy());
+  REQUIRE(c.RunUntil([&] { return c.raft(1).commit() >= big; }, 20));
+  CHECK(c.raft(1).uncommitted_bytes() == 0);
+  CHECK(c.Propose(1, KvData("p4", "big", huge)).ok());
+  REQUIRE_SAFE(c);
+}
+
+// Like etcd: a new leader counts neither its no-op nor the entries of
+// earlier terms it must still commit, so it takes proposals at once.
+TEST_CASE("Flow control: a new leader's uncommitted count starts empty") {
+  SimOptions o = Scripted(3, 37);
+  o.max_uncommitted_bytes = 4 << 10;
+  Cluster c(o);
+  Elect(c, 1);
+  // n1's entries reach n2 and n3, but n1 never learns they did.
+  c.Cut(2, 1);
+  c.Cut(3, 1);
+  const std::string value(1000, 'v');
+  Index last = 0;
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(c.Propose(1, KvData("p" + std::to_string(i), "k", value), &last).ok());
+  }
+  REQUIRE(c.RunUntil([&] { return c.storage(2).LastIndex() >= last; }, 20));
+  c.Crash(1);
+  Elect(c, 2);
+  CHECK(c.raft(2).uncommitted_bytes() == 0);
+  Index big = 0;
+  REQUIRE(c.Propose(2, KvData("big", "k", std::string(16 << 10, 'b')), &big).ok());
+  CHECK(c.raft(2).uncommitted_bytes() ==
+        Entry{0, 0, EntryType::kNormal, KvData("big", "k", std::string(16 << 10, 'b'))}.ByteSize());
+  REQUIRE(c.RunUntil([&] { return c.raft(2).commit() >= big; }, 20));
+  CHECK(c.raft(2).uncommitted_bytes() == 0);
+  REQUIRE_SAFE(c);
+}
+
 }  // namespace
 }  // namespace kv::raft::sim

@@ -199,6 +199,8 @@ void Cluster::Start(Node& n) {
   cfg.heartbeat_tick = opts_.heartbeat_tick;
   cfg.max_msg_bytes = opts_.max_msg_bytes;
   cfg.max_inflight_msgs = opts_.max_inflight_msgs;
+  cfg.max_inflight_bytes = opts_.max_inflight_bytes;
+  cfg.max_uncommitted_bytes = opts_.max_uncommitted_bytes;
   cfg.max_committed_bytes_per_ready = opts_.max_committed_bytes_per_ready;
   cfg.pre_vote = opts_.pre_vote;
   cfg.check_quorum = opts_.check_quorum;
@@ -321,6 +323,7 @@ Status Cluster::Propose(NodeId id, const std::string& data, Index* index, Term* 
   Term t = 0;
   Status s = n.raft->Propose(data, &i, &t);
   AfterInput(n, "propose");
+  if (s.IsBusy()) busy_++;
   if (s.ok()) {
     Proposal p;
     p.node = id;

@@ -84,6 +84,8 @@ struct SimOptions {
   bool lease_reads = false;  // requires check_quorum
   uint64_t max_msg_bytes = 1 << 20;
   size_t max_inflight_msgs = 256;
+  uint64_t max_inflight_bytes = 8 << 20;
+  uint64_t max_uncommitted_bytes = 64 << 20;
   uint64_t max_committed_bytes_per_ready = 16 << 20;
   NetworkOptions net;
   // The app compacts its log (CreateSnapshot) once it applied this many
@@ -258,6 +260,8 @@ class Cluster {
   size_t leader_terms() const { return leaders_.size(); }
   // Reads served to the app so far.
   size_t reads_served() const;
+  // Proposals refused with Busy (max_uncommitted_bytes reached).
+  uint64_t busy() const { return busy_; }
 
   // ---- Checking.
   bool ok() const { return violations_.empty() && checker_.ok(); }
@@ -365,6 +369,7 @@ class Cluster {
   std::function<void(const Message&)> send_hook_;
   std::function<void(Message*)> rewrite_hook_;
   MessageStats stats_;
+  uint64_t busy_ = 0;
 
   InvariantChecker checker_;
   std::vector<std::string> violations_;
