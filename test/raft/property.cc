@@ -40,6 +40,7 @@ class Run {
     res.steps = c_.now();
     res.proposals = c_.proposals().size();
     res.busy = c_.busy();
+    res.full_windows = c_.full_windows();
     for (const Proposal& p : c_.proposals()) {
       if (p.state == Proposal::State::kCommitted) res.committed++;
     }

@@ -36,10 +36,11 @@ struct PropertyOptions {
 
 struct PropertyResult {
   bool ok = true;
-  std::string failure;     // the violation or liveness failure, with a report
-  int64_t steps = 0;       // steps run in total (chaos and calm)
-  uint64_t proposals = 0;  // accepted by the node proposed to
-  uint64_t busy = 0;       // refused with Busy (max_uncommitted_bytes)
+  std::string failure;        // the violation or liveness failure, with a report
+  int64_t steps = 0;          // steps run in total (chaos and calm)
+  uint64_t proposals = 0;     // accepted by the node proposed to
+  uint64_t busy = 0;          // refused with Busy (max_uncommitted_bytes)
+  uint64_t full_windows = 0;  // see Cluster::full_windows
   uint64_t committed = 0;
   uint64_t crashes = 0;
   uint64_t conf_changes = 0;

@@ -641,6 +641,7 @@ void Cluster::Send(Node& n, const Message& m) {
       NoteEntry(n.id, "kAppend", e.index, e.term, &prev, &e.data);
       prev = e.term;
     }
+    NoteAppendSent(m);
   }
   if (Tracing()) Note("send " + DescribeMessage(m));
   InFlight f;
@@ -1134,6 +1135,51 @@ void Cluster::CheckDurableClaims(Node& n, const std::vector<Message>& msgs, bool
   }
 }
 
+void Cluster::NoteAppendSent(const Message& m) {
+  Unacked& u = unacked_[{m.from, m.to}];
+  if (m.term < u.term) return;
+  if (m.term > u.term) u = Unacked{m.term, {}, 0, 0};
+  for (const Entry& e : m.entries) {
+    auto [it, inserted] = u.sent.emplace(e.index, e.ByteSize());
+    if (!inserted) {
+      u.bytes -= it->second;
+      it->second = e.ByteSize();
+    }
+    u.bytes += e.ByteSize();
+    u.largest = std::max(u.largest, e.ByteSize());
+  }
+}
+
+void Cluster::CheckInflight(Node& n) {
+  const Raft& r = *n.raft;
+  const uint64_t limit = opts_.max_inflight_bytes;
+  if (r.role() != Role::kLeader || limit == 0) return;
+  for (auto it = unacked_.lower_bound({n.id, 0}); it != unacked_.end() && it->first.first == n.id;
+       ++it) {
+    Unacked& u = it->second;
+    const Progress* pr = r.ProgressOf(it->first.second);
+    if (u.term != r.term() || pr == nullptr) continue;
+    while (!u.sent.empty() && u.sent.begin()->first <= pr->match) {
+      u.bytes -= u.sent.begin()->second;
+      u.sent.erase(u.sent.begin());
+    }
+    // Only replication sends optimistically, from match + 1 to next - 1; a
+    // probe is one message, a snapshot none.
+    if (pr->state != ProgressState::kReplicate) continue;
+    uint64_t bytes = u.bytes;
+    for (auto e = u.sent.rbegin(); e != u.sent.rend() && e->first >= pr->next; ++e) {
+      bytes -= e->second;
+    }
+    if (bytes >= limit) full_windows_++;
+    if (bytes >= limit + u.largest) {
+      Violation("flow control: leader n" + std::to_string(n.id) + " has " + std::to_string(bytes) +
+                " bytes of entries unacknowledged towards n" + std::to_string(it->first.second) +
+                " (match " + std::to_string(pr->match) + ", next " + std::to_string(pr->next) +
+                "), past max_inflight_bytes " + std::to_string(limit) + " and one entry");
+    }
+  }
+}
+
 void Cluster::CheckAll() {
   for (auto& [id, n] : nodes_) {
     CheckStorageLog(*n);
@@ -1144,6 +1190,7 @@ void Cluster::CheckAll() {
   for (auto& [id, n] : nodes_) {
     if (!n->up) continue;
     CheckCompleteness(*n);
+    CheckInflight(*n);
     const Raft& r = *n->raft;
     if (n->writes.empty() && r.commit() == n->app.applied && r.conf_state() != n->app.conf) {
       Violation("n" + std::to_string(id) + " core configuration " + Str(r.conf_state()) +

@@ -21,9 +21,11 @@
 // After every input the InvariantChecker is fed, and after every step the
 // cluster checks election safety, log matching (persisted and in-memory
 // logs), agreement on committed entries, leader completeness, state machine
-// safety, that followers answer only from durable state and that every
-// committed entry is durable on a quorum. Violations are collected as text.
-// Thread safety: none.
+// safety, that followers answer only from durable state, that every
+// committed entry is durable on a quorum and that no leader has more than
+// max_inflight_bytes (plus one entry) of entries in flight towards a
+// follower it replicates to, counted from the messages it sent. Violations are collected
+// as text. Thread safety: none.
 #pragma once
 
 #include <cstdint>
@@ -262,6 +264,9 @@ class Cluster {
   size_t reads_served() const;
   // Proposals refused with Busy (max_uncommitted_bytes reached).
   uint64_t busy() const { return busy_; }
+  // Checks that found a leader with max_inflight_bytes or more unacknowledged
+  // towards a follower: how often the byte window was full.
+  uint64_t full_windows() const { return full_windows_; }
 
   // ---- Checking.
   bool ok() const { return violations_.empty() && checker_.ok(); }
@@ -320,6 +325,15 @@ class Cluster {
     bool has_data = false;
     uint64_t data_hash = 0;
   };
+  // Entries (index -> ByteSize) a leader sent a follower in its term, past
+  // what it knows the follower holds. While it replicates, those before its
+  // next index for the follower are in flight.
+  struct Unacked {
+    Term term = 0;
+    std::map<Index, uint64_t> sent;
+    uint64_t bytes = 0;    // their sum
+    uint64_t largest = 0;  // the largest entry sent in the term
+  };
   struct CommitSeen {
     bool set = false;
     Term term = 0;
@@ -342,6 +356,8 @@ class Cluster {
   void ReportSnapshotOutcome(const InFlight& f, bool ok);
   void CheckDurableClaims(Node& n, const std::vector<Message>& msgs, bool before_persist);
   void CheckLeaderCommit(Node& n);
+  void NoteAppendSent(const Message& m);
+  void CheckInflight(Node& n);
   void CheckAll();
   void CheckMemLog(Node& n);
   void CheckStorageLog(Node& n);
@@ -370,6 +386,8 @@ class Cluster {
   std::function<void(Message*)> rewrite_hook_;
   MessageStats stats_;
   uint64_t busy_ = 0;
+  uint64_t full_windows_ = 0;
+  std::map<std::pair<NodeId, NodeId>, Unacked> unacked_;  // by (leader, follower)
 
   InvariantChecker checker_;
   std::vector<std::string> violations_;
