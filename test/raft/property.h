@@ -3,13 +3,15 @@
 // One seed is one run: a Cluster whose options (network quality, disk
 // delays, batching limits, in-flight windows, uncommitted log limits,
 // compaction interval, PreVote/CheckQuorum) are drawn from the seed, driven
-// through alternating chaos and calm phases. During chaos: proposals, ReadIndex reads, message
-// drops, duplicates and delays, one-way and two-way partitions, crashes and restarts, slow disks,
-// leadership transfers and membership changes (add learner, promote, remove,
-// the leader included). Every step runs the cluster's safety checks. Each
-// calm phase heals everything and checks liveness: a leader within a bounded
-// number of ticks, every proposal accepted by a leader that is still leader
-// in the same term has committed, and every live member applies a new entry.
+// through alternating chaos and calm phases. During chaos: proposals,
+// ReadIndex reads, message drops, duplicates and delays (or ordered links of
+// little bandwidth), one-way and two-way partitions, crashes and restarts,
+// slow disks, leadership transfers and membership changes (add learner,
+// promote, remove, the leader included). Every step runs the cluster's
+// safety checks. Each calm phase heals everything and checks liveness: a
+// leader within a bounded number of ticks, every proposal accepted by a
+// leader that is still leader in the same term has committed, and every live
+// member applies a new entry.
 // Thread safety: none.
 #pragma once
 

@@ -4,9 +4,12 @@
 // the node has persisted: it survives a crash) and a tiny key-value state
 // machine (App). A seeded random network delivers messages after a random
 // latency and can drop, duplicate, reorder and delay them, and cut links one
-// way or both ways. Time is a step counter; every steps_per_tick steps each
-// live node gets one Tick(). No wall clock, no sleeps, no threads: the same
-// options and seed always give the same run.
+// way or both ways; or, given a bandwidth, carries each link's messages in
+// order through a pipe of that many bytes a step, as one TCP connection
+// would, so that a message waits for those queued before it. Time is a step
+// counter; every steps_per_tick steps each live node gets one Tick(). No wall
+// clock, no sleeps, no threads: the same options and seed always give the
+// same run.
 //
 // Each node follows raft.h's driver contract: rd.messages go out at once; the
 // snapshot, entries and hard state are persisted; only then
@@ -73,7 +76,15 @@ struct NetworkOptions {
   // Probability a kAppend arrives with only a prefix of its entries (maybe
   // none), as if the rest of a chunked message were lost.
   double truncate = 0.0;
+  // Bytes a link carries per step (WireBytes); 0: no limit. When set, each
+  // link delivers in order (`delay` does not apply): a message leaves once
+  // those before it left, takes its size over this rate, then the latency.
+  uint64_t bytes_per_step = 0;
 };
+
+// A message's size on the wire, roughly: its entries, snapshot and context
+// and a fixed header.
+uint64_t WireBytes(const Message& m);
 
 struct SimOptions {
   uint64_t seed = 1;
@@ -216,6 +227,11 @@ class Cluster {
 
   // ---- Network.
   NetworkOptions& net() { return opts_.net; }
+  // A link's bandwidth (bytes a step; 0: no limit), overriding
+  // NetworkOptions::bytes_per_step for messages from `from` to `to`.
+  void SetBandwidth(NodeId from, NodeId to, uint64_t bytes_per_step) {
+    bandwidth_[{from, to}] = bytes_per_step;
+  }
   // Cuts both directions between id and every other node.
   void Isolate(NodeId id);
   // Only nodes within the same group can talk; nodes not listed are isolated.
@@ -230,6 +246,10 @@ class Cluster {
   }
   // Sees every message a node sends (before any drop). Test hook.
   void SetSendHook(std::function<void(const Message&)> hook) { send_hook_ = std::move(hook); }
+  // Sees every message delivered, with the steps since it was sent. Test hook.
+  void SetDeliverHook(std::function<void(const Message&, int64_t)> hook) {
+    deliver_hook_ = std::move(hook);
+  }
   // May rewrite a message on its way (after the send hook, before any drop),
   // e.g. carry only a prefix of a kAppend's entries. Test hook: a rewrite
   // must leave a message the sender could have sent.
@@ -240,7 +260,10 @@ class Cluster {
   void Hold(NodeId from, NodeId to) { held_links_.insert({from, to}); }
   void Release(NodeId from, NodeId to);
   // Drops every message in flight.
-  void ClearNetwork() { in_flight_.clear(); }
+  void ClearNetwork() {
+    in_flight_.clear();
+    pipes_.clear();
+  }
   size_t messages_in_flight() const { return in_flight_.size(); }
   const MessageStats& stats() const { return stats_; }
 
@@ -312,6 +335,7 @@ class Cluster {
   };
   struct InFlight {
     int64_t at = 0;
+    int64_t sent_at = 0;
     uint64_t seq = 0;
     Message m;
     uint64_t sender_incarnation = 0;
@@ -380,9 +404,19 @@ class Cluster {
   std::vector<InFlight> in_flight_;
   std::set<std::pair<NodeId, NodeId>> cut_;
   std::set<std::pair<NodeId, NodeId>> held_links_;
+  // With a bandwidth, per link: when it is free to send again (in fractions
+  // of a step), and when its last message arrives (so that none overtakes
+  // it).
+  struct Pipe {
+    uint64_t free_at = 0;
+    int64_t last_at = 0;
+  };
+  std::map<std::pair<NodeId, NodeId>, Pipe> pipes_;
+  std::map<std::pair<NodeId, NodeId>, uint64_t> bandwidth_;  // SetBandwidth
   std::vector<InFlight> held_;
   std::function<bool(const Message&)> drop_filter_;
   std::function<void(const Message&)> send_hook_;
+  std::function<void(const Message&, int64_t)> deliver_hook_;
   std::function<void(Message*)> rewrite_hook_;
   MessageStats stats_;
   uint64_t busy_ = 0;
