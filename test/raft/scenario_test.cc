@@ -1486,5 +1486,33 @@ TEST_CASE("Flow control: a new leader's uncommitted count starts empty") {
   REQUIRE_SAFE(c);
 }
 
+// A heartbeat's answer promises nothing durable, so it does not wait for
+// the follower's writes: a busy disk does not make the leader step down for
+// want of a quorum, nor hold up reads.
+TEST_CASE("Flow control: followers with stalled disks still answer heartbeats") {
+  SimOptions o = Timed(3, 42);
+  Cluster c(o);
+  const NodeId l = WaitLeader(c);
+  REQUIRE(l != kNoNode);
+  const Term t = c.raft(l).term();
+  for (NodeId id : c.ids()) {
+    if (id != l) c.HoldDisk(id, true);
+  }
+  Index idx = 0;
+  REQUIRE(c.ProposeKv(l, "k", nullptr, &idx).ok());
+  std::string read;
+  REQUIRE(c.ReadIndex(l, "k", &read).ok());
+  c.RunTicks(5 * o.election_tick);
+  INFO(c.Report());
+  CHECK(c.raft(l).role() == Role::kLeader);
+  CHECK(c.raft(l).term() == t);
+  CHECK(c.raft(l).commit() < idx);  // no follower made it durable
+  CHECK(c.reads().at(read).served);
+  for (NodeId id : c.ids()) c.HoldDisk(id, false);
+  REQUIRE(c.RunUntil([&] { return c.raft(l).commit() >= idx; }, 10));
+  CHECK(c.raft(l).term() == t);
+  REQUIRE_SAFE(c);
+}
+
 }  // namespace
 }  // namespace kv::raft::sim
