@@ -1486,6 +1486,38 @@ TEST_CASE("Flow control: a new leader's uncommitted count starts empty") {
   REQUIRE_SAFE(c);
 }
 
+TEST_CASE("Flow control: a full window holds back entries, not heartbeats or the commit index") {
+  SimOptions o = Scripted(3, 43);
+  o.max_msg_bytes = 1 << 10;
+  o.max_inflight_bytes = 2 << 10;
+  Cluster c(o);
+  Elect(c, 1);
+  c.HoldDisk(3, true);
+  const std::string value(500, 'v');
+  Index last = 0;
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(c.Propose(1, KvData("p" + std::to_string(i), "k", value), &last).ok());
+  }
+  REQUIRE(c.RunUntil([&] { return c.raft(1).commit() >= last; }, 20));  // with n2
+  REQUIRE(c.raft(1).ProgressOf(3)->IsPaused());
+  uint64_t heartbeats = 0;
+  Index commit_sent = 0;
+  c.SetSendHook([&](const Message& m) {
+    if (m.to != 3) return;
+    if (m.type == MessageType::kHeartbeat) heartbeats++;
+    if (m.type == MessageType::kAppend) commit_sent = std::max(commit_sent, m.commit);
+  });
+  c.RunTicks(20);
+  INFO(c.Report());
+  CHECK(c.raft(1).ProgressOf(3)->IsPaused());
+  CHECK(heartbeats >= static_cast<uint64_t>(20 / o.heartbeat_tick));
+  CHECK(commit_sent >= last);
+  c.SetSendHook(nullptr);
+  c.HoldDisk(3, false);
+  REQUIRE(c.RunUntil([&] { return AppliedBy(c, {3}, last); }, 20));
+  REQUIRE_SAFE(c);
+}
+
 // A heartbeat's answer promises nothing durable, so it does not wait for
 // the follower's writes: a busy disk does not make the leader step down for
 // want of a quorum, nor hold up reads.
