@@ -728,7 +728,11 @@ void Raft::Send(Message m) {
   const bool leader_traffic = m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
                               m.type == MessageType::kSnapshot ||
                               m.type == MessageType::kTimeoutNow;
-  if (role_ == Role::kLeader && leader_traffic && durable_term_ == term_) {
+  // Nor does a heartbeat's answer, which speaks for no entry and no vote:
+  // behind a busy disk's writes it would make the leader believe this
+  // follower gone (CheckQuorum) and hold up reads.
+  const bool heartbeat_answer = m.type == MessageType::kHeartbeatResponse;
+  if (((role_ == Role::kLeader && leader_traffic) || heartbeat_answer) && durable_term_ == term_) {
     msgs_.push_back(std::move(m));
   } else {
     persisted_msgs_.push_back(std::move(m));

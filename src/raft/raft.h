@@ -115,7 +115,7 @@ struct Ready {
   // Committed, in order; hand them to the state machine.
   std::vector<Entry> committed_entries;
   // May be sent at once, before this Ready's writes are durable (a leader's
-  // replication, thesis 10.2.1).
+  // replication, thesis 10.2.1, and answers to heartbeats).
   std::vector<Message> messages;
   // Send only after this Ready's snapshot, entries and hard state are durable.
   std::vector<Message> persisted_messages;

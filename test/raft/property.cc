@@ -40,6 +40,7 @@ class Run {
     res.steps = c_.now();
     res.proposals = c_.proposals().size();
     res.busy = c_.busy();
+    res.full_windows = c_.full_windows();
     for (const Proposal& p : c_.proposals()) {
       if (p.state == Proposal::State::kCommitted) res.committed++;
     }
@@ -107,6 +108,9 @@ class Run {
     net.delay = rng_.Range(0, 10) / 100.0;
     net.max_delay = static_cast<int>(rng_.Range(8, 80));
     net.truncate = rng_.Chance(0.5) ? 0.0 : rng_.Range(0, 10) / 100.0;
+    // Now and then ordered links of a few entries a step, where what is in
+    // flight queues ahead of everything else.
+    net.bytes_per_step = rng_.Chance(0.7) ? 0 : static_cast<uint64_t>(rng_.Range(100, 1000));
   }
 
   void ChaosAction() {

@@ -3,13 +3,15 @@
 // One seed is one run: a Cluster whose options (network quality, disk
 // delays, batching limits, in-flight windows, uncommitted log limits,
 // compaction interval, PreVote/CheckQuorum) are drawn from the seed, driven
-// through alternating chaos and calm phases. During chaos: proposals, ReadIndex reads, message
-// drops, duplicates and delays, one-way and two-way partitions, crashes and restarts, slow disks,
-// leadership transfers and membership changes (add learner, promote, remove,
-// the leader included). Every step runs the cluster's safety checks. Each
-// calm phase heals everything and checks liveness: a leader within a bounded
-// number of ticks, every proposal accepted by a leader that is still leader
-// in the same term has committed, and every live member applies a new entry.
+// through alternating chaos and calm phases. During chaos: proposals,
+// ReadIndex reads, message drops, duplicates and delays (or ordered links of
+// little bandwidth), one-way and two-way partitions, crashes and restarts,
+// slow disks, leadership transfers and membership changes (add learner,
+// promote, remove, the leader included). Every step runs the cluster's
+// safety checks. Each calm phase heals everything and checks liveness: a
+// leader within a bounded number of ticks, every proposal accepted by a
+// leader that is still leader in the same term has committed, and every live
+// member applies a new entry.
 // Thread safety: none.
 #pragma once
 
@@ -36,10 +38,11 @@ struct PropertyOptions {
 
 struct PropertyResult {
   bool ok = true;
-  std::string failure;     // the violation or liveness failure, with a report
-  int64_t steps = 0;       // steps run in total (chaos and calm)
-  uint64_t proposals = 0;  // accepted by the node proposed to
-  uint64_t busy = 0;       // refused with Busy (max_uncommitted_bytes)
+  std::string failure;        // the violation or liveness failure, with a report
+  int64_t steps = 0;          // steps run in total (chaos and calm)
+  uint64_t proposals = 0;     // accepted by the node proposed to
+  uint64_t busy = 0;          // refused with Busy (max_uncommitted_bytes)
+  uint64_t full_windows = 0;  // see Cluster::full_windows
   uint64_t committed = 0;
   uint64_t crashes = 0;
   uint64_t conf_changes = 0;

@@ -21,7 +21,7 @@ uint64_t EnvOr(const char* name, uint64_t def) {
 void RunSeeds(int nodes, uint64_t first, uint64_t default_seeds, bool lease_reads = false) {
   const uint64_t seeds = EnvOr("RAFT_PROPERTY_SEEDS", default_seeds);
   const int64_t steps = static_cast<int64_t>(EnvOr("RAFT_PROPERTY_STEPS", 2000));
-  uint64_t busy = 0;
+  uint64_t busy = 0, full_windows = 0;
   for (uint64_t s = first; s < first + seeds; ++s) {
     PropertyOptions po;
     po.seed = s;
@@ -39,9 +39,13 @@ void RunSeeds(int nodes, uint64_t first, uint64_t default_seeds, bool lease_read
       return;  // one report per test case is enough to read
     }
     busy += r.busy;
+    full_windows += r.full_windows;
   }
   // Seeds that draw small limits reach them: the paths they guard did run.
-  if (seeds >= 10) CHECK(busy > 0);
+  if (seeds >= 10) {
+    CHECK(busy > 0);
+    CHECK(full_windows > 0);
+  }
   SUCCEED(seeds << " seeds on " << nodes << " nodes, " << steps << " chaos steps each");
 }
 

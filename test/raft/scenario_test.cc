@@ -1262,6 +1262,90 @@ class Unacked {
   std::map<Index, uint64_t> sent_;
 };
 
+// Issue 20 in miniature: three nodes on links that carry 4 KiB a step, in
+// order (as one connection); clients offer the leader two 4 KiB writes a
+// step, twice what a link carries, and offer again what it refuses. One
+// follower is slow: its disk, and its link from the leader (half as fast).
+struct Overload {
+  bool leader_kept = true;        // the first leader led throughout, no term changed
+  Index committed = 0;            // entries the leader committed meanwhile
+  uint64_t busy = 0;              // proposals refused with Busy
+  uint64_t most_unacked = 0;      // towards the slow follower, from the messages
+  int64_t slowest_heartbeat = 0;  // steps from the leader to a follower
+  std::string report;
+};
+
+Overload RunOverload(SimOptions o, int64_t steps) {
+  o.net.bytes_per_step = 4 << 10;
+  Cluster c(o);
+  const NodeId leader = WaitLeader(c);
+  REQUIRE(leader != kNoNode);
+  const Term term = c.raft(leader).term();
+  const NodeId slow = leader == 1 ? 2 : 1;
+  c.SetDiskDelay(slow, 40);
+  c.SetBandwidth(leader, slow, 2 << 10);
+  Unacked unacked(c, leader, slow);
+  Overload r;
+  c.SetDeliverHook([&](const Message& m, int64_t steps_in_flight) {
+    if (m.type == MessageType::kHeartbeat && m.from == leader) {
+      r.slowest_heartbeat = std::max(r.slowest_heartbeat, steps_in_flight);
+    }
+  });
+  const Index start = c.raft(leader).commit();
+  const std::string value(4 << 10, 'v');
+  uint64_t seq = 0;
+  for (int64_t i = 0; i < steps && r.leader_kept; ++i) {
+    for (int k = 0; k < 2; ++k) {
+      const std::string key = "k" + std::to_string(seq % 16);
+      if (c.Propose(leader, KvData("w" + std::to_string(seq), key, value)).ok()) seq++;
+    }
+    c.Step();
+    for (NodeId id : c.live_ids()) r.leader_kept = r.leader_kept && c.raft(id).term() == term;
+    r.leader_kept = r.leader_kept && c.raft(leader).role() == Role::kLeader;
+    if (r.leader_kept) r.most_unacked = std::max(r.most_unacked, unacked.Bytes());
+  }
+  c.SetDeliverHook(nullptr);
+  r.committed = c.raft(leader).commit() - start;
+  r.busy = c.busy();
+  r.report = c.Report();
+  REQUIRE_SAFE(c);
+  return r;
+}
+
+TEST_CASE("Flow control: under overload heartbeats reach a slow follower well within a timeout") {
+  SimOptions o = Timed(3, 41);
+  o.max_msg_bytes = 16 << 10;
+  o.max_inflight_bytes = 16 << 10;
+  o.max_uncommitted_bytes = 64 << 10;
+  const Overload r = RunOverload(o, 2000);
+  const uint64_t entry_bytes =
+      Entry{0, 0, EntryType::kNormal, KvData("w1000", "k8", std::string(4 << 10, 'v'))}.ByteSize();
+  INFO(r.report);
+  CHECK(r.leader_kept);
+  // Well within an election timeout: what queues ahead of a heartbeat is
+  // bounded by the window (8 steps of the slow link here), whatever the load.
+  CHECK(r.slowest_heartbeat <= o.election_tick * o.steps_per_tick / 2);
+  CHECK(r.committed >= 500);
+  CHECK(r.busy > 0);  // clients were told to come back
+  CHECK(r.most_unacked >= o.max_inflight_bytes);
+  CHECK(r.most_unacked < o.max_inflight_bytes + entry_bytes);
+}
+
+// The same load without the byte window: up to max_inflight_msgs messages
+// of max_msg_bytes queue towards the slow follower, and its heartbeats wait
+// behind them for longer than any election timeout. (It keeps following
+// only because the old appends that keep arriving restart its timer.)
+TEST_CASE("Flow control: without a byte window heartbeats to a slow follower wait (control)") {
+  SimOptions o = Timed(3, 41);
+  o.max_msg_bytes = 16 << 10;
+  o.max_inflight_bytes = 0;
+  o.max_uncommitted_bytes = 64 << 10;
+  const Overload r = RunOverload(o, 2000);
+  INFO(r.report);
+  CHECK(r.slowest_heartbeat > 2 * o.election_tick * o.steps_per_tick);
+  CHECK(r.most_unacked > 1 << 20);
+}
+
 TEST_CASE(
     "Flow control: a slow follower has at most max_inflight_bytes and one entry unacknowledged") {
   SimOptions o = Scripted(3, 33);
@@ -1399,6 +1483,66 @@ TEST_CASE("Flow control: a new leader's uncommitted count starts empty") {
         Entry{0, 0, EntryType::kNormal, KvData("big", "k", std::string(16 << 10, 'b'))}.ByteSize());
   REQUIRE(c.RunUntil([&] { return c.raft(2).commit() >= big; }, 20));
   CHECK(c.raft(2).uncommitted_bytes() == 0);
+  REQUIRE_SAFE(c);
+}
+
+TEST_CASE("Flow control: a full window holds back entries, not heartbeats or the commit index") {
+  SimOptions o = Scripted(3, 43);
+  o.max_msg_bytes = 1 << 10;
+  o.max_inflight_bytes = 2 << 10;
+  Cluster c(o);
+  Elect(c, 1);
+  c.HoldDisk(3, true);
+  const std::string value(500, 'v');
+  Index last = 0;
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(c.Propose(1, KvData("p" + std::to_string(i), "k", value), &last).ok());
+  }
+  REQUIRE(c.RunUntil([&] { return c.raft(1).commit() >= last; }, 20));  // with n2
+  REQUIRE(c.raft(1).ProgressOf(3)->IsPaused());
+  uint64_t heartbeats = 0;
+  Index commit_sent = 0;
+  c.SetSendHook([&](const Message& m) {
+    if (m.to != 3) return;
+    if (m.type == MessageType::kHeartbeat) heartbeats++;
+    if (m.type == MessageType::kAppend) commit_sent = std::max(commit_sent, m.commit);
+  });
+  c.RunTicks(20);
+  INFO(c.Report());
+  CHECK(c.raft(1).ProgressOf(3)->IsPaused());
+  CHECK(heartbeats >= static_cast<uint64_t>(20 / o.heartbeat_tick));
+  CHECK(commit_sent >= last);
+  c.SetSendHook(nullptr);
+  c.HoldDisk(3, false);
+  REQUIRE(c.RunUntil([&] { return AppliedBy(c, {3}, last); }, 20));
+  REQUIRE_SAFE(c);
+}
+
+// A heartbeat's answer promises nothing durable, so it does not wait for
+// the follower's writes: a busy disk does not make the leader step down for
+// want of a quorum, nor hold up reads.
+TEST_CASE("Flow control: followers with stalled disks still answer heartbeats") {
+  SimOptions o = Timed(3, 42);
+  Cluster c(o);
+  const NodeId l = WaitLeader(c);
+  REQUIRE(l != kNoNode);
+  const Term t = c.raft(l).term();
+  for (NodeId id : c.ids()) {
+    if (id != l) c.HoldDisk(id, true);
+  }
+  Index idx = 0;
+  REQUIRE(c.ProposeKv(l, "k", nullptr, &idx).ok());
+  std::string read;
+  REQUIRE(c.ReadIndex(l, "k", &read).ok());
+  c.RunTicks(5 * o.election_tick);
+  INFO(c.Report());
+  CHECK(c.raft(l).role() == Role::kLeader);
+  CHECK(c.raft(l).term() == t);
+  CHECK(c.raft(l).commit() < idx);  // no follower made it durable
+  CHECK(c.reads().at(read).served);
+  for (NodeId id : c.ids()) c.HoldDisk(id, false);
+  REQUIRE(c.RunUntil([&] { return c.raft(l).commit() >= idx; }, 10));
+  CHECK(c.raft(l).term() == t);
   REQUIRE_SAFE(c);
 }
 

@@ -12,6 +12,7 @@ namespace kv::raft::sim {
 namespace {
 
 constexpr GroupId kGroup = 1;
+constexpr uint64_t kPipeTicks = 1 << 16;  // a pipe's clock ticks per step
 
 uint64_t Fnv(uint64_t h, const void* p, size_t n) {
   const auto* b = static_cast<const unsigned char*>(p);
@@ -114,6 +115,12 @@ bool AppState::Decode(const std::string& data, AppState* out) {
   }
   *out = std::move(a);
   return true;
+}
+
+uint64_t WireBytes(const Message& m) {
+  uint64_t bytes = 64 + m.context.size() + m.snapshot.data.size();
+  for (const Entry& e : m.entries) bytes += e.ByteSize();
+  return bytes;
 }
 
 std::string KvData(const std::string& tag, const std::string& key, const std::string& value) {
@@ -641,6 +648,7 @@ void Cluster::Send(Node& n, const Message& m) {
       NoteEntry(n.id, "kAppend", e.index, e.term, &prev, &e.data);
       prev = e.term;
     }
+    NoteAppendSent(m);
   }
   if (Tracing()) Note("send " + DescribeMessage(m));
   InFlight f;
@@ -651,6 +659,7 @@ void Cluster::Send(Node& n, const Message& m) {
     f.m.entries.resize(rng_.Uniform(f.m.entries.size()));
   }
   f.seq = msg_seq_++;
+  f.sent_at = now_;
   f.sender_incarnation = n.incarnation;
   f.at = now_ + rng_.Range(opts_.net.min_latency, opts_.net.max_latency);
   if (held_links_.count({m.from, m.to}) != 0) {
@@ -676,7 +685,18 @@ void Cluster::Send(Node& n, const Message& m) {
     }
     return;
   }
-  if (opts_.net.delay > 0 && rng_.Chance(opts_.net.delay)) {
+  auto bw = bandwidth_.find({m.from, m.to});
+  const uint64_t bytes_per_step = bw != bandwidth_.end() ? bw->second : opts_.net.bytes_per_step;
+  if (bytes_per_step > 0) {
+    // The pipe's clock runs in fractions of a step, so that small messages
+    // share one.
+    Pipe& p = pipes_[{m.from, m.to}];
+    const uint64_t wire = (WireBytes(f.m) * kPipeTicks + bytes_per_step - 1) / bytes_per_step;
+    p.free_at = std::max(p.free_at, static_cast<uint64_t>(now_) * kPipeTicks) + wire;
+    const auto left = static_cast<int64_t>((p.free_at + kPipeTicks - 1) / kPipeTicks);
+    f.at = std::max(left + (f.at - now_), p.last_at);
+    p.last_at = f.at;
+  } else if (opts_.net.delay > 0 && rng_.Chance(opts_.net.delay)) {
     f.at = now_ + rng_.Range(opts_.net.min_latency, opts_.net.max_delay);
   }
   if (opts_.net.duplicate > 0 && rng_.Chance(opts_.net.duplicate)) {
@@ -723,6 +743,7 @@ void Cluster::Deliver() {
       continue;
     }
     stats_.delivered++;
+    if (deliver_hook_) deliver_hook_(f.m, now_ - f.sent_at);
     Status s = to->raft->Step(f.m);
     if (Tracing() && !s.ok()) Note("n" + std::to_string(to->id) + " step: " + s.ToString());
     AfterInput(*to, MessageTypeName(f.m.type));
@@ -1134,6 +1155,51 @@ void Cluster::CheckDurableClaims(Node& n, const std::vector<Message>& msgs, bool
   }
 }
 
+void Cluster::NoteAppendSent(const Message& m) {
+  Unacked& u = unacked_[{m.from, m.to}];
+  if (m.term < u.term) return;
+  if (m.term > u.term) u = Unacked{m.term, {}, 0, 0};
+  for (const Entry& e : m.entries) {
+    auto [it, inserted] = u.sent.emplace(e.index, e.ByteSize());
+    if (!inserted) {
+      u.bytes -= it->second;
+      it->second = e.ByteSize();
+    }
+    u.bytes += e.ByteSize();
+    u.largest = std::max(u.largest, e.ByteSize());
+  }
+}
+
+void Cluster::CheckInflight(Node& n) {
+  const Raft& r = *n.raft;
+  const uint64_t limit = opts_.max_inflight_bytes;
+  if (r.role() != Role::kLeader || limit == 0) return;
+  for (auto it = unacked_.lower_bound({n.id, 0}); it != unacked_.end() && it->first.first == n.id;
+       ++it) {
+    Unacked& u = it->second;
+    const Progress* pr = r.ProgressOf(it->first.second);
+    if (u.term != r.term() || pr == nullptr) continue;
+    while (!u.sent.empty() && u.sent.begin()->first <= pr->match) {
+      u.bytes -= u.sent.begin()->second;
+      u.sent.erase(u.sent.begin());
+    }
+    // Only replication sends optimistically, from match + 1 to next - 1; a
+    // probe is one message, a snapshot none.
+    if (pr->state != ProgressState::kReplicate) continue;
+    uint64_t bytes = u.bytes;
+    for (auto e = u.sent.rbegin(); e != u.sent.rend() && e->first >= pr->next; ++e) {
+      bytes -= e->second;
+    }
+    if (bytes >= limit) full_windows_++;
+    if (bytes >= limit + u.largest) {
+      Violation("flow control: leader n" + std::to_string(n.id) + " has " + std::to_string(bytes) +
+                " bytes of entries unacknowledged towards n" + std::to_string(it->first.second) +
+                " (match " + std::to_string(pr->match) + ", next " + std::to_string(pr->next) +
+                "), past max_inflight_bytes " + std::to_string(limit) + " and one entry");
+    }
+  }
+}
+
 void Cluster::CheckAll() {
   for (auto& [id, n] : nodes_) {
     CheckStorageLog(*n);
@@ -1144,6 +1210,7 @@ void Cluster::CheckAll() {
   for (auto& [id, n] : nodes_) {
     if (!n->up) continue;
     CheckCompleteness(*n);
+    CheckInflight(*n);
     const Raft& r = *n->raft;
     if (n->writes.empty() && r.commit() == n->app.applied && r.conf_state() != n->app.conf) {
       Violation("n" + std::to_string(id) + " core configuration " + Str(r.conf_state()) +

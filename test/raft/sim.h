@@ -4,9 +4,12 @@
 // the node has persisted: it survives a crash) and a tiny key-value state
 // machine (App). A seeded random network delivers messages after a random
 // latency and can drop, duplicate, reorder and delay them, and cut links one
-// way or both ways. Time is a step counter; every steps_per_tick steps each
-// live node gets one Tick(). No wall clock, no sleeps, no threads: the same
-// options and seed always give the same run.
+// way or both ways; or, given a bandwidth, carries each link's messages in
+// order through a pipe of that many bytes a step, as one TCP connection
+// would, so that a message waits for those queued before it. Time is a step
+// counter; every steps_per_tick steps each live node gets one Tick(). No wall
+// clock, no sleeps, no threads: the same options and seed always give the
+// same run.
 //
 // Each node follows raft.h's driver contract: rd.messages go out at once; the
 // snapshot, entries and hard state are persisted; only then
@@ -21,9 +24,11 @@
 // After every input the InvariantChecker is fed, and after every step the
 // cluster checks election safety, log matching (persisted and in-memory
 // logs), agreement on committed entries, leader completeness, state machine
-// safety, that followers answer only from durable state and that every
-// committed entry is durable on a quorum. Violations are collected as text.
-// Thread safety: none.
+// safety, that followers answer only from durable state, that every
+// committed entry is durable on a quorum and that no leader has more than
+// max_inflight_bytes (plus one entry) of entries in flight towards a
+// follower it replicates to, counted from the messages it sent. Violations are collected
+// as text. Thread safety: none.
 #pragma once
 
 #include <cstdint>
@@ -71,7 +76,15 @@ struct NetworkOptions {
   // Probability a kAppend arrives with only a prefix of its entries (maybe
   // none), as if the rest of a chunked message were lost.
   double truncate = 0.0;
+  // Bytes a link carries per step (WireBytes); 0: no limit. When set, each
+  // link delivers in order (`delay` does not apply): a message leaves once
+  // those before it left, takes its size over this rate, then the latency.
+  uint64_t bytes_per_step = 0;
 };
+
+// A message's size on the wire, roughly: its entries, snapshot and context
+// and a fixed header.
+uint64_t WireBytes(const Message& m);
 
 struct SimOptions {
   uint64_t seed = 1;
@@ -214,6 +227,11 @@ class Cluster {
 
   // ---- Network.
   NetworkOptions& net() { return opts_.net; }
+  // A link's bandwidth (bytes a step; 0: no limit), overriding
+  // NetworkOptions::bytes_per_step for messages from `from` to `to`.
+  void SetBandwidth(NodeId from, NodeId to, uint64_t bytes_per_step) {
+    bandwidth_[{from, to}] = bytes_per_step;
+  }
   // Cuts both directions between id and every other node.
   void Isolate(NodeId id);
   // Only nodes within the same group can talk; nodes not listed are isolated.
@@ -228,6 +246,10 @@ class Cluster {
   }
   // Sees every message a node sends (before any drop). Test hook.
   void SetSendHook(std::function<void(const Message&)> hook) { send_hook_ = std::move(hook); }
+  // Sees every message delivered, with the steps since it was sent. Test hook.
+  void SetDeliverHook(std::function<void(const Message&, int64_t)> hook) {
+    deliver_hook_ = std::move(hook);
+  }
   // May rewrite a message on its way (after the send hook, before any drop),
   // e.g. carry only a prefix of a kAppend's entries. Test hook: a rewrite
   // must leave a message the sender could have sent.
@@ -238,7 +260,10 @@ class Cluster {
   void Hold(NodeId from, NodeId to) { held_links_.insert({from, to}); }
   void Release(NodeId from, NodeId to);
   // Drops every message in flight.
-  void ClearNetwork() { in_flight_.clear(); }
+  void ClearNetwork() {
+    in_flight_.clear();
+    pipes_.clear();
+  }
   size_t messages_in_flight() const { return in_flight_.size(); }
   const MessageStats& stats() const { return stats_; }
 
@@ -262,6 +287,9 @@ class Cluster {
   size_t reads_served() const;
   // Proposals refused with Busy (max_uncommitted_bytes reached).
   uint64_t busy() const { return busy_; }
+  // Checks that found a leader with max_inflight_bytes or more unacknowledged
+  // towards a follower: how often the byte window was full.
+  uint64_t full_windows() const { return full_windows_; }
 
   // ---- Checking.
   bool ok() const { return violations_.empty() && checker_.ok(); }
@@ -307,6 +335,7 @@ class Cluster {
   };
   struct InFlight {
     int64_t at = 0;
+    int64_t sent_at = 0;
     uint64_t seq = 0;
     Message m;
     uint64_t sender_incarnation = 0;
@@ -319,6 +348,15 @@ class Cluster {
     Term prev = 0;
     bool has_data = false;
     uint64_t data_hash = 0;
+  };
+  // Entries (index -> ByteSize) a leader sent a follower in its term, past
+  // what it knows the follower holds. While it replicates, those before its
+  // next index for the follower are in flight.
+  struct Unacked {
+    Term term = 0;
+    std::map<Index, uint64_t> sent;
+    uint64_t bytes = 0;    // their sum
+    uint64_t largest = 0;  // the largest entry sent in the term
   };
   struct CommitSeen {
     bool set = false;
@@ -342,6 +380,8 @@ class Cluster {
   void ReportSnapshotOutcome(const InFlight& f, bool ok);
   void CheckDurableClaims(Node& n, const std::vector<Message>& msgs, bool before_persist);
   void CheckLeaderCommit(Node& n);
+  void NoteAppendSent(const Message& m);
+  void CheckInflight(Node& n);
   void CheckAll();
   void CheckMemLog(Node& n);
   void CheckStorageLog(Node& n);
@@ -364,12 +404,24 @@ class Cluster {
   std::vector<InFlight> in_flight_;
   std::set<std::pair<NodeId, NodeId>> cut_;
   std::set<std::pair<NodeId, NodeId>> held_links_;
+  // With a bandwidth, per link: when it is free to send again (in fractions
+  // of a step), and when its last message arrives (so that none overtakes
+  // it).
+  struct Pipe {
+    uint64_t free_at = 0;
+    int64_t last_at = 0;
+  };
+  std::map<std::pair<NodeId, NodeId>, Pipe> pipes_;
+  std::map<std::pair<NodeId, NodeId>, uint64_t> bandwidth_;  // SetBandwidth
   std::vector<InFlight> held_;
   std::function<bool(const Message&)> drop_filter_;
   std::function<void(const Message&)> send_hook_;
+  std::function<void(const Message&, int64_t)> deliver_hook_;
   std::function<void(Message*)> rewrite_hook_;
   MessageStats stats_;
   uint64_t busy_ = 0;
+  uint64_t full_windows_ = 0;
+  std::map<std::pair<NodeId, NodeId>, Unacked> unacked_;  // by (leader, follower)
 
   InvariantChecker checker_;
   std::vector<std::string> violations_;
