@@ -39,6 +39,12 @@ answers REDIRECT with that shard's leader in "leader" (and the shard's id in
 it. It does not compute key -> shard itself (that needs the ring of
 docs/protocol.md, "Key to shard"), so it remembers one leader, the last one
 a REDIRECT named: a key of another shard may cost one extra hop.
+
+An overloaded leader answers BUSY (not executed). This client, like the
+C++ one, waits and tries again: after BUSY, UNAVAILABLE, UNKNOWN or no
+answer it backs off exponentially with full jitter (10 ms, growing to 1 s),
+so that many clients turned away together do not all come back together,
+and gives up at the deadline.
 """
 
 import argparse
@@ -95,6 +101,15 @@ def load_server_keys(path):
             if len(words) == 3:
                 keys[words[2]] = words[1].encode()
     return keys
+
+
+MIN_BACKOFF, MAX_BACKOFF = 0.01, 1.0  # seconds
+
+
+def backoff(refusals):
+    """Seconds to wait after the n-th refusal in a row: exponential with
+    full jitter, never below MIN_BACKOFF."""
+    return random.uniform(MIN_BACKOFF, min(MAX_BACKOFF, MIN_BACKOFF * 2 ** (refusals - 1)))
 
 
 class Client:
@@ -180,7 +195,8 @@ class Client:
             self.seq += 1  # one seq per write, kept across its retries
             req["client"], req["seq"] = self.client_id, self.seq
         deadline = time.monotonic() + self.timeout
-        backoff = 0.05
+        refusals = 0
+        why = "no answer"  # the last refusal or timeout, for the final error
         maybe_executed = False  # a write attempt whose fate we do not know
         turn = redirects = 0
         while True:
@@ -217,21 +233,28 @@ class Client:
                     continue  # straight on; back off only if nodes disagree
             elif status == "REDIRECT":
                 status = "UNAVAILABLE"  # a REDIRECT without a leader: retry
+            why = f"{status} from {endpoint}"
+            if reply and reply.get("error"):
+                why += f": {reply['error']}"
             if status in ("TIMEOUT", "UNKNOWN"):
                 if write:
                     maybe_executed = True
                     if not self.client_id:
                         # Without a session a retry could apply it twice.
                         raise Unknown(f"{req['op']}: {status} from {endpoint}")
-            # UNAVAILABLE, a retry that the session makes safe, or nodes that
-            # disagree on the leader: wait a little, longer each time.
-            if status != "REDIRECT":
+            # BUSY, UNAVAILABLE, a retry that the session makes safe, or
+            # nodes that disagree on the leader: wait, longer each time. BUSY
+            # (not executed) comes from the leader: it stays the leader.
+            if status not in ("REDIRECT", "BUSY"):
                 self.leader = None
-            time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
-            backoff = min(backoff * 2, 1.0)
+            refusals += 1
+            pause = backoff(refusals)
+            if time.monotonic() + pause + MIN_BACKOFF >= deadline:
+                break  # no time left for another attempt's answer
+            time.sleep(pause)
         if maybe_executed:
-            raise Unknown(f"{req['op']}: no definite answer within {self.timeout}s")
-        raise Unavailable(f"{req['op']}: cluster unavailable for {self.timeout}s")
+            raise Unknown(f"{req['op']}: no definite answer within {self.timeout}s (last: {why})")
+        raise Unavailable(f"{req['op']}: cluster unavailable for {self.timeout}s (last: {why})")
 
     def _call(self, endpoint, req, timeout):
         """Sends one attempt with a fresh id; the matching reply, or None."""

@@ -430,7 +430,9 @@ int main(int argc, char** argv) {
   app.add_option("--endpoints", endpoints,
                  "Comma-separated host:port of cluster members (env KVSTORE_ENDPOINTS)")
       ->capture_default_str();
-  app.add_option("--timeout", timeout_ms, "Deadline per operation in milliseconds")
+  app.add_option("--timeout", timeout_ms,
+                 "Deadline per operation in milliseconds, retries (after BUSY, UNAVAILABLE, no "
+                 "answer) included")
       ->capture_default_str();
   app.add_flag("--json", out.json, "Print results as JSON");
   app.add_flag("--hex", out.hex, "Print values as hex");

@@ -14,8 +14,24 @@
 // leader of its key's shard, as the shard map and the REDIRECTs naming a
 // shard tell (a request whose shard leader is unknown goes to the current
 // target); a reply naming a shard the client cannot place, or a newer map,
-// makes it fetch the map again. A request unanswered for request_timeout is
-// resent, to another node when its node stays silent.
+// makes it fetch the map again.
+//
+// Not amplifying overload (docs/protocol.md, "Backoff, resends and retry
+// budgets"). A request answered BUSY (the leader shed it: not executed),
+// UNAVAILABLE or UNKNOWN waits in the client for an exponential backoff
+// with full jitter (10 ms growing to 1 s per refusal of that request)
+// before it is sent again (same session and seq). A request unanswered for
+// its resend timeout is resent: alone when its node answered others since
+// (slow, not dead), else with every request in flight there, to another
+// node. The resend timeout adapts: at least request_timeout, at least 4
+// times the smoothed latency of recent answers, plus 1 ms per 16 KiB of the
+// request, doubled for each timeout of that request in a row, at most 30 s;
+// so a write still queued at a slow leader is not sent a second time just
+// because a fixed timer fired. And every resend (after a refusal or a
+// timeout, not after REDIRECT) draws on a retry budget, and is given back
+// if its request then completes: over the last 2 s, wasted resends may be
+// at most 20% of the requests submitted, plus 2 per second; beyond it a
+// request keeps waiting (for the answer to its attempt in flight, if any).
 //
 // A request completes with OK, NOT_FOUND, CAS_FAILED, ERROR or DENIED; it is
 // retried until one of these comes: a caller that stops waiting treats what
@@ -68,7 +84,8 @@ struct AsyncOptions {
   // host:port of the members to fall back on when a target is silent.
   std::vector<std::string> endpoints = ParseEndpoints(DefaultEndpoints());
   int connections = 1;  // DEALERs per node
-  // A request unanswered this long is resent (with the same session and seq).
+  // A request unanswered this long, at least, is resent (with the same
+  // session and seq); longer when answers are slow or the request large.
   std::chrono::milliseconds request_timeout{1000};
   // This client's key pair and the nodes' public keys; empty: no CURVE.
   Credentials credentials;
@@ -105,15 +122,19 @@ class AsyncClient {
   // the caller's: they need not be distinct, but are not interpreted.
   void Submit(uint64_t tag, Request request);
 
-  // Resends what timed out, waits up to `wait` for replies (returning
-  // early once some came) and appends the requests they complete to *out.
+  // Resends what timed out or waited its backoff, waits up to `wait` for
+  // replies (returning early once some request completed) and appends the
+  // requests completed to *out.
   void Poll(std::chrono::milliseconds wait, std::vector<Completion>* out);
 
   // Requests submitted and not completed yet.
   size_t in_flight() const;
-  // REDIRECT replies followed, and resends for any other reason, so far.
+  // REDIRECT replies followed, and resends for any other reason (BUSY,
+  // UNAVAILABLE, UNKNOWN, a timeout), so far.
   uint64_t redirects() const;
   uint64_t retries() const;
+  // BUSY replies so far (each retried after a backoff: not an outcome).
+  uint64_t busy() const;
 
  private:
   struct Impl;

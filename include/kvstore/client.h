@@ -2,13 +2,22 @@
 // cluster.
 //
 // A Client connects to any of the given endpoints, follows REDIRECT to the
-// leader (and remembers it), retries UNAVAILABLE and timeouts with backoff
-// until the operation's deadline, and makes writes exactly-once with a
+// leader (and remembers it), retries BUSY, UNAVAILABLE and timeouts until
+// the operation's deadline, and makes writes exactly-once with a
 // session: a retried write carries the same (client id, seq), so the cluster
 // applies it once and answers with the original result. That is why a write
 // whose first attempt timed out can be retried safely, and why the client
 // only reports kUnknown when the deadline passes with the fate of a write
 // still unknown.
+//
+// Not amplifying overload: a BUSY, UNAVAILABLE or UNKNOWN answer is retried
+// after an exponential backoff with full jitter (10 ms growing to 1 s,
+// client/retry.h); BUSY (the leader shed the request, not executed) keeps
+// the leader, and at the deadline gives kUnavailable, or kUnknown for a
+// write an earlier attempt may have delivered. An attempt's timeout adapts:
+// at least attempt_timeout, at least 4 times the smoothed latency of recent
+// answers, plus time for the request's bytes, doubled after each attempt in
+// a row that got no answer; the deadline bounds it all.
 //
 // Sharded clusters: the first reply that names a shard (a REDIRECT or
 // UNAVAILABLE of a key op) makes the client fetch the shard map; from then on
@@ -61,7 +70,8 @@ struct Options {
   std::vector<std::string> endpoints = ParseEndpoints(DefaultEndpoints());
   // Deadline of one operation, all retries included.
   std::chrono::milliseconds timeout{5000};
-  // How long to wait for one node's answer before trying another.
+  // How long to wait for one node's answer before trying another, at least
+  // (longer when recent answers were slow or the request is large; see above).
   std::chrono::milliseconds attempt_timeout{1000};
   // Session id for exactly-once writes; 0 picks a random one. Two Clients
   // must never share an id.
@@ -74,7 +84,7 @@ enum class Code {
   kOk,
   kNotFound,     // get: no such key; del: nothing to delete
   kCasFailed,    // cas: the current value was not the expected one (not executed)
-  kUnavailable,  // no answer from a leader before the deadline (not executed)
+  kUnavailable,  // no answer from a leader (or only BUSY) before the deadline (not executed)
   kUnknown,      // a write whose fate is unknown at the deadline: it may take effect
   kError,        // the server refused the request (not executed); see Result::error
   kDenied,       // the client key's role does not allow the op (not executed, never
@@ -144,6 +154,8 @@ class Client {
   std::string leader() const;
   // REDIRECT replies followed so far.
   uint64_t redirects() const { return redirects_; }
+  // BUSY replies (retried after a backoff) so far.
+  uint64_t busy() const { return busy_; }
   // Secure clusters: the public key of every node this client can reach, by
   // client address, as given and as learned so far.
   std::map<std::string, std::string> server_keys() const;
@@ -153,6 +165,7 @@ class Client {
   std::unique_ptr<Impl> impl_;
   uint64_t client_id_;
   uint64_t redirects_ = 0;
+  uint64_t busy_ = 0;
 };
 
 }  // namespace kv::client

@@ -6,6 +6,7 @@
 #include <zmq.hpp>
 
 #include "client/curve.h"
+#include "client/retry.h"
 #include "client/shard_routes.h"
 #include "net/client_codec.h"
 
@@ -71,17 +72,26 @@ Result Discover(const Options& options, Topology* out) {
 }
 
 struct AsyncClient::Impl {
-  // A request in flight, and the session it uses (kept by the slot for the
-  // next request once this one completes).
+  // A request not completed yet, and the session it uses (kept by the slot
+  // for the next request once this one completes). It is either in flight
+  // (an attempt sent, its id in by_request) or waiting in the client until
+  // retry_at_ns (after a refusal, or when its connection was dropped) and
+  // then for the retry budget.
   struct Slot {
-    bool busy = false;
+    bool in_use = false;
     uint64_t tag = 0;
     uint64_t client = 0;  // the session: its client id, and the last seq it used
     uint64_t seq = 0;
     net::ClientRequest req;  // a new id for every send; the same client and seq
+    uint64_t bytes = 0;      // the request's key, value and expected value
     int conn = 0;            // which of an endpoint's connections it uses
     int ep = 0;              // the endpoint its request went to
     uint64_t sent_ns = 0;
+    uint64_t retry_at_ns = 0;  // waiting: resend from then on; 0 in flight
+    int refusals = 0;          // BUSY, UNAVAILABLE, UNKNOWN answers: the backoff grows
+    int timeouts = 0;          // attempts in a row that got no answer
+    bool timed_out = false;    // some attempt did: its answer says little of latency
+    bool charged = false;      // a resend was charged to the budget: refunded on completion
   };
 
   // A node this client talks to, and its connections (none until first
@@ -90,6 +100,7 @@ struct AsyncClient::Impl {
     std::string address;
     std::string server_key;
     std::vector<zmq::socket_t> conns;
+    uint64_t last_reply_ns = 0;  // when a reply last came from it
   };
 
   Impl(AsyncOptions o, const Topology& start) : opt(std::move(o)), keys(opt.credentials) {
@@ -116,6 +127,8 @@ struct AsyncClient::Impl {
   void Disconnect(int ep);
   // Resends every request in flight to endpoint `ep`, each where it belongs now.
   void ResendFrom(int ep);
+  // Takes the slot's request out of flight, to be resent from `at_ns` on.
+  void Wait(Slot& slot, uint64_t at_ns);
   // Where a request goes: its shard's leader when known, else the default.
   int Route(const Slot& slot) const;
   void InstallMap(const ShardMap& map) {
@@ -136,8 +149,15 @@ struct AsyncClient::Impl {
                 std::vector<Completion>* out);
   // Completes, redirects or resends the request `r` answers.
   void OnReply(net::ClientReply& r, std::vector<Completion>* out);
-  // Resends what has been in flight longer than the request timeout.
-  void CheckTimeouts(uint64_t now);
+  // Resends what timed out and what waited long enough, as the retry budget
+  // allows. Returns when it next has something to do.
+  uint64_t Service(uint64_t now);
+  // An attempt got no answer within its timeout: resends it, budget allowing.
+  // False when the budget did not.
+  bool OnTimeout(Slot& slot, uint64_t now);
+  uint64_t TimeoutNs(const Slot& slot) const {
+    return timer.TimeoutNs(opt.request_timeout, slot.bytes, slot.timeouts);
+  }
 
   AsyncOptions opt;
   ServerKeys keys;
@@ -163,16 +183,21 @@ struct AsyncClient::Impl {
   std::unordered_map<uint64_t, size_t> by_request;  // request id -> slot
   uint64_t next_request = 1;
   uint64_t next_conn = 0;
-  size_t busy = 0;
+  size_t in_use = 0;
+  size_t retry_cursor = 0;  // where the next scan for due retries starts: round robin
+  ResendTimer timer;
+  RetryBudget budget;
+  std::mt19937_64 rng{std::random_device{}()};
   uint64_t redirects = 0;
   uint64_t retries = 0;
+  uint64_t busy_replies = 0;
 };
 
 int AsyncClient::Impl::EndpointIndex(const std::string& address) {
   for (size_t i = 0; i < eps.size(); ++i) {
     if (eps[i].address == address) return static_cast<int>(i);
   }
-  eps.push_back(Endpoint{address, {}, {}});
+  eps.push_back(Endpoint{address, {}, {}, 0});
   items_dirty = true;  // eps may have moved: no socket references across this
   return static_cast<int>(eps.size() - 1);
 }
@@ -214,8 +239,13 @@ void AsyncClient::Impl::Disconnect(int ep) {
 
 void AsyncClient::Impl::ResendFrom(int ep) {
   for (Slot& slot : slots) {
-    if (slot.busy && slot.ep == ep) Send(slot);
+    if (slot.in_use && slot.retry_at_ns == 0 && slot.ep == ep) Send(slot);
   }
+}
+
+void AsyncClient::Impl::Wait(Slot& slot, uint64_t at_ns) {
+  by_request.erase(slot.req.id);
+  slot.retry_at_ns = std::max<uint64_t>(at_ns, 1);
 }
 
 int AsyncClient::Impl::Route(const Slot& slot) const {
@@ -268,6 +298,7 @@ void AsyncClient::Impl::SendTo(Slot& slot, int ep) {
   req.id = next_request++;
   by_request[req.id] = static_cast<size_t>(&slot - slots.data());
   slot.sent_ns = NowNs();
+  slot.retry_at_ns = 0;
   slot.ep = ep;
   (void)sock->send(zmq::buffer(net::EncodeClientRequest(req)), zmq::send_flags::dontwait);
 }
@@ -275,9 +306,10 @@ void AsyncClient::Impl::SendTo(Slot& slot, int ep) {
 void AsyncClient::Impl::Complete(Slot& slot, Code code, std::string value, std::string error,
                                  std::vector<Completion>* out) {
   out->push_back(Completion{slot.tag, code, std::move(value), std::move(error)});
+  if (slot.charged) budget.Refund(NowNs());
   by_request.erase(slot.req.id);
-  slot.busy = false;
-  busy--;
+  slot.in_use = false;
+  in_use--;
   free_slots.push_back(static_cast<size_t>(&slot - slots.data()));
 }
 
@@ -285,6 +317,12 @@ void AsyncClient::Impl::OnReply(net::ClientReply& r, std::vector<Completion>* ou
   auto it = by_request.find(r.id);
   if (it == by_request.end()) return;  // an answer to an attempt we gave up on
   Slot& slot = slots[it->second];
+  const uint64_t now = NowNs();
+  slot.timeouts = 0;
+  const bool executed = r.status == net::ReplyStatus::kOk ||
+                        r.status == net::ReplyStatus::kNotFound ||
+                        r.status == net::ReplyStatus::kCasFailed;
+  if (executed && !slot.timed_out) timer.Observe(now - slot.sent_ns);
   switch (r.status) {
     case net::ReplyStatus::kOk:
       Complete(slot, Code::kOk, std::move(r.value), {}, out);
@@ -331,48 +369,101 @@ void AsyncClient::Impl::OnReply(net::ClientReply& r, std::vector<Completion>* ou
       }
       return;
     }
+    case net::ReplyStatus::kBusy:
+      busy_replies++;
+      break;
     case net::ReplyStatus::kUnavailable:
     case net::ReplyStatus::kUnknown:
       break;
   }
-  // UNAVAILABLE, UNKNOWN: not executed, or unknown: the same session and seq
-  // make a resend safe. A shard without a leader is asked through the
-  // default target until a REDIRECT names one.
-  retries++;
+  // BUSY, UNAVAILABLE: not executed; UNKNOWN: the same session and seq make
+  // a resend safe. The request waits in the client for a backoff (then for
+  // the retry budget) instead of going straight back to a node that could
+  // not take it. A shard without a leader is asked through the default
+  // target until a REDIRECT names one; BUSY came from the leader: it stays.
   if (r.shard >= 0) {
     MaybeFetchMap(r, slot.ep);
     if (r.status == net::ReplyStatus::kUnavailable && routes.leader(r.shard) == slot.ep) {
       routes.SetLeader(r.shard, -1);
     }
   }
-  Send(slot);
+  Wait(slot, now + static_cast<uint64_t>(Backoff(++slot.refusals, rng).count()));
 }
 
-void AsyncClient::Impl::CheckTimeouts(uint64_t now) {
-  const uint64_t timeout_ns = static_cast<uint64_t>(opt.request_timeout.count()) * 1000000;
-  for (Slot& slot : slots) {
-    if (!slot.busy || slot.sent_ns + timeout_ns >= now) continue;
-    // No answer: resend (same seq). The node may be down: try the others.
-    retries++;
-    const int silent = slot.ep;
-    routes.Forget(silent);
-    if (silent == default_ep) {
-      // Another endpoint than the silent one, one we can connect to: it
-      // answers or redirects.
-      const auto& all = opt.endpoints;
-      const auto cur = std::find(all.begin(), all.end(), eps[silent].address);
-      const size_t at = cur == all.end() ? all.size() - 1 : static_cast<size_t>(cur - all.begin());
-      for (size_t step = 1; step <= all.size(); ++step) {
-        const std::string& next = all[(at + step) % all.size()];
-        if (keys.Knows(next)) {
-          default_ep = EndpointIndex(next);
-          break;
-        }
+bool AsyncClient::Impl::OnTimeout(Slot& slot, uint64_t now) {
+  if (!budget.TryResend(now)) return false;  // keep waiting for the attempt in flight
+  retries++;
+  slot.charged = true;
+  slot.timeouts++;
+  slot.timed_out = true;
+  const int ep = slot.ep;
+  if (eps[ep].last_reply_ns >= slot.sent_ns) {
+    // The node answered others since: it is alive, only slow with this one.
+    // Resend this one alone, to wherever it belongs now.
+    Send(slot);
+    return true;
+  }
+  // Nothing from the node since: it may be down. Try the others (same seq).
+  routes.Forget(ep);
+  if (ep == default_ep) {
+    // Another endpoint than the silent one, one we can connect to: it
+    // answers or redirects.
+    const auto& all = opt.endpoints;
+    const auto cur = std::find(all.begin(), all.end(), eps[ep].address);
+    const size_t at = cur == all.end() ? all.size() - 1 : static_cast<size_t>(cur - all.begin());
+    for (size_t step = 1; step <= all.size(); ++step) {
+      const std::string& next = all[(at + step) % all.size()];
+      if (keys.Knows(next)) {
+        default_ep = EndpointIndex(next);
+        break;
       }
     }
-    Disconnect(silent);
-    ResendFrom(silent);
   }
+  // Dropping the connections drops what they still queue for the node, so
+  // that it never gets a pile of stale attempts when it comes back; the
+  // other requests that were in flight there are resent as the budget
+  // allows.
+  Disconnect(ep);
+  for (Slot& other : slots) {
+    if (other.in_use && other.retry_at_ns == 0 && other.ep == ep && &other != &slot) {
+      Wait(other, now);
+    }
+  }
+  Send(slot);
+  return true;
+}
+
+uint64_t AsyncClient::Impl::Service(uint64_t now) {
+  uint64_t wake = UINT64_MAX;
+  bool budget_left = true;
+  // Round robin over the slots, so that when the budget runs short every
+  // waiting request gets its turn.
+  const size_t n = slots.size();
+  const size_t start = n == 0 ? 0 : retry_cursor % n;
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = (start + k) % n;
+    Slot& slot = slots[i];
+    if (!slot.in_use) continue;
+    const uint64_t due = slot.retry_at_ns != 0 ? slot.retry_at_ns : slot.sent_ns + TimeoutNs(slot);
+    if (due > now) {
+      wake = std::min(wake, due);
+      continue;
+    }
+    if (budget_left) {
+      if (slot.retry_at_ns == 0) {
+        budget_left = OnTimeout(slot, now);
+      } else if ((budget_left = budget.TryResend(now))) {
+        retries++;
+        slot.charged = true;
+        Send(slot);
+      }
+      // A timeout may have made requests scanned already due: look again.
+      if (budget_left) wake = now;
+      if (!budget_left) retry_cursor = i;  // first in line next time
+    }
+    if (!budget_left) wake = std::min(wake, budget.NextRefillNs(now));
+  }
+  return wake;
 }
 
 AsyncClient::AsyncClient(AsyncOptions options, const Topology& start)
@@ -392,9 +483,13 @@ void AsyncClient::Submit(uint64_t tag, Request request) {
     m.free_slots.pop_back();
   }
   Impl::Slot& slot = m.slots[index];
-  slot.busy = true;
-  m.busy++;
+  slot.in_use = true;
+  m.in_use++;
   slot.tag = tag;
+  slot.refusals = 0;
+  slot.timeouts = 0;
+  slot.timed_out = false;
+  slot.charged = false;
   slot.conn = static_cast<int>(m.next_conn++ % static_cast<uint64_t>(m.opt.connections));
   net::ClientRequest& req = slot.req;
   req = net::ClientRequest{};
@@ -410,54 +505,71 @@ void AsyncClient::Submit(uint64_t tag, Request request) {
     req.has_expect = request.expect.has_value();
     if (request.expect) req.expect = std::move(*request.expect);
   }
+  slot.bytes = req.key.size() + req.value.size() + req.expect.size();
+  m.budget.OnSend(NowNs());
   m.Send(slot);
 }
 
 void AsyncClient::Poll(std::chrono::milliseconds wait, std::vector<Completion>* out) {
   Impl& m = *impl_;
-  m.CheckTimeouts(NowNs());
-  if (!m.undeliverable.empty()) {
-    out->insert(out->end(), std::make_move_iterator(m.undeliverable.begin()),
-                std::make_move_iterator(m.undeliverable.end()));
-    m.undeliverable.clear();
-    wait = std::chrono::milliseconds(0);  // some came: do not wait for more
-  }
-  if (m.items_dirty) {
-    m.items.clear();
-    m.item_conn.clear();
-    for (size_t e = 0; e < m.eps.size(); ++e) {
-      for (size_t c = 0; c < m.eps[e].conns.size(); ++c) {
-        m.items.push_back({static_cast<void*>(m.eps[e].conns[c]), 0, ZMQ_POLLIN, 0});
-        m.item_conn.emplace_back(static_cast<int>(e), static_cast<int>(c));
+  const size_t before = out->size();
+  const uint64_t until =
+      NowNs() + static_cast<uint64_t>(std::max<int64_t>(wait.count(), 0)) * 1000000;
+  while (true) {
+    const uint64_t now = NowNs();
+    const uint64_t wake = m.Service(now);
+    if (!m.undeliverable.empty()) {
+      out->insert(out->end(), std::make_move_iterator(m.undeliverable.begin()),
+                  std::make_move_iterator(m.undeliverable.end()));
+      m.undeliverable.clear();
+    }
+    if (m.items_dirty) {
+      m.items.clear();
+      m.item_conn.clear();
+      for (size_t e = 0; e < m.eps.size(); ++e) {
+        for (size_t c = 0; c < m.eps[e].conns.size(); ++c) {
+          m.items.push_back({static_cast<void*>(m.eps[e].conns[c]), 0, ZMQ_POLLIN, 0});
+          m.item_conn.emplace_back(static_cast<int>(e), static_cast<int>(c));
+        }
+      }
+      m.items_dirty = false;
+    }
+    // Some completed: do not wait for more. Else until a reply comes, the
+    // caller's wait ends or a retry or timeout is due, whichever is first
+    // (rounded up to a millisecond, so as not to spin).
+    const uint64_t stop = out->size() > before ? now : std::min(until, wake);
+    const auto timeout =
+        std::chrono::milliseconds(stop > now ? (stop - now + 999999) / 1000000 : 0);
+    try {
+      zmq::poll(m.items.data(), m.items.size(), timeout);
+    } catch (const zmq::error_t&) {
+      return;  // EINTR: the caller polls again
+    }
+    // A reply may open or close connections (items_dirty): what is left
+    // unread waits for the next poll.
+    for (size_t i = 0; i < m.items.size() && !m.items_dirty; ++i) {
+      if (!(m.items[i].revents & ZMQ_POLLIN)) continue;
+      Impl::Endpoint& ep = m.eps[m.item_conn[i].first];
+      zmq::socket_t& sock = ep.conns[m.item_conn[i].second];
+      zmq::message_t msg;
+      while (!m.items_dirty && sock.recv(msg, zmq::recv_flags::dontwait)) {
+        ep.last_reply_ns = NowNs();
+        net::ClientReply reply;
+        if (!net::DecodeClientReply(msg.to_string_view(), &reply).ok()) continue;
+        if (m.map_request != 0 && reply.id == m.map_request) {
+          m.OnMapReply(msg.to_string_view());
+        } else {
+          m.OnReply(reply, out);
+        }
       }
     }
-    m.items_dirty = false;
-  }
-  try {
-    zmq::poll(m.items.data(), m.items.size(), wait);
-  } catch (const zmq::error_t&) {
-    return;  // EINTR: the caller polls again
-  }
-  // A reply may open or close connections (items_dirty): what is left unread
-  // waits for the next poll.
-  for (size_t i = 0; i < m.items.size() && !m.items_dirty; ++i) {
-    if (!(m.items[i].revents & ZMQ_POLLIN)) continue;
-    zmq::socket_t& sock = m.eps[m.item_conn[i].first].conns[m.item_conn[i].second];
-    zmq::message_t msg;
-    while (!m.items_dirty && sock.recv(msg, zmq::recv_flags::dontwait)) {
-      net::ClientReply reply;
-      if (!net::DecodeClientReply(msg.to_string_view(), &reply).ok()) continue;
-      if (m.map_request != 0 && reply.id == m.map_request) {
-        m.OnMapReply(msg.to_string_view());
-      } else {
-        m.OnReply(reply, out);
-      }
-    }
+    if (out->size() > before || NowNs() >= until) return;
   }
 }
 
-size_t AsyncClient::in_flight() const { return impl_->busy; }
+size_t AsyncClient::in_flight() const { return impl_->in_use; }
 uint64_t AsyncClient::redirects() const { return impl_->redirects; }
 uint64_t AsyncClient::retries() const { return impl_->retries; }
+uint64_t AsyncClient::busy() const { return impl_->busy_replies; }
 
 }  // namespace kv::client

@@ -8,6 +8,7 @@
 #include <zmq.hpp>
 
 #include "client/curve.h"
+#include "client/retry.h"
 #include "client/shard_routes.h"
 #include "kv/layout.h"
 #include "net/client_codec.h"
@@ -27,6 +28,7 @@ Code CodeFor(net::ReplyStatus s) {
     case net::ReplyStatus::kCasFailed:
       return Code::kCasFailed;
     case net::ReplyStatus::kUnavailable:
+    case net::ReplyStatus::kBusy:  // retried until the deadline: not executed
       return Code::kUnavailable;
     case net::ReplyStatus::kUnknown:
       return Code::kUnknown;
@@ -113,6 +115,9 @@ struct Client::Impl {
   // yet): every op goes to `leader`.
   ShardMap map;
   ShardRoutes routes;
+  // Latency of recent answers, for the attempt timeout; jitter for backoffs.
+  ResendTimer timer;
+  std::mt19937_64 rng{std::random_device{}()};
 
   static bool IsKeyOp(net::ClientOp op) {
     return op == net::ClientOp::kGet || op == net::ClientOp::kPut || op == net::ClientOp::kDelete ||
@@ -260,8 +265,10 @@ struct Client::Impl {
       req.client = owner->client_id_;
       req.seq = ++seq;
     }
+    const uint64_t request_bytes = req.key.size() + req.value.size() + req.expect.size();
     const Clock::time_point deadline = Clock::now() + opt.timeout;
-    auto backoff = std::chrono::milliseconds(5);
+    int refusals = 0;  // BUSY, UNAVAILABLE, UNKNOWN so far: they set the backoff
+    int timeouts = 0;  // attempts in a row that got no answer: they stretch the next
     bool maybe_delivered = false;
     bool map_fetched = false;  // at most one shard map fetch per operation
     std::string last_error = "no answer from any node";
@@ -278,16 +285,22 @@ struct Client::Impl {
       // Secure, and no node left whose key we know: waiting cannot help.
       if (target.empty()) return stop(ServerKeys::MissingKeyError(endpoints));
       req.id = next_id++;
-      const Clock::time_point until = std::min(deadline, Clock::now() + opt.attempt_timeout);
+      const Clock::time_point sent = Clock::now();
+      const auto attempt =
+          std::chrono::nanoseconds(timer.TimeoutNs(opt.attempt_timeout, request_bytes, timeouts));
+      const Clock::time_point until =
+          std::min(deadline, sent + std::chrono::duration_cast<Clock::duration>(attempt));
       std::string bytes;
       const bool answered = Exchange(target, req, until, &bytes);
       if (!answered) {
         maybe_delivered = maybe_delivered || write;
         last_error = "no answer from " + target;
+        timeouts++;
         Forget(target);
         target = NextEndpoint(shard);
         continue;
       }
+      timeouts = 0;
       net::ClientReply reply;
       if (!net::DecodeClientReply(bytes, &reply).ok()) {
         return Result{Code::kError, {}, "malformed reply from " + target};
@@ -327,18 +340,31 @@ struct Client::Impl {
           last_error = reply.error;
           SetLeader(shard, "");
           break;
+        case net::ReplyStatus::kBusy:
+          // Not executed: the node shed it. It is still the leader: keep it.
+          owner->busy_++;
+          last_error = target + " is busy" + (reply.error.empty() ? "" : ": " + reply.error);
+          break;
         default: {
+          // Key ops that executed tell the latency; a refusal or a member
+          // change (which waits for a catch-up) would not.
+          if (IsKeyOp(req.op) && reply.status != net::ReplyStatus::kError &&
+              reply.status != net::ReplyStatus::kDenied) {
+            timer.Observe(static_cast<uint64_t>(
+                std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - sent).count()));
+          }
           if (raw) *raw = std::move(bytes);
           Result r{CodeFor(reply.status), std::move(reply.value), std::move(reply.error)};
           return r;
         }
       }
-      // UNAVAILABLE or UNKNOWN: back off, then ask again (the next node when
-      // no leader is known).
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      std::this_thread::sleep_for(std::min(backoff, std::max(left, std::chrono::milliseconds(0))));
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(200));
+      // BUSY, UNAVAILABLE or UNKNOWN: back off, then ask again (the next
+      // node when no leader is known). An attempt sent too close to the
+      // deadline for its answer to come would only make a write's fate
+      // unknown: stop with what we know instead.
+      const auto pause = std::chrono::duration_cast<Clock::duration>(Backoff(++refusals, rng));
+      if (Clock::now() + pause + kMinBackoff >= deadline) break;
+      std::this_thread::sleep_for(pause);
       target = NextEndpoint(shard);
     }
     if (maybe_delivered) {

@@ -34,7 +34,8 @@ constexpr std::pair<ReplyStatus, const char*> kReplyStatusNames[] = {
     {ReplyStatus::kUnavailable, "UNAVAILABLE"},
     {ReplyStatus::kUnknown, "UNKNOWN"},
     {ReplyStatus::kError, "ERROR"},
-    {ReplyStatus::kDenied, "DENIED"}};
+    {ReplyStatus::kDenied, "DENIED"},
+    {ReplyStatus::kBusy, "BUSY"}};
 
 // The name encoders write for `value`, or `fallback` if it has none.
 template <typename E, size_t N>

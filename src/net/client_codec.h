@@ -73,6 +73,7 @@ enum class ReplyStatus : uint8_t {
   kUnknown,
   kError,
   kDenied,  // the client's key lacks the role the op needs (not executed)
+  kBusy,    // the node sheds load: not executed, retry after a backoff
 };
 
 // The status's name on the wire: "OK", "NOT_FOUND", "REDIRECT", ...
@@ -85,7 +86,7 @@ struct ClientReply {
   std::string value;
   std::string leader;      // kRedirect: the leader's client address, host:port
   std::string leader_key;  // kRedirect, secure clusters: the leader's CURVE public key
-  std::string error;       // kError, kUnavailable, kDenied: why
+  std::string error;       // kError, kUnavailable, kDenied, kBusy: why
   // Sharded clusters, REDIRECT and UNAVAILABLE of a key op: the key's shard
   // (0..S-1) and the version of the shard map the node answered from. Both
   // travel only when shard >= 0; -1 means "not about a shard".

@@ -13,8 +13,12 @@ namespace kv::node {
 
 namespace {
 
-// Requests (and replies) queued per client connection before ZeroMQ drops.
-constexpr int kClientQueue = 100000;
+// Requests queued per client connection: beyond it ZeroMQ stops reading the
+// connection (TCP pushes back on the client), so a client's requests cost
+// the node at most this many frames of memory.
+constexpr int kClientReceiveQueue = 1024;
+// Replies queued per client connection before ZeroMQ drops them.
+constexpr int kClientSendQueue = 100000;
 // What one Drain reads at most, so that a flood of requests is taken in
 // slices between which the loop ticks, sends and answers (net/event_loop.h).
 constexpr size_t kMaxRequestsPerDrain = 1024;
@@ -28,8 +32,8 @@ ClientFront::ClientFront(zmq::context_t* zmq, NodeContext* ctx)
   limits_.max_value_bytes = ctx->cfg.max_value_bytes;
   socket_.set(zmq::sockopt::linger, 0);
   socket_.set(zmq::sockopt::maxmsgsize, ctx->cfg.max_client_frame());
-  socket_.set(zmq::sockopt::sndhwm, kClientQueue);
-  socket_.set(zmq::sockopt::rcvhwm, kClientQueue);
+  socket_.set(zmq::sockopt::sndhwm, kClientSendQueue);
+  socket_.set(zmq::sockopt::rcvhwm, kClientReceiveQueue);
   if (ctx->cfg.curve()) net::MakeCurveServer(socket_, ctx->cfg.secret_key, Access::kClientDomain);
 }
 
@@ -137,9 +141,14 @@ void ClientFront::ProposeWrite(Group& g, Pending p, const Command& cmd) {
   raft::Index index = 0;
   Status s = g.raft->Propose(cmd.Encode(), &index, &p.term);
   if (!s.ok()) {
+    // Busy: the group's uncommitted log is full; the client backs off.
     net::ClientReply reply;
-    reply.status = net::ReplyStatus::kUnavailable;
+    reply.status = s.IsBusy() ? net::ReplyStatus::kBusy : net::ReplyStatus::kUnavailable;
     reply.error = s.message();
+    if (s.IsBusy() && ShouldLogSampled(++busy_replies_)) {
+      KV_LOG(kWarn) << "group " << g.id << ": shedding load, " << s.message() << " ("
+                    << busy_replies_ << " BUSY replies so far)";
+    }
     return Reply(p, reply);
   }
   g.pending_writes.emplace(index, std::move(p));

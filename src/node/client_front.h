@@ -50,7 +50,8 @@ class ClientFront {
   // leader: REDIRECT to the leader it knows of, else UNAVAILABLE.
   void RedirectOrUnavailable(const Pending& p, raft::GroupId id);
   // Proposes a write to g (its leader) for p; answered when applied, or at
-  // once with UNAVAILABLE if Raft refuses it.
+  // once with BUSY (the group's uncommitted log is full) or UNAVAILABLE
+  // (not the leader after all) if Raft refuses it.
   void ProposeWrite(Group& g, Pending p, const Command& cmd);
 
  private:
@@ -70,6 +71,7 @@ class ClientFront {
   net::RequestLimits limits_;
   zmq::socket_t socket_;  // ROUTER
   uint64_t bad_requests_ = 0;
+  uint64_t busy_replies_ = 0;
 };
 
 }  // namespace kv::node

@@ -13,6 +13,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "client/retry.h"
 #include "kv/ring.h"
 #include "kvstore/async_client.h"
 #include "kvstore/credentials.h"
@@ -58,6 +59,11 @@ class FakeNode {
     std::lock_guard<std::mutex> lock(mu_);
     return requests_;
   }
+  // When each of requests() was received.
+  std::vector<std::chrono::steady_clock::time_point> received() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return received_;
+  }
   // How many requests had op `op`.
   size_t count(net::ClientOp op) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -94,6 +100,7 @@ class FakeNode {
       {
         std::lock_guard<std::mutex> lock(mu_);
         requests_.push_back(req);
+        received_.push_back(std::chrono::steady_clock::now());
         if (req.op == net::ClientOp::kShards && shards_) {
           map_reply = net::EncodeShardsReply(req.id, *shards_);
         }
@@ -121,9 +128,10 @@ class FakeNode {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
-  std::vector<ClientRequest> requests_;  // guarded by mu_
-  std::optional<ShardMap> shards_;       // guarded by mu_
-  std::optional<NodeStatus> status_;     // guarded by mu_
+  std::vector<ClientRequest> requests_;                          // guarded by mu_
+  std::vector<std::chrono::steady_clock::time_point> received_;  // guarded by mu_
+  std::optional<ShardMap> shards_;                               // guarded by mu_
+  std::optional<NodeStatus> status_;                             // guarded by mu_
 };
 
 ClientReply With(ReplyStatus status, std::string value = "") {
@@ -216,6 +224,74 @@ TEST_CASE("Silence until the deadline: reads are unavailable, writes unknown") {
   REQUIRE(c.Get("k").code == Code::kUnavailable);
   REQUIRE(c.Put("k", "v").code == Code::kUnknown);
   REQUIRE(c.Status(node.address()).reachable == false);
+}
+
+ClientReply Busy() {
+  ClientReply r = With(ReplyStatus::kBusy);
+  r.error = "too many uncommitted bytes";
+  return r;
+}
+
+// The time between the node's receiving attempts i-1 and i.
+std::chrono::steady_clock::duration Gap(FakeNode& node, size_t i) {
+  const auto times = node.received();
+  return times.at(i) - times.at(i - 1);
+}
+
+TEST_CASE("BUSY is retried at the same node after a backoff, with the same sequence number") {
+  std::atomic<int> calls{0};
+  FakeNode node(
+      [&](const ClientRequest&) { return ++calls <= 2 ? Busy() : With(ReplyStatus::kOk); });
+  Client c(Fast({node.address()}));
+  REQUIRE(c.Put("k", "v").ok());
+  REQUIRE(c.busy() == 2);
+  const auto reqs = node.requests();
+  REQUIRE(reqs.size() == 3);
+  REQUIRE(reqs[1].seq == reqs[0].seq);
+  REQUIRE(reqs[2].seq == reqs[0].seq);
+  // Each retry waited at least the first backoff after the refusal, which
+  // came after the node received the attempt before it.
+  REQUIRE(Gap(node, 1) >= kMinBackoff);
+  REQUIRE(Gap(node, 2) >= kMinBackoff);
+}
+
+TEST_CASE("BUSY until the deadline: UNAVAILABLE (not executed), UNKNOWN if an attempt was lost") {
+  std::atomic<bool> drop_next{false};
+  FakeNode node([&](const ClientRequest&) -> std::optional<ClientReply> {
+    if (drop_next.exchange(false)) return std::nullopt;
+    return Busy();
+  });
+  Options o = Fast({node.address()});
+  o.timeout = std::chrono::milliseconds(400);
+  o.attempt_timeout = std::chrono::milliseconds(100);
+  Client c(o);
+  Result get = c.Get("k");
+  REQUIRE(get.code == Code::kUnavailable);
+  REQUIRE(get.error.find("too many uncommitted bytes") != std::string::npos);
+  // Never executed, however many times it was refused.
+  REQUIRE(c.Put("k", "v").code == Code::kUnavailable);
+  // The backoff grows: far fewer attempts than 400 ms / kMinBackoff.
+  REQUIRE(node.requests().size() < 2 * 400 / kMinBackoff.count());
+  // An attempt without an answer may have been executed.
+  drop_next = true;
+  REQUIRE(c.Put("k", "v").code == Code::kUnknown);
+}
+
+TEST_CASE("The attempt timeout grows with the latency seen: a slow answer is not resent") {
+  std::atomic<int> delay_ms{80};
+  FakeNode node([&](const ClientRequest&) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));  // a slow node
+    return With(ReplyStatus::kOk);
+  });
+  Options o = Fast({node.address()});
+  o.timeout = std::chrono::seconds(30);
+  o.attempt_timeout = std::chrono::milliseconds(100);
+  Client c(o);
+  for (int i = 0; i < 4; ++i) REQUIRE(c.Put("k", "v").ok());
+  // Slower than the configured attempt timeout, within 4 times the usual.
+  delay_ms = 150;
+  REQUIRE(c.Put("k", "v").ok());
+  REQUIRE(node.requests().size() == 5);
 }
 
 TEST_CASE("ERROR and NOT_FOUND are final: no retry") {
@@ -796,6 +872,86 @@ TEST_CASE("Async: a shard REDIRECT fetches the map, then keys route by shard") {
   REQUIRE(WaitFor(c, 4).size() == 4);
   REQUIRE(c.redirects() == 1);
   REQUIRE(cluster.a.requests().size() == on_a);
+}
+
+TEST_CASE("Async: BUSY waits a backoff in the client, then the same write completes") {
+  std::mutex mu;
+  std::set<std::pair<uint64_t, uint64_t>> seen;
+  FakeNode node([&](const ClientRequest& req) {
+    std::lock_guard<std::mutex> lock(mu);
+    return seen.insert({req.client, req.seq}).second ? Busy() : With(ReplyStatus::kOk);
+  });
+  AsyncClient c(FastAsync({node.address()}), Topology{node.address(), {}, {}});
+  c.Submit(7, Put("k"));
+  const std::vector<Completion> done = WaitFor(c, 1);
+  REQUIRE(done.size() == 1);
+  REQUIRE(done[0].tag == 7);
+  REQUIRE(done[0].code == Code::kOk);
+  REQUIRE(c.busy() == 1);
+  REQUIRE(c.retries() == 1);
+  const auto reqs = node.requests();
+  REQUIRE(reqs.size() == 2);
+  REQUIRE(reqs[1].client == reqs[0].client);
+  REQUIRE(reqs[1].seq == reqs[0].seq);
+  REQUIRE(Gap(node, 1) >= kMinBackoff);
+}
+
+TEST_CASE("Async: a node slower than request_timeout, within 4 times its usual, gets no resend") {
+  std::atomic<int> delay_ms{80};
+  FakeNode node([&](const ClientRequest&) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));  // a slow node
+    return With(ReplyStatus::kOk);
+  });
+  AsyncOptions o = FastAsync({node.address()});
+  o.request_timeout = std::chrono::milliseconds(100);
+  AsyncClient c(o, Topology{node.address(), {}, {}});
+  for (uint64_t tag = 0; tag < 4; ++tag) {
+    c.Submit(tag, Put("k"));
+    REQUIRE(WaitFor(c, 1).size() == 1);
+  }
+  delay_ms = 150;
+  c.Submit(9, Put("k"));
+  REQUIRE(WaitFor(c, 1).size() == 1);
+  REQUIRE(c.retries() == 0);
+  REQUIRE(node.requests().size() == 5);
+}
+
+TEST_CASE("Async: resends to a node that never answers stay within the retry budget") {
+  FakeNode node([](const ClientRequest&) { return std::nullopt; });
+  AsyncOptions o = FastAsync({node.address()});
+  o.request_timeout = std::chrono::milliseconds(20);
+  AsyncClient c(o, Topology{node.address(), {}, {}});
+  constexpr int kRequests = 200;
+  for (uint64_t tag = 0; tag < kRequests; ++tag) c.Submit(tag, Put("k" + std::to_string(tag)));
+  // Unbounded, each request would be resent about six times in this second
+  // (every 20, 40, 80, ... ms): over a thousand resends.
+  std::vector<Completion> done;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (std::chrono::steady_clock::now() < until) c.Poll(std::chrono::milliseconds(20), &done);
+  REQUIRE(done.empty());
+  // Well within one window of the budget: the whole reserve, and the share
+  // of the requests sent.
+  const double budget =
+      RetryBudget::kRatio * kRequests + RetryBudget::kMinPerSecond * RetryBudget::kWindow.count();
+  REQUIRE(c.retries() == static_cast<uint64_t>(budget));
+  REQUIRE(node.requests().size() <= kRequests + static_cast<size_t>(budget));
+}
+
+TEST_CASE("Async: a backlog refused beyond the budget drains once the node takes requests") {
+  // BUSY for everything during the first 300 ms, then OK.
+  const auto open_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  FakeNode node([&](const ClientRequest&) {
+    return std::chrono::steady_clock::now() < open_at ? Busy() : With(ReplyStatus::kOk);
+  });
+  AsyncClient c(FastAsync({node.address()}), Topology{node.address(), {}, {}});
+  constexpr int kRequests = 100;
+  for (uint64_t tag = 0; tag < kRequests; ++tag) c.Submit(tag, Put("k" + std::to_string(tag)));
+  // Refused a few times each, they use up the budget before the node takes
+  // them; resends that then complete are given back, so the others follow
+  // without waiting for the window to slide (10 s).
+  REQUIRE(WaitFor(c, kRequests).size() == kRequests);
+  REQUIRE(c.busy() > RetryBudget::kRatio * kRequests +
+                         RetryBudget::kMinPerSecond * RetryBudget::kWindow.count());
 }
 
 // ---- Subscriber ------------------------------------------------------------------
