@@ -192,6 +192,9 @@ Status Node::Run() {
   ProcessReady();
   loop_.Run();
   KV_LOG(kInfo) << "node " << cfg_.id << " stopping";
+  // Committed entries are in the WAL: what the workers have not applied yet
+  // is applied again at the next start, so a stop need not wait for it.
+  workers_->Abandon();
   return pipeline_.fatal();
 }
 

@@ -18,11 +18,19 @@ WorkerPool::~WorkerPool() {
 void WorkerPool::Post(uint64_t strand, std::function<void()> task) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (abandoned_) return;
     auto& q = queues_[strand];
     q.push_back(std::move(task));
     if (q.size() == 1 && !running_[strand]) runnable_.push_back(strand);
   }
   cv_.notify_one();
+}
+
+void WorkerPool::Abandon() {
+  std::lock_guard<std::mutex> lock(mu_);
+  abandoned_ = true;
+  queues_.clear();
+  runnable_.clear();
 }
 
 void WorkerPool::Work() {
@@ -37,7 +45,10 @@ void WorkerPool::Work() {
     std::deque<std::function<void()>> batch;
     batch.swap(queues_[strand]);
     lock.unlock();
-    for (auto& task : batch) task();
+    for (auto& task : batch) {
+      if (abandoned_) break;
+      task();
+    }
     lock.lock();
     running_[strand] = false;
     if (!queues_[strand].empty()) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -20,12 +21,16 @@ namespace kv::node {
 class WorkerPool {
  public:
   explicit WorkerPool(int threads);
-  // Runs every task already posted, then joins the threads.
+  // Runs every task already posted (unless Abandon), then joins the threads.
   ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
   void Post(uint64_t strand, std::function<void()> task);
+  // Drops every task not started yet, now and from then on: a stopping node
+  // need not finish applying (the log replays it at the next start) nor
+  // answer anyone. Thread-safe.
+  void Abandon();
 
  private:
   void Work();
@@ -36,6 +41,7 @@ class WorkerPool {
   std::deque<uint64_t> runnable_;     // strands with tasks and no running worker; guarded by mu_
   std::map<uint64_t, bool> running_;  // guarded by mu_
   bool stopping_ = false;             // guarded by mu_
+  std::atomic<bool> abandoned_{false};
   std::vector<std::thread> threads_;
 };
 
