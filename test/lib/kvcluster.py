@@ -116,7 +116,7 @@ class Cluster:
     over CURVE with the admin key (request(..., key=NAME) for another)."""
 
     def __init__(self, bin_dir, nodes=3, hosts=None, extra_args=(), wrap=None,
-                 workdir=None, tick_ms=20, node_args=None, secure=False):
+                 workdir=None, tick_ms=20, node_args=None, secure=False, election_ticks=10):
         self.bin_dir = bin_dir
         self.n = nodes
         # Local: every node on 127.0.0.1, consecutive ports. Given hosts (the
@@ -130,6 +130,7 @@ class Cluster:
         self.node_args = node_args or (lambda node_id: [])
         self.wrap = wrap or (lambda node_id, argv: argv)  # e.g. ip netns exec
         self.tick_ms = tick_ms
+        self.election_ticks = election_ticks
         self.dir = workdir or tempfile.mkdtemp(prefix="kvcluster-")
         self._own_dir = workdir is None
         self.procs = {}
@@ -160,7 +161,7 @@ class Cluster:
         return [os.path.join(self.bin_dir, "kvstore"), "--id", str(node_id),
                 "--peers", self.peers(),
                 "--data-dir", os.path.join(self.dir, f"node-{node_id}"),
-                "--tick-ms", str(self.tick_ms), "--election-ticks", "10",
+                "--tick-ms", str(self.tick_ms), "--election-ticks", str(self.election_ticks),
                 "--heartbeat-ticks", "2"] + self.extra_args + self.node_args(node_id)
 
     def start(self, node_id=None):
@@ -186,7 +187,7 @@ class Cluster:
         argv = [os.path.join(self.bin_dir, "kvstore"), "--id", str(i), "--port",
                 str(self.port(i)), "--join", self.endpoint(via),
                 "--data-dir", os.path.join(self.dir, f"node-{i}"),
-                "--tick-ms", str(self.tick_ms), "--election-ticks", "10",
+                "--tick-ms", str(self.tick_ms), "--election-ticks", str(self.election_ticks),
                 "--heartbeat-ticks", "2"] + self.extra_args + self.node_args(i)
         self._spawn(i, argv)
         return i

@@ -36,14 +36,15 @@ RSS_BOUND_MIB = 1536
 # Goodput under overload against the peak measured before, in the same run:
 # a collapse detector, not a benchmark (before admission control it was 0).
 # The goal, 0.9, holds for a release build on a quiet machine (measure with
-# KV_OVERLOAD_MIN_GOODPUT=0.9); the CI's sanitized build spends more of its
-# CPU turning the excess away.
-MIN_GOODPUT = float(os.environ.get("KV_OVERLOAD_MIN_GOODPUT", "0.3"))
+# KV_OVERLOAD_MIN_GOODPUT=0.9); debug builds reach about half of it, and
+# the CI's sanitized build, which spends more of its CPU turning the excess
+# away, a third.
+MIN_GOODPUT = os.environ.get("KV_OVERLOAD_MIN_GOODPUT")
 
 
 def sanitized():
     """Whether BUILD is a sanitized build (the CI's), which runs a few times
-    slower: the deadlines below are then doubled."""
+    slower: its timeouts are longer and its floors lower (see below)."""
     try:
         with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
             return "KV_SANITIZE:BOOL=ON" in f.read()
@@ -99,8 +100,12 @@ class OverloadTest(unittest.TestCase):
 
     def test_ten_times_capacity(self):
         # The node's default timing (50 ms ticks, elections after 500 ms to
-        # 1 s), not the fast one of the other cluster tests.
-        with Cluster(os.path.join(BUILD, "src", "node"), nodes=3, tick_ms=50) as c:
+        # 1 s), not the fast one of the other cluster tests; a sanitized
+        # build, a few times slower in everything, gets a timeout as many
+        # times longer.
+        election_ticks = 30 if sanitized() else 10
+        with Cluster(os.path.join(BUILD, "src", "node"), nodes=3, tick_ms=50,
+                     election_ticks=election_ticks) as c:
             c.start()
             c.wait_for_leader(60)
             _, peak = self.kvload(c, "--threads", "2", "--connections", "4", "--duration", "8")
@@ -124,7 +129,8 @@ class OverloadTest(unittest.TestCase):
                             f"a term changed under load: {watcher.terms}")
             self.assertGreater(over.get("busy", 0), 0, "the cluster shed no load")
             self.assertLess(max(watcher.max_rss.values()), RSS_BOUND_MIB)
-            self.assertGreaterEqual(goodput, MIN_GOODPUT * peak_rate)
+            floor = float(MIN_GOODPUT or (0.15 if sanitized() else 0.3))
+            self.assertGreaterEqual(goodput, floor * peak_rate)
 
             # SIGTERM under that load: the leader stops promptly.
             load = subprocess.Popen([tool("kvload"), "--endpoints", ",".join(c.endpoints()),
@@ -146,8 +152,9 @@ class OverloadTest(unittest.TestCase):
                       flush=True)
                 self.assertEqual(proc.returncode, 0)
                 # Within a second, as the issue asks (what takes the time is
-                # the WAL writing what was queued before the signal).
-                self.assertLess(stop_s, 2.0 if sanitized() else 1.0)
+                # the WAL writing what was queued before the signal; the
+                # sanitized build takes up to about 1.7 s).
+                self.assertLess(stop_s, 3.0 if sanitized() else 1.0)
             finally:
                 load.kill()
                 load.wait()
