@@ -773,12 +773,7 @@ bool Raft::MaybeSendAppend(NodeId to, bool send_if_empty) {
     return false;
   }
   if (entries.empty() && !send_if_empty) return false;
-  Message m;
-  m.type = MessageType::kAppend;
-  m.to = to;
-  m.index = pr.next - 1;
-  m.log_term = prev_term;
-  m.commit = log_.committed();
+  Message m = AppendAfter(to, pr.next - 1, prev_term);
   if (!entries.empty()) {
     uint64_t bytes = 0;
     for (const Entry& e : entries) bytes += e.ByteSize();
@@ -798,13 +793,17 @@ void Raft::SendEmptyAppend(NodeId to, Progress& pr) {
     if (s.IsCompacted()) SendSnapshot(to, pr);
     return;
   }
+  Send(AppendAfter(to, pr.next - 1, prev_term));
+}
+
+Message Raft::AppendAfter(NodeId to, Index prev_index, Term prev_term) const {
   Message m;
   m.type = MessageType::kAppend;
   m.to = to;
-  m.index = pr.next - 1;
+  m.index = prev_index;
   m.log_term = prev_term;
   m.commit = log_.committed();
-  Send(std::move(m));
+  return m;
 }
 
 bool Raft::SendSnapshot(NodeId to, Progress& pr) {

@@ -256,6 +256,9 @@ class Raft {
   // window: the answer acknowledges what the follower holds (freeing the
   // window) or rejects (setting the progress back to probing).
   void SendEmptyAppend(NodeId to, Progress& pr);
+  // A kAppend to `to` of no entries yet, after (prev_index, prev_term),
+  // carrying the commit index.
+  Message AppendAfter(NodeId to, Index prev_index, Term prev_term) const;
   bool SendSnapshot(NodeId to, Progress& pr);
   void BroadcastAppend();
   void BroadcastHeartbeat(const std::string& context);
