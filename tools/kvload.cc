@@ -15,6 +15,7 @@
 // percentiles instead of silently delaying later requests. --key and
 // --server-keys (or KVSTORE_KEY, KVSTORE_SERVER_KEYS) talk to a secure
 // cluster over CurveZMQ.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -414,6 +415,10 @@ uint64_t Verify(const Settings& s, const std::map<std::string, std::vector<Write
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As kvstore does (src/node/main.cc): large values would otherwise cost a
+  // fresh mmap and a page fault per 4 KiB at every copy.
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  mallopt(M_TRIM_THRESHOLD, 32 << 20);
   CLI::App app{
       "kvload: multithreaded load generator for kvstore.\n"
       "Positional form, as the prototype: kvload PORT THREADS REQUESTS"};

@@ -5,6 +5,7 @@
 //
 // Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 on a storage failure
 // while running, 2 on a configuration error (nothing touched).
+#include <malloc.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -26,9 +27,21 @@ int ConfigError(const std::string& what) {
   return 2;
 }
 
+// Values of up to a few MiB are copied several times on their way from the
+// socket to the map. glibc hands each such buffer out as a fresh mmap and
+// trims freed heap above 128 KiB, so every copy page-faulted anew: a 1 MiB
+// write spent most of its time in the kernel (p50 19-21 ms on one node,
+// 7-8 ms with these settings). Keep buffers up to 4 MiB on the heap, and up
+// to 32 MiB of freed heap for reuse before giving it back.
+void KeepLargeBuffersOnTheHeap() {
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  mallopt(M_TRIM_THRESHOLD, 32 << 20);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  KeepLargeBuffersOnTheHeap();
   CLI::App app{
       "kvstore: a node of a replicated key-value store (Raft, ZeroMQ, msgpack).\n"
       "Quick start, a local 3-node cluster:\n"

@@ -41,6 +41,10 @@ bool ParseSegmentName(const std::string& name, uint64_t* seq) {
 // Size of a write-start frame: header and an 8-byte sequence number.
 constexpr size_t kWriteStartSize = kFrameHeaderSize + 8;
 
+// The group-commit buffer is kept for the next commit up to this size; a
+// larger one (a burst of large values) is given back.
+constexpr size_t kKeptWriteBufferBytes = 16 << 20;
+
 // The offset of the first checked-out write-start frame after `from` that
 // numbers a write later than `seq`, or npos. Such a frame proves the write
 // damaged at `from` had been synced: a torn tail has none after it.
@@ -353,7 +357,8 @@ Status Wal::WriteBatches(std::vector<Pending>* batches) {
   for (const Pending& p : *batches) records += p.batch.records_.size();
   // Empty batches ask only for what earlier syncs already made durable.
   if (records == 0) return Status::OK();
-  std::string buf;
+  std::string& buf = write_buf_;
+  buf.clear();
   EncodeRecord(Record::WriteStart(++write_seq_), &buf);
   uint64_t buf_start = offset_;
   for (Pending& p : *batches) {
@@ -382,6 +387,7 @@ Status Wal::WriteBatches(std::vector<Pending>* batches) {
   }
   Status s = file_->WriteAt(buf_start, buf);
   offset_ = buf_start + buf.size();
+  if (buf.capacity() > kKeptWriteBufferBytes) std::string().swap(buf);
   bool sync = false;
   for (const Pending& p : *batches) sync = sync || p.batch.sync_;
   if (!sync) return s;
