@@ -48,13 +48,20 @@ uint64_t StateMachine::HashPair(std::string_view key, std::string_view value) {
 
 void StateMachine::PutValue(const std::string& key, std::string value) {
   auto [it, inserted] = data_.try_emplace(key);
-  if (!inserted) digest_ -= HashPair(key, it->second);
+  if (inserted) {
+    data_bytes_ += key.size();
+  } else {
+    digest_ -= HashPair(key, it->second);
+    data_bytes_ -= it->second.size();
+  }
   it->second = std::move(value);
   digest_ += HashPair(key, it->second);
+  data_bytes_ += it->second.size();
 }
 
 void StateMachine::EraseValue(std::unordered_map<std::string, std::string>::iterator it) {
   digest_ -= HashPair(it->first, it->second);
+  data_bytes_ -= it->first.size() + it->second.size();
   data_.erase(it);
 }
 
@@ -139,6 +146,12 @@ std::map<std::string, std::string> StateMachine::ScanPrefix(std::string_view pre
 
 std::string StateMachine::Serialize() const {
   std::string out;
+  // Sized up front: growing a string of hundreds of MiB by doubling copies
+  // it again and again, each time into freshly faulted pages. An upper bound
+  // while keys and values are under 2 MiB (their lengths then take at most 3
+  // bytes each); beyond, the string grows as it must.
+  out.reserve(1 + 2 * 10 + sessions_.size() * (3 * 10 + 1) + data_.size() * 2 * 3 + data_bytes_ +
+              members_.size() * 64);
   out.push_back(static_cast<char>(kSnapshotVersion));
   PutVarint64(&out, applied_index_);
   PutVarint64(&out, sessions_.size());
@@ -168,6 +181,7 @@ void StateMachine::Clear() {
   sessions_by_index_.clear();
   applied_index_ = 0;
   digest_ = 0;
+  data_bytes_ = 0;
 }
 
 Status StateMachine::Restore(std::string_view in) {

@@ -53,6 +53,8 @@ class StateMachine {
 
   uint64_t applied_index() const { return applied_index_; }
   size_t size() const { return data_.size(); }
+  // Bytes of keys and values stored (what a snapshot of the data writes).
+  uint64_t bytes() const { return data_bytes_; }
   size_t session_count() const { return sessions_.size(); }
   // An order-independent hash of the keys and values: replicas at the same
   // applied index must agree on it.
@@ -83,6 +85,7 @@ class StateMachine {
   std::map<uint64_t, std::string> members_;         // node id -> client address
   uint64_t applied_index_ = 0;
   uint64_t digest_ = 0;
+  uint64_t data_bytes_ = 0;
 };
 
 }  // namespace kv

@@ -33,6 +33,7 @@ struct ApplyProgress {
   uint64_t applied = 0;
   uint64_t digest = 0;
   uint64_t keys = 0;
+  uint64_t bytes = 0;  // of keys and values
 };
 
 // A member joining an unsharded cluster, waiting to be promoted to voter.
@@ -76,7 +77,7 @@ struct Group {
   // The strand: publishes the state machine's progress.
   void PublishProgress() {
     std::lock_guard<std::mutex> lock(progress_mu);
-    progress_ = ApplyProgress{sm.applied_index(), sm.Digest(), sm.size()};
+    progress_ = ApplyProgress{sm.applied_index(), sm.Digest(), sm.size(), sm.bytes()};
   }
 
  private:

@@ -14,6 +14,18 @@ constexpr uint64_t kSnapshotStrand = uint64_t{1} << 63;
 
 }  // namespace
 
+bool Snapshotter::HoldsWal(const Group& g) const {
+  // A group the WAL has moved two segments past since its last snapshot:
+  // its entries there keep the segments on disk (a quiet group of a sharded
+  // node may take many segments to reach snapshot_entries). But a snapshot
+  // writes the whole state: wait until the log it frees is at least as large,
+  // or large values would cost far more in snapshots than in the log itself
+  // (1 MiB values over 1 GiB of data: a 1 GiB snapshot every 128 MiB).
+  if (g.snapshot_segment + 2 > wal_segment_) return false;
+  const uint64_t held = (wal_segment_ - g.snapshot_segment) * ctx_->cfg.wal_segment_bytes;
+  return held >= g.progress().bytes;
+}
+
 void Snapshotter::RefreshWalSegment() {
   const std::vector<uint64_t> segments = ctx_->storage->wal()->Segments();
   if (!segments.empty()) wal_segment_ = segments.back();
@@ -23,15 +35,10 @@ void Snapshotter::Maybe(Group& g) {
   // Only once everything committed is with the strand, so that the
   // configuration we record matches the data the strand will copy.
   const raft::Index index = g.handed_to_workers;
-  // Also a group the WAL has moved two segments past since its last
-  // snapshot: its entries there would keep the segments on disk (a quiet
-  // group of a sharded node may take many segments to reach snapshot_entries).
-  const bool holds_wal = g.snapshot_segment + 2 <= wal_segment_ && index > g.last_snapshot_index;
-  if (g.snapshot_in_progress ||
-      (index < g.last_snapshot_index + ctx_->cfg.snapshot_entries && !holds_wal) ||
-      index != g.raft->commit()) {
+  if (g.snapshot_in_progress || index != g.raft->commit() || index <= g.last_snapshot_index) {
     return;
   }
+  if (index < g.last_snapshot_index + ctx_->cfg.snapshot_entries && !HoldsWal(g)) return;
   g.snapshot_in_progress = true;
   g.snapshot_segment = wal_segment_;
   NodeContext* ctx = ctx_;

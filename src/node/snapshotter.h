@@ -27,6 +27,8 @@ class Snapshotter {
   void Maybe(Group& g);
 
  private:
+  bool HoldsWal(const Group& g) const;
+
   NodeContext* ctx_;
   ReadyPipeline* pipeline_;
   uint64_t wal_segment_ = 0;  // the WAL's newest segment

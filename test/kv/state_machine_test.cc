@@ -120,6 +120,24 @@ TEST_CASE("Digest is order independent and tracks contents") {
   REQUIRE(x.Digest() == 0);
 }
 
+TEST_CASE("bytes() counts the keys and values stored, through overwrites and deletes") {
+  StateMachine sm;
+  bool dup = false;
+  sm.Apply(1, Put("ab", "123"), &dup);
+  REQUIRE(sm.bytes() == 5);
+  sm.Apply(2, Put("ab", "1"), &dup);
+  REQUIRE(sm.bytes() == 3);
+  sm.Apply(3, Cas("c", nullptr, "4567"), &dup);
+  REQUIRE(sm.bytes() == 8);
+  sm.Apply(4, Del("ab"), &dup);
+  REQUIRE(sm.bytes() == 5);
+  StateMachine copy;
+  REQUIRE(copy.Restore(sm.Serialize()).ok());
+  REQUIRE(copy.bytes() == 5);
+  REQUIRE(copy.Restore("garbage").IsCorruption());
+  REQUIRE(copy.bytes() == 0);
+}
+
 TEST_CASE("Snapshot restores data, sessions and applied index") {
   StateMachine sm;
   bool dup = false;
