@@ -7,6 +7,8 @@ It needs only pyzmq and msgpack (Debian: python3-zmq, python3-msgpack).
     examples/client.py get k
     examples/client.py del k
     examples/client.py cas k old new        (cas k new --absent: only if absent)
+    examples/client.py get k --versions     (prints {"value", "create_index", "mod_index"})
+    examples/client.py cas k new --expect-index 42   (only if k's mod_index is 42; 0: absent)
     examples/client.py status
     examples/client.py shards               (the shard map; shards 0: not sharded)
     examples/client.py --key me.key --server-keys peers get k   (a secure cluster)
@@ -19,6 +21,13 @@ As a library:
 
     c = Client(["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8082"])
     c.put(b"k", b"v"); c.get(b"k")  # -> b"v", or None when absent
+
+Every key carries the log index of the write that created it and of the one
+that last changed it (docs/protocol.md, "Versions"); get_versioned returns
+them, and cas with expect_index compares on them instead of on the value:
+
+    value, created, modified = c.get_versioned(b"k")
+    c.cas(b"k", None, b"new", expect_index=modified)  # False if k changed meanwhile
 
 A secure cluster (nodes started with --key; docs/protocol.md, "Security")
 answers only CurveZMQ clients whose key it knows. Give this client its
@@ -148,18 +157,34 @@ class Client:
         reply = self._request(req, write=False)
         return reply.get("value") if reply["status"] == "OK" else None
 
+    def get_versioned(self, key, stale=False):
+        """(value, create_index, mod_index), or None when the key is absent."""
+        req = {"op": "get", "key": _bytes(key)}
+        if stale:
+            req["stale"] = True
+        reply = self._request(req, write=False)
+        if reply["status"] != "OK":
+            return None
+        return reply["value"], reply.get("create_index", 0), reply.get("mod_index", 0)
+
     def put(self, key, value):
-        self._request({"op": "put", "key": _bytes(key), "value": _bytes(value)}, write=True)
+        """The log index of the write."""
+        req = {"op": "put", "key": _bytes(key), "value": _bytes(value)}
+        return self._request(req, write=True).get("index", 0)
 
     def delete(self, key):
         """True if the key was there, False if it was absent."""
         return self._request({"op": "del", "key": _bytes(key)}, write=True)["status"] == "OK"
 
-    def cas(self, key, expect, value):
+    def cas(self, key, expect, value, expect_index=None):
         """Sets key to value if its current value is expect (None: if the key
-        is absent). True if it did, False on CAS_FAILED."""
-        req = {"op": "cas", "key": _bytes(key), "value": _bytes(value),
-               "expect": None if expect is None else _bytes(expect)}
+        is absent), or, given expect_index, if its mod_index is expect_index
+        (0: if it is absent). True if it did, False on CAS_FAILED."""
+        req = {"op": "cas", "key": _bytes(key), "value": _bytes(value)}
+        if expect_index is not None:
+            req["expect_index"] = expect_index
+        else:
+            req["expect"] = None if expect is None else _bytes(expect)
         return self._request(req, write=True)["status"] == "OK"
 
     def status(self, endpoint):
@@ -300,6 +325,10 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=5.0, help="deadline per operation, seconds")
     ap.add_argument("--stale", action="store_true", help="get: local read, may be stale")
     ap.add_argument("--absent", action="store_true", help="cas KEY NEW: only if KEY is absent")
+    ap.add_argument("--expect-index", type=int, default=None, metavar="INDEX",
+                    help="cas KEY NEW: only if KEY's mod_index is INDEX (0: if it is absent)")
+    ap.add_argument("--versions", action="store_true",
+                    help="get: print the value and the key's create_index and mod_index as JSON")
     ap.add_argument("--no-session", action="store_true", help="writes without client/seq")
     ap.add_argument("--key", default=os.environ.get("KVSTORE_KEY"),
                     help="this client's secret key file (NAME.key), for a secure cluster "
@@ -310,8 +339,11 @@ def main(argv=None):
     ap.add_argument("op", choices=["put", "set", "get", "del", "cas", "status", "shards"])
     ap.add_argument("args", nargs="*")
     a = ap.parse_intermixed_args(argv)
-    arity = {"put": 2, "set": 2, "get": 1, "del": 1, "cas": 2 if a.absent else 3, "status": 0,
+    two = a.absent or a.expect_index is not None
+    arity = {"put": 2, "set": 2, "get": 1, "del": 1, "cas": 2 if two else 3, "status": 0,
              "shards": 0}
+    if a.absent and a.expect_index is not None:
+        ap.error("--absent and --expect-index exclude each other")
     if len(a.args) != arity[a.op]:
         ap.error(f"{a.op} takes {arity[a.op]} argument(s)")
     if bool(a.key) != bool(a.server_keys):
@@ -344,18 +376,23 @@ def main(argv=None):
             print("OK")
             return 0
         if a.op == "get":
-            value = c.get(a.args[0], stale=a.stale)
-            if value is None:
+            found = c.get_versioned(a.args[0], stale=a.stale)
+            if found is None:
                 print("NOT_FOUND", file=sys.stderr)
                 return 1
-            sys.stdout.buffer.write(value + b"\n")
+            value, created, modified = found
+            if a.versions:
+                print(json.dumps({"value": value.decode("utf-8", "replace"),
+                                  "create_index": created, "mod_index": modified}))
+            else:
+                sys.stdout.buffer.write(value + b"\n")
             return 0
         if a.op == "del":
             found = c.delete(a.args[0])
             print("OK" if found else "NOT_FOUND")
             return 0 if found else 1
-        expect, new = (None, a.args[1]) if a.absent else (a.args[1], a.args[2])
-        ok = c.cas(a.args[0], expect, new)
+        expect, new = (None, a.args[1]) if two else (a.args[1], a.args[2])
+        ok = c.cas(a.args[0], expect, new, expect_index=a.expect_index)
         print("OK" if ok else "CAS_FAILED")
         return 0 if ok else 1
     except KvError as e:

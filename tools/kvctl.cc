@@ -99,6 +99,10 @@ int Report(const Output& out, const kv::client::Result& r, bool has_value) {
   if (out.json) {
     std::cout << "{\"status\":\"" << kv::client::CodeName(r.code) << "\"";
     if (has_value && r.ok()) std::cout << ",\"value\":" << JsonString(r.value);
+    if (r.index != 0) std::cout << ",\"index\":" << r.index;
+    if (r.mod_index != 0) {
+      std::cout << ",\"create_index\":" << r.create_index << ",\"mod_index\":" << r.mod_index;
+    }
     if (!r.error.empty()) std::cout << ",\"error\":" << JsonString(r.error);
     std::cout << "}\n";
   } else if (r.ok()) {
@@ -451,9 +455,15 @@ int main(int argc, char** argv) {
   del->add_option("key", key)->required();
   auto* cas = app.add_subcommand("cas", "Set KEY to NEW only if it is EXPECTED now");
   cas->add_option("key", key)->required();
-  cas->add_option("expected", expected, "Expected current value (omit with --absent)");
+  cas->add_option("expected", expected,
+                  "Expected current value (omit with --absent or --expect-index)");
   cas->add_option("new", value, "New value");
   cas->add_flag("--absent", absent, "Only if KEY does not exist (then give KEY NEW)");
+  uint64_t expect_index = 0;
+  auto* expect_index_opt = cas->add_option(
+      "--expect-index", expect_index,
+      "Only if KEY's mod_index (kvctl --json get) is INDEX, 0 meaning absent (then give KEY NEW)");
+  expect_index_opt->excludes("--absent");
   auto* status = app.add_subcommand("status", "One row per endpoint: role, term, indexes");
   auto* members =
       app.add_subcommand("members", "The group's members: id, address, voter or learner");
@@ -495,13 +505,18 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
   }
+  const bool by_index = expect_index_opt->count() > 0;
   if (cas->parsed()) {
-    // CLI11 fills positionals in order: with --absent the two given are KEY NEW.
-    if (absent && cas->count("new") == 0 && cas->count("expected") == 1) {
+    // CLI11 fills positionals in order: with --absent or --expect-index the
+    // two given are KEY NEW.
+    const bool two = absent || by_index;
+    if (two && cas->count("new") == 0 && cas->count("expected") == 1) {
       value = expected;
       expected.clear();
-    } else if (cas->count("new") == 0 || (absent && cas->count("expected") != 0)) {
-      std::fprintf(stderr, "kvctl: cas needs KEY EXPECTED NEW (or --absent KEY NEW)\n");
+    } else if (cas->count("new") == 0 || (two && cas->count("expected") != 0)) {
+      std::fprintf(stderr,
+                   "kvctl: cas needs KEY EXPECTED NEW (or --absent KEY NEW, or "
+                   "--expect-index INDEX KEY NEW)\n");
       return 2;
     }
   }
@@ -530,6 +545,8 @@ int main(int argc, char** argv) {
   if (put->parsed()) return Report(out, client.Put(key, value), false);
   if (get->parsed()) return Report(out, client.Get(key, stale), true);
   if (del->parsed()) return Report(out, client.Delete(key), false);
+  if (cas->parsed() && by_index)
+    return Report(out, client.CasIndex(key, expect_index, value), false);
   if (cas->parsed()) {
     std::optional<std::string> expect;
     if (!absent) expect = expected;

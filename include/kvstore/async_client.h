@@ -98,7 +98,10 @@ struct Request {
   std::string key;
   std::string value;                  // put, cas
   std::optional<std::string> expect;  // cas: nullopt means "only if absent"
-  bool stale = false;                 // get: no linearizable check
+  // cas: compare the key's mod_index with this instead of its value with
+  // expect (0: the key must be absent).
+  std::optional<uint64_t> expect_index;
+  bool stale = false;  // get: no linearizable check
 };
 
 struct Completion {
@@ -106,8 +109,12 @@ struct Completion {
   // kOk, kNotFound, kCasFailed, kError, kDenied; kUnavailable: not sent, no
   // server key known (see above).
   Code code = Code::kOk;
-  std::string value;  // get: the value
-  std::string error;  // kError, kDenied, kUnavailable: why
+  std::string value;   // get: the value
+  std::string error;   // kError, kDenied, kUnavailable: why
+  uint64_t index = 0;  // put, del, cas executed: the log index of the entry
+  // get answered kOk: the key's version (see Result in client.h).
+  uint64_t create_index = 0;
+  uint64_t mod_index = 0;
 };
 
 class AsyncClient {

@@ -98,6 +98,14 @@ struct Result {
   Code code = Code::kOk;
   std::string value;  // get
   std::string error;  // kError / kDenied / kUnavailable / kUnknown: why
+  // put, del, cas answered kOk, kNotFound or kCasFailed: the log index of the
+  // write's entry (the index at which the answer holds; 0 from a node that
+  // predates versions).
+  uint64_t index = 0;
+  // get answered kOk: the log indexes of the write that created the key and
+  // of the one that last changed it (0 from a node that predates versions).
+  uint64_t create_index = 0;
+  uint64_t mod_index = 0;
   bool ok() const { return code == Code::kOk; }
 };
 
@@ -124,6 +132,10 @@ class Client {
   // when expect is nullopt.
   Result Cas(const std::string& key, const std::optional<std::string>& expect,
              const std::string& value);
+  // Puts value if the key's mod_index (Result::mod_index of a get) equals
+  // expect_index, or if the key is absent when expect_index is 0:
+  // optimistic concurrency without sending the old value back.
+  Result CasIndex(const std::string& key, uint64_t expect_index, const std::string& value);
 
   // Asks the leader to hand leadership to `target` (a voter). OK means the
   // transfer started; watch Status for the new leader.

@@ -145,8 +145,7 @@ struct AsyncClient::Impl {
   // completes it into `undeliverable` instead.
   void SendTo(Slot& slot, int ep);
   // Reports the slot's request done and frees the slot (its session stays).
-  void Complete(Slot& slot, Code code, std::string value, std::string error,
-                std::vector<Completion>* out);
+  void Complete(Slot& slot, Completion c, std::vector<Completion>* out);
   // Completes, redirects or resends the request `r` answers.
   void OnReply(net::ClientReply& r, std::vector<Completion>* out);
   // Resends what timed out and what waited long enough, as the retry budget
@@ -290,7 +289,8 @@ void AsyncClient::Impl::SendTo(Slot& slot, int ep) {
   if (sock == nullptr) {
     std::vector<std::string> addresses;
     for (const Endpoint& e : eps) addresses.push_back(e.address);
-    Complete(slot, Code::kUnavailable, {}, ServerKeys::MissingKeyError(addresses), &undeliverable);
+    Complete(slot, {0, Code::kUnavailable, {}, ServerKeys::MissingKeyError(addresses)},
+             &undeliverable);
     return;
   }
   net::ClientRequest& req = slot.req;
@@ -303,9 +303,9 @@ void AsyncClient::Impl::SendTo(Slot& slot, int ep) {
   (void)sock->send(zmq::buffer(net::EncodeClientRequest(req)), zmq::send_flags::dontwait);
 }
 
-void AsyncClient::Impl::Complete(Slot& slot, Code code, std::string value, std::string error,
-                                 std::vector<Completion>* out) {
-  out->push_back(Completion{slot.tag, code, std::move(value), std::move(error)});
+void AsyncClient::Impl::Complete(Slot& slot, Completion c, std::vector<Completion>* out) {
+  c.tag = slot.tag;
+  out->push_back(std::move(c));
   if (slot.charged) budget.Refund(NowNs());
   by_request.erase(slot.req.id);
   slot.in_use = false;
@@ -323,21 +323,27 @@ void AsyncClient::Impl::OnReply(net::ClientReply& r, std::vector<Completion>* ou
                         r.status == net::ReplyStatus::kNotFound ||
                         r.status == net::ReplyStatus::kCasFailed;
   if (executed && !slot.timed_out) timer.Observe(now - slot.sent_ns);
+  if (executed) {
+    const Code code = r.status == net::ReplyStatus::kOk         ? Code::kOk
+                      : r.status == net::ReplyStatus::kNotFound ? Code::kNotFound
+                                                                : Code::kCasFailed;
+    Completion c{0, code, std::move(r.value), {}};
+    c.index = r.index;
+    c.create_index = r.create_index;
+    c.mod_index = r.mod_index;
+    Complete(slot, std::move(c), out);
+    return;
+  }
   switch (r.status) {
     case net::ReplyStatus::kOk:
-      Complete(slot, Code::kOk, std::move(r.value), {}, out);
-      return;
     case net::ReplyStatus::kNotFound:
-      Complete(slot, Code::kNotFound, {}, {}, out);
-      return;
     case net::ReplyStatus::kCasFailed:
-      Complete(slot, Code::kCasFailed, {}, {}, out);
-      return;
+      return;  // executed: completed above
     case net::ReplyStatus::kError:
-      Complete(slot, Code::kError, {}, std::move(r.error), out);
+      Complete(slot, {0, Code::kError, {}, std::move(r.error)}, out);
       return;
     case net::ReplyStatus::kDenied:
-      Complete(slot, Code::kDenied, {}, std::move(r.error), out);
+      Complete(slot, {0, Code::kDenied, {}, std::move(r.error)}, out);
       return;
     case net::ReplyStatus::kRedirect: {
       if (r.leader.empty()) break;  // a REDIRECT to nowhere: retry as UNAVAILABLE
@@ -345,9 +351,12 @@ void AsyncClient::Impl::OnReply(net::ClientReply& r, std::vector<Completion>* ou
       keys.LearnLeader(r.leader, r.leader_key);
       if (!keys.Knows(r.leader)) {
         // Every node would send it there again.
-        Complete(slot, Code::kUnavailable, {},
-                 ServerKeys::MissingKeyError({r.leader}) + " (" + eps[slot.ep].address +
-                     " names it as the leader, without its key)",
+        Complete(slot,
+                 {0,
+                  Code::kUnavailable,
+                  {},
+                  ServerKeys::MissingKeyError({r.leader}) + " (" + eps[slot.ep].address +
+                      " names it as the leader, without its key)"},
                  out);
         return;
       }
@@ -504,6 +513,8 @@ void AsyncClient::Submit(uint64_t tag, Request request) {
   if (request.op == Op::kCas) {
     req.has_expect = request.expect.has_value();
     if (request.expect) req.expect = std::move(*request.expect);
+    req.has_expect_index = request.expect_index.has_value();
+    req.expect_index = request.expect_index.value_or(0);
   }
   slot.bytes = req.key.size() + req.value.size() + req.expect.size();
   m.budget.OnSend(NowNs());

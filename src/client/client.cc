@@ -355,6 +355,9 @@ struct Client::Impl {
           }
           if (raw) *raw = std::move(bytes);
           Result r{CodeFor(reply.status), std::move(reply.value), std::move(reply.error)};
+          r.index = reply.index;
+          r.create_index = reply.create_index;
+          r.mod_index = reply.mod_index;
           return r;
         }
       }
@@ -423,6 +426,16 @@ Result Client::Cas(const std::string& key, const std::optional<std::string>& exp
   req.value = value;
   req.has_expect = expect.has_value();
   if (expect) req.expect = *expect;
+  return impl_->Run(std::move(req), this);
+}
+
+Result Client::CasIndex(const std::string& key, uint64_t expect_index, const std::string& value) {
+  net::ClientRequest req;
+  req.op = net::ClientOp::kCas;
+  req.key = key;
+  req.value = value;
+  req.has_expect_index = true;
+  req.expect_index = expect_index;
   return impl_->Run(std::move(req), this);
 }
 

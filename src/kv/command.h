@@ -17,7 +17,10 @@ namespace kv {
 enum class OpType : uint8_t {
   kPut = 1,
   kDelete = 2,
-  kCas = 3,  // put value if the current value equals expect (or is absent, if !has_expect)
+  // Put value if the current value equals expect (or is absent, if
+  // !has_expect); with has_expect_index, if the key's mod_index equals
+  // expect_index instead (0: the key is absent).
+  kCas = 3,
 };
 
 struct Command {
@@ -26,6 +29,8 @@ struct Command {
   std::string value;
   bool has_expect = false;  // kCas: false means "only if absent"
   std::string expect;
+  bool has_expect_index = false;  // kCas: compare mod_index, not the value
+  uint64_t expect_index = 0;
   // Exactly-once: a (client, seq) pair is applied at most once; 0 means no session.
   uint64_t client = 0;
   uint64_t seq = 0;
@@ -35,7 +40,8 @@ struct Command {
   static Status Decode(std::string_view data, Command* out);
   bool operator==(const Command& o) const {
     return op == o.op && key == o.key && value == o.value && has_expect == o.has_expect &&
-           expect == o.expect && client == o.client && seq == o.seq;
+           expect == o.expect && has_expect_index == o.has_expect_index &&
+           expect_index == o.expect_index && client == o.client && seq == o.seq;
   }
 };
 

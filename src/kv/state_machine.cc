@@ -10,7 +10,9 @@ namespace kv {
 
 namespace {
 // Version 2 added the members after the data; version 1 snapshots have none.
-constexpr uint8_t kSnapshotVersion = 2;
+// Version 3 added each key's create_index and mod_index after its value; a
+// key restored from an older snapshot gets the snapshot's index for both.
+constexpr uint8_t kSnapshotVersion = 3;
 
 // Spreads the bits so that sums of hashes do not cancel in patterns.
 uint64_t Mix(uint64_t x) {
@@ -46,22 +48,27 @@ uint64_t StateMachine::HashPair(std::string_view key, std::string_view value) {
   return Mix(XXH3_64bits_withSeed(value.data(), value.size(), h) + key.size());
 }
 
-void StateMachine::PutValue(const std::string& key, std::string value) {
+StateMachine::Stored& StateMachine::PutValue(const std::string& key, std::string value,
+                                             uint64_t index) {
   auto [it, inserted] = data_.try_emplace(key);
+  Stored& s = it->second;
   if (inserted) {
     data_bytes_ += key.size();
+    s.version.create_index = index;
   } else {
-    digest_ -= HashPair(key, it->second);
-    data_bytes_ -= it->second.size();
+    digest_ -= HashPair(key, s.value);
+    data_bytes_ -= s.value.size();
   }
-  it->second = std::move(value);
-  digest_ += HashPair(key, it->second);
-  data_bytes_ += it->second.size();
+  s.value = std::move(value);
+  s.version.mod_index = index;
+  digest_ += HashPair(key, s.value);
+  data_bytes_ += s.value.size();
+  return s;
 }
 
-void StateMachine::EraseValue(std::unordered_map<std::string, std::string>::iterator it) {
-  digest_ -= HashPair(it->first, it->second);
-  data_bytes_ -= it->first.size() + it->second.size();
+void StateMachine::EraseValue(Data::iterator it) {
+  digest_ -= HashPair(it->first, it->second.value);
+  data_bytes_ -= it->first.size() + it->second.value.size();
   data_.erase(it);
 }
 
@@ -78,22 +85,31 @@ void StateMachine::RecordSession(uint64_t client, uint64_t seq, uint64_t index,
   }
 }
 
-ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplicate) {
+ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplicate,
+                                uint64_t* decided_at) {
   *duplicate = false;
   applied_index_ = index;
+  uint64_t unused = 0;
+  if (decided_at == nullptr) decided_at = &unused;
+  *decided_at = index;
   if (cmd.client != 0 && cmd.seq != 0) {
     auto it = sessions_.find(cmd.client);
     if (it != sessions_.end() && cmd.seq <= it->second.seq) {
       *duplicate = true;
       // An older seq cannot be a retry of an unanswered write (the client
       // waits for each answer): refuse it rather than guess.
-      return cmd.seq == it->second.seq ? it->second.result : ApplyResult::kStaleSeq;
+      if (cmd.seq != it->second.seq) {
+        *decided_at = 0;
+        return ApplyResult::kStaleSeq;
+      }
+      *decided_at = it->second.index;
+      return it->second.result;
     }
   }
   ApplyResult result = ApplyResult::kOk;
   switch (cmd.op) {
     case OpType::kPut:
-      PutValue(cmd.key, cmd.value);
+      PutValue(cmd.key, cmd.value, index);
       break;
     case OpType::kDelete: {
       auto it = data_.find(cmd.key);
@@ -106,10 +122,15 @@ ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplic
     }
     case OpType::kCas: {
       auto it = data_.find(cmd.key);
-      const bool matches =
-          cmd.has_expect ? (it != data_.end() && it->second == cmd.expect) : it == data_.end();
+      const bool present = it != data_.end();
+      bool matches = false;
+      if (cmd.has_expect_index) {
+        matches = cmd.expect_index == (present ? it->second.version.mod_index : 0);
+      } else {
+        matches = cmd.has_expect ? (present && it->second.value == cmd.expect) : !present;
+      }
       if (matches) {
-        PutValue(cmd.key, cmd.value);
+        PutValue(cmd.key, cmd.value, index);
       } else {
         result = ApplyResult::kCasFailed;
       }
@@ -129,17 +150,18 @@ void StateMachine::SetMember(uint64_t index, uint64_t node, const std::string& a
   }
 }
 
-bool StateMachine::Get(std::string_view key, std::string* value) const {
+bool StateMachine::Get(std::string_view key, std::string* value, KeyVersion* version) const {
   auto it = data_.find(std::string(key));
   if (it == data_.end()) return false;
-  *value = it->second;
+  *value = it->second.value;
+  if (version != nullptr) *version = it->second.version;
   return true;
 }
 
 std::map<std::string, std::string> StateMachine::ScanPrefix(std::string_view prefix) const {
   std::map<std::string, std::string> out;
-  for (const auto& [key, value] : data_) {
-    if (std::string_view(key).substr(0, prefix.size()) == prefix) out.emplace(key, value);
+  for (const auto& [key, stored] : data_) {
+    if (std::string_view(key).substr(0, prefix.size()) == prefix) out.emplace(key, stored.value);
   }
   return out;
 }
@@ -150,8 +172,8 @@ std::string StateMachine::Serialize() const {
   // it again and again, each time into freshly faulted pages. An upper bound
   // while keys and values are under 2 MiB (their lengths then take at most 3
   // bytes each); beyond, the string grows as it must.
-  out.reserve(1 + 2 * 10 + sessions_.size() * (3 * 10 + 1) + data_.size() * 2 * 3 + data_bytes_ +
-              members_.size() * 64);
+  out.reserve(1 + 2 * 10 + sessions_.size() * (3 * 10 + 1) + data_.size() * (2 * 3 + 2 * 10) +
+              data_bytes_ + members_.size() * 64);
   out.push_back(static_cast<char>(kSnapshotVersion));
   PutVarint64(&out, applied_index_);
   PutVarint64(&out, sessions_.size());
@@ -162,9 +184,11 @@ std::string StateMachine::Serialize() const {
     out.push_back(static_cast<char>(s.result));
   }
   PutVarint64(&out, data_.size());
-  for (const auto& [key, value] : data_) {
+  for (const auto& [key, stored] : data_) {
     PutLengthPrefixed(&out, key);
-    PutLengthPrefixed(&out, value);
+    PutLengthPrefixed(&out, stored.value);
+    PutVarint64(&out, stored.version.create_index);
+    PutVarint64(&out, stored.version.mod_index);
   }
   PutVarint64(&out, members_.size());
   for (const auto& [node, address] : members_) {
@@ -213,13 +237,20 @@ Status StateMachine::Restore(std::string_view in) {
   // Each pair takes at least two bytes: a hostile count cannot make us
   // reserve more than the input could hold.
   data_.reserve(std::min<uint64_t>(count, in.size() / 2));
+  const uint64_t snapshot_index = applied_index_;
   for (uint64_t i = 0; i < count; ++i) {
     std::string_view key, value;
-    if (!GetLengthPrefixed(&in, &key) || !GetLengthPrefixed(&in, &value)) {
+    KeyVersion v{snapshot_index, snapshot_index};
+    if (!GetLengthPrefixed(&in, &key) || !GetLengthPrefixed(&in, &value) ||
+        (version >= 3 && (!GetVarint64(&in, &v.create_index) || !GetVarint64(&in, &v.mod_index)))) {
       Clear();
       return Status::Corruption("state machine snapshot: truncated data");
     }
-    PutValue(std::string(key), std::string(value));
+    if (v.create_index > v.mod_index || v.mod_index > snapshot_index) {
+      Clear();
+      return Status::Corruption("state machine snapshot: a key's version is past its index");
+    }
+    PutValue(std::string(key), std::string(value), 0).version = v;
   }
   if (version >= 2) {
     if (!GetVarint64(&in, &count)) {

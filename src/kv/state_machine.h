@@ -6,8 +6,10 @@
 // already applied is answered with the original result and not applied
 // again. A session's writes are sequential (seq 1, 2, ...; one in flight): a
 // seq below the last one applied is refused as stale. Sessions are bounded; the one least recently
-// written is evicted first (deterministically, by log index). Thread safety: none; the node
-// serialises access per shard.
+// written is evicted first (deterministically, by log index).
+// Every key carries its version: the log index of the write that created it
+// and of the one that last changed it (as etcd's create and mod revisions).
+// Thread safety: none; the node serialises access per shard.
 #pragma once
 
 #include <cstdint>
@@ -30,13 +32,23 @@ enum class ApplyResult : uint8_t {
 
 const char* ApplyResultName(ApplyResult r);
 
+// A key's version: log indexes, so they only grow, and every replica agrees
+// on them. A key deleted and written again starts a new create_index.
+struct KeyVersion {
+  uint64_t create_index = 0;  // the write that created the key
+  uint64_t mod_index = 0;     // the write that last changed it
+};
+
 class StateMachine {
  public:
   explicit StateMachine(size_t max_sessions = 100000) : max_sessions_(max_sessions) {}
 
   // Applies cmd, committed at `index` (> applied_index()). When (client, seq)
   // was applied before, sets *duplicate and returns the original result.
-  ApplyResult Apply(uint64_t index, const Command& cmd, bool* duplicate);
+  // *decided_at (if given): the index of the write whose application gave
+  // the result: `index`, the original's for a duplicate, 0 for a stale seq.
+  ApplyResult Apply(uint64_t index, const Command& cmd, bool* duplicate,
+                    uint64_t* decided_at = nullptr);
   // Index was applied but carried no command (a leader's no-op).
   void Skip(uint64_t index) { applied_index_ = index; }
   // A membership change at `index`: the member's client address, kept so that
@@ -45,8 +57,8 @@ class StateMachine {
   void SetMember(uint64_t index, uint64_t node, const std::string& address);
   const std::map<uint64_t, std::string>& members() const { return members_; }
 
-  // False if the key is absent.
-  bool Get(std::string_view key, std::string* value) const;
+  // False if the key is absent. version (if given) gets the key's version.
+  bool Get(std::string_view key, std::string* value, KeyVersion* version = nullptr) const;
   // Every key starting with `prefix`, with its value, in key order. Scans the
   // whole map: for small maps (a sharded cluster's metadata).
   std::map<std::string, std::string> ScanPrefix(std::string_view prefix) const;
@@ -67,19 +79,25 @@ class StateMachine {
   Status Restore(std::string_view bytes);
 
  private:
+  struct Stored {
+    std::string value;
+    KeyVersion version;
+  };
+  using Data = std::unordered_map<std::string, Stored>;
   struct Session {
     uint64_t seq = 0;
     uint64_t index = 0;  // where the session was last written
     ApplyResult result = ApplyResult::kOk;
   };
   static uint64_t HashPair(std::string_view key, std::string_view value);
-  void PutValue(const std::string& key, std::string value);
-  void EraseValue(std::unordered_map<std::string, std::string>::iterator it);
+  // Sets key's value, written at `index`; returns what is stored.
+  Stored& PutValue(const std::string& key, std::string value, uint64_t index);
+  void EraseValue(Data::iterator it);
   void RecordSession(uint64_t client, uint64_t seq, uint64_t index, ApplyResult result);
   void Clear();
 
   const size_t max_sessions_;
-  std::unordered_map<std::string, std::string> data_;
+  Data data_;
   std::unordered_map<uint64_t, Session> sessions_;
   std::map<uint64_t, uint64_t> sessions_by_index_;  // index -> client, for eviction
   std::map<uint64_t, std::string> members_;         // node id -> client address

@@ -110,6 +110,8 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
       } else {
         ok = r->has_expect = GetBytes(v, &r->expect);
       }
+    } else if (name == "expect_index") {
+      ok = r->has_expect_index = GetUint(v, &r->expect_index);
     } else if (name == "client") {
       ok = GetUint(v, &r->client);
     } else if (name == "seq") {
@@ -149,6 +151,9 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
   if ((r->op == ClientOp::kPut || r->op == ClientOp::kCas) && !has_value) {
     return Status::InvalidArgument("missing \"value\"");
   }
+  if (r->op == ClientOp::kCas && r->has_expect && r->has_expect_index) {
+    return Status::InvalidArgument("cas compares \"expect\" or \"expect_index\", not both");
+  }
   if (r->value.size() > limits.max_value_bytes || r->expect.size() > limits.max_value_bytes) {
     return Status::InvalidArgument(
         "value of " + std::to_string(std::max(r->value.size(), r->expect.size())) +
@@ -174,8 +179,13 @@ std::string EncodeClientRequest(const ClientRequest& r) {
   if (r.op == ClientOp::kMemberAdd) map.Str("address", r.address);
   if (r.op == ClientOp::kMemberAdd && !r.pub.empty()) map.Str("pub", r.pub);
   if (r.op == ClientOp::kPut || r.op == ClientOp::kCas) map.Bin("value", r.value);
-  if (r.op == ClientOp::kCas && r.has_expect) map.Bin("expect", r.expect);
-  if (r.op == ClientOp::kCas && !r.has_expect) map.Field("expect").pack_nil();
+  if (r.op == ClientOp::kCas && r.has_expect_index) {
+    map.Uint("expect_index", r.expect_index);
+  } else if (r.op == ClientOp::kCas && r.has_expect) {
+    map.Bin("expect", r.expect);
+  } else if (r.op == ClientOp::kCas) {
+    map.Field("expect").pack_nil();
+  }
   if (write && r.client != 0) {
     map.Uint("client", r.client);
     map.Uint("seq", r.seq);
@@ -322,6 +332,11 @@ std::string EncodeClientReply(const ClientReply& reply) {
   map.Uint("id", reply.id);
   map.Str("status", ReplyStatusName(reply.status));
   if (reply.has_value) map.Bin("value", reply.value);
+  if (reply.index != 0) map.Uint("index", reply.index);
+  if (reply.mod_index != 0) {
+    map.Uint("create_index", reply.create_index);
+    map.Uint("mod_index", reply.mod_index);
+  }
   if (!reply.leader.empty()) map.Str("leader", reply.leader);
   if (!reply.leader_key.empty()) map.Str("leader_key", reply.leader_key);
   if (!reply.error.empty()) map.Str("error", reply.error);
@@ -355,6 +370,9 @@ Status DecodeClientReply(std::string_view bytes, ClientReply* reply) {
     if (name == "error") return GetBytes(v, &reply->error);
     if (name == "shard") return GetShard(v, &reply->shard);
     if (name == "map_version") return GetUint(v, &reply->map_version);
+    if (name == "index") return GetUint(v, &reply->index);
+    if (name == "create_index") return GetUint(v, &reply->create_index);
+    if (name == "mod_index") return GetUint(v, &reply->mod_index);
     return true;  // newer nodes may add fields
   });
   if (!s.ok()) return s;

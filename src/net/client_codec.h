@@ -38,6 +38,10 @@ struct ClientRequest {
   std::string value;
   bool has_expect = false;  // cas: false (nil or missing) means "only if absent"
   std::string expect;
+  // cas: compare the key's mod_index with expect_index (0: absent) instead
+  // of its value with expect.
+  bool has_expect_index = false;
+  uint64_t expect_index = 0;
   uint64_t client = 0;  // session for exactly-once writes; 0 = none
   uint64_t seq = 0;
   bool stale = false;   // get: serve from this node's state without ReadIndex
@@ -84,6 +88,12 @@ struct ClientReply {
   ReplyStatus status = ReplyStatus::kOk;
   bool has_value = false;
   std::string value;
+  // A write answered OK, NOT_FOUND or CAS_FAILED: the log index of its entry
+  // (of the original, for a session's resend); 0 for none.
+  uint64_t index = 0;
+  // A get answered OK: the key's version (both sent when mod_index != 0).
+  uint64_t create_index = 0;
+  uint64_t mod_index = 0;
   std::string leader;      // kRedirect: the leader's client address, host:port
   std::string leader_key;  // kRedirect, secure clusters: the leader's CURVE public key
   std::string error;       // kError, kUnavailable, kDenied, kBusy: why

@@ -48,6 +48,7 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
   auto write = writes.begin();
   for (const raft::Entry& e : entries) {
     ApplyResult result = ApplyResult::kOk;
+    uint64_t decided_at = e.index;  // the index a write's reply names
     raft::ConfChange cc;
     if (e.type == raft::EntryType::kConfChange) {
       if (raft::ConfChange::Decode(e.data, &cc) &&
@@ -68,7 +69,7 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
         g.sm.Skip(e.index);
       } else {
         bool duplicate = false;
-        result = g.sm.Apply(e.index, cmd, &duplicate);
+        result = g.sm.Apply(e.index, cmd, &duplicate, &decided_at);
         members_changed = members_changed || (ctx_->cfg.sharded() && g.id == kMainGroup &&
                                               std::string_view(cmd.key).substr(
                                                   0, kMemberPrefix.size()) == kMemberPrefix);
@@ -94,6 +95,7 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
       reply.id = write->second.id;
       if (write->first == e.index && write->second.term == e.term) {
         reply.status = ReplyFor(result);
+        reply.index = decided_at;
         if (result == ApplyResult::kStaleSeq) {
           reply.error =
               "seq is below this session's last write: a session's writes must be "
@@ -134,8 +136,11 @@ void Applier::Read(Group& g, raft::Index index, std::vector<Pending> reads) {
 void Applier::ServeRead(Group& g, const Pending& p, Outgoing* out) {
   net::ClientReply reply;
   reply.id = p.id;
-  if (g.sm.Get(p.key, &reply.value)) {
+  KeyVersion version;
+  if (g.sm.Get(p.key, &reply.value, &version)) {
     reply.has_value = true;
+    reply.create_index = version.create_index;
+    reply.mod_index = version.mod_index;
   } else {
     reply.status = net::ReplyStatus::kNotFound;
   }

@@ -132,6 +132,8 @@ void ClientFront::HandleKeyOp(Pending p, net::ClientRequest& req) {
   cmd.value = std::move(req.value);
   cmd.has_expect = req.has_expect;
   cmd.expect = std::move(req.expect);
+  cmd.has_expect_index = req.has_expect_index;
+  cmd.expect_index = req.expect_index;
   cmd.client = req.client;
   cmd.seq = req.seq;
   ProposeWrite(*g, std::move(p), cmd);

@@ -18,6 +18,7 @@ to it, learning the keys it was not given (docs/protocol.md, "Security").
 import argparse
 import ctypes
 import importlib.util
+import json
 import os
 import random
 import shutil
@@ -223,6 +224,29 @@ def scenario(cluster, client_py):
                  "a stale read on a follower to catch up")
         stale.close()
         check(True, "stale read on a follower returns the value")
+        # Versions: the index of each write, a key's create and mod indexes,
+        # and cas on the mod_index (docs/protocol.md, "Versions").
+        first = c.put(b"ver", b"1")
+        second = c.put(b"ver", b"2")
+        check(0 < first < second, f"put returns its entry's index, growing ({first}, {second})")
+        check(c.get_versioned(b"ver") == (b"2", first, second),
+              f"get_versioned gives the value, create_index and mod_index ({c.get_versioned(b'ver')})")
+        check(not c.cas(b"ver", None, b"x", expect_index=first),
+              "cas on an old mod_index fails")
+        check(c.cas(b"ver", None, b"3", expect_index=second), "cas on the current mod_index succeeds")
+        check(not c.cas(b"ver", None, b"x", expect_index=0), "cas on expect_index 0 fails when present")
+        check(c.cas(b"ver-new", None, b"n", expect_index=0), "cas on expect_index 0 creates a key")
+        r = raw_call(lead_ep, {"id": 5, "op": "cas", "key": "ver", "value": "y", "expect": "3",
+                               "expect_index": 1})
+        check(r["status"] == "ERROR" and "not both" in r["error"],
+              f"cas with expect and expect_index is refused ({r})")
+        code, out, _ = run_cli(client_py, cluster.endpoints(), "get", "ver", "--versions")
+        _, created, modified = c.get_versioned(b"ver")
+        check(code == 0 and json.loads(out) == {"value": "3", "create_index": created,
+                                                "mod_index": modified},
+              f"get --versions prints the indexes ({out})")
+        check(run_cli(client_py, cluster.endpoints(), "cas", "ver", "4", "--expect-index",
+                      str(modified))[:2] == (0, "OK"), "cas --expect-index on the command line")
         try:
             c.put("x" * 5000, "v")
             check(False, "an over-long key is refused")
@@ -238,6 +262,8 @@ def scenario(cluster, client_py):
     r3 = raw_call(lead_ep, {"id": 3, "op": "get", "key": "once"})
     check(r1["status"] == r2["status"] == "OK" and r3.get("value") == b"first",
           "a retried session write is answered OK and applied once")
+    check(r1["index"] == r2["index"] == r3["mod_index"],
+          f"the retry is answered with the original's index ({r1}, {r2}, {r3})")
 
     # Pipelining: many requests in flight on one connection, matched by id.
     s = _ctx.socket(zmq.DEALER)

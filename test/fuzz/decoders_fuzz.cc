@@ -96,7 +96,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (!kv::net::DecodeClientReply(kv::net::EncodeClientReply(r), &again).ok() ||
             again.id != r.id || again.status != r.status || again.value != r.value ||
             again.leader != r.leader || again.error != r.error || again.shard != r.shard ||
-            (r.shard >= 0 && again.map_version != r.map_version)) {
+            (r.shard >= 0 && again.map_version != r.map_version) || again.index != r.index ||
+            (r.mod_index != 0 &&
+             (again.mod_index != r.mod_index || again.create_index != r.create_index))) {
           abort();
         }
       }

@@ -18,18 +18,48 @@ TEST_CASE("Command round-trips every field, binary bytes included") {
   REQUIRE(back == c);
 }
 
-TEST_CASE("Command decoding rejects every truncation and trailing garbage") {
+TEST_CASE("A cas on expect_index round-trips as version 2; anything else stays version 1") {
   Command c;
-  c.op = OpType::kPut;
-  c.key = "key";
-  c.value = "value";
+  c.op = OpType::kCas;
+  c.key = "k";
+  c.value = "v";
+  // Version 1, byte for byte as nodes before expect_index wrote it (an
+  // upgraded node must not write anything an older replica cannot apply).
+  const std::string v1("\x01\x03\x00\x00\x00\x01k\x01v\x00", 10);
+  REQUIRE(c.Encode() == v1);
+  c.has_expect_index = true;
+  c.expect_index = 300;
   const std::string enc = c.Encode();
-  for (size_t n = 0; n < enc.size(); ++n) {
-    Command back;
-    REQUIRE(Command::Decode(enc.substr(0, n), &back).IsCorruption());
-  }
+  REQUIRE(enc[0] == 2);
   Command back;
-  REQUIRE(Command::Decode(enc + "x", &back).IsCorruption());
+  REQUIRE(Command::Decode(enc, &back).ok());
+  REQUIRE(back == c);
+  c.expect_index = 0;  // 0: the key must be absent; still a comparison on the index
+  REQUIRE(Command::Decode(c.Encode(), &back).ok());
+  REQUIRE(back.has_expect_index);
+  REQUIRE(back.expect_index == 0);
+  // Version 1 has no expect_index flag.
+  std::string bad = v1;
+  bad[2] = 2;
+  REQUIRE(Command::Decode(bad, &back).IsCorruption());
+}
+
+TEST_CASE("Command decoding rejects every truncation and trailing garbage") {
+  for (bool with_index : {false, true}) {
+    Command c;
+    c.op = with_index ? OpType::kCas : OpType::kPut;
+    c.key = "key";
+    c.value = "value";
+    c.has_expect_index = with_index;
+    c.expect_index = 1234567;
+    const std::string enc = c.Encode();
+    for (size_t n = 0; n < enc.size(); ++n) {
+      Command back;
+      REQUIRE(Command::Decode(enc.substr(0, n), &back).IsCorruption());
+    }
+    Command back;
+    REQUIRE(Command::Decode(enc + "x", &back).IsCorruption());
+  }
 }
 
 TEST_CASE("Command decoding rejects an unknown version or op") {

@@ -120,6 +120,93 @@ TEST_CASE("Digest is order independent and tracks contents") {
   REQUIRE(x.Digest() == 0);
 }
 
+Command CasIndex(std::string key, uint64_t expect_index, std::string value) {
+  Command c = Cas(std::move(key), nullptr, std::move(value));
+  c.has_expect_index = true;
+  c.expect_index = expect_index;
+  return c;
+}
+
+TEST_CASE("Every key records the index that created it and the one that last changed it") {
+  StateMachine sm;
+  bool dup = false;
+  uint64_t at = 0;
+  sm.Apply(3, Put("a", "1"), &dup, &at);
+  REQUIRE(at == 3);
+  sm.Apply(5, Put("a", "2"), &dup);
+  sm.Apply(6, Cas("a", "2", "3"), &dup);
+  std::string v;
+  KeyVersion ver;
+  REQUIRE(sm.Get("a", &v, &ver));
+  REQUIRE(ver.create_index == 3);
+  REQUIRE(ver.mod_index == 6);
+  // A failed cas and a delete of another key change nothing.
+  sm.Apply(7, Cas("a", "wrong", "x"), &dup);
+  sm.Apply(8, Del("b"), &dup);
+  REQUIRE(sm.Get("a", &v, &ver));
+  REQUIRE(ver.mod_index == 6);
+  // Deleted and written again: a new life, a new create_index.
+  sm.Apply(9, Del("a"), &dup);
+  sm.Apply(10, Put("a", "again"), &dup);
+  REQUIRE(sm.Get("a", &v, &ver));
+  REQUIRE(ver.create_index == 10);
+  REQUIRE(ver.mod_index == 10);
+}
+
+TEST_CASE("cas on expect_index compares the key's mod_index; 0 means absent") {
+  StateMachine sm;
+  bool dup = false;
+  REQUIRE(sm.Apply(1, CasIndex("k", 0, "first"), &dup) == ApplyResult::kOk);
+  REQUIRE(sm.Apply(2, CasIndex("k", 0, "again"), &dup) == ApplyResult::kCasFailed);
+  REQUIRE(sm.Apply(3, CasIndex("k", 2, "x"), &dup) == ApplyResult::kCasFailed);
+  REQUIRE(sm.Apply(4, CasIndex("k", 1, "second"), &dup) == ApplyResult::kOk);
+  REQUIRE(sm.Apply(5, CasIndex("k", 1, "stale"), &dup) == ApplyResult::kCasFailed);
+  std::string v;
+  KeyVersion ver;
+  REQUIRE(sm.Get("k", &v, &ver));
+  REQUIRE(v == "second");
+  REQUIRE(ver.mod_index == 4);
+  REQUIRE(sm.Apply(6, CasIndex("missing", 4, "y"), &dup) == ApplyResult::kCasFailed);
+}
+
+TEST_CASE("A duplicate is answered with the index of the write that applied") {
+  StateMachine sm;
+  bool dup = false;
+  uint64_t at = 0;
+  sm.Apply(4, Put("a", "1", 7, 1), &dup, &at);
+  REQUIRE(at == 4);
+  sm.Apply(9, Put("a", "1", 7, 1), &dup, &at);
+  REQUIRE(dup);
+  REQUIRE(at == 4);
+  sm.Apply(10, Put("a", "2", 7, 2), &dup, &at);
+  REQUIRE(sm.Apply(11, Put("a", "old", 7, 1), &dup, &at) == ApplyResult::kStaleSeq);
+  REQUIRE(at == 0);
+}
+
+TEST_CASE("Versions survive a snapshot; an older snapshot's keys get its index") {
+  StateMachine sm;
+  bool dup = false;
+  sm.Apply(1, Put("a", "1"), &dup);
+  sm.Apply(2, Put("b", "2"), &dup);
+  sm.Apply(3, Put("a", "3"), &dup);
+  StateMachine copy;
+  REQUIRE(copy.Restore(sm.Serialize()).ok());
+  std::string v;
+  KeyVersion ver;
+  REQUIRE(copy.Get("a", &v, &ver));
+  REQUIRE((ver.create_index == 1 && ver.mod_index == 3));
+  REQUIRE(copy.Get("b", &v, &ver));
+  REQUIRE((ver.create_index == 2 && ver.mod_index == 2));
+  // Version 2 (before versions): header 2, applied 7, no sessions, one key
+  // "k" = "v", no members.
+  REQUIRE(copy.Restore(std::string("\x02\x07\x00\x01\x01k\x01v\x00", 9)).ok());
+  REQUIRE(copy.Get("k", &v, &ver));
+  REQUIRE(v == "v");
+  REQUIRE((ver.create_index == 7 && ver.mod_index == 7));
+  // A version past the snapshot's own index is refused.
+  REQUIRE(copy.Restore(std::string("\x03\x07\x00\x01\x01k\x01v\x01\x08\x00", 11)).IsCorruption());
+}
+
 TEST_CASE("bytes() counts the keys and values stored, through overwrites and deletes") {
   StateMachine sm;
   bool dup = false;

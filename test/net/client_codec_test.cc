@@ -166,6 +166,12 @@ TEST_CASE("Malformed client requests get a reason, and the id when it was readab
       {"value too long", Map("id", 3, "op", "put", "key", "k", "value", std::string(17, 'v')), true,
        "over the limit"},
       {"negative id", Map("id", -1), false, "unsigned"},
+      {"expect_index type",
+       Map("id", 3, "op", "cas", "key", "k", "value", "v", "expect_index", "1"), true,
+       "wrong type"},
+      {"expect and expect_index",
+       Map("id", 3, "op", "cas", "key", "k", "value", "v", "expect", "o", "expect_index", 1), true,
+       "not both"},
   };
   for (const auto& c : cases) {
     INFO(c.name);
@@ -177,6 +183,38 @@ TEST_CASE("Malformed client requests get a reason, and the id when it was readab
     REQUIRE(s.message().find(c.reason) != std::string::npos);
     if (c.id_known) REQUIRE(r.id == 3);
   }
+}
+
+TEST_CASE("A cas on expect_index round-trips; the reply's indexes travel when set") {
+  ClientRequest req;
+  req.id = 5;
+  req.op = ClientOp::kCas;
+  req.key = "k";
+  req.value = "v";
+  req.has_expect_index = true;
+  req.expect_index = 0;  // "absent" is still a comparison on the index
+  ClientRequest back;
+  bool id_known = false;
+  REQUIRE(DecodeClientRequest(EncodeClientRequest(req), RequestLimits{}, &back, &id_known).ok());
+  REQUIRE(back.has_expect_index);
+  REQUIRE(back.expect_index == 0);
+  REQUIRE_FALSE(back.has_expect);
+
+  ClientReply write;
+  write.index = 1234;
+  ClientReply read;
+  read.has_value = true;
+  read.create_index = 7;
+  read.mod_index = 9;
+  ClientReply got;
+  REQUIRE(DecodeClientReply(EncodeClientReply(write), &got).ok());
+  REQUIRE(got.index == 1234);
+  REQUIRE(got.mod_index == 0);
+  REQUIRE(DecodeClientReply(EncodeClientReply(read), &got).ok());
+  REQUIRE(got.index == 0);
+  REQUIRE((got.create_index == 7 && got.mod_index == 9));
+  // Without them, the reply is what it was before versions.
+  REQUIRE(EncodeClientReply(ClientReply{}) == Map("id", 0, "status", "OK"));
 }
 
 TEST_CASE("Client replies round-trip through the reply codec") {
