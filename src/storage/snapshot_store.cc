@@ -40,11 +40,10 @@ bool GetIds(std::string_view* in, std::vector<raft::NodeId>* ids) {
   return true;
 }
 
-// File layout: magic, group, index, term, voters, learners, data length,
-// data, then the CRC32C of everything before it (4 bytes).
-std::string EncodeSnapshot(raft::GroupId group, const raft::Snapshot& snap) {
+// File layout: magic, group, index, term, voters, learners, data length
+// (the header), data, then the CRC32C of everything before it (4 bytes).
+std::string EncodeSnapshotHeader(raft::GroupId group, const raft::Snapshot& snap) {
   std::string out;
-  out.reserve(snap.data.size() + 128);
   PutU64(&out, kSnapshotMagic);
   PutU64(&out, group);
   PutU64(&out, snap.meta.index);
@@ -52,10 +51,32 @@ std::string EncodeSnapshot(raft::GroupId group, const raft::Snapshot& snap) {
   PutIds(&out, snap.meta.conf.voters);
   PutIds(&out, snap.meta.conf.learners);
   PutU64(&out, snap.data.size());
-  out += snap.data;
-  const uint32_t crc = Crc32c(out);
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((crc >> (8 * i)) & 0xff));
   return out;
+}
+
+// A snapshot's data is written and synced this much at a time: a single
+// sync of hundreds of MiB at the end would hold up the WAL's syncs on the
+// same disk for as long as it took (measured: write p99 over 500 ms at
+// 64 KiB values while 128 MiB snapshots were written).
+constexpr size_t kSyncEveryBytes = 4 << 20;
+
+// Writes the snapshot file's bytes to `file`, syncing as it goes.
+Status WriteSnapshot(WritableFile* file, raft::GroupId group, const raft::Snapshot& snap) {
+  const std::string header = EncodeSnapshotHeader(group, snap);
+  uint32_t crc = Crc32c(header);
+  Status s = file->Append(header);
+  const std::string_view data = snap.data;
+  for (size_t at = 0; s.ok() && at < data.size(); at += kSyncEveryBytes) {
+    const std::string_view piece = data.substr(at, kSyncEveryBytes);
+    crc = Crc32cExtend(crc, piece.data(), piece.size());
+    s = file->Append(piece);
+    if (s.ok()) s = file->Sync();
+  }
+  std::string trailer;
+  for (int i = 0; i < 4; ++i) trailer.push_back(static_cast<char>((crc >> (8 * i)) & 0xff));
+  if (s.ok()) s = file->Append(trailer);
+  if (s.ok()) s = file->Sync();
+  return s;
 }
 
 bool DecodeSnapshot(std::string_view in, raft::GroupId* group, raft::Snapshot* snap) {
@@ -130,8 +151,7 @@ Status SnapshotStore::Save(raft::GroupId group, const raft::Snapshot& snapshot) 
   std::unique_ptr<WritableFile> file;
   Status s = env_->OpenWritable(temp, &file);
   if (s.ok()) s = file->Truncate(0);
-  if (s.ok()) s = file->Append(EncodeSnapshot(group, snapshot));
-  if (s.ok()) s = file->Sync();
+  if (s.ok()) s = WriteSnapshot(file.get(), group, snapshot);
   file.reset();
   if (s.ok()) s = env_->Rename(temp, path);
   if (s.ok()) s = env_->SyncDir(dir_);
