@@ -6,8 +6,8 @@
 // carries the per-key metadata upcoming features need: create_index and
 // mod_index (log indexes) and a lease id (0: none).
 //
-//   unordered  std::unordered_map<std::string, std::string>: today's map
-//              (no order, no metadata). Baseline.
+//   unordered  std::unordered_map<std::string, std::string>: the map before
+//              src/kv/store.h (no order, no metadata). Baseline.
 //   std_map    std::map<std::string, Entry>.
 //   btree      absl::btree_map<std::string, Entry>.
 //   compact    one heap block per pair (header + key bytes + value bytes) in

@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git
-  libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libxxhash-dev
+  libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libxxhash-dev libabsl-dev
   catch2 libcli11-dev libncurses-dev
   libbenchmark-dev gcovr
   python3 python3-zmq python3-msgpack

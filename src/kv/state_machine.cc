@@ -2,8 +2,6 @@
 
 #include <xxhash.h>
 
-#include <algorithm>
-
 #include "common/coding.h"
 
 namespace kv {
@@ -48,28 +46,21 @@ uint64_t StateMachine::HashPair(std::string_view key, std::string_view value) {
   return Mix(XXH3_64bits_withSeed(value.data(), value.size(), h) + key.size());
 }
 
-StateMachine::Stored& StateMachine::PutValue(const std::string& key, std::string value,
-                                             uint64_t index) {
-  auto [it, inserted] = data_.try_emplace(key);
-  Stored& s = it->second;
-  if (inserted) {
-    data_bytes_ += key.size();
-    s.version.create_index = index;
-  } else {
-    digest_ -= HashPair(key, s.value);
-    data_bytes_ -= s.value.size();
+void StateMachine::PutValue(std::string_view key, std::string_view value, KeyVersion v,
+                            const Record* old) {
+  if (old != nullptr) {
+    digest_ -= HashPair(key, old->value());
+    data_bytes_ -= key.size() + old->value().size();
   }
-  s.value = std::move(value);
-  s.version.mod_index = index;
-  digest_ += HashPair(key, s.value);
-  data_bytes_ += s.value.size();
-  return s;
+  data_.Put(Record::Make(key, value, v));
+  digest_ += HashPair(key, value);
+  data_bytes_ += key.size() + value.size();
 }
 
-void StateMachine::EraseValue(Data::iterator it) {
-  digest_ -= HashPair(it->first, it->second.value);
-  data_bytes_ -= it->first.size() + it->second.value.size();
-  data_.erase(it);
+void StateMachine::EraseValue(const Record* r) {
+  digest_ -= HashPair(r->key(), r->value());
+  data_bytes_ -= r->key().size() + r->value().size();
+  data_.Erase(r->key());
 }
 
 void StateMachine::RecordSession(uint64_t client, uint64_t seq, uint64_t index,
@@ -107,30 +98,30 @@ ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplic
     }
   }
   ApplyResult result = ApplyResult::kOk;
+  const Record* current = data_.Find(cmd.key);
+  // A put or a successful cas: a new record, created now unless it replaces one.
+  const KeyVersion written{current != nullptr ? current->version().create_index : index, index};
   switch (cmd.op) {
     case OpType::kPut:
-      PutValue(cmd.key, cmd.value, index);
+      PutValue(cmd.key, cmd.value, written, current);
       break;
-    case OpType::kDelete: {
-      auto it = data_.find(cmd.key);
-      if (it == data_.end()) {
+    case OpType::kDelete:
+      if (current == nullptr) {
         result = ApplyResult::kNotFound;
       } else {
-        EraseValue(it);
+        EraseValue(current);
       }
       break;
-    }
     case OpType::kCas: {
-      auto it = data_.find(cmd.key);
-      const bool present = it != data_.end();
       bool matches = false;
       if (cmd.has_expect_index) {
-        matches = cmd.expect_index == (present ? it->second.version.mod_index : 0);
+        matches = cmd.expect_index == (current != nullptr ? current->version().mod_index : 0);
       } else {
-        matches = cmd.has_expect ? (present && it->second.value == cmd.expect) : !present;
+        matches = cmd.has_expect ? (current != nullptr && current->value() == cmd.expect)
+                                 : current == nullptr;
       }
       if (matches) {
-        PutValue(cmd.key, cmd.value, index);
+        PutValue(cmd.key, cmd.value, written, current);
       } else {
         result = ApplyResult::kCasFailed;
       }
@@ -151,44 +142,59 @@ void StateMachine::SetMember(uint64_t index, uint64_t node, const std::string& a
 }
 
 bool StateMachine::Get(std::string_view key, std::string* value, KeyVersion* version) const {
-  auto it = data_.find(std::string(key));
-  if (it == data_.end()) return false;
-  *value = it->second.value;
-  if (version != nullptr) *version = it->second.version;
+  const Record* r = data_.Find(key);
+  if (r == nullptr) return false;
+  value->assign(r->value());
+  if (version != nullptr) *version = r->version();
   return true;
 }
 
 std::map<std::string, std::string> StateMachine::ScanPrefix(std::string_view prefix) const {
   std::map<std::string, std::string> out;
-  for (const auto& [key, stored] : data_) {
-    if (std::string_view(key).substr(0, prefix.size()) == prefix) out.emplace(key, stored.value);
-  }
+  data_.ForEachFrom(prefix, [&](const Record& r) {
+    if (r.key().substr(0, prefix.size()) != prefix) return false;
+    out.emplace(r.key(), r.value());
+    return true;
+  });
   return out;
 }
 
-std::string StateMachine::Serialize() const {
+StateView StateMachine::TakeView() const {
+  StateView v;
+  v.applied_index_ = applied_index_;
+  v.data_bytes_ = data_bytes_;
+  v.sessions_.reserve(sessions_.size());
+  for (const auto& [client, s] : sessions_) {
+    v.sessions_.push_back({client, s.seq, s.index, static_cast<uint8_t>(s.result)});
+  }
+  v.records_ = data_.View();
+  v.members_ = members_;
+  return v;
+}
+
+std::string StateView::Serialize() const {
   std::string out;
   // Sized up front: growing a string of hundreds of MiB by doubling copies
   // it again and again, each time into freshly faulted pages. An upper bound
   // while keys and values are under 2 MiB (their lengths then take at most 3
   // bytes each); beyond, the string grows as it must.
-  out.reserve(1 + 2 * 10 + sessions_.size() * (3 * 10 + 1) + data_.size() * (2 * 3 + 2 * 10) +
+  out.reserve(1 + 2 * 10 + sessions_.size() * (3 * 10 + 1) + records_.size() * (2 * 3 + 2 * 10) +
               data_bytes_ + members_.size() * 64);
   out.push_back(static_cast<char>(kSnapshotVersion));
   PutVarint64(&out, applied_index_);
   PutVarint64(&out, sessions_.size());
-  for (const auto& [client, s] : sessions_) {
-    PutVarint64(&out, client);
+  for (const SessionRow& s : sessions_) {
+    PutVarint64(&out, s.client);
     PutVarint64(&out, s.seq);
     PutVarint64(&out, s.index);
     out.push_back(static_cast<char>(s.result));
   }
-  PutVarint64(&out, data_.size());
-  for (const auto& [key, stored] : data_) {
-    PutLengthPrefixed(&out, key);
-    PutLengthPrefixed(&out, stored.value);
-    PutVarint64(&out, stored.version.create_index);
-    PutVarint64(&out, stored.version.mod_index);
+  PutVarint64(&out, records_.size());
+  for (const RecordRef& r : records_) {
+    PutLengthPrefixed(&out, r->key());
+    PutLengthPrefixed(&out, r->value());
+    PutVarint64(&out, r->version().create_index);
+    PutVarint64(&out, r->version().mod_index);
   }
   PutVarint64(&out, members_.size());
   for (const auto& [node, address] : members_) {
@@ -199,7 +205,7 @@ std::string StateMachine::Serialize() const {
 }
 
 void StateMachine::Clear() {
-  data_.clear();
+  data_.Clear();
   members_.clear();
   sessions_.clear();
   sessions_by_index_.clear();
@@ -234,9 +240,6 @@ Status StateMachine::Restore(std::string_view in) {
     Clear();
     return Status::Corruption("state machine snapshot: bad key count");
   }
-  // Each pair takes at least two bytes: a hostile count cannot make us
-  // reserve more than the input could hold.
-  data_.reserve(std::min<uint64_t>(count, in.size() / 2));
   const uint64_t snapshot_index = applied_index_;
   for (uint64_t i = 0; i < count; ++i) {
     std::string_view key, value;
@@ -250,7 +253,7 @@ Status StateMachine::Restore(std::string_view in) {
       Clear();
       return Status::Corruption("state machine snapshot: a key's version is past its index");
     }
-    PutValue(std::string(key), std::string(value), 0).version = v;
+    PutValue(key, value, v, data_.Find(key));
   }
   if (version >= 2) {
     if (!GetVarint64(&in, &count)) {

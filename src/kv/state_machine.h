@@ -9,7 +9,10 @@
 // written is evicted first (deterministically, by log index).
 // Every key carries its version: the log index of the write that created it
 // and of the one that last changed it (as etcd's create and mod revisions).
-// Thread safety: none; the node serialises access per shard.
+// The keys are kept in order (kv/store.h), each in an immutable record, so
+// a snapshot takes a view (TakeView) instead of a copy of the data.
+// Thread safety: none; the node serialises access per shard. A StateView
+// may be serialized on another thread while the state machine goes on.
 #pragma once
 
 #include <cstdint>
@@ -17,9 +20,12 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "common/status.h"
 #include "kv/command.h"
+#include "kv/record.h"
+#include "kv/store.h"
 
 namespace kv {
 
@@ -32,11 +38,26 @@ enum class ApplyResult : uint8_t {
 
 const char* ApplyResultName(ApplyResult r);
 
-// A key's version: log indexes, so they only grow, and every replica agrees
-// on them. A key deleted and written again starts a new create_index.
-struct KeyVersion {
-  uint64_t create_index = 0;  // the write that created the key
-  uint64_t mod_index = 0;     // the write that last changed it
+// A point-in-time copy of a state machine for a snapshot, taken in time and
+// memory linear in the number of keys but not in their bytes (the records
+// are shared, see kv/record.h), and serialized on any thread while the
+// state machine goes on applying.
+class StateView {
+ public:
+  // The snapshot format StateMachine::Restore reads.
+  std::string Serialize() const;
+
+ private:
+  friend class StateMachine;
+  struct SessionRow {
+    uint64_t client, seq, index;
+    uint8_t result;
+  };
+  uint64_t applied_index_ = 0;
+  uint64_t data_bytes_ = 0;
+  std::vector<SessionRow> sessions_;
+  std::vector<RecordRef> records_;  // in key order
+  std::map<uint64_t, std::string> members_;
 };
 
 class StateMachine {
@@ -59,8 +80,7 @@ class StateMachine {
 
   // False if the key is absent. version (if given) gets the key's version.
   bool Get(std::string_view key, std::string* value, KeyVersion* version = nullptr) const;
-  // Every key starting with `prefix`, with its value, in key order. Scans the
-  // whole map: for small maps (a sharded cluster's metadata).
+  // Every key starting with `prefix`, with its value, in key order.
   std::map<std::string, std::string> ScanPrefix(std::string_view prefix) const;
 
   uint64_t applied_index() const { return applied_index_; }
@@ -72,32 +92,30 @@ class StateMachine {
   // applied index must agree on it.
   uint64_t Digest() const { return digest_; }
 
-  // The whole state (data, sessions, applied index) as bytes, and back.
-  // Restore returns Corruption on malformed input and then leaves the state
-  // machine empty.
-  std::string Serialize() const;
+  // The whole state (data, sessions, members, applied index) as a view to
+  // serialize later, or as bytes now; and back. Restore returns Corruption on
+  // malformed input and then leaves the state machine empty.
+  StateView TakeView() const;
+  std::string Serialize() const { return TakeView().Serialize(); }
   Status Restore(std::string_view bytes);
 
  private:
-  struct Stored {
-    std::string value;
-    KeyVersion version;
-  };
-  using Data = std::unordered_map<std::string, Stored>;
   struct Session {
     uint64_t seq = 0;
     uint64_t index = 0;  // where the session was last written
     ApplyResult result = ApplyResult::kOk;
   };
   static uint64_t HashPair(std::string_view key, std::string_view value);
-  // Sets key's value, written at `index`; returns what is stored.
-  Stored& PutValue(const std::string& key, std::string value, uint64_t index);
-  void EraseValue(Data::iterator it);
+  // Stores `value` as key's, with version v, in place of `old` (key's
+  // record now, or nullptr).
+  void PutValue(std::string_view key, std::string_view value, KeyVersion v, const Record* old);
+  // Erases key's record r.
+  void EraseValue(const Record* r);
   void RecordSession(uint64_t client, uint64_t seq, uint64_t index, ApplyResult result);
   void Clear();
 
   const size_t max_sessions_;
-  Data data_;
+  Store data_;
   std::unordered_map<uint64_t, Session> sessions_;
   std::map<uint64_t, uint64_t> sessions_by_index_;  // index -> client, for eviction
   std::map<uint64_t, std::string> members_;         // node id -> client address

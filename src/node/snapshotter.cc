@@ -1,6 +1,7 @@
 #include "node/snapshotter.h"
 
 #include <algorithm>
+#include <memory>
 
 #include "common/logging.h"
 
@@ -44,38 +45,40 @@ void Snapshotter::Maybe(Group& g) {
   NodeContext* ctx = ctx_;
   ReadyPipeline* pipeline = pipeline_;
   ctx->workers->Post(g.id, [ctx, pipeline, &g, index, conf = g.raft->conf_state()] {
-    // The strand has applied exactly up to `index` here: copy the state.
-    std::string data = g.sm.Serialize();
-    // Writing and syncing the file runs on a strand of its own, beside the
-    // group's applies and off the loop thread.
-    ctx->workers->Post(
-        g.id | kSnapshotStrand, [ctx, pipeline, &g, index, conf, data = std::move(data)]() mutable {
-          raft::SnapshotMeta meta;
-          Status s = ctx->storage->SaveSnapshot(g.id, index, conf, std::move(data), &meta);
-          ctx->loop->Post([ctx, pipeline, &g, index, meta, s]() {
-            g.snapshot_in_progress = false;
-            // On failure too: the next try comes after another snapshot_entries.
-            g.last_snapshot_index = std::max(g.last_snapshot_index, index);
-            Status cs = s;
-            if (cs.ok()) {
-              // The storage records it only after the writes submitted before.
-              pipeline->WaitForWrites();
-              if (!pipeline->fatal().ok()) return;
-              cs = ctx->storage->CommitSnapshot(g.id, meta);
-            }
-            if (!cs.ok()) {
-              KV_LOG(kWarn) << "group " << g.id << ": snapshot at " << index
-                            << " not taken: " << cs.ToString();
-              return;
-            }
-            SnapshotEvent event;
-            event.group = g.id;
-            event.index = index;
-            ctx->events->Publish(event);
-            KV_LOG(kInfo) << "node " << ctx->cfg.id << " group " << g.id << " took a snapshot at "
-                          << index;
-          });
-        });
+    // The strand has applied exactly up to `index` here: take a view of the
+    // state (a pointer per key; the records are shared, not copied).
+    auto view = std::make_shared<StateView>(g.sm.TakeView());
+    // Serializing it and writing and syncing the file run on a strand of
+    // their own, beside the group's applies and off the loop thread.
+    ctx->workers->Post(g.id | kSnapshotStrand, [ctx, pipeline, &g, index, conf, view]() mutable {
+      raft::SnapshotMeta meta;
+      std::string data = view->Serialize();
+      view.reset();  // the records replaced since can go now
+      Status s = ctx->storage->SaveSnapshot(g.id, index, conf, std::move(data), &meta);
+      ctx->loop->Post([ctx, pipeline, &g, index, meta, s]() {
+        g.snapshot_in_progress = false;
+        // On failure too: the next try comes after another snapshot_entries.
+        g.last_snapshot_index = std::max(g.last_snapshot_index, index);
+        Status cs = s;
+        if (cs.ok()) {
+          // The storage records it only after the writes submitted before.
+          pipeline->WaitForWrites();
+          if (!pipeline->fatal().ok()) return;
+          cs = ctx->storage->CommitSnapshot(g.id, meta);
+        }
+        if (!cs.ok()) {
+          KV_LOG(kWarn) << "group " << g.id << ": snapshot at " << index
+                        << " not taken: " << cs.ToString();
+          return;
+        }
+        SnapshotEvent event;
+        event.group = g.id;
+        event.index = index;
+        ctx->events->Publish(event);
+        KV_LOG(kInfo) << "node " << ctx->cfg.id << " group " << g.id << " took a snapshot at "
+                      << index;
+      });
+    });
   });
 }
 

@@ -239,6 +239,26 @@ TEST_CASE("Snapshot restores data, sessions and applied index") {
   REQUIRE(dup);
 }
 
+TEST_CASE("A view serializes the state of its moment, whatever is applied after it") {
+  StateMachine sm;
+  bool dup = false;
+  sm.Apply(1, Put("a", "1", 5, 1), &dup);
+  sm.Apply(2, Put("b", "2"), &dup);
+  sm.SetMember(3, 1, "10.0.0.1:8080");
+  const std::string before = sm.Serialize();
+  const StateView view = sm.TakeView();
+  sm.Apply(4, Put("a", "changed", 5, 2), &dup);
+  sm.Apply(5, Del("b"), &dup);
+  sm.Apply(6, Put("c", "3"), &dup);
+  sm.SetMember(7, 2, "10.0.0.2:8080");
+  REQUIRE(view.Serialize() == before);
+  StateMachine copy;
+  REQUIRE(copy.Restore(view.Serialize()).ok());
+  REQUIRE(copy.applied_index() == 3);
+  REQUIRE(copy.size() == 2);
+  REQUIRE(copy.members().size() == 1);
+}
+
 TEST_CASE("A corrupt snapshot is refused and leaves the state machine empty") {
   StateMachine sm;
   bool dup = false;
