@@ -5,6 +5,7 @@
 // Thread safety: pure functions.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -12,6 +13,8 @@
 namespace kv {
 
 void PutVarint64(std::string* out, uint64_t v);
+// The bytes PutVarint64 writes for v (1 to 10).
+size_t VarintLength(uint64_t v);
 void PutFixed64(std::string* out, uint64_t v);
 // A varint length followed by the bytes.
 void PutLengthPrefixed(std::string* out, std::string_view bytes);

@@ -162,7 +162,6 @@ std::map<std::string, std::string> StateMachine::ScanPrefix(std::string_view pre
 StateView StateMachine::TakeView() const {
   StateView v;
   v.applied_index_ = applied_index_;
-  v.data_bytes_ = data_bytes_;
   v.sessions_.reserve(sessions_.size());
   for (const auto& [client, s] : sessions_) {
     v.sessions_.push_back({client, s.seq, s.index, static_cast<uint8_t>(s.result)});
@@ -172,22 +171,44 @@ StateView StateMachine::TakeView() const {
   return v;
 }
 
-std::string StateView::Serialize() const {
+uint64_t StateView::SerializedSize() const {
+  uint64_t n = 1 + VarintLength(applied_index_) + VarintLength(sessions_.size());
+  for (const SessionRow& s : sessions_) {
+    n += VarintLength(s.client) + VarintLength(s.seq) + VarintLength(s.index) + 1;
+  }
+  n += VarintLength(records_.size());
+  for (const RecordRef& r : records_) {
+    n += VarintLength(r->key().size()) + r->key().size() + VarintLength(r->value().size()) +
+         r->value().size() + VarintLength(r->version().create_index) +
+         VarintLength(r->version().mod_index);
+  }
+  n += VarintLength(members_.size());
+  for (const auto& [node, address] : members_) {
+    n += VarintLength(node) + VarintLength(address.size()) + address.size();
+  }
+  return n;
+}
+
+Status StateView::SerializeTo(size_t piece_bytes, const Emit& emit) const {
   std::string out;
-  // Sized up front: growing a string of hundreds of MiB by doubling copies
-  // it again and again, each time into freshly faulted pages. An upper bound
-  // while keys and values are under 2 MiB (their lengths then take at most 3
-  // bytes each); beyond, the string grows as it must.
-  out.reserve(1 + 2 * 10 + sessions_.size() * (3 * 10 + 1) + records_.size() * (2 * 3 + 2 * 10) +
-              data_bytes_ + members_.size() * 64);
+  out.reserve(piece_bytes + 64);
+  // Hands the bytes on once a piece is full (a large value may overfill one).
+  auto flush_if_full = [&](bool last) {
+    if (out.empty() || (!last && out.size() < piece_bytes)) return Status::OK();
+    Status s = emit(out);
+    out.clear();
+    return s;
+  };
   out.push_back(static_cast<char>(kSnapshotVersion));
   PutVarint64(&out, applied_index_);
   PutVarint64(&out, sessions_.size());
-  for (const SessionRow& s : sessions_) {
-    PutVarint64(&out, s.client);
-    PutVarint64(&out, s.seq);
-    PutVarint64(&out, s.index);
-    out.push_back(static_cast<char>(s.result));
+  Status s;
+  for (const SessionRow& row : sessions_) {
+    PutVarint64(&out, row.client);
+    PutVarint64(&out, row.seq);
+    PutVarint64(&out, row.index);
+    out.push_back(static_cast<char>(row.result));
+    if (!(s = flush_if_full(false)).ok()) return s;
   }
   PutVarint64(&out, records_.size());
   for (const RecordRef& r : records_) {
@@ -195,13 +216,24 @@ std::string StateView::Serialize() const {
     PutLengthPrefixed(&out, r->value());
     PutVarint64(&out, r->version().create_index);
     PutVarint64(&out, r->version().mod_index);
+    if (!(s = flush_if_full(false)).ok()) return s;
   }
   PutVarint64(&out, members_.size());
   for (const auto& [node, address] : members_) {
     PutVarint64(&out, node);
     PutLengthPrefixed(&out, address);
   }
-  return out;
+  return flush_if_full(true);
+}
+
+std::string StateView::Serialize() const {
+  std::string all;
+  all.reserve(SerializedSize());
+  SerializeTo(1 << 20, [&](std::string_view piece) {
+    all.append(piece);
+    return Status::OK();
+  });
+  return all;
 }
 
 void StateMachine::Clear() {

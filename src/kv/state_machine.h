@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -44,8 +45,16 @@ const char* ApplyResultName(ApplyResult r);
 // state machine goes on applying.
 class StateView {
  public:
-  // The snapshot format StateMachine::Restore reads.
+  using Emit = std::function<Status(std::string_view piece)>;
+  // The snapshot format StateMachine::Restore reads, in one string.
   std::string Serialize() const;
+  // The same bytes handed to emit in pieces of about piece_bytes (a piece
+  // holds whole keys, so a large value makes a larger one), so that they
+  // can go to a file without ever being one string. Returns emit's first
+  // error.
+  Status SerializeTo(size_t piece_bytes, const Emit& emit) const;
+  // The number of bytes Serialize and SerializeTo produce.
+  uint64_t SerializedSize() const;
 
  private:
   friend class StateMachine;
@@ -54,7 +63,6 @@ class StateView {
     uint8_t result;
   };
   uint64_t applied_index_ = 0;
-  uint64_t data_bytes_ = 0;
   std::vector<SessionRow> sessions_;
   std::vector<RecordRef> records_;  // in key order
   std::map<uint64_t, std::string> members_;

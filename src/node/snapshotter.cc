@@ -13,6 +13,19 @@ namespace {
 // snapshot files are written.
 constexpr uint64_t kSnapshotStrand = uint64_t{1} << 63;
 
+// A state view as snapshot data: serialized in 1 MiB pieces straight into
+// the snapshot file, never as one string.
+class ViewData : public storage::SnapshotData {
+ public:
+  explicit ViewData(const StateView* view) : view_(view), size_(view->SerializedSize()) {}
+  uint64_t size() const override { return size_; }
+  Status WriteTo(const Emit& emit) const override { return view_->SerializeTo(1 << 20, emit); }
+
+ private:
+  const StateView* view_;
+  uint64_t size_;
+};
+
 }  // namespace
 
 bool Snapshotter::HoldsWal(const Group& g) const {
@@ -52,9 +65,8 @@ void Snapshotter::Maybe(Group& g) {
     // their own, beside the group's applies and off the loop thread.
     ctx->workers->Post(g.id | kSnapshotStrand, [ctx, pipeline, &g, index, conf, view]() mutable {
       raft::SnapshotMeta meta;
-      std::string data = view->Serialize();
+      Status s = ctx->storage->SaveSnapshot(g.id, index, conf, ViewData(view.get()), &meta);
       view.reset();  // the records replaced since can go now
-      Status s = ctx->storage->SaveSnapshot(g.id, index, conf, std::move(data), &meta);
       ctx->loop->Post([ctx, pipeline, &g, index, meta, s]() {
         g.snapshot_in_progress = false;
         // On failure too: the next try comes after another snapshot_entries.

@@ -217,24 +217,23 @@ Status NodeStorage::ApplyWritten(const WriteBatch& batch) {
 Status NodeStorage::CreateSnapshot(raft::GroupId group, raft::Index i, const raft::ConfState& conf,
                                    std::string data) {
   raft::SnapshotMeta meta;
-  Status s = SaveSnapshot(group, i, conf, std::move(data), &meta);
+  Status s = SaveSnapshot(group, i, conf, StringSnapshotData(data), &meta);
   return s.ok() ? CommitSnapshot(group, meta) : s;
 }
 
 Status NodeStorage::SaveSnapshot(raft::GroupId group, raft::Index i, const raft::ConfState& conf,
-                                 std::string data, raft::SnapshotMeta* meta) {
+                                 const SnapshotData& data, raft::SnapshotMeta* meta) {
   GroupStorage* g = Group(group);
-  raft::Snapshot snap;
-  snap.meta.index = i;
-  snap.meta.conf = conf;
+  raft::SnapshotMeta m;
+  m.index = i;
+  m.conf = conf;
   if (i <= g->snapshot_meta().index) {
     return Status::InvalidArgument("snapshot not newer than the current one");
   }
-  Status s = g->TermAt(i, &snap.meta.term);
+  Status s = g->TermAt(i, &m.term);
   if (!s.ok()) return Status::InvalidArgument("snapshot past the last index");
-  snap.data = std::move(data);
-  s = snapshots_->Save(group, snap);
-  if (s.ok()) *meta = snap.meta;
+  s = snapshots_->Save(group, m, data);
+  if (s.ok()) *meta = m;
   return s;
 }
 

@@ -84,7 +84,7 @@ class NodeStorage {
   // superseded; a crash between the two steps leaves a valid snapshot file
   // that recovery may use.
   Status SaveSnapshot(raft::GroupId group, raft::Index i, const raft::ConfState& conf,
-                      std::string data, raft::SnapshotMeta* meta);
+                      const SnapshotData& data, raft::SnapshotMeta* meta);
   Status CommitSnapshot(raft::GroupId group, const raft::SnapshotMeta& meta);
 
   // Saves a snapshot received from a leader and replaces the group's log with

@@ -42,15 +42,16 @@ bool GetIds(std::string_view* in, std::vector<raft::NodeId>* ids) {
 
 // File layout: magic, group, index, term, voters, learners, data length
 // (the header), data, then the CRC32C of everything before it (4 bytes).
-std::string EncodeSnapshotHeader(raft::GroupId group, const raft::Snapshot& snap) {
+std::string EncodeSnapshotHeader(raft::GroupId group, const raft::SnapshotMeta& meta,
+                                 uint64_t data_size) {
   std::string out;
   PutU64(&out, kSnapshotMagic);
   PutU64(&out, group);
-  PutU64(&out, snap.meta.index);
-  PutU64(&out, snap.meta.term);
-  PutIds(&out, snap.meta.conf.voters);
-  PutIds(&out, snap.meta.conf.learners);
-  PutU64(&out, snap.data.size());
+  PutU64(&out, meta.index);
+  PutU64(&out, meta.term);
+  PutIds(&out, meta.conf.voters);
+  PutIds(&out, meta.conf.learners);
+  PutU64(&out, data_size);
   return out;
 }
 
@@ -61,16 +62,30 @@ std::string EncodeSnapshotHeader(raft::GroupId group, const raft::Snapshot& snap
 constexpr size_t kSyncEveryBytes = 4 << 20;
 
 // Writes the snapshot file's bytes to `file`, syncing as it goes.
-Status WriteSnapshot(WritableFile* file, raft::GroupId group, const raft::Snapshot& snap) {
-  const std::string header = EncodeSnapshotHeader(group, snap);
+Status WriteSnapshot(WritableFile* file, raft::GroupId group, const raft::SnapshotMeta& meta,
+                     const SnapshotData& data) {
+  const uint64_t size = data.size();
+  const std::string header = EncodeSnapshotHeader(group, meta, size);
   uint32_t crc = Crc32c(header);
   Status s = file->Append(header);
-  const std::string_view data = snap.data;
-  for (size_t at = 0; s.ok() && at < data.size(); at += kSyncEveryBytes) {
-    const std::string_view piece = data.substr(at, kSyncEveryBytes);
-    crc = Crc32cExtend(crc, piece.data(), piece.size());
-    s = file->Append(piece);
-    if (s.ok()) s = file->Sync();
+  uint64_t written = 0;
+  uint64_t unsynced = 0;
+  if (s.ok()) {
+    s = data.WriteTo([&](std::string_view piece) {
+      crc = Crc32cExtend(crc, piece.data(), piece.size());
+      written += piece.size();
+      unsynced += piece.size();
+      Status ws = file->Append(piece);
+      if (ws.ok() && unsynced >= kSyncEveryBytes) {
+        ws = file->Sync();
+        unsynced = 0;
+      }
+      return ws;
+    });
+  }
+  if (s.ok() && written != size) {
+    return Status::InvalidArgument("snapshot data of " + std::to_string(written) +
+                                   " bytes, not the " + std::to_string(size) + " it declared");
   }
   std::string trailer;
   for (int i = 0; i < 4; ++i) trailer.push_back(static_cast<char>((crc >> (8 * i)) & 0xff));
@@ -144,14 +159,15 @@ std::string SnapshotStore::SnapshotPath(raft::GroupId group, raft::Index index) 
   return dir_ + "/" + name;
 }
 
-Status SnapshotStore::Save(raft::GroupId group, const raft::Snapshot& snapshot) {
-  KV_CHECK(snapshot.meta.index > 0) << "saving an empty snapshot";
-  const std::string path = SnapshotPath(group, snapshot.meta.index);
+Status SnapshotStore::Save(raft::GroupId group, const raft::SnapshotMeta& meta,
+                           const SnapshotData& data) {
+  KV_CHECK(meta.index > 0) << "saving an empty snapshot";
+  const std::string path = SnapshotPath(group, meta.index);
   const std::string temp = path + kTempSuffix;
   std::unique_ptr<WritableFile> file;
   Status s = env_->OpenWritable(temp, &file);
   if (s.ok()) s = file->Truncate(0);
-  if (s.ok()) s = WriteSnapshot(file.get(), group, snapshot);
+  if (s.ok()) s = WriteSnapshot(file.get(), group, meta, data);
   file.reset();
   if (s.ok()) s = env_->Rename(temp, path);
   if (s.ok()) s = env_->SyncDir(dir_);
@@ -161,7 +177,7 @@ Status SnapshotStore::Save(raft::GroupId group, const raft::Snapshot& snapshot) 
   {
     std::lock_guard<std::mutex> lock(mu_);
     std::set<raft::Index>& indices = files_[group];
-    indices.insert(snapshot.meta.index);
+    indices.insert(meta.index);
     while (indices.size() > 2) {
       doomed.push_back(*indices.begin());
       indices.erase(indices.begin());

@@ -10,11 +10,13 @@
 // different groups may run concurrently.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -23,14 +25,42 @@
 
 namespace kv::storage {
 
+// The data of a snapshot being saved, produced in pieces, so that it never
+// has to exist as one string: a large state is serialized straight into the
+// file.
+class SnapshotData {
+ public:
+  using Emit = std::function<Status(std::string_view piece)>;
+  virtual ~SnapshotData() = default;
+  // The exact number of bytes WriteTo emits (the file's header records it).
+  virtual uint64_t size() const = 0;
+  // Emits the data as consecutive pieces; returns the first error of emit.
+  virtual Status WriteTo(const Emit& emit) const = 0;
+};
+
+// Snapshot data that is one string already.
+class StringSnapshotData : public SnapshotData {
+ public:
+  explicit StringSnapshotData(std::string_view data) : data_(data) {}
+  uint64_t size() const override { return data_.size(); }
+  Status WriteTo(const Emit& emit) const override { return emit(data_); }
+
+ private:
+  std::string_view data_;
+};
+
 class SnapshotStore {
  public:
   // Opens the store in `dir`, creating the directory if needed.
   static Status Open(Env* env, const std::string& dir, std::unique_ptr<SnapshotStore>* store);
 
-  // Durably saves `snapshot` as the group's newest, then deletes all but the
-  // newest two of the group. REQUIRES: snapshot.meta.index > 0.
-  Status Save(raft::GroupId group, const raft::Snapshot& snapshot);
+  // Durably saves a snapshot as the group's newest, then deletes all but the
+  // newest two of the group. InvalidArgument if `data` emits other than
+  // data.size() bytes. REQUIRES: meta.index > 0.
+  Status Save(raft::GroupId group, const raft::SnapshotMeta& meta, const SnapshotData& data);
+  Status Save(raft::GroupId group, const raft::Snapshot& snapshot) {
+    return Save(group, snapshot.meta, StringSnapshotData(snapshot.data));
+  }
 
   // Loads the group's newest snapshot whose checksum verifies. A damaged newer
   // one is skipped with a warning. NotFound if the group has none that loads.

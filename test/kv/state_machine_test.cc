@@ -259,6 +259,36 @@ TEST_CASE("A view serializes the state of its moment, whatever is applied after 
   REQUIRE(copy.members().size() == 1);
 }
 
+TEST_CASE("A view serialized in pieces gives the same bytes, of the size it announces") {
+  StateMachine sm;
+  bool dup = false;
+  for (uint64_t i = 1; i <= 300; ++i) {
+    sm.Apply(i, Put("key" + std::to_string(i), std::string(i * 7, 'v'), i % 5 + 1, i), &dup);
+  }
+  sm.SetMember(301, 1, "10.0.0.1:8080");
+  const StateView view = sm.TakeView();
+  const std::string whole = view.Serialize();
+  REQUIRE(view.SerializedSize() == whole.size());
+  std::string joined;
+  int pieces = 0;
+  REQUIRE(view.SerializeTo(1000,
+                           [&](std::string_view piece) {
+                             pieces++;
+                             joined.append(piece);
+                             return Status::OK();
+                           })
+              .ok());
+  REQUIRE(joined == whole);
+  REQUIRE(pieces > 100);
+  // The first error of emit stops it and comes back.
+  pieces = 0;
+  Status s = view.SerializeTo(1000, [&](std::string_view) {
+    return ++pieces == 3 ? Status::IOError("disk full") : Status::OK();
+  });
+  REQUIRE(s.IsIOError());
+  REQUIRE(pieces == 3);
+}
+
 TEST_CASE("A corrupt snapshot is refused and leaves the state machine empty") {
   StateMachine sm;
   bool dup = false;
