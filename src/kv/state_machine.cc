@@ -46,13 +46,12 @@ uint64_t StateMachine::HashPair(std::string_view key, std::string_view value) {
   return Mix(XXH3_64bits_withSeed(value.data(), value.size(), h) + key.size());
 }
 
-void StateMachine::PutValue(std::string_view key, std::string_view value, KeyVersion v,
-                            const Record* old) {
-  if (old != nullptr) {
+void StateMachine::PutValue(std::string_view key, std::string_view value, KeyVersion v) {
+  const RecordRef old = data_.Put(Record::Make(key, value, v));
+  if (old.get() != nullptr) {
     digest_ -= HashPair(key, old->value());
     data_bytes_ -= key.size() + old->value().size();
   }
-  data_.Put(Record::Make(key, value, v));
   digest_ += HashPair(key, value);
   data_bytes_ += key.size() + value.size();
 }
@@ -103,7 +102,7 @@ ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplic
   const KeyVersion written{current != nullptr ? current->version().create_index : index, index};
   switch (cmd.op) {
     case OpType::kPut:
-      PutValue(cmd.key, cmd.value, written, current);
+      PutValue(cmd.key, cmd.value, written);
       break;
     case OpType::kDelete:
       if (current == nullptr) {
@@ -121,7 +120,7 @@ ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplic
                                  : current == nullptr;
       }
       if (matches) {
-        PutValue(cmd.key, cmd.value, written, current);
+        PutValue(cmd.key, cmd.value, written);
       } else {
         result = ApplyResult::kCasFailed;
       }
@@ -285,7 +284,7 @@ Status StateMachine::Restore(std::string_view in) {
       Clear();
       return Status::Corruption("state machine snapshot: a key's version is past its index");
     }
-    PutValue(key, value, v, data_.Find(key));
+    PutValue(key, value, v);
   }
   if (version >= 2) {
     if (!GetVarint64(&in, &count)) {

@@ -114,9 +114,8 @@ class StateMachine {
     ApplyResult result = ApplyResult::kOk;
   };
   static uint64_t HashPair(std::string_view key, std::string_view value);
-  // Stores `value` as key's, with version v, in place of `old` (key's
-  // record now, or nullptr).
-  void PutValue(std::string_view key, std::string_view value, KeyVersion v, const Record* old);
+  // Stores `value` as key's, with version v.
+  void PutValue(std::string_view key, std::string_view value, KeyVersion v);
   // Erases key's record r.
   void EraseValue(const Record* r);
   void RecordSession(uint64_t client, uint64_t seq, uint64_t index, ApplyResult result);

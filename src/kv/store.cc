@@ -1,6 +1,7 @@
 #include "kv/store.h"
 
 #include <iterator>
+#include <utility>
 
 namespace kv {
 
@@ -9,19 +10,16 @@ const Record* Store::Find(std::string_view key) const {
   return it == index_.end() ? nullptr : it->r;
 }
 
-void Store::Put(Record* r) {
+RecordRef Store::Put(Record* r) {
   // Keys in ascending order (a snapshot being restored) go at the end
   // without a descent from the root.
   if (index_.empty() || std::prev(index_.end())->r->key() < r->key()) {
     index_.insert(index_.end(), Entry{r});
-    return;
+    return RecordRef();
   }
   auto [it, inserted] = index_.insert(Entry{r});
-  if (!inserted) {
-    Record* old = it->r;
-    it->r = r;
-    old->Unref();
-  }
+  if (inserted) return RecordRef();
+  return RecordRef(std::exchange(it->r, r));
 }
 
 bool Store::Erase(std::string_view key) {

@@ -30,9 +30,10 @@ class Store {
 
   // The key's record, or nullptr.
   const Record* Find(std::string_view key) const;
-  // Makes `r` the record of its key, taking over the caller's reference;
-  // the one it replaces, if any, is dropped.
-  void Put(Record* r);
+  // Makes `r` the record of its key, taking over the caller's reference.
+  // Returns the record it replaced (empty if none), with the store's
+  // reference to it.
+  RecordRef Put(Record* r);
   // False if the key is absent.
   bool Erase(std::string_view key);
   void Clear();
