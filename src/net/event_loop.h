@@ -24,6 +24,19 @@
 
 namespace kv::net {
 
+// The wall-clock time one drain may read for before it yields the pass (a
+// drain's count and byte limits bound it too). Wall time, not work: a loop
+// thread that waits for a CPU gets smaller slices, so it still ticks and
+// sends heartbeats every few milliseconds of its own.
+class DrainSlice {
+ public:
+  static constexpr std::chrono::milliseconds kLength{5};
+  bool over() const { return std::chrono::steady_clock::now() >= end_; }
+
+ private:
+  std::chrono::steady_clock::time_point end_ = std::chrono::steady_clock::now() + kLength;
+};
+
 class EventLoop {
  public:
   using Callback = std::function<void()>;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/logging.h"
+#include "net/event_loop.h"
 #include "net/peer_codec.h"
 #include "net/zmq_util.h"
 
@@ -36,6 +37,7 @@ PeerTransport::PeerTransport(zmq::context_t* ctx, int64_t max_frame, size_t snap
       in_(*ctx, zmq::socket_type::router),
       snapshot_sender_(snapshot_chunk_bytes, kSnapshotStall) {
   in_.set(zmq::sockopt::linger, 0);
+  in_.set(zmq::sockopt::affinity, kPeerIoThread);
   in_.set(zmq::sockopt::maxmsgsize, max_frame);
   in_.set(zmq::sockopt::rcvhwm, kInboundQueue);
 }
@@ -55,7 +57,9 @@ bool PeerTransport::Drain(
   bool found = false;
   size_t bytes = 0;
   std::vector<zmq::message_t> frames;
-  while (bytes < kMaxBytesPerDrain && HasInput(in_) && ReceiveFrames(in_, &frames, "raft socket")) {
+  const DrainSlice slice;
+  while (bytes < kMaxBytesPerDrain && !slice.over() && HasInput(in_) &&
+         ReceiveFrames(in_, &frames, "raft socket")) {
     found = true;
     for (const zmq::message_t& f : frames) bytes += f.size();
     // The peer's routing id, then one frame per message.
@@ -82,6 +86,7 @@ void PeerTransport::Connect(raft::NodeId node, const std::string& host, int port
       sock.set(zmq::sockopt::curve_secretkey, secret_key_);
     }
     sock.set(zmq::sockopt::linger, 0);
+    sock.set(zmq::sockopt::affinity, kPeerIoThread);
     sock.set(zmq::sockopt::sndhwm, hwm);
     // Do not queue for a peer that is down: Raft resends what matters.
     sock.set(zmq::sockopt::immediate, true);

@@ -13,6 +13,14 @@
 
 namespace kv::net {
 
+// A node's ZeroMQ context runs two I/O threads; sockets name theirs by
+// ZMQ_AFFINITY (a bit mask, set before bind or connect). Raft traffic has its
+// own, so that a flood of client bytes (32 clients x 256 x 64 KiB is 512 MiB)
+// never holds a heartbeat back behind it.
+constexpr int kIoThreads = 2;
+constexpr uint64_t kClientIoThread = uint64_t{1} << 0;  // clients, events
+constexpr uint64_t kPeerIoThread = uint64_t{1} << 1;    // Raft
+
 // Binds the socket to `endpoint`. InvalidArgument (naming the endpoint) when
 // it cannot listen there, for example because the port is taken.
 Status BindSocket(zmq::socket_t& socket, const std::string& endpoint);

@@ -3,10 +3,12 @@
 #include <algorithm>
 
 #include "common/logging.h"
+#include "net/event_loop.h"
 #include "net/zmq_util.h"
 #include "node/access.h"
 #include "node/applier.h"
 #include "node/membership.h"
+#include "node/ready_pipeline.h"
 #include "node/shard_manager.h"
 
 namespace kv::node {
@@ -23,6 +25,10 @@ constexpr int kClientSendQueue = 100000;
 // slices between which the loop ticks, sends and answers (net/event_loop.h).
 constexpr size_t kMaxRequestsPerDrain = 1024;
 constexpr size_t kMaxBytesPerDrain = 8 << 20;
+// Entries waiting for this node's WAL past which writes are shed: followers
+// may commit entries faster than the leader's own disk takes them, and the
+// leader holds each until it is written.
+constexpr uint64_t kMaxUnwrittenBytes = 64 << 20;
 
 }  // namespace
 
@@ -31,6 +37,7 @@ ClientFront::ClientFront(zmq::context_t* zmq, NodeContext* ctx)
   limits_.max_key_bytes = ctx->cfg.max_key_bytes;
   limits_.max_value_bytes = ctx->cfg.max_value_bytes;
   socket_.set(zmq::sockopt::linger, 0);
+  socket_.set(zmq::sockopt::affinity, net::kClientIoThread);
   socket_.set(zmq::sockopt::maxmsgsize, ctx->cfg.max_client_frame());
   socket_.set(zmq::sockopt::sndhwm, kClientSendQueue);
   socket_.set(zmq::sockopt::rcvhwm, kClientReceiveQueue);
@@ -45,8 +52,9 @@ bool ClientFront::Drain() {
   bool found = false;
   size_t requests = 0, bytes = 0;
   std::vector<zmq::message_t> frames;
-  while (requests < kMaxRequestsPerDrain && bytes < kMaxBytesPerDrain && net::HasInput(socket_) &&
-         net::ReceiveFrames(socket_, &frames, "client socket")) {
+  const net::DrainSlice slice;
+  while (requests < kMaxRequestsPerDrain && bytes < kMaxBytesPerDrain && !slice.over() &&
+         net::HasInput(socket_) && net::ReceiveFrames(socket_, &frames, "client socket")) {
     found = true;
     ++requests;
     for (const zmq::message_t& f : frames) bytes += f.size();
@@ -141,9 +149,14 @@ void ClientFront::HandleKeyOp(Pending p, net::ClientRequest& req) {
 
 void ClientFront::ProposeWrite(Group& g, Pending p, const Command& cmd) {
   raft::Index index = 0;
-  Status s = g.raft->Propose(cmd.Encode(), &index, &p.term);
+  Status s = pipeline_->unwritten_bytes() > kMaxUnwrittenBytes
+                 ? Status::Busy("this node's WAL is " +
+                                std::to_string(pipeline_->unwritten_bytes() >> 20) +
+                                " MiB behind; retry after a backoff")
+                 : g.raft->Propose(cmd.Encode(), &index, &p.term);
   if (!s.ok()) {
-    // Busy: the group's uncommitted log is full; the client backs off.
+    // Busy: the group's uncommitted log or this node's WAL queue is full;
+    // the client backs off.
     net::ClientReply reply;
     reply.status = s.IsBusy() ? net::ReplyStatus::kBusy : net::ReplyStatus::kUnavailable;
     reply.error = s.message();

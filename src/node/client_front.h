@@ -23,17 +23,20 @@ namespace kv::node {
 class Access;
 class Applier;
 class Membership;
+class ReadyPipeline;
 class ShardManager;
 
 class ClientFront {
  public:
   ClientFront(zmq::context_t* zmq, NodeContext* ctx);
   // The parts requests are dispatched to; before Bind.
-  void Wire(Access* access, Applier* applier, Membership* membership, ShardManager* shards) {
+  void Wire(Access* access, Applier* applier, Membership* membership, ShardManager* shards,
+            const ReadyPipeline* pipeline) {
     access_ = access;
     applier_ = applier;
     membership_ = membership;
     shards_ = shards;
+    pipeline_ = pipeline;
   }
 
   // Binds the client ROUTER. InvalidArgument when the endpoint is taken.
@@ -50,8 +53,8 @@ class ClientFront {
   // leader: REDIRECT to the leader it knows of, else UNAVAILABLE.
   void RedirectOrUnavailable(const Pending& p, raft::GroupId id);
   // Proposes a write to g (its leader) for p; answered when applied, or at
-  // once with BUSY (the group's uncommitted log is full) or UNAVAILABLE
-  // (not the leader after all) if Raft refuses it.
+  // once with BUSY (the group's uncommitted log is full, or this node's WAL
+  // is too far behind) or UNAVAILABLE (not the leader after all).
   void ProposeWrite(Group& g, Pending p, const Command& cmd);
 
  private:
@@ -68,6 +71,7 @@ class ClientFront {
   Applier* applier_ = nullptr;
   Membership* membership_ = nullptr;
   ShardManager* shards_ = nullptr;
+  const ReadyPipeline* pipeline_ = nullptr;
   net::RequestLimits limits_;
   zmq::socket_t socket_;  // ROUTER
   uint64_t bad_requests_ = 0;

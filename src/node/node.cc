@@ -1,6 +1,12 @@
 #include "node/node.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <type_traits>
 #include <variant>
 
@@ -8,6 +14,40 @@
 #include "net/zmq_util.h"
 
 namespace kv::node {
+
+namespace {
+
+// Raft's critical path runs at a higher priority than bulk work: the loop
+// thread (ticks, heartbeats, votes) and the WAL writer (a follower answers
+// an append only once it is durable). When the CPUs are busy (receiving,
+// applying, clients on the same machine) they must not wait their turn, or
+// followers hear nothing for an election timeout and depose a leader that
+// is fine. Measured on 2 cores, 3 nodes and kvload with 32 clients x 256 x
+// 64 KiB in flight: at equal priority the loop thread spent 90% of a slow
+// pass waiting for a CPU and leaders changed in 4 runs of 4; with the loop
+// alone raised, its own WAL fell behind and goodput halved; with both, no
+// change in 4 runs and goodput at the peak.
+constexpr int kCriticalBoost = 10;
+
+pid_t ThisThread() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+int NiceOfThisThread() {
+  errno = 0;
+  const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(ThisThread()));
+  return errno == 0 ? nice : 0;
+}
+
+// Threads started by this one after the call inherit its nice value.
+bool SetNiceOfThisThread(int nice) {
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(ThisThread()), nice) == 0) return true;
+  KV_LOG(kWarn) << "cannot raise the priority of Raft's loop and WAL threads (nice " << nice
+                << "): " << strerror(errno)
+                << "; allow it (CAP_SYS_NICE, or a nice limit: ulimit -e 30, systemd "
+                   "LimitNICE=30) so that heartbeats keep up when the CPUs are busy";
+  return false;
+}
+
+}  // namespace
 
 Node::Node(NodeConfig cfg, storage::Env* env)
     : cfg_(std::move(cfg)),
@@ -24,7 +64,7 @@ Node::Node(NodeConfig cfg, storage::Env* env)
   ctx_.loop = &loop_;
   ctx_.peers = &peers_;
   ctx_.member_keys = cfg_.peer_keys;
-  front_.Wire(&access_, &applier_, &membership_, &shards_);
+  front_.Wire(&access_, &applier_, &membership_, &shards_, &pipeline_);
 }
 
 Node::~Node() {
@@ -56,7 +96,11 @@ Status Node::Start() {
   storage::StorageOptions opts;
   opts.wal.sync = cfg_.fsync;
   opts.wal.segment_size = cfg_.wal_segment_bytes;
+  // The WAL writer starts in Open and keeps the raised priority.
+  const int base_nice = NiceOfThisThread();
+  critical_priority_ = SetNiceOfThisThread(base_nice - kCriticalBoost);
   s = storage::NodeStorage::Open(env_, cfg_.data_dir, opts, &storage_);
+  if (critical_priority_) setpriority(PRIO_PROCESS, static_cast<id_t>(ThisThread()), base_nice);
   if (!s.ok()) return s;
   events_ = std::make_unique<net::Publisher>(&pub_, cfg_.id);
   workers_ = std::make_unique<WorkerPool>(cfg_.workers);
@@ -117,6 +161,7 @@ Status Node::Bind() {
     net::MakeCurveServer(pub_, cfg_.secret_key, Access::kEventsDomain);
   }
   pub_.set(zmq::sockopt::linger, 0);
+  pub_.set(zmq::sockopt::affinity, net::kClientIoThread);
   Status s = front_.Bind(endpoint(cfg_.client_port()));
   if (s.ok()) s = peers_.Bind(endpoint(cfg_.raft_port()));
   if (s.ok()) s = net::BindSocket(pub_, endpoint(cfg_.pub_port()));
@@ -188,6 +233,7 @@ Group* Node::OpenReplica(raft::GroupId id, const std::vector<raft::NodeId>& vote
 }
 
 Status Node::Run() {
+  if (critical_priority_) SetNiceOfThisThread(NiceOfThisThread() - kCriticalBoost);
   // Replays committed entries after a restart before serving anything.
   ProcessReady();
   loop_.Run();

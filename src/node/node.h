@@ -31,6 +31,7 @@
 #include "net/publisher.h"
 #include "net/snapshot_stream.h"
 #include "net/zap.h"
+#include "net/zmq_util.h"
 #include "node/access.h"
 #include "node/applier.h"
 #include "node/client_front.h"
@@ -103,7 +104,9 @@ class Node : private ReadyHandler {
   storage::Env* env_;
   NodeContext ctx_{cfg_};
   net::EventLoop loop_;
-  zmq::context_t zmq_{1};
+  // Whether the loop and WAL threads run at a raised priority (node.cc).
+  bool critical_priority_ = false;
+  zmq::context_t zmq_{net::kIoThreads};
   // Sockets after the context (destroyed before it, LINGER 0).
   zmq::socket_t pub_{zmq_, zmq::socket_type::pub};
   Access access_{&ctx_};

@@ -28,6 +28,7 @@ void ReadyPipeline::Process() {
         if (s.ok()) handler_->OnSnapshot(*g, std::move(*rd.snapshot));
       }
       if (!rd.entries.empty()) write->batch.AppendEntries(g->id, rd.entries);
+      for (const raft::Entry& e : rd.entries) write->entry_bytes += e.ByteSize();
       if (rd.hard_state) write->batch.SetHardState(g->id, *rd.hard_state);
       sync = sync || rd.must_sync;
     }
@@ -43,6 +44,7 @@ void ReadyPipeline::Process() {
 
 void ReadyPipeline::Submit(const std::shared_ptr<WriteInFlight>& write) {
   writes_.push_back(write);
+  unwritten_bytes_ += write->entry_bytes;
   if (write->batch.empty()) {
     write->done = true;
     return;
@@ -68,6 +70,7 @@ void ReadyPipeline::Finish() {
       if (!write->done) return;
     }
     writes_.pop_front();
+    unwritten_bytes_ -= write->entry_bytes;
     Status s = write->status;
     if (s.ok() && !write->batch.empty()) s = ctx_->storage->ApplyWritten(write->batch);
     if (!s.ok()) return Fail(s);

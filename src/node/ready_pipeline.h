@@ -55,6 +55,10 @@ class ReadyPipeline {
   void WaitForWrites();
   // OK until the storage failed; then the failure, for good.
   const Status& fatal() const { return fatal_; }
+  // Bytes of entries handed to the WAL thread and not yet finished: a leader
+  // whose own disk lags its followers' would otherwise hold every entry they
+  // commit meanwhile (the client front sheds writes past a bound).
+  uint64_t unwritten_bytes() const { return unwritten_bytes_; }
 
  private:
   // A pass's Readies and their WAL batch, from Submit to Finish.
@@ -64,6 +68,7 @@ class ReadyPipeline {
     storage::WriteBatch batch;
     Status status;
     bool done = false;
+    uint64_t entry_bytes = 0;  // of the readies' new entries
   };
   void Submit(const std::shared_ptr<WriteInFlight>& write);
   void Fail(const Status& s);
@@ -72,6 +77,7 @@ class ReadyPipeline {
   ReadyHandler* handler_;
   Status fatal_;
   std::deque<std::shared_ptr<WriteInFlight>> writes_;  // oldest first
+  uint64_t unwritten_bytes_ = 0;                       // of writes_
   std::mutex mu_;
   std::condition_variable cv_;
 };
