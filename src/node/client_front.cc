@@ -25,10 +25,6 @@ constexpr int kClientSendQueue = 100000;
 // slices between which the loop ticks, sends and answers (net/event_loop.h).
 constexpr size_t kMaxRequestsPerDrain = 1024;
 constexpr size_t kMaxBytesPerDrain = 8 << 20;
-// Entries waiting for this node's WAL past which writes are shed: followers
-// may commit entries faster than the leader's own disk takes them, and the
-// leader holds each until it is written.
-constexpr uint64_t kMaxUnwrittenBytes = 64 << 20;
 
 }  // namespace
 
@@ -149,7 +145,7 @@ void ClientFront::HandleKeyOp(Pending p, net::ClientRequest& req) {
 
 void ClientFront::ProposeWrite(Group& g, Pending p, const Command& cmd) {
   raft::Index index = 0;
-  Status s = pipeline_->unwritten_bytes() > kMaxUnwrittenBytes
+  Status s = pipeline_->unwritten_bytes() > ctx_->cfg.max_unwritten_bytes
                  ? Status::Busy("this node's WAL is " +
                                 std::to_string(pipeline_->unwritten_bytes() >> 20) +
                                 " MiB behind; retry after a backoff")

@@ -67,6 +67,11 @@ struct NodeConfig {
   size_t max_value_bytes = kDefaultMaxValueBytes;
   uint64_t snapshot_entries = 50000;  // take a snapshot after this many applied entries
   int workers = 2;                    // threads that apply entries and serve reads
+  // Bytes of entries waiting for this node's WAL past which its writes are
+  // shed with BUSY: followers may commit faster than a leader's own disk
+  // takes entries, and the leader holds each until it is written. Not a
+  // flag; tests lower it.
+  uint64_t max_unwritten_bytes = 64 << 20;
   // Sharding, fixed when the cluster is created: the key space is cut into
   // `shards` Raft groups of `replicas` members each, placed by the hash ring
   // (kv/ring.h) over the founding members. 0 shards: one group holds every key.

