@@ -9,11 +9,14 @@ It needs only pyzmq and msgpack (Debian: python3-zmq, python3-msgpack).
     examples/client.py cas k old new        (cas k new --absent: only if absent)
     examples/client.py get k --versions     (prints {"value", "create_index", "mod_index"})
     examples/client.py cas k new --expect-index 42   (only if k's mod_index is 42; 0: absent)
+    examples/client.py scan --prefix app/   (every key under app/, a JSON line each)
+    examples/client.py scan a m --limit 10 --keys-only   (keys in [a, m), at most 10)
     examples/client.py status
     examples/client.py shards               (the shard map; shards 0: not sharded)
     examples/client.py --key me.key --server-keys peers get k   (a secure cluster)
 
-Exit codes: 0 success, 1 key not found (get, del) or compare failed (cas),
+Exit codes: 0 success, 1 key not found (get, del), no key in range (scan) or
+compare failed (cas),
 2 usage error, 3 cluster unavailable / timed out / write fate unknown,
 4 the server answered ERROR, 5 DENIED (the key's role does not allow it).
 
@@ -28,6 +31,10 @@ them, and cas with expect_index compares on them instead of on the value:
 
     value, created, modified = c.get_versioned(b"k")
     c.cas(b"k", None, b"new", expect_index=modified)  # False if k changed meanwhile
+
+Scans read a range of keys in key order (docs/protocol.md, "Scans"):
+
+    found, more = c.scan(prefix=b"app/", limit=100)  # [(key, value, mod_index)], bool
 
 A secure cluster (nodes started with --key; docs/protocol.md, "Security")
 answers only CurveZMQ clients whose key it knows. Give this client its
@@ -187,6 +194,37 @@ class Client:
             req["expect"] = None if expect is None else _bytes(expect)
         return self._request(req, write=True)["status"] == "OK"
 
+    def scan(self, start=b"", end=None, prefix=None, limit=1000, keys_only=False, stale=False):
+        """The first `limit` keys of [start, end) (end None: to the last key),
+        or of the keys starting with `prefix`, in key order: a list of
+        (key, value, mod_index), value None with keys_only, and whether the
+        range holds more. Pages of up to 10000 keys; a sharded cluster is
+        scanned shard by shard and the results merged."""
+        if prefix is not None:
+            start, end = _bytes(prefix), _prefix_end(_bytes(prefix))
+        start, end = _bytes(start), None if end is None else _bytes(end)
+        shard_count = self.shards().get("shards", 0)
+        found, more = [], False
+        for shard in range(shard_count) if shard_count else [None]:
+            got, page = [], {"more": True, "next": start}
+            while page.get("more") and len(got) < limit:
+                req = {"op": "scan", "start": page["next"], "limit": min(limit - len(got), 10000)}
+                if end is not None:
+                    req["end"] = end
+                if keys_only:
+                    req["keys_only"] = True
+                if stale:
+                    req["stale"] = True
+                if shard is not None:
+                    req["shard"] = shard
+                page = self._request(req, write=False)
+                got += [(kv["key"], kv.get("value"), kv.get("mod_index", 0))
+                        for kv in page["kvs"]]
+            more = more or bool(page.get("more"))
+            found += got
+        found.sort(key=lambda kv: kv[0])
+        return found[:limit], more or len(found) > limit
+
     def status(self, endpoint):
         """One node's own status (no redirect), or None if it does not answer
         (or, secure, if its key is unknown)."""
@@ -311,6 +349,12 @@ class Client:
             # A reply to an attempt we gave up on: ignore it.
 
 
+def _prefix_end(prefix):
+    """The first key after every key that starts with prefix; None: none."""
+    end = prefix.rstrip(b"\xff")
+    return end[:-1] + bytes([end[-1] + 1]) if end else None
+
+
 def _no_key(endpoints):
     lines = " and ".join(f'"ID KEY {e}"' for e in endpoints)
     return f"no server key for {', '.join(endpoints)}: add {lines} to --server-keys"
@@ -329,6 +373,9 @@ def main(argv=None):
                     help="cas KEY NEW: only if KEY's mod_index is INDEX (0: if it is absent)")
     ap.add_argument("--versions", action="store_true",
                     help="get: print the value and the key's create_index and mod_index as JSON")
+    ap.add_argument("--prefix", default=None, help="scan: the keys that start with PREFIX")
+    ap.add_argument("--limit", type=int, default=1000, help="scan: at most this many keys")
+    ap.add_argument("--keys-only", action="store_true", help="scan: the keys without values")
     ap.add_argument("--no-session", action="store_true", help="writes without client/seq")
     ap.add_argument("--key", default=os.environ.get("KVSTORE_KEY"),
                     help="this client's secret key file (NAME.key), for a secure cluster "
@@ -336,7 +383,7 @@ def main(argv=None):
     ap.add_argument("--server-keys", default=os.environ.get("KVSTORE_SERVER_KEYS"),
                     help="the members' public keys, lines \"ID PUBLIC-KEY [HOST:PORT]\" "
                          "(env KVSTORE_SERVER_KEYS)")
-    ap.add_argument("op", choices=["put", "set", "get", "del", "cas", "status", "shards"])
+    ap.add_argument("op", choices=["put", "set", "get", "del", "cas", "scan", "status", "shards"])
     ap.add_argument("args", nargs="*")
     a = ap.parse_intermixed_args(argv)
     two = a.absent or a.expect_index is not None
@@ -344,6 +391,8 @@ def main(argv=None):
              "shards": 0}
     if a.absent and a.expect_index is not None:
         ap.error("--absent and --expect-index exclude each other")
+    if a.op == "scan":
+        arity["scan"] = min(len(a.args), 0 if a.prefix is not None else 2)
     if len(a.args) != arity[a.op]:
         ap.error(f"{a.op} takes {arity[a.op]} argument(s)")
     if bool(a.key) != bool(a.server_keys):
@@ -371,6 +420,18 @@ def main(argv=None):
             print(json.dumps({k: m[k] for k in ("version", "shards", "replicas", "members", "map")
                               if k in m}))
             return 0
+        if a.op == "scan":
+            # One JSON line per key, in key order; exit 1 when none matched.
+            found, more = c.scan(*a.args, prefix=a.prefix, limit=a.limit,
+                                 keys_only=a.keys_only, stale=a.stale)
+            for key, value, mod_index in found:
+                line = {"key": key.decode("utf-8", "replace"), "mod_index": mod_index}
+                if value is not None:
+                    line["value"] = value.decode("utf-8", "replace")
+                print(json.dumps(line))
+            if more:
+                print(f"(more than {a.limit} keys)", file=sys.stderr)
+            return 0 if found else 1
         if a.op in ("put", "set"):
             c.put(*a.args)
             print("OK")

@@ -124,6 +124,34 @@ int Report(const Output& out, const kv::client::Result& r, bool has_value) {
   return ExitCodeFor(r.code);
 }
 
+// A scan's keys: with --json one object; else, as etcdctl prints them, each
+// key on a line and its value on the next (keys only: the keys). Exit 1
+// when no key matched.
+int ReportScan(const Output& out, const kv::client::ScanResult& r, bool keys_only) {
+  if (!r.ok()) {
+    kv::client::Result failed{r.code, {}, r.error};
+    return Report(out, failed, false);
+  }
+  const auto text = [&](const std::string& s) { return out.hex ? Hex(s) : s; };
+  if (out.json) {
+    std::cout << "{\"status\":\"OK\",\"kvs\":[";
+    for (size_t i = 0; i < r.kvs.size(); ++i) {
+      const kv::client::KeyValue& kv = r.kvs[i];
+      std::cout << (i ? "," : "") << "{\"key\":" << JsonString(text(kv.key));
+      if (!keys_only) std::cout << ",\"value\":" << JsonString(text(kv.value));
+      std::cout << ",\"mod_index\":" << kv.mod_index << "}";
+    }
+    std::cout << "],\"more\":" << (r.more ? "true" : "false") << "}\n";
+  } else {
+    for (const kv::client::KeyValue& kv : r.kvs) {
+      std::cout << text(kv.key) << '\n';
+      if (!keys_only) std::cout << text(kv.value) << '\n';
+    }
+    if (r.more) std::fprintf(stderr, "kvctl: more keys follow (raise --limit)\n");
+  }
+  return r.kvs.empty() ? 1 : 0;
+}
+
 std::string IdList(const std::vector<uint64_t>& ids, const char* sep) {
   std::string out;
   for (uint64_t id : ids) out += (out.empty() ? "" : sep) + std::to_string(id);
@@ -422,7 +450,7 @@ int KeyGen(const Output& out, const std::string& name) {
 int main(int argc, char** argv) {
   CLI::App app{
       "kvctl: command-line client for a kvstore cluster.\n"
-      "Exit codes: 0 ok, 1 not found / compare failed, 2 usage, 3 unavailable or "
+      "Exit codes: 0 ok, 1 not found / compare failed / no key in range, 2 usage, 3 unavailable or "
       "timeout, 4 server error, 5 denied (the --key's role does not allow it)."};
   app.require_subcommand(1);
   app.fallthrough();  // global flags may follow the subcommand
@@ -451,6 +479,21 @@ int main(int argc, char** argv) {
   auto* get = app.add_subcommand("get", "Print the value of KEY (linearizable unless --stale)");
   get->add_option("key", key)->required();
   get->add_flag("--stale", stale, "Read from any node without a quorum check");
+  bool by_prefix = false, keys_only = false;
+  size_t limit = 1000;
+  get->add_flag("--prefix", by_prefix,
+                "Every key starting with KEY, each on a line and its value on the next");
+  std::string scan_start, scan_end;
+  auto* scan = app.add_subcommand(
+      "scan",
+      "Print the keys in [START, END) in key order, each on a line and its value on the next");
+  scan->add_option("start", scan_start, "First key (default: the first)");
+  scan->add_option("end", scan_end, "The key to stop before (default: the last key)");
+  scan->add_flag("--stale", stale, "Read from any node without a quorum check");
+  for (CLI::App* cmd : {get, scan}) {
+    cmd->add_option("--limit", limit, "At most this many keys")->capture_default_str();
+    cmd->add_flag("--keys-only", keys_only, "Print the keys without their values");
+  }
   auto* del = app.add_subcommand("del", "Delete KEY");
   del->add_option("key", key)->required();
   auto* cas = app.add_subcommand("cas", "Set KEY to NEW only if it is EXPECTED now");
@@ -543,7 +586,23 @@ int main(int argc, char** argv) {
   kv::client::Client client(opts);
 
   if (put->parsed()) return Report(out, client.Put(key, value), false);
+  if (get->parsed() && by_prefix) {
+    kv::client::ScanOptions o = kv::client::PrefixScan(key);
+    o.limit = limit;
+    o.keys_only = keys_only;
+    o.stale = stale;
+    return ReportScan(out, client.Scan(o), keys_only);
+  }
   if (get->parsed()) return Report(out, client.Get(key, stale), true);
+  if (scan->parsed()) {
+    kv::client::ScanOptions o;
+    o.start = scan_start;
+    if (scan->count("end") > 0) o.end = scan_end;
+    o.limit = limit;
+    o.keys_only = keys_only;
+    o.stale = stale;
+    return ReportScan(out, client.Scan(o), keys_only);
+  }
   if (del->parsed()) return Report(out, client.Delete(key), false);
   if (cas->parsed() && by_index)
     return Report(out, client.CasIndex(key, expect_index, value), false);

@@ -109,6 +109,31 @@ struct Result {
   bool ok() const { return code == Code::kOk; }
 };
 
+// A range of keys to scan: [start, end), or from start on without an end.
+struct ScanOptions {
+  std::string start;
+  std::optional<std::string> end;
+  size_t limit = 1000;     // keys in all, at least 1
+  bool keys_only = false;  // leave the values out
+  bool stale = false;      // read from any node, without a quorum check
+};
+// The keys that start with `prefix` (every key for an empty one).
+ScanOptions PrefixScan(const std::string& prefix);
+
+struct KeyValue {
+  std::string key;
+  std::string value;  // empty with keys_only
+  uint64_t mod_index = 0;
+};
+
+struct ScanResult {
+  Code code = Code::kOk;
+  std::string error;          // not kOk: why
+  std::vector<KeyValue> kvs;  // in key order (bytewise)
+  bool more = false;          // the range holds keys after the last one (past limit)
+  bool ok() const { return code == Code::kOk; }
+};
+
 // One node's answer to a status request.
 struct NodeReport {
   std::string endpoint;
@@ -136,6 +161,12 @@ class Client {
   // expect_index, or if the key is absent when expect_index is 0:
   // optimistic concurrency without sending the old value back.
   Result CasIndex(const std::string& key, uint64_t expect_index, const std::string& value);
+
+  // The first options.limit keys of a range, in key order, fetched in pages
+  // (docs/protocol.md, "Scans"). A sharded cluster is read shard by shard,
+  // each by its leader, and the pages merged; each page is its own
+  // linearizable read (unless stale), so a scan is not one snapshot.
+  ScanResult Scan(const ScanOptions& options);
 
   // Asks the leader to hand leadership to `target` (a voter). OK means the
   // transfer started; watch Status for the new leader.

@@ -119,16 +119,17 @@ struct Client::Impl {
   ResendTimer timer;
   std::mt19937_64 rng{std::random_device{}()};
 
+  // Ops a shard's leader serves: key ops, and scans (which name their shard).
   static bool IsKeyOp(net::ClientOp op) {
     return op == net::ClientOp::kGet || op == net::ClientOp::kPut || op == net::ClientOp::kDelete ||
-           op == net::ClientOp::kCas;
+           op == net::ClientOp::kCas || op == net::ClientOp::kScan;
   }
 
-  // The shard of a request's key, or -1 for non-key ops and while no map is
-  // known.
+  // The shard of a request (its key's, or the one a scan names), or -1 for
+  // other ops and while no map is known.
   int64_t ShardFor(const net::ClientRequest& req) const {
     if (!routes.sharded() || !IsKeyOp(req.op)) return -1;
-    return routes.ShardOf(req.key);
+    return req.op == net::ClientOp::kScan ? req.shard : routes.ShardOf(req.key);
   }
 
   // The index of `endpoint` in `endpoints`, added if new.
@@ -312,7 +313,7 @@ struct Client::Impl {
           map_fetched = true;
           FetchShards(target, std::min(deadline, Clock::now() + opt.attempt_timeout));
         }
-        shard = reply.shard;  // the node's word on the key's shard
+        if (req.op != net::ClientOp::kScan) shard = reply.shard;  // the node's word on the key's
       }
       if (reply.status == net::ReplyStatus::kRedirect && reply.leader.empty()) {
         reply.status = net::ReplyStatus::kUnavailable;  // a REDIRECT to nowhere
@@ -470,6 +471,61 @@ Result Client::Shards(ShardMap* out) {
   if (r.ok()) r = impl_->InstallShards(bytes, "shards reply");
   if (r.ok()) *out = impl_->map;
   return r;
+}
+
+ScanOptions PrefixScan(const std::string& prefix) {
+  const kv::ScanSpec range = kv::PrefixRange(prefix);
+  ScanOptions o;
+  o.start = range.start;
+  o.end = range.end;
+  return o;
+}
+
+ScanResult Client::Scan(const ScanOptions& options) {
+  ScanResult out;
+  ShardMap map;
+  if (Result r = Shards(&map); !r.ok()) {
+    // A node that predates sharding has no "shards" op: it is not sharded.
+    if (r.code != Code::kError) return ScanResult{r.code, r.error, {}, false};
+    map.shards = 0;
+  }
+  const size_t limit = std::max<size_t>(options.limit, 1);
+  // Each shard gives up to `limit` keys of its own; the merge keeps the first.
+  for (int64_t shard = map.shards > 0 ? 0 : -1; shard < static_cast<int64_t>(map.shards); ++shard) {
+    net::ClientRequest req;
+    req.op = net::ClientOp::kScan;
+    req.scan.start = options.start;
+    req.scan.end = options.end;
+    req.scan.keys_only = options.keys_only;
+    req.stale = options.stale;
+    req.shard = shard;
+    size_t got = 0;
+    bool more = true;
+    while (more && got < limit) {
+      req.scan.limit = std::min(limit - got, kv::kMaxScanLimit);
+      std::string bytes;
+      Result r = impl_->Run(req, this, &bytes);
+      net::ClientReply reply;
+      if (r.ok() && (!net::DecodeClientReply(bytes, &reply).ok() || !reply.is_scan)) {
+        r = Result{Code::kError, {}, "malformed scan reply"};
+      }
+      if (!r.ok()) return ScanResult{r.code, r.error, {}, false};
+      for (kv::ScannedKey& k : reply.page.kvs) {
+        out.kvs.push_back(KeyValue{std::move(k.key), std::move(k.value), k.version.mod_index});
+      }
+      got += reply.page.kvs.size();
+      more = reply.page.more;
+      req.scan.start = std::move(reply.page.next);
+    }
+    out.more = out.more || more;
+  }
+  std::sort(out.kvs.begin(), out.kvs.end(),
+            [](const KeyValue& a, const KeyValue& b) { return a.key < b.key; });
+  if (out.kvs.size() > limit) {
+    out.kvs.resize(limit);
+    out.more = true;
+  }
+  return out;
 }
 
 NodeReport Client::Status(const std::string& endpoint) {

@@ -2,6 +2,8 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
+
 #include "common/coding.h"
 
 namespace kv {
@@ -156,6 +158,29 @@ std::map<std::string, std::string> StateMachine::ScanPrefix(std::string_view pre
     return true;
   });
   return out;
+}
+
+ScanPage StateMachine::Scan(const ScanSpec& spec) const {
+  ScanPage page;
+  page.keys_only = spec.keys_only;
+  size_t bytes = 0;
+  data_.ForEachFrom(spec.start, [&](const Record& r) {
+    if (spec.end && r.key() >= *spec.end) return false;
+    const size_t size = r.key().size() + (spec.keys_only ? 0 : r.value().size());
+    if (page.kvs.size() >= std::max<size_t>(spec.limit, 1) ||
+        (!page.kvs.empty() && bytes + size > spec.max_bytes)) {
+      page.more = true;
+      // The smallest key after the last one returned.
+      page.next = page.kvs.back().key + std::string(1, '\0');
+      return false;
+    }
+    bytes += size;
+    page.kvs.push_back(ScannedKey{std::string(r.key()),
+                                  spec.keys_only ? std::string() : std::string(r.value()),
+                                  r.version()});
+    return true;
+  });
+  return page;
 }
 
 StateView StateMachine::TakeView() const {

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -26,6 +27,7 @@
 #include "common/status.h"
 #include "kv/command.h"
 #include "kv/record.h"
+#include "kv/scan.h"
 #include "kv/store.h"
 
 namespace kv {
@@ -90,6 +92,8 @@ class StateMachine {
   bool Get(std::string_view key, std::string* value, KeyVersion* version = nullptr) const;
   // Every key starting with `prefix`, with its value, in key order.
   std::map<std::string, std::string> ScanPrefix(std::string_view prefix) const;
+  // The first page of spec's range: up to spec.limit keys and spec.max_bytes.
+  ScanPage Scan(const ScanSpec& spec) const;
 
   uint64_t applied_index() const { return applied_index_; }
   size_t size() const { return data_.size(); }

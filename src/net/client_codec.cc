@@ -1,6 +1,7 @@
 #include "net/client_codec.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "net/msgpack_util.h"
@@ -24,7 +25,8 @@ constexpr std::pair<ClientOp, const char*> kOpNames[] = {
     {ClientOp::kTransferLeader, "transfer_leader"},
     {ClientOp::kMemberAdd, "member_add"},
     {ClientOp::kMemberRemove, "member_remove"},
-    {ClientOp::kShards, "shards"}};
+    {ClientOp::kShards, "shards"},
+    {ClientOp::kScan, "scan"}};
 
 constexpr std::pair<ReplyStatus, const char*> kReplyStatusNames[] = {
     {ReplyStatus::kOk, "OK"},
@@ -58,6 +60,35 @@ bool ValueOf(const std::pair<E, const char*> (&table)[N], std::string_view name,
   return false;
 }
 
+// A scan's range from its fields: [start, end), or the keys with prefix.
+// A bound may be one byte longer than a key (a page's "next" is the last
+// key plus a zero byte).
+Status FinishScan(const std::optional<std::string>& start, const std::optional<std::string>& end,
+                  const std::optional<std::string>& prefix, std::optional<uint64_t> limit,
+                  const RequestLimits& limits, kv::ScanSpec* scan) {
+  for (const auto* bound : {&start, &end, &prefix}) {
+    if (*bound && (*bound)->size() > limits.max_key_bytes + 1) {
+      return Status::InvalidArgument("a scan bound of " + std::to_string((*bound)->size()) +
+                                     " bytes is over the key limit of " +
+                                     std::to_string(limits.max_key_bytes));
+    }
+  }
+  const bool keys_only = scan->keys_only;
+  if (prefix) {
+    if (start || end) return Status::InvalidArgument("scan takes \"prefix\" or \"start\"/\"end\"");
+    *scan = kv::PrefixRange(*prefix);
+  } else {
+    scan->start = start.value_or("");
+    scan->end = end;
+  }
+  scan->keys_only = keys_only;
+  if (limit && (*limit == 0 || *limit > kv::kMaxScanLimit)) {
+    return Status::InvalidArgument("\"limit\" must be 1.." + std::to_string(kv::kMaxScanLimit));
+  }
+  scan->limit = limit.value_or(kv::kDefaultScanLimit);
+  return Status::OK();
+}
+
 }  // namespace
 
 Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, ClientRequest* r,
@@ -82,6 +113,8 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
   }
   if (!*id_known) return Status::InvalidArgument("missing \"id\"");
   bool has_op = false, has_key = false, has_value = false;
+  std::optional<std::string> scan_start, scan_end, scan_prefix;
+  std::optional<uint64_t> limit;
   for (const auto* kv = begin; kv != end; ++kv) {
     std::string name;
     if (!GetBytes(kv->key, &name)) return Status::InvalidArgument("map keys must be strings");
@@ -126,12 +159,26 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
       ok = GetBytes(v, &r->address);
     } else if (name == "pub") {
       ok = GetBytes(v, &r->pub);
+    } else if (name == "start" || name == "end" || name == "prefix") {
+      std::string bound;
+      ok = GetBytes(v, &bound);
+      (name == "start" ? scan_start : name == "end" ? scan_end : scan_prefix) = std::move(bound);
+    } else if (name == "limit") {
+      uint64_t n = 0;
+      ok = GetUint(v, &n);
+      limit = n;
+    } else if (name == "keys_only") {
+      ok = GetBool(v, &r->scan.keys_only);
+    } else if (name == "shard") {
+      ok = GetShard(v, &r->shard);
     }
     // Unknown fields are ignored, so that newer clients work with older nodes.
     if (!ok) return Status::InvalidArgument("field \"" + name + "\" has the wrong type");
   }
   if (!has_op) return Status::InvalidArgument("missing \"op\"");
   if (r->op == ClientOp::kStatus || r->op == ClientOp::kShards) return Status::OK();
+  if (r->op == ClientOp::kScan)
+    return FinishScan(scan_start, scan_end, scan_prefix, limit, limits, &r->scan);
   if (r->op == ClientOp::kTransferLeader) {
     return r->target != 0 ? Status::OK() : Status::InvalidArgument("missing \"target\"");
   }
@@ -190,7 +237,16 @@ std::string EncodeClientRequest(const ClientRequest& r) {
     map.Uint("client", r.client);
     map.Uint("seq", r.seq);
   }
-  if (r.op == ClientOp::kGet && r.stale) map.Field("stale").pack_true();
+  if (r.op == ClientOp::kScan) {
+    map.Bin("start", r.scan.start);
+    if (r.scan.end) map.Bin("end", *r.scan.end);
+    map.Uint("limit", r.scan.limit);
+    if (r.scan.keys_only) map.Field("keys_only").pack_true();
+    if (r.shard >= 0) map.Uint("shard", static_cast<uint64_t>(r.shard));
+  }
+  if ((r.op == ClientOp::kGet || r.op == ClientOp::kScan) && r.stale) {
+    map.Field("stale").pack_true();
+  }
   map.Finish();
   return out;
 }
@@ -323,6 +379,41 @@ bool GetShardList(const msgpack::object& o, std::vector<ShardInfo>* list) {
   return true;
 }
 
+// A page's keys: an array of maps {key, value (unless keys only), mod_index}.
+void PackScannedKeys(const kv::ScanPage& page, std::string* out) {
+  StringBuffer buffer(out);
+  Packer(buffer).pack_array(static_cast<uint32_t>(page.kvs.size()));
+  for (const kv::ScannedKey& k : page.kvs) {
+    MapWriter map(out);
+    map.Bin("key", k.key);
+    if (!page.keys_only) map.Bin("value", k.value);
+    map.Uint("mod_index", k.version.mod_index);
+    map.Finish();
+  }
+}
+
+bool GetScannedKeys(const msgpack::object& o, std::vector<kv::ScannedKey>* kvs) {
+  if (o.type != msgpack::type::ARRAY) return false;
+  kvs->clear();
+  kvs->reserve(o.via.array.size);
+  for (uint32_t i = 0; i < o.via.array.size; ++i) {
+    kv::ScannedKey k;
+    bool has_key = false;
+    const Status s = ForEachField(o.via.array.ptr[i], "scanned key",
+                                  [&](const std::string& name, const msgpack::object& v) {
+                                    if (name == "key") return has_key = GetBytes(v, &k.key);
+                                    if (name == "value") return GetBytes(v, &k.value);
+                                    if (name == "mod_index") {
+                                      return GetUint(v, &k.version.mod_index);
+                                    }
+                                    return true;
+                                  });
+    if (!s.ok() || !has_key) return false;
+    kvs->push_back(std::move(k));
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string EncodeClientReply(const ClientReply& reply) {
@@ -343,6 +434,12 @@ std::string EncodeClientReply(const ClientReply& reply) {
   if (reply.shard >= 0) {
     map.Uint("shard", static_cast<uint64_t>(reply.shard));
     map.Uint("map_version", reply.map_version);
+  }
+  if (reply.is_scan) {
+    map.Field("kvs");
+    PackScannedKeys(reply.page, &out);
+    map.Field("more").pack(reply.page.more);
+    if (reply.page.more) map.Bin("next", reply.page.next);
   }
   map.Finish();
   return out;
@@ -373,6 +470,9 @@ Status DecodeClientReply(std::string_view bytes, ClientReply* reply) {
     if (name == "index") return GetUint(v, &reply->index);
     if (name == "create_index") return GetUint(v, &reply->create_index);
     if (name == "mod_index") return GetUint(v, &reply->mod_index);
+    if (name == "kvs") return reply->is_scan = GetScannedKeys(v, &reply->page.kvs);
+    if (name == "more") return GetBool(v, &reply->page.more);
+    if (name == "next") return GetBytes(v, &reply->page.next);
     return true;  // newer nodes may add fields
   });
   if (!s.ok()) return s;

@@ -13,6 +13,7 @@
 
 #include "common/status.h"
 #include "kv/layout.h"
+#include "kv/scan.h"
 #include "kvstore/node_status.h"
 
 namespace kv::net {
@@ -29,6 +30,7 @@ enum class ClientOp : uint8_t {
   kMemberAdd,
   kMemberRemove,
   kShards,  // the shard map (docs/protocol.md, "Shard map reply")
+  kScan,    // a page of a key range (docs/protocol.md, "Scans")
 };
 
 struct ClientRequest {
@@ -44,7 +46,11 @@ struct ClientRequest {
   uint64_t expect_index = 0;
   uint64_t client = 0;  // session for exactly-once writes; 0 = none
   uint64_t seq = 0;
-  bool stale = false;   // get: serve from this node's state without ReadIndex
+  bool stale = false;  // get, scan: serve from this node's state without ReadIndex
+  // scan: the range and page size ("prefix" on the wire is decoded into a
+  // range); in a sharded cluster, the shard to scan (-1: none named).
+  kv::ScanSpec scan;
+  int64_t shard = -1;
   uint64_t target = 0;  // transfer_leader: the node to hand leadership to
   uint64_t node = 0;    // member_add, member_remove: the member's id
   std::string address;  // member_add: its client address host:port
@@ -102,10 +108,13 @@ struct ClientReply {
   // travel only when shard >= 0; -1 means "not about a shard".
   int64_t shard = -1;
   uint64_t map_version = 0;
+  // A scan answered OK: its page ("kvs", "more", "next" on the wire).
+  bool is_scan = false;
+  kv::ScanPage page;
 };
 
-// Leaves out what is empty: value unless has_value, leader, leader_key, error, and shard
-// and map_version unless shard >= 0.
+// Leaves out what is empty: value unless has_value, leader, leader_key, error, shard
+// and map_version unless shard >= 0, and the page unless is_scan.
 std::string EncodeClientReply(const ClientReply& reply);
 // Decodes any reply's id and status (and the fields above, when present), so
 // it also reads those of a status or shards reply. InvalidArgument for

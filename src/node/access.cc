@@ -45,6 +45,7 @@ const char* RoleName(Role role) {
 Role RoleNeeded(net::ClientOp op) {
   switch (op) {
     case net::ClientOp::kGet:
+    case net::ClientOp::kScan:
     case net::ClientOp::kStatus:
     case net::ClientOp::kShards:
       return Role::kRead;

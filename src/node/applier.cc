@@ -137,7 +137,10 @@ void Applier::ServeRead(Group& g, const Pending& p, Outgoing* out) {
   net::ClientReply reply;
   reply.id = p.id;
   KeyVersion version;
-  if (g.sm.Get(p.key, &reply.value, &version)) {
+  if (p.scan) {
+    reply.is_scan = true;
+    reply.page = g.sm.Scan(*p.scan);
+  } else if (g.sm.Get(p.key, &reply.value, &version)) {
     reply.has_value = true;
     reply.create_index = version.create_index;
     reply.mod_index = version.mod_index;

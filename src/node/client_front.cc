@@ -105,6 +105,8 @@ void ClientFront::Handle(Pending p, std::string_view payload, std::string_view u
       return membership_->Handle(std::move(p), req);
     case net::ClientOp::kTransferLeader:
       return TransferLeader(p, req);
+    case net::ClientOp::kScan:
+      return HandleScan(std::move(p), req);
     case net::ClientOp::kGet:
     case net::ClientOp::kPut:
     case net::ClientOp::kDelete:
@@ -115,19 +117,12 @@ void ClientFront::Handle(Pending p, std::string_view payload, std::string_view u
 
 void ClientFront::HandleKeyOp(Pending p, net::ClientRequest& req) {
   const raft::GroupId gid = shards_->GroupForKey(req.key);
-  Group* g = ctx_->groups.Find(gid);
-  if (g == nullptr) return RedirectOrUnavailable(p, gid);
-  if (req.op == net::ClientOp::kGet && req.stale) {
-    p.key = std::move(req.key);
-    std::vector<Pending> reads;
-    reads.push_back(std::move(p));
-    return applier_->Read(*g, 0, std::move(reads));
-  }
-  if (!g->is_leader()) return RedirectOrUnavailable(p, gid);
   if (req.op == net::ClientOp::kGet) {
     p.key = std::move(req.key);
-    return g->reads.Add(std::move(p));
+    return Read(gid, std::move(p), req.stale);
   }
+  Group* g = ctx_->groups.Find(gid);
+  if (g == nullptr || !g->is_leader()) return RedirectOrUnavailable(p, gid);
   Command cmd;
   cmd.op = req.op == net::ClientOp::kPut      ? OpType::kPut
            : req.op == net::ClientOp::kDelete ? OpType::kDelete
@@ -141,6 +136,34 @@ void ClientFront::HandleKeyOp(Pending p, net::ClientRequest& req) {
   cmd.client = req.client;
   cmd.seq = req.seq;
   ProposeWrite(*g, std::move(p), cmd);
+}
+
+void ClientFront::HandleScan(Pending p, net::ClientRequest& req) {
+  // Keys are spread over the shards by hash: a sharded cluster is scanned
+  // shard by shard, and the client merges (docs/protocol.md, "Scans").
+  const uint32_t shards = ctx_->cfg.shards;
+  if (shards > 0 && (req.shard < 0 || req.shard >= static_cast<int64_t>(shards))) {
+    return ReplyError(
+        p, "a scan of a sharded cluster names its \"shard\", 0.." + std::to_string(shards - 1));
+  }
+  if (shards == 0 && req.shard > 0) {
+    return ReplyError(p, "this cluster is not sharded: a scan names no \"shard\" but 0");
+  }
+  p.scan = std::move(req.scan);
+  Read(shards > 0 ? ShardGroup(static_cast<uint32_t>(req.shard)) : kMainGroup, std::move(p),
+       req.stale);
+}
+
+void ClientFront::Read(raft::GroupId gid, Pending p, bool stale) {
+  Group* g = ctx_->groups.Find(gid);
+  if (g == nullptr) return RedirectOrUnavailable(p, gid);
+  if (stale) {
+    std::vector<Pending> reads;
+    reads.push_back(std::move(p));
+    return applier_->Read(*g, 0, std::move(reads));
+  }
+  if (!g->is_leader()) return RedirectOrUnavailable(p, gid);
+  g->reads.Add(std::move(p));
 }
 
 void ClientFront::ProposeWrite(Group& g, Pending p, const Command& cmd) {

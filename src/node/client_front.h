@@ -61,6 +61,10 @@ class ClientFront {
   // `user`: the ZAP user id of the request's connection (node/access.h).
   void Handle(Pending p, std::string_view payload, std::string_view user);
   void HandleKeyOp(Pending p, net::ClientRequest& req);
+  void HandleScan(Pending p, net::ClientRequest& req);
+  // Serves p (a get or a scan) from group gid: linearizable through its
+  // leader's ReadIndex, or stale from this replica's state.
+  void Read(raft::GroupId gid, Pending p, bool stale);
   void TransferLeader(const Pending& p, const net::ClientRequest& req);
   void ReplyStatus(const Pending& p);
   void ReplyShards(const Pending& p);

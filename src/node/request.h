@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "kv/scan.h"
 #include "kvstore/events.h"
 #include "raft/types.h"
 
@@ -19,8 +20,9 @@ struct Pending {
   std::string routing;     // the client's ROUTER identity frame
   bool delimiter = false;  // the client is a REQ socket: echo an empty frame
   uint64_t id = 0;
-  raft::Term term = 0;  // writes: the term the entry was proposed in
-  std::string key;      // reads: the key to read
+  raft::Term term = 0;               // writes: the term the entry was proposed in
+  std::string key;                   // reads: the key to read
+  std::optional<kv::ScanSpec> scan;  // a scan instead (its range and page size)
 };
 
 // Replies and events a worker produced, for the loop thread to send.

@@ -247,6 +247,31 @@ def scenario(cluster, client_py):
               f"get --versions prints the indexes ({out})")
         check(run_cli(client_py, cluster.endpoints(), "cas", "ver", "4", "--expect-index",
                       str(modified))[:2] == (0, "OK"), "cas --expect-index on the command line")
+        # Scans (docs/protocol.md, "Scans"): ranges, prefixes, pages, keys only.
+        for k in (b"scan/c", b"scan/a", b"scan/e", b"scan/b", b"scan/d", b"scan0", b"scam"):
+            c.put(k, b"v-" + k)
+        found, more = c.scan(prefix=b"scan/")
+        check([k for k, _, _ in found] == [b"scan/a", b"scan/b", b"scan/c", b"scan/d", b"scan/e"]
+              and not more and found[0][1] == b"v-scan/a" and found[0][2] > 0,
+              f"scan --prefix lists the prefix's keys in order, with values and mod_index ({found})")
+        found, more = c.scan(prefix=b"scan/", limit=2)
+        check([k for k, _, _ in found] == [b"scan/a", b"scan/b"] and more,
+              f"a scan's limit cuts it and says more ({found}, {more})")
+        found, _ = c.scan(b"scan/b", b"scan/d", keys_only=True)
+        check(found == [(b"scan/b", None, found[0][2]), (b"scan/c", None, found[1][2])],
+              f"scan [start, end) with keys only ({found})")
+        r = raw_call(lead_ep, {"id": 6, "op": "scan", "prefix": "scan/", "limit": 3})
+        check(r["status"] == "OK" and len(r["kvs"]) == 3 and r["more"]
+              and r["next"] == b"scan/c\x00", f"a raw scan page says where to go on ({r})")
+        r = raw_call(lead_ep, {"id": 7, "op": "scan", "limit": 0})
+        check(r["status"] == "ERROR" and "limit" in r["error"], f"limit 0 is refused ({r})")
+        code, out, _ = run_cli(client_py, cluster.endpoints(), "scan", "--prefix", "scan/",
+                               "--keys-only")
+        check(code == 0 and [json.loads(line)["key"] for line in out.splitlines()]
+              == ["scan/a", "scan/b", "scan/c", "scan/d", "scan/e"],
+              f"scan on the command line prints a line per key ({out})")
+        check(run_cli(client_py, cluster.endpoints(), "scan", "--prefix", "none/")[0] == 1,
+              "scan of an empty range: exit 1")
         try:
             c.put("x" * 5000, "v")
             check(False, "an over-long key is refused")

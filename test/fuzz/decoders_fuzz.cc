@@ -62,7 +62,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (!kv::net::DecodeClientRequest(kv::net::EncodeClientRequest(req),
                                           kv::net::RequestLimits{}, &again, &id_known)
                  .ok() ||
-            again.key != req.key || again.id != req.id) {
+            again.key != req.key || again.id != req.id || again.scan.start != req.scan.start ||
+            again.scan.end != req.scan.end || again.scan.limit != req.scan.limit) {
           abort();
         }
       }
@@ -98,7 +99,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             again.leader != r.leader || again.error != r.error || again.shard != r.shard ||
             (r.shard >= 0 && again.map_version != r.map_version) || again.index != r.index ||
             (r.mod_index != 0 &&
-             (again.mod_index != r.mod_index || again.create_index != r.create_index))) {
+             (again.mod_index != r.mod_index || again.create_index != r.create_index)) ||
+            again.is_scan != r.is_scan || again.page.kvs.size() != r.page.kvs.size() ||
+            (r.is_scan && again.page.more != r.page.more)) {
           abort();
         }
       }

@@ -1,6 +1,9 @@
 #include "kv/state_machine.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstdio>
+#include <optional>
 
 namespace kv {
 
@@ -57,6 +60,88 @@ TEST_CASE("ScanPrefix lists exactly the keys with the prefix, in order") {
                                                       {"member/2", "v-member/2"}});
   REQUIRE(sm.ScanPrefix("zzz").empty());
   REQUIRE(sm.ScanPrefix("").size() == 6);
+}
+
+// The keys of a scan page, in order.
+std::vector<std::string> Keys(const ScanPage& page) {
+  std::vector<std::string> keys;
+  for (const ScannedKey& k : page.kvs) keys.push_back(k.key);
+  return keys;
+}
+
+TEST_CASE("Scan reads a range in key order, with values and versions, or keys only") {
+  StateMachine sm;
+  bool dup = false;
+  uint64_t index = 0;
+  for (const char* key : {"b", "a", "c/1", "c/2", "d"}) {
+    REQUIRE(sm.Apply(++index, Put(key, std::string("v-") + key), &dup) == ApplyResult::kOk);
+  }
+  ScanSpec all;
+  ScanPage page = sm.Scan(all);
+  CHECK(Keys(page) == std::vector<std::string>{"a", "b", "c/1", "c/2", "d"});
+  CHECK_FALSE(page.more);
+  CHECK(page.kvs[0].value == "v-a");
+  CHECK(page.kvs[0].version.mod_index == 2);
+
+  ScanSpec range;
+  range.start = "b";
+  range.end = "c/2";
+  CHECK(Keys(sm.Scan(range)) == std::vector<std::string>{"b", "c/1"});
+  range.keys_only = true;
+  page = sm.Scan(range);
+  CHECK(page.kvs[1].value.empty());
+  CHECK(page.kvs[1].version.mod_index == 3);
+
+  CHECK(Keys(sm.Scan(PrefixRange("c/"))) == std::vector<std::string>{"c/1", "c/2"});
+  CHECK(sm.Scan(PrefixRange("x")).kvs.empty());
+  CHECK(Keys(sm.Scan(PrefixRange(""))).size() == 5);
+}
+
+TEST_CASE("A prefix range ends after the last key with the prefix, 0xff bytes too") {
+  CHECK(PrefixRange("ab").end == std::optional<std::string>("ac"));
+  CHECK(PrefixRange(std::string("a\xff", 2)).end == std::optional<std::string>("b"));
+  CHECK_FALSE(PrefixRange(std::string("\xff\xff", 2)).end.has_value());
+  CHECK_FALSE(PrefixRange("").end.has_value());
+  StateMachine sm;
+  bool dup = false;
+  REQUIRE(sm.Apply(1, Put(std::string("a\xff\x01", 3), "1"), &dup) == ApplyResult::kOk);
+  REQUIRE(sm.Apply(2, Put("b", "2"), &dup) == ApplyResult::kOk);
+  CHECK(sm.Scan(PrefixRange(std::string("a\xff", 2))).kvs.size() == 1);
+}
+
+TEST_CASE("Scan pages by count and by bytes, and next resumes where a page stopped") {
+  StateMachine sm;
+  bool dup = false;
+  for (uint64_t i = 1; i <= 25; ++i) {
+    char key[8];
+    snprintf(key, sizeof key, "k%02d", static_cast<int>(i));
+    REQUIRE(sm.Apply(i, Put(key, std::string(100, 'v')), &dup) == ApplyResult::kOk);
+  }
+  ScanSpec spec;
+  spec.limit = 10;
+  std::vector<std::string> seen;
+  int pages = 0;
+  for (;; ++pages) {
+    ScanPage page = sm.Scan(spec);
+    for (auto& k : Keys(page)) seen.push_back(k);
+    if (!page.more) break;
+    CHECK(page.kvs.size() == 10);
+    spec.start = page.next;
+  }
+  CHECK(pages == 2);
+  CHECK(seen.size() == 25);
+  CHECK(std::is_sorted(seen.begin(), seen.end()));
+
+  ScanSpec small;
+  small.max_bytes = 350;  // three keys of 103 bytes
+  ScanPage page = sm.Scan(small);
+  CHECK(page.kvs.size() == 3);
+  CHECK(page.more);
+  small.max_bytes = 1;  // one key always fits
+  CHECK(sm.Scan(small).kvs.size() == 1);
+  small.keys_only = true;  // values do not count then
+  small.max_bytes = 9;
+  CHECK(sm.Scan(small).kvs.size() == 3);
 }
 
 TEST_CASE("Compare-and-swap succeeds only on the expected value or absence") {

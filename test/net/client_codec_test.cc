@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <map>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -110,7 +111,7 @@ TEST_CASE("A client put request decodes, with set as an alias") {
 }
 
 TEST_CASE("Every op and every reply status round-trips by its name") {
-  for (int k = 0; k <= static_cast<int>(ClientOp::kShards); ++k) {
+  for (int k = 0; k <= static_cast<int>(ClientOp::kScan); ++k) {
     ClientRequest req;
     req.id = 1;
     req.op = static_cast<ClientOp>(k);
@@ -172,6 +173,14 @@ TEST_CASE("Malformed client requests get a reason, and the id when it was readab
       {"expect and expect_index",
        Map("id", 3, "op", "cas", "key", "k", "value", "v", "expect", "o", "expect_index", 1), true,
        "not both"},
+      {"scan limit 0", Map("id", 3, "op", "scan", "limit", 0), true, "\"limit\" must be"},
+      {"scan limit over", Map("id", 3, "op", "scan", "limit", 10001), true, "\"limit\" must be"},
+      {"scan prefix and start", Map("id", 3, "op", "scan", "prefix", "a", "start", "b"), true,
+       "\"prefix\" or"},
+      {"scan bound too long", Map("id", 3, "op", "scan", "start", "1234567890"), true,
+       "over the key limit"},
+      {"scan shard type", Map("id", 3, "op", "scan", "shard", "x"), true, "wrong type"},
+      {"scan keys_only type", Map("id", 3, "op", "scan", "keys_only", 1), true, "wrong type"},
   };
   for (const auto& c : cases) {
     INFO(c.name);
@@ -183,6 +192,90 @@ TEST_CASE("Malformed client requests get a reason, and the id when it was readab
     REQUIRE(s.message().find(c.reason) != std::string::npos);
     if (c.id_known) REQUIRE(r.id == 3);
   }
+}
+
+TEST_CASE("A scan request round-trips; a prefix decodes into its range; defaults apply") {
+  ClientRequest req;
+  req.id = 4;
+  req.op = ClientOp::kScan;
+  req.scan.start = "a";
+  req.scan.end = std::string("b\0", 2);
+  req.scan.limit = 7;
+  req.scan.keys_only = true;
+  req.stale = true;
+  req.shard = 3;
+  ClientRequest back;
+  bool id_known = false;
+  REQUIRE(DecodeClientRequest(EncodeClientRequest(req), RequestLimits{}, &back, &id_known).ok());
+  CHECK(back.op == ClientOp::kScan);
+  CHECK(back.scan.start == "a");
+  CHECK(back.scan.end == req.scan.end);
+  CHECK(back.scan.limit == 7);
+  CHECK(back.scan.keys_only);
+  CHECK(back.stale);
+  CHECK(back.shard == 3);
+
+  REQUIRE(DecodeClientRequest(Map("id", 1, "op", "scan", "prefix", "app/"), RequestLimits{}, &back,
+                              &id_known)
+              .ok());
+  CHECK(back.scan.start == "app/");
+  CHECK(back.scan.end == std::optional<std::string>("app0"));
+  CHECK(back.scan.limit == kv::kDefaultScanLimit);
+  CHECK(back.shard == -1);
+  CHECK_FALSE(back.scan.keys_only);
+
+  REQUIRE(DecodeClientRequest(Map("id", 1, "op", "scan"), RequestLimits{}, &back, &id_known).ok());
+  CHECK(back.scan.start.empty());
+  CHECK_FALSE(back.scan.end.has_value());
+}
+
+TEST_CASE("A scan reply round-trips its page; keys-only pages carry no values") {
+  ClientReply reply;
+  reply.id = 8;
+  reply.is_scan = true;
+  reply.page.kvs = {{"a", "1", {3, 5}}, {"b", "", {4, 4}}};
+  reply.page.more = true;
+  reply.page.next = std::string("b\0", 2);
+  const std::string bytes = EncodeClientReply(reply);
+  ClientReply back;
+  REQUIRE(DecodeClientReply(bytes, &back).ok());
+  REQUIRE(back.is_scan);
+  REQUIRE(back.page.kvs.size() == 2);
+  CHECK(back.page.kvs[0].key == "a");
+  CHECK(back.page.kvs[0].value == "1");
+  CHECK(back.page.kvs[0].version.mod_index == 5);
+  CHECK(back.page.kvs[1].key == "b");
+  CHECK(back.page.more);
+  CHECK(back.page.next == reply.page.next);
+  CHECK(Contains(bytes, "value"));
+
+  reply.page.keys_only = true;
+  reply.page.more = false;
+  const std::string keys_only = EncodeClientReply(reply);
+  CHECK_FALSE(Contains(keys_only, "value"));
+  CHECK_FALSE(Contains(keys_only, "next"));
+  REQUIRE(DecodeClientReply(keys_only, &back).ok());
+  CHECK(back.page.kvs[0].value.empty());
+  CHECK_FALSE(back.page.more);
+
+  ClientReply empty;
+  empty.is_scan = true;
+  REQUIRE(DecodeClientReply(EncodeClientReply(empty), &back).ok());
+  CHECK(back.is_scan);
+  CHECK(back.page.kvs.empty());
+
+  ClientReply plain;
+  REQUIRE(DecodeClientReply(EncodeClientReply(plain), &back).ok());
+  CHECK_FALSE(back.is_scan);
+}
+
+TEST_CASE("Malformed scan pages are refused") {
+  ClientReply back;
+  CHECK_FALSE(DecodeClientReply(Map("id", 1, "status", "OK", "kvs", 5), &back).ok());
+  CHECK_FALSE(DecodeClientReply(Map("id", 1, "status", "OK", "kvs", Array(5)), &back).ok());
+  CHECK_FALSE(
+      DecodeClientReply(Map("id", 1, "status", "OK", "kvs", Array(Map("value", "v"))), &back).ok());
+  CHECK_FALSE(DecodeClientReply(Map("id", 1, "status", "OK", "more", "yes"), &back).ok());
 }
 
 TEST_CASE("A cas on expect_index round-trips; the reply's indexes travel when set") {

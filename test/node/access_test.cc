@@ -72,6 +72,7 @@ TEST_CASE("access: each op needs its role") {
   CHECK(RoleNeeded(net::ClientOp::kGet) == Role::kRead);
   CHECK(RoleNeeded(net::ClientOp::kStatus) == Role::kRead);
   CHECK(RoleNeeded(net::ClientOp::kShards) == Role::kRead);
+  CHECK(RoleNeeded(net::ClientOp::kScan) == Role::kRead);
   CHECK(RoleNeeded(net::ClientOp::kPut) == Role::kWrite);
   CHECK(RoleNeeded(net::ClientOp::kDelete) == Role::kWrite);
   CHECK(RoleNeeded(net::ClientOp::kCas) == Role::kWrite);

@@ -100,6 +100,22 @@ class ToolsTest(unittest.TestCase):
         self.assertEqual(self.kvctl("del", "greeting").returncode, 1)
         self.assertEqual(self.kvctl("get", "greeting", "--stale").returncode, 1)
 
+    def test_kvctl_scan_and_get_prefix(self):
+        for k in ("svc/b", "svc/a", "svc/c", "svd"):
+            self.assertEqual(self.kvctl("put", k, "v-" + k).returncode, 0)
+        r = self.kvctl("get", "svc/", "--prefix")
+        self.assertEqual((r.returncode, r.stdout),
+                         (0, "svc/a\nv-svc/a\nsvc/b\nv-svc/b\nsvc/c\nv-svc/c\n"), r.stderr)
+        r = self.kvctl("scan", "svc/b", "svd", "--keys-only")
+        self.assertEqual((r.returncode, r.stdout), (0, "svc/b\nsvc/c\n"), r.stderr)
+        r = self.kvctl("--json", "scan", "svc/", "svd", "--limit", "2")
+        got = json.loads(r.stdout)
+        self.assertEqual([kv["key"] for kv in got["kvs"]], ["svc/a", "svc/b"])
+        self.assertTrue(got["more"])
+        self.assertGreater(got["kvs"][0]["mod_index"], 0)
+        r = self.kvctl("get", "nothing/", "--prefix")
+        self.assertEqual((r.returncode, r.stdout), (1, ""))
+
     def test_kvctl_usage_and_unavailable_exit_codes(self):
         self.assertEqual(self.kvctl("put", "only-a-key").returncode, 2)
         self.assertEqual(self.kvctl("frobnicate").returncode, 2)
@@ -249,6 +265,30 @@ class ShardedKvmonTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.cluster.__exit__(None, None, None)
+
+    def test_kvctl_scan_merges_every_shard_in_key_order(self):
+        self.wait_for_shards(self.settled, "8 shards, each with a leader and 3 voters")
+        keys = [f"scan/{i:03d}" for i in range(60)]
+        for k in keys:
+            r = run("kvctl", "--endpoints", self.eps, "put", k, k.upper())
+            self.assertEqual(r.returncode, 0, r.stderr)
+        r = run("kvctl", "--endpoints", self.eps, "--json", "get", "scan/", "--prefix")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = json.loads(r.stdout)
+        self.assertEqual([kv["key"] for kv in got["kvs"]], keys)
+        self.assertEqual([kv["value"] for kv in got["kvs"]], [k.upper() for k in keys])
+        self.assertFalse(got["more"])
+        r = run("kvctl", "--endpoints", self.eps, "--json", "scan", "scan/010", "scan/050",
+                "--limit", "25", "--keys-only")
+        got = json.loads(r.stdout)
+        self.assertEqual([kv["key"] for kv in got["kvs"]], keys[10:35])
+        self.assertTrue(got["more"])
+        # A scan names its shard here: keys are spread over them by hash.
+        r = self.cluster.request(1, {"id": 3, "op": "scan", "prefix": "scan/"})
+        self.assertEqual(r["status"], "ERROR", r)
+        self.assertIn("shard", r["error"])
+        r = self.cluster.request(1, {"id": 4, "op": "scan", "shard": 8})
+        self.assertEqual(r["status"], "ERROR", r)
 
     def kvmon_json(self):
         r = run("kvmon", "--endpoints", self.eps, "--once", "--json")
