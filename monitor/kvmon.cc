@@ -17,7 +17,9 @@
 // "commit" events.
 //
 // Keys: q quits, p pauses the display, arrow keys / PgUp / PgDn scroll the
-// event log. `kvmon --once` prints the tables and exits (for scripts);
+// event log. The node table fits the terminal's width (never wrapping):
+// columns go by priority, id, role, leader and state never (kColumns). `kvmon --once` prints the
+// tables and exits (for scripts);
 // `--once --json` prints an array of node objects, or, for a sharded cluster,
 // {"nodes": [the same node objects, plus "group" (the main group), "meta"
 // (hosts the metadata group), "hosts" and "leads" (shard ids)], "shards":
@@ -31,9 +33,11 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <deque>
+#include <iterator>
 #include <map>
 #include <string>
 #include <tuple>
@@ -247,14 +251,18 @@ bool Monitor::Poll(std::chrono::milliseconds wait) {
   return changed;
 }
 
-std::string Sparkline(const std::deque<double>& samples) {
+// The last `width` samples as bars, padded to `width` columns (printf pads
+// by bytes, not columns).
+std::string Sparkline(const std::deque<double>& samples, size_t width) {
   static const char* kBars[] = {" ", "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
+  const size_t skip = samples.size() > width ? samples.size() - width : 0;
   double top = 1;
-  for (double s : samples) top = std::max(top, s);
+  for (size_t i = skip; i < samples.size(); ++i) top = std::max(top, samples[i]);
   std::string out;
-  for (double s : samples) out += kBars[static_cast<int>(s / top * 8 + 0.5)];
-  // printf pads by bytes, not columns: pad here to the full width.
-  out.append(kSparkWidth - std::min(kSparkWidth, samples.size()), ' ');
+  for (size_t i = skip; i < samples.size(); ++i) {
+    out += kBars[static_cast<int>(samples[i] / top * 8 + 0.5)];
+  }
+  out.append(width - (samples.size() - skip), ' ');
   return out;
 }
 
@@ -473,46 +481,162 @@ void PrintTable(const Monitor& m, bool json) {
   for (const ShardRow& r : ShardRows(m)) std::printf("%s\n", ShardCell(r).c_str());
 }
 
+// ---- the live node table ----------------------------------------------------
+
+// A column of the live node table. A terminal too narrow for all of them
+// gets the columns of the lowest `keep` that fit, in table order, and never
+// a wrapped line; id, role, leader and state are always there.
+struct Column {
+  const char* header;
+  int width;
+  bool left;      // aligned left (text), else right (numbers)
+  int keep;       // 0: always; then the lower, the longer it stays
+  int min_width;  // narrower than width down to this when it would not fit (0: never)
+  bool sharded;   // sharded clusters only
+  // The cell of a node (up or down) at `width` columns, before padding.
+  std::string (*cell)(const Monitor& m, const NodeView& n, int width);
+};
+
+std::string Number(uint64_t v) { return std::to_string(v); }
+std::string IfUp(const NodeView& n, std::string v) { return n.up ? v : "-"; }
+uint64_t Lag(const Monitor& m, const NodeView& n) {
+  const uint64_t leader_commit = LeaderCommit(m, MainGroup(n.status));
+  return leader_commit > n.status.applied ? leader_commit - n.status.applied : 0;
+}
+
+const Column kColumns[] = {
+    {"ID", 4, true, 0, 0, false,
+     [](const Monitor&, const NodeView& n, int) {
+       return n.up || n.ever_up ? Number(n.status.node) : std::string("-");
+     }},
+    {"ADDRESS", 21, true, 1, 15, false,
+     [](const Monitor&, const NodeView& n, int) { return n.endpoint; }},
+    {"ROLE", 13, true, 0, 0, false,
+     [](const Monitor&, const NodeView& n, int) { return IfUp(n, n.status.role); }},
+    {"TERM", 6, false, 3, 0, false,
+     [](const Monitor&, const NodeView& n, int) { return IfUp(n, Number(n.status.term)); }},
+    {"LEADER", 6, false, 0, 0, false,
+     [](const Monitor&, const NodeView& n, int) { return IfUp(n, Number(n.status.leader)); }},
+    {"COMMIT", 10, false, 8, 0, false,
+     [](const Monitor&, const NodeView& n, int) { return IfUp(n, Number(n.status.commit)); }},
+    {"APPLIED", 10, false, 7, 0, false,
+     [](const Monitor&, const NodeView& n, int) { return IfUp(n, Number(n.status.applied)); }},
+    {"LAG", 8, false, 4, 0, false,
+     [](const Monitor& m, const NodeView& n, int) { return IfUp(n, Number(Lag(m, n))); }},
+    {"OPS/S", 9, false, 2, 0, false,
+     [](const Monitor&, const NodeView& n, int) {
+       return IfUp(n, Number(static_cast<uint64_t>(n.ops + 0.5)));
+     }},
+    {"THROUGHPUT", static_cast<int>(kSparkWidth), true, 9, 8, false,
+     [](const Monitor&, const NodeView& n, int width) {
+       return n.up ? Sparkline(n.spark, static_cast<size_t>(width)) : std::string();
+     }},
+    {"GROUP", 5, true, 5, 0, true,
+     [](const Monitor&, const NodeView& n, int) { return IfUp(n, HostingOf(n).main); }},
+    {"SHARDS", 6, false, 5, 0, true,
+     [](const Monitor&, const NodeView& n, int) {
+       return IfUp(n, std::to_string(HostingOf(n).hosts.size()));
+     }},
+    {"LEADS", 5, false, 6, 0, true,
+     [](const Monitor&, const NodeView& n, int) {
+       return IfUp(n, std::to_string(HostingOf(n).leads.size()));
+     }},
+    {"STATE", 6, true, 0, 0, false,
+     [](const Monitor&, const NodeView& n, int) {
+       return std::string(n.up ? "up" : n.missing_key.empty() ? "DOWN" : "NO KEY");
+     }},
+};
+
+// A column as laid out: which, and how wide.
+struct Placed {
+  const Column* column;
+  int width;
+};
+
+// The columns that fit `cols` terminal columns (one space between two), in
+// table order: the always-shown ones, then by `keep`, each at its full width
+// or, if that no longer fits, its narrowest.
+std::vector<Placed> FitColumns(int cols, bool sharded) {
+  std::vector<int> widths(std::size(kColumns), 0);  // 0: left out
+  int used = -1;                                    // no space before the first
+  for (int keep = 0; keep <= 9; ++keep) {
+    for (size_t i = 0; i < std::size(kColumns); ++i) {
+      const Column& c = kColumns[i];
+      if (c.keep != keep || (c.sharded && !sharded)) continue;
+      const int room = cols - used - 1;
+      const int w = keep == 0 || c.width <= room             ? c.width
+                    : c.min_width > 0 && c.min_width <= room ? room
+                                                             : 0;
+      if (w == 0) continue;
+      widths[i] = w;
+      used += w + 1;
+    }
+  }
+  std::vector<Placed> out;
+  for (size_t i = 0; i < std::size(kColumns); ++i) {
+    if (widths[i] > 0) out.push_back(Placed{&kColumns[i], widths[i]});
+  }
+  return out;
+}
+
+// The screen columns `text` takes (UTF-8: one per character), and the
+// bytes of its first `cols` columns.
+size_t ScreenWidth(const std::string& text) {
+  size_t n = 0;
+  for (char c : text) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return n;
+}
+size_t BytesOfColumns(const std::string& text, size_t cols) {
+  size_t n = 0, i = 0;
+  for (; i < text.size(); ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80 && n++ == cols) break;
+  }
+  return i;
+}
+
+// text cut or padded to `width` screen columns.
+std::string Fit(std::string text, int width, bool left) {
+  const size_t w = static_cast<size_t>(width);
+  text.resize(BytesOfColumns(text, w));
+  const std::string pad(w - ScreenWidth(text), ' ');
+  return left ? text + pad : pad + text;
+}
+
+std::string TableLine(const std::vector<Placed>& columns, const Monitor* m, const NodeView* n) {
+  std::string line;
+  for (const Placed& p : columns) {
+    if (!line.empty()) line += ' ';
+    const std::string cell = n ? p.column->cell(*m, *n, p.width) : p.column->header;
+    line += Fit(cell, p.width, p.column->left);
+  }
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  return line;
+}
+
+// Writes `text` at (y, 0), cut at the screen's width: never wrapped.
+void PutLine(int y, const std::string& text, int cols) {
+  const std::string shown = text.substr(0, BytesOfColumns(text, static_cast<size_t>(cols)));
+  mvaddstr(y, 0, shown.c_str());
+}
+
 void Draw(const Monitor& m, bool paused, int scroll) {
   erase();
   int rows = 0, cols = 0;
   getmaxyx(stdscr, rows, cols);
   const bool sharded = ShardCount(m) > 0;
+  const std::vector<Placed> columns = FitColumns(cols, sharded);
   attron(A_BOLD);
-  mvprintw(0, 0, "kvmon  %s  %s   q quit  p pause  arrows scroll", Now().c_str(),
-           paused ? "[PAUSED]" : "");
-  mvprintw(2, 0, "%-4s %-21s %-13s %6s %6s %10s %10s %8s %9s  %-24s ", "ID", "ADDRESS", "ROLE",
-           "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "OPS/S", "THROUGHPUT");
-  if (sharded) printw("%-5s %6s %5s ", "GROUP", "SHARDS", "LEADS");
-  printw("%s", "STATE");
+  PutLine(
+      0, "kvmon  " + Now() + "  " + (paused ? "[PAUSED]  " : "") + "q quit  p pause  arrows scroll",
+      cols);
+  PutLine(2, TableLine(columns, nullptr, nullptr), cols);
   attroff(A_BOLD);
   int y = 3;
   for (const auto& n : m.nodes()) {
-    const auto& s = n.status;
-    if (!n.up) {
-      attron(A_DIM);
-      mvprintw(y++, 0, "%-4s %-21s %-13s %6s %6s %10s %10s %8s %9s  %-24s ",
-               n.ever_up ? std::to_string(s.node).c_str() : "-", n.endpoint.c_str(), "-", "-", "-",
-               "-", "-", "-", "-", "");
-      if (sharded) printw("%-5s %6s %5s ", "-", "-", "-");
-      printw("%s", n.missing_key.empty() ? "DOWN" : "NO KEY");
-      attroff(A_DIM);
-      continue;
-    }
-    const uint64_t leader_commit = LeaderCommit(m, MainGroup(s));
-    const uint64_t lag = leader_commit > s.applied ? leader_commit - s.applied : 0;
-    if (s.role == "leader") attron(A_BOLD);
-    mvprintw(y++, 0, "%-4llu %-21s %-13s %6llu %6llu %10llu %10llu %8llu %9.0f  %s ",
-             (unsigned long long)s.node, n.endpoint.c_str(), s.role.c_str(),
-             (unsigned long long)s.term, (unsigned long long)s.leader, (unsigned long long)s.commit,
-             (unsigned long long)s.applied, (unsigned long long)lag, n.ops,
-             Sparkline(n.spark).c_str());
-    if (sharded) {
-      const Hosting h = HostingOf(n);
-      printw("%-5s %6zu %5zu ", h.main.c_str(), h.hosts.size(), h.leads.size());
-    }
-    printw("%s", "up");
-    if (s.role == "leader") attroff(A_BOLD);
+    const int attr = !n.up ? A_DIM : n.status.role == "leader" ? A_BOLD : A_NORMAL;
+    attron(attr);
+    PutLine(y++, TableLine(columns, &m, &n), cols);
+    attroff(attr);
   }
   if (sharded) {
     // As many shard columns side by side as the screen is wide; down first.
@@ -543,7 +667,7 @@ void Draw(const Monitor& m, bool paused, int scroll) {
   const int total = static_cast<int>(log.size());
   const int newest = std::max(0, total - 1 - scroll);
   for (int i = 0; i < room && newest - i >= 0; ++i) {
-    mvprintw(y + i, 0, "%s", log[newest - i].c_str());
+    PutLine(y + i, log[newest - i], cols);
   }
   refresh();
 }

@@ -216,9 +216,51 @@ class ToolsTest(unittest.TestCase):
         self.assertNotIn("SHARD", r.stdout)
 
     @unittest.skipUnless(shutil.which("tmux"), "tmux is not installed")
+    def test_kvmon_fits_80_120_and_200_columns_without_wrapping(self):
+        expected = {
+            80: ["ID", "ADDRESS", "ROLE", "TERM", "LEADER", "LAG", "OPS/S", "STATE"],
+            120: ["ID", "ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "OPS/S",
+                  "THROUGHPUT", "STATE"],
+            200: ["ID", "ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "OPS/S",
+                  "THROUGHPUT", "STATE"],
+        }
+        for width, header in expected.items():
+            session = f"kvmon{os.getpid()}w{width}"
+            subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(width), "-y",
+                            "30", f"{BIN['kvmon']} --endpoints {self.eps}"], check=True)
+            try:
+                def screen():
+                    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                          capture_output=True, text=True).stdout.splitlines()
+
+                def node_rows(lines):
+                    # "ID ADDRESS ... up" (the event log's lines start with a time).
+                    return [l.split() for l in lines
+                            if len(l.split()) > 2 and l.split()[0].isdigit() and
+                            ":" in l.split()[1] and l.split()[-1] == "up"]
+
+                def ready():
+                    lines = screen()
+                    return len(node_rows(lines)) == 3 and lines
+                try:
+                    lines = wait_until(ready, 30, what=f"kvmon at {width} columns to show 3 nodes")
+                except TimeoutError as e:
+                    self.fail(f"{e}; the screen:\n" + "\n".join(screen()))
+                self.assertIn(header, [l.split() for l in lines], f"at {width} columns")
+                # One line per node: id, address, role ... state, nothing wrapped
+                # onto a line of its own.
+                for r in node_rows(lines):
+                    self.assertIn(r[2], ("leader", "follower", "candidate", "pre-candidate"), r)
+                    self.assertTrue(r[3].isdigit() and r[4].isdigit(), r)  # term, leader
+                self.assertNotIn(["up"], [l.split() for l in lines])
+            finally:
+                subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+    @unittest.skipUnless(shutil.which("tmux"), "tmux is not installed")
     def test_kvmon_in_tmux_shows_the_new_leader_after_a_kill(self):
+        # At 80 columns, the classic default: a node that is down says so in its row.
         session = f"kvmon{os.getpid()}"
-        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "40",
+        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "40",
                         f"{BIN['kvmon']} --endpoints {self.eps}"], check=True)
         try:
             def screen():
