@@ -64,6 +64,7 @@ and gives up at the deadline.
 """
 
 import argparse
+import collections
 import json
 import os
 import random
@@ -204,26 +205,37 @@ class Client:
             start, end = _bytes(prefix), _prefix_end(_bytes(prefix))
         start, end = _bytes(start), None if end is None else _bytes(end)
         shard_count = self.shards().get("shards", 0)
-        found, more = [], False
+        # One cursor per shard, merged in key order: the smallest buffered key
+        # goes out next; a shard whose buffer runs dry is asked for its next
+        # page first. Pages of about twice a shard's fair share.
+        page = min(limit, 10000, max(100, 2 * limit // max(shard_count, 1)))
+        cursors = []
         for shard in range(shard_count) if shard_count else [None]:
-            got, page = [], {"more": True, "next": start}
-            while page.get("more") and len(got) < limit:
-                req = {"op": "scan", "start": page["next"], "limit": min(limit - len(got), 10000)}
-                if end is not None:
-                    req["end"] = end
-                if keys_only:
-                    req["keys_only"] = True
-                if stale:
-                    req["stale"] = True
-                if shard is not None:
-                    req["shard"] = shard
-                page = self._request(req, write=False)
-                got += [(kv["key"], kv.get("value"), kv.get("mod_index", 0))
-                        for kv in page["kvs"]]
-            more = more or bool(page.get("more"))
-            found += got
-        found.sort(key=lambda kv: kv[0])
-        return found[:limit], more or len(found) > limit
+            req = {"op": "scan", "start": start, "limit": page}
+            if end is not None:
+                req["end"] = end
+            if keys_only:
+                req["keys_only"] = True
+            if stale:
+                req["stale"] = True
+            if shard is not None:
+                req["shard"] = shard
+            cursors.append({"req": req, "buffered": collections.deque(), "more": True})
+        found = []
+        while len(found) < limit:
+            for c in cursors:
+                if not c["buffered"] and c["more"]:
+                    reply = self._request(c["req"], write=False)
+                    c["buffered"] = collections.deque(
+                        (kv["key"], kv.get("value"), kv.get("mod_index", 0)) for kv in reply["kvs"])
+                    c["more"] = reply.get("more", False) and bool(reply["kvs"])
+                    c["req"]["start"] = reply.get("next", b"")
+            ready = [c for c in cursors if c["buffered"]]
+            if not ready:
+                break
+            smallest = min(ready, key=lambda c: c["buffered"][0][0])
+            found.append(smallest["buffered"].popleft())
+        return found, any(c["more"] or c["buffered"] for c in cursors)
 
     def status(self, endpoint):
         """One node's own status (no redirect), or None if it does not answer

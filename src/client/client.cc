@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <deque>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -490,41 +491,56 @@ ScanResult Client::Scan(const ScanOptions& options) {
     map.shards = 0;
   }
   const size_t limit = std::max<size_t>(options.limit, 1);
-  // Each shard gives up to `limit` keys of its own; the merge keeps the first.
-  for (int64_t shard = map.shards > 0 ? 0 : -1; shard < static_cast<int64_t>(map.shards); ++shard) {
+  // One cursor per shard (one in all, shard -1, when unsharded), merged in
+  // key order: the smallest buffered key goes out next, and a shard whose
+  // buffer runs dry is asked for its next page first. Pages of about twice
+  // a shard's fair share, so that a short scan of many shards does not
+  // fetch `limit` keys from each of them.
+  struct Cursor {
     net::ClientRequest req;
+    std::deque<kv::ScannedKey> buffered;
+    bool more = true;
+  };
+  const size_t count = std::max<size_t>(map.shards, 1);
+  const size_t page =
+      std::min({limit, kv::kMaxScanLimit, std::max<size_t>(100, 2 * limit / count)});
+  std::vector<Cursor> cursors(count);
+  for (size_t i = 0; i < count; ++i) {
+    net::ClientRequest& req = cursors[i].req;
     req.op = net::ClientOp::kScan;
     req.scan.start = options.start;
     req.scan.end = options.end;
     req.scan.keys_only = options.keys_only;
+    req.scan.limit = page;
     req.stale = options.stale;
-    req.shard = shard;
-    size_t got = 0;
-    bool more = true;
-    while (more && got < limit) {
-      req.scan.limit = std::min(limit - got, kv::kMaxScanLimit);
-      std::string bytes;
-      Result r = impl_->Run(req, this, &bytes);
-      net::ClientReply reply;
-      if (r.ok() && (!net::DecodeClientReply(bytes, &reply).ok() || !reply.is_scan)) {
-        r = Result{Code::kError, {}, "malformed scan reply"};
+    req.shard = map.shards > 0 ? static_cast<int64_t>(i) : -1;
+  }
+  while (out.kvs.size() < limit) {
+    Cursor* smallest = nullptr;
+    for (Cursor& c : cursors) {
+      if (c.buffered.empty() && c.more) {
+        std::string bytes;
+        Result r = impl_->Run(c.req, this, &bytes);
+        net::ClientReply reply;
+        if (r.ok() && (!net::DecodeClientReply(bytes, &reply).ok() || !reply.is_scan)) {
+          r = Result{Code::kError, {}, "malformed scan reply"};
+        }
+        if (!r.ok()) return ScanResult{r.code, r.error, {}, false};
+        for (kv::ScannedKey& k : reply.page.kvs) c.buffered.push_back(std::move(k));
+        c.more = reply.page.more && !reply.page.kvs.empty();
+        c.req.scan.start = std::move(reply.page.next);
       }
-      if (!r.ok()) return ScanResult{r.code, r.error, {}, false};
-      for (kv::ScannedKey& k : reply.page.kvs) {
-        out.kvs.push_back(KeyValue{std::move(k.key), std::move(k.value), k.version.mod_index});
+      if (!c.buffered.empty() &&
+          (smallest == nullptr || c.buffered.front().key < smallest->buffered.front().key)) {
+        smallest = &c;
       }
-      got += reply.page.kvs.size();
-      more = reply.page.more;
-      req.scan.start = std::move(reply.page.next);
     }
-    out.more = out.more || more;
+    if (smallest == nullptr) break;  // every shard read to the end of the range
+    kv::ScannedKey& k = smallest->buffered.front();
+    out.kvs.push_back(KeyValue{std::move(k.key), std::move(k.value), k.version.mod_index});
+    smallest->buffered.pop_front();
   }
-  std::sort(out.kvs.begin(), out.kvs.end(),
-            [](const KeyValue& a, const KeyValue& b) { return a.key < b.key; });
-  if (out.kvs.size() > limit) {
-    out.kvs.resize(limit);
-    out.more = true;
-  }
+  for (const Cursor& c : cursors) out.more = out.more || c.more || !c.buffered.empty();
   return out;
 }
 

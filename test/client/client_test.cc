@@ -4,9 +4,12 @@
 // others, as a node will.
 #include "kvstore/client.h"
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -505,6 +508,113 @@ GroupStatus Hosted(uint64_t group, int64_t shard) {
   g.group = group;
   g.shard = shard;
   return g;
+}
+
+// A node that serves scans of `shards` key sets (shard -1: unsharded, set 0)
+// page by page, as docs/protocol.md says.
+ClientReply ScanPage(const std::vector<std::map<std::string, std::string>>& shards,
+                     const ClientRequest& req) {
+  const auto& keys = shards.at(static_cast<size_t>(std::max<int64_t>(req.shard, 0)));
+  ClientReply r = With(ReplyStatus::kOk);
+  r.is_scan = true;
+  for (auto it = keys.lower_bound(req.scan.start);
+       it != keys.end() && (!req.scan.end || it->first < *req.scan.end); ++it) {
+    if (r.page.kvs.size() == req.scan.limit) {
+      r.page.more = true;
+      r.page.next = r.page.kvs.back().key + std::string(1, '\0');
+      break;
+    }
+    r.page.kvs.push_back(kv::ScannedKey{it->first, it->second, {1, 7}});
+  }
+  return r;
+}
+
+std::vector<std::string> KeysOf(const ScanResult& r) {
+  std::vector<std::string> keys;
+  for (const KeyValue& kv : r.kvs) keys.push_back(kv.key);
+  return keys;
+}
+
+TEST_CASE("Scan merges the shards' pages in key order, paging a shard that holds many") {
+  // 3 shards, skewed: shard 0 holds most keys, so it needs more than one page.
+  std::vector<std::map<std::string, std::string>> shards(3);
+  std::vector<std::string> all;
+  for (int i = 0; i < 300; ++i) {
+    char key[16];
+    snprintf(key, sizeof key, "k%03d", i);
+    shards[i % 6 == 5 ? 1 : i % 6 == 4 ? 2 : 0][key] = std::string("v") + key;
+    all.push_back(key);
+  }
+  FakeNode node([&](const ClientRequest& req) { return ScanPage(shards, req); });
+  ShardMap map;
+  map.version = 1;
+  map.shards = 3;
+  map.replicas = 1;
+  map.members = {{1, node.address()}};
+  for (uint32_t i = 0; i < 3; ++i) map.list.push_back(ShardInfo{i, 2 + i, {1}, 1, node.address()});
+  node.set_shards(map);
+  Client c(Fast({node.address()}));
+
+  ScanOptions o;
+  o.limit = 250;
+  ScanResult r = c.Scan(o);
+  REQUIRE(r.ok());
+  CHECK(KeysOf(r) == std::vector<std::string>(all.begin(), all.begin() + 250));
+  CHECK(r.more);
+  CHECK(r.kvs[0].value == "vk000");
+  CHECK(r.kvs[0].mod_index == 7);
+  size_t shard0_pages = 0;
+  for (const ClientRequest& req : node.requests()) {
+    shard0_pages += req.op == net::ClientOp::kScan && req.shard == 0;
+    if (req.op == net::ClientOp::kScan) CHECK(req.scan.limit <= 250);
+  }
+  CHECK(shard0_pages >= 2);
+
+  o = PrefixScan("k1");
+  r = c.Scan(o);
+  REQUIRE(r.ok());
+  CHECK(KeysOf(r) == std::vector<std::string>(all.begin() + 100, all.begin() + 200));
+  CHECK_FALSE(r.more);
+
+  o.start = "k299";
+  o.end.reset();
+  CHECK(KeysOf(c.Scan(o)) == std::vector<std::string>{"k299"});
+}
+
+TEST_CASE("Scan of an unsharded cluster pages past 10000 keys; errors come through") {
+  std::vector<std::map<std::string, std::string>> one(1);
+  for (int i = 0; i < 12000; ++i) one[0]["key" + std::to_string(100000 + i)] = "";
+  FakeNode node([&](const ClientRequest& req) {
+    if (req.op == net::ClientOp::kScan && req.scan.start == "boom") {
+      ClientReply e = With(ReplyStatus::kError);
+      e.error = "\"limit\" must be 1..10000";
+      return e;
+    }
+    return ScanPage(one, req);
+  });
+  ShardMap none;
+  none.version = 1;
+  node.set_shards(none);
+  Client c(Fast({node.address()}));
+  ScanOptions o;
+  o.limit = 20000;
+  o.keys_only = true;
+  ScanResult r = c.Scan(o);
+  REQUIRE(r.ok());
+  CHECK(r.kvs.size() == 12000);
+  CHECK_FALSE(r.more);
+  CHECK(std::is_sorted(r.kvs.begin(), r.kvs.end(),
+                       [](const KeyValue& a, const KeyValue& b) { return a.key < b.key; }));
+  for (const ClientRequest& req : node.requests()) {
+    if (req.op == net::ClientOp::kScan) {
+      CHECK(req.shard == -1);
+      CHECK(req.scan.keys_only);
+    }
+  }
+  o.start = "boom";
+  r = c.Scan(o);
+  CHECK(r.code == Code::kError);
+  CHECK(r.error.find("limit") != std::string::npos);
 }
 
 TEST_CASE("MainGroup: the metadata group when hosted, else the first group hosted") {
