@@ -201,6 +201,8 @@ class Client:
         (key, value, mod_index), value None with keys_only, and whether the
         range holds more. Pages of up to 10000 keys; a sharded cluster is
         scanned shard by shard and the results merged."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         if prefix is not None:
             start, end = _bytes(prefix), _prefix_end(_bytes(prefix))
         start, end = _bytes(start), None if end is None else _bytes(end)
@@ -228,8 +230,11 @@ class Client:
                     reply = self._request(c["req"], write=False)
                     c["buffered"] = collections.deque(
                         (kv["key"], kv.get("value"), kv.get("mod_index", 0)) for kv in reply["kvs"])
-                    c["more"] = reply.get("more", False) and bool(reply["kvs"])
+                    c["more"] = reply.get("more", False)
                     c["req"]["start"] = reply.get("next", b"")
+                    if c["more"] and (not c["buffered"]
+                                      or c["req"]["start"] <= c["buffered"][-1][0]):
+                        raise KvError("malformed scan reply: \"next\" does not go on")
             ready = [c for c in cursors if c["buffered"]]
             if not ready:
                 break
@@ -405,6 +410,8 @@ def main(argv=None):
         ap.error("--absent and --expect-index exclude each other")
     if a.op == "scan":
         arity["scan"] = min(len(a.args), 0 if a.prefix is not None else 2)
+        if a.limit < 1:
+            ap.error("--limit must be at least 1")
     if len(a.args) != arity[a.op]:
         ap.error(f"{a.op} takes {arity[a.op]} argument(s)")
     if bool(a.key) != bool(a.server_keys):

@@ -594,11 +594,13 @@ size_t BytesOfColumns(const std::string& text, size_t cols) {
   return i;
 }
 
-// text cut or padded to `width` screen columns.
+// text padded to `width` screen columns; text (left-aligned) cut to it too.
+// A number is never cut, as a wrong number is worse than a ragged row: it
+// widens its column, and the line is cut at the screen's edge instead.
 std::string Fit(std::string text, int width, bool left) {
   const size_t w = static_cast<size_t>(width);
-  text.resize(BytesOfColumns(text, w));
-  const std::string pad(w - ScreenWidth(text), ' ');
+  if (left) text.resize(BytesOfColumns(text, w));
+  const std::string pad(w - std::min(w, ScreenWidth(text)), ' ');
   return left ? text + pad : pad + text;
 }
 

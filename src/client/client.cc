@@ -522,12 +522,15 @@ ScanResult Client::Scan(const ScanOptions& options) {
         std::string bytes;
         Result r = impl_->Run(c.req, this, &bytes);
         net::ClientReply reply;
-        if (r.ok() && (!net::DecodeClientReply(bytes, &reply).ok() || !reply.is_scan)) {
+        // A page goes on past its last key, or the cursor would go round.
+        if (r.ok() && (!net::DecodeClientReply(bytes, &reply).ok() || !reply.is_scan ||
+                       (reply.page.more && (reply.page.kvs.empty() ||
+                                            reply.page.next <= reply.page.kvs.back().key)))) {
           r = Result{Code::kError, {}, "malformed scan reply"};
         }
         if (!r.ok()) return ScanResult{r.code, r.error, {}, false};
         for (kv::ScannedKey& k : reply.page.kvs) c.buffered.push_back(std::move(k));
-        c.more = reply.page.more && !reply.page.kvs.empty();
+        c.more = reply.page.more;
         c.req.scan.start = std::move(reply.page.next);
       }
       if (!c.buffered.empty() &&

@@ -27,7 +27,9 @@ namespace kv::net {
 // The wall-clock time one drain may read for before it yields the pass (a
 // drain's count and byte limits bound it too). Wall time, not work: a loop
 // thread that waits for a CPU gets smaller slices, so it still ticks and
-// sends heartbeats every few milliseconds of its own.
+// sends heartbeats every few milliseconds of its own. A drain reads at least
+// one message whatever the clock says: one that found none would let the
+// loop sleep on an edge-triggered fd with input waiting.
 class DrainSlice {
  public:
   static constexpr std::chrono::milliseconds kLength{5};

@@ -49,8 +49,9 @@ bool ClientFront::Drain() {
   size_t requests = 0, bytes = 0;
   std::vector<zmq::message_t> frames;
   const net::DrainSlice slice;
-  while (requests < kMaxRequestsPerDrain && bytes < kMaxBytesPerDrain && !slice.over() &&
-         net::HasInput(socket_) && net::ReceiveFrames(socket_, &frames, "client socket")) {
+  while (requests < kMaxRequestsPerDrain && bytes < kMaxBytesPerDrain &&
+         (requests == 0 || !slice.over()) && net::HasInput(socket_) &&
+         net::ReceiveFrames(socket_, &frames, "client socket")) {
     found = true;
     ++requests;
     for (const zmq::message_t& f : frames) bytes += f.size();

@@ -233,10 +233,13 @@ Group* Node::OpenReplica(raft::GroupId id, const std::vector<raft::NodeId>& vote
 }
 
 Status Node::Run() {
-  if (critical_priority_) SetNiceOfThisThread(NiceOfThisThread() - kCriticalBoost);
+  const int base_nice = NiceOfThisThread();
+  if (critical_priority_) SetNiceOfThisThread(base_nice - kCriticalBoost);
   // Replays committed entries after a restart before serving anything.
   ProcessReady();
   loop_.Run();
+  // The caller's thread gets its own priority back.
+  if (critical_priority_) setpriority(PRIO_PROCESS, static_cast<id_t>(ThisThread()), base_nice);
   KV_LOG(kInfo) << "node " << cfg_.id << " stopping";
   // Committed entries are in the WAL: what the workers have not applied yet
   // is applied again at the next start, so a stop need not wait for it.

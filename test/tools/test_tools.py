@@ -27,6 +27,16 @@ def run(tool, *args, timeout=60, env=None):
                           env=env)
 
 
+def tmux_session(name, width, height, command):
+    """Starts `command` in a detached tmux session of width x height. Retried:
+    right after the last session is killed the tmux server is still exiting,
+    and a new session started then fails."""
+    def started():
+        return subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", str(width), "-y",
+                               str(height), command], capture_output=True).returncode == 0
+    wait_until(started, 10, interval=0.2, what=f"tmux to start session {name}")
+
+
 class KeygenTest(unittest.TestCase):
     """kvctl keygen: no cluster needed."""
 
@@ -226,8 +236,7 @@ class ToolsTest(unittest.TestCase):
         }
         for width, header in expected.items():
             session = f"kvmon{os.getpid()}w{width}"
-            subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(width), "-y",
-                            "30", f"{BIN['kvmon']} --endpoints {self.eps}"], check=True)
+            tmux_session(session, width, 30, f"{BIN['kvmon']} --endpoints {self.eps}")
             try:
                 def screen():
                     return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
@@ -260,8 +269,7 @@ class ToolsTest(unittest.TestCase):
     def test_kvmon_in_tmux_shows_the_new_leader_after_a_kill(self):
         # At 80 columns, the classic default: a node that is down says so in its row.
         session = f"kvmon{os.getpid()}"
-        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "40",
-                        f"{BIN['kvmon']} --endpoints {self.eps}"], check=True)
+        tmux_session(session, 80, 40, f"{BIN['kvmon']} --endpoints {self.eps}")
         try:
             def screen():
                 return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
