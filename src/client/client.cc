@@ -314,7 +314,8 @@ struct Client::Impl {
           map_fetched = true;
           FetchShards(target, std::min(deadline, Clock::now() + opt.attempt_timeout));
         }
-        if (req.op != net::ClientOp::kScan) shard = reply.shard;  // the node's word on the key's
+        // A key's shard is the node's word; a scan keeps the shard it names.
+        if (req.op != net::ClientOp::kScan) shard = reply.shard;
       }
       if (reply.status == net::ReplyStatus::kRedirect && reply.leader.empty()) {
         reply.status = net::ReplyStatus::kUnavailable;  // a REDIRECT to nowhere

@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include "common/coding.h"
 
@@ -151,12 +152,11 @@ bool StateMachine::Get(std::string_view key, std::string* value, KeyVersion* ver
 }
 
 std::map<std::string, std::string> StateMachine::ScanPrefix(std::string_view prefix) const {
+  ScanSpec spec = PrefixRange(prefix);
+  spec.limit = SIZE_MAX;
+  spec.max_bytes = SIZE_MAX;
   std::map<std::string, std::string> out;
-  data_.ForEachFrom(prefix, [&](const Record& r) {
-    if (r.key().substr(0, prefix.size()) != prefix) return false;
-    out.emplace(r.key(), r.value());
-    return true;
-  });
+  for (ScannedKey& k : Scan(spec).kvs) out.emplace(std::move(k.key), std::move(k.value));
   return out;
 }
 
