@@ -12,9 +12,12 @@
 // the request) after a backoff, within its retry budget: a BUSY answer is
 // no outcome, only counted ("busy" in the summary). Latency is measured from the intended send time
 // (with --rate, the fixed arrival schedule), so a stall shows in the
-// percentiles instead of silently delaying later requests. --key and
-// --server-keys (or KVSTORE_KEY, KVSTORE_SERVER_KEYS) talk to a secure
-// cluster over CurveZMQ.
+// percentiles instead of silently delaying later requests. With
+// --scan-ratio, some operations are scans of a short range of the key space
+// (--scan-span keys from one chosen as for the other operations, at most
+// --scan-limit of them returned): a request per shard, in flight with the
+// rest, whose pages kvload merges. --key and --server-keys (or KVSTORE_KEY,
+// KVSTORE_SERVER_KEYS) talk to a secure cluster over CurveZMQ.
 #include <malloc.h>
 #include <unistd.h>
 
@@ -25,12 +28,15 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "credential_flags.h"
 #include "histogram.h"
@@ -42,6 +48,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using kv::client::Op;
+
+// The most keys a scan page may hold (docs/protocol.md, "Scans").
+constexpr size_t kMaxScanLimit = 10000;
 
 uint64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
@@ -60,6 +69,9 @@ struct Settings {
   size_t value_size = 100;
   double read_ratio = 0;
   double cas_ratio = 0;  // compare-and-swap against the last value this thread saw
+  double scan_ratio = 0;
+  uint64_t scan_span = 20;  // a scan reads [key i, key i + scan_span)
+  size_t scan_limit = 10;   // and returns at most this many keys
   bool stale_reads = false;
   double rate = 0;  // total ops/s; 0 = closed loop
   bool json = false;
@@ -102,31 +114,65 @@ std::string KeyName(uint64_t k) {
   return buf;
 }
 
-// One operation as the history records it (Jepsen/Knossos style).
+// `s` as a JSON string: what kvload writes is plain ASCII, but a scan may
+// return keys and values other clients wrote.
+std::string Json(const std::string& s) {
+  std::string out = "\"";
+  for (const char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string JsonOrNull(const std::string* s) { return s ? Json(*s) : "null"; }
+
+// One operation as the history records it (Jepsen/Knossos style), in the
+// format tools/kvcheck/history.h documents.
 struct HistoryWriter {
   std::mutex mu;
   std::ofstream out;
-  // Keys and values kvload makes are plain ASCII: no escaping needed.
   void Write(int process, const char* type, Op op, const std::string& key, const std::string* value,
              const std::string* expected, uint64_t time_ns) {
-    std::lock_guard<std::mutex> lock(mu);
     const char* f = op == Op::kGet ? "get" : op == Op::kCas ? "cas" : "put";
-    out << "{\"process\":" << process << ",\"type\":\"" << type << "\",\"f\":\"" << f
-        << "\",\"key\":\"" << key << "\",\"value\":";
-    if (value) {
-      out << "\"" << *value << "\"";
-    } else {
-      out << "null";
-    }
-    if (op == Op::kCas) {
-      out << ",\"expected\":";
-      if (expected) {
-        out << "\"" << *expected << "\"";
-      } else {
-        out << "null";
+    std::string line = Head(process, type, f, key) + ",\"value\":" + JsonOrNull(value);
+    if (op == Op::kCas) line += ",\"expected\":" + JsonOrNull(expected);
+    Emit(std::move(line), time_ns);
+  }
+  // A scan of [start, end): kvs and more only when it completed "ok".
+  void WriteScan(int process, const char* type, const std::string& start, const std::string& end,
+                 size_t limit, const std::vector<kv::client::KeyValue>* kvs, bool more,
+                 uint64_t time_ns) {
+    std::string line = Head(process, type, "scan", start) + ",\"end\":" + Json(end) +
+                       ",\"limit\":" + std::to_string(limit);
+    if (kvs) {
+      line += ",\"kvs\":[";
+      for (size_t i = 0; i < kvs->size(); ++i) {
+        line += i ? "," : "";
+        line += "{\"key\":" + Json((*kvs)[i].key) + ",\"value\":" + Json((*kvs)[i].value) + "}";
       }
+      line += std::string("],\"more\":") + (more ? "true" : "false");
     }
-    out << ",\"time\":" << time_ns << "}\n";
+    Emit(std::move(line), time_ns);
+  }
+
+ private:
+  static std::string Head(int process, const char* type, const char* f, const std::string& key) {
+    return "{\"process\":" + std::to_string(process) + ",\"type\":\"" + type + "\",\"f\":\"" + f +
+           "\",\"key\":" + Json(key);
+  }
+  void Emit(std::string line, uint64_t time_ns) {
+    line += ",\"time\":" + std::to_string(time_ns) + "}\n";
+    std::lock_guard<std::mutex> lock(mu);
+    out << line;
   }
 };
 
@@ -138,7 +184,9 @@ struct WriteRecord {
 };
 
 struct ThreadResult {
-  kv::tools::Histogram latency;
+  kv::tools::Histogram latency;       // every operation, scans too
+  kv::tools::Histogram scan_latency;  // scans alone
+  uint64_t scan_keys = 0;             // keys the scans answered OK returned
   std::map<std::string, uint64_t> outcomes;
   std::map<std::string, std::string> first_error;  // per outcome, the first error text
   uint64_t redirects = 0;
@@ -182,6 +230,16 @@ class Worker {
     std::string expect;
     uint64_t intended_ns = 0;
     uint64_t invoke_ns = 0;
+    // scan: the range [key, end), its shards' pages still in flight, what
+    // the pages answered so far (merged when the last one comes), and the
+    // first answer that was not OK.
+    std::string end;
+    uint32_t pages_due = 0;
+    std::vector<kv::client::KeyValue> kvs;
+    bool more = false;
+    std::optional<std::string> cut;  // a page had more: nothing after this is known
+    kv::client::Code scan_code = kv::client::Code::kOk;
+    std::string scan_error;
   };
 
   static kv::client::AsyncOptions Options(const Settings& s) {
@@ -193,11 +251,18 @@ class Worker {
     return o;
   }
   void Issue(size_t index, uint64_t intended_ns);
+  // Sends a scan of [slot.key, slot.end): a request per shard.
+  void IssueScan(size_t index);
+  // A shard's page of the slot's scan; the scan completes with the last.
+  void OnScanPage(Slot& slot, kv::client::Completion& c);
   // history_type: "ok" (happened, with its result), "fail" (certainly did
   // not happen) or "info" (unknown).
   void Complete(Slot& slot, const std::string& outcome, const char* history_type,
                 const std::string* read_value);
-  void OnCompletion(const kv::client::Completion& c);
+  // Completes the slot's operation as its answer `code` says.
+  void Finish(Slot& slot, kv::client::Code code, const std::string& error,
+              const std::string* read_value);
+  void OnCompletion(kv::client::Completion& c);
 
   const Settings& s_;
   int index_;
@@ -219,10 +284,20 @@ void Worker::Issue(size_t index, uint64_t intended_ns) {
   slot.busy = true;
   slot.intended_ns = intended_ns;
   slot.invoke_ns = NowNs();
-  slot.key = KeyName(keys_.Next(rng_));
+  const uint64_t first = keys_.Next(rng_);
+  slot.key = KeyName(first);
   const double dice = std::uniform_real_distribution<double>(0, 1)(rng_);
   const bool read = dice < s_.read_ratio;
-  slot.op = read ? Op::kGet : dice < s_.read_ratio + s_.cas_ratio ? Op::kCas : Op::kPut;
+  slot.op = read                                                  ? Op::kGet
+            : dice < s_.read_ratio + s_.cas_ratio                 ? Op::kCas
+            : dice < s_.read_ratio + s_.cas_ratio + s_.scan_ratio ? Op::kScan
+                                                                  : Op::kPut;
+  if (slot.op == Op::kScan) {
+    // A short range from the key chosen: under zipf, often the hot keys.
+    slot.end = KeyName(std::min(first + s_.scan_span, s_.keys));
+    IssueScan(index);
+    return;
+  }
   if (slot.op == Op::kCas) {
     // Expect what this thread last saw: often right, sometimes raced.
     auto seen = last_seen_.find(slot.key);
@@ -250,13 +325,80 @@ void Worker::Issue(size_t index, uint64_t intended_ns) {
   client_.Submit(index, std::move(req));
 }
 
+void Worker::IssueScan(size_t index) {
+  Slot& slot = slots_[index];
+  slot.kvs.clear();
+  slot.more = false;
+  slot.cut.reset();
+  slot.scan_code = kv::client::Code::kOk;
+  slot.scan_error.clear();
+  if (shared_->history) {
+    shared_->history->WriteScan(slot.process, "invoke", slot.key, slot.end, s_.scan_limit, nullptr,
+                                false, slot.invoke_ns);
+  }
+  // Keys are spread over the shards by hash: each holds part of the range.
+  const uint32_t shards = client_.shards();
+  slot.pages_due = std::max<uint32_t>(shards, 1);
+  for (uint32_t shard = 0; shard < slot.pages_due; ++shard) {
+    kv::client::Request req;
+    req.op = Op::kScan;
+    req.scan.start = slot.key;
+    req.scan.end = slot.end;
+    req.scan.limit = s_.scan_limit;
+    req.scan.stale = s_.stale_reads;
+    req.shard = shards > 0 ? static_cast<int64_t>(shard) : -1;
+    client_.Submit(index, std::move(req));
+  }
+}
+
+void Worker::OnScanPage(Slot& slot, kv::client::Completion& c) {
+  if (c.code == kv::client::Code::kOk) {
+    // A page cut short covers its shard's keys up to its last one only.
+    if (c.more) {
+      const std::string last = c.kvs.empty() ? std::string() : c.kvs.back().key;
+      if (!slot.cut || last < *slot.cut) slot.cut = last;
+    }
+    slot.more = slot.more || c.more;
+    std::move(c.kvs.begin(), c.kvs.end(), std::back_inserter(slot.kvs));
+  } else if (slot.scan_code == kv::client::Code::kOk) {
+    slot.scan_code = c.code;
+    slot.scan_error = c.error;
+  }
+  if (--slot.pages_due > 0) return;
+  if (slot.scan_code == kv::client::Code::kOk) {
+    // Merged: the first scan_limit keys of the range. Every page holds
+    // scan_limit keys unless the range ends first, or the reply-size cap
+    // cut it: past the cut, its shard may hold keys no page returned.
+    std::sort(
+        slot.kvs.begin(), slot.kvs.end(),
+        [](const kv::client::KeyValue& a, const kv::client::KeyValue& b) { return a.key < b.key; });
+    if (slot.cut) {
+      slot.kvs.erase(std::upper_bound(slot.kvs.begin(), slot.kvs.end(), *slot.cut,
+                                      [](const std::string& cut, const kv::client::KeyValue& kv) {
+                                        return cut < kv.key;
+                                      }),
+                     slot.kvs.end());
+    }
+    if (slot.kvs.size() > s_.scan_limit) {
+      slot.kvs.resize(s_.scan_limit);
+      slot.more = true;
+    }
+  }
+  Finish(slot, slot.scan_code, slot.scan_error, nullptr);
+}
+
 void Worker::Complete(Slot& slot, const std::string& outcome, const char* history_type,
                       const std::string* read_value) {
   const uint64_t now = NowNs();
   result_.latency.Record(now - slot.intended_ns);
   result_.outcomes[outcome]++;
   if (outcome != "OK" && outcome != "NOT_FOUND") shared_->errors++;
-  if (slot.op != Op::kGet && s_.verify) {
+  const bool write = slot.op == Op::kPut || slot.op == Op::kCas;
+  if (slot.op == Op::kScan) {
+    result_.scan_latency.Record(now - slot.intended_ns);
+    if (outcome == "OK") result_.scan_keys += slot.kvs.size();
+  }
+  if (write && s_.verify) {
     auto& list = result_.writes[slot.key];
     for (auto w = list.begin(); w != list.end(); ++w) {
       if (w->value != slot.value) continue;
@@ -273,16 +415,21 @@ void Worker::Complete(Slot& slot, const std::string& outcome, const char* histor
   if (s_.cas_ratio > 0 && outcome == "OK") {
     if (slot.op == Op::kGet) {
       last_seen_[slot.key] = read_value ? std::optional<std::string>(*read_value) : std::nullopt;
-    } else {
+    } else if (write) {
       last_seen_[slot.key] = slot.value;
     }
   } else if (s_.cas_ratio > 0 && outcome == "NOT_FOUND" && slot.op == Op::kGet) {
     last_seen_[slot.key] = std::nullopt;
   }
   if (shared_->history) {
-    const std::string* v = slot.op == Op::kGet ? read_value : &slot.value;
-    shared_->history->Write(slot.process, history_type, slot.op, slot.key, v,
-                            slot.has_expect && slot.op == Op::kCas ? &slot.expect : nullptr, now);
+    if (slot.op == Op::kScan) {
+      shared_->history->WriteScan(slot.process, history_type, slot.key, slot.end, s_.scan_limit,
+                                  outcome == "OK" ? &slot.kvs : nullptr, slot.more, now);
+    } else {
+      const std::string* v = slot.op == Op::kGet ? read_value : &slot.value;
+      shared_->history->Write(slot.process, history_type, slot.op, slot.key, v,
+                              slot.has_expect && slot.op == Op::kCas ? &slot.expect : nullptr, now);
+    }
     // A process whose operation's outcome is unknown never completes it.
     if (std::string(history_type) == "info") slot.process = shared_->next_process++;
   }
@@ -290,11 +437,20 @@ void Worker::Complete(Slot& slot, const std::string& outcome, const char* histor
   shared_->done++;
 }
 
-void Worker::OnCompletion(const kv::client::Completion& c) {
+void Worker::OnCompletion(kv::client::Completion& c) {
   Slot& slot = slots_[c.tag];
-  switch (c.code) {
+  if (slot.op == Op::kScan) {
+    OnScanPage(slot, c);
+  } else {
+    Finish(slot, c.code, c.error, &c.value);
+  }
+}
+
+void Worker::Finish(Slot& slot, kv::client::Code code, const std::string& error,
+                    const std::string* read_value) {
+  switch (code) {
     case kv::client::Code::kOk:
-      Complete(slot, "OK", "ok", &c.value);
+      Complete(slot, "OK", "ok", read_value);
       return;
     case kv::client::Code::kNotFound:
       Complete(slot, "NOT_FOUND", "ok", nullptr);
@@ -302,13 +458,13 @@ void Worker::OnCompletion(const kv::client::Completion& c) {
     case kv::client::Code::kUnavailable:
       // Not sent (no server key to send it with); an earlier attempt may
       // have been, so its fate is unknown.
-      result_.first_error.emplace("UNAVAILABLE", c.error);
+      result_.first_error.emplace("UNAVAILABLE", error);
       Complete(slot, "UNAVAILABLE", "info", nullptr);
       return;
     default:
       // CAS_FAILED, ERROR, DENIED: certainly not executed.
-      if (!c.error.empty()) result_.first_error.emplace(kv::client::CodeName(c.code), c.error);
-      Complete(slot, kv::client::CodeName(c.code), "fail", nullptr);
+      if (!error.empty()) result_.first_error.emplace(kv::client::CodeName(code), error);
+      Complete(slot, kv::client::CodeName(code), "fail", nullptr);
       return;
   }
 }
@@ -361,12 +517,29 @@ ThreadResult Worker::Run() {
     }
     completions_.clear();
     client_.Poll(std::chrono::milliseconds(interval_ns ? 1 : 100), &completions_);
-    for (const kv::client::Completion& c : completions_) OnCompletion(c);
+    for (kv::client::Completion& c : completions_) OnCompletion(c);
   }
   result_.redirects = client_.redirects();
   result_.retries = client_.retries();
   result_.busy = client_.busy();
   return std::move(result_);
+}
+
+// The latency percentiles of h, in microseconds: a JSON object, or text.
+std::string LatencyJson(const kv::tools::Histogram& h) {
+  auto us = [&](double q) { return h.Quantile(q) / 1000.0; };
+  char buf[160];
+  std::snprintf(buf, sizeof buf,
+                "{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f}", us(0.5),
+                us(0.9), us(0.99), us(0.999), h.max() / 1000.0);
+  return buf;
+}
+std::string LatencyText(const kv::tools::Histogram& h) {
+  auto us = [&](double q) { return h.Quantile(q) / 1000.0; };
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f", us(0.5),
+                us(0.9), us(0.99), us(0.999), h.max() / 1000.0);
+  return buf;
 }
 
 // Reads back every key written and checks that its value is one the history
@@ -448,7 +621,18 @@ int main(int argc, char** argv) {
                  "Fraction of compare-and-swaps (expecting the value this thread last saw)")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  app.add_flag("--stale-reads", s.stale_reads, "Gets skip the linearizable check");
+  app.add_option("--scan-ratio", s.scan_ratio,
+                 "Fraction of scans, 0..1: each reads --scan-span keys of the key space from a key "
+                 "chosen as for the other operations")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--scan-span", s.scan_span, "Keys of the key space a scan's range spans")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--scan-limit", s.scan_limit, "Most keys a scan returns")
+      ->check(CLI::Range(size_t{1}, kMaxScanLimit))
+      ->capture_default_str();
+  app.add_flag("--stale-reads", s.stale_reads, "Gets and scans skip the linearizable check");
   app.add_option("--rate", s.rate, "Open loop: total requests per second (0 = closed loop)")
       ->capture_default_str();
   app.add_option("--timeout-ms", s.request_timeout_ms,
@@ -478,8 +662,8 @@ int main(int argc, char** argv) {
   }
   s.endpoints = kv::client::ParseEndpoints(endpoints);
   if (!credential_flags.Load("kvload", &s.credentials)) return 2;
-  if (s.read_ratio + s.cas_ratio > 1) {
-    std::fprintf(stderr, "kvload: --read-ratio plus --cas-ratio must not exceed 1\n");
+  if (s.read_ratio + s.cas_ratio + s.scan_ratio > 1) {
+    std::fprintf(stderr, "kvload: --read-ratio, --cas-ratio and --scan-ratio must not exceed 1\n");
     return 2;
   }
   if (s.endpoints.empty() || s.threads < 1 || s.connections < 1 || s.pipeline < 1 || s.keys == 0) {
@@ -565,6 +749,8 @@ int main(int argc, char** argv) {
   ThreadResult total;
   for (auto& r : results) {
     total.latency.Add(r.latency);
+    total.scan_latency.Add(r.scan_latency);
+    total.scan_keys += r.scan_keys;
     for (const auto& [k, v] : r.outcomes) total.outcomes[k] += v;
     total.first_error.insert(r.first_error.begin(), r.first_error.end());
     total.redirects += r.redirects;
@@ -580,17 +766,16 @@ int main(int argc, char** argv) {
   for (const auto& [outcome, text] : total.first_error) {
     std::fprintf(stderr, "kvload: %s: %s\n", outcome.c_str(), text.c_str());
   }
-  auto us = [&](double q) { return total.latency.Quantile(q) / 1000.0; };
+  const kv::tools::Histogram& scans = total.scan_latency;
   uint64_t lost = 0, checked = 0;
   if (s.verify) lost = Verify(s, total.writes, &checked);
 
   if (s.json) {
     std::printf(
-        "{\"ops\":%llu,\"seconds\":%.3f,\"ops_per_sec\":%.1f,\"latency_us\":{\"p50\":%.1f,"
-        "\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},\"redirects\":%llu,"
-        "\"retries\":%llu,\"busy\":%llu,\"outcomes\":{",
-        static_cast<unsigned long long>(ops), elapsed, ops / elapsed, us(0.5), us(0.9), us(0.99),
-        us(0.999), total.latency.max() / 1000.0, static_cast<unsigned long long>(total.redirects),
+        "{\"ops\":%llu,\"seconds\":%.3f,\"ops_per_sec\":%.1f,\"latency_us\":%s,"
+        "\"redirects\":%llu,\"retries\":%llu,\"busy\":%llu,\"outcomes\":{",
+        static_cast<unsigned long long>(ops), elapsed, ops / elapsed,
+        LatencyJson(total.latency).c_str(), static_cast<unsigned long long>(total.redirects),
         static_cast<unsigned long long>(total.retries),
         static_cast<unsigned long long>(total.busy));
     bool first = true;
@@ -599,6 +784,11 @@ int main(int argc, char** argv) {
       first = false;
     }
     std::printf("}");
+    if (s.scan_ratio > 0) {
+      std::printf(",\"scans\":{\"count\":%llu,\"keys\":%llu,\"latency_us\":%s}",
+                  static_cast<unsigned long long>(scans.count()),
+                  static_cast<unsigned long long>(total.scan_keys), LatencyJson(scans).c_str());
+    }
     if (s.verify) {
       std::printf(",\"verify\":{\"keys_checked\":%llu,\"lost\":%llu}",
                   static_cast<unsigned long long>(checked), static_cast<unsigned long long>(lost));
@@ -608,8 +798,7 @@ int main(int argc, char** argv) {
     std::printf("ops: %llu in %.2f s = %.0f ops/s (%d threads x %d connections x %d pipeline)\n",
                 static_cast<unsigned long long>(ops), elapsed, ops / elapsed, s.threads,
                 s.connections, s.pipeline);
-    std::printf("latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", us(0.5),
-                us(0.9), us(0.99), us(0.999), total.latency.max() / 1000.0);
+    std::printf("latency us: %s\n", LatencyText(total.latency).c_str());
     std::printf("outcomes:");
     for (const auto& [k, v] : total.outcomes) {
       std::printf(" %s %llu", k.c_str(), static_cast<unsigned long long>(v));
@@ -618,6 +807,11 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(total.redirects),
                 static_cast<unsigned long long>(total.retries),
                 static_cast<unsigned long long>(total.busy));
+    if (s.scan_ratio > 0) {
+      std::printf("scans: %llu, %llu keys read; latency us: %s\n",
+                  static_cast<unsigned long long>(scans.count()),
+                  static_cast<unsigned long long>(total.scan_keys), LatencyText(scans).c_str());
+    }
     if (s.verify) {
       std::printf("verify: %llu keys checked, %llu lost writes\n",
                   static_cast<unsigned long long>(checked), static_cast<unsigned long long>(lost));

@@ -33,6 +33,11 @@
 // at most 20% of the requests submitted, plus 2 per second; beyond it a
 // request keeps waiting (for the answer to its attempt in flight, if any).
 //
+// Scans: a scan request reads one page of a range, from one shard of a
+// sharded cluster (Request::shard, 0..shards()-1) through that shard's
+// leader, as the key ops go to theirs. Merging the shards' pages and paging
+// on with Completion::next are the caller's, as Client::Scan does them.
+//
 // A request completes with OK, NOT_FOUND, CAS_FAILED, ERROR or DENIED; it is
 // retried until one of these comes: a caller that stops waiting treats what
 // is still in flight as of unknown outcome (a write may still take effect).
@@ -91,7 +96,7 @@ struct AsyncOptions {
   Credentials credentials;
 };
 
-enum class Op : uint8_t { kGet, kPut, kDelete, kCas };
+enum class Op : uint8_t { kGet, kPut, kDelete, kCas, kScan };
 
 struct Request {
   Op op = Op::kGet;
@@ -102,6 +107,12 @@ struct Request {
   // expect (0: the key must be absent).
   std::optional<uint64_t> expect_index;
   bool stale = false;  // get: no linearizable check
+  // scan: the range and one page of it (at most scan.limit keys, at most
+  // 10000, and about 4 MiB; scan.keys_only and scan.stale as for
+  // Client::Scan), read from shard `shard` of a sharded cluster (-1:
+  // unsharded; a sharded cluster answers ERROR to a scan that names none).
+  ScanOptions scan;
+  int64_t shard = -1;
 };
 
 struct Completion {
@@ -115,6 +126,13 @@ struct Completion {
   // get answered kOk: the key's version (see Result in client.h).
   uint64_t create_index = 0;
   uint64_t mod_index = 0;
+  // scan answered kOk: the page's keys in key order; more when the range
+  // (in that shard) holds keys after the last of them, and then next, the
+  // start of the next page. (Braced, as brace-initialized Completions leave
+  // them out.)
+  std::vector<KeyValue> kvs{};
+  bool more = false;
+  std::string next{};
 };
 
 class AsyncClient {
@@ -136,6 +154,9 @@ class AsyncClient {
 
   // Requests submitted and not completed yet.
   size_t in_flight() const;
+  // The shards of the cluster as this client knows them (from the Topology
+  // or fetched since): 0 when unsharded or not known yet.
+  uint32_t shards() const;
   // REDIRECT replies followed, and resends for any other reason (BUSY,
   // UNAVAILABLE, UNKNOWN, a timeout), so far.
   uint64_t redirects() const;

@@ -31,6 +31,8 @@ net::ClientOp WireOp(Op op) {
       return net::ClientOp::kDelete;
     case Op::kCas:
       return net::ClientOp::kCas;
+    case Op::kScan:
+      return net::ClientOp::kScan;
   }
   return net::ClientOp::kGet;
 }
@@ -129,7 +131,8 @@ struct AsyncClient::Impl {
   void ResendFrom(int ep);
   // Takes the slot's request out of flight, to be resent from `at_ns` on.
   void Wait(Slot& slot, uint64_t at_ns);
-  // Where a request goes: its shard's leader when known, else the default.
+  // Where a request goes: its shard's leader (a key's, or the one a scan
+  // names) when known, else the default.
   int Route(const Slot& slot) const;
   void InstallMap(const ShardMap& map) {
     keys.LearnMembers(map.members, map.member_keys);
@@ -249,7 +252,9 @@ void AsyncClient::Impl::Wait(Slot& slot, uint64_t at_ns) {
 
 int AsyncClient::Impl::Route(const Slot& slot) const {
   if (!routes.sharded()) return default_ep;
-  const int leader = routes.leader(routes.ShardOf(slot.req.key));
+  const int64_t shard =
+      slot.req.op == net::ClientOp::kScan ? slot.req.shard : routes.ShardOf(slot.req.key);
+  const int leader = routes.leader(shard);
   return leader >= 0 ? leader : default_ep;
 }
 
@@ -331,6 +336,14 @@ void AsyncClient::Impl::OnReply(net::ClientReply& r, std::vector<Completion>* ou
     c.index = r.index;
     c.create_index = r.create_index;
     c.mod_index = r.mod_index;
+    if (r.is_scan) {
+      c.kvs.reserve(r.page.kvs.size());
+      for (kv::ScannedKey& k : r.page.kvs) {
+        c.kvs.push_back(KeyValue{std::move(k.key), std::move(k.value), k.version.mod_index});
+      }
+      c.more = r.page.more;
+      c.next = std::move(r.page.next);
+    }
     Complete(slot, std::move(c), out);
     return;
   }
@@ -505,7 +518,14 @@ void AsyncClient::Submit(uint64_t tag, Request request) {
   req.op = WireOp(request.op);
   req.key = std::move(request.key);
   req.stale = request.stale;
-  if (request.op != Op::kGet) {
+  if (request.op == Op::kScan) {
+    req.scan.start = std::move(request.scan.start);
+    req.scan.end = std::move(request.scan.end);
+    req.scan.limit = std::clamp<size_t>(request.scan.limit, 1, kv::kMaxScanLimit);
+    req.scan.keys_only = request.scan.keys_only;
+    req.stale = request.scan.stale;
+    req.shard = request.shard;
+  } else if (request.op != Op::kGet) {
     req.value = std::move(request.value);
     req.client = slot.client;
     req.seq = ++slot.seq;
@@ -516,7 +536,8 @@ void AsyncClient::Submit(uint64_t tag, Request request) {
     req.has_expect_index = request.expect_index.has_value();
     req.expect_index = request.expect_index.value_or(0);
   }
-  slot.bytes = req.key.size() + req.value.size() + req.expect.size();
+  slot.bytes = req.key.size() + req.value.size() + req.expect.size() + req.scan.start.size() +
+               req.scan.end.value_or("").size();
   m.budget.OnSend(NowNs());
   m.Send(slot);
 }
@@ -579,6 +600,9 @@ void AsyncClient::Poll(std::chrono::milliseconds wait, std::vector<Completion>* 
 }
 
 size_t AsyncClient::in_flight() const { return impl_->in_use; }
+uint32_t AsyncClient::shards() const {
+  return impl_->routes.sharded() ? impl_->routes.shards() : 0;
+}
 uint64_t AsyncClient::redirects() const { return impl_->redirects; }
 uint64_t AsyncClient::retries() const { return impl_->retries; }
 uint64_t AsyncClient::busy() const { return impl_->busy_replies; }

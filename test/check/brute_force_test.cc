@@ -57,6 +57,8 @@ bool BruteForceLinearizable(const History& h, std::vector<size_t> ops, const Val
             if (state != op.expected) good = false;
             state = op.value;
             break;
+          case OpKind::kScan:
+            break;  // none made here
         }
       }
       if (good) return true;

@@ -4,32 +4,17 @@
 #include <catch2/catch.hpp>
 
 #include "kvcheck/report.h"
+#include "test/check/check_helpers.h"
 #include "test/check/history_builder.h"
 
 namespace kv {
 namespace check {
 namespace {
 
+using testing::Check;
 using testing::HistoryBuilder;
-
-CheckResult Check(const HistoryBuilder& b, CheckOptions options = CheckOptions()) {
-  History h = b.Parse();
-  CheckResult r = CheckHistory(h, options);
-  INFO(FormatText(h, r, ReportOptions()));
-  return r;
-}
-
-Verdict VerdictOf(const HistoryBuilder& b) { return Check(b).verdict; }
-
-// The operations of the witness, described, in invoke order.
-std::vector<std::string> Witness(const HistoryBuilder& b) {
-  History h = b.Parse();
-  CheckResult r = CheckHistory(h, CheckOptions());
-  std::vector<std::string> out;
-  if (!r.violation) return out;
-  for (size_t i : r.violation->witness) out.push_back(DescribeOp(h.ops[i], 0));
-  return out;
-}
+using testing::VerdictOf;
+using testing::Witness;
 
 TEST_CASE("An empty history is linearizable", "[check]") {
   CHECK(VerdictOf(HistoryBuilder()) == Verdict::kLinearizable);

@@ -63,6 +63,23 @@ TEST_CASE("kvcheck exits 1 and shows the operations for a violation", "[check][c
   CHECK_THAT(r.out, Catch::StartsWith("{\"verdict\":\"not linearizable\""));
 }
 
+TEST_CASE("kvcheck checks a scan as reads of the keys in its range", "[check][cli][scan]") {
+  HistoryBuilder b;
+  b.Put(0, "a", "1", 0, 10).Put(0, "b", "2", 20, 30);
+  b.Scan(1, "a", std::string("c"), testing::Kvs{{"a", "1"}, {"b", "2"}}, false, 40, 50);
+  Run r = RunKvcheck(b.text(), "");
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("including 2 reads by 1 scan,"));
+  // The same scan, missing b: b was written before it began.
+  HistoryBuilder missed;
+  missed.Put(0, "a", "1", 0, 10).Put(0, "b", "2", 20, 30);
+  missed.Scan(1, "a", std::string("c"), testing::Kvs{{"a", "1"}}, false, 40, 50);
+  r = RunKvcheck(missed.text(), "");
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.out, Catch::Contains("violation on key \"b\""));
+  CHECK_THAT(r.out, Catch::Contains("scan -> absent"));
+}
+
 TEST_CASE("kvcheck exits 2 on a parse error, naming the line", "[check][cli]") {
   Run r = RunKvcheck("{\"process\":1,\"type\":\"invoke\"\n", "");
   CHECK(r.exit_code == 2);

@@ -5,6 +5,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "kvcheck/history.h"
 
@@ -13,6 +15,7 @@ namespace check {
 namespace testing {
 
 using Value = std::optional<std::string>;
+using Kvs = std::vector<ScannedKey>;
 
 // Each call appends one operation (its invoke line, then its completion
 // line) so a process's operations must be added in its own order.
@@ -42,6 +45,15 @@ class HistoryBuilder {
                           int64_t t0) {
     return Op(p, "cas", key, v, expected, t0, t0 + 1, "info", v);
   }
+  // A scan of [start, end) (end nullopt: to the end) that returned kvs and
+  // more; with an outcome other than "ok" they are left out of the file.
+  HistoryBuilder& Scan(int p, const std::string& start, Value end, const Kvs& kvs, bool more,
+                       int64_t t0, int64_t t1, const char* outcome = "ok", int64_t limit = 10) {
+    ScanLine(p, "invoke", start, end, limit, nullptr, false, t0);
+    const bool ok = std::string(outcome) == "ok";
+    ScanLine(p, outcome, start, end, limit, ok ? &kvs : nullptr, more, t1);
+    return *this;
+  }
   // An invoke that is never completed.
   HistoryBuilder& Pending(int p, const char* f, const std::string& key, Value v, int64_t t0) {
     Line(p, "invoke", f, key, v, std::nullopt, t0);
@@ -55,16 +67,31 @@ class HistoryBuilder {
              "\",\"key\":";
     AppendJsonString(key, &text_);
     text_ += ",\"value\":";
-    if (v) {
-      AppendJsonString(*v, &text_);
-    } else {
-      text_ += "null";
-    }
+    AppendNullable(v);
     text_ += ",\"expected\":";
-    if (expected) {
-      AppendJsonString(*expected, &text_);
-    } else {
-      text_ += "null";
+    AppendNullable(expected);
+    text_ += ",\"time\":" + std::to_string(t) + "}\n";
+  }
+
+  // One raw scan event line; kvs and more only when kvs is not null.
+  void ScanLine(int p, const char* type, const std::string& start, const Value& end, int64_t limit,
+                const Kvs* kvs, bool more, int64_t t) {
+    text_ +=
+        "{\"process\":" + std::to_string(p) + ",\"type\":\"" + type + "\",\"f\":\"scan\",\"key\":";
+    AppendJsonString(start, &text_);
+    text_ += ",\"end\":";
+    AppendNullable(end);
+    text_ += ",\"limit\":" + std::to_string(limit);
+    if (kvs) {
+      text_ += ",\"kvs\":[";
+      for (size_t i = 0; i < kvs->size(); i++) {
+        text_ += i ? ",{\"key\":" : "{\"key\":";
+        AppendJsonString((*kvs)[i].key, &text_);
+        text_ += ",\"value\":";
+        AppendJsonString((*kvs)[i].value, &text_);
+        text_ += "}";
+      }
+      text_ += std::string("],\"more\":") + (more ? "true" : "false");
     }
     text_ += ",\"time\":" + std::to_string(t) + "}\n";
   }
@@ -78,6 +105,13 @@ class HistoryBuilder {
   }
 
  private:
+  void AppendNullable(const Value& v) {
+    if (v) {
+      AppendJsonString(*v, &text_);
+    } else {
+      text_ += "null";
+    }
+  }
   HistoryBuilder& Op(int p, const char* f, const std::string& key, Value v, Value expected,
                      int64_t t0, int64_t t1, const char* outcome, Value completion_value) {
     Line(p, "invoke", f, key, std::string(f) == "get" ? std::nullopt : v, expected, t0);

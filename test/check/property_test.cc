@@ -100,10 +100,11 @@ TEST_CASE("A hot key under heavy concurrency is checked quickly", "[check][prope
   }
 }
 
-void ExpectCaught(StoreBug bug, uint64_t first_seed, double bug_prob = 0.05) {
+void ExpectCaught(StoreBug bug, uint64_t first_seed, double bug_prob = 0.05, double scan_prob = 0) {
   SimOptions o;
   o.bug = bug;
   o.bug_prob = bug_prob;
+  o.scan_prob = scan_prob;
   const int kSeeds = 200;
   int caught = 0, witnessed = 0, unknown = 0;
   for (int i = 0; i < kSeeds; i++) {
@@ -128,6 +129,28 @@ TEST_CASE("A register that sometimes reads stale values is caught", "[check][pro
 
 TEST_CASE("A register that sometimes drops acknowledged writes is caught", "[check][property]") {
   ExpectCaught(StoreBug::kLostWrite, 9000, 0.1);
+}
+
+TEST_CASE("Histories of a correct store with scans are always linearizable",
+          "[check][property][scan]") {
+  SimOptions o;
+  o.scan_prob = 0.3;
+  o.info_prob = 0.05;
+  for (uint64_t seed = 1; seed <= 200; seed++) {
+    o.seed = 11000 + seed;
+    o.processes = 2 + static_cast<int>(seed % 9);
+    o.keys = 2 + static_cast<int>(seed % 5);
+    o.scan_limit = 1 + static_cast<int>(seed % 4);
+    CHECK(RunSeed(o) == Verdict::kLinearizable);
+  }
+}
+
+TEST_CASE("A store whose scans sometimes read stale values is caught", "[check][property][scan]") {
+  ExpectCaught(StoreBug::kScanStale, 12000, 0.1, 0.3);
+}
+
+TEST_CASE("A store whose scans sometimes miss a key is caught", "[check][property][scan]") {
+  ExpectCaught(StoreBug::kScanMiss, 13000, 0.1, 0.3);
 }
 
 TEST_CASE("A long search ends early when a window proves a violation", "[check][property]") {

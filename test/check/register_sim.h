@@ -6,7 +6,7 @@
 // store applies it) and returns later still, so the true linearization is
 // known to exist for a correct store. Some operations time out (info: they
 // may or may not have been applied), some writes are rejected (fail: not
-// applied).
+// applied). Scans, when asked for, read their whole range at one instant.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +22,9 @@ namespace kv {
 namespace check {
 namespace testing {
 
-enum class StoreBug { kNone, kStaleRead, kLostWrite };
+// kStaleRead: a get may read the value before the last write; kScanStale:
+// a scan may, for a key; kScanMiss: a scan may leave out a key.
+enum class StoreBug { kNone, kStaleRead, kLostWrite, kScanStale, kScanMiss };
 
 struct SimOptions {
   uint64_t seed = 1;
@@ -31,6 +33,8 @@ struct SimOptions {
   int ops = 300;
   double info_prob = 0.03;  // an operation times out
   double fail_prob = 0.02;  // a write is rejected
+  double scan_prob = 0;     // an operation is a scan (else get, put, delete or cas)
+  int scan_limit = 3;       // keys a scan returns at most
   StoreBug bug = StoreBug::kNone;
   double bug_prob = 0.05;
 };
@@ -53,6 +57,9 @@ inline std::string SimulateRegister(const SimOptions& o) {
     std::string key;
     Value value, expected, result;
     bool cas_ok = false;
+    Value end;  // scan: the range [key, end) and what it read
+    Kvs kvs;
+    bool more = false;
   };
   std::vector<Client> clients(o.processes);
   int next_id = 0;
@@ -60,6 +67,25 @@ inline std::string SimulateRegister(const SimOptions& o) {
   int invoked = 0, writes = 0;
   int64_t now = 1000;
   auto apply = [&](Client& c) {
+    if (std::string(c.f) == "scan") {
+      c.kvs.clear();
+      c.more = false;
+      for (auto it = store.lower_bound(c.key); it != store.end() && (!c.end || it->first < *c.end);
+           ++it) {
+        Value v = it->second.current;
+        if (o.bug == StoreBug::kScanStale && v != it->second.previous && chance(o.bug_prob)) {
+          v = it->second.previous;
+        }
+        if (o.bug == StoreBug::kScanMiss && v && chance(o.bug_prob)) v.reset();
+        if (!v) continue;
+        if (c.kvs.size() == static_cast<size_t>(o.scan_limit)) {
+          c.more = true;
+          break;
+        }
+        c.kvs.push_back(ScannedKey{it->first, *v});
+      }
+      return;
+    }
     KeyState& ks = store[c.key];
     auto write = [&](Value v) {
       ks.previous = ks.current;
@@ -89,12 +115,25 @@ inline std::string SimulateRegister(const SimOptions& o) {
         if (invoked >= o.ops) break;
         invoked++;
         busy++;
-        c.key = "k" + std::to_string(std::uniform_int_distribution<int>(0, o.keys - 1)(rng));
-        const int dice = std::uniform_int_distribution<int>(0, 99)(rng);
-        c.f = dice < 45 ? "get" : dice < 80 ? "put" : dice < 85 ? "delete" : "cas";
+        auto random_key = [&] {
+          return "k" + std::to_string(std::uniform_int_distribution<int>(0, o.keys - 1)(rng));
+        };
+        c.key = random_key();
         c.value.reset();
         c.expected.reset();
         c.result.reset();
+        if (o.scan_prob > 0 && chance(o.scan_prob)) {
+          // [key, end) between two keys, or from a key to the end.
+          c.f = "scan";
+          c.end = random_key();
+          if (*c.end < c.key) std::swap(*c.end, c.key);
+          if (*c.end == c.key) c.end.reset();
+          out.ScanLine(c.id, "invoke", c.key, c.end, o.scan_limit, nullptr, false, now);
+          c.phase = Phase::kInvoked;
+          break;
+        }
+        const int dice = std::uniform_int_distribution<int>(0, 99)(rng);
+        c.f = dice < 45 ? "get" : dice < 80 ? "put" : dice < 85 ? "delete" : "cas";
         if (std::string(c.f) == "put" || std::string(c.f) == "cas") {
           c.value = "v" + std::to_string(writes++);
         }
@@ -111,11 +150,15 @@ inline std::string SimulateRegister(const SimOptions& o) {
         if (chance(o.info_prob)) {
           // Timed out: maybe applied, maybe not; the client never learns.
           if (chance(0.5)) apply(c);
-          out.Line(c.id, "info", c.f, c.key, c.value, c.expected, now);
+          if (std::string(c.f) == "scan") {
+            out.ScanLine(c.id, "info", c.key, c.end, o.scan_limit, nullptr, false, now);
+          } else {
+            out.Line(c.id, "info", c.f, c.key, c.value, c.expected, now);
+          }
           c.id = next_id++;
           c.phase = Phase::kIdle;
           busy--;
-        } else if (std::string(c.f) != "get" && chance(o.fail_prob)) {
+        } else if (std::string(c.f) != "get" && std::string(c.f) != "scan" && chance(o.fail_prob)) {
           out.Line(c.id, "fail", c.f, c.key, c.value, c.expected, now);
           c.phase = Phase::kIdle;
           busy--;
@@ -125,6 +168,12 @@ inline std::string SimulateRegister(const SimOptions& o) {
         }
         break;
       case Phase::kApplied: {
+        if (std::string(c.f) == "scan") {
+          out.ScanLine(c.id, "ok", c.key, c.end, o.scan_limit, &c.kvs, c.more, now);
+          c.phase = Phase::kIdle;
+          busy--;
+          break;
+        }
         const bool is_get = std::string(c.f) == "get";
         const bool is_cas = std::string(c.f) == "cas";
         out.Line(c.id, is_cas && !c.cas_ok ? "fail" : "ok", c.f, c.key, is_get ? c.result : c.value,

@@ -27,6 +27,60 @@ def run(tool, *args, timeout=60, env=None):
                           env=env)
 
 
+def check_scan_load(test, endpoints, limit, during=None):
+    """Runs kvload with scans of 12 keys' ranges returning at most `limit`
+    keys (and gets, puts, cas) and --history against endpoints, calling
+    during(history_path) while it runs; checks what the history records of
+    the scans, and has kvcheck check it all: the scans as reads of every key
+    in their ranges. kvcheck takes every key to start absent: the cluster
+    must hold no key kvload names (key000000000000 on)."""
+    d = tempfile.mkdtemp(prefix="kv-scanload-")
+    try:
+        hist = os.path.join(d, "history.jsonl")
+        load = subprocess.Popen(
+            [BIN["kvload"], "--endpoints", endpoints, "--threads", "2", "--pipeline", "4",
+             "--duration", "4", "--keys", "60", "--read-ratio", "0.3", "--cas-ratio", "0.1",
+             "--scan-ratio", "0.2", "--scan-span", "12", "--scan-limit", str(limit),
+             "--history", hist, "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            if during:
+                during(hist)
+            out, err = load.communicate(timeout=120)
+        finally:
+            if load.poll() is None:
+                load.kill()
+        test.assertEqual(load.returncode, 0, err)
+        summary = json.loads(out)
+        with open(hist) as f:
+            events = [json.loads(line) for line in f]
+        scans = [e for e in events if e["f"] == "scan"]
+        oks = [e for e in scans if e["type"] == "ok"]
+        test.assertEqual(sum(e["type"] == "invoke" for e in events), summary["ops"])
+        test.assertEqual(sum(e["type"] == "invoke" for e in scans), summary["scans"]["count"])
+        test.assertGreater(len(oks), 20)
+        test.assertEqual(sum(len(e["kvs"]) for e in oks), summary["scans"]["keys"])
+        for e in oks:
+            keys = [kv["key"] for kv in e["kvs"]]
+            test.assertEqual(keys, sorted(set(keys)), e)
+            test.assertTrue(all(e["key"] <= k < e["end"] for k in keys), e)
+            test.assertLessEqual(len(keys), limit, e)
+            test.assertTrue(all(kv["value"] for kv in e["kvs"]), e)
+        # Once the keys are written, a range of 12 holds more than `limit`.
+        test.assertTrue(any(e["more"] and len(e["kvs"]) == limit for e in oks))
+        c = run("kvcheck", "--json", hist, timeout=300)
+        if c.returncode != 0:
+            test.fail(f"kvcheck exited {c.returncode}:\n" + run("kvcheck", hist, timeout=300).stdout
+                      + c.stderr)
+        verdict = json.loads(c.stdout)
+        test.assertEqual(verdict["verdict"], "linearizable")
+        test.assertEqual(verdict["scans"], summary["scans"]["count"])
+        test.assertGreaterEqual(verdict["scan_reads"], summary["scans"]["keys"])
+        return summary
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def tmux_session(name, width, height, command):
     """Starts `command` in a detached tmux session of width x height. Retried:
     right after the last session is killed the tmux server is still exiting,
@@ -170,6 +224,24 @@ class ToolsTest(unittest.TestCase):
             watch.wait(timeout=10)
             watch.stdout.close()
             watch.stderr.close()
+
+    def test_kvload_scans_in_the_history_pass_kvcheck(self):
+        # A cluster of its own: kvcheck takes every key to start absent, and
+        # the other kvload tests write kvload's keys into the shared one.
+        # Its leader is killed while the load runs: scans are resent, and
+        # some end with an unknown outcome.
+        with Cluster(BIN["dir"], nodes=3).start() as cluster:
+            cluster.wait_for_leader(60)
+
+            def kill_the_leader(hist):
+                wait_until(lambda: os.path.exists(hist) and os.path.getsize(hist) > 20000, 30,
+                           what="load to start")
+                victim = cluster.wait_for_leader(60)
+                cluster.kill(victim)
+                wait_until(lambda: cluster.leader() not in (None, victim), 30, what="a new leader")
+                cluster.start(victim)
+
+            check_scan_load(self, ",".join(cluster.endpoints()), limit=8, during=kill_the_leader)
 
     def test_kvload_verify_and_history_across_a_leader_kill(self):
         hist = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name
@@ -423,5 +495,6 @@ if __name__ == "__main__":
     BIN["dir"] = os.path.join(bin_dir, "src", "node")
     BIN["kvctl"] = os.path.join(bin_dir, "tools", "kvctl")
     BIN["kvload"] = os.path.join(bin_dir, "tools", "kvload")
+    BIN["kvcheck"] = os.path.join(bin_dir, "tools", "kvcheck", "kvcheck")
     BIN["kvmon"] = os.path.join(bin_dir, "monitor", "kvmon")
     unittest_main()

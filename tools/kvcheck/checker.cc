@@ -80,7 +80,8 @@ class Interner {
 
 // Whether op.outcome/kind means the search must consider it at all.
 bool IsChecked(const Operation& op) {
-  if (op.outcome == Outcome::kFail) return false;                             // did not happen
+  if (op.kind == OpKind::kScan) return false;      // its reads are checked, one per key
+  if (op.outcome == Outcome::kFail) return false;  // did not happen
   if (op.outcome == Outcome::kInfo && op.kind == OpKind::kGet) return false;  // no effect
   return true;
 }
@@ -155,6 +156,8 @@ inline bool Apply(const SearchOp& op, int32_t state, int32_t* next) {
       if (state != op.expected) return false;
       *next = op.arg;
       return true;
+    case OpKind::kScan:
+      return false;  // never searched: see IsChecked
   }
   return false;
 }
@@ -914,7 +917,20 @@ CheckResult CheckHistory(const History& history, const CheckOptions& options) {
                                  std::chrono::duration<double>(options.total_timeout_seconds));
   }
   std::map<std::string, std::vector<size_t>> by_key;
-  for (size_t i = 0; i < history.ops.size(); i++) by_key[history.ops[i].key].push_back(i);
+  CheckResult result;
+  for (size_t i = 0; i < history.ops.size(); i++) {
+    const Operation& op = history.ops[i];
+    if (op.kind == OpKind::kScan) {
+      // A scan is checked as its reads of single keys (history.h).
+      result.scans++;
+      continue;
+    }
+    if (op.scan != kNoScan) {
+      result.scan_reads++;
+      if (!op.result) result.scan_absent++;
+    }
+    by_key[op.key].push_back(i);
+  }
   std::vector<KeyWork> work;
   work.reserve(by_key.size());
   for (auto& e : by_key) work.push_back(KeyWork{e.first, std::move(e.second)});
@@ -924,7 +940,6 @@ CheckResult CheckHistory(const History& history, const CheckOptions& options) {
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return work[a].ops.size() > work[b].ops.size(); });
 
-  CheckResult result;
   result.keys.resize(work.size());
   std::vector<Violation> violations(work.size());
   std::atomic<size_t> next{0};

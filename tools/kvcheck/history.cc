@@ -3,7 +3,9 @@
 #include <cctype>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <map>
+#include <set>
 #include <sstream>
 #include <utility>
 
@@ -20,6 +22,8 @@ const char* OpKindName(OpKind kind) {
       return "delete";
     case OpKind::kCas:
       return "cas";
+    case OpKind::kScan:
+      return "scan";
   }
   return "?";
 }
@@ -71,8 +75,8 @@ void AppendJsonString(std::string_view s, std::string* out) {
 namespace {
 
 // A recursive-descent reader for one JSON object per line. Only what the
-// history format needs is decoded (strings, null, integers); any other value
-// of an unknown field is validated and skipped.
+// history format needs is decoded (strings, null, integers, booleans, a
+// scan's kvs); any other value of an unknown field is validated and skipped.
 class LineReader {
  public:
   explicit LineReader(std::string_view s) : s_(s) {}
@@ -81,17 +85,13 @@ class LineReader {
     bool have_process = false, have_type = false, have_f = false, have_key = false,
          have_time = false;
     SkipSpace();
-    if (!Consume('{')) return Error("expected '{' at the start of the line");
-    SkipSpace();
-    if (Consume('}')) return Error("empty object");
-    while (true) {
-      SkipSpace();
-      std::string name;
-      Status s = ReadString(&name);
-      if (!s.ok()) return s;
-      SkipSpace();
-      if (!Consume(':')) return Error("expected ':' after \"" + name + "\"");
-      SkipSpace();
+    if (pos_ >= s_.size() || s_[pos_] != '{') {
+      return Error("expected '{' at the start of the line");
+    }
+    size_t fields = 0;
+    Status read = ReadObject([&](const std::string& name) {
+      Status s;
+      fields++;
       if (name == "process") {
         s = ReadInt(name, &event->process);
         have_process = true;
@@ -115,15 +115,22 @@ class LineReader {
         s = ReadNullableString(name, &event->value);
       } else if (name == "expected") {
         s = ReadNullableString(name, &event->expected);
+      } else if (name == "end") {
+        s = ReadNullableString(name, &event->end);
+      } else if (name == "limit") {
+        s = ReadInt(name, &event->limit);
+        if (s.ok() && event->limit < 0) s = Error("\"limit\" must not be negative");
+      } else if (name == "more") {
+        s = ReadBool(name, &event->more);
+      } else if (name == "kvs") {
+        s = ReadKvs(&event->kvs);
       } else {
         s = SkipValue(0);
       }
-      if (!s.ok()) return s;
-      SkipSpace();
-      if (Consume(',')) continue;
-      if (Consume('}')) break;
-      return Error("expected ',' or '}'");
-    }
+      return s;
+    });
+    if (!read.ok()) return read;
+    if (fields == 0) return Error("empty object");
     SkipSpace();
     if (pos_ != s_.size()) return Error("unexpected text after the object");
     if (!have_process) return Missing("process");
@@ -187,8 +194,11 @@ class LineReader {
       *kind = OpKind::kDelete;
     } else if (v == "cas") {
       *kind = OpKind::kCas;
+    } else if (v == "scan") {
+      *kind = OpKind::kScan;
     } else {
-      return Status::InvalidArgument("unknown \"f\" \"" + v + "\" (want put, get, delete or cas)");
+      return Status::InvalidArgument("unknown \"f\" \"" + v +
+                                     "\" (want put, get, delete, cas or scan)");
     }
     return Status::OK();
   }
@@ -223,6 +233,76 @@ class LineReader {
     }
     *out = v;
     return Status::OK();
+  }
+
+  Status ReadBool(const std::string& name, bool* out) {
+    if (ConsumeWord("true")) {
+      *out = true;
+    } else if (ConsumeWord("false")) {
+      *out = false;
+    } else {
+      return Error("\"" + name + "\" must be true or false");
+    }
+    return Status::OK();
+  }
+
+  // An object whose members field(name) reads, from the value on.
+  template <typename Field>
+  Status ReadObject(Field field) {
+    if (!Consume('{')) return Error("expected an object");
+    SkipSpace();
+    if (Consume('}')) return Status::OK();
+    while (true) {
+      SkipSpace();
+      std::string name;
+      Status s = ReadString(&name);
+      if (!s.ok()) return s;
+      SkipSpace();
+      if (!Consume(':')) return Error("expected ':' after \"" + name + "\"");
+      SkipSpace();
+      s = field(name);
+      if (!s.ok()) return s;
+      SkipSpace();
+      if (Consume(',')) continue;
+      if (Consume('}')) return Status::OK();
+      return Error("expected ',' or '}'");
+    }
+  }
+
+  // [{"key": str, "value": str}, ...]; other fields of an entry are skipped.
+  Status ReadKvs(std::vector<ScannedKey>* out) {
+    out->clear();
+    if (!Consume('[')) return Error("\"kvs\" must be an array");
+    SkipSpace();
+    if (Consume(']')) return Status::OK();
+    while (true) {
+      SkipSpace();
+      if (pos_ >= s_.size() || s_[pos_] != '{') {
+        return Error("an entry of \"kvs\" must be an object");
+      }
+      ScannedKey kv;
+      bool have_key = false, have_value = false;
+      Status s = ReadObject([&](const std::string& name) {
+        if (name == "key") {
+          have_key = true;
+          return ReadString(&kv.key);
+        }
+        if (name == "value") {
+          have_value = true;
+          return ReadString(&kv.value);
+        }
+        return SkipValue(0);
+      });
+      if (!s.ok()) return s;
+      if (!have_key || !have_value) {
+        return Error("an entry of \"kvs\" needs a \"key\" and a \"value\" (strings)");
+      }
+      out->push_back(std::move(kv));
+      SkipSpace();
+      if (Consume(',')) continue;
+      if (Consume(']')) return Status::OK();
+      return Error("expected ',' or ']'");
+    }
   }
 
   Status ReadNullableString(const std::string& name, std::optional<std::string>* out) {
@@ -399,6 +479,69 @@ Status LineError(size_t line, const std::string& what) {
   return Status::InvalidArgument("line " + std::to_string(line) + ": " + what);
 }
 
+// What a scan can have returned: keys in increasing order, inside its
+// range, no more than its limit.
+Status CheckScanResult(const Operation& scan) {
+  if (scan.limit > 0 && scan.kvs.size() > static_cast<size_t>(scan.limit)) {
+    return Status::InvalidArgument("scan returned " + std::to_string(scan.kvs.size()) +
+                                   " keys, more than its limit " + std::to_string(scan.limit));
+  }
+  for (size_t i = 0; i < scan.kvs.size(); i++) {
+    const std::string& key = scan.kvs[i].key;
+    if (key < scan.key || (scan.end && key >= *scan.end)) {
+      return Status::InvalidArgument("scan returned key \"" + key + "\", outside its range");
+    }
+    if (i > 0 && key <= scan.kvs[i - 1].key) {
+      return Status::InvalidArgument("scan returned key \"" + key + "\" after \"" +
+                                     scan.kvs[i - 1].key + "\": not in increasing order");
+    }
+  }
+  return Status::OK();
+}
+
+// Adds the reads of every scan answered ok (see history.h): per key of the
+// history in the part of its range it covered, a get of what it returned
+// for that key, or of absent.
+void AddScanReads(History* history) {
+  std::set<std::string> keys;
+  for (const Operation& op : history->ops) {
+    if (op.kind != OpKind::kScan) {
+      keys.insert(op.key);
+    } else {
+      for (const ScannedKey& kv : op.kvs) keys.insert(kv.key);
+    }
+  }
+  std::vector<Operation> reads;
+  for (size_t i = 0; i < history->ops.size(); i++) {
+    const Operation& scan = history->ops[i];
+    if (scan.kind != OpKind::kScan || scan.outcome != Outcome::kOk) continue;
+    auto covered = [&](const std::string& key) {
+      if (scan.more) return !scan.kvs.empty() && key <= scan.kvs.back().key;
+      return !scan.end || key < *scan.end;
+    };
+    auto returned = scan.kvs.begin();
+    for (auto key = keys.lower_bound(scan.key); key != keys.end() && covered(*key); ++key) {
+      Operation read;
+      read.process = scan.process;
+      read.kind = OpKind::kGet;
+      read.outcome = Outcome::kOk;
+      read.key = *key;
+      // Every key returned is in `keys`, in the same order: the walk meets each.
+      if (returned != scan.kvs.end() && returned->key == *key) {
+        read.result = returned->value;
+        ++returned;
+      }
+      read.invoke_time = scan.invoke_time;
+      read.return_time = scan.return_time;
+      read.invoke_line = scan.invoke_line;
+      read.return_line = scan.return_line;
+      read.scan = i;
+      reads.push_back(std::move(read));
+    }
+  }
+  std::move(reads.begin(), reads.end(), std::back_inserter(history->ops));
+}
+
 // Pairs events into operations as they arrive.
 class Pairer {
  public:
@@ -422,6 +565,10 @@ class Pairer {
       op.invoke_line = line;
       if (e.kind == OpKind::kPut || e.kind == OpKind::kCas) op.value = std::move(e.value);
       if (e.kind == OpKind::kCas) op.expected = std::move(e.expected);
+      if (e.kind == OpKind::kScan) {
+        op.end = std::move(e.end);
+        op.limit = e.limit;
+      }
       open_[e.process] = history_->ops.size();
       history_->ops.push_back(std::move(op));
       return Status::OK();
@@ -455,6 +602,16 @@ class Pairer {
       op.value = std::move(e.value);
     }
     if (op.kind == OpKind::kCas && !op.expected && e.expected) op.expected = std::move(e.expected);
+    if (op.kind == OpKind::kScan) {
+      if (!op.end && e.end) op.end = std::move(e.end);
+      if (op.limit == 0) op.limit = e.limit;
+      if (op.outcome == Outcome::kOk) {
+        op.kvs = std::move(e.kvs);
+        op.more = e.more;
+        Status s = CheckScanResult(op);
+        if (!s.ok()) return LineError(line, s.message());
+      }
+    }
     open_.erase(it);
     return Status::OK();
   }
@@ -488,6 +645,7 @@ Status ParseHistory(std::istream& in, History* history) {
   }
   if (in.bad()) return Status::IOError("read error after line " + std::to_string(lineno));
   // Operations still outstanding at the end stay kInfo, returning kNever.
+  AddScanReads(history);
   return Status::OK();
 }
 

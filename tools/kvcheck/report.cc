@@ -86,7 +86,7 @@ void AppendOpTable(const History& h, const std::vector<size_t>& ops, int64_t ori
 void AppendJsonOp(const History& h, size_t i, std::string* out) {
   const Operation& op = h.ops[i];
   Appendf(out, "{\"index\":%zu,\"process\":%" PRId64 ",\"f\":\"%s\",\"outcome\":\"%s\",\"key\":", i,
-          op.process, OpKindName(op.kind), OutcomeName(op.outcome));
+          op.process, op.scan != kNoScan ? "scan" : OpKindName(op.kind), OutcomeName(op.outcome));
   AppendJsonString(op.key, out);
   auto opt = [&](const char* name, const std::optional<std::string>& v) {
     Appendf(out, ",\"%s\":", name);
@@ -136,6 +136,7 @@ std::string DescribeOp(const Operation& op, size_t max_value_chars) {
     case OpKind::kPut:
       return "put " + QuoteOpt(op.value, max_value_chars, "null");
     case OpKind::kGet:
+      if (op.scan != kNoScan) return "scan -> " + QuoteOpt(op.result, max_value_chars, "absent");
       if (op.outcome != Outcome::kOk) return "get";
       return "get -> " + QuoteOpt(op.result, max_value_chars, "not found");
     case OpKind::kDelete:
@@ -143,6 +144,15 @@ std::string DescribeOp(const Operation& op, size_t max_value_chars) {
     case OpKind::kCas:
       return "cas " + QuoteOpt(op.expected, max_value_chars, "absent") + " -> " +
              QuoteOpt(op.value, max_value_chars, "null");
+    case OpKind::kScan: {
+      std::string out = "scan [" + Quote(op.key, max_value_chars) + ", " +
+                        QuoteOpt(op.end, max_value_chars, "end") + ")";
+      if (op.outcome == Outcome::kOk) {
+        out += " -> " + std::to_string(op.kvs.size()) + (op.kvs.size() == 1 ? " key" : " keys");
+        if (op.more) out += ", more";
+      }
+      return out;
+    }
   }
   return "?";
 }
@@ -164,6 +174,12 @@ std::string FormatText(const History& h, const CheckResult& r, const ReportOptio
   Appendf(
       &out, "  %zu operations (%zu ok, %zu fail, %zu info) on %zu key%s; %zu checked in %.3f s\n",
       r.ops, ok, fail, info, r.keys.size(), r.keys.size() == 1 ? "" : "s", r.checked, r.seconds);
+  if (r.scans > 0) {
+    Appendf(&out,
+            "  including %zu reads by %zu scan%s, one per key of the range each covered (%zu "
+            "of a key it did not return: absent)\n",
+            r.scan_reads, r.scans, r.scans == 1 ? "" : "s", r.scan_absent);
+  }
   Appendf(&out, "  keys: %zu linearizable, %zu NOT linearizable, %zu unknown\n", n_lin, n_bad,
           n_unknown);
 
@@ -276,8 +292,11 @@ std::string FormatText(const History& h, const CheckResult& r, const ReportOptio
 std::string FormatJson(const History& h, const CheckResult& r) {
   std::string out;
   const char* verdict = JsonVerdict(r.verdict);
-  Appendf(&out, "{\"verdict\":\"%s\",\"ops\":%zu,\"checked\":%zu,\"keys\":%zu,\"seconds\":%.6f",
-          verdict, r.ops, r.checked, r.keys.size(), r.seconds);
+  Appendf(&out,
+          "{\"verdict\":\"%s\",\"ops\":%zu,\"checked\":%zu,\"keys\":%zu,\"scans\":%zu,"
+          "\"scan_reads\":%zu,\"scan_absent\":%zu,\"seconds\":%.6f",
+          verdict, r.ops, r.checked, r.keys.size(), r.scans, r.scan_reads, r.scan_absent,
+          r.seconds);
   out.append(",\"per_key\":[");
   for (size_t k = 0; k < r.keys.size(); k++) {
     const KeyResult& kr = r.keys[k];

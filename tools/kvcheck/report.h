@@ -20,7 +20,8 @@ struct ReportOptions {
 };
 
 // A one-line description of an operation: `put "a"`, `get -> not found`,
-// `cas "a" -> "b"`.
+// `cas "a" -> "b"`, and for a scan's read of one key `scan -> "a"` or
+// `scan -> absent`.
 std::string DescribeOp(const Operation& op, size_t max_value_chars);
 
 // The human-readable report: verdict, counts, per-key table and, for a

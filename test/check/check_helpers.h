@@ -1,0 +1,38 @@
+// Test helpers: check a hand-made history, with the report shown when a
+// test fails, and describe the witness of its violation.
+#pragma once
+
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "kvcheck/checker.h"
+#include "kvcheck/report.h"
+#include "test/check/history_builder.h"
+
+namespace kv {
+namespace check {
+namespace testing {
+
+inline CheckResult Check(const HistoryBuilder& b, CheckOptions options = CheckOptions()) {
+  History h = b.Parse();
+  CheckResult r = CheckHistory(h, options);
+  INFO(FormatText(h, r, ReportOptions()));
+  return r;
+}
+
+inline Verdict VerdictOf(const HistoryBuilder& b) { return Check(b).verdict; }
+
+// The operations of the witness, described, in invoke order.
+inline std::vector<std::string> Witness(const HistoryBuilder& b) {
+  History h = b.Parse();
+  CheckResult r = CheckHistory(h, CheckOptions());
+  std::vector<std::string> out;
+  if (!r.violation) return out;
+  for (size_t i : r.violation->witness) out.push_back(DescribeOp(h.ops[i], 0));
+  return out;
+}
+
+}  // namespace testing
+}  // namespace check
+}  // namespace kv
