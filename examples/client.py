@@ -7,16 +7,20 @@ It needs only pyzmq and msgpack (Debian: python3-zmq, python3-msgpack).
     examples/client.py get k
     examples/client.py del k
     examples/client.py cas k old new        (cas k new --absent: only if absent)
-    examples/client.py get k --versions     (prints {"value", "create_index", "mod_index"})
+    examples/client.py get k --versions     (prints {"value", "create_index", "mod_index"}
+                                            and "ttl_ms" when k has a deadline)
     examples/client.py cas k new --expect-index 42   (only if k's mod_index is 42; 0: absent)
+    examples/client.py put k v --ttl 60000  (k expires in a minute; also cas --ttl)
+    examples/client.py touch k --ttl 5000   (a new deadline, the value kept; no --ttl: permanent)
+    examples/client.py ttl k                (the ms k has left, or "permanent")
     examples/client.py scan --prefix app/   (every key under app/, a JSON line each)
     examples/client.py scan a m --limit 10 --keys-only   (keys in [a, m), at most 10)
     examples/client.py status
     examples/client.py shards               (the shard map; shards 0: not sharded)
     examples/client.py --key me.key --server-keys peers get k   (a secure cluster)
 
-Exit codes: 0 success, 1 key not found (get, del), no key in range (scan) or
-compare failed (cas),
+Exit codes: 0 success, 1 key not found (get, del, touch, ttl), no key in range
+(scan) or compare failed (cas),
 2 usage error, 3 cluster unavailable / timed out / write fate unknown,
 4 the server answered ERROR, 5 DENIED (the key's role does not allow it).
 
@@ -35,6 +39,16 @@ them, and cas with expect_index compares on them instead of on the value:
 Scans read a range of keys in key order (docs/protocol.md, "Scans"):
 
     found, more = c.scan(prefix=b"app/", limit=100)  # [(key, value, mod_index)], bool
+
+A key may expire (docs/protocol.md, "Expiry"): put and cas take ttl_ms
+(None: permanent), touch sets a new one without sending the value again, and
+ttl tells what is left. get_versioned's tuple and each scan entry carry
+ttl_ms too, as an attribute beside the tuple's fields (None: permanent):
+
+    c.put(b"session", b"data", ttl_ms=30000)  # gone 30 s after the write
+    c.touch(b"session", ttl_ms=30000)         # 30 s from now; None: key absent
+    c.ttl(b"session")                         # ms left, None: permanent
+    c.get_versioned(b"session").ttl_ms
 
 A secure cluster (nodes started with --key; docs/protocol.md, "Security")
 answers only CurveZMQ clients whose key it knows. Give this client its
@@ -91,6 +105,32 @@ class Unknown(Unavailable):
 class Denied(Exception):
     """The server answered DENIED: this client's key lacks the role the op
     needs (read, write or admin); not executed."""
+
+
+class NotFound(Exception):
+    """ttl(): the key is absent (or expired). The other methods say so in
+    what they return (get: None, delete: False, touch: None), but ttl's
+    None already means "permanent"."""
+
+
+class Versioned(collections.namedtuple("Versioned", "value create_index mod_index")):
+    """get_versioned's answer. ttl_ms, the ms the key has left (None:
+    permanent), is an attribute, not a field: the tuple unpacks and compares
+    as (value, create_index, mod_index)."""
+
+    def __new__(cls, value, create_index, mod_index, ttl_ms=None):
+        self = super().__new__(cls, value, create_index, mod_index)
+        self.ttl_ms = ttl_ms
+        return self
+
+
+class Entry(collections.namedtuple("Entry", "key value mod_index")):
+    """A key of a scan, with ttl_ms as Versioned has it."""
+
+    def __new__(cls, key, value, mod_index, ttl_ms=None):
+        self = super().__new__(cls, key, value, mod_index)
+        self.ttl_ms = ttl_ms
+        return self
 
 
 def _bytes(x):
@@ -166,41 +206,69 @@ class Client:
         return reply.get("value") if reply["status"] == "OK" else None
 
     def get_versioned(self, key, stale=False):
-        """(value, create_index, mod_index), or None when the key is absent."""
+        """(value, create_index, mod_index) with the attribute ttl_ms (see
+        Versioned), or None when the key is absent."""
         req = {"op": "get", "key": _bytes(key)}
         if stale:
             req["stale"] = True
         reply = self._request(req, write=False)
         if reply["status"] != "OK":
             return None
-        return reply["value"], reply.get("create_index", 0), reply.get("mod_index", 0)
+        return Versioned(reply["value"], reply.get("create_index", 0), reply.get("mod_index", 0),
+                         reply.get("ttl_ms"))
 
-    def put(self, key, value):
-        """The log index of the write."""
+    def ttl(self, key, stale=False):
+        """The ms the key has left (at least 1), or None when it is
+        permanent; raises NotFound when the key is absent."""
+        found = self.get_versioned(key, stale=stale)
+        if found is None:
+            raise NotFound(f"{_bytes(key)!r} not found")
+        return found.ttl_ms
+
+    def put(self, key, value, ttl_ms=None):
+        """The log index of the write. With ttl_ms the key expires that many
+        ms after the write; without (or 0) it is permanent, even if it had a
+        deadline before."""
         req = {"op": "put", "key": _bytes(key), "value": _bytes(value)}
+        if ttl_ms is not None:
+            req["ttl_ms"] = ttl_ms
         return self._request(req, write=True).get("index", 0)
+
+    def touch(self, key, ttl_ms=None):
+        """Gives the key a new deadline, ttl_ms from now (None or 0: none,
+        the key becomes permanent), and keeps its value and versions. The
+        log index of the write, or None when the key is absent."""
+        req = {"op": "touch", "key": _bytes(key)}
+        if ttl_ms is not None:
+            req["ttl_ms"] = ttl_ms
+        reply = self._request(req, write=True)
+        return reply.get("index", 0) if reply["status"] == "OK" else None
 
     def delete(self, key):
         """True if the key was there, False if it was absent."""
         return self._request({"op": "del", "key": _bytes(key)}, write=True)["status"] == "OK"
 
-    def cas(self, key, expect, value, expect_index=None):
+    def cas(self, key, expect, value, expect_index=None, ttl_ms=None):
         """Sets key to value if its current value is expect (None: if the key
         is absent), or, given expect_index, if its mod_index is expect_index
-        (0: if it is absent). True if it did, False on CAS_FAILED."""
+        (0: if it is absent); ttl_ms as put's. True if it did, False on
+        CAS_FAILED."""
         req = {"op": "cas", "key": _bytes(key), "value": _bytes(value)}
         if expect_index is not None:
             req["expect_index"] = expect_index
         else:
             req["expect"] = None if expect is None else _bytes(expect)
+        if ttl_ms is not None:
+            req["ttl_ms"] = ttl_ms
         return self._request(req, write=True)["status"] == "OK"
 
     def scan(self, start=b"", end=None, prefix=None, limit=1000, keys_only=False, stale=False):
         """The first `limit` keys of [start, end) (end None: to the last key),
         or of the keys starting with `prefix`, in key order: a list of
-        (key, value, mod_index), value None with keys_only, and whether the
-        range holds more. Pages of up to 10000 keys; a sharded cluster is
-        scanned shard by shard and the results merged."""
+        (key, value, mod_index) with the attribute ttl_ms (see Entry), value
+        None with keys_only, and whether the range holds more. Pages of up
+        to 10000 keys; a sharded cluster is scanned shard by shard and the
+        results merged."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         if prefix is not None:
@@ -229,7 +297,8 @@ class Client:
                 if not c["buffered"] and c["more"]:
                     reply = self._request(c["req"], write=False)
                     c["buffered"] = collections.deque(
-                        (kv["key"], kv.get("value"), kv.get("mod_index", 0)) for kv in reply["kvs"])
+                        Entry(kv["key"], kv.get("value"), kv.get("mod_index", 0),
+                              kv.get("ttl_ms")) for kv in reply["kvs"])
                     c["more"] = reply.get("more", False)
                     c["req"]["start"] = reply.get("next", b"")
                     if c["more"] and (not c["buffered"]
@@ -384,12 +453,16 @@ def main(argv=None):
     ap.add_argument("--endpoints", default="127.0.0.1:8080,127.0.0.1:8081,127.0.0.1:8082",
                     help="comma-separated host:port list of client addresses")
     ap.add_argument("--timeout", type=float, default=5.0, help="deadline per operation, seconds")
-    ap.add_argument("--stale", action="store_true", help="get: local read, may be stale")
+    ap.add_argument("--stale", action="store_true", help="get, ttl, scan: local read, may be stale")
     ap.add_argument("--absent", action="store_true", help="cas KEY NEW: only if KEY is absent")
     ap.add_argument("--expect-index", type=int, default=None, metavar="INDEX",
                     help="cas KEY NEW: only if KEY's mod_index is INDEX (0: if it is absent)")
     ap.add_argument("--versions", action="store_true",
-                    help="get: print the value and the key's create_index and mod_index as JSON")
+                    help="get: print the value and the key's create_index and mod_index (and "
+                         "ttl_ms, if it has a deadline) as JSON")
+    ap.add_argument("--ttl", type=int, default=None, metavar="MS",
+                    help="put, cas: the key expires MS ms after the write; touch: MS ms from now "
+                         "(touch without --ttl: the key becomes permanent)")
     ap.add_argument("--prefix", default=None, help="scan: the keys that start with PREFIX")
     ap.add_argument("--limit", type=int, default=1000, help="scan: at most this many keys")
     ap.add_argument("--keys-only", action="store_true", help="scan: the keys without values")
@@ -400,14 +473,17 @@ def main(argv=None):
     ap.add_argument("--server-keys", default=os.environ.get("KVSTORE_SERVER_KEYS"),
                     help="the members' public keys, lines \"ID PUBLIC-KEY [HOST:PORT]\" "
                          "(env KVSTORE_SERVER_KEYS)")
-    ap.add_argument("op", choices=["put", "set", "get", "del", "cas", "scan", "status", "shards"])
+    ap.add_argument("op", choices=["put", "set", "get", "del", "cas", "touch", "ttl", "scan",
+                                   "status", "shards"])
     ap.add_argument("args", nargs="*")
     a = ap.parse_intermixed_args(argv)
     two = a.absent or a.expect_index is not None
-    arity = {"put": 2, "set": 2, "get": 1, "del": 1, "cas": 2 if two else 3, "status": 0,
-             "shards": 0}
+    arity = {"put": 2, "set": 2, "get": 1, "del": 1, "cas": 2 if two else 3, "touch": 1,
+             "ttl": 1, "status": 0, "shards": 0}
     if a.absent and a.expect_index is not None:
         ap.error("--absent and --expect-index exclude each other")
+    if a.ttl is not None and a.ttl < 0:
+        ap.error("--ttl must be at least 0")
     if a.op == "scan":
         arity["scan"] = min(len(a.args), 0 if a.prefix is not None else 2)
         if a.limit < 1:
@@ -443,36 +519,46 @@ def main(argv=None):
             # One JSON line per key, in key order; exit 1 when none matched.
             found, more = c.scan(*a.args, prefix=a.prefix, limit=a.limit,
                                  keys_only=a.keys_only, stale=a.stale)
-            for key, value, mod_index in found:
-                line = {"key": key.decode("utf-8", "replace"), "mod_index": mod_index}
-                if value is not None:
-                    line["value"] = value.decode("utf-8", "replace")
+            for entry in found:
+                line = {"key": entry.key.decode("utf-8", "replace"), "mod_index": entry.mod_index}
+                if entry.value is not None:
+                    line["value"] = entry.value.decode("utf-8", "replace")
+                if entry.ttl_ms is not None:
+                    line["ttl_ms"] = entry.ttl_ms
                 print(json.dumps(line))
             if more:
                 print(f"(more than {a.limit} keys)", file=sys.stderr)
             return 0 if found else 1
         if a.op in ("put", "set"):
-            c.put(*a.args)
+            c.put(*a.args, ttl_ms=a.ttl)
             print("OK")
             return 0
-        if a.op == "get":
+        if a.op in ("get", "ttl"):
             found = c.get_versioned(a.args[0], stale=a.stale)
             if found is None:
                 print("NOT_FOUND", file=sys.stderr)
                 return 1
             value, created, modified = found
-            if a.versions:
-                print(json.dumps({"value": value.decode("utf-8", "replace"),
-                                  "create_index": created, "mod_index": modified}))
+            if a.op == "ttl":
+                print("permanent" if found.ttl_ms is None else found.ttl_ms)
+            elif a.versions:
+                line = {"value": value.decode("utf-8", "replace"), "create_index": created,
+                        "mod_index": modified}
+                if found.ttl_ms is not None:
+                    line["ttl_ms"] = found.ttl_ms
+                print(json.dumps(line))
             else:
                 sys.stdout.buffer.write(value + b"\n")
             return 0
-        if a.op == "del":
-            found = c.delete(a.args[0])
+        if a.op in ("del", "touch"):
+            if a.op == "del":
+                found = c.delete(a.args[0])
+            else:
+                found = c.touch(a.args[0], ttl_ms=a.ttl) is not None
             print("OK" if found else "NOT_FOUND")
             return 0 if found else 1
         expect, new = (None, a.args[1]) if two else (a.args[1], a.args[2])
-        ok = c.cas(a.args[0], expect, new, expect_index=a.expect_index)
+        ok = c.cas(a.args[0], expect, new, expect_index=a.expect_index, ttl_ms=a.ttl)
         print("OK" if ok else "CAS_FAILED")
         return 0 if ok else 1
     except KvError as e:

@@ -103,6 +103,7 @@ int Report(const Output& out, const kv::client::Result& r, bool has_value) {
     if (r.mod_index != 0) {
       std::cout << ",\"create_index\":" << r.create_index << ",\"mod_index\":" << r.mod_index;
     }
+    if (r.ttl_ms != 0) std::cout << ",\"ttl_ms\":" << r.ttl_ms;
     if (!r.error.empty()) std::cout << ",\"error\":" << JsonString(r.error);
     std::cout << "}\n";
   } else if (r.ok()) {
@@ -139,7 +140,9 @@ int ReportScan(const Output& out, const kv::client::ScanResult& r, bool keys_onl
       const kv::client::KeyValue& kv = r.kvs[i];
       std::cout << (i ? "," : "") << "{\"key\":" << JsonString(text(kv.key));
       if (!keys_only) std::cout << ",\"value\":" << JsonString(text(kv.value));
-      std::cout << ",\"mod_index\":" << kv.mod_index << "}";
+      std::cout << ",\"mod_index\":" << kv.mod_index;
+      if (kv.ttl_ms != 0) std::cout << ",\"ttl_ms\":" << kv.ttl_ms;
+      std::cout << "}";
     }
     std::cout << "],\"more\":" << (r.more ? "true" : "false") << "}\n";
   } else {
@@ -150,6 +153,20 @@ int ReportScan(const Output& out, const kv::client::ScanResult& r, bool keys_onl
     if (r.more) std::fprintf(stderr, "kvctl: more keys follow (raise --limit)\n");
   }
   return r.kvs.empty() ? 1 : 0;
+}
+
+// `kvctl ttl`: the ms a key has left, or "permanent"; exit 1 when absent.
+int ReportTtl(const Output& out, const kv::client::Result& r) {
+  if (!r.ok()) return Report(out, r, false);
+  if (out.json) {
+    std::cout << "{\"status\":\"OK\",\"ttl_ms\":"
+              << (r.ttl_ms != 0 ? std::to_string(r.ttl_ms) : "null") << "}\n";
+  } else if (r.ttl_ms != 0) {
+    std::cout << r.ttl_ms << "\n";
+  } else {
+    std::cout << "permanent\n";
+  }
+  return 0;
 }
 
 std::string IdList(const std::vector<uint64_t>& ids, const char* sep) {
@@ -385,19 +402,36 @@ int Watch(const Output& out, kv::client::Client& client, const std::vector<std::
     // false: EINTR (Ctrl-C); the loop condition ends it.
     if (!sub.Poll(std::chrono::milliseconds(200), &updates)) continue;
     for (const kv::client::Update& u : updates) {
-      const auto* put = std::get_if<kv::PutEvent>(&u.event);
-      const auto* del = std::get_if<kv::DeleteEvent>(&u.event);
-      if (u.status || (!put && !del)) continue;
-      const std::string& key = put ? put->key : del->key;
-      const uint64_t index = put ? put->index : del->index;
-      const uint64_t size = put ? put->size : del->size;
-      if (key.compare(0, prefix.size(), prefix) != 0) continue;
+      if (u.status) continue;
+      // The key events: what the line calls them, and their fields.
+      std::string op;
+      const std::string* key = nullptr;
+      uint64_t index = 0, size = 0;
+      if (const auto* put = std::get_if<kv::PutEvent>(&u.event)) {
+        op = "put";
+        key = &put->key;
+        index = put->index;
+        size = put->size;
+      } else if (const auto* del = std::get_if<kv::DeleteEvent>(&u.event)) {
+        op = "del";
+        key = &del->key;
+        index = del->index;
+      } else if (const auto* expired = std::get_if<kv::ExpireEvent>(&u.event)) {
+        op = "expire";
+        key = &expired->key;
+        index = expired->index;
+      } else {
+        continue;
+      }
+      if (key->compare(0, prefix.size(), prefix) != 0) continue;
       if (out.json) {
-        std::cout << "{\"op\":\"" << (put ? "put" : "del") << "\",\"key\":" << JsonString(key)
+        std::cout << "{\"op\":\"" << op << "\",\"key\":" << JsonString(*key)
                   << ",\"index\":" << index << ",\"size\":" << size << "}" << std::endl;
       } else {
-        std::cout << (put ? "PUT " : "DEL ") << key << " (index " << index;
-        if (put) std::cout << ", " << size << " bytes";
+        std::string upper(op);
+        for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        std::cout << upper << " " << *key << " (index " << index;
+        if (op == "put") std::cout << ", " << size << " bytes";
         std::cout << ")" << std::endl;
       }
     }
@@ -473,9 +507,12 @@ int main(int argc, char** argv) {
 
   std::string key, value, expected;
   bool absent = false;
+  int64_t ttl_ms = 0;
+  const char* ttl_help = "Expire the key MS milliseconds from now (default: never)";
   auto* put = app.add_subcommand("put", "Set KEY to VALUE");
   put->add_option("key", key)->required();
   put->add_option("value", value)->required();
+  put->add_option("--ttl", ttl_ms, ttl_help)->check(CLI::NonNegativeNumber);
   auto* get = app.add_subcommand("get", "Print the value of KEY (linearizable unless --stale)");
   get->add_option("key", key)->required();
   get->add_flag("--stale", stale, "Read from any node without a quorum check");
@@ -507,6 +544,15 @@ int main(int argc, char** argv) {
       "--expect-index", expect_index,
       "Only if KEY's mod_index (kvctl --json get) is INDEX, 0 meaning absent (then give KEY NEW)");
   expect_index_opt->excludes("--absent");
+  cas->add_option("--ttl", ttl_ms, ttl_help)->check(CLI::NonNegativeNumber);
+  auto* touch = app.add_subcommand(
+      "touch", "Give KEY a new deadline, keeping its value (without --ttl: make it permanent)");
+  touch->add_option("key", key)->required();
+  touch->add_option("--ttl", ttl_ms, ttl_help)->check(CLI::NonNegativeNumber);
+  auto* ttl = app.add_subcommand(
+      "ttl", "Print the milliseconds KEY has left before it expires, or \"permanent\"");
+  ttl->add_option("key", key)->required();
+  ttl->add_flag("--stale", stale, "Read from any node without a quorum check");
   auto* status = app.add_subcommand("status", "One row per endpoint: role, term, indexes");
   auto* members =
       app.add_subcommand("members", "The group's members: id, address, voter or learner");
@@ -585,7 +631,10 @@ int main(int argc, char** argv) {
   opts.attempt_timeout = std::min(opts.timeout, std::chrono::milliseconds(1000));
   kv::client::Client client(opts);
 
-  if (put->parsed()) return Report(out, client.Put(key, value), false);
+  const std::chrono::milliseconds ttl_for_write(ttl_ms);
+  if (put->parsed()) return Report(out, client.Put(key, value, ttl_for_write), false);
+  if (touch->parsed()) return Report(out, client.Touch(key, ttl_for_write), false);
+  if (ttl->parsed()) return ReportTtl(out, client.Get(key, stale));
   if (get->parsed() && by_prefix) {
     kv::client::ScanOptions o = kv::client::PrefixScan(key);
     o.limit = limit;
@@ -605,11 +654,11 @@ int main(int argc, char** argv) {
   }
   if (del->parsed()) return Report(out, client.Delete(key), false);
   if (cas->parsed() && by_index)
-    return Report(out, client.CasIndex(key, expect_index, value), false);
+    return Report(out, client.CasIndex(key, expect_index, value, ttl_for_write), false);
   if (cas->parsed()) {
     std::optional<std::string> expect;
     if (!absent) expect = expected;
-    return Report(out, client.Cas(key, expect, value), false);
+    return Report(out, client.Cas(key, expect, value, ttl_for_write), false);
   }
   if (status->parsed()) return PrintStatus(out, client, opts.endpoints);
   if (members->parsed()) return PrintMembers(out, client, opts.endpoints);

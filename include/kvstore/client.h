@@ -106,6 +106,9 @@ struct Result {
   // of the one that last changed it (0 from a node that predates versions).
   uint64_t create_index = 0;
   uint64_t mod_index = 0;
+  // get answered kOk, of a key with a deadline: the ms left before it
+  // expires; 0 for a key that never does.
+  uint64_t ttl_ms = 0;
   bool ok() const { return code == Code::kOk; }
 };
 
@@ -124,6 +127,7 @@ struct KeyValue {
   std::string key;
   std::string value;  // empty with keys_only
   uint64_t mod_index = 0;
+  uint64_t ttl_ms = 0;  // as in Result
 };
 
 struct ScanResult {
@@ -149,18 +153,28 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  Result Put(const std::string& key, const std::string& value);
+  // Writes with a ttl above zero make the key expire that long after the
+  // leader took the write (docs/protocol.md, "Expiry"); without one the key
+  // is permanent, even if it had a deadline before.
+  Result Put(const std::string& key, const std::string& value,
+             std::chrono::milliseconds ttl = std::chrono::milliseconds(0));
   // stale: read from whichever node answers, without a linearizable check.
   Result Get(const std::string& key, bool stale = false);
   Result Delete(const std::string& key);
   // Puts value if the current value equals *expect, or if the key is absent
   // when expect is nullopt.
   Result Cas(const std::string& key, const std::optional<std::string>& expect,
-             const std::string& value);
+             const std::string& value,
+             std::chrono::milliseconds ttl = std::chrono::milliseconds(0));
   // Puts value if the key's mod_index (Result::mod_index of a get) equals
   // expect_index, or if the key is absent when expect_index is 0:
   // optimistic concurrency without sending the old value back.
-  Result CasIndex(const std::string& key, uint64_t expect_index, const std::string& value);
+  Result CasIndex(const std::string& key, uint64_t expect_index, const std::string& value,
+                  std::chrono::milliseconds ttl = std::chrono::milliseconds(0));
+  // Gives the key a new deadline, ttl from now (zero: none, the key becomes
+  // permanent), keeping its value and version; kNotFound if it is absent.
+  Result Touch(const std::string& key,
+               std::chrono::milliseconds ttl = std::chrono::milliseconds(0));
 
   // The first options.limit keys of a range, in key order, fetched in pages
   // (docs/protocol.md, "Scans"). A sharded cluster is read shard by shard,

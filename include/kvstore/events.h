@@ -83,10 +83,20 @@ struct DeleteEvent {
   uint64_t size = 0;  // always 0
 };
 
-using Event = std::variant<RoleEvent, CommitEvent, SnapshotEvent, MembershipEvent, ShardsEvent,
-                           PutEvent, DeleteEvent>;
+// Topic "kv.expire": a key was removed because its deadline had passed
+// (docs/protocol.md, "Expiry").
+struct ExpireEvent {
+  uint64_t node = 0;
+  uint64_t seq = 0;
+  std::string key;
+  uint64_t index = 0;  // the entry that removed it
+  uint64_t size = 0;   // always 0
+};
 
-// The topic an event is published under: "role", "commit", ..., "kv.del".
+using Event = std::variant<RoleEvent, CommitEvent, SnapshotEvent, MembershipEvent, ShardsEvent,
+                           PutEvent, DeleteEvent, ExpireEvent>;
+
+// The topic an event is published under: "role", "commit", ..., "kv.expire".
 const char* EventTopic(const Event& event);
 // The publishing node's id and its sequence number of the event.
 uint64_t EventNode(const Event& event);

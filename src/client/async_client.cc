@@ -339,7 +339,8 @@ void AsyncClient::Impl::OnReply(net::ClientReply& r, std::vector<Completion>* ou
     if (r.is_scan) {
       c.kvs.reserve(r.page.kvs.size());
       for (kv::ScannedKey& k : r.page.kvs) {
-        c.kvs.push_back(KeyValue{std::move(k.key), std::move(k.value), k.version.mod_index});
+        c.kvs.push_back(
+            KeyValue{std::move(k.key), std::move(k.value), k.version.mod_index, k.ttl_ms});
       }
       c.more = r.page.more;
       c.next = std::move(r.page.next);

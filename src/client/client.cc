@@ -20,6 +20,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// A TTL on the wire: 0 (none) for zero or less.
+uint64_t TtlMs(std::chrono::milliseconds ttl) {
+  return ttl.count() > 0 ? static_cast<uint64_t>(ttl.count()) : 0;
+}
+
 Code CodeFor(net::ReplyStatus s) {
   switch (s) {
     case net::ReplyStatus::kOk:
@@ -122,8 +127,7 @@ struct Client::Impl {
 
   // Ops a shard's leader serves: key ops, and scans (which name their shard).
   static bool IsKeyOp(net::ClientOp op) {
-    return op == net::ClientOp::kGet || op == net::ClientOp::kPut || op == net::ClientOp::kDelete ||
-           op == net::ClientOp::kCas || op == net::ClientOp::kScan;
+    return op == net::ClientOp::kGet || op == net::ClientOp::kScan || net::IsWrite(op);
   }
 
   // The shard of a request (its key's, or the one a scan names), or -1 for
@@ -261,8 +265,7 @@ struct Client::Impl {
   // Runs one operation until it has an answer or the deadline passes. With
   // `raw`, the final reply's bytes are stored there too.
   Result Run(net::ClientRequest req, Client* owner, std::string* raw = nullptr) {
-    const bool write = req.op == net::ClientOp::kPut || req.op == net::ClientOp::kDelete ||
-                       req.op == net::ClientOp::kCas;
+    const bool write = net::IsWrite(req.op);
     if (write) {
       req.client = owner->client_id_;
       req.seq = ++seq;
@@ -361,6 +364,7 @@ struct Client::Impl {
           r.index = reply.index;
           r.create_index = reply.create_index;
           r.mod_index = reply.mod_index;
+          r.ttl_ms = reply.ttl_ms;
           return r;
         }
       }
@@ -398,11 +402,13 @@ std::string Client::leader() const { return impl_->leader; }
 
 std::map<std::string, std::string> Client::server_keys() const { return impl_->keys.by_address(); }
 
-Result Client::Put(const std::string& key, const std::string& value) {
+Result Client::Put(const std::string& key, const std::string& value,
+                   std::chrono::milliseconds ttl) {
   net::ClientRequest req;
   req.op = net::ClientOp::kPut;
   req.key = key;
   req.value = value;
+  req.ttl_ms = TtlMs(ttl);
   return impl_->Run(std::move(req), this);
 }
 
@@ -422,23 +428,34 @@ Result Client::Delete(const std::string& key) {
 }
 
 Result Client::Cas(const std::string& key, const std::optional<std::string>& expect,
-                   const std::string& value) {
+                   const std::string& value, std::chrono::milliseconds ttl) {
   net::ClientRequest req;
   req.op = net::ClientOp::kCas;
   req.key = key;
   req.value = value;
+  req.ttl_ms = TtlMs(ttl);
   req.has_expect = expect.has_value();
   if (expect) req.expect = *expect;
   return impl_->Run(std::move(req), this);
 }
 
-Result Client::CasIndex(const std::string& key, uint64_t expect_index, const std::string& value) {
+Result Client::CasIndex(const std::string& key, uint64_t expect_index, const std::string& value,
+                        std::chrono::milliseconds ttl) {
   net::ClientRequest req;
   req.op = net::ClientOp::kCas;
   req.key = key;
   req.value = value;
+  req.ttl_ms = TtlMs(ttl);
   req.has_expect_index = true;
   req.expect_index = expect_index;
+  return impl_->Run(std::move(req), this);
+}
+
+Result Client::Touch(const std::string& key, std::chrono::milliseconds ttl) {
+  net::ClientRequest req;
+  req.op = net::ClientOp::kTouch;
+  req.key = key;
+  req.ttl_ms = TtlMs(ttl);
   return impl_->Run(std::move(req), this);
 }
 
@@ -541,7 +558,8 @@ ScanResult Client::Scan(const ScanOptions& options) {
     }
     if (smallest == nullptr) break;  // every shard read to the end of the range
     kv::ScannedKey& k = smallest->buffered.front();
-    out.kvs.push_back(KeyValue{std::move(k.key), std::move(k.value), k.version.mod_index});
+    out.kvs.push_back(
+        KeyValue{std::move(k.key), std::move(k.value), k.version.mod_index, k.ttl_ms});
     smallest->buffered.pop_front();
   }
   for (const Cursor& c : cursors) out.more = out.more || c.more || !c.buffered.empty();

@@ -50,5 +50,7 @@ constexpr const char* kDefaultPeers = "1=127.0.0.1:8080,2=127.0.0.1:8081,3=127.0
 // Default request limits: what a node accepts, and what clients may send.
 constexpr size_t kDefaultMaxKeyBytes = 4 << 10;
 constexpr size_t kDefaultMaxValueBytes = 1 << 20;
+// The longest TTL a write may ask for: ten years, in ms.
+constexpr uint64_t kMaxTtlMs = 10ULL * 365 * 24 * 3600 * 1000;
 
 }  // namespace kv

@@ -8,13 +8,14 @@
 
 namespace kv {
 
-Record* Record::Make(std::string_view key, std::string_view value, KeyVersion version) {
+Record* Record::Make(std::string_view key, std::string_view value, KeyVersion version,
+                     uint64_t deadline_ms) {
   KV_CHECK(key.size() <= std::numeric_limits<uint32_t>::max() &&
            value.size() <= std::numeric_limits<uint32_t>::max())
       << "a record of " << key.size() << " + " << value.size() << " bytes";
   void* memory = ::operator new(sizeof(Record) + key.size() + value.size());
-  auto* r = new (memory)
-      Record(static_cast<uint32_t>(key.size()), static_cast<uint32_t>(value.size()), version);
+  auto* r = new (memory) Record(static_cast<uint32_t>(key.size()),
+                                static_cast<uint32_t>(value.size()), version, deadline_ms);
   char* bytes = reinterpret_cast<char*>(r + 1);
   if (!key.empty()) std::memcpy(bytes, key.data(), key.size());
   if (!value.empty()) std::memcpy(bytes + key.size(), value.data(), value.size());

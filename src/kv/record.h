@@ -1,4 +1,4 @@
-// Record: one key with its value and version, in a single immutable
+// Record: one key with its value, version and deadline, in a single immutable
 // allocation that the live state and snapshot views share by reference
 // count. A write never changes a record: it makes a new one and drops its
 // reference to the old, which lives on while a view still holds it. So a
@@ -23,8 +23,10 @@ struct KeyVersion {
 
 class Record {
  public:
-  // A new record with one reference, the caller's.
-  static Record* Make(std::string_view key, std::string_view value, KeyVersion version);
+  // A new record with one reference, the caller's. deadline_ms: when the
+  // key expires (ms since the Unix epoch, the leader's clock); 0: never.
+  static Record* Make(std::string_view key, std::string_view value, KeyVersion version,
+                      uint64_t deadline_ms = 0);
   Record(const Record&) = delete;
   Record& operator=(const Record&) = delete;
 
@@ -35,10 +37,16 @@ class Record {
   std::string_view key() const { return {bytes(), key_size_}; }
   std::string_view value() const { return {bytes() + key_size_, value_size_}; }
   const KeyVersion& version() const { return version_; }
+  uint64_t deadline_ms() const { return deadline_ms_; }
+  // Whether the key's deadline is at or before now_ms.
+  bool ExpiredAt(uint64_t now_ms) const { return deadline_ms_ != 0 && deadline_ms_ <= now_ms; }
 
  private:
-  Record(uint32_t key_size, uint32_t value_size, KeyVersion version)
-      : key_size_(key_size), value_size_(value_size), version_(version) {}
+  Record(uint32_t key_size, uint32_t value_size, KeyVersion version, uint64_t deadline_ms)
+      : key_size_(key_size),
+        value_size_(value_size),
+        version_(version),
+        deadline_ms_(deadline_ms) {}
   ~Record() = default;
   // The key's bytes, then the value's, follow the object in its allocation.
   const char* bytes() const { return reinterpret_cast<const char*>(this + 1); }
@@ -47,6 +55,7 @@ class Record {
   const uint32_t key_size_;
   const uint32_t value_size_;
   const KeyVersion version_;
+  const uint64_t deadline_ms_;
 };
 
 // An owning reference to a record (or to none).

@@ -48,6 +48,7 @@ struct ScannedKey {
   std::string key;
   std::string value;  // empty for keys_only
   KeyVersion version;
+  uint64_t ttl_ms = 0;  // ms left before the key expires; 0: it never does
 };
 
 // One page of a scan, in key order.

@@ -13,7 +13,9 @@ namespace {
 // Version 2 added the members after the data; version 1 snapshots have none.
 // Version 3 added each key's create_index and mod_index after its value; a
 // key restored from an older snapshot gets the snapshot's index for both.
-constexpr uint8_t kSnapshotVersion = 3;
+// Version 4 added the state machine's clock after the applied index and each
+// key's deadline after its versions.
+constexpr uint8_t kSnapshotVersion = 4;
 
 // Spreads the bits so that sums of hashes do not cancel in patterns.
 uint64_t Mix(uint64_t x) {
@@ -40,29 +42,43 @@ const char* ApplyResultName(ApplyResult r) {
   return "?";
 }
 
-uint64_t StateMachine::HashPair(std::string_view key, std::string_view value) {
+uint64_t StateMachine::Hash(std::string_view key, std::string_view value, uint64_t deadline_ms) {
   // XXH3 (xxHash 0.8): an order of magnitude faster per byte than a
   // byte-at-a-time hash, and this runs twice for every write applied. The
   // key's hash seeds the value's, so that moving bytes from key to value
-  // changes the result.
+  // changes the result. A key without a deadline hashes as it did before
+  // deadlines existed.
   const uint64_t h = XXH3_64bits(key.data(), key.size());
-  return Mix(XXH3_64bits_withSeed(value.data(), value.size(), h) + key.size());
+  return Mix(XXH3_64bits_withSeed(value.data(), value.size(), h) + key.size() +
+             deadline_ms * 0x9e3779b97f4a7c15ULL);
 }
 
-void StateMachine::PutValue(std::string_view key, std::string_view value, KeyVersion v) {
-  const RecordRef old = data_.Put(Record::Make(key, value, v));
+void StateMachine::PutValue(std::string_view key, std::string_view value, KeyVersion v,
+                            uint64_t deadline_ms) {
+  const RecordRef old = data_.Put(Record::Make(key, value, v, deadline_ms));
   if (old.get() != nullptr) {
-    digest_ -= HashPair(key, old->value());
+    digest_ -= Hash(key, old->value(), old->deadline_ms());
     data_bytes_ -= key.size() + old->value().size();
+    if (old->deadline_ms() != 0) deadlines_.erase({old->deadline_ms(), std::string(key)});
   }
-  digest_ += HashPair(key, value);
+  digest_ += Hash(key, value, deadline_ms);
   data_bytes_ += key.size() + value.size();
+  if (deadline_ms != 0) deadlines_.emplace(deadline_ms, std::string(key));
 }
 
 void StateMachine::EraseValue(const Record* r) {
-  digest_ -= HashPair(r->key(), r->value());
+  digest_ -= Hash(r->key(), r->value(), r->deadline_ms());
   data_bytes_ -= r->key().size() + r->value().size();
+  if (r->deadline_ms() != 0) deadlines_.erase({r->deadline_ms(), std::string(r->key())});
   data_.Erase(r->key());
+}
+
+const Record* StateMachine::Current(std::string_view key, std::vector<std::string>* expired) {
+  const Record* r = data_.Find(key);
+  if (r == nullptr || !r->ExpiredAt(clock_ms_)) return r;
+  if (expired != nullptr) expired->emplace_back(key);
+  EraseValue(r);
+  return nullptr;
 }
 
 void StateMachine::RecordSession(uint64_t client, uint64_t seq, uint64_t index,
@@ -79,9 +95,11 @@ void StateMachine::RecordSession(uint64_t client, uint64_t seq, uint64_t index,
 }
 
 ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplicate,
-                                uint64_t* decided_at) {
+                                uint64_t* decided_at, std::vector<std::string>* expired) {
   *duplicate = false;
   applied_index_ = index;
+  // The leader's clock, never going back (a new leader's may be behind).
+  clock_ms_ = std::max(clock_ms_, cmd.now_ms);
   uint64_t unused = 0;
   if (decided_at == nullptr) decided_at = &unused;
   *decided_at = index;
@@ -100,12 +118,17 @@ ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplic
     }
   }
   ApplyResult result = ApplyResult::kOk;
-  const Record* current = data_.Find(cmd.key);
+  if (cmd.op == OpType::kExpire) {
+    // Current removes each key whose deadline has passed; a key written
+    // again since the leader listed it has a later deadline (or none).
+    for (const std::string& key : cmd.keys) Current(key, expired);
+  }
+  const Record* current = cmd.op == OpType::kExpire ? nullptr : Current(cmd.key, expired);
   // A put or a successful cas: a new record, created now unless it replaces one.
   const KeyVersion written{current != nullptr ? current->version().create_index : index, index};
   switch (cmd.op) {
     case OpType::kPut:
-      PutValue(cmd.key, cmd.value, written);
+      PutValue(cmd.key, cmd.value, written, cmd.deadline_ms);
       break;
     case OpType::kDelete:
       if (current == nullptr) {
@@ -123,12 +146,25 @@ ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplic
                                  : current == nullptr;
       }
       if (matches) {
-        PutValue(cmd.key, cmd.value, written);
+        PutValue(cmd.key, cmd.value, written, cmd.deadline_ms);
       } else {
         result = ApplyResult::kCasFailed;
       }
       break;
     }
+    case OpType::kTouch:
+      // A new deadline, the same value and version: a touch is no change
+      // of the value that optimistic writers (expect_index) should see.
+      if (current == nullptr) {
+        result = ApplyResult::kNotFound;
+      } else {
+        current->Ref();
+        const RecordRef keep(current);  // the old record outlives its replacement
+        PutValue(cmd.key, keep->value(), keep->version(), cmd.deadline_ms);
+      }
+      break;
+    case OpType::kExpire:
+      break;
   }
   if (cmd.client != 0 && cmd.seq != 0) RecordSession(cmd.client, cmd.seq, index, result);
   return result;
@@ -143,8 +179,13 @@ void StateMachine::SetMember(uint64_t index, uint64_t node, const std::string& a
   }
 }
 
-bool StateMachine::Get(std::string_view key, std::string* value, KeyVersion* version) const {
+const Record* StateMachine::Find(std::string_view key, uint64_t now_ms) const {
   const Record* r = data_.Find(key);
+  return r == nullptr || r->ExpiredAt(std::max(now_ms, clock_ms_)) ? nullptr : r;
+}
+
+bool StateMachine::Get(std::string_view key, std::string* value, KeyVersion* version) const {
+  const Record* r = Find(key);
   if (r == nullptr) return false;
   value->assign(r->value());
   if (version != nullptr) *version = r->version();
@@ -160,12 +201,14 @@ std::map<std::string, std::string> StateMachine::ScanPrefix(std::string_view pre
   return out;
 }
 
-ScanPage StateMachine::Scan(const ScanSpec& spec) const {
+ScanPage StateMachine::Scan(const ScanSpec& spec, uint64_t now_ms) const {
+  const uint64_t now = std::max(now_ms, clock_ms_);
   ScanPage page;
   page.keys_only = spec.keys_only;
   size_t bytes = 0;
   data_.ForEachFrom(spec.start, [&](const Record& r) {
     if (spec.end && r.key() >= *spec.end) return false;
+    if (r.ExpiredAt(now)) return true;
     const size_t size = r.key().size() + (spec.keys_only ? 0 : r.value().size());
     if (page.kvs.size() >= std::max<size_t>(spec.limit, 1) ||
         (!page.kvs.empty() && bytes + size > spec.max_bytes)) {
@@ -177,15 +220,30 @@ ScanPage StateMachine::Scan(const ScanSpec& spec) const {
     bytes += size;
     page.kvs.push_back(ScannedKey{std::string(r.key()),
                                   spec.keys_only ? std::string() : std::string(r.value()),
-                                  r.version()});
+                                  r.version(), r.deadline_ms() != 0 ? r.deadline_ms() - now : 0});
     return true;
   });
   return page;
 }
 
+std::vector<std::string> StateMachine::ExpiredKeys(uint64_t now_ms, size_t max) const {
+  const uint64_t now = std::max(now_ms, clock_ms_);
+  std::vector<std::string> keys;
+  for (auto it = deadlines_.begin();
+       it != deadlines_.end() && it->first <= now && keys.size() < max; ++it) {
+    keys.push_back(it->second);
+  }
+  return keys;
+}
+
+uint64_t StateMachine::next_deadline() const {
+  return deadlines_.empty() ? 0 : deadlines_.begin()->first;
+}
+
 StateView StateMachine::TakeView() const {
   StateView v;
   v.applied_index_ = applied_index_;
+  v.clock_ms_ = clock_ms_;
   v.sessions_.reserve(sessions_.size());
   for (const auto& [client, s] : sessions_) {
     v.sessions_.push_back({client, s.seq, s.index, static_cast<uint8_t>(s.result)});
@@ -196,7 +254,8 @@ StateView StateMachine::TakeView() const {
 }
 
 uint64_t StateView::SerializedSize() const {
-  uint64_t n = 1 + VarintLength(applied_index_) + VarintLength(sessions_.size());
+  uint64_t n =
+      1 + VarintLength(applied_index_) + VarintLength(clock_ms_) + VarintLength(sessions_.size());
   for (const SessionRow& s : sessions_) {
     n += VarintLength(s.client) + VarintLength(s.seq) + VarintLength(s.index) + 1;
   }
@@ -204,7 +263,7 @@ uint64_t StateView::SerializedSize() const {
   for (const RecordRef& r : records_) {
     n += VarintLength(r->key().size()) + r->key().size() + VarintLength(r->value().size()) +
          r->value().size() + VarintLength(r->version().create_index) +
-         VarintLength(r->version().mod_index);
+         VarintLength(r->version().mod_index) + VarintLength(r->deadline_ms());
   }
   n += VarintLength(members_.size());
   for (const auto& [node, address] : members_) {
@@ -225,6 +284,7 @@ Status StateView::SerializeTo(size_t piece_bytes, const Emit& emit) const {
   };
   out.push_back(static_cast<char>(kSnapshotVersion));
   PutVarint64(&out, applied_index_);
+  PutVarint64(&out, clock_ms_);
   PutVarint64(&out, sessions_.size());
   Status s;
   for (const SessionRow& row : sessions_) {
@@ -240,6 +300,7 @@ Status StateView::SerializeTo(size_t piece_bytes, const Emit& emit) const {
     PutLengthPrefixed(&out, r->value());
     PutVarint64(&out, r->version().create_index);
     PutVarint64(&out, r->version().mod_index);
+    PutVarint64(&out, r->deadline_ms());
     if (!(s = flush_if_full(false)).ok()) return s;
   }
   PutVarint64(&out, members_.size());
@@ -263,9 +324,11 @@ std::string StateView::Serialize() const {
 void StateMachine::Clear() {
   data_.Clear();
   members_.clear();
+  deadlines_.clear();
   sessions_.clear();
   sessions_by_index_.clear();
   applied_index_ = 0;
+  clock_ms_ = 0;
   digest_ = 0;
   data_bytes_ = 0;
 }
@@ -275,7 +338,8 @@ Status StateMachine::Restore(std::string_view in) {
   uint8_t version = 0;
   uint64_t count = 0;
   if (!GetByte(&in, &version) || version < 1 || version > kSnapshotVersion ||
-      !GetVarint64(&in, &applied_index_) || !GetVarint64(&in, &count)) {
+      !GetVarint64(&in, &applied_index_) || (version >= 4 && !GetVarint64(&in, &clock_ms_)) ||
+      !GetVarint64(&in, &count)) {
     Clear();
     return Status::Corruption("state machine snapshot: bad header");
   }
@@ -300,8 +364,10 @@ Status StateMachine::Restore(std::string_view in) {
   for (uint64_t i = 0; i < count; ++i) {
     std::string_view key, value;
     KeyVersion v{snapshot_index, snapshot_index};
+    uint64_t deadline_ms = 0;
     if (!GetLengthPrefixed(&in, &key) || !GetLengthPrefixed(&in, &value) ||
-        (version >= 3 && (!GetVarint64(&in, &v.create_index) || !GetVarint64(&in, &v.mod_index)))) {
+        (version >= 3 && (!GetVarint64(&in, &v.create_index) || !GetVarint64(&in, &v.mod_index))) ||
+        (version >= 4 && !GetVarint64(&in, &deadline_ms))) {
       Clear();
       return Status::Corruption("state machine snapshot: truncated data");
     }
@@ -309,7 +375,7 @@ Status StateMachine::Restore(std::string_view in) {
       Clear();
       return Status::Corruption("state machine snapshot: a key's version is past its index");
     }
-    PutValue(key, value, v);
+    PutValue(key, value, v, deadline_ms);
   }
   if (version >= 2) {
     if (!GetVarint64(&in, &count)) {

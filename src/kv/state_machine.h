@@ -11,9 +11,18 @@
 // and of the one that last changed it (as etcd's create and mod revisions).
 // The keys are kept in order (kv/store.h), each in an immutable record, so
 // a snapshot takes a view (TakeView) instead of a copy of the data.
+// Expiry: a key may carry a deadline (the leader's wall clock plus a TTL).
+// Each command carries the leader's clock; the state machine's clock is
+// the largest applied, so it never goes back, and a key whose deadline it
+// has reached is gone for every command (and removed when one touches it).
+// Reads take the reader's clock too: a key hides once either clock reaches
+// its deadline. The leader finds expired keys (ExpiredKeys) and proposes
+// their removal (OpType::kExpire), which every replica applies alike.
 // Thread safety: none; the node serialises access per shard. A StateView
 // may be serialized on another thread while the state machine goes on.
 #pragma once
+
+#include <absl/container/btree_set.h>
 
 #include <cstdint>
 #include <functional>
@@ -22,6 +31,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -65,6 +75,7 @@ class StateView {
     uint8_t result;
   };
   uint64_t applied_index_ = 0;
+  uint64_t clock_ms_ = 0;
   std::vector<SessionRow> sessions_;
   std::vector<RecordRef> records_;  // in key order
   std::map<uint64_t, std::string> members_;
@@ -78,8 +89,10 @@ class StateMachine {
   // was applied before, sets *duplicate and returns the original result.
   // *decided_at (if given): the index of the write whose application gave
   // the result: `index`, the original's for a duplicate, 0 for a stale seq.
+  // *expired (if given) gets the keys this command removed because their
+  // deadline had passed (a kExpire's, or the key a write found expired).
   ApplyResult Apply(uint64_t index, const Command& cmd, bool* duplicate,
-                    uint64_t* decided_at = nullptr);
+                    uint64_t* decided_at = nullptr, std::vector<std::string>* expired = nullptr);
   // Index was applied but carried no command (a leader's no-op).
   void Skip(uint64_t index) { applied_index_ = index; }
   // A membership change at `index`: the member's client address, kept so that
@@ -88,12 +101,23 @@ class StateMachine {
   void SetMember(uint64_t index, uint64_t node, const std::string& address);
   const std::map<uint64_t, std::string>& members() const { return members_; }
 
-  // False if the key is absent. version (if given) gets the key's version.
+  // The key's record, or nullptr if it is absent or expired at now_ms (a
+  // wall clock; the state machine's own clock if that is later).
+  const Record* Find(std::string_view key, uint64_t now_ms = 0) const;
+  // False if the key is absent or expired at the state machine's clock.
+  // version (if given) gets the key's version.
   bool Get(std::string_view key, std::string* value, KeyVersion* version = nullptr) const;
   // Every key starting with `prefix`, with its value, in key order.
   std::map<std::string, std::string> ScanPrefix(std::string_view prefix) const;
-  // The first page of spec's range: up to spec.limit keys and spec.max_bytes.
-  ScanPage Scan(const ScanSpec& spec) const;
+  // The first page of spec's range: up to spec.limit keys and spec.max_bytes,
+  // leaving out keys expired at now_ms (as in Find).
+  ScanPage Scan(const ScanSpec& spec, uint64_t now_ms = 0) const;
+  // Up to `max` keys whose deadline is at or before now_ms, earliest first.
+  std::vector<std::string> ExpiredKeys(uint64_t now_ms, size_t max) const;
+  // The earliest deadline of any key, or 0 when no key has one.
+  uint64_t next_deadline() const;
+  // The largest leader clock applied (ms since the Unix epoch).
+  uint64_t clock_ms() const { return clock_ms_; }
 
   uint64_t applied_index() const { return applied_index_; }
   size_t size() const { return data_.size(); }
@@ -117,11 +141,15 @@ class StateMachine {
     uint64_t index = 0;  // where the session was last written
     ApplyResult result = ApplyResult::kOk;
   };
-  static uint64_t HashPair(std::string_view key, std::string_view value);
-  // Stores `value` as key's, with version v.
-  void PutValue(std::string_view key, std::string_view value, KeyVersion v);
+  // What a record adds to the digest.
+  static uint64_t Hash(std::string_view key, std::string_view value, uint64_t deadline_ms);
+  // Stores `value` as key's, with version v and the deadline (0: none).
+  void PutValue(std::string_view key, std::string_view value, KeyVersion v, uint64_t deadline_ms);
   // Erases key's record r.
   void EraseValue(const Record* r);
+  // A key's current record at `now` (the state machine's clock): nullptr if
+  // absent; an expired one is erased first and its key added to *expired.
+  const Record* Current(std::string_view key, std::vector<std::string>* expired);
   void RecordSession(uint64_t client, uint64_t seq, uint64_t index, ApplyResult result);
   void Clear();
 
@@ -130,7 +158,10 @@ class StateMachine {
   std::unordered_map<uint64_t, Session> sessions_;
   std::map<uint64_t, uint64_t> sessions_by_index_;  // index -> client, for eviction
   std::map<uint64_t, std::string> members_;         // node id -> client address
+  // The keys that have a deadline, by deadline.
+  absl::btree_set<std::pair<uint64_t, std::string>> deadlines_;
   uint64_t applied_index_ = 0;
+  uint64_t clock_ms_ = 0;
   uint64_t digest_ = 0;
   uint64_t data_bytes_ = 0;
 };

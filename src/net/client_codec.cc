@@ -26,7 +26,8 @@ constexpr std::pair<ClientOp, const char*> kOpNames[] = {
     {ClientOp::kMemberAdd, "member_add"},
     {ClientOp::kMemberRemove, "member_remove"},
     {ClientOp::kShards, "shards"},
-    {ClientOp::kScan, "scan"}};
+    {ClientOp::kScan, "scan"},
+    {ClientOp::kTouch, "touch"}};
 
 constexpr std::pair<ReplyStatus, const char*> kReplyStatusNames[] = {
     {ReplyStatus::kOk, "OK"},
@@ -145,6 +146,8 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
       }
     } else if (name == "expect_index") {
       ok = r->has_expect_index = GetUint(v, &r->expect_index);
+    } else if (name == "ttl_ms") {
+      ok = GetUint(v, &r->ttl_ms);
     } else if (name == "client") {
       ok = GetUint(v, &r->client);
     } else if (name == "seq") {
@@ -201,6 +204,10 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
   if (r->op == ClientOp::kCas && r->has_expect && r->has_expect_index) {
     return Status::InvalidArgument("cas compares \"expect\" or \"expect_index\", not both");
   }
+  if (r->ttl_ms > kMaxTtlMs) {
+    return Status::InvalidArgument("\"ttl_ms\" must be at most " + std::to_string(kMaxTtlMs) +
+                                   " (ten years)");
+  }
   if (r->value.size() > limits.max_value_bytes || r->expect.size() > limits.max_value_bytes) {
     return Status::InvalidArgument(
         "value of " + std::to_string(std::max(r->value.size(), r->expect.size())) +
@@ -216,7 +223,7 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
 std::string EncodeClientRequest(const ClientRequest& r) {
   std::string out;
   out.reserve(48 + r.key.size() + r.value.size() + r.expect.size());
-  const bool write = r.op == ClientOp::kPut || r.op == ClientOp::kDelete || r.op == ClientOp::kCas;
+  const bool write = IsWrite(r.op);
   MapWriter map(&out);
   map.Uint("id", r.id);
   map.Str("op", NameOf(kOpNames, r.op, ""));
@@ -232,6 +239,10 @@ std::string EncodeClientRequest(const ClientRequest& r) {
     map.Bin("expect", r.expect);
   } else if (r.op == ClientOp::kCas) {
     map.Field("expect").pack_nil();
+  }
+  if ((r.op == ClientOp::kPut || r.op == ClientOp::kCas || r.op == ClientOp::kTouch) &&
+      r.ttl_ms != 0) {
+    map.Uint("ttl_ms", r.ttl_ms);
   }
   if (write && r.client != 0) {
     map.Uint("client", r.client);
@@ -388,6 +399,7 @@ void PackScannedKeys(const kv::ScanPage& page, std::string* out) {
     map.Bin("key", k.key);
     if (!page.keys_only) map.Bin("value", k.value);
     map.Uint("mod_index", k.version.mod_index);
+    if (k.ttl_ms != 0) map.Uint("ttl_ms", k.ttl_ms);
     map.Finish();
   }
 }
@@ -406,6 +418,7 @@ bool GetScannedKeys(const msgpack::object& o, std::vector<kv::ScannedKey>* kvs) 
                                     if (name == "mod_index") {
                                       return GetUint(v, &k.version.mod_index);
                                     }
+                                    if (name == "ttl_ms") return GetUint(v, &k.ttl_ms);
                                     return true;
                                   });
     if (!s.ok() || !has_key) return false;
@@ -428,6 +441,7 @@ std::string EncodeClientReply(const ClientReply& reply) {
     map.Uint("create_index", reply.create_index);
     map.Uint("mod_index", reply.mod_index);
   }
+  if (reply.ttl_ms != 0) map.Uint("ttl_ms", reply.ttl_ms);
   if (!reply.leader.empty()) map.Str("leader", reply.leader);
   if (!reply.leader_key.empty()) map.Str("leader_key", reply.leader_key);
   if (!reply.error.empty()) map.Str("error", reply.error);
@@ -470,6 +484,7 @@ Status DecodeClientReply(std::string_view bytes, ClientReply* reply) {
     if (name == "index") return GetUint(v, &reply->index);
     if (name == "create_index") return GetUint(v, &reply->create_index);
     if (name == "mod_index") return GetUint(v, &reply->mod_index);
+    if (name == "ttl_ms") return GetUint(v, &reply->ttl_ms);
     if (name == "kvs") return reply->is_scan = GetScannedKeys(v, &reply->page.kvs);
     if (name == "more") return GetBool(v, &reply->page.more);
     if (name == "next") return GetBytes(v, &reply->page.next);

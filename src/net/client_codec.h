@@ -31,7 +31,14 @@ enum class ClientOp : uint8_t {
   kMemberRemove,
   kShards,  // the shard map (docs/protocol.md, "Shard map reply")
   kScan,    // a page of a key range (docs/protocol.md, "Scans")
+  kTouch,   // a new deadline for a key, its value kept (docs/protocol.md, "Expiry")
 };
+
+// Whether op changes data (and so takes a session's client and seq).
+constexpr bool IsWrite(ClientOp op) {
+  return op == ClientOp::kPut || op == ClientOp::kDelete || op == ClientOp::kCas ||
+         op == ClientOp::kTouch;
+}
 
 struct ClientRequest {
   uint64_t id = 0;
@@ -44,6 +51,8 @@ struct ClientRequest {
   // of its value with expect.
   bool has_expect_index = false;
   uint64_t expect_index = 0;
+  // put, cas, touch: the key expires this long after the write; 0 = never.
+  uint64_t ttl_ms = 0;
   uint64_t client = 0;  // session for exactly-once writes; 0 = none
   uint64_t seq = 0;
   bool stale = false;  // get, scan: serve from this node's state without ReadIndex
@@ -100,6 +109,8 @@ struct ClientReply {
   // A get answered OK: the key's version (both sent when mod_index != 0).
   uint64_t create_index = 0;
   uint64_t mod_index = 0;
+  // A get answered OK, of a key with a deadline: ms left before it expires.
+  uint64_t ttl_ms = 0;
   std::string leader;      // kRedirect: the leader's client address, host:port
   std::string leader_key;  // kRedirect, secure clusters: the leader's CURVE public key
   std::string error;       // kError, kUnavailable, kDenied, kBusy: why

@@ -9,7 +9,7 @@ namespace kv::net {
 namespace {
 
 constexpr const char* kTopics[] = {"role",   "commit", "snapshot", "membership",
-                                   "shards", "kv.put", "kv.del"};
+                                   "shards", "kv.put", "kv.del",   "kv.expire"};
 static_assert(std::size(kTopics) == std::variant_size_v<Event>, "one topic per event type");
 
 // The event map: node and seq first, then what `fields` writes.
@@ -82,6 +82,7 @@ std::string EncodeKeyEvent(const KeyEventT& e) {
 }
 std::string Encode(const PutEvent& e) { return EncodeKeyEvent(e); }
 std::string Encode(const DeleteEvent& e) { return EncodeKeyEvent(e); }
+std::string Encode(const ExpireEvent& e) { return EncodeKeyEvent(e); }
 
 // One field of a decoded map.
 struct Field {
@@ -145,6 +146,7 @@ bool ReadKeyEvent(const Field& f, KeyEventT* e) {
 }
 bool Read(const Field& f, PutEvent* e) { return ReadKeyEvent(f, e); }
 bool Read(const Field& f, DeleteEvent* e) { return ReadKeyEvent(f, e); }
+bool Read(const Field& f, ExpireEvent* e) { return ReadKeyEvent(f, e); }
 
 template <typename T>
 Status DecodeAs(std::string_view topic, const msgpack::object& map, T* e) {

@@ -52,6 +52,7 @@ Role RoleNeeded(net::ClientOp op) {
     case net::ClientOp::kPut:
     case net::ClientOp::kDelete:
     case net::ClientOp::kCas:
+    case net::ClientOp::kTouch:
       return Role::kWrite;
     case net::ClientOp::kTransferLeader:
     case net::ClientOp::kMemberAdd:

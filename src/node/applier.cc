@@ -1,5 +1,7 @@
 #include "node/applier.h"
 
+#include <algorithm>
+
 #include "common/logging.h"
 #include "kv/command.h"
 #include "net/client_codec.h"
@@ -69,11 +71,19 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
         g.sm.Skip(e.index);
       } else {
         bool duplicate = false;
-        result = g.sm.Apply(e.index, cmd, &duplicate, &decided_at);
+        std::vector<std::string> expired;
+        result = g.sm.Apply(e.index, cmd, &duplicate, &decided_at, &expired);
+        for (std::string& key : expired) {
+          ExpireEvent event;
+          event.key = std::move(key);
+          event.index = e.index;
+          out.events.push_back(std::move(event));
+        }
         members_changed = members_changed || (ctx_->cfg.sharded() && g.id == kMainGroup &&
                                               std::string_view(cmd.key).substr(
                                                   0, kMemberPrefix.size()) == kMemberPrefix);
-        if (!duplicate && result == ApplyResult::kOk) {
+        if (!duplicate && result == ApplyResult::kOk && cmd.op != OpType::kTouch &&
+            cmd.op != OpType::kExpire) {
           if (cmd.op == OpType::kDelete) {
             DeleteEvent event;
             event.key = cmd.key;
@@ -136,14 +146,18 @@ void Applier::Read(Group& g, raft::Index index, std::vector<Pending> reads) {
 void Applier::ServeRead(Group& g, const Pending& p, Outgoing* out) {
   net::ClientReply reply;
   reply.id = p.id;
-  KeyVersion version;
+  // Deadlines by this node's clock (or the log's, when later): a stale read
+  // on a follower hides what its own clock says has expired.
+  const uint64_t now = std::max(WallClockMs(), g.sm.clock_ms());
   if (p.scan) {
     reply.is_scan = true;
-    reply.page = g.sm.Scan(*p.scan);
-  } else if (g.sm.Get(p.key, &reply.value, &version)) {
+    reply.page = g.sm.Scan(*p.scan, now);
+  } else if (const Record* r = g.sm.Find(p.key, now)) {
     reply.has_value = true;
-    reply.create_index = version.create_index;
-    reply.mod_index = version.mod_index;
+    reply.value.assign(r->value());
+    reply.create_index = r->version().create_index;
+    reply.mod_index = r->version().mod_index;
+    if (r->deadline_ms() != 0) reply.ttl_ms = r->deadline_ms() - now;
   } else {
     reply.status = net::ReplyStatus::kNotFound;
   }

@@ -112,6 +112,7 @@ void ClientFront::Handle(Pending p, std::string_view payload, std::string_view u
     case net::ClientOp::kPut:
     case net::ClientOp::kDelete:
     case net::ClientOp::kCas:
+    case net::ClientOp::kTouch:
       return HandleKeyOp(std::move(p), req);
   }
 }
@@ -127,7 +128,12 @@ void ClientFront::HandleKeyOp(Pending p, net::ClientRequest& req) {
   Command cmd;
   cmd.op = req.op == net::ClientOp::kPut      ? OpType::kPut
            : req.op == net::ClientOp::kDelete ? OpType::kDelete
+           : req.op == net::ClientOp::kTouch  ? OpType::kTouch
                                               : OpType::kCas;
+  // The leader's clock decides expiry for every replica (docs/protocol.md,
+  // "Expiry").
+  cmd.now_ms = WallClockMs();
+  if (req.ttl_ms != 0) cmd.deadline_ms = cmd.now_ms + req.ttl_ms;
   cmd.key = std::move(req.key);
   cmd.value = std::move(req.value);
   cmd.has_expect = req.has_expect;

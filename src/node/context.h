@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <vector>
@@ -25,6 +26,14 @@ namespace kv::node {
 // A learner this close to the leader's log is promoted to voter (by
 // Membership in an unsharded cluster, by ShardManager's rebalancing).
 constexpr raft::Index kPromoteLag = 1000;
+
+// The wall clock in ms since the Unix epoch: what writes are stamped with and
+// what reads compare deadlines against (docs/protocol.md, "Expiry").
+inline uint64_t WallClockMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
 
 inline bool Contains(const std::vector<raft::NodeId>& ids, raft::NodeId id) {
   return std::find(ids.begin(), ids.end(), id) != ids.end();

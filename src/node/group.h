@@ -33,7 +33,8 @@ struct ApplyProgress {
   uint64_t applied = 0;
   uint64_t digest = 0;
   uint64_t keys = 0;
-  uint64_t bytes = 0;  // of keys and values
+  uint64_t bytes = 0;          // of keys and values
+  uint64_t next_deadline = 0;  // the earliest key deadline (ms), 0: none
 };
 
 // A member joining an unsharded cluster, waiting to be promoted to voter.
@@ -64,6 +65,10 @@ struct Group {
   raft::Index published_commit = 0;
   uint64_t leader_since_tick = 0;   // when this node last became its leader
   uint64_t last_transfer_tick = 0;  // when it last handed leadership on
+  // Expiry (node/expirer.h): a search for expired keys or their removal is
+  // under way; the removal's entry, once proposed.
+  bool expiring = false;
+  raft::Index expire_index = 0;
 
   // The worker strand only.
   StateMachine sm;
@@ -77,7 +82,8 @@ struct Group {
   // The strand: publishes the state machine's progress.
   void PublishProgress() {
     std::lock_guard<std::mutex> lock(progress_mu);
-    progress_ = ApplyProgress{sm.applied_index(), sm.Digest(), sm.size(), sm.bytes()};
+    progress_ =
+        ApplyProgress{sm.applied_index(), sm.Digest(), sm.size(), sm.bytes(), sm.next_deadline()};
   }
 
  private:

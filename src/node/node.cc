@@ -319,6 +319,7 @@ void Node::Tick() {
     if (g->removed) continue;
     g->raft->Tick();
     membership_.Tick(*g);
+    expirer_.Tick(*g);
     if (g->raft->commit() != g->published_commit) {
       // Progress events at most once a tick, however many entries commit.
       g->published_commit = g->raft->commit();

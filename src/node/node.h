@@ -37,6 +37,7 @@
 #include "node/client_front.h"
 #include "node/config.h"
 #include "node/context.h"
+#include "node/expirer.h"
 #include "node/membership.h"
 #include "node/ready_pipeline.h"
 #include "node/shard_manager.h"
@@ -122,6 +123,7 @@ class Node : private ReadyHandler {
   ReadyPipeline pipeline_{&ctx_, this};
   Snapshotter snapshotter_{&ctx_, &pipeline_};
   Applier applier_{&ctx_, [this](Outgoing out) { Deliver(std::move(out)); }};
+  Expirer expirer_{&ctx_};
   ShardManager shards_;
   Membership membership_{&ctx_, &front_, &shards_};
 

@@ -38,6 +38,8 @@ import kvcluster  # noqa: E402
 
 PR_SET_PDEATHSIG = 1
 TIMEOUT_SCALE = float(os.environ.get("KV_TEST_TIMEOUT_SCALE", "1"))
+MAX_TTL_MS = 315_360_000_000  # ten years: the largest ttl_ms a node takes
+EVENT_PORT_OFFSET = 2000
 
 
 class Failure(Exception):
@@ -48,6 +50,20 @@ def check(cond, what):
     if not cond:
         raise Failure(what)
     print(f"ok: {what}", flush=True)
+
+
+def within(ms, low, high):
+    """Whether ms is an int in (low, high]."""
+    return type(ms) is int and low < ms <= high
+
+
+def raised(fn, *args, **kwargs):
+    """The exception fn(*args, **kwargs) raised, or None if it returned."""
+    try:
+        fn(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - the caller checks which
+        return e
+    return None
 
 
 def wait_for(cond, seconds, what):
@@ -169,6 +185,14 @@ def raw_call(endpoint, request, timeout=2.0, raw_bytes=None):
         s.close()
 
 
+def load_client(client_py):
+    """examples/client.py as a module."""
+    spec = importlib.util.spec_from_file_location("kvclient", client_py)
+    kvclient = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kvclient)
+    return kvclient
+
+
 def run_cli(client_py, endpoints, *args, env=None):
     """Runs the client's command line (a later --timeout in args wins)."""
     r = subprocess.run([sys.executable, client_py, "--endpoints", ",".join(endpoints),
@@ -212,9 +236,7 @@ def scenario(cluster, client_py):
     check(code == 0 and out.count('"reachable": true') == cluster.n, "status: every node reachable")
 
     # The library: binary values, stale reads on a follower (eventually equal).
-    spec = importlib.util.spec_from_file_location("kvclient", client_py)
-    kvclient = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(kvclient)
+    kvclient = load_client(client_py)
     c = kvclient.Client(cluster.endpoints(), timeout=10 * TIMEOUT_SCALE)
     try:
         c.put(b"bin\x00key", b"\xff\x00\x01")
@@ -319,6 +341,254 @@ def scenario(cluster, client_py):
     check(not cluster.any_exited(), "no node exited")
 
 
+def expiry_scenario(cluster, client_py):
+    """Keys with a deadline (docs/protocol.md, "Expiry"): ttl_ms on put and
+    cas, touch, what get and scan say is left, keys vanishing on time and
+    not before, and the kv.expire event."""
+    leader = cluster.leader()
+    follower = next(i for i in range(1, cluster.n + 1) if i != leader)
+    lead_ep, foll_ep = cluster.endpoint(leader), cluster.endpoint(follower)
+    kvclient = load_client(client_py)
+    short = int(300 * TIMEOUT_SCALE)  # ms: a deadline the test waits for
+    long = 600_000  # ms: one it never reaches
+    c = kvclient.Client(cluster.endpoints(), timeout=10 * TIMEOUT_SCALE)
+    sub = _ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"kv.")
+    sub.connect(f"tcp://127.0.0.1:{int(lead_ep.rsplit(':', 1)[1]) + EVENT_PORT_OFFSET}")
+
+    def events():
+        """The key events that arrived, as (topic, body)."""
+        got = []
+        while sub.poll(0):
+            topic, body = sub.recv_multipart()
+            got.append((topic, msgpack.unpackb(body, raw=False)))
+        return got
+
+    def subscribed():
+        # A subscription reaches the publisher a moment after connect: write
+        # until one of our own events comes through.
+        c.put(b"ttl-probe", b"p")
+        return sub.poll(int(100 * TIMEOUT_SCALE)) and events()
+
+    def ttl_of(key):
+        """c.ttl(key), or "absent"."""
+        try:
+            return c.ttl(key)
+        except kvclient.NotFound:
+            return "absent"
+
+    def follower_ttl():
+        """ttl/extended's ttl_ms on the follower once it hides ttl/short."""
+        if stale.get(b"ttl/short", stale=True) is not None:
+            return None
+        found = stale.get_versioned(b"ttl/extended", stale=True)
+        return found and found.ttl_ms
+
+    def expire_event():
+        return next((body for topic, body in events()
+                     if topic == b"kv.expire" and body.get("key") == b"ttl/short"), None)
+
+    stale = kvclient.Client([foll_ep], timeout=10 * TIMEOUT_SCALE)
+    try:
+        wait_for(subscribed, 10, "the event subscription to take")
+        # Keys put before the witness (ttl/short) have deadlines at or
+        # before its own: once the witness is gone, each of them would be
+        # gone too, but for the touch or put that changed its deadline.
+        c.put(b"ttl/extended", b"e", ttl_ms=short)
+        c.put(b"ttl/touched-permanent", b"t", ttl_ms=short)
+        c.put(b"ttl/put-permanent", b"p", ttl_ms=short)
+        start = time.time()  # the node stamps writes with the wall clock
+        put_index = c.put(b"ttl/short", b"s", ttl_ms=short)
+        got = c.get_versioned(b"ttl/short")
+        check(got == (b"s", put_index, put_index) and within(got.ttl_ms, 0, short),
+              f"a key put with ttl_ms {short} is there right after, with 1..{short} ms left "
+              f"({got}, ttl_ms {got and got.ttl_ms})")
+        left = c.ttl(b"ttl/short")
+        check(within(left, 0, got.ttl_ms),
+              f"ttl() gives what is left, no more than get did ({left})")
+        before = c.get_versioned(b"ttl/extended")
+        touch_index = c.touch(b"ttl/extended", ttl_ms=long)
+        after = c.get_versioned(b"ttl/extended")
+        check(touch_index is not None and touch_index > put_index,
+              f"touch returns its own index ({touch_index}, after {put_index})")
+        check(before is not None and after == before and within(after.ttl_ms, short, long),
+              f"touch sets a new deadline and keeps the value, create_index and mod_index "
+              f"({before} -> {after}, ttl_ms {before and before.ttl_ms} -> "
+              f"{after and after.ttl_ms})")
+        check(c.touch(b"ttl/touched-permanent") is not None
+              and ttl_of(b"ttl/touched-permanent") is None,
+              "touch without ttl_ms makes a key permanent")
+        c.put(b"ttl/put-permanent", b"p2")
+        check(ttl_of(b"ttl/put-permanent") is None,
+              "a put without ttl_ms makes a key with a deadline permanent again")
+
+        def witness_gone():
+            return c.get(b"ttl/short") is None and time.time()
+
+        gone_at = wait_for(witness_gone, 10, f"the key put with ttl_ms {short} to expire")
+        waited = (gone_at - start) * 1000
+        check(waited >= short - 2, f"it expired no sooner than {short} ms after the put "
+                                   f"(NOT_FOUND {waited:.0f} ms after)")
+        check(c.get(b"ttl/extended") == b"e" and within(ttl_of(b"ttl/extended"), short, long),
+              "the touched key outlives its first deadline")
+        check(c.get(b"ttl/touched-permanent") == b"t", "the key touched without ttl_ms stays")
+        check(c.get(b"ttl/put-permanent") == b"p2", "the key put again without ttl_ms stays")
+        found, more = c.scan(prefix=b"ttl/")
+        check([e.key for e in found] == [b"ttl/extended", b"ttl/put-permanent",
+                                         b"ttl/touched-permanent"] and not more
+              and within(found[0].ttl_ms, short, long) and found[1].ttl_ms is None
+              and found[2].ttl_ms is None,
+              f"a scan skips the expired key and gives ttl_ms where there is a deadline "
+              f"({[(e, e.ttl_ms) for e in found]})")
+        ms = wait_for(follower_ttl, 10, "a follower to hide the expired key")
+        check(within(ms, short, long),
+              f"a stale read on a follower hides the expired key and gives ttl_ms ({ms})")
+        ev = wait_for(expire_event, 10, "the leader's kv.expire event for the expired key")
+        check(ev.get("node") == leader and ev.get("size") == 0 and ev.get("index", 0) > put_index
+              and set(ev) == {"node", "seq", "key", "index", "size"},
+              f"kv.expire names the key, the deleting entry's index and size 0 ({ev})")
+
+        check(c.touch(b"ttl/short") is None, "touch of an expired key: NOT_FOUND")
+        check(c.touch(b"ttl/never") is None, "touch of an absent key: NOT_FOUND")
+        e = raised(c.ttl, b"ttl/never")
+        check(isinstance(e, kvclient.NotFound), f"ttl() of an absent key raises NotFound ({e!r})")
+        check(not c.delete(b"ttl/short"), "del of an expired key: NOT_FOUND")
+        check(c.cas(b"ttl/short", None, b"again") and ttl_of(b"ttl/short") is None,
+              "cas 'only if absent' succeeds on an expired key, which comes back permanent")
+
+        # cas takes ttl_ms as put does; a cas that fails changes no deadline.
+        check(c.cas(b"ttl/cas", None, b"1", ttl_ms=long)
+              and within(ttl_of(b"ttl/cas"), short, long), "cas creates a key with a deadline")
+        check(c.cas(b"ttl/cas", b"1", b"2") and ttl_of(b"ttl/cas") is None,
+              "cas without ttl_ms makes the key permanent")
+        check(not c.cas(b"ttl/cas", b"nope", b"3", ttl_ms=long) and ttl_of(b"ttl/cas") is None,
+              "a failed cas with ttl_ms leaves the key permanent")
+        modified = c.get_versioned(b"ttl/cas").mod_index
+        check(c.cas(b"ttl/cas", None, b"4", expect_index=modified, ttl_ms=long)
+              and within(ttl_of(b"ttl/cas"), short, long), "cas on expect_index with ttl_ms")
+
+        # Refused ttl_ms: ERROR, nothing executed.
+        for bad in (MAX_TTL_MS + 1, 2**64 - 1, -1, "100", 1.5, True):
+            e = raised(c.put, b"ttl/bad", b"v", ttl_ms=bad)
+            check(isinstance(e, kvclient.KvError) and c.get(b"ttl/bad") is None,
+                  f"put with ttl_ms {bad!r} gets ERROR and writes nothing ({e!r})")
+        e = raised(c.cas, b"ttl/cas", None, b"5", expect_index=0, ttl_ms=MAX_TTL_MS + 1)
+        check(isinstance(e, kvclient.KvError), f"cas with ttl_ms over the maximum: ERROR ({e!r})")
+        e = raised(c.touch, b"ttl/extended", ttl_ms=MAX_TTL_MS + 1)
+        check(isinstance(e, kvclient.KvError) and within(ttl_of(b"ttl/extended"), short, long),
+              f"touch with ttl_ms over the maximum: ERROR, the deadline unchanged ({e!r})")
+        e = raised(c.touch, b"ttl/extended", ttl_ms="1")
+        check(isinstance(e, kvclient.KvError), f"touch with a str ttl_ms: ERROR ({e!r})")
+        e = raised(c.put, b"ttl/max", b"v", ttl_ms=MAX_TTL_MS)
+        check(e is None and within(ttl_of(b"ttl/max"), MAX_TTL_MS - 60_000, MAX_TTL_MS),
+              f"ttl_ms {MAX_TTL_MS} (ten years) is taken ({e!r})")
+    except (kvclient.KvError, kvclient.Denied, kvclient.Unavailable, kvclient.NotFound) as e:
+        raise Failure(f"the client raised {e!r}") from e
+    finally:
+        c.close()
+        stale.close()
+        sub.close()
+
+    # The wire (docs/protocol.md): ttl_ms in get replies and scan entries
+    # only for keys with a deadline; touch like any write.
+    r = raw_call(lead_ep, {"id": 21, "op": "put", "key": "raw/ttl", "value": "v", "ttl_ms": long})
+    check(r == {"id": 21, "status": "OK", "index": r.get("index")} and r["index"] > 0,
+          f"a put with ttl_ms is answered OK with its index ({r})")
+    r = raw_call(lead_ep, {"id": 22, "op": "get", "key": "raw/ttl"})
+    check(r["status"] == "OK" and set(r) == {"id", "status", "value", "create_index", "mod_index",
+                                             "ttl_ms"}
+          and within(r["ttl_ms"], long - 60_000, long),
+          f"get of a key with a deadline carries ttl_ms ({r})")
+    r = raw_call(lead_ep, {"id": 23, "op": "put", "key": "raw/zero", "value": "v", "ttl_ms": 0})
+    check(r["status"] == "OK", f"a put with ttl_ms 0 is answered OK ({r})")
+    r = raw_call(lead_ep, {"id": 24, "op": "get", "key": "raw/zero"})
+    check(r["status"] == "OK" and "ttl_ms" not in r,
+          f"ttl_ms 0 makes a permanent key: get has no ttl_ms ({r})")
+    r = raw_call(lead_ep, {"id": 25, "op": "scan", "prefix": "raw/"})
+    check(r["status"] == "OK" and [kv["key"] for kv in r["kvs"]] == [b"raw/ttl", b"raw/zero"]
+          and within(r["kvs"][0].get("ttl_ms"), long - 60_000, long)
+          and "ttl_ms" not in r["kvs"][1],
+          f"scan entries carry ttl_ms only for keys with a deadline ({r})")
+    r = raw_call(lead_ep, {"id": 26, "op": "scan", "prefix": "raw/", "keys_only": True})
+    check(r["status"] == "OK" and r["kvs"] and "ttl_ms" in r["kvs"][0]
+          and "value" not in r["kvs"][0], f"keys_only leaves the values out, not ttl_ms ({r})")
+    r = raw_call(foll_ep, {"id": 27, "op": "touch", "key": "raw/ttl"})
+    check(r == {"id": 27, "status": "REDIRECT", "leader": lead_ep},
+          f"a follower answers touch with REDIRECT, as a write ({r})")
+    before = raw_call(lead_ep, {"id": 28, "op": "get", "key": "raw/ttl"})
+    touch = {"op": "touch", "key": "raw/ttl", "client": 4343, "seq": 1, "value": "ignored"}
+    r1 = raw_call(lead_ep, dict(touch, id=29))
+    r2 = raw_call(lead_ep, dict(touch, id=30, ttl_ms=short))
+    after = raw_call(lead_ep, {"id": 31, "op": "get", "key": "raw/ttl"})
+    check(r1 == {"id": 29, "status": "OK", "index": r1.get("index")}
+          and r1["index"] > before["mod_index"] and r2 == dict(r1, id=30),
+          f"touch is answered OK with its index, a session resend with the original's "
+          f"({r1}, {r2})")
+    check(after["status"] == "OK" and "ttl_ms" not in after and after["value"] == b"v"
+          and (after["create_index"], after["mod_index"])
+          == (before["create_index"], before["mod_index"]),
+          f"touch without ttl_ms made the key permanent, once, and kept its value and versions "
+          f"({before} -> {after})")
+    r = raw_call(lead_ep, {"id": 32, "op": "touch", "key": "raw/absent"})
+    check(r == {"id": 32, "status": "NOT_FOUND", "index": r.get("index")} and r["index"] > 0,
+          f"touch of an absent key: NOT_FOUND with index ({r})")
+    for i, (op, bad) in enumerate([("put", MAX_TTL_MS + 1), ("put", "5"), ("put", -5),
+                                   ("put", 2.5), ("put", False), ("cas", MAX_TTL_MS + 1),
+                                   ("touch", MAX_TTL_MS + 1), ("touch", b"\x05")], 40):
+        r = raw_call(lead_ep, {"id": i, "op": op, "key": "raw/ttl", "value": "new", "ttl_ms": bad})
+        check(r["status"] == "ERROR" and r["id"] == i and r.get("error"),
+              f"{op} with ttl_ms {bad!r}: ERROR ({r})")
+    r = raw_call(lead_ep, {"id": 50, "op": "get", "key": "raw/ttl"})
+    check(r["value"] == b"v" and "ttl_ms" not in r and r["mod_index"] == after["mod_index"],
+          f"the refused writes changed nothing ({r})")
+
+    # The command line.
+    eps = cluster.endpoints()
+
+    def cli_ttl(key):
+        """What `ttl KEY` printed, as an int when it is one."""
+        code, out, err = run_cli(client_py, eps, "ttl", key)
+        return int(out) if code == 0 and out.isdigit() else (code, out, err)
+
+    check(run_cli(client_py, eps, "put", "cli/ttl", "v", "--ttl", str(long)) == (0, "OK", ""),
+          "put --ttl")
+    ms = cli_ttl("cli/ttl")
+    check(within(ms, long - 60_000, long), f"ttl prints the ms left ({ms})")
+    code, out, _ = run_cli(client_py, eps, "get", "cli/ttl", "--versions")
+    check(code == 0 and within(json.loads(out).get("ttl_ms"), long - 60_000, long),
+          f"get --versions prints ttl_ms ({out})")
+    code, out, _ = run_cli(client_py, eps, "scan", "--prefix", "cli/")
+    check(code == 0 and within(json.loads(out).get("ttl_ms"), long - 60_000, long),
+          f"scan prints ttl_ms ({out})")
+    check(run_cli(client_py, eps, "touch", "cli/ttl") == (0, "OK", ""), "touch without --ttl")
+    check(cli_ttl("cli/ttl") == (0, "permanent", ""), "ttl of a permanent key prints permanent")
+    code, out, _ = run_cli(client_py, eps, "get", "cli/ttl", "--versions")
+    check(code == 0 and "ttl_ms" not in json.loads(out),
+          f"get --versions of a permanent key has no ttl_ms ({out})")
+    check(run_cli(client_py, eps, "touch", "cli/ttl", "--ttl", str(long)) == (0, "OK", ""),
+          "touch --ttl")
+    ms = cli_ttl("cli/ttl")
+    check(within(ms, long - 60_000, long), f"touch --ttl set a deadline ({ms})")
+    check(run_cli(client_py, eps, "put", "cli/ttl", "v2") == (0, "OK", "")
+          and cli_ttl("cli/ttl") == (0, "permanent", ""),
+          "put without --ttl makes the key permanent again")
+    check(run_cli(client_py, eps, "cas", "cli/ttl", "v2", "v3", "--ttl", str(long)) == (0, "OK", "")
+          and within(cli_ttl("cli/ttl"), long - 60_000, long), "cas --ttl")
+    check(run_cli(client_py, eps, "cas", "--absent", "cli/new", "n", "--ttl", str(long))[:2]
+          == (0, "OK") and within(cli_ttl("cli/new"), long - 60_000, long), "cas --absent --ttl")
+    check(run_cli(client_py, eps, "touch", "cli/absent")[:2] == (1, "NOT_FOUND"),
+          "touch of an absent key: NOT_FOUND, exit 1")
+    check(cli_ttl("cli/absent") == (1, "", "NOT_FOUND"), "ttl of an absent key: exit 1")
+    code, _, err = run_cli(client_py, eps, "put", "cli/ttl", "x", "--ttl", str(MAX_TTL_MS + 1))
+    check(code == 4 and err.startswith("ERROR:"), f"--ttl over the maximum: exit 4 ({code}, {err})")
+    code, _, err = run_cli(client_py, eps, "put", "cli/ttl", "x", "--ttl", "-1")
+    check(code == 2 and "--ttl" in err, f"a negative --ttl is a usage error ({code})")
+    check(run_cli(client_py, eps, "get", "cli/ttl")[:2] == (0, "v3"),
+          "the refused puts wrote nothing")
+    check(not cluster.any_exited(), "no node exited")
+
+
 def secure_scenario(cluster, client_py):
     keys = cluster.keys
     leader = cluster.wait_for_leader(60 * TIMEOUT_SCALE)
@@ -349,6 +619,12 @@ def secure_scenario(cluster, client_py):
           f"a read key's put is DENIED, exit 5 ({code}, {err})")
     check(run_cli(client_py, cluster.endpoints(), "get", "sk", env=from_env)[:2] == (0, "sv"),
           "DENIED changed nothing")
+    code, _, err = run_cli(client_py, [foll_ep], "touch", "sk", "--ttl", "60000", env=from_env)
+    check(code == 5 and err.startswith("DENIED") and "write role" in err,
+          f"a read key's touch is DENIED, exit 5 ({code}, {err})")
+    check(run_cli(client_py, [foll_ep], "ttl", "sk", env=from_env) == (0, "permanent", ""),
+          "a read key reads the ttl: the DENIED touch set none")
+    check(cli("write", [foll_ep], "touch", "sk") == (0, "OK", ""), "a write key may touch")
     code, _, err = cli("write", [foll_ep], "cas", "sk", "sv", "sw")
     check(code == 0, f"a write key's cas succeeds ({code}, {err})")
     order = [foll_ep] + [e for e in cluster.endpoints() if e != foll_ep]
@@ -370,9 +646,7 @@ def secure_scenario(cluster, client_py):
     check(code == 3, f"a key the cluster does not know gets no answer ({code}, {err})")
 
     # The library, with the peers file every node was started with.
-    spec = importlib.util.spec_from_file_location("kvclient", client_py)
-    kvclient = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(kvclient)
+    kvclient = load_client(client_py)
     c = kvclient.Client(cluster.endpoints(), timeout=10 * TIMEOUT_SCALE,
                         key=kvclient.load_key(key("admin")),
                         server_keys=kvclient.load_server_keys(keys.peers))
@@ -420,6 +694,7 @@ def main():
     try:
         cluster.start()
         scenario(cluster, os.path.abspath(a.client))
+        expiry_scenario(cluster, os.path.abspath(a.client))
         codes = cluster.stop()
         check(all(c == 0 for c in codes.values()), f"SIGTERM stops every node cleanly ({codes})")
         ok = True

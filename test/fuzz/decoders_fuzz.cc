@@ -63,7 +63,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                           kv::net::RequestLimits{}, &again, &id_known)
                  .ok() ||
             again.key != req.key || again.id != req.id || again.scan.start != req.scan.start ||
-            again.scan.end != req.scan.end || again.scan.limit != req.scan.limit) {
+            again.scan.end != req.scan.end || again.scan.limit != req.scan.limit ||
+            again.op != req.op ||
+            (kv::net::IsWrite(req.op) && req.op != kv::net::ClientOp::kDelete &&
+             again.ttl_ms != req.ttl_ms)) {
           abort();
         }
       }
@@ -101,7 +104,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             (r.mod_index != 0 &&
              (again.mod_index != r.mod_index || again.create_index != r.create_index)) ||
             again.is_scan != r.is_scan || again.page.kvs.size() != r.page.kvs.size() ||
-            (r.is_scan && again.page.more != r.page.more)) {
+            (r.is_scan && again.page.more != r.page.more) || again.ttl_ms != r.ttl_ms) {
           abort();
         }
       }
@@ -150,10 +153,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   // Events, under any topic (the first byte picks it; one past the last is unknown).
-  static const char* kEventTopics[] = {"role",   "commit", "snapshot", "membership",
-                                       "shards", "kv.put", "kv.del",   "x"};
+  static const char* kEventTopics[] = {"role",   "commit", "snapshot",  "membership", "shards",
+                                       "kv.put", "kv.del", "kv.expire", "x"};
   kv::Event event, again;
-  if (kv::net::DecodeEvent(kEventTopics[data[0] % 8], in, &event).ok()) {
+  if (kv::net::DecodeEvent(kEventTopics[data[0] % std::size(kEventTopics)], in, &event).ok()) {
     const std::string bytes = kv::net::EncodeEvent(event);
     if (!kv::net::DecodeEvent(kv::EventTopic(event), bytes, &again).ok() ||
         kv::net::EncodeEvent(again) != bytes) {

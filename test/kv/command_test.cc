@@ -44,14 +44,71 @@ TEST_CASE("A cas on expect_index round-trips as version 2; anything else stays v
   REQUIRE(Command::Decode(bad, &back).IsCorruption());
 }
 
+TEST_CASE("A command with the leader's clock, a deadline, touch or expire is version 3") {
+  Command put;
+  put.op = OpType::kPut;
+  put.key = "k";
+  put.value = "v";
+  put.now_ms = 1764000000000;
+  put.deadline_ms = 1764000005000;
+  put.client = 9;
+  put.seq = 2;
+  Command touch;
+  touch.op = OpType::kTouch;
+  touch.key = "k";
+  touch.now_ms = 5;
+  Command expire;
+  expire.op = OpType::kExpire;
+  expire.now_ms = 1764000000000;
+  expire.keys = {"a", std::string("b\0c", 3), ""};
+  Command cas = put;
+  cas.op = OpType::kCas;
+  cas.has_expect_index = true;
+  cas.expect_index = 77;
+  for (const Command& c : {put, touch, expire, cas}) {
+    const std::string enc = c.Encode();
+    REQUIRE(enc[0] == 3);
+    Command back;
+    REQUIRE(Command::Decode(enc, &back).ok());
+    REQUIRE(back == c);
+  }
+  // Versions 1 and 2 know neither the new ops nor the deadline flag.
+  std::string v1("\x01\x04\x00\x00\x00\x01k\x00\x00", 9);
+  Command back;
+  REQUIRE(Command::Decode(v1, &back).IsCorruption());
+  v1[1] = 1;
+  REQUIRE(Command::Decode(v1, &back).ok());
+  v1[2] = 4;
+  REQUIRE(Command::Decode(v1, &back).IsCorruption());
+  // A key count the entry cannot hold is refused, not reserved for.
+  Command empty = expire;
+  empty.keys.clear();
+  std::string huge = empty.Encode();
+  REQUIRE(huge.back() == 0);  // the key count
+  huge.pop_back();
+  huge.append("\xff\xff\xff\xff\x0f");
+  REQUIRE(Command::Decode(huge, &back).IsCorruption());
+}
+
 TEST_CASE("Command decoding rejects every truncation and trailing garbage") {
-  for (bool with_index : {false, true}) {
+  Command touch;
+  touch.op = OpType::kTouch;
+  touch.key = "key";
+  touch.now_ms = 1764000000000;
+  touch.deadline_ms = 1764000005000;
+  Command expire;
+  expire.op = OpType::kExpire;
+  expire.now_ms = 1764000000000;
+  expire.keys = {"a", "bb"};
+  for (int kind = 0; kind < 4; ++kind) {
     Command c;
-    c.op = with_index ? OpType::kCas : OpType::kPut;
+    c.op = kind == 1 ? OpType::kCas : OpType::kPut;
     c.key = "key";
     c.value = "value";
-    c.has_expect_index = with_index;
+    c.has_expect_index = kind == 1;
     c.expect_index = 1234567;
+    if (kind == 2) c = touch;
+    if (kind == 3) c = expire;
     const std::string enc = c.Encode();
     for (size_t n = 0; n < enc.size(); ++n) {
       Command back;

@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <optional>
+#include <string>
+#include <vector>
 
 namespace kv {
 
@@ -422,6 +424,161 @@ TEST_CASE("A seq below the session's last is refused, and seq 0 means no session
   REQUIRE_FALSE(dup);
   REQUIRE(sm.Get("b", &v));
   REQUIRE(v == "second");
+}
+
+}  // namespace kv
+
+namespace kv {
+
+namespace {
+// A write as the leader stamps it: its clock, and a deadline if ttl_ms > 0.
+Command At(Command c, uint64_t now_ms, uint64_t ttl_ms = 0) {
+  c.now_ms = now_ms;
+  c.deadline_ms = ttl_ms > 0 ? now_ms + ttl_ms : 0;
+  return c;
+}
+Command Touch(std::string key, uint64_t now_ms, uint64_t ttl_ms) {
+  Command c;
+  c.op = OpType::kTouch;
+  c.key = std::move(key);
+  return At(std::move(c), now_ms, ttl_ms);
+}
+Command Expire(std::vector<std::string> keys, uint64_t now_ms) {
+  Command c;
+  c.op = OpType::kExpire;
+  c.keys = std::move(keys);
+  c.now_ms = now_ms;
+  return c;
+}
+}  // namespace
+
+TEST_CASE("A key with a deadline is gone once a clock reaches it, for reads and writes") {
+  StateMachine sm;
+  bool dup = false;
+  sm.Apply(1, At(Put("a", "1"), 1000, 500), &dup);
+  sm.Apply(2, At(Put("b", "2"), 1000), &dup);
+  REQUIRE(sm.clock_ms() == 1000);
+  REQUIRE(sm.next_deadline() == 1500);
+  // A reader's clock hides it; the state machine's own has not reached it.
+  REQUIRE(sm.Find("a", 1499) != nullptr);
+  REQUIRE(sm.Find("a", 1500) == nullptr);
+  std::string v;
+  REQUIRE(sm.Get("a", &v));
+  ScanSpec all;
+  REQUIRE(sm.Scan(all, 1200).kvs.size() == 2);
+  REQUIRE(sm.Scan(all, 1200).kvs[0].ttl_ms == 300);
+  REQUIRE(sm.Scan(all, 1200).kvs[1].ttl_ms == 0);
+  REQUIRE(sm.Scan(all, 1500).kvs.size() == 1);
+  // A write stamped past the deadline: the key is gone for it and for reads.
+  std::vector<std::string> expired;
+  uint64_t at = 0;
+  REQUIRE(sm.Apply(3, At(Cas("a", nullptr, "new"), 1600), &dup, &at, &expired) == ApplyResult::kOk);
+  REQUIRE(expired == std::vector<std::string>{"a"});
+  KeyVersion ver;
+  REQUIRE(sm.Get("a", &v, &ver));
+  REQUIRE((v == "new" && ver.create_index == 3));
+  REQUIRE(sm.next_deadline() == 0);
+  sm.Apply(4, At(Put("c", "3"), 1600, 100), &dup);
+  REQUIRE(sm.Apply(5, At(Del("c"), 1700), &dup) == ApplyResult::kNotFound);
+  REQUIRE(sm.size() == 2);
+}
+
+TEST_CASE("The state machine's clock never goes back, and expired keys stay gone") {
+  StateMachine sm;
+  bool dup = false;
+  sm.Apply(1, At(Put("a", "1"), 2000, 100), &dup);
+  sm.Apply(2, At(Put("b", "2"), 2200), &dup);
+  // A new leader whose clock is behind: a write stamped 1000 still sees "a" expired.
+  std::vector<std::string> expired;
+  REQUIRE(sm.Apply(3, At(Del("a"), 1000), &dup, nullptr, &expired) == ApplyResult::kNotFound);
+  REQUIRE(expired == std::vector<std::string>{"a"});
+  REQUIRE(sm.clock_ms() == 2200);
+  // Commands of before version 3 carry no clock: they apply at the state machine's.
+  sm.Apply(4, At(Put("c", "3"), 2200, 50), &dup);
+  REQUIRE(sm.Find("c", 0) != nullptr);
+  sm.Apply(5, Put("d", "4"), &dup);
+  REQUIRE(sm.clock_ms() == 2200);
+}
+
+TEST_CASE("touch sets a new deadline and keeps the value and versions") {
+  StateMachine sm;
+  bool dup = false;
+  sm.Apply(1, At(Put("a", "1"), 1000, 100), &dup);
+  uint64_t at = 0;
+  REQUIRE(sm.Apply(2, Touch("a", 1050, 1000), &dup, &at) == ApplyResult::kOk);
+  REQUIRE(at == 2);
+  const Record* r = sm.Find("a", 1500);
+  REQUIRE(r != nullptr);
+  REQUIRE(r->value() == "1");
+  REQUIRE((r->version().create_index == 1 && r->version().mod_index == 1));
+  REQUIRE(r->deadline_ms() == 2050);
+  // Without a ttl the key becomes permanent; so does a put without one.
+  REQUIRE(sm.Apply(3, Touch("a", 1100, 0), &dup) == ApplyResult::kOk);
+  REQUIRE(sm.Find("a", UINT64_MAX - 1) != nullptr);
+  REQUIRE(sm.next_deadline() == 0);
+  sm.Apply(4, At(Put("b", "2"), 1100, 10), &dup);
+  sm.Apply(5, At(Put("b", "3"), 1105), &dup);
+  REQUIRE(sm.next_deadline() == 0);
+  REQUIRE(sm.Find("b", 5000) != nullptr);
+  // Absent, or expired: NOT_FOUND, and the session remembers it.
+  REQUIRE(sm.Apply(6, Touch("zz", 1200, 10), &dup) == ApplyResult::kNotFound);
+  sm.Apply(7, At(Put("c", "4"), 1200, 10), &dup);
+  Command t = Touch("c", 1300, 1000);
+  t.client = 4;
+  t.seq = 1;
+  REQUIRE(sm.Apply(8, t, &dup) == ApplyResult::kNotFound);
+  REQUIRE(sm.Apply(9, t, &dup, &at) == ApplyResult::kNotFound);
+  REQUIRE((dup && at == 8));
+  REQUIRE(sm.Find("c", 0) == nullptr);
+}
+
+TEST_CASE("An expire entry removes the listed keys whose deadline passed, not keys written since") {
+  StateMachine sm;
+  bool dup = false;
+  sm.Apply(1, At(Put("a", "1"), 1000, 100), &dup);
+  sm.Apply(2, At(Put("b", "2"), 1000, 50), &dup);
+  sm.Apply(3, At(Put("c", "3"), 1000, 900), &dup);
+  // Earliest deadline first, up to max.
+  REQUIRE(sm.ExpiredKeys(1100, 10) == std::vector<std::string>{"b", "a"});
+  REQUIRE(sm.ExpiredKeys(1100, 1) == std::vector<std::string>{"b"});
+  REQUIRE(sm.ExpiredKeys(1049, 10).empty());
+  // "b" is written again (permanent) before the leader's removal applies.
+  sm.Apply(4, At(Put("b", "4"), 1020), &dup);
+  std::vector<std::string> expired;
+  REQUIRE(sm.Apply(5, Expire({"b", "a", "nothing"}, 1100), &dup, nullptr, &expired) ==
+          ApplyResult::kOk);
+  REQUIRE(expired == std::vector<std::string>{"a"});
+  REQUIRE(sm.size() == 2);
+  REQUIRE(sm.applied_index() == 5);
+  REQUIRE(sm.next_deadline() == 1900);
+  // The same state as a replica that never had "a": the digest agrees.
+  StateMachine other;
+  other.Apply(2, At(Put("b", "4"), 1020), &dup);
+  other.Apply(3, At(Put("c", "3"), 1000, 900), &dup);
+  REQUIRE(other.Digest() == sm.Digest());
+}
+
+TEST_CASE("Deadlines and the clock survive a snapshot; older snapshots have none") {
+  StateMachine sm;
+  bool dup = false;
+  sm.Apply(1, At(Put("a", "1"), 1000, 100), &dup);
+  sm.Apply(2, At(Put("b", "2"), 1200), &dup);
+  sm.Apply(3, At(Put("c", "3"), 1300, 5000), &dup);
+  StateMachine copy;
+  REQUIRE(copy.Restore(sm.Serialize()).ok());
+  REQUIRE(copy.clock_ms() == 1300);
+  REQUIRE(copy.Digest() == sm.Digest());
+  REQUIRE(copy.next_deadline() == 1100);
+  REQUIRE(copy.Find("a", 0) == nullptr);  // expired by the restored clock
+  REQUIRE(copy.Find("c", 6299) != nullptr);
+  REQUIRE(copy.Find("c", 6300) == nullptr);
+  REQUIRE(copy.ExpiredKeys(0, 10) == std::vector<std::string>{"a"});
+  // A deadline changes the digest: replicas that disagree on one differ.
+  StateMachine permanent;
+  permanent.Apply(1, At(Put("a", "1"), 1000), &dup);
+  StateMachine expiring;
+  expiring.Apply(1, At(Put("a", "1"), 1000, 100), &dup);
+  REQUIRE(permanent.Digest() != expiring.Digest());
 }
 
 }  // namespace kv

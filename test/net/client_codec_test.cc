@@ -111,7 +111,7 @@ TEST_CASE("A client put request decodes, with set as an alias") {
 }
 
 TEST_CASE("Every op and every reply status round-trips by its name") {
-  for (int k = 0; k <= static_cast<int>(ClientOp::kScan); ++k) {
+  for (int k = 0; k <= static_cast<int>(ClientOp::kTouch); ++k) {
     ClientRequest req;
     req.id = 1;
     req.op = static_cast<ClientOp>(k);
@@ -181,6 +181,12 @@ TEST_CASE("Malformed client requests get a reason, and the id when it was readab
        "over the key limit"},
       {"scan shard type", Map("id", 3, "op", "scan", "shard", "x"), true, "wrong type"},
       {"scan keys_only type", Map("id", 3, "op", "scan", "keys_only", 1), true, "wrong type"},
+      {"ttl_ms type", Map("id", 3, "op", "put", "key", "k", "value", "v", "ttl_ms", -5), true,
+       "wrong type"},
+      {"ttl_ms over ten years",
+       Map("id", 3, "op", "touch", "key", "k", "ttl_ms", uint64_t{315360000001}), true,
+       "at most 315360000000"},
+      {"touch without key", Map("id", 3, "op", "touch", "ttl_ms", 5), true, "missing \"key\""},
   };
   for (const auto& c : cases) {
     INFO(c.name);
@@ -308,6 +314,53 @@ TEST_CASE("A cas on expect_index round-trips; the reply's indexes travel when se
   REQUIRE((got.create_index == 7 && got.mod_index == 9));
   // Without them, the reply is what it was before versions.
   REQUIRE(EncodeClientReply(ClientReply{}) == Map("id", 0, "status", "OK"));
+}
+
+TEST_CASE("ttl_ms travels on put, cas and touch requests, get replies and scanned keys") {
+  for (ClientOp op : {ClientOp::kPut, ClientOp::kCas, ClientOp::kTouch}) {
+    ClientRequest req;
+    req.id = 5;
+    req.op = op;
+    req.key = "k";
+    req.value = "v";
+    req.ttl_ms = 315360000000;  // the longest allowed
+    req.client = 4;
+    req.seq = 9;
+    ClientRequest back;
+    bool id_known = false;
+    INFO(static_cast<int>(op));
+    REQUIRE(DecodeClientRequest(EncodeClientRequest(req), RequestLimits{}, &back, &id_known).ok());
+    REQUIRE(back.op == op);
+    REQUIRE(back.ttl_ms == req.ttl_ms);
+    REQUIRE((back.client == 4 && back.seq == 9));
+  }
+  // A touch without ttl_ms (the key becomes permanent) carries no value.
+  ClientRequest touch;
+  touch.op = ClientOp::kTouch;
+  touch.key = "k";
+  REQUIRE(EncodeClientRequest(touch) == Map("id", 0, "op", "touch", "key", std::vector<char>{'k'}));
+
+  ClientReply read;
+  read.has_value = true;
+  read.mod_index = 3;
+  read.create_index = 3;
+  read.ttl_ms = 1500;
+  ClientReply got;
+  REQUIRE(DecodeClientReply(EncodeClientReply(read), &got).ok());
+  REQUIRE(got.ttl_ms == 1500);
+  read.ttl_ms = 0;  // a permanent key: no field
+  REQUIRE(DecodeClientReply(EncodeClientReply(read), &got).ok());
+  REQUIRE(got.ttl_ms == 0);
+  REQUIRE(EncodeClientReply(read).find("ttl_ms") == std::string::npos);
+
+  ClientReply page;
+  page.is_scan = true;
+  page.page.kvs.push_back(kv::ScannedKey{"a", "1", {1, 1}, 250});
+  page.page.kvs.push_back(kv::ScannedKey{"b", "2", {2, 2}, 0});
+  REQUIRE(DecodeClientReply(EncodeClientReply(page), &got).ok());
+  REQUIRE(got.page.kvs.size() == 2);
+  REQUIRE(got.page.kvs[0].ttl_ms == 250);
+  REQUIRE(got.page.kvs[1].ttl_ms == 0);
 }
 
 TEST_CASE("Client replies round-trip through the reply codec") {

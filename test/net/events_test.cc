@@ -48,6 +48,8 @@ TEST_CASE("Every event type survives a round trip") {
   CHECK((put.key == key && put.index == 11 && put.size == 100));
   const auto del = std::get<DeleteEvent>(RoundTrip(DeleteEvent{1, 2, key, 12, 0}));
   CHECK((del.key == key && del.index == 12));
+  const auto expired = std::get<ExpireEvent>(RoundTrip(ExpireEvent{1, 2, key, 13, 0}));
+  CHECK((expired.key == key && expired.index == 13));
 }
 
 TEST_CASE("Topics are the protocol's") {
@@ -58,6 +60,7 @@ TEST_CASE("Topics are the protocol's") {
   CHECK(std::string(EventTopic(ShardsEvent{})) == "shards");
   CHECK(std::string(EventTopic(PutEvent{})) == "kv.put");
   CHECK(std::string(EventTopic(DeleteEvent{})) == "kv.del");
+  CHECK(std::string(EventTopic(ExpireEvent{})) == "kv.expire");
 }
 
 // Publishes a typed event from a fresh Publisher of node 7 (so its seq is 1)
@@ -115,6 +118,8 @@ TEST_CASE("Typed events are byte-compatible with the field lists the node publis
         Wire1("kv.put", S("key"), Bin(key), S("index"), uint64_t{1} << 40, S("size"), 1 << 20));
   CHECK(w.Publish(DeleteEvent{0, 0, "a", 8, 0}) ==
         Wire1("kv.del", S("key"), Bin("a"), S("index"), 8, S("size"), 0));
+  CHECK(w.Publish(ExpireEvent{0, 0, "b", 9, 0}) ==
+        Wire1("kv.expire", S("key"), Bin("b"), S("index"), 9, S("size"), 0));
 }
 
 TEST_CASE("The publisher stamps node and seq on typed events") {

@@ -194,5 +194,98 @@ TEST_CASE("node: a leader whose own WAL falls behind its followers sheds writes 
   CHECK(last.value.size() == size_t{64} << 10);
 }
 
+// Waits until every node's state machine holds `keys` keys (what its
+// status reports: entries applied, not what reads hide); false at the deadline.
+bool WaitForKeyCount(client::Client& c, const Cluster& nodes, uint64_t keys,
+                     std::chrono::steady_clock::time_point deadline) {
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool all = true;
+    for (const auto& n : nodes) {
+      const client::NodeReport r = c.Status(n->endpoint());
+      all = all && r.reachable && r.status.keys == keys;
+    }
+    if (all) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+TEST_CASE("node: expired keys vanish from reads at once and from every replica soon after") {
+  storage::FaultInjectionEnv envs[3];
+  Cluster nodes = StartCluster({&envs[0], &envs[1], &envs[2]});
+  client::Client c(ClientOptions(nodes));
+  REQUIRE(c.Put("permanent", "p").ok());
+  constexpr int kKeys = 20;
+  constexpr auto kTtl = std::chrono::milliseconds(2000);
+  for (int i = 0; i < kKeys; ++i) REQUIRE(c.Put("ttl" + std::to_string(i), "v", kTtl).ok());
+  const auto written = std::chrono::steady_clock::now();
+  client::Result r = c.Get("ttl" + std::to_string(kKeys - 1));
+  REQUIRE(r.ok());
+  CHECK((r.ttl_ms >= 1 && r.ttl_ms <= 2000));
+  CHECK(c.Get("permanent").ttl_ms == 0);
+  // Linearizable reads on the leader say NOT_FOUND once the deadline passed.
+  while (std::chrono::steady_clock::now() < written + kTtl + std::chrono::milliseconds(20)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(c.Get("ttl0").code == client::Code::kNotFound);
+  CHECK(c.Touch("ttl1", std::chrono::seconds(10)).code == client::Code::kNotFound);
+  // The leader's removal reaches every replica's state machine.
+  CHECK(WaitForKeyCount(c, nodes, 1, std::chrono::steady_clock::now() + std::chrono::seconds(10)));
+  CHECK(c.Get("permanent").ok());
+}
+
+TEST_CASE("node: deadlines survive a leader change and the new leader removes the keys") {
+  storage::FaultInjectionEnv envs[3];
+  NodeConfig cfg = FastTicks();
+  cfg.election_ticks = 100;  // 1 to 2 s: the only leader change is the transfer
+  Cluster nodes = StartCluster({&envs[0], &envs[1], &envs[2]}, cfg);
+  client::Client c(ClientOptions(nodes));
+  REQUIRE(c.Put("warm", "up").ok());
+  constexpr auto kTtl = std::chrono::milliseconds(1500);
+  for (int i = 0; i < 10; ++i) REQUIRE(c.Put("t" + std::to_string(i), "v", kTtl).ok());
+  const auto acknowledged = std::chrono::steady_clock::now();
+  const client::NodeReport before = c.Status(nodes[0]->endpoint());
+  REQUIRE(before.reachable);
+  const uint64_t old_leader = before.status.leader;
+  const uint64_t target = old_leader % 3 + 1;
+  REQUIRE(c.TransferLeader(target).ok());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (c.Status(nodes[0]->endpoint()).status.leader != target &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  REQUIRE(c.Status(nodes[0]->endpoint()).status.leader == target);
+  // The new leader keeps the deadline the old one stamped: what is left is
+  // at most the TTL less the time since the writes were acknowledged.
+  client::Result r = c.Get("t9");
+  const auto since = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - acknowledged);
+  if (since < kTtl - std::chrono::milliseconds(50)) {
+    REQUIRE(r.ok());
+    CHECK(r.ttl_ms <= static_cast<uint64_t>((kTtl - since).count()) + 2);
+  }
+  CHECK(WaitForKeyCount(c, nodes, 1, deadline));
+  for (int i = 0; i < 10; ++i)
+    CHECK(c.Get("t" + std::to_string(i)).code == client::Code::kNotFound);
+}
+
+TEST_CASE("node: an expired key does not come back after a restart") {
+  storage::FaultInjectionEnv env;
+  {
+    Cluster node = StartCluster({&env});
+    client::Client c(ClientOptions(node));
+    REQUIRE(c.Put("short", "1", std::chrono::milliseconds(100)).ok());
+    REQUIRE(c.Put("long", "2", std::chrono::hours(1)).ok());
+    CHECK(WaitForKeyCount(c, node, 1, std::chrono::steady_clock::now() + std::chrono::seconds(10)));
+  }
+  Cluster node = StartCluster({&env});
+  client::Client c(ClientOptions(node));
+  CHECK(c.Get("short").code == client::Code::kNotFound);
+  client::Result r = c.Get("long");
+  REQUIRE(r.ok());
+  CHECK((r.ttl_ms > 3500 * 1000 && r.ttl_ms <= 3600 * 1000));
+  CHECK(WaitForKeyCount(c, node, 1, std::chrono::steady_clock::now() + std::chrono::seconds(10)));
+}
+
 }  // namespace
 }  // namespace kv::node

@@ -1,0 +1,54 @@
+#include "node/expirer.h"
+
+#include <utility>
+
+#include "kv/command.h"
+
+namespace kv::node {
+
+void Expirer::Tick(Group& g) {
+  if (!g.is_leader()) {
+    // A removal proposed in an older term commits or not; either is fine.
+    g.expiring = false;
+    return;
+  }
+  const ApplyProgress progress = g.progress();
+  if (g.expiring) {
+    // Done once applied: the next search sees the state after it.
+    if (g.expire_index == 0 || progress.applied < g.expire_index) return;
+    g.expiring = false;
+  }
+  const uint64_t now = WallClockMs();
+  if (progress.next_deadline == 0 || progress.next_deadline > now) return;
+  g.expiring = true;
+  g.expire_index = 0;
+  const raft::GroupId id = g.id;
+  ctx_->workers->Post(id, [this, &g, id, now] {
+    std::vector<std::string> keys = g.sm.ExpiredKeys(now, kMaxKeysPerEntry);
+    ctx_->loop->Post(
+        [this, id, now, keys = std::move(keys)]() mutable { Propose(id, now, std::move(keys)); });
+  });
+}
+
+void Expirer::Propose(raft::GroupId id, uint64_t now_ms, std::vector<std::string> keys) {
+  Group* g = ctx_->groups.Find(id);
+  if (g == nullptr || !g->expiring) return;
+  if (keys.empty() || !g->is_leader()) {
+    g->expiring = false;
+    return;
+  }
+  Command cmd;
+  cmd.op = OpType::kExpire;
+  cmd.now_ms = now_ms;
+  cmd.keys = std::move(keys);
+  raft::Index index = 0;
+  raft::Term term = 0;
+  // Busy (the log is full) or no longer the leader: the next tick tries again.
+  if (!g->raft->Propose(cmd.Encode(), &index, &term).ok()) {
+    g->expiring = false;
+    return;
+  }
+  g->expire_index = index;
+}
+
+}  // namespace kv::node
