@@ -29,6 +29,21 @@ bool SendFrames(zmq::socket_t& socket, const std::string_view* frames, size_t co
   }
 }
 
+bool SendFrames(zmq::socket_t& socket, std::initializer_list<std::string_view> frames,
+                zmq::message_t last, const char* what) {
+  try {
+    for (std::string_view f : frames) {
+      if (!socket.send(zmq::buffer(f), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+        return false;
+      }
+    }
+    return socket.send(std::move(last), zmq::send_flags::dontwait).has_value();
+  } catch (const zmq::error_t& e) {
+    KV_LOG(kDebug) << what << ": " << e.what();
+    return false;
+  }
+}
+
 bool ReceiveFrames(zmq::socket_t& socket, std::vector<zmq::message_t>* frames, const char* what) {
   frames->clear();
   try {

@@ -36,6 +36,10 @@ inline bool SendFrames(zmq::socket_t& socket, std::initializer_list<std::string_
   return SendFrames(socket, frames.begin(), frames.size(), what);
 }
 
+// The same, with `last` as the final frame, handed over without a copy.
+bool SendFrames(zmq::socket_t& socket, std::initializer_list<std::string_view> frames,
+                zmq::message_t last, const char* what);
+
 // Reads one waiting multipart message into *frames without blocking. False
 // when none waits (or ZeroMQ fails, logged as `what`).
 bool ReceiveFrames(zmq::socket_t& socket, std::vector<zmq::message_t>* frames, const char* what);

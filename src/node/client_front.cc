@@ -29,7 +29,9 @@ constexpr size_t kMaxBytesPerDrain = 8 << 20;
 }  // namespace
 
 ClientFront::ClientFront(zmq::context_t* zmq, NodeContext* ctx)
-    : ctx_(ctx), socket_(*zmq, zmq::socket_type::router) {
+    : ctx_(ctx),
+      socket_(*zmq, zmq::socket_type::router),
+      replies_(ctx->cfg.max_connection_reply_bytes, ctx->cfg.max_node_reply_bytes) {
   limits_.max_key_bytes = ctx->cfg.max_key_bytes;
   limits_.max_value_bytes = ctx->cfg.max_value_bytes;
   socket_.set(zmq::sockopt::linger, 0);
@@ -96,6 +98,10 @@ void ClientFront::Handle(Pending p, std::string_view payload, std::string_view u
                                              " role; this client's key has " + RoleName(have);
     return Reply(p, denied);
   }
+  if ((req.op == net::ClientOp::kGet || req.op == net::ClientOp::kScan) &&
+      !replies_.Allows(p.routing)) {
+    return ReplyUnread(p);
+  }
   switch (req.op) {
     case net::ClientOp::kStatus:
       return ReplyStatus(p);
@@ -120,6 +126,7 @@ void ClientFront::Handle(Pending p, std::string_view payload, std::string_view u
 void ClientFront::HandleKeyOp(Pending p, net::ClientRequest& req) {
   const raft::GroupId gid = shards_->GroupForKey(req.key);
   if (req.op == net::ClientOp::kGet) {
+    p.read = true;
     p.key = std::move(req.key);
     return Read(gid, std::move(p), req.stale);
   }
@@ -156,7 +163,9 @@ void ClientFront::HandleScan(Pending p, net::ClientRequest& req) {
   if (shards == 0 && req.shard > 0) {
     return ReplyError(p, "this cluster is not sharded: a scan names no \"shard\" but 0");
   }
+  p.read = true;
   p.scan = std::move(req.scan);
+  p.reservation = replies_.Reserve(p.routing, p.scan->max_bytes);
   Read(shards > 0 ? ShardGroup(static_cast<uint32_t>(req.shard)) : kMainGroup, std::move(p),
        req.stale);
 }
@@ -239,12 +248,33 @@ void ClientFront::Reply(const Pending& p, const net::ClientReply& reply) {
   ReplyRaw(p, net::EncodeClientReply(r));
 }
 
-void ClientFront::ReplyRaw(const Pending& p, std::string_view bytes) {
+void ClientFront::ReplyUnread(const Pending& p) {
+  net::ClientReply busy;
+  busy.status = net::ReplyStatus::kBusy;
+  busy.error = std::to_string(replies_.connection_bytes(p.routing) >> 20) +
+               " MiB of replies to this connection and " +
+               std::to_string(replies_.node_bytes() >> 20) +
+               " MiB to all are still unread; read them, then retry after a backoff";
+  if (ShouldLogSampled(++busy_replies_)) {
+    KV_LOG(kWarn) << "shedding reads: " << busy.error << " (" << busy_replies_
+                  << " BUSY replies so far)";
+  }
+  Reply(p, busy);
+}
+
+void ClientFront::ReplyRaw(const Pending& p, std::string bytes) {
+  // A get's value read while the connection's replies piled up unread (a
+  // scan reserved its page when it arrived): not sent, and BUSY instead.
+  if (p.read && !p.scan && bytes.size() >= ReplyBudget::kTrackedBytes &&
+      !replies_.Allows(p.routing)) {
+    return ReplyUnread(p);
+  }
   // A client that went away or whose queue is full: its request times out.
+  zmq::message_t body = replies_.Message(p.routing, std::move(bytes));
   if (p.delimiter) {
-    net::SendFrames(socket_, {p.routing, std::string_view(), bytes}, "reply");
+    net::SendFrames(socket_, {p.routing, std::string_view()}, std::move(body), "reply");
   } else {
-    net::SendFrames(socket_, {p.routing, bytes}, "reply");
+    net::SendFrames(socket_, {p.routing}, std::move(body), "reply");
   }
 }
 

@@ -16,6 +16,7 @@
 #include "kv/command.h"
 #include "net/client_codec.h"
 #include "node/context.h"
+#include "node/reply_budget.h"
 #include "node/request.h"
 
 namespace kv::node {
@@ -48,7 +49,7 @@ class ClientFront {
 
   // Answers p (the reply's id is set from p).
   void Reply(const Pending& p, const net::ClientReply& reply);
-  void ReplyRaw(const Pending& p, std::string_view bytes);
+  void ReplyRaw(const Pending& p, std::string bytes);
   // Answers a request for group `id` that this node cannot serve as its
   // leader: REDIRECT to the leader it knows of, else UNAVAILABLE.
   void RedirectOrUnavailable(const Pending& p, raft::GroupId id);
@@ -69,6 +70,8 @@ class ClientFront {
   void ReplyStatus(const Pending& p);
   void ReplyShards(const Pending& p);
   void ReplyError(const Pending& p, std::string error);
+  // BUSY: the connection, or the node, has too many reply bytes unread.
+  void ReplyUnread(const Pending& p);
 
   NodeContext* ctx_;
   Access* access_ = nullptr;
@@ -78,6 +81,7 @@ class ClientFront {
   const ReadyPipeline* pipeline_ = nullptr;
   net::RequestLimits limits_;
   zmq::socket_t socket_;  // ROUTER
+  ReplyBudget replies_;
   uint64_t bad_requests_ = 0;
   uint64_t busy_replies_ = 0;
 };

@@ -72,6 +72,10 @@ struct NodeConfig {
   // takes entries, and the leader holds each until it is written. Not a
   // flag; tests lower it.
   uint64_t max_unwritten_bytes = 64 << 20;
+  // Bytes of replies a client connection, and the node in all, may have
+  // queued unread before reads get BUSY (node/reply_budget.h). Not flags.
+  uint64_t max_connection_reply_bytes = 64 << 20;
+  uint64_t max_node_reply_bytes = 512 << 20;
   // Sharding, fixed when the cluster is created: the key space is cut into
   // `shards` Raft groups of `replicas` members each, placed by the hash ring
   // (kv/ring.h) over the founding members. 0 shards: one group holds every key.

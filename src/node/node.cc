@@ -367,7 +367,7 @@ void Node::DropPending(Group& g) {
 
 void Node::Deliver(Outgoing out) {
   if (out.member_keys) membership_.OnMemberKeys(out.member_version, *out.member_keys);
-  for (const auto& [p, bytes] : out.replies) front_.ReplyRaw(p, bytes);
+  for (auto& [p, bytes] : out.replies) front_.ReplyRaw(p, std::move(bytes));
   for (Event& event : out.events) events_->Publish(std::move(event));
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -21,8 +22,12 @@ struct Pending {
   bool delimiter = false;  // the client is a REQ socket: echo an empty frame
   uint64_t id = 0;
   raft::Term term = 0;               // writes: the term the entry was proposed in
+  bool read = false;                 // a get or a scan
   std::string key;                   // reads: the key to read
   std::optional<kv::ScanSpec> scan;  // a scan instead (its range and page size)
+  // Scans: their page's bytes, held against the connection's reply budget
+  // until the last copy of the request is gone (node/reply_budget.h).
+  std::shared_ptr<const void> reservation;
 };
 
 // Replies and events a worker produced, for the loop thread to send.

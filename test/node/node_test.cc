@@ -11,6 +11,7 @@
 
 #include "kvstore/async_client.h"
 #include "kvstore/client.h"
+#include "net/client_codec.h"
 #include "storage/fault_injection_env.h"
 
 namespace kv::node {
@@ -285,6 +286,60 @@ TEST_CASE("node: an expired key does not come back after a restart") {
   REQUIRE(r.ok());
   CHECK((r.ttl_ms > 3500 * 1000 && r.ttl_ms <= 3600 * 1000));
   CHECK(WaitForKeyCount(c, node, 1, std::chrono::steady_clock::now() + std::chrono::seconds(10)));
+}
+
+TEST_CASE("node: a client that pipelines scans and reads no reply gets BUSY past its budget") {
+  storage::FaultInjectionEnv env;
+  NodeConfig cfg = FastTicks();
+  cfg.max_connection_reply_bytes = 8 << 20;  // two full pages of 4 MiB
+  Cluster node = StartCluster({&env}, cfg);
+  client::Client c(ClientOptions(node));
+  const std::string value(256 << 10, 'v');
+  for (int i = 0; i < 16; ++i) REQUIRE(c.Put("big" + std::to_string(i), value).ok());
+
+  // A raw connection whose own queue takes one message: what the node sends
+  // beyond that waits in the node's queue (TCP pushes back).
+  zmq::context_t zmq;
+  zmq::socket_t s(zmq, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::rcvhwm, 1);
+  s.set(zmq::sockopt::rcvbuf, 64 << 10);
+  s.set(zmq::sockopt::linger, 0);
+  s.connect("tcp://" + node[0]->endpoint());
+  const auto scan = [&](uint64_t id) {
+    net::ClientRequest req;
+    req.id = id;
+    req.op = net::ClientOp::kScan;
+    req.scan.start = "big";
+    REQUIRE(s.send(zmq::buffer(net::EncodeClientRequest(req)), zmq::send_flags::none));
+  };
+  const auto receive = [&]() {
+    zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+    REQUIRE(zmq::poll(&item, 1, std::chrono::seconds(30)) == 1);
+    zmq::message_t m;
+    REQUIRE(s.recv(m, zmq::recv_flags::none));
+    net::ClientReply reply;
+    REQUIRE(net::DecodeClientReply(m.to_string_view(), &reply).ok());
+    return reply;
+  };
+  constexpr int kScans = 64;  // 256 MiB of pages if the node built them all
+  for (int i = 1; i <= kScans; ++i) scan(i);
+  int ok = 0, busy = 0;
+  for (int i = 0; i < kScans; ++i) {
+    const net::ClientReply r = receive();
+    if (r.status == net::ReplyStatus::kOk) {
+      ++ok;
+      CHECK(r.page.kvs.size() == 15);  // 4 MiB: all but one of the 256 KiB values
+    } else {
+      REQUIRE(r.status == net::ReplyStatus::kBusy);
+      CHECK_THAT(r.error, Catch::Contains("unread"));
+      ++busy;
+    }
+  }
+  CHECK(ok >= 2);
+  CHECK(busy > 0);
+  // Read, the replies no longer count: the next scan is served.
+  scan(kScans + 1);
+  CHECK(receive().status == net::ReplyStatus::kOk);
 }
 
 }  // namespace
