@@ -69,6 +69,7 @@ struct Settings {
   size_t value_size = 100;
   double read_ratio = 0;
   double cas_ratio = 0;  // compare-and-swap against the last value this thread saw
+  uint64_t ttl_ms = 0;   // puts and cas: the keys expire this long after; 0: never
   double scan_ratio = 0;
   uint64_t scan_span = 20;  // a scan reads [key i, key i + scan_span)
   size_t scan_limit = 10;   // and returns at most this many keys
@@ -321,6 +322,7 @@ void Worker::Issue(size_t index, uint64_t intended_ns) {
   req.key = slot.key;
   if (!read) req.value = slot.value;
   if (slot.op == Op::kCas && slot.has_expect) req.expect = slot.expect;
+  if (!read) req.ttl_ms = s_.ttl_ms;
   req.stale = s_.stale_reads;
   client_.Submit(index, std::move(req));
 }
@@ -632,6 +634,9 @@ int main(int argc, char** argv) {
   app.add_option("--scan-limit", s.scan_limit, "Most keys a scan returns")
       ->check(CLI::Range(size_t{1}, kMaxScanLimit))
       ->capture_default_str();
+  app.add_option("--ttl-ms", s.ttl_ms,
+                 "Puts and cas make keys that expire this many ms after the write (0: never)")
+      ->capture_default_str();
   app.add_flag("--stale-reads", s.stale_reads, "Gets and scans skip the linearizable check");
   app.add_option("--rate", s.rate, "Open loop: total requests per second (0 = closed loop)")
       ->capture_default_str();
@@ -664,6 +669,11 @@ int main(int argc, char** argv) {
   if (!credential_flags.Load("kvload", &s.credentials)) return 2;
   if (s.read_ratio + s.cas_ratio + s.scan_ratio > 1) {
     std::fprintf(stderr, "kvload: --read-ratio, --cas-ratio and --scan-ratio must not exceed 1\n");
+    return 2;
+  }
+  if (s.ttl_ms > 0 && (s.verify || !s.history_path.empty())) {
+    // Both would read an expired key as a lost write.
+    std::fprintf(stderr, "kvload: --ttl-ms cannot be checked: drop --verify and --history\n");
     return 2;
   }
   if (s.endpoints.empty() || s.threads < 1 || s.connections < 1 || s.pipeline < 1 || s.keys == 0) {

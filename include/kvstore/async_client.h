@@ -106,7 +106,8 @@ struct Request {
   // cas: compare the key's mod_index with this instead of its value with
   // expect (0: the key must be absent).
   std::optional<uint64_t> expect_index;
-  bool stale = false;  // get: no linearizable check
+  bool stale = false;   // get: no linearizable check
+  uint64_t ttl_ms = 0;  // put, cas: the key expires this long after the write; 0: never
   // scan: the range and one page of it (at most scan.limit keys, at most
   // 10000, and about 4 MiB; scan.keys_only and scan.stale as for
   // Client::Scan), read from shard `shard` of a sharded cluster (-1:

@@ -178,8 +178,9 @@ class Client {
 
   // The first options.limit keys of a range, in key order, fetched in pages
   // (docs/protocol.md, "Scans"). A sharded cluster is read shard by shard,
-  // each by its leader, and the pages merged; each page is its own
-  // linearizable read (unless stale), so a scan is not one snapshot.
+  // each by its leader (the shards' first pages in parallel), and the pages
+  // merged; each page is its own linearizable read (unless stale), so a
+  // scan is not one snapshot.
   ScanResult Scan(const ScanOptions& options);
 
   // Asks the leader to hand leadership to `target` (a voter). OK means the
@@ -219,6 +220,11 @@ class Client {
 
  private:
   struct Impl;
+  struct ScanCursor;  // a shard's place in a scan (client.cc)
+  // Fills each cursor with its next page: one through Run, several in
+  // parallel. Not kOk: the first failure.
+  Result FetchPages(const std::vector<ScanCursor*>& need);
+
   std::unique_ptr<Impl> impl_;
   uint64_t client_id_;
   uint64_t redirects_ = 0;

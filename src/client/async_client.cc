@@ -528,6 +528,7 @@ void AsyncClient::Submit(uint64_t tag, Request request) {
     req.shard = request.shard;
   } else if (request.op != Op::kGet) {
     req.value = std::move(request.value);
+    req.ttl_ms = request.ttl_ms;
     req.client = slot.client;
     req.seq = ++slot.seq;
   }

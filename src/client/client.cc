@@ -12,6 +12,7 @@
 #include "client/retry.h"
 #include "client/shard_routes.h"
 #include "kv/layout.h"
+#include "kvstore/async_client.h"
 #include "net/client_codec.h"
 
 namespace kv::client {
@@ -123,6 +124,10 @@ struct Client::Impl {
   ShardRoutes routes;
   // Latency of recent answers, for the attempt timeout; jitter for backoffs.
   ResendTimer timer;
+  // Scans of a sharded cluster: the pages several shards owe at once are
+  // fetched in parallel through this (made at the first such scan).
+  std::unique_ptr<AsyncClient> fanout;
+  uint64_t fanout_generation = 0;
   std::mt19937_64 rng{std::random_device{}()};
 
   // Ops a shard's leader serves: key ops, and scans (which name their shard).
@@ -500,6 +505,90 @@ ScanOptions PrefixScan(const std::string& prefix) {
   return o;
 }
 
+// A shard's (or an unsharded cluster's) place in a scan: the request for
+// its next page and the keys of its pages not merged yet.
+struct Client::ScanCursor {
+  net::ClientRequest req;
+  std::deque<kv::ScannedKey> buffered;
+  bool more = true;
+
+  // Takes the next page; false if it is malformed: a page must go on past
+  // its last key, or the cursor would go round.
+  bool Take(kv::ScanPage page) {
+    if (page.more && (page.kvs.empty() || page.next <= page.kvs.back().key)) return false;
+    for (kv::ScannedKey& k : page.kvs) buffered.push_back(std::move(k));
+    more = page.more;
+    req.scan.start = std::move(page.next);
+    return true;
+  }
+};
+
+Result Client::FetchPages(const std::vector<ScanCursor*>& need) {
+  if (need.size() == 1) {
+    std::string bytes;
+    Result r = impl_->Run(need[0]->req, this, &bytes);
+    net::ClientReply reply;
+    if (r.ok() && (!net::DecodeClientReply(bytes, &reply).ok() || !reply.is_scan ||
+                   !need[0]->Take(std::move(reply.page)))) {
+      r = Result{Code::kError, {}, "malformed scan reply"};
+    }
+    return r;
+  }
+  // Several shards at once: in parallel, each to its leader, through an
+  // AsyncClient kept for the purpose. Tags carry a generation, so that an
+  // answer to an earlier scan that gave up on it is not taken for this one's.
+  Impl& m = *impl_;
+  if (m.fanout == nullptr) {
+    AsyncOptions ao;
+    ao.endpoints = m.endpoints;
+    ao.request_timeout = m.opt.attempt_timeout;
+    ao.credentials = m.opt.credentials;
+    Topology top;
+    top.leader = m.leader.empty() ? m.endpoints.front() : m.leader;
+    top.map = m.map;
+    top.server_keys = m.keys.by_address();
+    m.fanout = std::make_unique<AsyncClient>(ao, top);
+  }
+  const uint64_t generation = ++m.fanout_generation;
+  for (size_t i = 0; i < need.size(); ++i) {
+    Request req;
+    req.op = Op::kScan;
+    req.scan.start = need[i]->req.scan.start;
+    req.scan.end = need[i]->req.scan.end;
+    req.scan.limit = need[i]->req.scan.limit;
+    req.scan.keys_only = need[i]->req.scan.keys_only;
+    req.scan.stale = need[i]->req.stale;
+    req.shard = need[i]->req.shard;
+    m.fanout->Submit(generation << 20 | i, std::move(req));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + m.opt.timeout;
+  size_t done = 0;
+  std::vector<Completion> completed;
+  while (done < need.size()) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return Result{Code::kUnavailable, {}, "deadline passed"};
+    completed.clear();
+    m.fanout->Poll(std::min(left, std::chrono::milliseconds(100)), &completed);
+    for (Completion& c : completed) {
+      if (c.tag >> 20 != generation) continue;
+      if (c.code != Code::kOk) return Result{c.code, {}, std::move(c.error)};
+      kv::ScanPage page;
+      for (KeyValue& kv : c.kvs) {
+        page.kvs.push_back(
+            kv::ScannedKey{std::move(kv.key), std::move(kv.value), {0, kv.mod_index}, kv.ttl_ms});
+      }
+      page.more = c.more;
+      page.next = std::move(c.next);
+      if (!need[c.tag & ((1 << 20) - 1)]->Take(std::move(page))) {
+        return Result{Code::kError, {}, "malformed scan reply"};
+      }
+      ++done;
+    }
+  }
+  return Result{};
+}
+
 ScanResult Client::Scan(const ScanOptions& options) {
   ScanResult out;
   ShardMap map;
@@ -510,19 +599,14 @@ ScanResult Client::Scan(const ScanOptions& options) {
   }
   const size_t limit = std::max<size_t>(options.limit, 1);
   // One cursor per shard (one in all, shard -1, when unsharded), merged in
-  // key order: the smallest buffered key goes out next, and a shard whose
-  // buffer runs dry is asked for its next page first. Pages of about twice
-  // a shard's fair share, so that a short scan of many shards does not
-  // fetch `limit` keys from each of them.
-  struct Cursor {
-    net::ClientRequest req;
-    std::deque<kv::ScannedKey> buffered;
-    bool more = true;
-  };
+  // key order: the smallest buffered key goes out next, and the shards whose
+  // buffers run dry are asked for their next pages first, together. Pages of
+  // about twice a shard's fair share, so that a short scan of many shards
+  // does not fetch `limit` keys from each of them.
   const size_t count = std::max<size_t>(map.shards, 1);
   const size_t page =
       std::min({limit, kv::kMaxScanLimit, std::max<size_t>(100, 2 * limit / count)});
-  std::vector<Cursor> cursors(count);
+  std::vector<ScanCursor> cursors(count);
   for (size_t i = 0; i < count; ++i) {
     net::ClientRequest& req = cursors[i].req;
     req.op = net::ClientOp::kScan;
@@ -533,24 +617,17 @@ ScanResult Client::Scan(const ScanOptions& options) {
     req.stale = options.stale;
     req.shard = map.shards > 0 ? static_cast<int64_t>(i) : -1;
   }
+  std::vector<ScanCursor*> need;
   while (out.kvs.size() < limit) {
-    Cursor* smallest = nullptr;
-    for (Cursor& c : cursors) {
-      if (c.buffered.empty() && c.more) {
-        std::string bytes;
-        Result r = impl_->Run(c.req, this, &bytes);
-        net::ClientReply reply;
-        // A page goes on past its last key, or the cursor would go round.
-        if (r.ok() && (!net::DecodeClientReply(bytes, &reply).ok() || !reply.is_scan ||
-                       (reply.page.more && (reply.page.kvs.empty() ||
-                                            reply.page.next <= reply.page.kvs.back().key)))) {
-          r = Result{Code::kError, {}, "malformed scan reply"};
-        }
-        if (!r.ok()) return ScanResult{r.code, r.error, {}, false};
-        for (kv::ScannedKey& k : reply.page.kvs) c.buffered.push_back(std::move(k));
-        c.more = reply.page.more;
-        c.req.scan.start = std::move(reply.page.next);
-      }
+    need.clear();
+    for (ScanCursor& c : cursors) {
+      if (c.buffered.empty() && c.more) need.push_back(&c);
+    }
+    if (!need.empty()) {
+      if (Result r = FetchPages(need); !r.ok()) return ScanResult{r.code, r.error, {}, false};
+    }
+    ScanCursor* smallest = nullptr;
+    for (ScanCursor& c : cursors) {
       if (!c.buffered.empty() &&
           (smallest == nullptr || c.buffered.front().key < smallest->buffered.front().key)) {
         smallest = &c;
@@ -562,7 +639,7 @@ ScanResult Client::Scan(const ScanOptions& options) {
         KeyValue{std::move(k.key), std::move(k.value), k.version.mod_index, k.ttl_ms});
     smallest->buffered.pop_front();
   }
-  for (const Cursor& c : cursors) out.more = out.more || c.more || !c.buffered.empty();
+  for (const ScanCursor& c : cursors) out.more = out.more || c.more || !c.buffered.empty();
   return out;
 }
 

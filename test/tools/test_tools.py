@@ -329,6 +329,20 @@ class ToolsTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("ops: 100 ", r.stdout)
 
+    def test_kvload_ttl_ms_makes_every_key_it_writes_expire(self):
+        r = run("kvload", "--endpoints", self.eps, "--threads", "1", "--pipeline", "8",
+                "--keys", "300", "--requests", "600", "--ttl-ms", "500", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+        def expiring():
+            got = self.kvctl("--json", "get", "key", "--prefix", "--limit", "10000")
+            return [kv for kv in json.loads(got.stdout)["kvs"] if "ttl_ms" in kv] \
+                if got.returncode == 0 else []
+        self.assertTrue(expiring(), "kvload wrote no key with a TTL")
+        wait_until(lambda: not expiring(), 10, what="kvload's keys to expire")
+        self.assertEqual(run("kvload", "--endpoints", self.eps, "--ttl-ms", "5", "--verify",
+                             "--requests", "10").returncode, 2)
+
     def test_kvmon_once_and_json(self):
         r = run("kvmon", "--endpoints", self.eps, "--once")
         self.assertEqual(r.returncode, 0)
