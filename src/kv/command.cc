@@ -10,9 +10,9 @@ namespace {
 // value, expect; then a varint expect_index if flagged (version 2 and on).
 // Version 3 adds a varint now_ms, a varint deadline_ms if flagged, and for
 // kExpire a varint count and that many length-prefixed keys.
-// A command is written in the oldest version that holds it: one without
-// now_ms, a deadline or the newer ops is byte for byte what nodes before
-// version 3 wrote and can read.
+// A command is written in the oldest version that holds it. The leader
+// stamps every write it proposes (version 3); the older versions remain so
+// that logs and tests of before stay byte for byte what they were.
 constexpr uint8_t kVersion1 = 1;
 constexpr uint8_t kVersion2 = 2;
 constexpr uint8_t kVersion3 = 3;
@@ -92,9 +92,16 @@ Status Command::Decode(std::string_view data, Command* out) {
       return malformed;
     }
     uint64_t count = 0;
-    if (out->op == OpType::kExpire && !GetVarint64(&data, &count)) return malformed;
-    // Each key takes at least its length byte: a count the data cannot
-    // hold fails below without having reserved for it.
+    if (out->op == OpType::kExpire) {
+      // The leader's own entry: no session and no key of its own; each
+      // listed key takes at least its length byte.
+      if (!GetVarint64(&data, &count) || count > kMaxExpireKeys || count > data.size() ||
+          out->client != 0 || out->seq != 0 || flags != 0 || !key.empty() || !value.empty() ||
+          !expect.empty()) {
+        return malformed;
+      }
+      out->keys.reserve(count);
+    }
     for (uint64_t i = 0; i < count; ++i) {
       std::string_view k;
       if (!GetLengthPrefixed(&data, &k)) return malformed;

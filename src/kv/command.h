@@ -8,6 +8,7 @@
 // Thread safety: plain values.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -30,6 +31,10 @@ enum class OpType : uint8_t {
   // leader's batched deletion of expired keys.
   kExpire = 5,
 };
+
+// The most keys one kExpire command may list (the decoder refuses more, so
+// that no entry can make a replica allocate beyond a small multiple of it).
+constexpr size_t kMaxExpireKeys = 10000;
 
 struct Command {
   OpType op = OpType::kPut;

@@ -73,7 +73,7 @@ void StateMachine::EraseValue(const Record* r) {
   data_.Erase(r->key());
 }
 
-const Record* StateMachine::Current(std::string_view key, std::vector<std::string>* expired) {
+const Record* StateMachine::LiveRecord(std::string_view key, std::vector<std::string>* expired) {
   const Record* r = data_.Find(key);
   if (r == nullptr || !r->ExpiredAt(clock_ms_)) return r;
   if (expired != nullptr) expired->emplace_back(key);
@@ -119,11 +119,11 @@ ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplic
   }
   ApplyResult result = ApplyResult::kOk;
   if (cmd.op == OpType::kExpire) {
-    // Current removes each key whose deadline has passed; a key written
-    // again since the leader listed it has a later deadline (or none).
-    for (const std::string& key : cmd.keys) Current(key, expired);
+    // Each key whose deadline has passed goes; a key written again since
+    // the leader listed it has a later deadline (or none) and stays.
+    for (const std::string& key : cmd.keys) LiveRecord(key, expired);
   }
-  const Record* current = cmd.op == OpType::kExpire ? nullptr : Current(cmd.key, expired);
+  const Record* current = cmd.op == OpType::kExpire ? nullptr : LiveRecord(cmd.key, expired);
   // A put or a successful cas: a new record, created now unless it replaces one.
   const KeyVersion written{current != nullptr ? current->version().create_index : index, index};
   switch (cmd.op) {
@@ -226,11 +226,14 @@ ScanPage StateMachine::Scan(const ScanSpec& spec, uint64_t now_ms) const {
   return page;
 }
 
-std::vector<std::string> StateMachine::ExpiredKeys(uint64_t now_ms, size_t max) const {
+std::vector<std::string> StateMachine::ExpiredKeys(uint64_t now_ms, size_t max_keys,
+                                                   size_t max_bytes) const {
   const uint64_t now = std::max(now_ms, clock_ms_);
   std::vector<std::string> keys;
-  for (auto it = deadlines_.begin();
-       it != deadlines_.end() && it->first <= now && keys.size() < max; ++it) {
+  size_t bytes = 0;
+  for (auto it = deadlines_.begin(); it != deadlines_.end() && it->first <= now; ++it) {
+    if (keys.size() >= max_keys || (!keys.empty() && bytes + it->second.size() > max_bytes)) break;
+    bytes += it->second.size();
     keys.push_back(it->second);
   }
   return keys;

@@ -112,8 +112,10 @@ class StateMachine {
   // The first page of spec's range: up to spec.limit keys and spec.max_bytes,
   // leaving out keys expired at now_ms (as in Find).
   ScanPage Scan(const ScanSpec& spec, uint64_t now_ms = 0) const;
-  // Up to `max` keys whose deadline is at or before now_ms, earliest first.
-  std::vector<std::string> ExpiredKeys(uint64_t now_ms, size_t max) const;
+  // Keys whose deadline is at or before now_ms (or the state machine's
+  // clock), earliest first: up to max_keys of them, and no more than fit in
+  // max_bytes (one key always does).
+  std::vector<std::string> ExpiredKeys(uint64_t now_ms, size_t max_keys, size_t max_bytes) const;
   // The earliest deadline of any key, or 0 when no key has one.
   uint64_t next_deadline() const;
   // The largest leader clock applied (ms since the Unix epoch).
@@ -147,9 +149,9 @@ class StateMachine {
   void PutValue(std::string_view key, std::string_view value, KeyVersion v, uint64_t deadline_ms);
   // Erases key's record r.
   void EraseValue(const Record* r);
-  // A key's current record at `now` (the state machine's clock): nullptr if
-  // absent; an expired one is erased first and its key added to *expired.
-  const Record* Current(std::string_view key, std::vector<std::string>* expired);
+  // The key's record if it is live at the state machine's clock, else
+  // nullptr; an expired one is erased first and its key added to *expired.
+  const Record* LiveRecord(std::string_view key, std::vector<std::string>* expired);
   void RecordSession(uint64_t client, uint64_t seq, uint64_t index, ApplyResult result);
   void Clear();
 

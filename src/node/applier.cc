@@ -119,14 +119,18 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
       out.replies.emplace_back(std::move(write->second), net::EncodeClientReply(reply));
     }
   }
-  while (!g.reads_waiting_apply.empty() &&
-         g.reads_waiting_apply.begin()->first <= g.sm.applied_index()) {
-    ServeRead(g, g.reads_waiting_apply.begin()->second, &out);
-    g.reads_waiting_apply.erase(g.reads_waiting_apply.begin());
-  }
+  ServeWaitingReads(g, &out);
   if (members_changed) AddMemberKeys(g, &out);
   g.PublishProgress();
   PostToLoop(std::move(out));
+}
+
+void Applier::ServeWaitingReads(Group& g, Outgoing* out) {
+  while (!g.reads_waiting_apply.empty() &&
+         g.reads_waiting_apply.begin()->first <= g.sm.applied_index()) {
+    ServeRead(g, g.reads_waiting_apply.begin()->second, out);
+    g.reads_waiting_apply.erase(g.reads_waiting_apply.begin());
+  }
 }
 
 void Applier::Read(Group& g, raft::Index index, std::vector<Pending> reads) {
@@ -146,13 +150,23 @@ void Applier::Read(Group& g, raft::Index index, std::vector<Pending> reads) {
 void Applier::ServeRead(Group& g, const Pending& p, Outgoing* out) {
   net::ClientReply reply;
   reply.id = p.id;
-  // Deadlines by this node's clock (or the log's, when later): a stale read
-  // on a follower hides what its own clock says has expired.
-  const uint64_t now = std::max(WallClockMs(), g.sm.clock_ms());
+  // Deadlines by this node's clock (or the log's, when later), never going
+  // back: a stale read on a follower hides what its own clock says expired.
+  g.read_clock_ms = std::max({g.read_clock_ms, WallClockMs(), g.sm.clock_ms()});
+  const uint64_t now = g.read_clock_ms;
   if (p.scan) {
     reply.is_scan = true;
     reply.page = g.sm.Scan(*p.scan, now);
   } else if (const Record* r = g.sm.Find(p.key, now)) {
+    // A large value counts against the connection's reply budget from here:
+    // a burst of pipelined gets is refused before it is copied, not after.
+    if (r->value().size() >= ReplyBudget::kTrackedBytes && p.reservation != nullptr &&
+        !p.reservation->TryAdd(r->value().size())) {
+      reply.status = net::ReplyStatus::kBusy;
+      reply.error = p.reservation->Refusal();
+      out->replies.emplace_back(p, net::EncodeClientReply(reply));
+      return;
+    }
     reply.has_value = true;
     reply.value.assign(r->value());
     reply.create_index = r->version().create_index;
@@ -176,6 +190,7 @@ void Applier::Install(Group& g, raft::Snapshot snap) {
     }
     g.PublishProgress();
     Outgoing out;
+    ServeWaitingReads(g, &out);
     AddMemberKeys(g, &out);
     SnapshotEvent event;
     event.group = g.id;

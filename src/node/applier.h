@@ -36,6 +36,8 @@ class Applier {
   void ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
                      std::vector<std::pair<raft::Index, Pending>> writes);
   void ServeRead(Group& g, const Pending& p, Outgoing* out);
+  // Serves the reads waiting for what the state machine has now applied.
+  void ServeWaitingReads(Group& g, Outgoing* out);
   // Reads the metadata group's member keys into `out` (sharded clusters).
   void AddMemberKeys(Group& g, Outgoing* out);
   void PostToLoop(Outgoing out);

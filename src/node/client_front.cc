@@ -126,7 +126,7 @@ void ClientFront::Handle(Pending p, std::string_view payload, std::string_view u
 void ClientFront::HandleKeyOp(Pending p, net::ClientRequest& req) {
   const raft::GroupId gid = shards_->GroupForKey(req.key);
   if (req.op == net::ClientOp::kGet) {
-    p.read = true;
+    p.reservation = replies_.Reserve(p.routing, 0);  // the value's size, once read
     p.key = std::move(req.key);
     return Read(gid, std::move(p), req.stale);
   }
@@ -163,9 +163,10 @@ void ClientFront::HandleScan(Pending p, net::ClientRequest& req) {
   if (shards == 0 && req.shard > 0) {
     return ReplyError(p, "this cluster is not sharded: a scan names no \"shard\" but 0");
   }
-  p.read = true;
   p.scan = std::move(req.scan);
-  p.reservation = replies_.Reserve(p.routing, p.scan->max_bytes);
+  // The page's most: its keys and values, and the encoding of each entry.
+  constexpr uint64_t kEntryOverhead = 64;
+  p.reservation = replies_.Reserve(p.routing, p.scan->max_bytes + p.scan->limit * kEntryOverhead);
   Read(shards > 0 ? ShardGroup(static_cast<uint32_t>(req.shard)) : kMainGroup, std::move(p),
        req.stale);
 }
@@ -251,10 +252,7 @@ void ClientFront::Reply(const Pending& p, const net::ClientReply& reply) {
 void ClientFront::ReplyUnread(const Pending& p) {
   net::ClientReply busy;
   busy.status = net::ReplyStatus::kBusy;
-  busy.error = std::to_string(replies_.connection_bytes(p.routing) >> 20) +
-               " MiB of replies to this connection and " +
-               std::to_string(replies_.node_bytes() >> 20) +
-               " MiB to all are still unread; read them, then retry after a backoff";
+  busy.error = replies_.Refusal(p.routing);
   if (ShouldLogSampled(++busy_replies_)) {
     KV_LOG(kWarn) << "shedding reads: " << busy.error << " (" << busy_replies_
                   << " BUSY replies so far)";
@@ -263,12 +261,6 @@ void ClientFront::ReplyUnread(const Pending& p) {
 }
 
 void ClientFront::ReplyRaw(const Pending& p, std::string bytes) {
-  // A get's value read while the connection's replies piled up unread (a
-  // scan reserved its page when it arrived): not sent, and BUSY instead.
-  if (p.read && !p.scan && bytes.size() >= ReplyBudget::kTrackedBytes &&
-      !replies_.Allows(p.routing)) {
-    return ReplyUnread(p);
-  }
   // A client that went away or whose queue is full: its request times out.
   zmq::message_t body = replies_.Message(p.routing, std::move(bytes));
   if (p.delimiter) {

@@ -22,17 +22,20 @@ void Expirer::Tick(Group& g) {
   if (progress.next_deadline == 0 || progress.next_deadline > now) return;
   g.expiring = true;
   g.expire_index = 0;
+  const uint64_t generation = ++g.expire_generation;
   const raft::GroupId id = g.id;
-  ctx_->workers->Post(id, [this, &g, id, now] {
-    std::vector<std::string> keys = g.sm.ExpiredKeys(now, kMaxKeysPerEntry);
-    ctx_->loop->Post(
-        [this, id, now, keys = std::move(keys)]() mutable { Propose(id, now, std::move(keys)); });
+  ctx_->workers->Post(id, [this, &g, id, generation, now] {
+    std::vector<std::string> keys = g.sm.ExpiredKeys(now, kMaxKeysPerEntry, kMaxKeyBytesPerEntry);
+    ctx_->loop->Post([this, id, generation, now, keys = std::move(keys)]() mutable {
+      Propose(id, generation, now, std::move(keys));
+    });
   });
 }
 
-void Expirer::Propose(raft::GroupId id, uint64_t now_ms, std::vector<std::string> keys) {
+void Expirer::Propose(raft::GroupId id, uint64_t generation, uint64_t now_ms,
+                      std::vector<std::string> keys) {
   Group* g = ctx_->groups.Find(id);
-  if (g == nullptr || !g->expiring) return;
+  if (g == nullptr || !g->expiring || g->expire_generation != generation) return;
   if (keys.empty() || !g->is_leader()) {
     g->expiring = false;
     return;
@@ -43,7 +46,8 @@ void Expirer::Propose(raft::GroupId id, uint64_t now_ms, std::vector<std::string
   cmd.keys = std::move(keys);
   raft::Index index = 0;
   raft::Term term = 0;
-  // Busy (the log is full) or no longer the leader: the next tick tries again.
+  // Busy (the log is full), a transfer under way, or no longer the leader:
+  // the next tick tries again.
   if (!g->raft->Propose(cmd.Encode(), &index, &term).ok()) {
     g->expiring = false;
     return;

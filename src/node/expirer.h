@@ -3,12 +3,16 @@
 // removes expired keys from the log's point of view, so that followers and
 // snapshots drop them: each tick, for every group it leads whose earliest
 // deadline has passed, it asks the group's strand for the expired keys and
-// proposes their removal as one kExpire entry (up to kMaxKeysPerEntry keys),
-// one such entry in flight per group.
+// proposes their removal as one kExpire entry (up to kMaxKeysPerEntry keys
+// and kMaxKeyBytesPerEntry of them: an entry must fit in any append a
+// follower accepts), one search or entry in flight per group.
 // Thread safety: loop thread; the search runs on the group's strand.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
 
 #include "node/context.h"
 
@@ -17,6 +21,7 @@ namespace kv::node {
 class Expirer {
  public:
   static constexpr size_t kMaxKeysPerEntry = 1000;
+  static constexpr size_t kMaxKeyBytesPerEntry = 256 << 10;
 
   explicit Expirer(NodeContext* ctx) : ctx_(ctx) {}
 
@@ -25,7 +30,10 @@ class Expirer {
 
  private:
   // On the loop thread with what the strand found.
-  void Propose(raft::GroupId id, uint64_t now_ms, std::vector<std::string> keys);
+  // `generation`: the search's; an older one (leadership was lost and won
+  // again meanwhile) proposes nothing.
+  void Propose(raft::GroupId id, uint64_t generation, uint64_t now_ms,
+               std::vector<std::string> keys);
 
   NodeContext* ctx_;
 };

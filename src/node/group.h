@@ -66,13 +66,17 @@ struct Group {
   uint64_t leader_since_tick = 0;   // when this node last became its leader
   uint64_t last_transfer_tick = 0;  // when it last handed leadership on
   // Expiry (node/expirer.h): a search for expired keys or their removal is
-  // under way; the removal's entry, once proposed.
+  // under way; the removal's entry, once proposed; the search's number.
   bool expiring = false;
   raft::Index expire_index = 0;
+  uint64_t expire_generation = 0;
 
   // The worker strand only.
   StateMachine sm;
   std::multimap<raft::Index, Pending> reads_waiting_apply;
+  // The latest clock a read has hidden keys by: reads never go back in
+  // time, even when the wall clock steps back (docs/protocol.md, "Expiry").
+  uint64_t read_clock_ms = 0;
 
   bool is_leader() const { return raft->role() == raft::Role::kLeader; }
   ApplyProgress progress() const {

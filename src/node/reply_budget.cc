@@ -8,30 +8,10 @@ namespace kv::node {
 
 namespace {
 
-using Counter = std::atomic<uint64_t>;
-
-// Bytes charged to a connection and to the node, given back when it is destroyed.
-struct Charge {
-  Charge(std::shared_ptr<Counter> conn, std::shared_ptr<Counter> all, uint64_t n)
-      : connection(std::move(conn)), node(std::move(all)), bytes(n) {
-    connection->fetch_add(bytes, std::memory_order_relaxed);
-    node->fetch_add(bytes, std::memory_order_relaxed);
-  }
-  ~Charge() {
-    connection->fetch_sub(bytes, std::memory_order_relaxed);
-    node->fetch_sub(bytes, std::memory_order_relaxed);
-  }
-  Charge(const Charge&) = delete;
-  Charge& operator=(const Charge&) = delete;
-  std::shared_ptr<Counter> connection;
-  std::shared_ptr<Counter> node;
-  uint64_t bytes;
-};
-
-// A reply ZeroMQ sends from our buffer, and the counters it is charged to.
+// A reply ZeroMQ sends from our buffer, and what it is charged to.
 struct Held {
   std::string bytes;
-  Charge charge;
+  std::shared_ptr<ReplyBudget::Reservation> charge;
 };
 
 // ZeroMQ's I/O thread, when it is done with the message.
@@ -39,13 +19,57 @@ void Release(void* /*data*/, void* hint) { delete static_cast<Held*>(hint); }
 
 }  // namespace
 
+ReplyBudget::Reservation::Reservation(const ReplyBudget& budget,
+                                      std::shared_ptr<Counter> connection, uint64_t bytes)
+    : per_connection_(budget.per_connection_),
+      per_node_(budget.per_node_),
+      connection_(std::move(connection)),
+      node_(budget.node_) {
+  bytes_ = bytes;
+  connection_->fetch_add(bytes, std::memory_order_relaxed);
+  node_->fetch_add(bytes, std::memory_order_relaxed);
+}
+
+ReplyBudget::Reservation::~Reservation() {
+  const uint64_t bytes = bytes_.load(std::memory_order_relaxed);
+  connection_->fetch_sub(bytes, std::memory_order_relaxed);
+  node_->fetch_sub(bytes, std::memory_order_relaxed);
+}
+
+bool ReplyBudget::Reservation::TryAdd(uint64_t bytes) {
+  if (!ReplyBudget::Allows(connection_->load(std::memory_order_relaxed),
+                           node_->load(std::memory_order_relaxed), per_connection_, per_node_)) {
+    return false;
+  }
+  bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  connection_->fetch_add(bytes, std::memory_order_relaxed);
+  node_->fetch_add(bytes, std::memory_order_relaxed);
+  return true;
+}
+
+std::string ReplyBudget::Reservation::Refusal() const {
+  return ReplyBudget::Refusal(connection_->load(std::memory_order_relaxed),
+                              node_->load(std::memory_order_relaxed));
+}
+
+std::string ReplyBudget::Refusal(uint64_t connection_bytes, uint64_t node_bytes) {
+  return std::to_string(connection_bytes >> 20) + " MiB of replies to this connection and " +
+         std::to_string(node_bytes >> 20) +
+         " MiB to all are unread or being read; read them, then retry after a backoff";
+}
+
 uint64_t ReplyBudget::connection_bytes(const std::string& routing) const {
   auto it = connections_.find(routing);
   return it == connections_.end() ? 0 : it->second->load(std::memory_order_relaxed);
 }
 
 bool ReplyBudget::Allows(const std::string& routing) const {
-  return connection_bytes(routing) < per_connection_ && node_bytes() < per_node_;
+  return Allows(connection_bytes(routing), node_->load(std::memory_order_relaxed), per_connection_,
+                per_node_);
+}
+
+std::string ReplyBudget::Refusal(const std::string& routing) const {
+  return Refusal(connection_bytes(routing), node_->load(std::memory_order_relaxed));
 }
 
 std::shared_ptr<ReplyBudget::Counter> ReplyBudget::CounterOf(const std::string& routing) {
@@ -55,15 +79,16 @@ std::shared_ptr<ReplyBudget::Counter> ReplyBudget::CounterOf(const std::string& 
   return counter;
 }
 
+std::shared_ptr<ReplyBudget::Reservation> ReplyBudget::Reserve(const std::string& routing,
+                                                               uint64_t bytes) {
+  return std::make_shared<Reservation>(*this, CounterOf(routing), bytes);
+}
+
 zmq::message_t ReplyBudget::Message(const std::string& routing, std::string bytes) {
   if (bytes.size() < kTrackedBytes) return zmq::message_t(bytes.data(), bytes.size());
   const uint64_t size = bytes.size();
-  auto* held = new Held{std::move(bytes), {CounterOf(routing), node_, size}};
+  auto* held = new Held{std::move(bytes), Reserve(routing, size)};
   return zmq::message_t(held->bytes.data(), held->bytes.size(), Release, held);
-}
-
-std::shared_ptr<const void> ReplyBudget::Reserve(const std::string& routing, uint64_t bytes) {
-  return std::make_shared<const Charge>(CounterOf(routing), node_, bytes);
 }
 
 void ReplyBudget::Sweep() {

@@ -13,6 +13,7 @@
 
 #include "kv/scan.h"
 #include "kvstore/events.h"
+#include "node/reply_budget.h"
 #include "raft/types.h"
 
 namespace kv::node {
@@ -22,12 +23,11 @@ struct Pending {
   bool delimiter = false;  // the client is a REQ socket: echo an empty frame
   uint64_t id = 0;
   raft::Term term = 0;               // writes: the term the entry was proposed in
-  bool read = false;                 // a get or a scan
   std::string key;                   // reads: the key to read
   std::optional<kv::ScanSpec> scan;  // a scan instead (its range and page size)
-  // Scans: their page's bytes, held against the connection's reply budget
-  // until the last copy of the request is gone (node/reply_budget.h).
-  std::shared_ptr<const void> reservation;
+  // Reads: their claim on the connection's reply budget, held until the
+  // last copy of the request is gone (node/reply_budget.h).
+  std::shared_ptr<ReplyBudget::Reservation> reservation;
 };
 
 // Replies and events a worker produced, for the loop thread to send.

@@ -80,6 +80,19 @@ TEST_CASE("A command with the leader's clock, a deadline, touch or expire is ver
   REQUIRE(Command::Decode(v1, &back).ok());
   v1[2] = 4;
   REQUIRE(Command::Decode(v1, &back).IsCorruption());
+  // An expire entry has no session, key or value of its own.
+  Command bad = expire;
+  bad.client = 3;
+  bad.seq = 1;
+  REQUIRE(Command::Decode(bad.Encode(), &back).IsCorruption());
+  bad = expire;
+  bad.key = "k";
+  REQUIRE(Command::Decode(bad.Encode(), &back).IsCorruption());
+  bad = expire;
+  bad.keys.assign(kMaxExpireKeys + 1, "k");
+  REQUIRE(Command::Decode(bad.Encode(), &back).IsCorruption());
+  bad.keys.pop_back();
+  REQUIRE(Command::Decode(bad.Encode(), &back).ok());
   // A key count the entry cannot hold is refused, not reserved for.
   Command empty = expire;
   empty.keys.clear();

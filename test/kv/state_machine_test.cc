@@ -539,9 +539,11 @@ TEST_CASE("An expire entry removes the listed keys whose deadline passed, not ke
   sm.Apply(2, At(Put("b", "2"), 1000, 50), &dup);
   sm.Apply(3, At(Put("c", "3"), 1000, 900), &dup);
   // Earliest deadline first, up to max.
-  REQUIRE(sm.ExpiredKeys(1100, 10) == std::vector<std::string>{"b", "a"});
-  REQUIRE(sm.ExpiredKeys(1100, 1) == std::vector<std::string>{"b"});
-  REQUIRE(sm.ExpiredKeys(1049, 10).empty());
+  REQUIRE(sm.ExpiredKeys(1100, 10, 100) == std::vector<std::string>{"b", "a"});
+  REQUIRE(sm.ExpiredKeys(1100, 1, 100) == std::vector<std::string>{"b"});
+  REQUIRE(sm.ExpiredKeys(1100, 10, 1) == std::vector<std::string>{"b"});  // by bytes
+  REQUIRE(sm.ExpiredKeys(1100, 10, 0) == std::vector<std::string>{"b"});  // one always fits
+  REQUIRE(sm.ExpiredKeys(1049, 10, 100).empty());
   // "b" is written again (permanent) before the leader's removal applies.
   sm.Apply(4, At(Put("b", "4"), 1020), &dup);
   std::vector<std::string> expired;
@@ -572,7 +574,7 @@ TEST_CASE("Deadlines and the clock survive a snapshot; older snapshots have none
   REQUIRE(copy.Find("a", 0) == nullptr);  // expired by the restored clock
   REQUIRE(copy.Find("c", 6299) != nullptr);
   REQUIRE(copy.Find("c", 6300) == nullptr);
-  REQUIRE(copy.ExpiredKeys(0, 10) == std::vector<std::string>{"a"});
+  REQUIRE(copy.ExpiredKeys(0, 10, 100) == std::vector<std::string>{"a"});
   // A deadline changes the digest: replicas that disagree on one differ.
   StateMachine permanent;
   permanent.Apply(1, At(Put("a", "1"), 1000), &dup);
