@@ -202,27 +202,36 @@ class ToolsTest(unittest.TestCase):
         self.assertEqual(self.kvctl("get", "lease", "--prefix").returncode, 1)
         self.assertEqual(self.kvctl("put", "x", "1", "--ttl", "-5").returncode, 2)
 
-    def test_kvctl_watch_shows_expirations(self):
-        watch = subprocess.Popen([BIN["kvctl"], "--endpoints", self.eps, "watch", "exp/"],
+    def watch(self, prefix, write, until):
+        """Runs `kvctl watch PREFIX`, calls write() until the lines it printed
+        contain `until` (the stream is best effort: a subscription may still
+        be on its way, so a change whose event never comes is made again),
+        and returns those lines."""
+        watch = subprocess.Popen([BIN["kvctl"], "--endpoints", self.eps, "watch", prefix],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
+            # The watcher prints its banner once subscribed; writes after that show.
             wait_until(lambda: watch.stderr.readline().startswith("kvctl: watching"), 10)
             deadline = time.monotonic() + 20
             seen = ""
-            while "EXPIRE exp/a" not in seen and time.monotonic() < deadline:
-                # Best effort stream: a key whose events never come is put again.
-                self.assertEqual(self.kvctl("put", "exp/a", "1", "--ttl", "100").returncode, 0)
+            while until not in seen and time.monotonic() < deadline:
+                write()
                 end = time.monotonic() + 2
-                while "EXPIRE exp/a" not in seen and time.monotonic() < end:
+                while until not in seen and time.monotonic() < end:
                     if select.select([watch.stdout], [], [], 0.5)[0]:
                         seen += watch.stdout.readline()
-            self.assertIn("PUT exp/a", seen)
-            self.assertIn("EXPIRE exp/a", seen)
+            return seen
         finally:
             watch.send_signal(signal.SIGINT)
             watch.wait(timeout=10)
             watch.stdout.close()
             watch.stderr.close()
+
+    def test_kvctl_watch_shows_expirations(self):
+        seen = self.watch("exp/", lambda: self.assertEqual(
+            self.kvctl("put", "exp/a", "1", "--ttl", "100").returncode, 0), "EXPIRE exp/a")
+        self.assertIn("PUT exp/a", seen)
+        self.assertIn("EXPIRE exp/a", seen)
 
     def test_kvctl_usage_and_unavailable_exit_codes(self):
         self.assertEqual(self.kvctl("put", "only-a-key").returncode, 2)
@@ -247,27 +256,12 @@ class ToolsTest(unittest.TestCase):
         self.assertEqual(self.kvctl("leader", "transfer", "42").returncode, 4)
 
     def test_kvctl_watch_sees_key_changes(self):
-        watch = subprocess.Popen([BIN["kvctl"], "--endpoints", self.eps, "watch", "w/"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            # The watcher prints its banner once subscribed; writes after that show.
-            wait_until(lambda: watch.stderr.readline().startswith("kvctl: watching"), 10)
-            deadline = time.monotonic() + 20
-            seen = ""
-            while "PUT w/a" not in seen and time.monotonic() < deadline:
-                self.assertEqual(self.kvctl("put", "w/a", "1").returncode, 0)
-                self.assertEqual(self.kvctl("put", "other", "1").returncode, 0)
-                # The stream is best effort (a subscription may still be on
-                # its way): a put whose event never comes is put again.
-                if select.select([watch.stdout], [], [], 1.0)[0]:
-                    seen += watch.stdout.readline()
-            self.assertIn("PUT w/a", seen)
-            self.assertNotIn("other", seen)
-        finally:
-            watch.send_signal(signal.SIGINT)
-            watch.wait(timeout=10)
-            watch.stdout.close()
-            watch.stderr.close()
+        def write():
+            self.assertEqual(self.kvctl("put", "w/a", "1").returncode, 0)
+            self.assertEqual(self.kvctl("put", "other", "1").returncode, 0)
+        seen = self.watch("w/", write, "PUT w/a")
+        self.assertIn("PUT w/a", seen)
+        self.assertNotIn("other", seen)
 
     def test_kvload_scans_in_the_history_pass_kvcheck(self):
         # A cluster of its own: kvcheck takes every key to start absent, and
