@@ -25,7 +25,8 @@ void Expirer::Tick(Group& g) {
   const uint64_t generation = ++g.expire_generation;
   const raft::GroupId id = g.id;
   ctx_->workers->Post(id, [this, &g, id, generation, now] {
-    std::vector<std::string> keys = g.sm.ExpiredKeys(now, kMaxKeysPerEntry, kMaxKeyBytesPerEntry);
+    std::vector<std::string> keys = g.sm.ExpiredKeys(now, kMaxKeysPerEntry * kMaxEntriesPerSearch,
+                                                     kMaxKeyBytesPerEntry * kMaxEntriesPerSearch);
     ctx_->loop->Post([this, id, generation, now, keys = std::move(keys)]() mutable {
       Propose(id, generation, now, std::move(keys));
     });
@@ -40,19 +41,26 @@ void Expirer::Propose(raft::GroupId id, uint64_t generation, uint64_t now_ms,
     g->expiring = false;
     return;
   }
-  Command cmd;
-  cmd.op = OpType::kExpire;
-  cmd.now_ms = now_ms;
-  cmd.keys = std::move(keys);
-  raft::Index index = 0;
-  raft::Term term = 0;
-  // Busy (the log is full), a transfer under way, or no longer the leader:
-  // the next tick tries again.
-  if (!g->raft->Propose(cmd.Encode(), &index, &term).ok()) {
-    g->expiring = false;
-    return;
+  // In entries of at most kMaxKeysPerEntry keys and kMaxKeyBytesPerEntry.
+  size_t next = 0;
+  while (next < keys.size()) {
+    Command cmd;
+    cmd.op = OpType::kExpire;
+    cmd.now_ms = now_ms;
+    size_t bytes = 0;
+    while (next < keys.size() && cmd.keys.size() < kMaxKeysPerEntry &&
+           (cmd.keys.empty() || bytes + keys[next].size() <= kMaxKeyBytesPerEntry)) {
+      bytes += keys[next].size();
+      cmd.keys.push_back(std::move(keys[next++]));
+    }
+    raft::Index index = 0;
+    raft::Term term = 0;
+    // Busy (the log is full), a transfer under way, or no longer the
+    // leader: the next tick tries again for what is left.
+    if (!g->raft->Propose(cmd.Encode(), &index, &term).ok()) break;
+    g->expire_index = index;
   }
-  g->expire_index = index;
+  if (g->expire_index == 0) g->expiring = false;
 }
 
 }  // namespace kv::node

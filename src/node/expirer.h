@@ -3,9 +3,10 @@
 // removes expired keys from the log's point of view, so that followers and
 // snapshots drop them: each tick, for every group it leads whose earliest
 // deadline has passed, it asks the group's strand for the expired keys and
-// proposes their removal as one kExpire entry (up to kMaxKeysPerEntry keys
-// and kMaxKeyBytesPerEntry of them: an entry must fit in any append a
-// follower accepts), one search or entry in flight per group.
+// proposes their removal as kExpire entries (each of up to kMaxKeysPerEntry
+// keys and kMaxKeyBytesPerEntry of them: an entry must fit in any append a
+// follower accepts; up to kMaxEntriesPerSearch at once, so that a burst of
+// deadlines is gone within a tick or two), one search in flight per group.
 // Thread safety: loop thread; the search runs on the group's strand.
 #pragma once
 
@@ -22,6 +23,7 @@ class Expirer {
  public:
   static constexpr size_t kMaxKeysPerEntry = 1000;
   static constexpr size_t kMaxKeyBytesPerEntry = 256 << 10;
+  static constexpr size_t kMaxEntriesPerSearch = 8;
 
   explicit Expirer(NodeContext* ctx) : ctx_(ctx) {}
 
