@@ -363,6 +363,9 @@ struct Client::Impl {
               reply.status != net::ReplyStatus::kDenied) {
             timer.Observe(static_cast<uint64_t>(
                 std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - sent).count()));
+            // Executed by the leader (any node serves a stale read): ask it
+            // first next time, not the endpoints before it in the list.
+            if (!req.stale) SetLeader(shard, target);
           }
           if (raw) *raw = std::move(bytes);
           Result r{CodeFor(reply.status), std::move(reply.value), std::move(reply.error)};

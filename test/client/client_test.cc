@@ -318,6 +318,13 @@ TEST_CASE("A node that does not answer is skipped for one that does") {
   Client c(Fast({dead.address(), live.address()}));
   REQUIRE(c.Put("k", "v").ok());
   REQUIRE(live.requests().size() == 1);
+  // The node that executed it is the leader from then on: the dead one is
+  // not asked again (each try would cost an attempt timeout).
+  const size_t dead_asked = dead.requests().size();
+  REQUIRE(c.Get("k").ok());
+  REQUIRE(c.Put("k", "w").ok());
+  CHECK(dead.requests().size() == dead_asked);
+  CHECK(live.requests().size() == 3);
 }
 
 // ---- Sharded clusters --------------------------------------------------------

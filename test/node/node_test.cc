@@ -91,6 +91,7 @@ Cluster StartCluster(const std::vector<storage::Env*>& envs, const NodeConfig& c
 
 client::Options ClientOptions(const Cluster& nodes) {
   client::Options o;
+  o.endpoints.clear();  // not the default local cluster's
   for (const auto& n : nodes) o.endpoints.push_back(n->endpoint());
   o.timeout = std::chrono::milliseconds(3000);
   o.attempt_timeout = std::chrono::milliseconds(300);
