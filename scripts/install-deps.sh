@@ -6,12 +6,12 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git
-  libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libxxhash-dev libabsl-dev
+  libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libxxhash-dev libabsl-dev libcpp-httplib-dev
   catch2 libcli11-dev libncurses-dev
   libbenchmark-dev gcovr
   python3 python3-zmq python3-msgpack
   clang libclang-rt-14-dev clang-format
-  tmux iproute2
+  tmux iproute2 prometheus
 )
 
 missing=()

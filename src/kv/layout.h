@@ -6,7 +6,8 @@
 // sharded one it is the metadata group (membership and the shard map), on the
 // first kMetaVoters founding members, and shard s is group kFirstShardGroup + s.
 // Ports: a node serves clients on its client port P, Raft on P +
-// kRaftPortOffset and its event stream (PUB) on P + kEventsPortOffset
+// kRaftPortOffset, its event stream (PUB) on P + kEventsPortOffset and, by
+// default, its metrics and health checks (HTTP) on P + kMetricsPortOffset
 // (docs/protocol.md), so that an address host:P tells every port.
 // Thread safety: constants and pure functions.
 #pragma once
@@ -37,6 +38,7 @@ static_assert(ShardOfGroup(ShardGroup(0), 1) == 0 && ShardOfGroup(ShardGroup(1),
 
 constexpr int kRaftPortOffset = 1000;
 constexpr int kEventsPortOffset = 2000;
+constexpr int kMetricsPortOffset = 3000;  // HTTP: /metrics, /healthz, /readyz
 
 // The default local cluster: nodes 1..kDefaultNodes on 127.0.0.1, client
 // ports kDefaultFirstPort, kDefaultFirstPort + 1, ...

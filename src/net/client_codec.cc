@@ -264,6 +264,8 @@ std::string EncodeClientRequest(const ClientRequest& r) {
 
 const char* ReplyStatusName(ReplyStatus s) { return NameOf(kReplyStatusNames, s, "ERROR"); }
 
+const char* ClientOpName(ClientOp op) { return NameOf(kOpNames, op, "?"); }
+
 namespace {
 
 bool GetReplyStatus(const msgpack::object& o, ReplyStatus* status) {

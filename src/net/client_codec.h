@@ -40,6 +40,9 @@ constexpr bool IsWrite(ClientOp op) {
          op == ClientOp::kTouch;
 }
 
+// The op's name on the wire: "get", "put", ...
+const char* ClientOpName(ClientOp op);
+
 struct ClientRequest {
   uint64_t id = 0;
   ClientOp op = ClientOp::kGet;

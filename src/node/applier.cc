@@ -116,7 +116,8 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
         reply.status = net::ReplyStatus::kUnavailable;
         reply.error = "leadership changed before the write committed; it was not executed";
       }
-      out.replies.emplace_back(std::move(write->second), net::EncodeClientReply(reply));
+      out.replies.push_back(
+          EncodedReply{std::move(write->second), reply.status, net::EncodeClientReply(reply)});
     }
   }
   ServeWaitingReads(g, &out);
@@ -164,7 +165,7 @@ void Applier::ServeRead(Group& g, const Pending& p, Outgoing* out) {
         !p.reservation->TryAdd(r->value().size())) {
       reply.status = net::ReplyStatus::kBusy;
       reply.error = p.reservation->Refusal();
-      out->replies.emplace_back(p, net::EncodeClientReply(reply));
+      out->replies.push_back(EncodedReply{p, reply.status, net::EncodeClientReply(reply)});
       return;
     }
     reply.has_value = true;
@@ -175,7 +176,7 @@ void Applier::ServeRead(Group& g, const Pending& p, Outgoing* out) {
   } else {
     reply.status = net::ReplyStatus::kNotFound;
   }
-  out->replies.emplace_back(p, net::EncodeClientReply(reply));
+  out->replies.push_back(EncodedReply{p, reply.status, net::EncodeClientReply(reply)});
 }
 
 void Applier::Install(Group& g, raft::Snapshot snap) {

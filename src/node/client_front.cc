@@ -58,6 +58,7 @@ bool ClientFront::Drain() {
     ++requests;
     for (const zmq::message_t& f : frames) bytes += f.size();
     Pending p;
+    p.received = std::chrono::steady_clock::now();
     p.routing = frames[0].to_string();
     // A REQ client's empty delimiter is echoed on every reply, errors too.
     p.delimiter = frames.size() >= 3 && frames[1].size() == 0;
@@ -82,6 +83,7 @@ void ClientFront::Handle(Pending p, std::string_view payload, std::string_view u
   bool id_known = false;
   Status s = net::DecodeClientRequest(payload, limits_, &req, &id_known);
   p.id = id_known ? req.id : 0;
+  if (s.ok()) p.op = static_cast<int>(req.op);
   if (!s.ok()) {
     if (ShouldLogSampled(++bad_requests_)) {
       KV_LOG(kWarn) << "bad client request: " << s.message() << " (" << bad_requests_ << " so far)";
@@ -246,7 +248,7 @@ void ClientFront::ReplyError(const Pending& p, std::string error) {
 void ClientFront::Reply(const Pending& p, const net::ClientReply& reply) {
   net::ClientReply r = reply;
   r.id = p.id;
-  ReplyRaw(p, net::EncodeClientReply(r));
+  ReplyRaw(p, r.status, net::EncodeClientReply(r));
 }
 
 void ClientFront::ReplyUnread(const Pending& p) {
@@ -260,7 +262,10 @@ void ClientFront::ReplyUnread(const Pending& p) {
   Reply(p, busy);
 }
 
-void ClientFront::ReplyRaw(const Pending& p, std::string bytes) {
+void ClientFront::ReplyRaw(const Pending& p, net::ReplyStatus status, std::string bytes) {
+  ctx_->metrics->ObserveRequest(
+      p.op, status,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - p.received).count());
   // A client that went away or whose queue is full: its request times out.
   zmq::message_t body = replies_.Message(p.routing, std::move(bytes));
   if (p.delimiter) {
@@ -313,7 +318,7 @@ void ClientFront::ReplyStatus(const Pending& p) {
   }
   auto leader = ctx_->members.find(st.leader);
   if (leader != ctx_->members.end()) st.leader_address = leader->second.ToString();
-  ReplyRaw(p, net::EncodeStatusReply(p.id, st));
+  ReplyRaw(p, net::ReplyStatus::kOk, net::EncodeStatusReply(p.id, st));
 }
 
 void ClientFront::ReplyShards(const Pending& p) {
@@ -322,7 +327,7 @@ void ClientFront::ReplyShards(const Pending& p) {
   for (const auto& [node, hp] : ctx_->members) map.members[node] = hp.ToString();
   if (ctx_->cfg.curve()) map.member_keys = ctx_->member_keys;
   shards_->FillShardMap(&map);
-  ReplyRaw(p, net::EncodeShardsReply(p.id, map));
+  ReplyRaw(p, net::ReplyStatus::kOk, net::EncodeShardsReply(p.id, map));
 }
 
 }  // namespace kv::node

@@ -49,7 +49,8 @@ class ClientFront {
 
   // Answers p (the reply's id is set from p).
   void Reply(const Pending& p, const net::ClientReply& reply);
-  void ReplyRaw(const Pending& p, std::string bytes);
+  // `status`: the reply's, for the metrics.
+  void ReplyRaw(const Pending& p, net::ReplyStatus status, std::string bytes);
   // Answers a request for group `id` that this node cannot serve as its
   // leader: REDIRECT to the leader it knows of, else UNAVAILABLE.
   void RedirectOrUnavailable(const Pending& p, raft::GroupId id);

@@ -135,6 +135,15 @@ Status NodeConfig::Finish() {
                                      " leaves no room for the derived Raft and PUB ports");
     }
   }
+  if (metrics_port < 0) {
+    // A client port near the top leaves the default no room: none then.
+    metrics_port =
+        client_port() + kMetricsPortOffset <= 65535 ? client_port() + kMetricsPortOffset : 0;
+  }
+  if (metrics_port > 65535) {
+    return Status::InvalidArgument("--metrics-port " + std::to_string(metrics_port) +
+                                   " is not a port");
+  }
   if (data_dir.empty()) data_dir = "data/node-" + std::to_string(id);
   if (listen_host.empty()) listen_host = self().host;
   if (curve()) {

@@ -58,6 +58,10 @@ struct NodeConfig {
   // read at start and again on SIGHUP.
   std::string client_keys_file;
 
+  // HTTP port of /metrics, /healthz and /readyz: -1 (default) is the client
+  // port + kMetricsPortOffset, 0 serves none.
+  int metrics_port = -1;
+
   int tick_ms = 50;
   int election_ticks = 10;  // election timeout 500 ms, randomized up to 1 s
   int heartbeat_ticks = 2;

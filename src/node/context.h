@@ -18,6 +18,7 @@
 #include "net/publisher.h"
 #include "node/config.h"
 #include "node/group.h"
+#include "node/metrics.h"
 #include "node/worker_pool.h"
 #include "storage/node_storage.h"
 
@@ -48,6 +49,7 @@ struct NodeContext {
   WorkerPool* workers = nullptr;
   net::Publisher* events = nullptr;
   net::PeerTransport* peers = nullptr;
+  Metrics* metrics = nullptr;
 
   Groups groups;
   std::map<raft::NodeId, HostPort> members;  // every member's client address

@@ -63,8 +63,10 @@ struct Group {
   bool snapshot_in_progress = false;
   uint64_t snapshot_segment = 0;  // the WAL's newest segment when its last snapshot began
   raft::Index published_commit = 0;
-  uint64_t leader_since_tick = 0;   // when this node last became its leader
-  uint64_t last_transfer_tick = 0;  // when it last handed leadership on
+  uint64_t leader_since_tick = 0;            // when this node last became its leader
+  uint64_t last_transfer_tick = 0;           // when it last handed leadership on
+  raft::NodeId last_leader = raft::kNoNode;  // for the leader changes metric
+  uint64_t leader_changes = 0;
   // Expiry (node/expirer.h): a search for expired keys or their removal is
   // under way; the removal's entry, once proposed; the search's number.
   bool expiring = false;

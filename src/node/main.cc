@@ -69,6 +69,9 @@ int main(int argc, char** argv) {
   app.add_option("--cluster", cfg.cluster, "Cluster name; a data dir serves one cluster")
       ->capture_default_str();
   app.add_option("--data-dir", cfg.data_dir, "Data directory (default ./data/node-ID)");
+  app.add_option("--metrics-port", cfg.metrics_port,
+                 "HTTP port of /metrics (Prometheus), /healthz and /readyz (default: the client "
+                 "port + 3000; 0: none)");
   app.add_option("--listen", cfg.listen_host,
                  "Host/IP to bind (default: this node's host in --peers; 0.0.0.0 for all)");
   app.add_flag("--insecure", cfg.insecure,

@@ -63,6 +63,7 @@ Node::Node(NodeConfig cfg, storage::Env* env)
           [this](Group& g) { DropPending(g); }) {
   ctx_.loop = &loop_;
   ctx_.peers = &peers_;
+  ctx_.metrics = &metrics_;
   ctx_.member_keys = cfg_.peer_keys;
   front_.Wire(&access_, &applier_, &membership_, &shards_, &pipeline_);
 }
@@ -128,6 +129,8 @@ Status Node::Start() {
   const size_t groups = ctx_.groups.size();
   KV_LOG(kInfo) << "node " << cfg_.id << " serving clients on " << cfg_.self().ToString()
                 << ", raft on port " << cfg_.raft_port() << ", events on port " << cfg_.pub_port()
+                << (cfg_.metrics_port > 0 ? ", metrics on port " + std::to_string(cfg_.metrics_port)
+                                          : std::string(", no metrics port"))
                 << ", data in " << cfg_.data_dir << "; " << groups << " group"
                 << (groups == 1 ? "" : "s")
                 << (cfg_.sharded() ? " of " + std::to_string(cfg_.shards) + " shards" : "");
@@ -165,6 +168,7 @@ Status Node::Bind() {
   Status s = front_.Bind(endpoint(cfg_.client_port()));
   if (s.ok()) s = peers_.Bind(endpoint(cfg_.raft_port()));
   if (s.ok()) s = net::BindSocket(pub_, endpoint(cfg_.pub_port()));
+  if (s.ok() && cfg_.metrics_port > 0) s = http_.Start(cfg_.listen_host, cfg_.metrics_port);
   return s;
 }
 
@@ -333,6 +337,41 @@ void Node::Tick() {
   }
   PumpSnapshots();
   shards_.Tick();
+  PublishMetrics();
+}
+
+void Node::PublishMetrics() {
+  std::vector<GroupMetrics> groups;
+  Health health;
+  health.live = pipeline_.fatal().ok();
+  if (!health.live) health.problem = "storage failed: " + pipeline_.fatal().ToString();
+  health.ready = true;
+  for (const auto& [id, g] : ctx_.groups) {
+    if (g->removed) continue;
+    const ApplyProgress pr = g->progress();
+    GroupMetrics m;
+    m.group = id;
+    m.shard = g->shard;
+    m.role = raft::RoleName(g->raft->role());
+    m.term = g->raft->term();
+    m.leader = g->raft->leader();
+    m.commit = g->raft->commit();
+    m.applied = pr.applied;
+    m.last_index = g->raft->last_index();
+    m.keys = pr.keys;
+    m.bytes = pr.bytes;
+    m.leader_changes = g->leader_changes;
+    if (m.leader == raft::kNoNode || m.applied < m.commit) {
+      health.ready = false;
+      health.waiting +=
+          "group " + std::to_string(id) +
+          (m.leader == raft::kNoNode ? ": no leader known; "
+                                     : ": applied " + std::to_string(m.applied) + " of " +
+                                           std::to_string(m.commit) + " committed; ");
+    }
+    groups.push_back(std::move(m));
+  }
+  metrics_.Publish(std::move(groups), std::move(health));
 }
 
 void Node::ProcessReady() {
@@ -367,13 +406,17 @@ void Node::DropPending(Group& g) {
 
 void Node::Deliver(Outgoing out) {
   if (out.member_keys) membership_.OnMemberKeys(out.member_version, *out.member_keys);
-  for (auto& [p, bytes] : out.replies) front_.ReplyRaw(p, std::move(bytes));
+  for (EncodedReply& r : out.replies) front_.ReplyRaw(r.to, r.status, std::move(r.bytes));
   for (Event& event : out.events) events_->Publish(std::move(event));
 }
 
 // ---- ReadyHandler ----------------------------------------------------------
 
 void Node::OnRoleChange(Group& g, const raft::SoftState& ss) {
+  if (ss.leader != raft::kNoNode && ss.leader != g.last_leader) {
+    if (g.last_leader != raft::kNoNode) ++g.leader_changes;
+    g.last_leader = ss.leader;
+  }
   RoleEvent event;
   event.group = g.id;
   event.role = raft::RoleName(ss.role);
@@ -422,6 +465,7 @@ void Node::OnReadStates(Group& g, const std::vector<raft::ReadState>& states) {
 
 void Node::OnFatal(const Status& s) {
   KV_LOG(kError) << "node " << cfg_.id << ": storage failed, stopping: " << s.ToString();
+  PublishMetrics();  // /healthz says so until the process ends
   loop_.Stop();
 }
 

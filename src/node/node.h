@@ -38,7 +38,9 @@
 #include "node/config.h"
 #include "node/context.h"
 #include "node/expirer.h"
+#include "node/http_server.h"
 #include "node/membership.h"
+#include "node/metrics.h"
 #include "node/ready_pipeline.h"
 #include "node/shard_manager.h"
 #include "node/snapshotter.h"
@@ -96,6 +98,8 @@ class Node : private ReadyHandler {
   void QueueMessages(const std::vector<raft::Message>& msgs) override;
   void FlushMessages() override;
   void PumpSnapshots() override;
+  // Hands the groups' state and the node's health to the metrics (once a tick).
+  void PublishMetrics();
   void OnSnapshot(Group& g, raft::Snapshot snap) override;
   void OnCommitted(Group& g, std::vector<raft::Entry> entries) override;
   void OnReadStates(Group& g, const std::vector<raft::ReadState>& states) override;
@@ -104,6 +108,8 @@ class Node : private ReadyHandler {
   const NodeConfig cfg_;
   storage::Env* env_;
   NodeContext ctx_{cfg_};
+  Metrics metrics_;
+  HttpServer http_{&metrics_};  // after metrics_: stopped before it goes
   net::EventLoop loop_;
   // Whether the loop and WAL threads run at a raised priority (node.cc).
   bool critical_priority_ = false;

@@ -3,6 +3,7 @@
 // Thread safety: plain values.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -13,6 +14,7 @@
 
 #include "kv/scan.h"
 #include "kvstore/events.h"
+#include "net/client_codec.h"
 #include "node/reply_budget.h"
 #include "raft/types.h"
 
@@ -22,17 +24,26 @@ struct Pending {
   std::string routing;     // the client's ROUTER identity frame
   bool delimiter = false;  // the client is a REQ socket: echo an empty frame
   uint64_t id = 0;
-  raft::Term term = 0;               // writes: the term the entry was proposed in
-  std::string key;                   // reads: the key to read
-  std::optional<kv::ScanSpec> scan;  // a scan instead (its range and page size)
+  int op = -1;  // its net::ClientOp, -1 while (or if) it could not be read
+  std::chrono::steady_clock::time_point received;  // for the latency metrics
+  raft::Term term = 0;                             // writes: the term the entry was proposed in
+  std::string key;                                 // reads: the key to read
+  std::optional<kv::ScanSpec> scan;                // a scan instead (its range and page size)
   // Reads: their claim on the connection's reply budget, held until the
   // last copy of the request is gone (node/reply_budget.h).
   std::shared_ptr<ReplyBudget::Reservation> reservation;
 };
 
+// A reply a worker encoded, for the loop thread to send.
+struct EncodedReply {
+  Pending to;
+  net::ReplyStatus status = net::ReplyStatus::kOk;  // counted in the metrics
+  std::string bytes;
+};
+
 // Replies and events a worker produced, for the loop thread to send.
 struct Outgoing {
-  std::vector<std::pair<Pending, std::string>> replies;  // encoded replies
+  std::vector<EncodedReply> replies;
   std::vector<Event> events;
   // The metadata group's member keys, when they changed, at this applied index.
   std::optional<std::map<std::string, std::string>> member_keys;

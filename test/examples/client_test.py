@@ -113,7 +113,7 @@ class Cluster:
         grabbed one between the check and the bind."""
         for _ in range(5):
             self.base = random.randrange(20000, 60000 - 2 * 1000 - self.n, 10)
-            ports = [self.base + off + i for off in (0, 1000, 2000) for i in range(self.n)]
+            ports = [self.base + off + i for off in (0, 1000, 2000, 3000) for i in range(self.n)]
             if not ports_free(ports):
                 continue
             peers = ",".join(f"{i}={self.endpoint(i)}" for i in range(1, self.n + 1))

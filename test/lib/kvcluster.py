@@ -18,13 +18,14 @@ import zmq
 
 RAFT_PORT_OFFSET = 1000
 PUB_PORT_OFFSET = 2000
+METRICS_PORT_OFFSET = 3000
 
 
 def free_base_port(count, start=20000, end=60000):
-    """A port P such that P..P+count-1, and each +1000 and +2000, are free."""
+    """A port P such that P..P+count-1, and each +1000, +2000 and +3000, are free."""
     for base in range(start + (os.getpid() * 37) % 10000, end, 10):
         ports = [base + i + off for i in range(count)
-                 for off in (0, RAFT_PORT_OFFSET, PUB_PORT_OFFSET)]
+                 for off in (0, RAFT_PORT_OFFSET, PUB_PORT_OFFSET, METRICS_PORT_OFFSET)]
         if all(_port_free(p) for p in ports):
             return base
     raise RuntimeError("no free ports")

@@ -2,6 +2,11 @@
 // storage fails, and what survives a crash of the machine it runs on.
 #include "node/node.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <map>
@@ -42,6 +47,7 @@ class InProcessNode {
 
   bool started() const { return thread_.joinable(); }
   std::string endpoint() const { return cfg_.self().ToString(); }
+  int metrics_port() const { return cfg_.metrics_port; }
 
   // Stops the node and returns what Run returned.
   Status Stop() {
@@ -89,6 +95,28 @@ Cluster StartCluster(const std::vector<storage::Env*>& envs, const NodeConfig& c
   return {};
 }
 
+// GET http://127.0.0.1:port/path: the status code and the body ("" and 0
+// when nothing answers).
+std::pair<int, std::string> HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string reply;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    REQUIRE(write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+    char buf[4096];
+    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) reply.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  const size_t body = reply.find("\r\n\r\n");
+  if (reply.compare(0, 9, "HTTP/1.1 ") != 0 || body == std::string::npos) return {0, ""};
+  return {std::stoi(reply.substr(9, 3)), reply.substr(body + 4)};
+}
+
 client::Options ClientOptions(const Cluster& nodes) {
   client::Options o;
   o.endpoints.clear();  // not the default local cluster's
@@ -132,11 +160,16 @@ TEST_CASE("node: a failed WAL sync stops the node, which says why and acknowledg
   Cluster node = StartCluster({&env});
   client::Client c(ClientOptions(node));
   REQUIRE(c.Put("before", "1").ok());
+  CHECK(HttpGet(node[0]->metrics_port(), "/healthz") == std::make_pair(200, std::string("ok\n")));
   env.FailNextSyncs(1000000);
   client::Result r = c.Put("after", "2");
   CHECK_FALSE(r.ok());
   Status s = node[0]->Stop();
   CHECK(s.IsIOError());
+  // Until the process ends, the health check says why.
+  const auto [code, body] = HttpGet(node[0]->metrics_port(), "/healthz");
+  CHECK(code == 503);
+  CHECK_THAT(body, Catch::Contains("storage failed"));
 }
 
 TEST_CASE("node: a leader whose own WAL falls behind its followers sheds writes with BUSY") {

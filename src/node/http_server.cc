@@ -1,0 +1,50 @@
+#include "node/http_server.h"
+
+#include <httplib.h>
+
+#include "node/metrics.h"
+
+namespace kv::node {
+
+HttpServer::HttpServer(const Metrics* metrics)
+    : metrics_(metrics), server_(std::make_unique<httplib::Server>()) {
+  // A scrape is small: anything large, slow or not a GET is not one.
+  server_->set_payload_max_length(64 << 10);
+  server_->set_read_timeout(2, 0);
+  server_->set_write_timeout(5, 0);
+  server_->new_task_queue = [] { return new httplib::ThreadPool(2); };
+  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics_->Render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  server_->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+    const Health h = metrics_->health();
+    res.status = h.live ? 200 : 503;
+    res.set_content(h.live ? "ok\n" : h.problem + "\n", "text/plain");
+  });
+  server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    const Health h = metrics_->health();
+    const bool ready = h.live && h.ready;
+    res.status = ready ? 200 : 503;
+    res.set_content(ready ? "ready\n" : (h.live ? h.waiting : h.problem) + "\n", "text/plain");
+  });
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+Status HttpServer::Start(const std::string& host, int port) {
+  if (!server_->bind_to_port(host.c_str(), port)) {
+    return Status::InvalidArgument("cannot listen for metrics on " + host + ":" +
+                                   std::to_string(port) + " (in use?)");
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return Status::OK();
+}
+
+void HttpServer::Stop() {
+  if (thread_.joinable()) {
+    server_->stop();
+    thread_.join();
+  }
+}
+
+}  // namespace kv::node

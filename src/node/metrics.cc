@@ -1,0 +1,178 @@
+#include "node/metrics.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+namespace kv::node {
+
+namespace {
+
+const char* OpLabel(int op) {
+  return op == Metrics::kInvalidOp ? "invalid" : net::ClientOpName(static_cast<net::ClientOp>(op));
+}
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// A line "name{labels} value".
+void Sample(std::ostringstream& out, const std::string& name, const std::string& labels,
+            double value) {
+  out << name;
+  if (!labels.empty()) out << '{' << labels << '}';
+  char buf[64];
+  std::snprintf(buf, sizeof buf, " %.17g\n", value);
+  out << buf;
+}
+
+void Header(std::ostringstream& out, const char* name, const char* type, const char* help) {
+  out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+}
+
+// The standard process_ metrics, from /proc/self.
+void ProcessMetrics(std::ostringstream& out, double start_time) {
+  std::ifstream stat("/proc/self/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may hold spaces) in parentheses.
+  const size_t close = text.rfind(')');
+  std::istringstream fields(close == std::string::npos ? "" : text.substr(close + 2));
+  std::vector<std::string> f;
+  for (std::string w; fields >> w;) f.push_back(w);
+  // f[0] is field 3 (state): utime is field 14, stime 15, rss (pages) 24.
+  if (f.size() > 21) {
+    const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+    Header(out, "process_cpu_seconds_total", "counter", "User and system CPU time spent.");
+    Sample(out, "process_cpu_seconds_total", "", (std::stod(f[11]) + std::stod(f[12])) / ticks);
+    Header(out, "process_resident_memory_bytes", "gauge", "Resident memory size.");
+    Sample(out, "process_resident_memory_bytes", "",
+           std::stod(f[21]) * static_cast<double>(sysconf(_SC_PAGESIZE)));
+  }
+  Header(out, "process_start_time_seconds", "gauge", "Start time since the Unix epoch.");
+  Sample(out, "process_start_time_seconds", "", start_time);
+}
+
+}  // namespace
+
+Metrics::Metrics() : start_time_(Now()) {}
+
+void Metrics::ObserveRequest(int op, net::ReplyStatus status, double seconds) {
+  if (op < 0 || op >= kOps) op = kInvalidOp;
+  const int s = static_cast<int>(status);
+  if (s < 0 || s >= kStatuses) return;
+  requests_[op][s].fetch_add(1, std::memory_order_relaxed);
+  Histogram& h = latency_[op];
+  size_t b = 0;
+  while (b < kBuckets.size() && seconds > kBuckets[b]) ++b;
+  h.counts[b].fetch_add(1, std::memory_order_relaxed);
+  h.sum_ns.fetch_add(static_cast<uint64_t>(seconds * 1e9), std::memory_order_relaxed);
+}
+
+void Metrics::Publish(std::vector<GroupMetrics> groups, Health health) {
+  std::lock_guard<std::mutex> lock(mu_);
+  groups_ = std::move(groups);
+  health_ = std::move(health);
+}
+
+Health Metrics::health() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return health_;
+}
+
+std::string Metrics::Render() const {
+  std::ostringstream out;
+  Header(out, "kvstore_requests_total", "counter", "Client requests answered, by op and status.");
+  for (int op = 0; op < kOps; ++op) {
+    for (int s = 0; s < kStatuses; ++s) {
+      const uint64_t n = requests_[op][s].load(std::memory_order_relaxed);
+      if (n == 0) continue;
+      Sample(out, "kvstore_requests_total",
+             std::string("op=\"") + OpLabel(op) + "\",status=\"" +
+                 net::ReplyStatusName(static_cast<net::ReplyStatus>(s)) + '"',
+             static_cast<double>(n));
+    }
+  }
+  Header(out, "kvstore_request_duration_seconds", "histogram",
+         "Time from reading a client request to handing its reply to ZeroMQ, by op.");
+  for (int op = 0; op < kOps; ++op) {
+    const Histogram& h = latency_[op];
+    uint64_t cumulative = 0;
+    std::array<uint64_t, kBuckets.size() + 1> counts;
+    for (size_t b = 0; b < counts.size(); ++b)
+      counts[b] = h.counts[b].load(std::memory_order_relaxed);
+    for (uint64_t c : counts) cumulative += c;
+    if (cumulative == 0) continue;
+    const std::string op_label = std::string("op=\"") + OpLabel(op) + '"';
+    uint64_t running = 0;
+    for (size_t b = 0; b < kBuckets.size(); ++b) {
+      running += counts[b];
+      char le[32];
+      std::snprintf(le, sizeof le, "%g", kBuckets[b]);
+      Sample(out, "kvstore_request_duration_seconds_bucket", op_label + ",le=\"" + le + '"',
+             static_cast<double>(running));
+    }
+    Sample(out, "kvstore_request_duration_seconds_bucket", op_label + ",le=\"+Inf\"",
+           static_cast<double>(cumulative));
+    Sample(out, "kvstore_request_duration_seconds_sum", op_label,
+           static_cast<double>(h.sum_ns.load(std::memory_order_relaxed)) / 1e9);
+    Sample(out, "kvstore_request_duration_seconds_count", op_label,
+           static_cast<double>(cumulative));
+  }
+
+  std::vector<GroupMetrics> groups;
+  Health health;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    groups = groups_;
+    health = health_;
+  }
+  struct Gauge {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t GroupMetrics::*field;
+  };
+  static const Gauge kGauges[] = {
+      {"kvstore_raft_term", "gauge", "The group's current term.", &GroupMetrics::term},
+      {"kvstore_raft_leader", "gauge", "The leader's node id; 0: none known.",
+       &GroupMetrics::leader},
+      {"kvstore_raft_commit_index", "gauge", "The commit index this node knows.",
+       &GroupMetrics::commit},
+      {"kvstore_raft_applied_index", "gauge", "The last index applied to the state machine.",
+       &GroupMetrics::applied},
+      {"kvstore_raft_last_index", "gauge", "The last index in this node's log.",
+       &GroupMetrics::last_index},
+      {"kvstore_raft_leader_changes_total", "counter",
+       "Times this node saw the group's leader change.", &GroupMetrics::leader_changes},
+      {"kvstore_keys", "gauge", "Keys stored in the group.", &GroupMetrics::keys},
+      {"kvstore_stored_bytes", "gauge", "Bytes of keys and values stored in the group.",
+       &GroupMetrics::bytes},
+  };
+  for (const Gauge& g : kGauges) {
+    Header(out, g.name, g.type, g.help);
+    for (const GroupMetrics& m : groups) {
+      Sample(out, g.name, "group=\"" + std::to_string(m.group) + '"',
+             static_cast<double>(m.*(g.field)));
+    }
+  }
+  Header(out, "kvstore_raft_role", "gauge", "1 for the role this node has in the group.");
+  for (const GroupMetrics& m : groups) {
+    for (const char* role : {"follower", "pre-candidate", "candidate", "leader"}) {
+      Sample(out, "kvstore_raft_role",
+             "group=\"" + std::to_string(m.group) + "\",role=\"" + role + '"',
+             m.role == role ? 1 : 0);
+    }
+  }
+  Header(out, "kvstore_up", "gauge", "1 while the node runs and its WAL is writable.");
+  Sample(out, "kvstore_up", "", health.live ? 1 : 0);
+  Header(out, "kvstore_ready", "gauge",
+         "1 once every group knows a leader and has applied what it knows committed.");
+  Sample(out, "kvstore_ready", "", health.ready ? 1 : 0);
+  ProcessMetrics(out, start_time_);
+  return out.str();
+}
+
+}  // namespace kv::node

@@ -1,0 +1,77 @@
+// Metrics: what a node tells Prometheus (GET /metrics) and an orchestrator
+// (GET /healthz, /readyz), served by node/http_server.h on threads of its
+// own. The loop thread never waits for a scrape: it counts requests in
+// atomics and publishes the groups' state and the node's health once a tick
+// (a copy swapped under a mutex); a scrape renders from those.
+// Names follow Prometheus' conventions: the kvstore_ prefix, base units
+// (seconds, bytes), _total for counters; labels are bounded (op, status,
+// group, role), never a key or a client.
+// Thread safety: all public calls, from any thread.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "net/client_codec.h"
+
+namespace kv::node {
+
+// One Raft group as the loop last saw it.
+struct GroupMetrics {
+  uint64_t group = 0;
+  int shard = -1;
+  std::string role;
+  uint64_t term = 0, leader = 0, commit = 0, applied = 0, last_index = 0;
+  uint64_t keys = 0, bytes = 0;
+  uint64_t leader_changes = 0;  // leaders this node has seen come and go
+};
+
+// What /healthz and /readyz answer.
+struct Health {
+  bool live = true;     // running, its WAL writable
+  std::string problem;  // !live: why
+  bool ready = false;   // every group knows a leader and has applied its commit
+  std::string waiting;  // !ready: which groups, and for what
+};
+
+class Metrics {
+ public:
+  // Request latency buckets, in seconds (upper bounds; +Inf follows).
+  static constexpr std::array<double, 14> kBuckets = {
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
+  // Ops are counted by ClientOp; a request that could not be read as "invalid".
+  static constexpr int kOps = static_cast<int>(net::ClientOp::kTouch) + 2;
+  static constexpr int kInvalidOp = kOps - 1;
+  static constexpr int kStatuses = static_cast<int>(net::ReplyStatus::kBusy) + 1;
+
+  Metrics();
+
+  // A request of `op` (kInvalidOp: unreadable) answered with `status`
+  // after `seconds`.
+  void ObserveRequest(int op, net::ReplyStatus status, double seconds);
+  // The loop, once a tick.
+  void Publish(std::vector<GroupMetrics> groups, Health health);
+
+  Health health() const;
+  // Everything, in the Prometheus text exposition format 0.0.4.
+  std::string Render() const;
+
+ private:
+  struct Histogram {
+    std::array<std::atomic<uint64_t>, kBuckets.size() + 1> counts{};  // the last: +Inf
+    std::atomic<uint64_t> sum_ns{0};
+  };
+  std::array<std::array<std::atomic<uint64_t>, kStatuses>, kOps> requests_{};
+  std::array<Histogram, kOps> latency_;
+  const double start_time_;
+
+  mutable std::mutex mu_;
+  std::vector<GroupMetrics> groups_;  // guarded by mu_
+  Health health_;                     // guarded by mu_
+};
+
+}  // namespace kv::node

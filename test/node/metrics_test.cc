@@ -1,0 +1,64 @@
+#include "node/metrics.h"
+
+#include <catch2/catch.hpp>
+#include <string>
+
+namespace kv::node {
+
+namespace {
+bool Has(const std::string& text, const std::string& line) {
+  return text.find("\n" + line + "\n") != std::string::npos;
+}
+}  // namespace
+
+TEST_CASE("Metrics: requests by op and status, and cumulative latency buckets") {
+  Metrics m;
+  const int get = static_cast<int>(net::ClientOp::kGet);
+  m.ObserveRequest(get, net::ReplyStatus::kOk, 0.0003);
+  m.ObserveRequest(get, net::ReplyStatus::kOk, 0.002);
+  m.ObserveRequest(get, net::ReplyStatus::kNotFound, 20);  // past the last bucket
+  m.ObserveRequest(-1, net::ReplyStatus::kError, 0.00001);
+  const std::string text = m.Render();
+  CHECK(Has(text, "kvstore_requests_total{op=\"get\",status=\"OK\"} 2"));
+  CHECK(Has(text, "kvstore_requests_total{op=\"get\",status=\"NOT_FOUND\"} 1"));
+  CHECK(Has(text, "kvstore_requests_total{op=\"invalid\",status=\"ERROR\"} 1"));
+  CHECK(text.find("op=\"put\"") == std::string::npos);  // nothing seen: no series
+  CHECK(Has(text, "kvstore_request_duration_seconds_bucket{op=\"get\",le=\"0.00025\"} 0"));
+  CHECK(Has(text, "kvstore_request_duration_seconds_bucket{op=\"get\",le=\"0.0005\"} 1"));
+  CHECK(Has(text, "kvstore_request_duration_seconds_bucket{op=\"get\",le=\"0.0025\"} 2"));
+  CHECK(Has(text, "kvstore_request_duration_seconds_bucket{op=\"get\",le=\"5\"} 2"));
+  CHECK(Has(text, "kvstore_request_duration_seconds_bucket{op=\"get\",le=\"+Inf\"} 3"));
+  CHECK(Has(text, "kvstore_request_duration_seconds_count{op=\"get\"} 3"));
+  CHECK(text.find("kvstore_request_duration_seconds_sum{op=\"get\"} 20.0023") != std::string::npos);
+}
+
+TEST_CASE("Metrics: the groups and the health the loop published") {
+  Metrics m;
+  GroupMetrics g;
+  g.group = 3;
+  g.role = "leader";
+  g.term = 7;
+  g.leader = 2;
+  g.commit = 40;
+  g.applied = 39;
+  g.keys = 12;
+  g.leader_changes = 1;
+  Health h;
+  h.ready = false;
+  h.waiting = "group 3: applied 39 of 40 committed; ";
+  m.Publish({g}, h);
+  const std::string text = m.Render();
+  CHECK(Has(text, "kvstore_raft_term{group=\"3\"} 7"));
+  CHECK(Has(text, "kvstore_raft_leader{group=\"3\"} 2"));
+  CHECK(Has(text, "kvstore_raft_applied_index{group=\"3\"} 39"));
+  CHECK(Has(text, "kvstore_raft_leader_changes_total{group=\"3\"} 1"));
+  CHECK(Has(text, "kvstore_raft_role{group=\"3\",role=\"leader\"} 1"));
+  CHECK(Has(text, "kvstore_raft_role{group=\"3\",role=\"follower\"} 0"));
+  CHECK(Has(text, "kvstore_keys{group=\"3\"} 12"));
+  CHECK(Has(text, "kvstore_up 1"));
+  CHECK(Has(text, "kvstore_ready 0"));
+  CHECK(text.find("process_resident_memory_bytes ") != std::string::npos);
+  CHECK(m.health().waiting == h.waiting);
+}
+
+}  // namespace kv::node
