@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -25,12 +26,34 @@ void Sample(std::ostringstream& out, const std::string& name, const std::string&
   out << name;
   if (!labels.empty()) out << '{' << labels << '}';
   char buf[64];
-  std::snprintf(buf, sizeof buf, " %.17g\n", value);
+  std::snprintf(buf, sizeof buf, " %.15g\n", value);
   out << buf;
 }
 
 void Header(std::ostringstream& out, const char* name, const char* type, const char* help) {
   out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+}
+
+// A histogram's _bucket, _sum and _count lines; none for an empty one
+// unless `always`.
+void HistogramSamples(std::ostringstream& out, const std::string& name, const std::string& labels,
+                      const LatencyHistogram& h, bool always = false) {
+  uint64_t total = 0;
+  for (size_t b = 0; b <= LatencyHistogram::kBounds.size(); ++b) total += h.count(b);
+  if (total == 0 && !always) return;
+  const std::string prefix = labels.empty() ? "" : labels + ",";
+  uint64_t running = 0;
+  for (size_t b = 0; b < LatencyHistogram::kBounds.size(); ++b) {
+    running += h.count(b);
+    char le[32];
+    std::snprintf(le, sizeof le, "%g", LatencyHistogram::kBounds[b]);
+    Sample(out, name + "_bucket", prefix + "le=\"" + le + '"', static_cast<double>(running));
+  }
+  // Read apart from the buckets: +Inf must not be below the last of them.
+  total = std::max(total, running);
+  Sample(out, name + "_bucket", prefix + "le=\"+Inf\"", static_cast<double>(total));
+  Sample(out, name + "_sum", labels, h.sum_seconds());
+  Sample(out, name + "_count", labels, static_cast<double>(total));
 }
 
 // The standard process_ metrics, from /proc/self.
@@ -64,11 +87,7 @@ void Metrics::ObserveRequest(int op, net::ReplyStatus status, double seconds) {
   const int s = static_cast<int>(status);
   if (s < 0 || s >= kStatuses) return;
   requests_[op][s].fetch_add(1, std::memory_order_relaxed);
-  Histogram& h = latency_[op];
-  size_t b = 0;
-  while (b < kBuckets.size() && seconds > kBuckets[b]) ++b;
-  h.counts[b].fetch_add(1, std::memory_order_relaxed);
-  h.sum_ns.fetch_add(static_cast<uint64_t>(seconds * 1e9), std::memory_order_relaxed);
+  latency_[op].Observe(seconds);
 }
 
 void Metrics::Publish(std::vector<GroupMetrics> groups, Health health) {
@@ -98,28 +117,19 @@ std::string Metrics::Render() const {
   Header(out, "kvstore_request_duration_seconds", "histogram",
          "Time from reading a client request to handing its reply to ZeroMQ, by op.");
   for (int op = 0; op < kOps; ++op) {
-    const Histogram& h = latency_[op];
-    uint64_t cumulative = 0;
-    std::array<uint64_t, kBuckets.size() + 1> counts;
-    for (size_t b = 0; b < counts.size(); ++b)
-      counts[b] = h.counts[b].load(std::memory_order_relaxed);
-    for (uint64_t c : counts) cumulative += c;
-    if (cumulative == 0) continue;
-    const std::string op_label = std::string("op=\"") + OpLabel(op) + '"';
-    uint64_t running = 0;
-    for (size_t b = 0; b < kBuckets.size(); ++b) {
-      running += counts[b];
-      char le[32];
-      std::snprintf(le, sizeof le, "%g", kBuckets[b]);
-      Sample(out, "kvstore_request_duration_seconds_bucket", op_label + ",le=\"" + le + '"',
-             static_cast<double>(running));
-    }
-    Sample(out, "kvstore_request_duration_seconds_bucket", op_label + ",le=\"+Inf\"",
-           static_cast<double>(cumulative));
-    Sample(out, "kvstore_request_duration_seconds_sum", op_label,
-           static_cast<double>(h.sum_ns.load(std::memory_order_relaxed)) / 1e9);
-    Sample(out, "kvstore_request_duration_seconds_count", op_label,
-           static_cast<double>(cumulative));
+    HistogramSamples(out, "kvstore_request_duration_seconds",
+                     std::string("op=\"") + OpLabel(op) + '"', latency_[op]);
+  }
+  if (const storage::Wal* wal = wal_.load()) {
+    Header(out, "kvstore_wal_fsync_duration_seconds", "histogram",
+           "Time each WAL group commit's fsync took.");
+    HistogramSamples(out, "kvstore_wal_fsync_duration_seconds", "", wal->sync_latency(), true);
+    Header(out, "kvstore_wal_written_bytes_total", "counter", "Bytes written to the WAL.");
+    Sample(out, "kvstore_wal_written_bytes_total", "", static_cast<double>(wal->bytes_written()));
+    Header(out, "kvstore_wal_records_total", "counter", "Records written to the WAL.");
+    Sample(out, "kvstore_wal_records_total", "", static_cast<double>(wal->records_written()));
+    Header(out, "kvstore_wal_syncs_total", "counter", "WAL group commits that asked for a sync.");
+    Sample(out, "kvstore_wal_syncs_total", "", static_cast<double>(wal->sync_count()));
   }
 
   std::vector<GroupMetrics> groups;

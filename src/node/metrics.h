@@ -16,7 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "common/latency_histogram.h"
 #include "net/client_codec.h"
+#include "storage/wal.h"
 
 namespace kv::node {
 
@@ -40,9 +42,7 @@ struct Health {
 
 class Metrics {
  public:
-  // Request latency buckets, in seconds (upper bounds; +Inf follows).
-  static constexpr std::array<double, 14> kBuckets = {
-      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
+  // Request latency is in LatencyHistogram's buckets (100 us to 5 s).
   // Ops are counted by ClientOp; a request that could not be read as "invalid".
   static constexpr int kOps = static_cast<int>(net::ClientOp::kTouch) + 2;
   static constexpr int kInvalidOp = kOps - 1;
@@ -55,19 +55,18 @@ class Metrics {
   void ObserveRequest(int op, net::ReplyStatus status, double seconds);
   // The loop, once a tick.
   void Publish(std::vector<GroupMetrics> groups, Health health);
+  // The WAL whose syncs and writes to report (it outlives every scrape).
+  void WatchWal(const storage::Wal* wal) { wal_ = wal; }
 
   Health health() const;
   // Everything, in the Prometheus text exposition format 0.0.4.
   std::string Render() const;
 
  private:
-  struct Histogram {
-    std::array<std::atomic<uint64_t>, kBuckets.size() + 1> counts{};  // the last: +Inf
-    std::atomic<uint64_t> sum_ns{0};
-  };
   std::array<std::array<std::atomic<uint64_t>, kStatuses>, kOps> requests_{};
-  std::array<Histogram, kOps> latency_;
+  std::array<LatencyHistogram, kOps> latency_;
   const double start_time_;
+  std::atomic<const storage::Wal*> wal_{nullptr};
 
   mutable std::mutex mu_;
   std::vector<GroupMetrics> groups_;  // guarded by mu_

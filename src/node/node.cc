@@ -69,6 +69,8 @@ Node::Node(NodeConfig cfg, storage::Env* env)
 }
 
 Node::~Node() {
+  // No scrape reads the WAL's counters once it is gone.
+  http_.Stop();
   // Workers finish their tasks first, then the groups go, then the storage
   // (its WAL thread reports to the pipeline, which is still here).
   workers_.reset();
@@ -103,6 +105,7 @@ Status Node::Start() {
   s = storage::NodeStorage::Open(env_, cfg_.data_dir, opts, &storage_);
   if (critical_priority_) setpriority(PRIO_PROCESS, static_cast<id_t>(ThisThread()), base_nice);
   if (!s.ok()) return s;
+  metrics_.WatchWal(storage_->wal());
   events_ = std::make_unique<net::Publisher>(&pub_, cfg_.id);
   workers_ = std::make_unique<WorkerPool>(cfg_.workers);
   ctx_.storage = storage_.get();

@@ -387,6 +387,8 @@ Status Wal::WriteBatches(std::vector<Pending>* batches) {
   }
   Status s = file_->WriteAt(buf_start, buf);
   offset_ = buf_start + buf.size();
+  bytes_written_.fetch_add(buf.size(), std::memory_order_relaxed);
+  records_written_.fetch_add(records, std::memory_order_relaxed);
   if (buf.capacity() > kKeptWriteBufferBytes) std::string().swap(buf);
   bool sync = false;
   for (const Pending& p : *batches) sync = sync || p.batch.sync_;
@@ -395,6 +397,7 @@ Status Wal::WriteBatches(std::vector<Pending>* batches) {
   if (s.ok() && options_.sync) s = file_->Sync();
   last_sync_ = std::chrono::steady_clock::now() - start;
   sync_count_.fetch_add(1, std::memory_order_relaxed);
+  if (options_.sync) sync_latency_.Observe(std::chrono::duration<double>(last_sync_).count());
   return s;
 }
 

@@ -43,6 +43,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/latency_histogram.h"
 #include "common/status.h"
 #include "raft/types.h"
 #include "storage/env.h"
@@ -151,6 +152,10 @@ class Wal {
   // fdatasync calls the writer thread issued so far: one per group commit,
   // plus one per segment filled.
   uint64_t sync_count() const { return sync_count_.load(std::memory_order_relaxed); }
+  // How long each group commit's sync took, and what the commits wrote.
+  const LatencyHistogram& sync_latency() const { return sync_latency_; }
+  uint64_t bytes_written() const { return bytes_written_.load(std::memory_order_relaxed); }
+  uint64_t records_written() const { return records_written_.load(std::memory_order_relaxed); }
   // The path of segment `seq`.
   std::string SegmentPath(uint64_t seq) const;
 
@@ -208,6 +213,9 @@ class Wal {
   Status error_;                          // guarded by mu_
   std::map<uint64_t, Segment> segments_;  // guarded by mu_
   std::atomic<uint64_t> sync_count_{0};
+  LatencyHistogram sync_latency_;
+  std::atomic<uint64_t> bytes_written_{0};
+  std::atomic<uint64_t> records_written_{0};
 
   // Owned by the writer thread (and by Open before it starts).
   std::unique_ptr<WritableFile> file_;

@@ -30,6 +30,7 @@ TEST_CASE("Metrics: requests by op and status, and cumulative latency buckets") 
   CHECK(Has(text, "kvstore_request_duration_seconds_bucket{op=\"get\",le=\"+Inf\"} 3"));
   CHECK(Has(text, "kvstore_request_duration_seconds_count{op=\"get\"} 3"));
   CHECK(text.find("kvstore_request_duration_seconds_sum{op=\"get\"} 20.0023") != std::string::npos);
+  CHECK(text.find("kvstore_wal_") == std::string::npos);  // no WAL watched
 }
 
 TEST_CASE("Metrics: the groups and the health the loop published") {

@@ -200,6 +200,28 @@ TEST_CASE("completions run in submission order", "[wal]") {
 namespace kv::storage {
 namespace {
 
+TEST_CASE("the WAL counts its bytes, records and each sync's duration", "[wal]") {
+  FaultInjectionEnv env;
+  Collector none;
+  auto wal = OpenWal(&env, &none);
+  const uint64_t bytes = wal->bytes_written(), records = wal->records_written();
+  uint64_t synced = 0;
+  for (size_t b = 0; b <= LatencyHistogram::kBounds.size(); ++b) {
+    synced += wal->sync_latency().count(b);
+  }
+  WriteBatch batch;
+  batch.AppendEntries(1, {MakeEntry(1, 1), MakeEntry(2, 1)});
+  REQUIRE(wal->Write(&batch).ok());
+  CHECK(wal->records_written() == records + 2);
+  CHECK(wal->bytes_written() > bytes);
+  uint64_t after = 0;
+  for (size_t b = 0; b <= LatencyHistogram::kBounds.size(); ++b) {
+    after += wal->sync_latency().count(b);
+  }
+  CHECK(after == synced + 1);
+  CHECK(wal->sync_latency().sum_seconds() >= 0);
+}
+
 TEST_CASE("a batch that needs no sync costs none, and the next sync makes it durable", "[wal]") {
   FaultInjectionEnv env;
   Collector none;
