@@ -107,7 +107,8 @@ std::string Metrics::Render() const {
   for (int op = 0; op < kOps; ++op) {
     for (int s = 0; s < kStatuses; ++s) {
       const uint64_t n = requests_[op][s].load(std::memory_order_relaxed);
-      if (n == 0) continue;
+      // OK of every op from the start, so that rate() sees the first ones.
+      if (n == 0 && (s != static_cast<int>(net::ReplyStatus::kOk) || op == kInvalidOp)) continue;
       Sample(out, "kvstore_requests_total",
              std::string("op=\"") + OpLabel(op) + "\",status=\"" +
                  net::ReplyStatusName(static_cast<net::ReplyStatus>(s)) + '"',

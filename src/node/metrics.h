@@ -36,8 +36,10 @@ struct GroupMetrics {
 struct Health {
   bool live = true;     // running, its WAL writable
   std::string problem;  // !live: why
-  bool ready = false;   // every group knows a leader and has applied its commit
-  std::string waiting;  // !ready: which groups, and for what
+  // Every group knows a leader and has applied what it knows committed
+  // (within kPromoteLag entries, so that a busy moment does not count).
+  bool ready = false;
+  std::string waiting = "starting";  // !ready: which groups, and for what
 };
 
 class Metrics {

@@ -143,7 +143,11 @@ Status Node::Start() {
     KV_LOG(kInfo) << "CurveZMQ on every port: " << ctx_.member_keys.size() << " member keys known"
                   << (cfg_.client_keys_file.empty() ? std::string(", no client keys")
                                                     : ", client keys from " + cfg_.client_keys_file)
-                  << " (reloaded on SIGHUP)";
+                  << " (reloaded on SIGHUP)"
+                  << (cfg_.metrics_port > 0
+                          ? "; the metrics port " + std::to_string(cfg_.metrics_port) +
+                                " is plain HTTP, open to anyone who reaches it"
+                          : std::string());
   } else {
     KV_LOG(kWarn) << "no authentication: anyone who can reach ports " << cfg_.client_port() << ", "
                   << cfg_.raft_port() << " and " << cfg_.pub_port() << " on " << cfg_.listen_host
@@ -348,7 +352,7 @@ void Node::PublishMetrics() {
   Health health;
   health.live = pipeline_.fatal().ok();
   if (!health.live) health.problem = "storage failed: " + pipeline_.fatal().ToString();
-  health.ready = true;
+  std::vector<std::string> waiting;
   for (const auto& [id, g] : ctx_.groups) {
     if (g->removed) continue;
     const ApplyProgress pr = g->progress();
@@ -364,15 +368,19 @@ void Node::PublishMetrics() {
     m.keys = pr.keys;
     m.bytes = pr.bytes;
     m.leader_changes = g->leader_changes;
-    if (m.leader == raft::kNoNode || m.applied < m.commit) {
-      health.ready = false;
-      health.waiting +=
-          "group " + std::to_string(id) +
-          (m.leader == raft::kNoNode ? ": no leader known; "
-                                     : ": applied " + std::to_string(m.applied) + " of " +
-                                           std::to_string(m.commit) + " committed; ");
+    // Ready: a leader known and the state machine caught up, give or take
+    // what a busy moment leaves between commit and apply.
+    if (m.leader == raft::kNoNode) {
+      waiting.push_back("group " + std::to_string(id) + ": no leader known");
+    } else if (m.commit > m.applied + kPromoteLag) {
+      waiting.push_back("group " + std::to_string(id) + ": applied " + std::to_string(m.applied) +
+                        " of " + std::to_string(m.commit) + " committed");
     }
     groups.push_back(std::move(m));
+  }
+  health.ready = waiting.empty();
+  for (const std::string& w : waiting) {
+    health.waiting += (health.waiting.empty() ? "" : "; ") + w;
   }
   metrics_.Publish(std::move(groups), std::move(health));
 }
