@@ -16,6 +16,12 @@
 // of every node that is up, kept current between polls by "role" and
 // "commit" events.
 //
+// Latency: P99 (of client requests) and FSYNC99 (of WAL syncs) come from
+// each node's /metrics (HTTP, client port + 3000: kvstore's default
+// --metrics-port), scraped every second on a thread of their own
+// (monitor/metrics_scraper.h): the p99 over the last second, "-" when the
+// node answers no scrape. --json gives them as p99_ms and fsync_p99_ms.
+//
 // Keys: q quits, p pauses the display, arrow keys / PgUp / PgDn scroll the
 // event log. The node table fits the terminal's width (never wrapping):
 // columns go by priority, id, role, leader and state never (kColumns). `kvmon --once` prints the
@@ -39,6 +45,7 @@
 #include <deque>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <variant>
@@ -50,6 +57,7 @@
 #include "kvstore/events.h"
 #include "kvstore/node_status.h"
 #include "kvstore/subscriber.h"
+#include "metrics_scraper.h"
 
 // Last: ncurses defines macros (OK, ERR) that clash with our names.
 #include <ncurses.h>
@@ -73,6 +81,7 @@ struct NodeView {
   Clock::time_point prev_sample{};
   double ops = 0;
   std::deque<double> spark;
+  kv::monitor::NodeLatency latency;  // from its /metrics
 };
 
 using kv::client::MainGroup;
@@ -102,7 +111,8 @@ std::string Now() {
 class Monitor {
  public:
   Monitor(std::vector<std::string> endpoints, kv::client::Credentials credentials)
-      : sub_(kv::client::SubscriberOptions{endpoints, "", kStatusEvery, std::move(credentials)}) {
+      : sub_(kv::client::SubscriberOptions{endpoints, "", kStatusEvery, std::move(credentials)}),
+        scraper_(endpoints) {
     for (const auto& ep : endpoints) {
       NodeView v;
       v.endpoint = ep;
@@ -112,6 +122,12 @@ class Monitor {
 
   // Polls sockets for up to `wait`; returns whether anything changed.
   bool Poll(std::chrono::milliseconds wait);
+  // Reads every node's /metrics: once now, or every second from now on.
+  void ScrapeOnce() {
+    scraper_.ScrapeAll();
+    TakeLatencies();
+  }
+  void StartScraping() { scraper_.Start(std::chrono::seconds(1)); }
   void Log(const std::string& line) {
     log_.push_back(Now() + "  " + line);
     if (log_.size() > 1000) log_.pop_front();
@@ -130,7 +146,12 @@ class Monitor {
   void OnStatus(NodeView& n, const kv::NodeStatus& st);
   void OnEvent(size_t index, const kv::Event& event);
 
+  void TakeLatencies() {
+    for (size_t i = 0; i < nodes_.size(); ++i) nodes_[i].latency = scraper_.latency(i);
+  }
+
   kv::client::Subscriber sub_;  // joins each node's events to its status
+  kv::monitor::MetricsScraper scraper_;
   std::vector<NodeView> nodes_;
   std::deque<std::string> log_;
   std::vector<kv::client::Update> updates_;
@@ -233,6 +254,7 @@ bool Monitor::Poll(std::chrono::milliseconds wait) {
   // false: EINTR, a signal (resize, Ctrl-C); the caller loops.
   if (!sub_.Poll(wait, &updates_)) return false;
   bool changed = !updates_.empty();
+  TakeLatencies();
   for (const kv::client::Update& u : updates_) {
     if (u.status) {
       OnStatus(nodes_[u.node], *u.status);
@@ -418,6 +440,14 @@ void PrintJson(const Monitor& m) {
         s.role.c_str(), (unsigned long long)s.term, (unsigned long long)s.leader,
         (unsigned long long)s.commit, (unsigned long long)s.applied, (unsigned long long)lag,
         (unsigned long long)s.keys);
+    for (const auto& [name, value] : {std::make_pair("p99_ms", n.latency.request_p99),
+                                      std::make_pair("fsync_p99_ms", n.latency.fsync_p99)}) {
+      if (value) {
+        std::printf(",\"%s\":%.3f", name, *value * 1e3);
+      } else {
+        std::printf(",\"%s\":null", name);
+      }
+    }
     if (!n.missing_key.empty()) std::printf(",\"error\":\"%s\"", JsonEscape(n.missing_key).c_str());
     if (sharded) {
       const Hosting h = HostingOf(n);
@@ -498,6 +528,19 @@ struct Column {
 };
 
 std::string Number(uint64_t v) { return std::to_string(v); }
+// A latency for a narrow column: "850us", "12.3ms", "1.20s"; "-" unknown.
+std::string Latency(const std::optional<double>& seconds) {
+  if (!seconds) return "-";
+  char buf[16];
+  if (*seconds < 0.001) {
+    std::snprintf(buf, sizeof buf, "%.0fus", *seconds * 1e6);
+  } else if (*seconds < 1) {
+    std::snprintf(buf, sizeof buf, "%.1fms", *seconds * 1e3);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.2fs", *seconds);
+  }
+  return buf;
+}
 std::string IfUp(const NodeView& n, std::string v) { return n.up ? v : "-"; }
 uint64_t Lag(const Monitor& m, const NodeView& n) {
   const uint64_t leader_commit = LeaderCommit(m, MainGroup(n.status));
@@ -527,6 +570,12 @@ const Column kColumns[] = {
      [](const Monitor&, const NodeView& n, int) {
        return IfUp(n, Number(static_cast<uint64_t>(n.ops + 0.5)));
      }},
+    {"P99", 7, false, 5, 0, false,
+     [](const Monitor&, const NodeView& n, int) {
+       return IfUp(n, Latency(n.latency.request_p99));
+     }},
+    {"FSYNC99", 7, false, 6, 0, false,
+     [](const Monitor&, const NodeView& n, int) { return IfUp(n, Latency(n.latency.fsync_p99)); }},
     {"THROUGHPUT", static_cast<int>(kSparkWidth), true, 9, 8, false,
      [](const Monitor&, const NodeView& n, int width) {
        return n.up ? Sparkline(n.spark, static_cast<size_t>(width)) : std::string();
@@ -709,6 +758,7 @@ int main(int argc, char** argv) {
   if (once || json) {
     const auto deadline = Clock::now() + std::chrono::milliseconds(wait_ms);
     while (!m.AllAnswered() && Clock::now() < deadline) m.Poll(std::chrono::milliseconds(50));
+    m.ScrapeOnce();
     PrintTable(m, json);
     for (const auto& n : m.nodes()) {
       if (!n.missing_key.empty()) std::fprintf(stderr, "kvmon: %s\n", n.missing_key.c_str());
@@ -728,6 +778,7 @@ int main(int argc, char** argv) {
   nodelay(stdscr, TRUE);
   curs_set(0);
   m.Log("watching " + std::to_string(eps.size()) + " nodes");
+  m.StartScraping();
   bool paused = false;
   int scroll = 0;
   auto last_draw = Clock::time_point{};

@@ -6,6 +6,7 @@ kvstore, kvctl, kvload, kvmon). Every wait is a poll with a deadline.
 """
 import json
 import os
+import re
 import shutil
 import select
 import signal
@@ -344,9 +345,12 @@ class ToolsTest(unittest.TestCase):
         rows = json.loads(run("kvmon", "--endpoints", self.eps, "--json").stdout)
         self.assertEqual(sorted(r["id"] for r in rows), [1, 2, 3])
         self.assertEqual(sum(r["role"] == "leader" for r in rows), 1)
-        # Unsharded: the same array of the same node objects as before sharding.
+        # Unsharded: an array of node objects, as before sharding.
         self.assertEqual(set(rows[0]), {"endpoint", "up", "id", "role", "term", "leader",
-                                        "commit", "applied", "lag", "keys"})
+                                        "commit", "applied", "lag", "keys", "p99_ms",
+                                        "fsync_p99_ms"})
+        # The latencies come from each node's /metrics: every node synced its WAL.
+        self.assertTrue(all(r["fsync_p99_ms"] > 0 for r in rows), rows)
         self.assertNotIn("SHARD", r.stdout)
 
     @unittest.skipUnless(shutil.which("tmux"), "tmux is not installed")
@@ -354,10 +358,11 @@ class ToolsTest(unittest.TestCase):
         expected = {
             80: ["ID", "ADDRESS", "ROLE", "TERM", "LEADER", "LAG", "OPS/S", "STATE"],
             120: ["ID", "ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "OPS/S",
-                  "THROUGHPUT", "STATE"],
+                  "P99", "FSYNC99", "STATE"],
             200: ["ID", "ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "OPS/S",
-                  "THROUGHPUT", "STATE"],
+                  "P99", "FSYNC99", "THROUGHPUT", "STATE"],
         }
+        latency = re.compile(r"^[0-9.]+(us|ms|s)$")
         for width, header in expected.items():
             session = f"kvmon{os.getpid()}w{width}"
             tmux_session(session, width, 30, f"{BIN['kvmon']} --endpoints {self.eps}")
@@ -374,7 +379,11 @@ class ToolsTest(unittest.TestCase):
 
                 def ready():
                     lines = screen()
-                    return len(node_rows(lines)) == 3 and lines
+                    rows = node_rows(lines)
+                    # With the latency columns, until every node's /metrics was read.
+                    scraped = width < 120 or all(latency.match(r[9]) and latency.match(r[10])
+                                                 for r in rows if len(r) > 10)
+                    return len(rows) == 3 and scraped and lines
                 try:
                     lines = wait_until(ready, 30, what=f"kvmon at {width} columns to show 3 nodes")
                 except TimeoutError as e:
