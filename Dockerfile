@@ -6,7 +6,8 @@
 #
 # The image runs `kvstore` as the unprivileged user "kvstore"; data lives in
 # the volume /var/lib/kvstore/data. Ports: client 8080, Raft 9080 (client
-# + 1000), events 10080 (client + 2000), per docs/protocol.md.
+# + 1000), events 10080 (client + 2000), per docs/protocol.md, and HTTP
+# metrics and health checks 11080 (client + 3000).
 
 # ---- build stage: the same dependency script as CI and the README ----------
 FROM debian:12-slim AS build
@@ -26,7 +27,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKV_TESTS=OFF \
 FROM debian:12-slim
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      libzmq5 libncurses6 libncursesw6 \
+      libzmq5 libncurses6 libncursesw6 libcpp-httplib0.11 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/kvstore \
       --shell /usr/sbin/nologin kvstore \
@@ -36,7 +37,7 @@ COPY --from=build /out/ /usr/local/bin/
 USER kvstore
 WORKDIR /var/lib/kvstore
 VOLUME ["/var/lib/kvstore/data"]
-EXPOSE 8080 9080 10080
+EXPOSE 8080 9080 10080 11080
 ENTRYPOINT ["kvstore"]
 # A one-node cluster listening on every interface; docker-compose.yml shows
 # the flags for a real cluster.
