@@ -48,6 +48,7 @@ CATCH_REGISTER_LISTENER(FailureCounter)
 
 constexpr int kRaftOffset = 1000;
 constexpr int kPubOffset = 2000;
+constexpr int kMetricsOffset = 3000;  // the node's HTTP port by default
 
 bool CanBind(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -157,13 +158,14 @@ TempDir::~TempDir() {
 }
 
 bool PortsFree(int port) {
-  return CanBind(port) && CanBind(port + kRaftOffset) && CanBind(port + kPubOffset);
+  return CanBind(port) && CanBind(port + kRaftOffset) && CanBind(port + kPubOffset) &&
+         CanBind(port + kMetricsOffset);
 }
 
 std::vector<int> FindFreePorts(int count) {
   // Below the ephemeral range, so that no outgoing connection (ZeroMQ's
   // among them) takes one of our ports between this check and the bind.
-  const int high = std::min(EphemeralLow(), 65536) - kPubOffset - count;
+  const int high = std::min(EphemeralLow(), 65536) - kMetricsOffset - count;
   const int low = 10000;
   std::mt19937 rng(static_cast<uint32_t>(getpid()) * 2654435761u ^
                    static_cast<uint32_t>(Clock::now().time_since_epoch().count()));
@@ -191,7 +193,7 @@ Cluster::Cluster(ClusterOptions options)
     for (int i = 0; i < options_.nodes; ++i) {
       if (!PortsFree(8080 + i)) {
         throw std::runtime_error("port " + std::to_string(8080 + i) +
-                                 " (or +1000, +2000) is taken");
+                                 " (or +1000, +2000, +3000) is taken");
       }
       ports.push_back(8080 + i);
     }

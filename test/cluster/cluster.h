@@ -1,7 +1,7 @@
 // Cluster: a test harness that runs real `kvstore` processes on loopback.
 //
-// A Cluster picks free ports (each node's client port, and the derived Raft
-// and PUB ports at +1000 and +2000), makes a temp directory with one data dir
+// A Cluster picks free ports (each node's client port, and the derived Raft,
+// PUB and metrics ports at +1000, +2000 and +3000), makes a temp directory with one data dir
 // and one log file per node, and starts each node with fork/exec and fast
 // Raft timing. Tests kill, stop, continue and restart nodes, poll their
 // status, and wait on conditions with deadlines (never fixed sleeps).
@@ -148,11 +148,11 @@ class TempDir {
   std::string path_;
 };
 
-// True if P, P+1000 and P+2000 can all be bound on 127.0.0.1 right now.
+// True if P, P+1000, P+2000 and P+3000 can all be bound on 127.0.0.1 right now.
 bool PortsFree(int port);
 
 // Finds `count` client ports P (consecutive, so all 3*count ports differ)
-// such that P, P+1000 and P+2000 can all be bound on 127.0.0.1 right now,
+// such that P, P+1000, P+2000 and P+3000 can all be bound on 127.0.0.1 right now,
 // below the kernel's ephemeral range. Empty if none was found.
 std::vector<int> FindFreePorts(int count);
 

@@ -1106,7 +1106,7 @@ TEST_CASE("config error: a port in use exits 2 and touches no data", "[cluster]"
   REQUIRE(ports.size() == 3);
   TempDir scratch;
   const std::string peers = PeersOn(ports);
-  for (int offset : {0, 1000, 2000}) {
+  for (int offset : {0, 1000, 2000, 3000}) {
     INFO("port " << ports[0] + offset << " (client port + " << offset << ") in use");
     PortHolder holder(ports[0] + offset);
     REQUIRE(holder.ok());
