@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <chrono>
+
 #include "node/metrics.h"
 
 namespace kv::node {
@@ -37,6 +39,13 @@ Status HttpServer::Start(const std::string& host, int port) {
                                    std::to_string(port) + " (in use?)");
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
+  // stop() does nothing to a server whose thread has not started listening
+  // yet (that thread would then serve forever and Stop would never join
+  // it): wait until it listens. Microseconds; the deadline only guards.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!server_->is_running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
   return Status::OK();
 }
 
