@@ -371,6 +371,7 @@ Status Wal::WriteBatches(std::vector<Pending>* batches) {
         std::string frame = buf.substr(at);
         buf.resize(at);
         Status s = file_->WriteAt(buf_start, buf);
+        bytes_written_.fetch_add(buf.size(), std::memory_order_relaxed);
         if (s.ok()) s = file_->Sync();
         sync_count_.fetch_add(1, std::memory_order_relaxed);
         if (s.ok()) s = Roll(kWriteStartSize + frame.size());
