@@ -284,22 +284,7 @@ void ClientFront::ReplyStatus(const Pending& p) {
   if (ctx_->cfg.curve()) st.member_keys = ctx_->member_keys;
   for (const auto& [id, g] : ctx_->groups) {
     if (g->removed) continue;
-    GroupStatus gs;
-    gs.group = id;
-    gs.shard = g->shard;
-    gs.role = raft::RoleName(g->raft->role());
-    gs.term = g->raft->term();
-    gs.leader = g->raft->leader();
-    gs.commit = g->raft->commit();
-    const ApplyProgress pr = g->progress();
-    gs.applied = pr.applied;
-    gs.digest = pr.digest;
-    gs.keys = pr.keys;
-    gs.last_index = g->raft->last_index();
-    gs.snapshot_index = g->raft->snapshot_index();
-    const raft::ConfState cs = g->raft->conf_state();
-    gs.voters = cs.voters;
-    gs.learners = cs.learners;
+    const GroupStatus gs = g->Status();
     if (ctx_->cfg.sharded()) st.groups.push_back(gs);
     if (st.role.empty()) {
       // The main group (the first one hosted: group 1 when it is here).

@@ -6,6 +6,26 @@
 
 namespace kv::node {
 
+GroupStatus Group::Status() const {
+  GroupStatus gs;
+  gs.group = id;
+  gs.shard = shard;
+  gs.role = raft::RoleName(raft->role());
+  gs.term = raft->term();
+  gs.leader = raft->leader();
+  gs.commit = raft->commit();
+  const ApplyProgress pr = progress();
+  gs.applied = pr.applied;
+  gs.digest = pr.digest;
+  gs.keys = pr.keys;
+  gs.last_index = raft->last_index();
+  gs.snapshot_index = raft->snapshot_index();
+  const raft::ConfState cs = raft->conf_state();
+  gs.voters = cs.voters;
+  gs.learners = cs.learners;
+  return gs;
+}
+
 Status OpenGroup(raft::GroupId id, const std::vector<raft::NodeId>& voters,
                  storage::GroupStorage* storage, const GroupOptions& options,
                  std::unique_ptr<Group>* out) {

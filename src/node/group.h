@@ -20,6 +20,7 @@
 #include "common/logging.h"
 #include "common/status.h"
 #include "kv/state_machine.h"
+#include "kvstore/node_status.h"
 #include "node/read_batch.h"
 #include "node/request.h"
 #include "raft/raft.h"
@@ -81,6 +82,9 @@ struct Group {
   uint64_t read_clock_ms = 0;
 
   bool is_leader() const { return raft->role() == raft::Role::kLeader; }
+  // Its Raft state and the state machine's progress, as status and the
+  // metrics report them (loop thread).
+  GroupStatus Status() const;
   ApplyProgress progress() const {
     std::lock_guard<std::mutex> lock(progress_mu);
     return progress_;

@@ -2,7 +2,7 @@
 
 #include <unistd.h>
 
-#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -38,19 +38,19 @@ void Header(std::ostringstream& out, const char* name, const char* type, const c
 // unless `always`.
 void HistogramSamples(std::ostringstream& out, const std::string& name, const std::string& labels,
                       const LatencyHistogram& h, bool always = false) {
+  // One read of the counts, so that the buckets and the total agree.
+  std::array<uint64_t, LatencyHistogram::kBounds.size() + 1> counts;
   uint64_t total = 0;
-  for (size_t b = 0; b <= LatencyHistogram::kBounds.size(); ++b) total += h.count(b);
+  for (size_t b = 0; b < counts.size(); ++b) total += counts[b] = h.count(b);
   if (total == 0 && !always) return;
   const std::string prefix = labels.empty() ? "" : labels + ",";
   uint64_t running = 0;
   for (size_t b = 0; b < LatencyHistogram::kBounds.size(); ++b) {
-    running += h.count(b);
+    running += counts[b];
     char le[32];
     std::snprintf(le, sizeof le, "%g", LatencyHistogram::kBounds[b]);
     Sample(out, name + "_bucket", prefix + "le=\"" + le + '"', static_cast<double>(running));
   }
-  // Read apart from the buckets: +Inf must not be below the last of them.
-  total = std::max(total, running);
   Sample(out, name + "_bucket", prefix + "le=\"+Inf\"", static_cast<double>(total));
   Sample(out, name + "_sum", labels, h.sum_seconds());
   Sample(out, name + "_count", labels, static_cast<double>(total));
@@ -144,37 +144,40 @@ std::string Metrics::Render() const {
     const char* name;
     const char* type;
     const char* help;
-    uint64_t GroupMetrics::*field;
+    uint64_t (*value)(const GroupMetrics& m);
   };
   static const Gauge kGauges[] = {
-      {"kvstore_raft_term", "gauge", "The group's current term.", &GroupMetrics::term},
+      {"kvstore_raft_term", "gauge", "The group's current term.",
+       [](const GroupMetrics& m) { return m.status.term; }},
       {"kvstore_raft_leader", "gauge", "The leader's node id; 0: none known.",
-       &GroupMetrics::leader},
+       [](const GroupMetrics& m) { return m.status.leader; }},
       {"kvstore_raft_commit_index", "gauge", "The commit index this node knows.",
-       &GroupMetrics::commit},
+       [](const GroupMetrics& m) { return m.status.commit; }},
       {"kvstore_raft_applied_index", "gauge", "The last index applied to the state machine.",
-       &GroupMetrics::applied},
+       [](const GroupMetrics& m) { return m.status.applied; }},
       {"kvstore_raft_last_index", "gauge", "The last index in this node's log.",
-       &GroupMetrics::last_index},
+       [](const GroupMetrics& m) { return m.status.last_index; }},
       {"kvstore_raft_leader_changes_total", "counter",
-       "Times this node saw the group's leader change.", &GroupMetrics::leader_changes},
-      {"kvstore_keys", "gauge", "Keys stored in the group.", &GroupMetrics::keys},
+       "Times this node saw the group's leader change.",
+       [](const GroupMetrics& m) { return m.leader_changes; }},
+      {"kvstore_keys", "gauge", "Keys stored in the group.",
+       [](const GroupMetrics& m) { return m.status.keys; }},
       {"kvstore_stored_bytes", "gauge", "Bytes of keys and values stored in the group.",
-       &GroupMetrics::bytes},
+       [](const GroupMetrics& m) { return m.bytes; }},
   };
   for (const Gauge& g : kGauges) {
     Header(out, g.name, g.type, g.help);
     for (const GroupMetrics& m : groups) {
-      Sample(out, g.name, "group=\"" + std::to_string(m.group) + '"',
-             static_cast<double>(m.*(g.field)));
+      Sample(out, g.name, "group=\"" + std::to_string(m.status.group) + '"',
+             static_cast<double>(g.value(m)));
     }
   }
   Header(out, "kvstore_raft_role", "gauge", "1 for the role this node has in the group.");
   for (const GroupMetrics& m : groups) {
     for (const char* role : {"follower", "pre-candidate", "candidate", "leader"}) {
       Sample(out, "kvstore_raft_role",
-             "group=\"" + std::to_string(m.group) + "\",role=\"" + role + '"',
-             m.role == role ? 1 : 0);
+             "group=\"" + std::to_string(m.status.group) + "\",role=\"" + role + '"',
+             m.status.role == role ? 1 : 0);
     }
   }
   Header(out, "kvstore_up", "gauge", "1 while the node runs and its WAL is writable.");

@@ -17,18 +17,16 @@
 #include <vector>
 
 #include "common/latency_histogram.h"
+#include "kvstore/node_status.h"
 #include "net/client_codec.h"
 #include "storage/wal.h"
 
 namespace kv::node {
 
-// One Raft group as the loop last saw it.
+// One Raft group as the loop last saw it: what status reports, and more.
 struct GroupMetrics {
-  uint64_t group = 0;
-  int shard = -1;
-  std::string role;
-  uint64_t term = 0, leader = 0, commit = 0, applied = 0, last_index = 0;
-  uint64_t keys = 0, bytes = 0;
+  GroupStatus status;
+  uint64_t bytes = 0;           // of keys and values stored
   uint64_t leader_changes = 0;  // leaders this node has seen come and go
 };
 

@@ -355,26 +355,18 @@ void Node::PublishMetrics() {
   std::vector<std::string> waiting;
   for (const auto& [id, g] : ctx_.groups) {
     if (g->removed) continue;
-    const ApplyProgress pr = g->progress();
     GroupMetrics m;
-    m.group = id;
-    m.shard = g->shard;
-    m.role = raft::RoleName(g->raft->role());
-    m.term = g->raft->term();
-    m.leader = g->raft->leader();
-    m.commit = g->raft->commit();
-    m.applied = pr.applied;
-    m.last_index = g->raft->last_index();
-    m.keys = pr.keys;
-    m.bytes = pr.bytes;
+    m.status = g->Status();
+    m.bytes = g->progress().bytes;
     m.leader_changes = g->leader_changes;
     // Ready: a leader known and the state machine caught up, give or take
     // what a busy moment leaves between commit and apply.
-    if (m.leader == raft::kNoNode) {
+    const GroupStatus& s = m.status;
+    if (s.leader == raft::kNoNode) {
       waiting.push_back("group " + std::to_string(id) + ": no leader known");
-    } else if (m.commit > m.applied + kPromoteLag) {
-      waiting.push_back("group " + std::to_string(id) + ": applied " + std::to_string(m.applied) +
-                        " of " + std::to_string(m.commit) + " committed");
+    } else if (s.commit > s.applied + kPromoteLag) {
+      waiting.push_back("group " + std::to_string(id) + ": applied " + std::to_string(s.applied) +
+                        " of " + std::to_string(s.commit) + " committed");
     }
     groups.push_back(std::move(m));
   }

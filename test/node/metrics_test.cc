@@ -40,13 +40,13 @@ TEST_CASE("Metrics: requests by op and status, and cumulative latency buckets") 
 TEST_CASE("Metrics: the groups and the health the loop published") {
   Metrics m;
   GroupMetrics g;
-  g.group = 3;
-  g.role = "leader";
-  g.term = 7;
-  g.leader = 2;
-  g.commit = 40;
-  g.applied = 39;
-  g.keys = 12;
+  g.status.group = 3;
+  g.status.role = "leader";
+  g.status.term = 7;
+  g.status.leader = 2;
+  g.status.commit = 40;
+  g.status.applied = 39;
+  g.status.keys = 12;
   g.leader_changes = 1;
   Health h;
   h.ready = false;
