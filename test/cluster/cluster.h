@@ -1,10 +1,11 @@
 // Cluster: a test harness that runs real `kvstore` processes on loopback.
 //
 // A Cluster picks free ports (each node's client port, and the derived Raft,
-// PUB and metrics ports at +1000, +2000 and +3000), makes a temp directory with one data dir
-// and one log file per node, and starts each node with fork/exec and fast
-// Raft timing. Tests kill, stop, continue and restart nodes, poll their
-// status, and wait on conditions with deadlines (never fixed sleeps).
+// PUB and default metrics ports at +1000, +2000 and +3000), makes a temp
+// directory with one data dir and one log file per node, and starts each
+// node with fork/exec, fast Raft timing and no metrics port. Tests kill,
+// stop, continue and restart nodes, poll their status, and wait on conditions with deadlines (never
+// fixed sleeps).
 //
 // Cleanup is unconditional: the destructor SIGKILLs every node it started
 // and removes the temp directory; the nodes also get PR_SET_PDEATHSIG, so a
