@@ -37,22 +37,22 @@ void Header(std::ostringstream& out, const char* name, const char* type, const c
 // A histogram's _bucket, _sum and _count lines; none for an empty one
 // unless `always`.
 void HistogramSamples(std::ostringstream& out, const std::string& name, const std::string& labels,
-                      const LatencyHistogram& h, bool always = false) {
+                      const Histogram& h, bool always = false) {
   // One read of the counts, so that the buckets and the total agree.
-  std::array<uint64_t, LatencyHistogram::kBounds.size() + 1> counts;
+  std::array<uint64_t, Histogram::kMaxBounds + 1> counts;
   uint64_t total = 0;
-  for (size_t b = 0; b < counts.size(); ++b) total += counts[b] = h.count(b);
+  for (size_t b = 0; b <= h.bounds(); ++b) total += counts[b] = h.count(b);
   if (total == 0 && !always) return;
   const std::string prefix = labels.empty() ? "" : labels + ",";
   uint64_t running = 0;
-  for (size_t b = 0; b < LatencyHistogram::kBounds.size(); ++b) {
+  for (size_t b = 0; b < h.bounds(); ++b) {
     running += counts[b];
     char le[32];
-    std::snprintf(le, sizeof le, "%g", LatencyHistogram::kBounds[b]);
+    std::snprintf(le, sizeof le, "%.15g", h.bound(b));
     Sample(out, name + "_bucket", prefix + "le=\"" + le + '"', static_cast<double>(running));
   }
   Sample(out, name + "_bucket", prefix + "le=\"+Inf\"", static_cast<double>(total));
-  Sample(out, name + "_sum", labels, h.sum_seconds());
+  Sample(out, name + "_sum", labels, h.sum());
   Sample(out, name + "_count", labels, static_cast<double>(total));
 }
 
@@ -125,6 +125,9 @@ std::string Metrics::Render() const {
     Header(out, "kvstore_wal_fsync_duration_seconds", "histogram",
            "Time each WAL group commit's fsync took.");
     HistogramSamples(out, "kvstore_wal_fsync_duration_seconds", "", wal->sync_latency(), true);
+    Header(out, "kvstore_wal_batch_bytes", "histogram",
+           "Bytes each WAL group commit wrote (one write, at most one fsync).");
+    HistogramSamples(out, "kvstore_wal_batch_bytes", "", wal->batch_bytes(), true);
     Header(out, "kvstore_wal_written_bytes_total", "counter", "Bytes written to the WAL.");
     Sample(out, "kvstore_wal_written_bytes_total", "", static_cast<double>(wal->bytes_written()));
     Header(out, "kvstore_wal_records_total", "counter", "Records written to the WAL.");

@@ -361,6 +361,7 @@ Status Wal::WriteBatches(std::vector<Pending>* batches) {
   buf.clear();
   EncodeRecord(Record::WriteStart(++write_seq_), &buf);
   uint64_t buf_start = offset_;
+  uint64_t written = 0;  // by this commit, in every segment it touched
   for (Pending& p : *batches) {
     p.batch.locations_.clear();
     for (const Record& r : p.batch.records_) {
@@ -372,6 +373,7 @@ Status Wal::WriteBatches(std::vector<Pending>* batches) {
         buf.resize(at);
         Status s = file_->WriteAt(buf_start, buf);
         bytes_written_.fetch_add(buf.size(), std::memory_order_relaxed);
+        written += buf.size();
         if (s.ok()) s = file_->Sync();
         sync_count_.fetch_add(1, std::memory_order_relaxed);
         if (s.ok()) s = Roll(kWriteStartSize + frame.size());
@@ -390,6 +392,7 @@ Status Wal::WriteBatches(std::vector<Pending>* batches) {
   offset_ = buf_start + buf.size();
   bytes_written_.fetch_add(buf.size(), std::memory_order_relaxed);
   records_written_.fetch_add(records, std::memory_order_relaxed);
+  batch_bytes_.Observe(static_cast<double>(written + buf.size()));
   if (buf.capacity() > kKeptWriteBufferBytes) std::string().swap(buf);
   bool sync = false;
   for (const Pending& p : *batches) sync = sync || p.batch.sync_;

@@ -30,6 +30,7 @@
 // not call Write (they may call Submit).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -43,6 +44,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/histogram.h"
 #include "common/latency_histogram.h"
 #include "common/status.h"
 #include "raft/types.h"
@@ -156,6 +158,11 @@ class Wal {
   const LatencyHistogram& sync_latency() const { return sync_latency_; }
   uint64_t bytes_written() const { return bytes_written_.load(std::memory_order_relaxed); }
   uint64_t records_written() const { return records_written_.load(std::memory_order_relaxed); }
+  // The bytes each group commit wrote (its records and write starts): how
+  // much one write, and one fdatasync, carries.
+  static constexpr std::array<double, 10> kBatchBytesBounds = {
+      256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20};
+  const Histogram& batch_bytes() const { return batch_bytes_; }
   // The path of segment `seq`.
   std::string SegmentPath(uint64_t seq) const;
 
@@ -216,6 +223,7 @@ class Wal {
   LatencyHistogram sync_latency_;
   std::atomic<uint64_t> bytes_written_{0};
   std::atomic<uint64_t> records_written_{0};
+  Histogram batch_bytes_{kBatchBytesBounds, 1};
 
   // Owned by the writer thread (and by Open before it starts).
   std::unique_ptr<WritableFile> file_;

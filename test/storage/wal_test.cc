@@ -222,6 +222,31 @@ TEST_CASE("the WAL counts its bytes, records and each sync's duration", "[wal]")
   CHECK(wal->sync_latency().sum_seconds() >= 0);
 }
 
+TEST_CASE("each group commit's bytes go to the batch histogram, across a segment roll too",
+          "[wal]") {
+  FaultInjectionEnv env;
+  Collector none;
+  auto wal = OpenWal(&env, &none, 4096);
+  const uint64_t bytes = wal->bytes_written();
+  uint64_t commits = 0;
+  for (size_t b = 0; b <= wal->batch_bytes().bounds(); ++b) commits += wal->batch_bytes().count(b);
+  const double sum = wal->batch_bytes().sum();
+  WriteBatch small;
+  small.AppendEntries(1, {MakeEntry(1, 1)});
+  REQUIRE(wal->Write(&small).ok());
+  // Larger than what is left of a 4 KiB segment: written in two pieces.
+  WriteBatch large;
+  large.AppendEntries(
+      1, {MakeEntry(2, 1, std::string(2500, 'x')), MakeEntry(3, 1, std::string(2500, 'y'))});
+  REQUIRE(wal->Write(&large).ok());
+  REQUIRE(wal->Segments().size() >= 2);
+  uint64_t after = 0;
+  for (size_t b = 0; b <= wal->batch_bytes().bounds(); ++b) after += wal->batch_bytes().count(b);
+  CHECK(after == commits + 2);
+  CHECK(wal->batch_bytes().sum() - sum == static_cast<double>(wal->bytes_written() - bytes));
+  CHECK(wal->batch_bytes().count(0) >= 1);  // the small one: under 256 bytes
+}
+
 TEST_CASE("a batch that needs no sync costs none, and the next sync makes it durable", "[wal]") {
   FaultInjectionEnv env;
   Collector none;
