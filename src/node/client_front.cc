@@ -191,7 +191,7 @@ void ClientFront::ProposeWrite(Group& g, Pending p, const Command& cmd) {
                  ? Status::Busy("this node's WAL is " +
                                 std::to_string(pipeline_->unwritten_bytes() >> 20) +
                                 " MiB behind; retry after a backoff")
-                 : g.raft->Propose(cmd.Encode(), &index, &p.term);
+                 : g.Propose(cmd.Encode(), &index, &p.term);
   if (!s.ok()) {
     // Busy: the group's uncommitted log or this node's WAL queue is full;
     // the client backs off.

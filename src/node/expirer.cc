@@ -57,7 +57,7 @@ void Expirer::Propose(raft::GroupId id, uint64_t generation, uint64_t now_ms,
     raft::Term term = 0;
     // Busy (the log is full), a transfer under way, or no longer the
     // leader: the next tick tries again for what is left.
-    if (!g->raft->Propose(cmd.Encode(), &index, &term).ok()) break;
+    if (!g->Propose(cmd.Encode(), &index, &term).ok()) break;
     g->expire_index = index;
   }
   if (g->expire_index == 0) g->expiring = false;

@@ -26,6 +26,45 @@ GroupStatus Group::Status() const {
   return gs;
 }
 
+Status Group::Propose(std::string data, raft::Index* index, raft::Term* term) {
+  kv::Status s = raft->Propose(std::move(data), index, term);
+  if (s.ok()) ++counters.proposals;
+  return s;
+}
+
+Status Group::ProposeConfChange(const raft::ConfChange& cc, raft::Index* index) {
+  kv::Status s = raft->ProposeConfChange(cc, index);
+  if (s.ok()) ++counters.proposals;
+  return s;
+}
+
+void Group::ObserveRoleChange(const raft::SoftState& ss) {
+  if (ss.leader != raft::kNoNode && ss.leader != last_leader) {
+    if (last_leader != raft::kNoNode) ++counters.leader_changes;
+    last_leader = ss.leader;
+  }
+  // A campaign starts with a pre-vote, or with the vote when it skips one
+  // (a transfer's TimeoutNow); its vote after a pre-vote is the same
+  // campaign. A single voter wins between two Readies: a leader seen right
+  // after a follower campaigned unseen.
+  using raft::Role;
+  const Role was = last_role;
+  switch (ss.role) {
+    case Role::kPreCandidate:
+      if (was != Role::kPreCandidate) ++counters.elections;
+      break;
+    case Role::kCandidate:
+      if (was != Role::kPreCandidate && was != Role::kCandidate) ++counters.elections;
+      break;
+    case Role::kLeader:
+      if (was == Role::kFollower) ++counters.elections;
+      break;
+    case Role::kFollower:
+      break;
+  }
+  last_role = ss.role;
+}
+
 Status OpenGroup(raft::GroupId id, const std::vector<raft::NodeId>& voters,
                  storage::GroupStorage* storage, const GroupOptions& options,
                  std::unique_ptr<Group>* out) {
@@ -44,6 +83,7 @@ Status OpenGroup(raft::GroupId id, const std::vector<raft::NodeId>& voters,
                                 " does not decode: " + s.message());
     }
     g->last_snapshot_index = snap.meta.index;
+    g->snapshot_bytes = snap.data.size();
   }
   g->PublishProgress();
   g->handed_to_workers = snap.meta.index;

@@ -21,6 +21,7 @@
 #include "common/status.h"
 #include "kv/state_machine.h"
 #include "kvstore/node_status.h"
+#include "node/metrics.h"
 #include "node/read_batch.h"
 #include "node/request.h"
 #include "raft/raft.h"
@@ -36,6 +37,7 @@ struct ApplyProgress {
   uint64_t keys = 0;
   uint64_t bytes = 0;          // of keys and values
   uint64_t next_deadline = 0;  // the earliest key deadline (ms), 0: none
+  uint64_t sessions = 0;       // client sessions held
 };
 
 // A member joining an unsharded cluster, waiting to be promoted to voter.
@@ -64,10 +66,13 @@ struct Group {
   bool snapshot_in_progress = false;
   uint64_t snapshot_segment = 0;  // the WAL's newest segment when its last snapshot began
   raft::Index published_commit = 0;
-  uint64_t leader_since_tick = 0;            // when this node last became its leader
-  uint64_t last_transfer_tick = 0;           // when it last handed leadership on
-  raft::NodeId last_leader = raft::kNoNode;  // for the leader changes metric
-  uint64_t leader_changes = 0;
+  uint64_t leader_since_tick = 0;   // when this node last became its leader
+  uint64_t last_transfer_tick = 0;  // when it last handed leadership on
+  // What Ready last showed of the leader and this node's role (the metrics).
+  raft::NodeId last_leader = raft::kNoNode;
+  raft::Role last_role = raft::Role::kFollower;
+  GroupCounters counters;
+  uint64_t snapshot_bytes = 0;  // of its latest snapshot here; 0: none
   // Expiry (node/expirer.h): a search for expired keys or their removal is
   // under way; the removal's entry, once proposed; the search's number.
   bool expiring = false;
@@ -82,6 +87,13 @@ struct Group {
   uint64_t read_clock_ms = 0;
 
   bool is_leader() const { return raft->role() == raft::Role::kLeader; }
+  // Raft's Propose and ProposeConfChange (same results), counting the
+  // entries proposed (loop thread).
+  kv::Status Propose(std::string data, raft::Index* index = nullptr, raft::Term* term = nullptr);
+  kv::Status ProposeConfChange(const raft::ConfChange& cc, raft::Index* index = nullptr);
+  // Counts what a Ready's soft state shows: leader changes, campaigns
+  // (loop thread).
+  void ObserveRoleChange(const raft::SoftState& ss);
   // Its Raft state and the state machine's progress, as status and the
   // metrics report them (loop thread).
   GroupStatus Status() const;
@@ -92,8 +104,12 @@ struct Group {
   // The strand: publishes the state machine's progress.
   void PublishProgress() {
     std::lock_guard<std::mutex> lock(progress_mu);
-    progress_ =
-        ApplyProgress{sm.applied_index(), sm.Digest(), sm.size(), sm.bytes(), sm.next_deadline()};
+    progress_.applied = sm.applied_index();
+    progress_.digest = sm.Digest();
+    progress_.keys = sm.size();
+    progress_.bytes = sm.bytes();
+    progress_.next_deadline = sm.next_deadline();
+    progress_.sessions = sm.session_count();
   }
 
  private:

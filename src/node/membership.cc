@@ -133,7 +133,7 @@ void Membership::Handle(Pending p, const net::ClientRequest& req) {
     cc.type = raft::ConfChangeType::kRemoveNode;
   }
   raft::Index index = 0;
-  Status s = g.raft->ProposeConfChange(cc, &index);
+  Status s = g.ProposeConfChange(cc, &index);
   if (!s.ok()) {
     if (s.IsUnavailable()) reply.status = net::ReplyStatus::kUnavailable;
     reply.error = s.message();
@@ -216,7 +216,7 @@ void Membership::PromoteCaughtUpLearners(Group& g) {
         pr->match + kPromoteLag >= g.raft->last_index()) {
       raft::ConfChange cc{raft::ConfChangeType::kAddVoter, node, it->second.address};
       // Unavailable while another change is pending: try again next tick.
-      it->second.promoting = g.raft->ProposeConfChange(cc).ok();
+      it->second.promoting = g.ProposeConfChange(cc).ok();
     }
     ++it;
   }
@@ -240,7 +240,7 @@ void Membership::SeedMembers(Group& meta) {
     cmd.key = std::string(kMemberPrefix) + std::to_string(id);
     cmd.value = ctx_->RecordOf(id, hp);
     // Unavailable (no entry of this term committed yet, say): next term.
-    if (!r.Propose(cmd.Encode()).ok()) seeding_term_ = 0;
+    if (!meta.Propose(cmd.Encode()).ok()) seeding_term_ = 0;
   }
 }
 

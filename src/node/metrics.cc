@@ -136,6 +136,10 @@ std::string Metrics::Render() const {
     Sample(out, "kvstore_wal_syncs_total", "", static_cast<double>(wal->sync_count()));
   }
 
+  Header(out, "kvstore_snapshot_duration_seconds", "histogram",
+         "Time to write and sync each local snapshot of a group's state.");
+  HistogramSamples(out, "kvstore_snapshot_duration_seconds", "", snapshot_duration_, true);
+
   std::vector<GroupMetrics> groups;
   Health health;
   {
@@ -162,11 +166,28 @@ std::string Metrics::Render() const {
        [](const GroupMetrics& m) { return m.status.last_index; }},
       {"kvstore_raft_leader_changes_total", "counter",
        "Times this node saw the group's leader change.",
-       [](const GroupMetrics& m) { return m.leader_changes; }},
+       [](const GroupMetrics& m) { return m.counters.leader_changes; }},
+      {"kvstore_raft_proposals_total", "counter",
+       "Entries this node proposed as the group's leader.",
+       [](const GroupMetrics& m) { return m.counters.proposals; }},
+      {"kvstore_raft_elections_total", "counter",
+       "Campaigns this node started (became pre-candidate or candidate).",
+       [](const GroupMetrics& m) { return m.counters.elections; }},
+      {"kvstore_raft_snapshots_sent_total", "counter",
+       "Snapshots this node streamed to followers as the group's leader.",
+       [](const GroupMetrics& m) { return m.counters.snapshots_sent; }},
+      {"kvstore_raft_snapshots_installed_total", "counter",
+       "Snapshots from the group's leader installed on this node.",
+       [](const GroupMetrics& m) { return m.counters.snapshots_installed; }},
       {"kvstore_keys", "gauge", "Keys stored in the group.",
        [](const GroupMetrics& m) { return m.status.keys; }},
       {"kvstore_stored_bytes", "gauge", "Bytes of keys and values stored in the group.",
        [](const GroupMetrics& m) { return m.bytes; }},
+      {"kvstore_sessions", "gauge", "Client sessions (exactly-once writers) the group holds.",
+       [](const GroupMetrics& m) { return m.sessions; }},
+      {"kvstore_snapshot_bytes", "gauge",
+       "Bytes of the group's latest snapshot here (taken or installed); 0: none.",
+       [](const GroupMetrics& m) { return m.snapshot_bytes; }},
   };
   for (const Gauge& g : kGauges) {
     Header(out, g.name, g.type, g.help);

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/histogram.h"
 #include "common/latency_histogram.h"
 #include "kvstore/node_status.h"
 #include "net/client_codec.h"
@@ -23,11 +24,30 @@
 
 namespace kv::node {
 
+// What the loop thread counts of one Raft group (node/group.h), from the
+// group's start on this node.
+struct GroupCounters {
+  uint64_t leader_changes = 0;  // leaders this node has seen come and go
+  // Entries this node proposed as the group's leader: client writes,
+  // expiries, membership records and changes.
+  uint64_t proposals = 0;
+  // Campaigns this node started: each time Ready showed it become a
+  // pre-candidate, or a candidate without a pre-vote first (a leadership
+  // transfer), or a leader straight from a follower (a single voter). A
+  // pre-candidate that keeps failing to win its pre-vote stays one: its
+  // role does not change between its attempts.
+  uint64_t elections = 0;
+  uint64_t snapshots_sent = 0;       // streams to followers whose every chunk was queued
+  uint64_t snapshots_installed = 0;  // snapshots from a leader installed here
+};
+
 // One Raft group as the loop last saw it: what status reports, and more.
 struct GroupMetrics {
   GroupStatus status;
   uint64_t bytes = 0;           // of keys and values stored
-  uint64_t leader_changes = 0;  // leaders this node has seen come and go
+  uint64_t sessions = 0;        // client sessions the state machine holds
+  uint64_t snapshot_bytes = 0;  // of its latest snapshot (taken or installed); 0: none
+  GroupCounters counters;
 };
 
 // What /healthz and /readyz answer.
@@ -53,6 +73,8 @@ class Metrics {
   // A request of `op` (kInvalidOp: unreadable) answered with `status`
   // after `seconds`.
   void ObserveRequest(int op, net::ReplyStatus status, double seconds);
+  // A local snapshot written and synced in `seconds` (any thread).
+  void ObserveSnapshot(double seconds) { snapshot_duration_.Observe(seconds); }
   // The loop, once a tick.
   void Publish(std::vector<GroupMetrics> groups, Health health);
   // The WAL whose syncs and writes to report (it outlives every scrape).
@@ -65,6 +87,10 @@ class Metrics {
  private:
   std::array<std::array<std::atomic<uint64_t>, kStatuses>, kOps> requests_{};
   std::array<LatencyHistogram, kOps> latency_;
+  // From a few milliseconds (a small state) to minutes (gigabytes).
+  static constexpr std::array<double, 16> kSnapshotBounds = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+  Histogram snapshot_duration_{kSnapshotBounds, 1e-9};
   const double start_time_;
   std::atomic<const storage::Wal*> wal_{nullptr};
 

@@ -357,8 +357,11 @@ void Node::PublishMetrics() {
     if (g->removed) continue;
     GroupMetrics m;
     m.status = g->Status();
-    m.bytes = g->progress().bytes;
-    m.leader_changes = g->leader_changes;
+    const ApplyProgress progress = g->progress();
+    m.bytes = progress.bytes;
+    m.sessions = progress.sessions;
+    m.snapshot_bytes = g->snapshot_bytes;
+    m.counters = g->counters;
     // Ready: a leader known and the state machine caught up, give or take
     // what a busy moment leaves between commit and apply.
     const GroupStatus& s = m.status;
@@ -416,10 +419,7 @@ void Node::Deliver(Outgoing out) {
 // ---- ReadyHandler ----------------------------------------------------------
 
 void Node::OnRoleChange(Group& g, const raft::SoftState& ss) {
-  if (ss.leader != raft::kNoNode && ss.leader != g.last_leader) {
-    if (g.last_leader != raft::kNoNode) ++g.leader_changes;
-    g.last_leader = ss.leader;
-  }
+  g.ObserveRoleChange(ss);
   RoleEvent event;
   event.group = g.id;
   event.role = raft::RoleName(ss.role);
@@ -446,11 +446,18 @@ void Node::FlushMessages() {
 void Node::PumpSnapshots() {
   // Every chunk queued: the follower's answer tells the leader the rest.
   peers_.PumpSnapshots([this](raft::GroupId group, raft::NodeId to, bool ok) {
-    if (Group* g = ctx_.groups.Find(group)) g->raft->ReportSnapshot(to, ok);
+    Group* g = ctx_.groups.Find(group);
+    if (g == nullptr) return;
+    g->raft->ReportSnapshot(to, ok);
+    if (ok) ++g->counters.snapshots_sent;
   });
 }
 
-void Node::OnSnapshot(Group& g, raft::Snapshot snap) { applier_.Install(g, std::move(snap)); }
+void Node::OnSnapshot(Group& g, raft::Snapshot snap) {
+  ++g.counters.snapshots_installed;
+  g.snapshot_bytes = snap.data.size();
+  applier_.Install(g, std::move(snap));
+}
 
 void Node::OnCommitted(Group& g, std::vector<raft::Entry> entries) {
   for (const raft::Entry& e : entries) {

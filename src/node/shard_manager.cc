@@ -173,7 +173,7 @@ void ShardManager::Rebalance(Group& g) {
                         type == raft::ConfChangeType::kRemoveNode || it == ctx_->members.end()
                             ? std::string()
                             : it->second.ToString()};
-    if (r.ProposeConfChange(cc).ok()) {
+    if (g.ProposeConfChange(cc).ok()) {
       static const char* kChange[] = {"adding learner", "promoting", "removing"};
       KV_LOG(kInfo) << "group " << g.id << ": " << kChange[static_cast<int>(type)] << " " << node
                     << " (shard map version " << map_version_ << ")";

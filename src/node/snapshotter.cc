@@ -1,6 +1,7 @@
 #include "node/snapshotter.h"
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 
 #include "common/logging.h"
@@ -65,9 +66,16 @@ void Snapshotter::Maybe(Group& g) {
     // their own, beside the group's applies and off the loop thread.
     ctx->workers->Post(g.id | kSnapshotStrand, [ctx, pipeline, &g, index, conf, view]() mutable {
       raft::SnapshotMeta meta;
-      Status s = ctx->storage->SaveSnapshot(g.id, index, conf, ViewData(view.get()), &meta);
+      const ViewData data(view.get());
+      const auto start = std::chrono::steady_clock::now();
+      Status s = ctx->storage->SaveSnapshot(g.id, index, conf, data, &meta);
+      if (s.ok()) {
+        ctx->metrics->ObserveSnapshot(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      }
+      const uint64_t bytes = data.size();
       view.reset();  // the records replaced since can go now
-      ctx->loop->Post([ctx, pipeline, &g, index, meta, s]() {
+      ctx->loop->Post([ctx, pipeline, &g, index, meta, s, bytes]() {
         g.snapshot_in_progress = false;
         // On failure too: the next try comes after another snapshot_entries.
         g.last_snapshot_index = std::max(g.last_snapshot_index, index);
@@ -83,6 +91,7 @@ void Snapshotter::Maybe(Group& g) {
                         << " not taken: " << cs.ToString();
           return;
         }
+        g.snapshot_bytes = bytes;
         SnapshotEvent event;
         event.group = g.id;
         event.index = index;

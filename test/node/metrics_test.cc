@@ -37,6 +37,25 @@ TEST_CASE("Metrics: requests by op and status, and cumulative latency buckets") 
   CHECK(text.find("kvstore_wal_") == std::string::npos);  // no WAL watched
 }
 
+TEST_CASE("Metrics: snapshot durations from the start, in buckets up to minutes") {
+  Metrics m;
+  std::string text = m.Render();
+  // Every bucket at 0 before the first snapshot, so that rate() has a start.
+  CHECK(Has(text, "# TYPE kvstore_snapshot_duration_seconds histogram"));
+  CHECK(Has(text, "kvstore_snapshot_duration_seconds_bucket{le=\"300\"} 0"));
+  CHECK(Has(text, "kvstore_snapshot_duration_seconds_count 0"));
+  m.ObserveSnapshot(0.004);
+  m.ObserveSnapshot(42);
+  text = m.Render();
+  CHECK(Has(text, "kvstore_snapshot_duration_seconds_bucket{le=\"0.0025\"} 0"));
+  CHECK(Has(text, "kvstore_snapshot_duration_seconds_bucket{le=\"0.005\"} 1"));
+  CHECK(Has(text, "kvstore_snapshot_duration_seconds_bucket{le=\"30\"} 1"));
+  CHECK(Has(text, "kvstore_snapshot_duration_seconds_bucket{le=\"60\"} 2"));
+  CHECK(Has(text, "kvstore_snapshot_duration_seconds_bucket{le=\"+Inf\"} 2"));
+  CHECK(Has(text, "kvstore_snapshot_duration_seconds_sum 42.004"));
+  CHECK(Has(text, "kvstore_snapshot_duration_seconds_count 2"));
+}
+
 TEST_CASE("Metrics: the groups and the health the loop published") {
   Metrics m;
   GroupMetrics g;
@@ -47,7 +66,13 @@ TEST_CASE("Metrics: the groups and the health the loop published") {
   g.status.commit = 40;
   g.status.applied = 39;
   g.status.keys = 12;
-  g.leader_changes = 1;
+  g.sessions = 5;
+  g.snapshot_bytes = 4096;
+  g.counters.leader_changes = 1;
+  g.counters.proposals = 30;
+  g.counters.elections = 2;
+  g.counters.snapshots_sent = 3;
+  g.counters.snapshots_installed = 4;
   Health h;
   h.ready = false;
   h.waiting = "group 3: applied 39 of 40 committed; ";
@@ -60,6 +85,14 @@ TEST_CASE("Metrics: the groups and the health the loop published") {
   CHECK(Has(text, "kvstore_raft_role{group=\"3\",role=\"leader\"} 1"));
   CHECK(Has(text, "kvstore_raft_role{group=\"3\",role=\"follower\"} 0"));
   CHECK(Has(text, "kvstore_keys{group=\"3\"} 12"));
+  CHECK(Has(text, "kvstore_raft_proposals_total{group=\"3\"} 30"));
+  CHECK(Has(text, "kvstore_raft_elections_total{group=\"3\"} 2"));
+  CHECK(Has(text, "kvstore_raft_snapshots_sent_total{group=\"3\"} 3"));
+  CHECK(Has(text, "kvstore_raft_snapshots_installed_total{group=\"3\"} 4"));
+  CHECK(Has(text, "kvstore_sessions{group=\"3\"} 5"));
+  CHECK(Has(text, "kvstore_snapshot_bytes{group=\"3\"} 4096"));
+  CHECK(Has(text, "# TYPE kvstore_raft_proposals_total counter"));
+  CHECK(Has(text, "# TYPE kvstore_sessions gauge"));
   CHECK(Has(text, "kvstore_up 1"));
   CHECK(Has(text, "kvstore_ready 0"));
   CHECK(text.find("process_resident_memory_bytes ") != std::string::npos);
