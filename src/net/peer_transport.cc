@@ -92,40 +92,44 @@ void PeerTransport::Connect(raft::NodeId node, const std::string& host, int port
     sock.set(zmq::sockopt::immediate, true);
     sock.set(zmq::sockopt::reconnect_ivl, kReconnectMs);
     sock.set(zmq::sockopt::reconnect_ivl_max, kReconnectMaxMs);
-    sock.connect("tcp://" + host + ":" + std::to_string(port));
     return sock;
   };
+  const std::string endpoint = "tcp://" + host + ":" + std::to_string(port);
   zmq::socket_t out = dealer(kPeerQueue);
-  Link link{host, port, server_key, zmq::socket_t(), {}};
+  Link link{host, port, server_key, SocketMonitor(), false, {}};
+  int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED;
   if (!secret_key_.empty()) {
-    const std::string endpoint = "inproc://peer-monitor-" + std::to_string(++monitors_made_);
-    if (zmq_socket_monitor(out.handle(), endpoint.c_str(),
-                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0) {
-      link.monitor = zmq::socket_t(*ctx_, zmq::socket_type::pair);
-      link.monitor.set(zmq::sockopt::linger, 0);
-      link.monitor.connect(endpoint);
-    }
+    events |= ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+              ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
   }
+  // The socket has not connected yet: the monitor sees its first handshake.
+  Status s = link.monitor.Start(ctx_, out, events);
+  if (!s.ok()) KV_LOG(kWarn) << "connection to node " << node << " unmonitored: " << s.ToString();
+  out.connect(endpoint);
+  zmq::socket_t snapshots = dealer(kSnapshotQueue);
+  snapshots.connect(endpoint);
   out_.emplace(node, std::move(out));
-  snapshot_out_.emplace(node, dealer(kSnapshotQueue));
+  snapshot_out_.emplace(node, std::move(snapshots));
   links_[node] = std::move(link);
 }
 
-void PeerTransport::RetryRefused() {
+void PeerTransport::WatchLinks() {
   const auto now = std::chrono::steady_clock::now();
   std::vector<raft::NodeId> retry;
-  for (auto& [node, link] : links_) {
-    std::vector<zmq::message_t> event;
-    while (link.monitor && HasInput(link.monitor) &&
-           ReceiveFrames(link.monitor, &event, "peer monitor")) {
-      if (link.refused_at == std::chrono::steady_clock::time_point{}) {
+  for (auto& entry : links_) {
+    const raft::NodeId node = entry.first;
+    Link& link = entry.second;
+    link.monitor.Read([&](int event) {
+      if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+        link.up = true;
+      } else if (event == ZMQ_EVENT_DISCONNECTED) {
+        link.up = false;
+      } else if (link.refused_at == std::chrono::steady_clock::time_point{}) {
         KV_LOG(kDebug) << "node " << node << " refused this node's key; retrying in "
                        << kRefusedRetry.count() << " s";
         link.refused_at = now;
       }
-    }
+    });
     if (link.refused_at != std::chrono::steady_clock::time_point{} &&
         now - link.refused_at >= kRefusedRetry) {
       retry.push_back(node);
@@ -138,6 +142,12 @@ void PeerTransport::RetryRefused() {
     links_.erase(node);
     Connect(node, link.host, link.port, link.server_key);
   }
+}
+
+size_t PeerTransport::connected() const {
+  size_t up = 0;
+  for (const auto& entry : links_) up += entry.second.up ? 1 : 0;
+  return up;
 }
 
 void PeerTransport::Disconnect(raft::NodeId node) {

@@ -22,6 +22,7 @@
 
 #include "common/status.h"
 #include "net/snapshot_stream.h"
+#include "net/socket_monitor.h"
 #include "raft/types.h"
 
 namespace kv::net {
@@ -54,10 +55,14 @@ class PeerTransport {
   void Connect(raft::NodeId node, const std::string& host, int port,
                const std::string& server_key = "");
   void Disconnect(raft::NodeId node);
-  // With CURVE: connects again to each peer that refused this node's key
-  // at the handshake a while ago (ZeroMQ never retries a refused one). A
-  // joining node dials the members before they have recorded its key.
-  void RetryRefused();
+  // Reads what each connection to a peer reported (once a tick): whether
+  // it is up, and with CURVE whether the peer refused this node's key at
+  // the handshake. Connects again to each peer that refused it a while ago
+  // (ZeroMQ never retries a refused one): a joining node dials the members
+  // before they have recorded its key.
+  void WatchLinks();
+  // Peers whose connection is up (handshake done), as WatchLinks last read.
+  size_t connected() const;
 
   // Queues a Raft message for its peer; a snapshot starts a chunked stream.
   void Queue(const raft::Message& m);
@@ -81,20 +86,20 @@ class PeerTransport {
     std::vector<raft::GroupId> groups;    // the group of each, to report a failed send
   };
 
-  // Where a peer is, and (with CURVE) the monitor that tells whether it
-  // refused this node's key.
+  // Where a peer is, and the monitor of the connection to it: whether it is
+  // up, and with CURVE whether the peer refused this node's key.
   struct Link {
     std::string host;
     int port = 0;
     std::string server_key;
-    zmq::socket_t monitor;  // PAIR: handshake failures of the peer's DEALER
+    SocketMonitor monitor;  // of the peer's DEALER
+    bool up = false;
     std::chrono::steady_clock::time_point refused_at{};  // epoch: not refused
   };
 
   zmq::context_t* ctx_;
   std::string public_key_, secret_key_;  // CURVE, when set
   std::map<raft::NodeId, Link> links_;
-  uint64_t monitors_made_ = 0;                          // for unique monitor endpoints
   zmq::socket_t in_;                                    // ROUTER, peers' DEALERs
   std::map<raft::NodeId, zmq::socket_t> out_;           // DEALER to each peer
   std::map<raft::NodeId, zmq::socket_t> snapshot_out_;  // DEALER to each peer, snapshots

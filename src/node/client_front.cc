@@ -29,7 +29,8 @@ constexpr size_t kMaxBytesPerDrain = 8 << 20;
 }  // namespace
 
 ClientFront::ClientFront(zmq::context_t* zmq, NodeContext* ctx)
-    : ctx_(ctx),
+    : zmq_(zmq),
+      ctx_(ctx),
       socket_(*zmq, zmq::socket_type::router),
       replies_(ctx->cfg.max_connection_reply_bytes, ctx->cfg.max_node_reply_bytes) {
   limits_.max_key_bytes = ctx->cfg.max_key_bytes;
@@ -42,7 +43,10 @@ ClientFront::ClientFront(zmq::context_t* zmq, NodeContext* ctx)
   if (ctx->cfg.curve()) net::MakeCurveServer(socket_, ctx->cfg.secret_key, Access::kClientDomain);
 }
 
-Status ClientFront::Bind(const std::string& endpoint) { return net::BindSocket(socket_, endpoint); }
+Status ClientFront::Bind(const std::string& endpoint) {
+  Status s = connections_.Start(zmq_, socket_);
+  return s.ok() ? net::BindSocket(socket_, endpoint) : s;
+}
 
 int ClientFront::fd() const { return socket_.get(zmq::sockopt::fd); }
 

@@ -15,6 +15,7 @@
 
 #include "kv/command.h"
 #include "net/client_codec.h"
+#include "net/socket_monitor.h"
 #include "node/context.h"
 #include "node/reply_budget.h"
 #include "node/request.h"
@@ -43,6 +44,8 @@ class ClientFront {
   // Binds the client ROUTER. InvalidArgument when the endpoint is taken.
   Status Bind(const std::string& endpoint);
   int fd() const;
+  // Client connections open now (reads the socket's monitor).
+  int64_t CountConnections() { return connections_.Update(); }
   // Reads and dispatches the waiting requests, up to a slice per call (the
   // event loop calls again while it returns true); returns whether any.
   bool Drain();
@@ -74,6 +77,7 @@ class ClientFront {
   // BUSY: the connection, or the node, has too many reply bytes unread.
   void ReplyUnread(const Pending& p);
 
+  zmq::context_t* zmq_;
   NodeContext* ctx_;
   Access* access_ = nullptr;
   Applier* applier_ = nullptr;
@@ -82,6 +86,7 @@ class ClientFront {
   const ReadyPipeline* pipeline_ = nullptr;
   net::RequestLimits limits_;
   zmq::socket_t socket_;  // ROUTER
+  net::ConnectionCount connections_;
   ReplyBudget replies_;
   uint64_t bad_requests_ = 0;
   uint64_t busy_replies_ = 0;

@@ -90,10 +90,11 @@ void Metrics::ObserveRequest(int op, net::ReplyStatus status, double seconds) {
   latency_[op].Observe(seconds);
 }
 
-void Metrics::Publish(std::vector<GroupMetrics> groups, Health health) {
+void Metrics::Publish(std::vector<GroupMetrics> groups, Health health, Connections connections) {
   std::lock_guard<std::mutex> lock(mu_);
   groups_ = std::move(groups);
   health_ = std::move(health);
+  connections_ = connections;
 }
 
 Health Metrics::health() const {
@@ -142,10 +143,12 @@ std::string Metrics::Render() const {
 
   std::vector<GroupMetrics> groups;
   Health health;
+  Connections connections;
   {
     std::lock_guard<std::mutex> lock(mu_);
     groups = groups_;
     health = health_;
+    connections = connections_;
   }
   struct Gauge {
     const char* name;
@@ -204,6 +207,11 @@ std::string Metrics::Render() const {
              m.status.role == role ? 1 : 0);
     }
   }
+  Header(out, "kvstore_client_connections", "gauge", "Client connections open on the client port.");
+  Sample(out, "kvstore_client_connections", "", static_cast<double>(connections.clients));
+  Header(out, "kvstore_peer_connections", "gauge",
+         "Members this node's Raft connection reaches (handshake done).");
+  Sample(out, "kvstore_peer_connections", "", static_cast<double>(connections.peers));
   Header(out, "kvstore_up", "gauge", "1 while the node runs and its WAL is writable.");
   Sample(out, "kvstore_up", "", health.live ? 1 : 0);
   Header(out, "kvstore_ready", "gauge",

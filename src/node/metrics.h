@@ -50,6 +50,12 @@ struct GroupMetrics {
   GroupCounters counters;
 };
 
+// The node's connections as the loop last counted them.
+struct Connections {
+  int64_t clients = 0;  // open on the client port
+  int64_t peers = 0;    // members this node's Raft connection reaches
+};
+
 // What /healthz and /readyz answer.
 struct Health {
   bool live = true;     // running, its WAL writable
@@ -76,7 +82,7 @@ class Metrics {
   // A local snapshot written and synced in `seconds` (any thread).
   void ObserveSnapshot(double seconds) { snapshot_duration_.Observe(seconds); }
   // The loop, once a tick.
-  void Publish(std::vector<GroupMetrics> groups, Health health);
+  void Publish(std::vector<GroupMetrics> groups, Health health, Connections connections = {});
   // The WAL whose syncs and writes to report (it outlives every scrape).
   void WatchWal(const storage::Wal* wal) { wal_ = wal; }
 
@@ -97,6 +103,7 @@ class Metrics {
   mutable std::mutex mu_;
   std::vector<GroupMetrics> groups_;  // guarded by mu_
   Health health_;                     // guarded by mu_
+  Connections connections_;           // guarded by mu_
 };
 
 }  // namespace kv::node

@@ -325,7 +325,7 @@ void Node::Tick() {
   ++ctx_.ticks;
   constexpr uint64_t kWalSegmentTicks = 10;
   if (ctx_.ticks % kWalSegmentTicks == 0) snapshotter_.RefreshWalSegment();
-  if (cfg_.curve()) peers_.RetryRefused();
+  peers_.WatchLinks();
   for (const auto& [id, g] : ctx_.groups) {
     if (g->removed) continue;
     g->raft->Tick();
@@ -377,7 +377,10 @@ void Node::PublishMetrics() {
   for (const std::string& w : waiting) {
     health.waiting += (health.waiting.empty() ? "" : "; ") + w;
   }
-  metrics_.Publish(std::move(groups), std::move(health));
+  Connections connections;
+  connections.clients = front_.CountConnections();
+  connections.peers = static_cast<int64_t>(peers_.connected());
+  metrics_.Publish(std::move(groups), std::move(health), connections);
 }
 
 void Node::ProcessReady() {

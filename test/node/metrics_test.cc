@@ -54,6 +54,9 @@ TEST_CASE("Metrics: snapshot durations from the start, in buckets up to minutes"
   CHECK(Has(text, "kvstore_snapshot_duration_seconds_bucket{le=\"+Inf\"} 2"));
   CHECK(Has(text, "kvstore_snapshot_duration_seconds_sum 42.004"));
   CHECK(Has(text, "kvstore_snapshot_duration_seconds_count 2"));
+  // No group published yet: the node-wide gauges, at 0.
+  CHECK(Has(text, "kvstore_client_connections 0"));
+  CHECK(Has(text, "kvstore_peer_connections 0"));
 }
 
 TEST_CASE("Metrics: the groups and the health the loop published") {
@@ -76,7 +79,10 @@ TEST_CASE("Metrics: the groups and the health the loop published") {
   Health h;
   h.ready = false;
   h.waiting = "group 3: applied 39 of 40 committed; ";
-  m.Publish({g}, h);
+  Connections c;
+  c.clients = 9;
+  c.peers = 2;
+  m.Publish({g}, h, c);
   const std::string text = m.Render();
   CHECK(Has(text, "kvstore_raft_term{group=\"3\"} 7"));
   CHECK(Has(text, "kvstore_raft_leader{group=\"3\"} 2"));
@@ -93,6 +99,8 @@ TEST_CASE("Metrics: the groups and the health the loop published") {
   CHECK(Has(text, "kvstore_snapshot_bytes{group=\"3\"} 4096"));
   CHECK(Has(text, "# TYPE kvstore_raft_proposals_total counter"));
   CHECK(Has(text, "# TYPE kvstore_sessions gauge"));
+  CHECK(Has(text, "kvstore_client_connections 9"));
+  CHECK(Has(text, "kvstore_peer_connections 2"));
   CHECK(Has(text, "kvstore_up 1"));
   CHECK(Has(text, "kvstore_ready 0"));
   CHECK(text.find("process_resident_memory_bytes ") != std::string::npos);
