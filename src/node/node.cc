@@ -344,7 +344,9 @@ void Node::Tick() {
   }
   PumpSnapshots();
   shards_.Tick();
-  PublishMetrics();
+  // After this round's Readies (ProcessReady), so that what a scrape reads
+  // of a group agrees: its role with the campaign that made it.
+  metrics_due_ = true;
 }
 
 void Node::PublishMetrics() {
@@ -393,6 +395,10 @@ void Node::ProcessReady() {
   if (!pipeline_.fatal().ok()) return;
   for (const auto& [id, g] : ctx_.groups) snapshotter_.Maybe(*g);
   shards_.SendHintsIfChanged();
+  if (metrics_due_) {
+    metrics_due_ = false;
+    PublishMetrics();
+  }
 }
 
 void Node::DropPending(Group& g) {

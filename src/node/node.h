@@ -98,7 +98,8 @@ class Node : private ReadyHandler {
   void QueueMessages(const std::vector<raft::Message>& msgs) override;
   void FlushMessages() override;
   void PumpSnapshots() override;
-  // Hands the groups' state and the node's health to the metrics (once a tick).
+  // Hands the groups' state and the node's health to the metrics: once a
+  // tick, at the end of the round that ticked.
   void PublishMetrics();
   void OnSnapshot(Group& g, raft::Snapshot snap) override;
   void OnCommitted(Group& g, std::vector<raft::Entry> entries) override;
@@ -113,6 +114,7 @@ class Node : private ReadyHandler {
   net::EventLoop loop_;
   // Whether the loop and WAL threads run at a raised priority (node.cc).
   bool critical_priority_ = false;
+  bool metrics_due_ = false;  // a tick came: publish after the round's Readies
   zmq::context_t zmq_{net::kIoThreads};
   // Sockets after the context (destroyed before it, LINGER 0).
   zmq::socket_t pub_{zmq_, zmq::socket_type::pub};
