@@ -1,9 +1,11 @@
 """The metrics port end to end (issue 17): a real Prometheus (Debian's
 prometheus package) scrapes a 3-node cluster every second while kvload
-writes; what it computes must agree with kvload, and a killed leader must
-show as down with a new leader beside it. Also /healthz and /readyz, the
-port rule (client port + 3000), --metrics-port N and 0, and `promtool check
-metrics` on every node's output.
+writes; what it computes must agree with kvload (requests, proposals), and
+a killed leader must show as down with a new leader beside it that
+campaigned, its survivors one peer short, and a snapshot sent to it when it
+comes back behind the leader's log. Also client connections and sessions,
+/healthz and /readyz, the port rule (client port + 3000), --metrics-port N
+and 0, and `promtool check metrics` on every node's output.
 
 Run by ctest as: python3 test_metrics.py BUILD_DIR. Every wait is a poll
 with a deadline; a wait for Prometheus to have seen something is a wait for
@@ -37,6 +39,10 @@ TICK_MS = 50
 # kvload's count of OK puts and Prometheus's must agree this closely.
 TOLERANCE = 0.2
 LOAD_SECONDS = 6
+# Small enough that a few thousand writes while a node is down leave it
+# behind the leader's snapshot (it then gets one), large enough that the
+# load takes few.
+SNAPSHOT_ENTRIES = 1000
 # Requests that bypass any http_proxy of the environment: every address here
 # is local.
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -246,7 +252,7 @@ class MetricsTest(unittest.TestCase):
             c.base = ports.cluster(nodes)
             return cls.stack.enter_context(c)
 
-        cls.cluster = cluster(3).start()
+        cls.cluster = cluster(3, ["--snapshot-entries", str(SNAPSHOT_ENTRIES)]).start()
         # Node 1 of three, whose peers never start: it can never learn a leader.
         cls.lone_metrics_port = ports.single()
         cls.lone = cluster(3, ["--metrics-port", str(cls.lone_metrics_port)]).start(1)
@@ -271,6 +277,10 @@ class MetricsTest(unittest.TestCase):
         self.assertIsNotNone(got, f"nothing listens on metrics port {port}")
         self.assertEqual(got[0], 200, got)
         return got[1]
+
+    def scrape(self, node_id):
+        """Node NODE_ID's samples, read from it now (not through Prometheus)."""
+        return parse_metrics(self.metrics(self.metrics_port(node_id)))
 
     def kvload(self, *args):
         r = subprocess.run([BIN["kvload"], "--endpoints", ",".join(self.cluster.endpoints()),
@@ -301,6 +311,10 @@ class MetricsTest(unittest.TestCase):
             self.assertEqual(sample(samples, "kvstore_up"), 1)
             self.assertEqual(sample(samples, "kvstore_ready"), 1)
             self.assertEqual(http_get(port, "/no-such-page")[0], 404)
+            # Connected to both other members (the connections come up
+            # within a reconnect interval of their start).
+            wait_until(lambda: sample(self.scrape(i), "kvstore_peer_connections") == 2, 30,
+                       what=f"node {i} to be connected to both peers")
 
     def test_a_node_whose_peers_never_start_is_healthy_but_not_ready(self):
         port = self.lone_metrics_port
@@ -316,6 +330,9 @@ class MetricsTest(unittest.TestCase):
                        for r in ("pre-candidate", "candidate")) and samples
         samples = wait_until(campaigned, 30, what="the lone node to stand for election")
         self.assertEqual(sample(samples, "kvstore_raft_leader", group="1"), 0)
+        self.assertGreaterEqual(sample(samples, "kvstore_raft_elections_total", group="1"), 1)
+        self.assertEqual(sample(samples, "kvstore_raft_proposals_total", group="1"), 0)
+        self.assertEqual(sample(samples, "kvstore_peer_connections"), 0)
         self.assertEqual(sample(samples, "kvstore_up"), 1)
         self.assertEqual(sample(samples, "kvstore_ready"), 0)
         self.assertEqual(http_get(port, "/healthz"), (200, "ok\n"))
@@ -358,8 +375,11 @@ class MetricsTest(unittest.TestCase):
         wait_until(lambda: self.prom.scraped_since(t_first, (1, 2, 3)), 30, interval=0.1,
                    what="Prometheus to scrape every node after the first put")
         puts = 'sum(kvstore_requests_total{job="kvstore",op="put",status="OK"})'
+        proposals = 'sum(kvstore_raft_proposals_total{job="kvstore",group="1"})'
         before = self.prom.scalar(puts)
+        proposed_before = self.prom.scalar(proposals)
         self.assertGreaterEqual(before, 1)
+        self.assertGreaterEqual(proposed_before, 1)
 
         load = self.kvload("--threads", "2", "--pipeline", "4", "--keys", "1000",
                            "--read-ratio", "0", "--duration", str(LOAD_SECONDS))
@@ -370,6 +390,7 @@ class MetricsTest(unittest.TestCase):
         wait_until(lambda: self.prom.scraped_since(t_end, (1, 2, 3)), 30, interval=0.1,
                    what="Prometheus to scrape every node after the load")
         counted = self.prom.scalar(puts) - before
+        proposed = self.prom.scalar(proposals) - proposed_before
         # rate() over a window from the first put to the last scrape of the
         # put counters: ended anywhere else, Prometheus would extrapolate
         # the window's flat tail at the load's rate.
@@ -388,6 +409,18 @@ class MetricsTest(unittest.TestCase):
                             ("rate() x window", rate * window_ms / 1000)):
             self.assertLessEqual(abs(value - 1 - ok), TOLERANCE * ok,
                                  f"{name}: {value:.0f} puts, kvload {ok}")
+        # Every put answered OK was proposed (once, or again after a retry)
+        # by the leader of the time: nothing else proposes in an idle
+        # unsharded cluster.
+        self.assertGreaterEqual(proposed, ok, f"{proposed:.0f} proposals, kvload {ok} puts")
+        self.assertLessEqual(proposed, ok * (1 + TOLERANCE),
+                             f"{proposed:.0f} proposals, kvload {ok} puts")
+        # kvload's writers hold sessions; every replica applies the same.
+        sessions = wait_until(
+            lambda: (lambda s: s if len(set(s)) == 1 else None)(
+                [sample(self.scrape(i), "kvstore_sessions", group="1") for i in (1, 2, 3)]),
+            30, what="every replica to hold the same sessions")
+        self.assertGreaterEqual(sessions[0], 1)
 
         # Every node's output as it is after the load (histograms filled).
         for i in (1, 2, 3):
@@ -424,6 +457,9 @@ class MetricsTest(unittest.TestCase):
             "term": self.prom.by_node('kvstore_raft_term{job="kvstore",group="1"}'),
             "changes": self.prom.by_node(
                 'kvstore_raft_leader_changes_total{job="kvstore",group="1"}'),
+            "elections": self.prom.by_node(
+                'kvstore_raft_elections_total{job="kvstore",group="1"}'),
+            "peers": self.prom.by_node('kvstore_peer_connections{job="kvstore"}'),
         }
 
     def wait_for_view(self, agreed, what):
@@ -445,14 +481,19 @@ class MetricsTest(unittest.TestCase):
             return (len(view["leader"]) == 1 and
                     all(view["leader_of"].get(n) == view["leader"][0] for n in nodes) and
                     self.cluster.leader() == view["leader"][0])
-        before = self.wait_for_view(lambda v: one_leader(v, (1, 2, 3)),
-                                    "Prometheus and the nodes to agree on a leader")
+        before = self.wait_for_view(
+            lambda v: one_leader(v, (1, 2, 3)) and v["peers"] == {1: 2, 2: 2, 3: 2},
+            "Prometheus and the nodes to agree on a leader, all connected")
         old = before["leader"][0]
+        # Where the old leader's log ends: its replica is behind a snapshot
+        # once the new leader has taken one past it.
+        old_last = self.cluster.status(old)["last_index"]
         self.cluster.kill(old)
         survivors = [n for n in (1, 2, 3) if n != old]
         after = self.wait_for_view(
-            lambda v: v["up"].get(old) == 0 and one_leader(v, survivors),
-            f"Prometheus to see node {old} down and a new leader")
+            lambda v: (v["up"].get(old) == 0 and one_leader(v, survivors) and
+                       all(v["peers"].get(n) == 1 for n in survivors)),
+            f"Prometheus to see node {old} down, a new leader and one peer left to each")
         new = after["leader"][0]
         self.assertNotEqual(new, old)
         self.assertEqual(after["up"], {old: 0, **{n: 1 for n in survivors}})
@@ -460,13 +501,65 @@ class MetricsTest(unittest.TestCase):
         for n in survivors:
             self.assertGreater(after["changes"][n], before["changes"][n],
                                f"node {n}'s leader changes")
+        # The new leader campaigned for it.
+        self.assertGreater(after["elections"][new], before["elections"][new])
         # The dead node's series went stale with its failed scrape.
         self.assertNotIn(old, after["term"])
         self.assertNotIn(old, self.prom.by_node("kvstore_up"))
 
-        # Back again: up and ready.
+        # Writes until the new leader's snapshot passes the old leader's
+        # log: coming back, it can only catch up from a snapshot.
+        deadline = time.monotonic() + 60
+        while self.cluster.status(new)["snapshot_index"] <= old_last:
+            self.assertLess(time.monotonic(), deadline,
+                            f"node {new} took no snapshot past index {old_last}")
+            self.kvload("--threads", "2", "--pipeline", "4", "--keys", "1000",
+                        "--read-ratio", "0", "--requests", str(SNAPSHOT_ENTRIES // 2))
+        sent = sample(self.scrape(new), "kvstore_raft_snapshots_sent_total", group="1")
+
+        # Back again: up and ready, connected, and caught up from a snapshot.
         self.cluster.start(old)
         self.wait_all_up(f"Prometheus to see node {old} back")
+        wait_until(lambda: sample(self.scrape(old), "kvstore_raft_snapshots_installed_total",
+                                  group="1") == 1, 30,
+                   what=f"node {old} to install the leader's snapshot")
+        self.assertGreater(
+            sample(self.scrape(new), "kvstore_raft_snapshots_sent_total", group="1"), sent)
+        self.assertGreater(sample(self.scrape(old), "kvstore_snapshot_bytes", group="1"), 0)
+        self.wait_for_view(lambda v: v["peers"] == {1: 2, 2: 2, 3: 2},
+                           "Prometheus to see every node connected to both peers again")
+
+    # -- connections --------------------------------------------------------
+
+    def test_client_connections_count_what_is_open(self):
+        import zmq
+        node = 1
+        port = self.cluster.port(node)
+
+        def open_now():
+            return sample(self.scrape(node), "kvstore_client_connections")
+
+        def wait_for(n, what):
+            wait_until(lambda: open_now() == n, 30, interval=0.05, what=what)
+        # No tool or test talks to the node now: whatever connected closed.
+        wait_for(0, f"node {node} to have no client connections")
+        ctx = zmq.Context()
+        sockets = []
+        try:
+            for _ in range(3):
+                s = ctx.socket(zmq.DEALER)
+                s.setsockopt(zmq.LINGER, 0)
+                s.connect(f"tcp://127.0.0.1:{port}")
+                sockets.append(s)
+            wait_for(3, "three client connections")
+            sockets.pop().close()
+            sockets.pop().close()
+            wait_for(1, "one client connection after two closed")
+        finally:
+            for s in sockets:
+                s.close()
+            ctx.term()
+        wait_for(0, "no client connection after the last closed")
 
 if __name__ == "__main__":
     build = sys.argv.pop(1)
