@@ -443,9 +443,6 @@ int Watch(const Output& out, kv::client::Client& client, const std::vector<std::
   return 0;
 }
 
-// The public key --pub names: the Z85 text itself, or a file holding it
-// (NAME.pub). False, with *error, for anything else, and for a secret key
-// file (NAME.key), which must never travel.
 // Seconds since `start`, for humans.
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -526,6 +523,9 @@ int SnapshotStatus(const Output& out, const std::string& path) {
   return 0;
 }
 
+// The public key --pub names: the Z85 text itself, or a file holding it
+// (NAME.pub). False, with *error, for anything else, and for a secret key
+// file (NAME.key), which must never travel.
 bool ReadPublicKeyArgument(const std::string& arg, std::string* key, std::string* error) {
   if (arg.size() >= 4 && arg.compare(arg.size() - 4, 4, ".key") == 0) {
     *error = "--pub " + arg + " looks like a secret key file: give the public one (NAME.pub)";

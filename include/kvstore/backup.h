@@ -43,7 +43,7 @@ Result SaveBackup(Client& client, const std::string& path, BackupInfo* info,
 
 // Reads a backup's header and verifies its checksum (the whole file is
 // read). kError saying what is wrong with a damaged file or one that is
-// not a backup.
+// not a backup (or that cannot be read); kNotFound when there is no file.
 Result ReadBackupInfo(const std::string& path, BackupInfo* info);
 
 }  // namespace kv::client

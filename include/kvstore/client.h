@@ -204,7 +204,8 @@ class Client {
   // A callback returning false stops it. Each piece must come within the
   // timeout; a piece whose answer was lost is asked for again. Needs the
   // admin role on a secure cluster. kError when the node that holds the
-  // backup lost it (it restarted, say): start the part again.
+  // copy lost it (it restarted, say): the part must be read anew (begin is
+  // not called twice: call BackupShard again).
   Result BackupShard(uint32_t shard, const std::function<bool(const BackupPartInfo&)>& begin,
                      const std::function<bool(std::string_view)>& data);
   // Asks the leader to hand leadership to `target` (a voter). OK means the

@@ -9,7 +9,9 @@ namespace kv::client {
 
 namespace {
 
-Result ErrorOf(const kv::Status& s) { return Result{Code::kError, {}, s.message()}; }
+Result ErrorOf(const kv::Status& s) {
+  return Result{s.IsNotFound() ? Code::kNotFound : Code::kError, {}, s.message()};
+}
 
 }  // namespace
 
@@ -78,7 +80,7 @@ Result SaveBackup(Client& client, const std::string& path, BackupInfo* info,
   }
   s = writer->Finish();
   if (!s.ok()) return ErrorOf(s);
-  info->file_bytes = writer->bytes_written() + 8;
+  info->file_bytes = writer->bytes_written();
   return Result{};
 }
 

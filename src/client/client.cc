@@ -539,7 +539,11 @@ Result Client::BackupShard(uint32_t shard, const std::function<bool(const Backup
     const Clock::time_point until = std::min(
         deadline,
         Clock::now() + std::max(impl_->opt.attempt_timeout, std::chrono::milliseconds(5000)));
-    if (!impl_->Exchange(holder, req, until, &bytes)) continue;
+    if (!impl_->Exchange(holder, req, until, &bytes)) {
+      // Lost, or no socket at all: pause before asking again.
+      std::this_thread::sleep_for(Backoff(++refusals, impl_->rng));
+      continue;
+    }
     net::ClientReply status;
     if (!net::DecodeClientReply(bytes, &status).ok()) {
       return Result{Code::kError, {}, "malformed reply from " + holder};

@@ -256,6 +256,14 @@ StateView StateMachine::TakeView() const {
   return v;
 }
 
+StateView StateMachine::TakeDataView() const {
+  StateView v;
+  v.applied_index_ = applied_index_;
+  v.clock_ms_ = clock_ms_;
+  v.records_ = data_.View();
+  return v;
+}
+
 uint64_t StateView::SerializedSize() const {
   uint64_t n =
       1 + VarintLength(applied_index_) + VarintLength(clock_ms_) + VarintLength(sessions_.size());
@@ -325,14 +333,6 @@ Status StateView::SerializeTo(size_t piece_bytes, const Emit& emit) const {
     if (!s.ok()) return s;
   }
   return Status::OK();
-}
-
-StateView StateView::DataOnly() const {
-  StateView v;
-  v.applied_index_ = applied_index_;
-  v.clock_ms_ = clock_ms_;
-  v.records_ = records_;
-  return v;
 }
 
 std::string StateView::Serialize() const {

@@ -74,9 +74,8 @@ class StateView {
   // The number of bytes Serialize and SerializeTo produce.
   uint64_t SerializedSize() const;
 
-  // The same view without client sessions and members: what a backup keeps
-  // (a cluster restored from it starts with its own).
-  StateView DataOnly() const;
+  // Whether SerializePiece can start at `cursor` (one it gave, or 0).
+  bool ValidCursor(uint64_t cursor) const { return cursor <= records_.size() + 2; }
   uint64_t applied_index() const { return applied_index_; }
   uint64_t clock_ms() const { return clock_ms_; }
   size_t keys() const { return records_.size(); }
@@ -147,6 +146,9 @@ class StateMachine {
   // serialize later, or as bytes now; and back. Restore returns Corruption on
   // malformed input and then leaves the state machine empty.
   StateView TakeView() const;
+  // The data and the clock only, without client sessions and members: what
+  // a backup keeps (a cluster restored from it starts with its own).
+  StateView TakeDataView() const;
   std::string Serialize() const { return TakeView().Serialize(); }
   Status Restore(std::string_view bytes);
 

@@ -158,7 +158,7 @@ void Applier::ServeRead(Group& g, const Pending& p, Outgoing* out) {
   const uint64_t now = g.read_clock_ms;
   if (p.backup) {
     net::BackupReply begun;
-    Status s = ctx_->backups->Open(g.id, g.sm.TakeView().DataOnly(), &begun);
+    Status s = ctx_->backups->Open(g.id, g.sm.TakeDataView(), &begun);
     if (!s.ok()) {
       reply.status = net::ReplyStatus::kBusy;
       reply.error = s.message();

@@ -14,19 +14,22 @@ Status Unknown(uint64_t id) {
 
 Status Backups::Open(raft::GroupId group, StateView view, net::BackupReply* reply) {
   auto shared = std::make_shared<const StateView>(std::move(view));
-  std::lock_guard<std::mutex> lock(mu_);
-  if (held_.size() >= kMaxOpen) {
-    return Status::Busy(std::to_string(kMaxOpen) +
-                        " backups are being read from this node; retry later");
-  }
-  uint64_t id = 0;
-  while (id == 0 || held_.count(id) != 0) id = rng_();
   *reply = net::BackupReply{};
-  reply->backup = id;
   reply->index = shared->applied_index();
   reply->clock_ms = shared->clock_ms();
   reply->keys = shared->keys();
-  reply->size = shared->SerializedSize();
+  reply->size = shared->SerializedSize();  // a pass over every key: not under the lock
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t of_group = 0;
+  for (const auto& entry : held_) of_group += entry.second.group == group;
+  if (held_.size() >= kMaxOpen || of_group >= kMaxOpenPerGroup) {
+    return Status::Busy(std::to_string(of_group >= kMaxOpenPerGroup ? of_group : held_.size()) +
+                        " backups of " + (of_group >= kMaxOpenPerGroup ? "this shard" : "shards") +
+                        " are being read from this node; retry later");
+  }
+  uint64_t id = 0;
+  while (id == 0 || held_.count(id) != 0) id = rng_();
+  reply->backup = id;
   held_[id] = Held{group, std::move(shared), Clock::now()};
   return Status::OK();
 }
@@ -45,6 +48,10 @@ Status Backups::Piece(uint64_t id, uint64_t cursor, net::BackupReply* reply) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = held_.find(id);
     if (it == held_.end()) return Unknown(id);
+    if (!it->second.view->ValidCursor(cursor)) {
+      return Status::InvalidArgument("cursor " + std::to_string(cursor) +
+                                     " is past the end of backup " + std::to_string(id));
+    }
     it->second.used = Clock::now();
     view = it->second.view;
   }
@@ -60,14 +67,21 @@ Status Backups::Piece(uint64_t id, uint64_t cursor, net::BackupReply* reply) {
     std::lock_guard<std::mutex> lock(mu_);
     held_.erase(id);
   }
-  return Status::OK();
+  return Status::OK();  // the view goes here, outside the lock, if it was the last hold
 }
 
-void Backups::DropIdle(Clock::time_point now) {
+std::vector<std::shared_ptr<const StateView>> Backups::DropIdle(Clock::time_point now) {
+  std::vector<std::shared_ptr<const StateView>> dropped;
   std::lock_guard<std::mutex> lock(mu_);
   for (auto it = held_.begin(); it != held_.end();) {
-    it = now - it->second.used >= kIdle ? held_.erase(it) : std::next(it);
+    if (now - it->second.used >= kIdle) {
+      dropped.push_back(std::move(it->second.view));
+      it = held_.erase(it);
+    } else {
+      ++it;
+    }
   }
+  return dropped;
 }
 
 size_t Backups::open() const {

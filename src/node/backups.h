@@ -9,7 +9,7 @@
 // same piece again. A view keeps the records it saw alive, so a backup is
 // dropped once the client asks past its last piece (the close: an empty
 // last piece), or after kIdle without a request, and at most kMaxOpen are
-// held at once.
+// held at once (kMaxOpenPerGroup of a group).
 // Thread safety: every method may be called from any thread.
 #pragma once
 
@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <vector>
 
 #include "common/status.h"
 #include "kv/state_machine.h"
@@ -31,6 +32,8 @@ class Backups {
  public:
   using Clock = std::chrono::steady_clock;
   static constexpr size_t kMaxOpen = 64;
+  // Per group: a save and a resent start of it, or two saves at once.
+  static constexpr size_t kMaxOpenPerGroup = 4;
   static constexpr Clock::duration kIdle = std::chrono::seconds(60);
   // The data of one piece (a piece holds whole keys, so a large value makes
   // a larger one).
@@ -43,10 +46,13 @@ class Backups {
   // opened on another node or before a restart).
   Status GroupOf(uint64_t id, raft::GroupId* group) const;
   // The piece of backup `id` at `cursor`; asked past the last piece, an
-  // empty last piece, and the backup is closed.
+  // empty last piece, and the backup is closed. InvalidArgument for a
+  // cursor no piece gave.
   Status Piece(uint64_t id, uint64_t cursor, net::BackupReply* reply);
-  // Drops the backups nobody asked for a piece of since now - kIdle.
-  void DropIdle(Clock::time_point now);
+  // Drops the backups nobody asked for a piece of since now - kIdle, and
+  // returns their views: freeing one frees every record only it still
+  // holds, which the caller may want to do on another thread.
+  std::vector<std::shared_ptr<const StateView>> DropIdle(Clock::time_point now);
   size_t open() const;
 
  private:

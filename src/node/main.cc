@@ -55,6 +55,7 @@ int Restore(int argc, char** argv) {
   app.add_option("--data-dir", cfg.data_dir,
                  "The data dir to create (default ./data/node-ID); must not exist or be empty");
   app.add_option("--cluster", cfg.cluster, "The new cluster's name (default: the backup's)");
+  app.name("kvstore restore");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

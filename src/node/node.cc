@@ -327,7 +327,10 @@ void Node::Tick() {
   constexpr uint64_t kWalSegmentTicks = 10;
   if (ctx_.ticks % kWalSegmentTicks == 0) snapshotter_.RefreshWalSegment();
   if (cfg_.curve()) peers_.RetryRefused();
-  backups_.DropIdle(Backups::Clock::now());
+  if (auto idle = backups_.DropIdle(Backups::Clock::now()); !idle.empty()) {
+    // Freeing a view may free a shard's worth of records: not on this thread.
+    workers_->Post(kMainGroup, [idle = std::move(idle)] {});
+  }
   for (const auto& [id, g] : ctx_.groups) {
     if (g->removed) continue;
     g->raft->Tick();

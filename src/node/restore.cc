@@ -12,6 +12,9 @@ namespace kv::node {
 
 namespace {
 
+// The term restored groups start in (see below).
+constexpr raft::Term kRestoredTerm = 2;
+
 // Decodes part `part` of the backup into *sm and checks it is what the
 // header says.
 Status LoadPart(storage::Env* env, const std::string& path, const storage::BackupPart& part,
@@ -40,6 +43,9 @@ Status RestoreDataDir(storage::Env* env, NodeConfig cfg, bool cluster_given,
   if (!cluster_given) cfg.cluster = header.cluster;
   cfg.shards = header.shards;
   cfg.replicas = header.replicas;
+  // Restore listens on nothing: the members' addresses need no trust here
+  // (the node started on the data dir checks them as always).
+  cfg.insecure = true;
   s = cfg.Finish();
   if (!s.ok()) return s;
 
@@ -48,6 +54,14 @@ Status RestoreDataDir(storage::Env* env, NodeConfig cfg, bool cluster_given,
   if (s.ok() && !names.empty()) {
     return Status::InvalidArgument("data dir " + cfg.data_dir +
                                    " exists and is not empty; restore makes a new one");
+  }
+  // Built under another name and renamed when whole: a node never starts
+  // from half a restore.
+  const std::string final_dir = cfg.data_dir;
+  cfg.data_dir = final_dir + ".restoring";
+  if (env->ListDir(cfg.data_dir, &names).ok() && !names.empty()) {
+    return Status::InvalidArgument(cfg.data_dir +
+                                   " exists: a restore that failed left it; remove it and retry");
   }
 
   // Every part decodes before anything is written.
@@ -78,37 +92,43 @@ Status RestoreDataDir(storage::Env* env, NodeConfig cfg, bool cluster_given,
       s = LoadPart(env, backup_path, parts[shard < 0 ? 0 : static_cast<size_t>(shard)], &data, &sm);
       if (!s.ok()) return s;
     }
-    // A snapshot's index is at least 1: a part of a shard never written (or
-    // the metadata group, which starts empty) stands at index 1.
-    if (sm.applied_index() == 0) {
-      sm.Skip(1);
+    // A member started without a restore (by mistake) bootstraps its groups
+    // with one entry per voter in term 1. The restored state is past that,
+    // in a later term, so that such a member can never pass for one that
+    // holds it: it gets the snapshot from the leader instead.
+    if (sm.applied_index() <= voters.size()) {
+      sm.Skip(voters.size() + 1);
       data = sm.Serialize();
     }
     raft::Snapshot snapshot;
     snapshot.meta.index = sm.applied_index();
-    snapshot.meta.term = 1;
+    snapshot.meta.term = kRestoredTerm;
     snapshot.meta.conf.voters = voters;
     snapshot.data = std::move(data);
     s = storage->InstallSnapshot(group, snapshot);
-    // What the members agree on from the start: term 1, everything in the
-    // snapshot committed.
+    // What the members agree on from the start: that term, everything in
+    // the snapshot committed.
     storage::WriteBatch batch;
-    batch.SetHardState(group, raft::HardState{1, raft::kNoNode, snapshot.meta.index});
+    batch.SetHardState(group, raft::HardState{kRestoredTerm, raft::kNoNode, snapshot.meta.index});
     if (s.ok()) s = storage->wal()->Write(&batch);
     if (s.ok()) s = storage->ApplyWritten(batch);
     if (!s.ok()) return s;
     restored_keys += sm.size();
     ++groups;
   }
+  storage.reset();
+  s = env->Rename(cfg.data_dir, final_dir);
+  if (s.ok()) s = env->SyncDir(storage::DirName(final_dir));
+  if (!s.ok()) return Status::IOError("cannot rename " + cfg.data_dir + ": " + s.message());
+  cfg.data_dir = final_dir;
   *summary = "restored node " + std::to_string(cfg.id) + " of cluster \"" + cfg.cluster + "\" in " +
              cfg.data_dir + ": " + std::to_string(groups) + " group" + (groups == 1 ? "" : "s") +
              ", " + std::to_string(restored_keys) + " of the backup's " + std::to_string(keys) +
-             " keys" +
-             (cfg.shards > 0
-                  ? " (" + std::to_string(cfg.shards) + " shards, " + std::to_string(cfg.replicas) +
-                        " replicas: start it with " + "--shards " + std::to_string(cfg.shards) +
-                        " --replicas " + std::to_string(cfg.replicas) + ")"
-                  : "");
+             " keys; start it with --data-dir " + cfg.data_dir +
+             (cluster_given || cfg.cluster != "default" ? " --cluster " + cfg.cluster : "") +
+             (cfg.shards > 0 ? " --shards " + std::to_string(cfg.shards) + " --replicas " +
+                                   std::to_string(cfg.replicas)
+                             : "");
   return Status::OK();
 }
 

@@ -100,13 +100,13 @@ Status BackupWriter::Finish() {
   std::string crc;
   PutFixed64(&crc, crc_);
   Status s = file_->Append(crc);
+  written_ += crc.size();
   if (s.ok()) s = file_->Sync();
   file_.reset();
   if (s.ok()) s = env_->Rename(path_ + ".tmp", path_);
   if (!s.ok()) return Status::IOError("cannot write " + path_ + ": " + s.message());
   finished_ = true;
-  const size_t slash = path_.rfind('/');
-  s = env_->SyncDir(slash == std::string::npos ? "." : path_.substr(0, slash + 1));
+  s = env_->SyncDir(DirName(path_));
   if (!s.ok()) return Status::IOError("cannot sync the directory of " + path_ + ": " + s.message());
   return Status::OK();
 }

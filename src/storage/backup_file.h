@@ -62,6 +62,7 @@ class BackupWriter {
   // Checks that every part is complete, writes the checksum, syncs and
   // renames the file into place.
   Status Finish();
+  // The file's length so far (after Finish, the whole file's).
   uint64_t bytes_written() const { return written_; }
 
  private:

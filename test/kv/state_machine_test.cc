@@ -409,7 +409,7 @@ TEST_CASE("A view's pieces resume from any cursor; a data-only view restores wit
   REQUIRE(view.SerializePiece(&cursor, 100, &none));
   REQUIRE(none.empty());
 
-  const StateView data = view.DataOnly();
+  const StateView data = sm.TakeDataView();
   REQUIRE(data.applied_index() == 51);
   REQUIRE(data.keys() == 50);
   StateMachine copy;

@@ -20,7 +20,7 @@ void Fill(StateMachine& sm, int keys) {
 TEST_CASE("Backups: a backup is read in pieces from any cursor and closed past its last") {
   StateMachine sm;
   Fill(sm, 25);
-  const StateView view = sm.TakeView().DataOnly();
+  const StateView view = sm.TakeDataView();
   Backups backups;
   net::BackupReply begun;
   REQUIRE(backups.Open(7, view, &begun).ok());
@@ -61,31 +61,39 @@ TEST_CASE("Backups: a backup is read in pieces from any cursor and closed past i
   CHECK(backups.open() == 0);
 }
 
-TEST_CASE("Backups: a resent piece is the same (the last too), idle ones go, kMaxOpen at most") {
+TEST_CASE(
+    "Backups: a resent piece is the same (the last too), idle ones go, bad cursors and caps") {
   StateMachine sm;
   Fill(sm, 3);
   Backups backups;
   net::BackupReply begun, first, again;
-  REQUIRE(backups.Open(1, sm.TakeView().DataOnly(), &begun).ok());
+  REQUIRE(backups.Open(1, sm.TakeDataView(), &begun).ok());
   REQUIRE(backups.Piece(begun.backup, 0, &first).ok());
   REQUIRE(backups.Piece(begun.backup, 0, &again).ok());
   CHECK(first.done);  // 300 kB: one piece
   CHECK(first.data == again.data);
   CHECK(first.cursor == again.cursor);
 
-  backups.DropIdle(Backups::Clock::now());
+  CHECK(backups.DropIdle(Backups::Clock::now()).empty());
   CHECK(backups.open() == 1);
-  backups.DropIdle(Backups::Clock::now() + Backups::kIdle);
+  CHECK(backups.DropIdle(Backups::Clock::now() + Backups::kIdle).size() == 1);
   CHECK(backups.open() == 0);
   raft::GroupId group = 0;
   const Status gone = backups.GroupOf(begun.backup, &group);
   CHECK(gone.IsNotFound());
   CHECK(gone.message().find("start it again") != std::string::npos);
 
-  for (size_t i = 0; i < Backups::kMaxOpen; ++i) {
-    REQUIRE(backups.Open(1, sm.TakeView().DataOnly(), &begun).ok());
+  // A cursor no piece gave is refused.
+  REQUIRE(backups.Open(1, sm.TakeDataView(), &begun).ok());
+  CHECK(backups.Piece(begun.backup, 1000, &first).IsInvalidArgument());
+  for (size_t i = 1; i < Backups::kMaxOpenPerGroup; ++i) {
+    REQUIRE(backups.Open(1, sm.TakeDataView(), &begun).ok());
   }
-  CHECK(backups.Open(1, sm.TakeView().DataOnly(), &begun).IsBusy());
+  CHECK(backups.Open(1, sm.TakeDataView(), &begun).IsBusy());
+  for (uint64_t other = 2; backups.open() < Backups::kMaxOpen; ++other) {
+    REQUIRE(backups.Open(other, sm.TakeDataView(), &begun).ok());
+  }
+  CHECK(backups.Open(999, sm.TakeDataView(), &begun).IsBusy());
 }
 
 }  // namespace

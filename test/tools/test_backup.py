@@ -77,8 +77,8 @@ class BackupTest(unittest.TestCase):
             c.__exit__(Exception if failed else None, None, None)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def cluster(self, extra_args=()):
-        c = Cluster(os.path.join(BUILD, "src", "node"), nodes=3, tick_ms=50,
+    def cluster(self, extra_args=(), nodes=3):
+        c = Cluster(os.path.join(BUILD, "src", "node"), nodes=nodes, tick_ms=50,
                     extra_args=list(extra_args))
         c.__enter__()
         self.clusters.append(c)
@@ -218,6 +218,43 @@ class BackupTest(unittest.TestCase):
                  "--data-dir", os.path.join(b.dir, "node-1")])
         self.assertEqual(r.returncode, 2)
         self.assertIn("is not empty", r.stderr)
+
+    def test_a_member_started_without_restore_gets_the_data_anyway(self):
+        # One node, one put: the backup's index (3) is within the three
+        # entries a new 3-node cluster's founders write in term 1.
+        a = self.cluster(nodes=1)
+        a.start()
+        a.wait_for_leader()
+        r = self.kvctl(a, "put", "k2", "v2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        path = os.path.join(self.dir, "small.backup")
+        r = self.kvctl(a, "snapshot", "save", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+        # Restore listens on nothing: members on other hosts are no concern.
+        far = os.path.join(self.dir, "far")
+        r = run([kvstore(), "restore", path, "--id", "2", "--peers",
+                 "1=10.0.0.1:8080,2=10.0.0.2:8080,3=10.0.0.3:8080", "--data-dir", far])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("--data-dir " + far, r.stdout)
+        self.assertTrue(os.path.isfile(os.path.join(far, "IDENTITY")))
+        self.assertFalse(os.path.exists(far + ".restoring"))
+
+        # Node 3 is started fresh by mistake: its own bootstrap log must not
+        # pass for the restored state, so it gets that state from the leader.
+        b = self.cluster()
+        for i in (1, 2):
+            r = run([kvstore(), "restore", path, "--id", str(i), "--peers", b.peers(),
+                     "--data-dir", os.path.join(b.dir, f"node-{i}")])
+            self.assertEqual(r.returncode, 0, r.stderr)
+        b.start()
+        b.wait_for_leader()
+
+        def stale_get_on_3():
+            r = run([tool("kvctl"), "--endpoints", b.endpoint(3), "--timeout", "1000", "get",
+                     "--stale", "k2"])
+            return r.returncode == 0 and r.stdout == "v2"
+        wait_until(stale_get_on_3, 30, what="node 3 to hold the restored keys")
 
     def test_sharded_save_while_writing_and_restore(self):
         _, b = self.save_and_restore(["--shards", "4", "--replicas", "2"])
