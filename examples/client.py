@@ -311,6 +311,44 @@ class Client:
             found.append(smallest["buffered"].popleft())
         return found, any(c["more"] or c["buffered"] for c in cursors)
 
+    def backup_part(self, shard=None):
+        """A shard's whole state (shard None: an unsharded cluster's) at one
+        linearizable point, read through its leader and then piece by piece
+        from the node that took it (docs/protocol.md, "Backups"): (info,
+        data), info the start's reply ("index", "clock_ms", "keys", "size",
+        "cluster", ...) and data the state machine snapshot. Needs the admin
+        role on a secure cluster."""
+        req = {"op": "backup"}
+        if shard is not None:
+            req["shard"] = shard
+        info = self._request(req, write=False)
+        holder = self.leader
+        data = bytearray()
+        cursor = 0
+        while True:
+            ask = {"op": "backup", "backup": info["backup"], "cursor": cursor}
+            deadline = time.monotonic() + self.timeout
+            refusals = 0
+            while True:  # a piece is asked for again (same cursor) until it comes
+                reply = self._call(holder, ask, self.attempt_timeout)
+                if reply and reply["status"] != "BUSY":
+                    break
+                if time.monotonic() >= deadline:
+                    raise Unavailable(f"backup: no piece from {holder} in {self.timeout}s")
+                refusals += 1
+                time.sleep(backoff(refusals))
+            if reply["status"] != "OK":
+                raise KvError(reply.get("error", reply["status"]))
+            data += reply["data"]
+            cursor = reply["cursor"]
+            if reply.get("done"):
+                # Past the last piece: the node lets the copy go.
+                self._call(holder, dict(ask, cursor=cursor), self.attempt_timeout)
+                break
+        if len(data) != info["size"]:
+            raise KvError(f"backup: {len(data)} bytes where {info['size']} were announced")
+        return info, bytes(data)
+
     def status(self, endpoint):
         """One node's own status (no redirect), or None if it does not answer
         (or, secure, if its key is unknown)."""

@@ -41,10 +41,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kvstore/credentials.h"
@@ -138,6 +140,18 @@ struct ScanResult {
   bool ok() const { return code == Code::kOk; }
 };
 
+// What a shard's part of a backup is (Client::BackupShard).
+struct BackupPartInfo {
+  uint64_t index = 0;     // the log index the shard's state is at
+  uint64_t clock_ms = 0;  // its state machine's clock (deadlines are absolute)
+  uint64_t keys = 0;
+  uint64_t size = 0;  // bytes of data to come
+  // The cluster's name and layout, for the backup's header.
+  std::string cluster;
+  uint32_t shards = 0;
+  uint32_t replicas = 0;
+};
+
 // One node's answer to a status request.
 struct NodeReport {
   std::string endpoint;
@@ -183,6 +197,17 @@ class Client {
   // scan is not one snapshot.
   ScanResult Scan(const ScanOptions& options);
 
+  // Reads the whole state of shard `shard` (0 in an unsharded cluster; in a
+  // sharded one, fetch the map first with Shards) at one linearizable point,
+  // through its leader: `begin` hears what it is, then `data` gets its
+  // bytes in order (a state machine snapshot; docs/protocol.md, "Backups").
+  // A callback returning false stops it. Each piece must come within the
+  // timeout; a piece whose answer was lost is asked for again. Needs the
+  // admin role on a secure cluster. kError when the node that holds the
+  // copy lost it (it restarted, say): the part must be read anew (begin is
+  // not called twice: call BackupShard again).
+  Result BackupShard(uint32_t shard, const std::function<bool(const BackupPartInfo&)>& begin,
+                     const std::function<bool(std::string_view)>& data);
   // Asks the leader to hand leadership to `target` (a voter). OK means the
   // transfer started; watch Status for the new leader.
   Result TransferLeader(uint64_t target);

@@ -113,8 +113,9 @@ struct Client::Impl {
   std::map<std::string, Connection> sockets;  // endpoint -> its DEALER
   std::vector<std::string> endpoints;
   ServerKeys keys;
-  std::string leader;  // unsharded: the leader; sharded: where non-key ops went last
-  size_t cursor = 0;   // where to look next when no leader is known
+  std::string leader;       // unsharded: the leader; sharded: where non-key ops went last
+  std::string answered_by;  // the node that gave the last definite answer
+  size_t cursor = 0;        // where to look next when no leader is known
   uint64_t next_id = 1;
   uint64_t seq = 0;
   // Sharded clusters, once a reply named a shard: the cached map, and each
@@ -130,16 +131,20 @@ struct Client::Impl {
   uint64_t fanout_generation = 0;
   std::mt19937_64 rng{std::random_device{}()};
 
-  // Ops a shard's leader serves: key ops, and scans (which name their shard).
+  // Ops a shard's leader serves: key ops, and scans and backups (which name
+  // their shard).
   static bool IsKeyOp(net::ClientOp op) {
-    return op == net::ClientOp::kGet || op == net::ClientOp::kScan || net::IsWrite(op);
+    return op == net::ClientOp::kGet || NamesShard(op) || net::IsWrite(op);
+  }
+  static bool NamesShard(net::ClientOp op) {
+    return op == net::ClientOp::kScan || op == net::ClientOp::kBackup;
   }
 
   // The shard of a request (its key's, or the one a scan names), or -1 for
   // other ops and while no map is known.
   int64_t ShardFor(const net::ClientRequest& req) const {
     if (!routes.sharded() || !IsKeyOp(req.op)) return -1;
-    return req.op == net::ClientOp::kScan ? req.shard : routes.ShardOf(req.key);
+    return NamesShard(req.op) ? req.shard : routes.ShardOf(req.key);
   }
 
   // The index of `endpoint` in `endpoints`, added if new.
@@ -323,7 +328,7 @@ struct Client::Impl {
           FetchShards(target, std::min(deadline, Clock::now() + opt.attempt_timeout));
         }
         // A key's shard is the node's word; a scan keeps the shard it names.
-        if (req.op != net::ClientOp::kScan) shard = reply.shard;
+        if (!NamesShard(req.op)) shard = reply.shard;
       }
       if (reply.status == net::ReplyStatus::kRedirect && reply.leader.empty()) {
         reply.status = net::ReplyStatus::kUnavailable;  // a REDIRECT to nowhere
@@ -368,6 +373,7 @@ struct Client::Impl {
             if (!req.stale) SetLeader(shard, target);
           }
           if (raw) *raw = std::move(bytes);
+          answered_by = target;
           Result r{CodeFor(reply.status), std::move(reply.value), std::move(reply.error)};
           r.index = reply.index;
           r.create_index = reply.create_index;
@@ -498,6 +504,86 @@ Result Client::Shards(ShardMap* out) {
   if (r.ok()) r = impl_->InstallShards(bytes, "shards reply");
   if (r.ok()) *out = impl_->map;
   return r;
+}
+
+Result Client::BackupShard(uint32_t shard, const std::function<bool(const BackupPartInfo&)>& begin,
+                           const std::function<bool(std::string_view)>& data) {
+  net::ClientRequest req;
+  req.op = net::ClientOp::kBackup;
+  // An unsharded cluster's one part names no shard.
+  if (impl_->routes.sharded()) req.shard = shard;
+  std::string bytes;
+  Result r = impl_->Run(req, this, &bytes);
+  if (!r.ok()) return r;
+  uint64_t id = 0;
+  net::BackupReply reply;
+  kv::Status s = net::DecodeBackupReply(bytes, &id, &reply);
+  if (!s.ok()) return Result{Code::kError, {}, s.message()};
+  const BackupPartInfo info{reply.index,   reply.clock_ms, reply.keys,    reply.size,
+                            reply.cluster, reply.shards,   reply.replicas};
+  if (!begin(info)) return Result{Code::kError, {}, "stopped by the caller"};
+
+  // The pieces, from the node that holds the backup; a piece that does not
+  // come is asked for again (the cursor makes that safe) until the deadline.
+  const std::string holder = impl_->answered_by;
+  req.backup = reply.backup;
+  req.cursor = 0;
+  uint64_t received = 0;
+  Clock::time_point deadline = Clock::now() + impl_->opt.timeout;
+  int refusals = 0;
+  while (true) {
+    if (Clock::now() >= deadline) {
+      return Result{Code::kUnavailable, {}, "no piece of the backup from " + holder};
+    }
+    req.id = impl_->next_id++;
+    const Clock::time_point until = std::min(
+        deadline,
+        Clock::now() + std::max(impl_->opt.attempt_timeout, std::chrono::milliseconds(5000)));
+    if (!impl_->Exchange(holder, req, until, &bytes)) {
+      // Lost, or no socket at all: pause before asking again.
+      std::this_thread::sleep_for(Backoff(++refusals, impl_->rng));
+      continue;
+    }
+    net::ClientReply status;
+    if (!net::DecodeClientReply(bytes, &status).ok()) {
+      return Result{Code::kError, {}, "malformed reply from " + holder};
+    }
+    if (status.status == net::ReplyStatus::kBusy) {
+      busy_++;
+      std::this_thread::sleep_for(Backoff(++refusals, impl_->rng));
+      continue;
+    }
+    if (status.status != net::ReplyStatus::kOk) {
+      return Result{CodeFor(status.status), {}, holder + ": " + status.error};
+    }
+    s = net::DecodeBackupReply(bytes, &id, &reply);
+    if (!s.ok() || !reply.is_piece || reply.cursor <= req.cursor) {
+      return Result{Code::kError, {}, "malformed backup piece from " + holder};
+    }
+    received += reply.data.size();
+    if (received > info.size) {
+      return Result{Code::kError, {}, holder + " sent more than the backup's size"};
+    }
+    if (!data(reply.data)) return Result{Code::kError, {}, "stopped by the caller"};
+    if (reply.done) {
+      // Past the last piece: the node lets the copy go (it would after a
+      // while anyway, so the answer does not matter).
+      req.id = impl_->next_id++;
+      req.cursor = reply.cursor;
+      (void)impl_->Exchange(holder, req, Clock::now() + impl_->opt.attempt_timeout, &bytes);
+      break;
+    }
+    req.cursor = reply.cursor;
+    deadline = Clock::now() + impl_->opt.timeout;
+    refusals = 0;
+  }
+  if (received != info.size) {
+    return Result{Code::kError,
+                  {},
+                  holder + " sent " + std::to_string(received) + " of " +
+                      std::to_string(info.size) + " bytes"};
+  }
+  return Result{};
 }
 
 ScanOptions PrefixScan(const std::string& prefix) {

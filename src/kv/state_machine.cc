@@ -256,6 +256,14 @@ StateView StateMachine::TakeView() const {
   return v;
 }
 
+StateView StateMachine::TakeDataView() const {
+  StateView v;
+  v.applied_index_ = applied_index_;
+  v.clock_ms_ = clock_ms_;
+  v.records_ = data_.View();
+  return v;
+}
+
 uint64_t StateView::SerializedSize() const {
   uint64_t n =
       1 + VarintLength(applied_index_) + VarintLength(clock_ms_) + VarintLength(sessions_.size());
@@ -275,43 +283,56 @@ uint64_t StateView::SerializedSize() const {
   return n;
 }
 
+// A cursor is 0 before the header, 1 + k once k records are out, and
+// records + 2 at the end.
+bool StateView::SerializePiece(uint64_t* cursor, size_t piece_bytes, std::string* out) const {
+  const size_t first = out->size();
+  if (*cursor == 0) {
+    out->push_back(static_cast<char>(kSnapshotVersion));
+    PutVarint64(out, applied_index_);
+    PutVarint64(out, clock_ms_);
+    PutVarint64(out, sessions_.size());
+    for (const SessionRow& row : sessions_) {
+      PutVarint64(out, row.client);
+      PutVarint64(out, row.seq);
+      PutVarint64(out, row.index);
+      out->push_back(static_cast<char>(row.result));
+    }
+    PutVarint64(out, records_.size());
+    *cursor = 1;
+  }
+  while (*cursor <= records_.size() && out->size() - first < piece_bytes) {
+    const RecordRef& r = records_[*cursor - 1];
+    PutLengthPrefixed(out, r->key());
+    PutLengthPrefixed(out, r->value());
+    PutVarint64(out, r->version().create_index);
+    PutVarint64(out, r->version().mod_index);
+    PutVarint64(out, r->deadline_ms());
+    ++*cursor;
+  }
+  if (*cursor == records_.size() + 1) {
+    PutVarint64(out, members_.size());
+    for (const auto& [node, address] : members_) {
+      PutVarint64(out, node);
+      PutLengthPrefixed(out, address);
+    }
+    ++*cursor;
+  }
+  return *cursor == records_.size() + 2;
+}
+
 Status StateView::SerializeTo(size_t piece_bytes, const Emit& emit) const {
-  std::string out;
-  out.reserve(piece_bytes + 64);
-  // Hands the bytes on once a piece is full (a large value may overfill one).
-  auto flush_if_full = [&](bool last) {
-    if (out.empty() || (!last && out.size() < piece_bytes)) return Status::OK();
-    Status s = emit(out);
-    out.clear();
-    return s;
-  };
-  out.push_back(static_cast<char>(kSnapshotVersion));
-  PutVarint64(&out, applied_index_);
-  PutVarint64(&out, clock_ms_);
-  PutVarint64(&out, sessions_.size());
-  Status s;
-  for (const SessionRow& row : sessions_) {
-    PutVarint64(&out, row.client);
-    PutVarint64(&out, row.seq);
-    PutVarint64(&out, row.index);
-    out.push_back(static_cast<char>(row.result));
-    if (!(s = flush_if_full(false)).ok()) return s;
+  std::string piece;
+  piece.reserve(piece_bytes + 64);
+  uint64_t cursor = 0;
+  bool last = false;
+  while (!last) {
+    piece.clear();
+    last = SerializePiece(&cursor, piece_bytes, &piece);
+    Status s = emit(piece);
+    if (!s.ok()) return s;
   }
-  PutVarint64(&out, records_.size());
-  for (const RecordRef& r : records_) {
-    PutLengthPrefixed(&out, r->key());
-    PutLengthPrefixed(&out, r->value());
-    PutVarint64(&out, r->version().create_index);
-    PutVarint64(&out, r->version().mod_index);
-    PutVarint64(&out, r->deadline_ms());
-    if (!(s = flush_if_full(false)).ok()) return s;
-  }
-  PutVarint64(&out, members_.size());
-  for (const auto& [node, address] : members_) {
-    PutVarint64(&out, node);
-    PutLengthPrefixed(&out, address);
-  }
-  return flush_if_full(true);
+  return Status::OK();
 }
 
 std::string StateView::Serialize() const {

@@ -65,8 +65,20 @@ class StateView {
   // can go to a file without ever being one string. Returns emit's first
   // error.
   Status SerializeTo(size_t piece_bytes, const Emit& emit) const;
+  // The same bytes again, a piece at a time, resumable: appends the piece
+  // that starts at *cursor (0: the first) to *out, about piece_bytes of it
+  // (whole keys), and moves *cursor past it. True once the last piece is
+  // out (then *cursor stays at the end). A cursor from an earlier call on
+  // the same view gives the same piece again.
+  bool SerializePiece(uint64_t* cursor, size_t piece_bytes, std::string* out) const;
   // The number of bytes Serialize and SerializeTo produce.
   uint64_t SerializedSize() const;
+
+  // Whether SerializePiece can start at `cursor` (one it gave, or 0).
+  bool ValidCursor(uint64_t cursor) const { return cursor <= records_.size() + 2; }
+  uint64_t applied_index() const { return applied_index_; }
+  uint64_t clock_ms() const { return clock_ms_; }
+  size_t keys() const { return records_.size(); }
 
  private:
   friend class StateMachine;
@@ -134,6 +146,9 @@ class StateMachine {
   // serialize later, or as bytes now; and back. Restore returns Corruption on
   // malformed input and then leaves the state machine empty.
   StateView TakeView() const;
+  // The data and the clock only, without client sessions and members: what
+  // a backup keeps (a cluster restored from it starts with its own).
+  StateView TakeDataView() const;
   std::string Serialize() const { return TakeView().Serialize(); }
   Status Restore(std::string_view bytes);
 

@@ -27,7 +27,8 @@ constexpr std::pair<ClientOp, const char*> kOpNames[] = {
     {ClientOp::kMemberRemove, "member_remove"},
     {ClientOp::kShards, "shards"},
     {ClientOp::kScan, "scan"},
-    {ClientOp::kTouch, "touch"}};
+    {ClientOp::kTouch, "touch"},
+    {ClientOp::kBackup, "backup"}};
 
 constexpr std::pair<ReplyStatus, const char*> kReplyStatusNames[] = {
     {ReplyStatus::kOk, "OK"},
@@ -174,12 +175,18 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
       ok = GetBool(v, &r->scan.keys_only);
     } else if (name == "shard") {
       ok = GetShard(v, &r->shard);
+    } else if (name == "backup") {
+      ok = GetUint(v, &r->backup);
+    } else if (name == "cursor") {
+      ok = GetUint(v, &r->cursor);
     }
     // Unknown fields are ignored, so that newer clients work with older nodes.
     if (!ok) return Status::InvalidArgument("field \"" + name + "\" has the wrong type");
   }
   if (!has_op) return Status::InvalidArgument("missing \"op\"");
-  if (r->op == ClientOp::kStatus || r->op == ClientOp::kShards) return Status::OK();
+  if (r->op == ClientOp::kStatus || r->op == ClientOp::kShards || r->op == ClientOp::kBackup) {
+    return Status::OK();
+  }
   if (r->op == ClientOp::kScan)
     return FinishScan(scan_start, scan_end, scan_prefix, limit, limits, &r->scan);
   if (r->op == ClientOp::kTransferLeader) {
@@ -254,6 +261,13 @@ std::string EncodeClientRequest(const ClientRequest& r) {
     map.Uint("limit", r.scan.limit);
     if (r.scan.keys_only) map.Field("keys_only").pack_true();
     if (r.shard >= 0) map.Uint("shard", static_cast<uint64_t>(r.shard));
+  }
+  if (r.op == ClientOp::kBackup) {
+    if (r.shard >= 0) map.Uint("shard", static_cast<uint64_t>(r.shard));
+    if (r.backup != 0) {
+      map.Uint("backup", r.backup);
+      map.Uint("cursor", r.cursor);
+    }
   }
   if ((r.op == ClientOp::kGet || r.op == ClientOp::kScan) && r.stale) {
     map.Field("stale").pack_true();
@@ -614,6 +628,62 @@ Status DecodeShardsReply(std::string_view bytes, uint64_t* request_id, ShardMap*
                                      " missing or listed twice");
     }
   }
+  return Status::OK();
+}
+
+std::string EncodeBackupReply(uint64_t request_id, const BackupReply& r) {
+  std::string out;
+  out.reserve(r.data.size() + 128);
+  MapWriter reply(&out);
+  reply.Uint("id", request_id);
+  reply.Str("status", ReplyStatusName(ReplyStatus::kOk));
+  reply.Uint("backup", r.backup);
+  if (r.is_piece) {
+    reply.Bin("data", r.data);
+    reply.Uint("cursor", r.cursor);
+    if (r.done) reply.Field("done").pack_true();
+  } else {
+    reply.Uint("index", r.index);
+    reply.Uint("clock_ms", r.clock_ms);
+    reply.Uint("keys", r.keys);
+    reply.Uint("size", r.size);
+    reply.Str("cluster", r.cluster);
+    reply.Uint("shards", r.shards);
+    reply.Uint("replicas", r.replicas);
+  }
+  reply.Finish();
+  return out;
+}
+
+Status DecodeBackupReply(std::string_view bytes, uint64_t* request_id, BackupReply* r) {
+  *r = BackupReply{};
+  bool has_id = false;
+  std::string status, error;
+  Status s =
+      DecodeMap(bytes, "backup reply", [&](const std::string& name, const msgpack::object& v) {
+        if (name == "id") return has_id = GetUint(v, request_id);
+        if (name == "status") return GetBytes(v, &status);
+        if (name == "error") return GetBytes(v, &error);
+        if (name == "backup") return GetUint(v, &r->backup);
+        if (name == "index") return GetUint(v, &r->index);
+        if (name == "clock_ms") return GetUint(v, &r->clock_ms);
+        if (name == "keys") return GetUint(v, &r->keys);
+        if (name == "size") return GetUint(v, &r->size);
+        if (name == "cluster") return GetBytes(v, &r->cluster);
+        if (name == "shards") return GetUint32(v, &r->shards);
+        if (name == "replicas") return GetUint32(v, &r->replicas);
+        if (name == "data") return r->is_piece = GetBytes(v, &r->data);
+        if (name == "cursor") return GetUint(v, &r->cursor);
+        if (name == "done") return GetBool(v, &r->done);
+        return true;
+      });
+  if (!s.ok()) return s;
+  if (status != "OK") {
+    return Status::InvalidArgument("backup reply: status " + (status.empty() ? "missing" : status) +
+                                   (error.empty() ? "" : ": " + error));
+  }
+  if (!has_id || r->backup == 0)
+    return Status::InvalidArgument("backup reply without id or backup");
   return Status::OK();
 }
 

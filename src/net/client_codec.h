@@ -32,7 +32,9 @@ enum class ClientOp : uint8_t {
   kShards,  // the shard map (docs/protocol.md, "Shard map reply")
   kScan,    // a page of a key range (docs/protocol.md, "Scans")
   kTouch,   // a new deadline for a key, its value kept (docs/protocol.md, "Expiry")
+  kBackup,  // a shard's whole state, in pieces (docs/protocol.md, "Backups")
 };
+constexpr ClientOp kLastClientOp = ClientOp::kBackup;
 
 // Whether op changes data (and so takes a session's client and seq).
 constexpr bool IsWrite(ClientOp op) {
@@ -67,6 +69,10 @@ struct ClientRequest {
   uint64_t node = 0;    // member_add, member_remove: the member's id
   std::string address;  // member_add: its client address host:port
   std::string pub;      // member_add, secure clusters: its CURVE public key (Z85)
+  // backup: 0 starts one (of `shard`); else the backup to read on from
+  // `cursor` (the last piece's "cursor").
+  uint64_t backup = 0;
+  uint64_t cursor = 0;
 };
 
 struct RequestLimits {
@@ -150,5 +156,30 @@ std::string EncodeShardsReply(uint64_t request_id, const ShardMap& map);
 // shards 0..S-1, and a reply whose status is not OK (an ERROR's text is in
 // the message: a node that predates sharding answers "unknown op").
 Status DecodeShardsReply(std::string_view bytes, uint64_t* request_id, ShardMap* map);
+
+// The answers to "op": "backup" (docs/protocol.md, "Backups"): the start's
+// (what the part is) or a piece's (its data).
+struct BackupReply {
+  uint64_t backup = 0;  // the node's handle of this backup
+  // The start: the part's log index and clock, its keys and data size, and
+  // the cluster's name, shards and replicas (for the file's header).
+  uint64_t index = 0;
+  uint64_t clock_ms = 0;
+  uint64_t keys = 0;
+  uint64_t size = 0;
+  std::string cluster;
+  uint32_t shards = 0;
+  uint32_t replicas = 0;
+  // A piece: its bytes, the cursor of the next one, whether it was the last.
+  bool is_piece = false;
+  std::string data;
+  uint64_t cursor = 0;
+  bool done = false;
+};
+
+std::string EncodeBackupReply(uint64_t request_id, const BackupReply& reply);
+// InvalidArgument for malformed input, a reply that is not OK (the error's
+// text in the message) and one without id or backup.
+Status DecodeBackupReply(std::string_view bytes, uint64_t* request_id, BackupReply* reply);
 
 }  // namespace kv::net

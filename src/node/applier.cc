@@ -5,6 +5,7 @@
 #include "common/logging.h"
 #include "kv/command.h"
 #include "net/client_codec.h"
+#include "node/backups.h"
 #include "node/shard_manager.h"
 
 namespace kv::node {
@@ -155,6 +156,22 @@ void Applier::ServeRead(Group& g, const Pending& p, Outgoing* out) {
   // back: a stale read on a follower hides what its own clock says expired.
   g.read_clock_ms = std::max({g.read_clock_ms, WallClockMs(), g.sm.clock_ms()});
   const uint64_t now = g.read_clock_ms;
+  if (p.backup) {
+    net::BackupReply begun;
+    Status s = ctx_->backups->Open(g.id, g.sm.TakeDataView(), &begun);
+    if (!s.ok()) {
+      reply.status = net::ReplyStatus::kBusy;
+      reply.error = s.message();
+      out->replies.push_back(EncodedReply{p, reply.status, net::EncodeClientReply(reply)});
+      return;
+    }
+    begun.cluster = ctx_->cfg.cluster;
+    begun.shards = ctx_->cfg.shards;
+    begun.replicas = ctx_->cfg.replicas;
+    out->replies.push_back(
+        EncodedReply{p, net::ReplyStatus::kOk, net::EncodeBackupReply(p.id, begun)});
+    return;
+  }
   if (p.scan) {
     reply.is_scan = true;
     reply.page = g.sm.Scan(*p.scan, now);
@@ -177,6 +194,26 @@ void Applier::ServeRead(Group& g, const Pending& p, Outgoing* out) {
     reply.status = net::ReplyStatus::kNotFound;
   }
   out->replies.push_back(EncodedReply{p, reply.status, net::EncodeClientReply(reply)});
+}
+
+void Applier::ServeBackupPiece(raft::GroupId group, Pending p, uint64_t id, uint64_t cursor) {
+  ctx_->workers->Post(group, [this, p = std::move(p), id, cursor]() mutable {
+    net::BackupReply piece;
+    Status s = ctx_->backups->Piece(id, cursor, &piece);
+    EncodedReply reply{std::move(p), net::ReplyStatus::kOk, {}};
+    if (s.ok()) {
+      reply.bytes = net::EncodeBackupReply(reply.to.id, piece);
+    } else {
+      net::ClientReply error;
+      error.id = reply.to.id;
+      error.status = reply.status = net::ReplyStatus::kError;
+      error.error = s.message();
+      reply.bytes = net::EncodeClientReply(error);
+    }
+    Outgoing out;
+    out.replies.push_back(std::move(reply));
+    PostToLoop(std::move(out));
+  });
 }
 
 void Applier::Install(Group& g, raft::Snapshot snap) {

@@ -29,6 +29,9 @@ class Applier {
   // Serves reads once g's state machine has applied `index` (0: at once,
   // a stale read).
   void Read(Group& g, raft::Index index, std::vector<Pending> reads);
+  // Answers p with the piece of backup `id` at `cursor`, read on the
+  // strand of the backup's group (node/backups.h).
+  void ServeBackupPiece(raft::GroupId group, Pending p, uint64_t id, uint64_t cursor);
   // Replaces g's state machine with a snapshot from the leader.
   void Install(Group& g, raft::Snapshot snap);
 

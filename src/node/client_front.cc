@@ -104,7 +104,8 @@ void ClientFront::Handle(Pending p, std::string_view payload, std::string_view u
                                              " role; this client's key has " + RoleName(have);
     return Reply(p, denied);
   }
-  if ((req.op == net::ClientOp::kGet || req.op == net::ClientOp::kScan) &&
+  if ((req.op == net::ClientOp::kGet || req.op == net::ClientOp::kScan ||
+       req.op == net::ClientOp::kBackup) &&
       !replies_.Allows(p.routing)) {
     return ReplyUnread(p);
   }
@@ -120,6 +121,8 @@ void ClientFront::Handle(Pending p, std::string_view payload, std::string_view u
       return TransferLeader(p, req);
     case net::ClientOp::kScan:
       return HandleScan(std::move(p), req);
+    case net::ClientOp::kBackup:
+      return HandleBackup(std::move(p), req);
     case net::ClientOp::kGet:
     case net::ClientOp::kPut:
     case net::ClientOp::kDelete:
@@ -158,23 +161,52 @@ void ClientFront::HandleKeyOp(Pending p, net::ClientRequest& req) {
   ProposeWrite(*g, std::move(p), cmd);
 }
 
-void ClientFront::HandleScan(Pending p, net::ClientRequest& req) {
+bool ClientFront::NamedShardGroup(const Pending& p, const net::ClientRequest& req,
+                                  raft::GroupId* gid) {
   // Keys are spread over the shards by hash: a sharded cluster is scanned
-  // shard by shard, and the client merges (docs/protocol.md, "Scans").
+  // (and backed up) shard by shard, and the client merges (docs/protocol.md,
+  // "Scans").
   const uint32_t shards = ctx_->cfg.shards;
+  const char* op = net::ClientOpName(req.op);
   if (shards > 0 && (req.shard < 0 || req.shard >= static_cast<int64_t>(shards))) {
-    return ReplyError(
-        p, "a scan of a sharded cluster names its \"shard\", 0.." + std::to_string(shards - 1));
+    ReplyError(p, std::string("a ") + op + " of a sharded cluster names its \"shard\", 0.." +
+                      std::to_string(shards - 1));
+    return false;
   }
   if (shards == 0 && req.shard > 0) {
-    return ReplyError(p, "this cluster is not sharded: a scan names no \"shard\" but 0");
+    ReplyError(p,
+               std::string("this cluster is not sharded: a ") + op + " names no \"shard\" but 0");
+    return false;
   }
+  *gid = shards > 0 ? ShardGroup(static_cast<uint32_t>(req.shard)) : kMainGroup;
+  return true;
+}
+
+void ClientFront::HandleScan(Pending p, net::ClientRequest& req) {
+  raft::GroupId gid = 0;
+  if (!NamedShardGroup(p, req, &gid)) return;
   p.scan = std::move(req.scan);
   // The page's most: its keys and values, and the encoding of each entry.
   constexpr uint64_t kEntryOverhead = 64;
   p.reservation = replies_.Reserve(p.routing, p.scan->max_bytes + p.scan->limit * kEntryOverhead);
-  Read(shards > 0 ? ShardGroup(static_cast<uint32_t>(req.shard)) : kMainGroup, std::move(p),
-       req.stale);
+  Read(gid, std::move(p), req.stale);
+}
+
+void ClientFront::HandleBackup(Pending p, const net::ClientRequest& req) {
+  raft::GroupId gid = 0;
+  if (req.backup == 0) {
+    // The start: one linearizable point, through the shard's leader.
+    if (!NamedShardGroup(p, req, &gid)) return;
+    p.backup = true;
+    return Read(gid, std::move(p), /*stale=*/false);
+  }
+  // A piece: from whichever node holds the backup, leader or not.
+  Status s = ctx_->backups->GroupOf(req.backup, &gid);
+  if (!s.ok()) return ReplyError(p, s.message());
+  // A piece's most: its data (whole keys past kPieceBytes) and its frame.
+  p.reservation = replies_.Reserve(
+      p.routing, Backups::kPieceBytes + ctx_->cfg.max_key_bytes + ctx_->cfg.max_value_bytes + 64);
+  applier_->ServeBackupPiece(gid, std::move(p), req.backup, req.cursor);
 }
 
 void ClientFront::Read(raft::GroupId gid, Pending p, bool stale) {

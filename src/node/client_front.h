@@ -67,6 +67,11 @@ class ClientFront {
   void Handle(Pending p, std::string_view payload, std::string_view user);
   void HandleKeyOp(Pending p, net::ClientRequest& req);
   void HandleScan(Pending p, net::ClientRequest& req);
+  // Starts a backup of a shard (a linearizable read) or serves its next piece.
+  void HandleBackup(Pending p, const net::ClientRequest& req);
+  // The group of the shard a scan or a backup names, or ERROR (false) when
+  // the cluster has no such shard.
+  bool NamedShardGroup(const Pending& p, const net::ClientRequest& req, raft::GroupId* gid);
   // Serves p (a get or a scan) from group gid: linearizable through its
   // leader's ReadIndex, or stale from this replica's state.
   void Read(raft::GroupId gid, Pending p, bool stale);

@@ -3,7 +3,7 @@
 // services every part uses (loop, storage, workers, events, peer transport).
 // Node owns it and every service in it, and wires the parts to it.
 // Thread safety: loop thread only, except the services' own thread-safe calls
-// (EventLoop::Post, WorkerPool::Post) and each group's strand-owned fields.
+// (EventLoop::Post, WorkerPool::Post, Backups) and each group's strand-owned fields.
 #pragma once
 
 #include <algorithm>
@@ -16,6 +16,7 @@
 #include "net/event_loop.h"
 #include "net/peer_transport.h"
 #include "net/publisher.h"
+#include "node/backups.h"
 #include "node/config.h"
 #include "node/group.h"
 #include "node/metrics.h"
@@ -50,6 +51,7 @@ struct NodeContext {
   net::Publisher* events = nullptr;
   net::PeerTransport* peers = nullptr;
   Metrics* metrics = nullptr;
+  Backups* backups = nullptr;
 
   Groups groups;
   std::map<raft::NodeId, HostPort> members;  // every member's client address

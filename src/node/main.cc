@@ -2,6 +2,7 @@
 //
 //   kvstore 8080 1          node 1 of the default local cluster
 //   kvstore --id 2 --peers 1=10.0.0.1:8080,2=10.0.0.2:8080,3=10.0.0.3:8080
+//   kvstore restore BACKUP --id 2 --peers ... --data-dir DIR   (node/restore.h)
 //
 // Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 on a storage failure
 // while running, 2 on a configuration error (nothing touched).
@@ -19,6 +20,7 @@
 #include "net/curve_keys.h"
 #include "node/config.h"
 #include "node/node.h"
+#include "node/restore.h"
 
 namespace {
 
@@ -38,14 +40,53 @@ void KeepLargeBuffersOnTheHeap() {
   mallopt(M_TRIM_THRESHOLD, 32 << 20);
 }
 
+// kvstore restore: makes a new member's data dir from a backup, then exits.
+int Restore(int argc, char** argv) {
+  CLI::App app{
+      "kvstore restore: make the data dir of a member of a new cluster from a backup written by "
+      "`kvctl snapshot save`. Run it on every member with the same BACKUP and --peers, then start "
+      "the members as usual (with --shards/--replicas of the backup when it is sharded)."};
+  std::string backup, peers;
+  kv::node::NodeConfig cfg;
+  app.add_option("backup", backup, "The backup file")->required()->check(CLI::ExistingFile);
+  app.add_option("--id", cfg.id, "This member's id in the new cluster")->required();
+  app.add_option("--peers", peers, "Every member of the new cluster as ID=HOST:PORT,...")
+      ->required();
+  app.add_option("--data-dir", cfg.data_dir,
+                 "The data dir to create (default ./data/node-ID); must not exist or be empty");
+  app.add_option("--cluster", cfg.cluster, "The new cluster's name (default: the backup's)");
+  app.name("kvstore restore");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  kv::Status s = kv::node::ParsePeers(peers, &cfg.peers);
+  std::string summary;
+  if (s.ok()) {
+    s = kv::node::RestoreDataDir(kv::storage::Env::Posix(), cfg, app.count("--cluster") > 0, backup,
+                                 &summary);
+  }
+  if (s.IsInvalidArgument()) return ConfigError(s.message());
+  if (!s.ok()) {
+    std::fprintf(stderr, "kvstore: restore failed: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  std::printf("%s\n", summary.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "restore") return Restore(argc - 1, argv + 1);
   KeepLargeBuffersOnTheHeap();
   CLI::App app{
       "kvstore: a node of a replicated key-value store (Raft, ZeroMQ, msgpack).\n"
       "Quick start, a local 3-node cluster:\n"
-      "  kvstore 8080 1 & kvstore 8081 2 & kvstore 8082 3 &"};
+      "  kvstore 8080 1 & kvstore 8081 2 & kvstore 8082 3 &\n"
+      "A new member from a backup: kvstore restore --help"};
   app.set_config("--config", "", "Read options from a TOML/INI file (same names as the flags)");
 
   int port = 0;

@@ -70,7 +70,7 @@ class Metrics {
  public:
   // Request latency is in LatencyHistogram's buckets (100 us to 5 s).
   // Ops are counted by ClientOp; a request that could not be read as "invalid".
-  static constexpr int kOps = static_cast<int>(net::ClientOp::kTouch) + 2;
+  static constexpr int kOps = static_cast<int>(net::kLastClientOp) + 2;
   static constexpr int kInvalidOp = kOps - 1;
   static constexpr int kStatuses = static_cast<int>(net::ReplyStatus::kBusy) + 1;
 

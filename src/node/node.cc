@@ -64,6 +64,7 @@ Node::Node(NodeConfig cfg, storage::Env* env)
   ctx_.loop = &loop_;
   ctx_.peers = &peers_;
   ctx_.metrics = &metrics_;
+  ctx_.backups = &backups_;
   ctx_.member_keys = cfg_.peer_keys;
   front_.Wire(&access_, &applier_, &membership_, &shards_, &pipeline_);
 }
@@ -326,6 +327,10 @@ void Node::Tick() {
   constexpr uint64_t kWalSegmentTicks = 10;
   if (ctx_.ticks % kWalSegmentTicks == 0) snapshotter_.RefreshWalSegment();
   peers_.WatchLinks();
+  if (auto idle = backups_.DropIdle(Backups::Clock::now()); !idle.empty()) {
+    // Freeing a view may free a shard's worth of records: not on this thread.
+    workers_->Post(kMainGroup, [idle = std::move(idle)] {});
+  }
   for (const auto& [id, g] : ctx_.groups) {
     if (g->removed) continue;
     g->raft->Tick();

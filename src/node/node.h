@@ -110,6 +110,7 @@ class Node : private ReadyHandler {
   storage::Env* env_;
   NodeContext ctx_{cfg_};
   Metrics metrics_;
+  Backups backups_;
   HttpServer http_{&metrics_};  // after metrics_: stopped before it goes
   net::EventLoop loop_;
   // Whether the loop and WAL threads run at a raised priority (node.cc).

@@ -29,6 +29,7 @@ struct Pending {
   raft::Term term = 0;                             // writes: the term the entry was proposed in
   std::string key;                                 // reads: the key to read
   std::optional<kv::ScanSpec> scan;                // a scan instead (its range and page size)
+  bool backup = false;                             // the start of a backup instead (node/backups.h)
   // Reads: their claim on the connection's reply budget, held until the
   // last copy of the request is gone (node/reply_budget.h).
   std::shared_ptr<ReplyBudget::Reservation> reservation;

@@ -31,7 +31,8 @@ raft::GroupId ShardManager::GroupForKey(std::string_view key) const {
 std::vector<raft::NodeId> ShardManager::TargetReplicas(raft::GroupId id) const {
   if (!placement_) return {};
   if (id == kMainGroup) {
-    // The metadata group: the first (up to) kMetaVoters members by id.
+    // The metadata group: the first (up to) kMetaVoters members by id (as
+    // FoundingGroups places it).
     std::vector<raft::NodeId> ids;
     for (const auto& entry : ctx_->members) {
       if (ids.size() < kMetaVoters) ids.push_back(entry.first);
@@ -118,17 +119,37 @@ void ShardManager::OnGroupOpened(Group& g) const {
   }
 }
 
-std::vector<std::pair<raft::GroupId, std::vector<raft::NodeId>>> ShardManager::FoundingGroups()
-    const {
+std::vector<std::pair<raft::GroupId, std::vector<raft::NodeId>>> FoundingGroups(
+    raft::NodeId self, const std::vector<raft::NodeId>& members, uint32_t shards,
+    uint32_t replicas) {
+  std::vector<raft::NodeId> ids = members;
+  std::sort(ids.begin(), ids.end());
   std::vector<std::pair<raft::GroupId, std::vector<raft::NodeId>>> out;
-  const std::vector<raft::NodeId> meta = TargetReplicas(kMainGroup);
-  if (Contains(meta, ctx_->cfg.id)) out.emplace_back(kMainGroup, meta);
-  for (uint32_t shard = 0; placement_ && shard < ctx_->cfg.shards; ++shard) {
-    if (Contains(placement_->replicas[shard], ctx_->cfg.id)) {
-      out.emplace_back(ShardGroup(shard), placement_->replicas[shard]);
+  if (shards == 0) {
+    out.emplace_back(kMainGroup, ids);
+    return out;
+  }
+  // The metadata group: the first (up to) kMetaVoters members by id.
+  const std::vector<raft::NodeId> meta(ids.begin(),
+                                       ids.begin() + std::min(ids.size(), kMetaVoters));
+  if (Contains(meta, self)) out.emplace_back(kMainGroup, meta);
+  PlacementConfig pc;
+  pc.shards = shards;
+  pc.replicas = replicas;
+  const Placement placement = Place(ids, pc);
+  for (uint32_t shard = 0; shard < shards; ++shard) {
+    if (Contains(placement.replicas[shard], self)) {
+      out.emplace_back(ShardGroup(shard), placement.replicas[shard]);
     }
   }
   return out;
+}
+
+std::vector<std::pair<raft::GroupId, std::vector<raft::NodeId>>> ShardManager::FoundingGroups()
+    const {
+  std::vector<raft::NodeId> ids;
+  for (const auto& entry : ctx_->members) ids.push_back(entry.first);
+  return node::FoundingGroups(ctx_->cfg.id, ids, ctx_->cfg.shards, ctx_->cfg.replicas);
 }
 
 Group* ShardManager::HostOnDemand(raft::GroupId id) {

@@ -31,6 +31,14 @@ namespace kv::node {
 // The metadata group's keys naming the cluster's members: member/<id> -> host:port.
 constexpr std::string_view kMemberPrefix = "member/";
 
+// The groups member `self` of a new cluster of `members` hosts from the
+// start, each with its voters: in a sharded cluster the metadata group (on
+// the first kMetaVoters members by id) and the shards the placement puts on
+// it; in an unsharded one (shards = 0) the main group on every member.
+std::vector<std::pair<raft::GroupId, std::vector<raft::NodeId>>> FoundingGroups(
+    raft::NodeId self, const std::vector<raft::NodeId>& members, uint32_t shards,
+    uint32_t replicas);
+
 class ShardManager {
  public:
   // Creates (opens) a replica of a group here; nullptr on failure (logged).

@@ -2,6 +2,11 @@
 
 namespace kv::storage {
 
+std::string DirName(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? std::string(".") : path.substr(0, slash);
+}
+
 Status ReadFileToString(Env* env, const std::string& path, std::string* out) {
   std::unique_ptr<ReadableFile> file;
   Status s = env->OpenReadable(path, &file);

@@ -76,6 +76,9 @@ class Env {
   virtual Status FileSize(const std::string& path, uint64_t* size) = 0;
 };
 
+// The directory part of a path ("." for a bare name), as SyncDir takes it.
+std::string DirName(const std::string& path);
+
 // Reads a whole file into *out.
 Status ReadFileToString(Env* env, const std::string& path, std::string* out);
 

@@ -8,11 +8,6 @@ namespace kv::storage {
 
 namespace {
 
-std::string DirName(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? std::string(".") : path.substr(0, slash);
-}
-
 std::string BaseName(const std::string& path) {
   const size_t slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
@@ -217,11 +212,22 @@ Status FaultInjectionEnv::Rename(const std::string& from, const std::string& to)
   std::lock_guard<std::mutex> lock(mu_);
   if (Status s = CheckUp(); !s.ok()) return s;
   auto it = files_.find(from);
-  if (it == files_.end()) return Status::NotFound(from);
-  std::shared_ptr<File> f = it->second;
-  files_.erase(it);
-  files_[to] = std::move(f);
-  return Status::OK();
+  if (it != files_.end()) {
+    std::shared_ptr<File> f = it->second;
+    files_.erase(it);
+    files_[to] = std::move(f);
+    return Status::OK();
+  }
+  // Directories exist only as their files' names: a directory moves with
+  // the files under it.
+  const std::string prefix = from + "/";
+  bool found = false;
+  for (it = files_.lower_bound(prefix); it != files_.end() && it->first.rfind(prefix, 0) == 0;) {
+    files_[to + "/" + it->first.substr(prefix.size())] = it->second;
+    it = files_.erase(it);
+    found = true;
+  }
+  return found ? Status::OK() : Status::NotFound(from);
 }
 
 Status FaultInjectionEnv::SyncDir(const std::string& path) {

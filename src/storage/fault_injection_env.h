@@ -7,7 +7,9 @@
 // a random prefix of its unsynced writes with the last kept write torn at a
 // random byte. Handles opened before a crash fail with IOError afterwards, as
 // the process that held them is gone. Syncs can be made to fail, and directory
-// syncs are counted so tests can assert them.
+// syncs are counted so tests can assert them. Directories exist only as the
+// names of their files: renaming one moves the files under it (a crash
+// then treats them as names new in their new directory).
 // Thread safety: all methods may be called from any thread; one internal mutex
 // serialises them (including operations on files and handles).
 #pragma once

@@ -1,7 +1,7 @@
 // libFuzzer target for everything that decodes bytes from the outside: client
 // requests, peer frames (Raft messages, leader hints, removed notices), log
 // commands, state machine snapshots, and what clients decode from nodes
-// (replies, status, shard maps).
+// (replies, status, shard maps, backup pieces).
 // The first byte picks the decoder. Anything decoded must re-encode to
 // something that decodes to the same value.
 #include <cstddef>
@@ -53,7 +53,7 @@ void CheckPeerFrame(const kv::net::PeerFrame& frame) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 7) {
+  switch (data[0] % 8) {
     case 0: {
       kv::net::ClientRequest req;
       bool id_known = false;
@@ -147,6 +147,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
               again.list[i].leader_address != map.list[i].leader_address) {
             abort();
           }
+        }
+      }
+      break;
+    }
+    case 7: {
+      uint64_t id = 0, again_id = 0;
+      kv::net::BackupReply r, again;
+      if (kv::net::DecodeBackupReply(in, &id, &r).ok()) {
+        if (!kv::net::DecodeBackupReply(kv::net::EncodeBackupReply(id, r), &again_id, &again)
+                 .ok() ||
+            again_id != id || again.backup != r.backup || again.is_piece != r.is_piece ||
+            (r.is_piece ? again.data != r.data || again.cursor != r.cursor || again.done != r.done
+                        : again.index != r.index || again.size != r.size ||
+                              again.cluster != r.cluster || again.shards != r.shards)) {
+          abort();
         }
       }
       break;

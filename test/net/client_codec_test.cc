@@ -111,7 +111,7 @@ TEST_CASE("A client put request decodes, with set as an alias") {
 }
 
 TEST_CASE("Every op and every reply status round-trips by its name") {
-  for (int k = 0; k <= static_cast<int>(ClientOp::kTouch); ++k) {
+  for (int k = 0; k <= static_cast<int>(kLastClientOp); ++k) {
     ClientRequest req;
     req.id = 1;
     req.op = static_cast<ClientOp>(k);
@@ -632,6 +632,58 @@ TEST_CASE("ClaimsFit: containers may claim no more elements in all than the fram
   // Input that ends early counts as fitting: msgpack reports it.
   CHECK(ClaimsFit(std::string("\x92\x01", 2)));
   CHECK(ClaimsFit(std::string("\xdb\x00\x00\x10", 4)));
+}
+
+TEST_CASE("A backup's requests and replies round-trip; its errors decode as errors") {
+  ClientRequest start;
+  start.id = 4;
+  start.op = ClientOp::kBackup;
+  start.shard = 3;
+  ClientRequest back;
+  bool id_known = false;
+  REQUIRE(DecodeClientRequest(EncodeClientRequest(start), RequestLimits{}, &back, &id_known).ok());
+  CHECK(back.op == ClientOp::kBackup);
+  CHECK(back.shard == 3);
+  CHECK(back.backup == 0);
+  ClientRequest next = start;
+  next.backup = 77;
+  next.cursor = 12;
+  REQUIRE(DecodeClientRequest(EncodeClientRequest(next), RequestLimits{}, &back, &id_known).ok());
+  CHECK(back.backup == 77);
+  CHECK(back.cursor == 12);
+
+  BackupReply begun;
+  begun.backup = 77;
+  begun.index = 1000;
+  begun.clock_ms = 5;
+  begun.keys = 10;
+  begun.size = 2000;
+  begun.cluster = "prod";
+  begun.shards = 16;
+  begun.replicas = 3;
+  uint64_t id = 0;
+  BackupReply r;
+  REQUIRE(DecodeBackupReply(EncodeBackupReply(4, begun), &id, &r).ok());
+  CHECK(id == 4);
+  CHECK_FALSE(r.is_piece);
+  CHECK((r.backup == 77 && r.index == 1000 && r.clock_ms == 5 && r.keys == 10 && r.size == 2000));
+  CHECK((r.cluster == "prod" && r.shards == 16 && r.replicas == 3));
+  BackupReply piece;
+  piece.backup = 77;
+  piece.is_piece = true;
+  piece.data = std::string("\0bytes\xff", 7);
+  piece.cursor = 13;
+  piece.done = true;
+  REQUIRE(DecodeBackupReply(EncodeBackupReply(5, piece), &id, &r).ok());
+  CHECK((r.is_piece && r.data == piece.data && r.cursor == 13 && r.done));
+
+  ClientReply error;
+  error.id = 6;
+  error.status = ReplyStatus::kError;
+  error.error = "no backup 77 here";
+  const Status s = DecodeBackupReply(EncodeClientReply(error), &id, &r);
+  CHECK(s.IsInvalidArgument());
+  CHECK(s.message().find("no backup 77 here") != std::string::npos);
 }
 
 }  // namespace

@@ -80,6 +80,7 @@ TEST_CASE("access: each op needs its role") {
   CHECK(RoleNeeded(net::ClientOp::kMemberAdd) == Role::kAdmin);
   CHECK(RoleNeeded(net::ClientOp::kMemberRemove) == Role::kAdmin);
   CHECK(RoleNeeded(net::ClientOp::kTransferLeader) == Role::kAdmin);
+  CHECK(RoleNeeded(net::ClientOp::kBackup) == Role::kAdmin);
 }
 
 TEST_CASE("access: who may connect to which port, and with which role") {
