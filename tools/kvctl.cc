@@ -1,7 +1,7 @@
 // kvctl: the kvstore command-line client.
 //
 //   kvctl put KEY VALUE | get KEY | del KEY | cas KEY EXPECTED NEW | status
-//   kvctl members | shards | leader transfer ID | member add|remove ... | watch
+//   kvctl members | shards | shard KEY | leader transfer ID | member add|remove ... | watch
 //   kvctl snapshot save FILE | snapshot status FILE
 //   kvctl keygen NAME
 //
@@ -448,6 +448,29 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+int PrintShardOf(const Output& out, kv::client::Client& client, const std::string& key) {
+  kv::ShardMap map;
+  const kv::client::Result r = client.Shards(&map);
+  if (!r.ok()) return Report(out, r, false);
+  const int64_t shard = client.ShardOf(key);
+  if (shard < 0) {
+    std::cout << (out.json ? "{\"shard\":null}\n" : "unsharded: one group holds every key\n");
+    return 0;
+  }
+  const kv::ShardInfo& info = map.list[static_cast<size_t>(shard)];
+  if (out.json) {
+    std::cout << "{\"shard\":" << shard << ",\"group\":" << info.group
+              << ",\"leader\":" << info.leader
+              << ",\"leader_address\":" << JsonString(info.leader_address) << "}\n";
+  } else {
+    std::cout << "shard " << shard << " (group " << info.group << "), leader "
+              << (info.leader == 0 ? std::string("unknown")
+                                   : std::to_string(info.leader) + " " + info.leader_address)
+              << "\n";
+  }
+  return 0;
+}
+
 int SaveSnapshot(const Output& out, kv::client::Client& client, const std::string& path) {
   const auto start = std::chrono::steady_clock::now();
   kv::client::BackupInfo info;
@@ -643,6 +666,9 @@ int main(int argc, char** argv) {
   auto* shards = app.add_subcommand(
       "shards",
       "The shard map: version, shards, replicas, and each shard's group, replicas, leader");
+  auto* shard_of = app.add_subcommand(
+      "shard", "Print the shard KEY belongs to (a key holding {TAG} goes with TAG) and its leader");
+  shard_of->add_option("key", key)->required();
   uint64_t target = 0;
   auto* leader = app.add_subcommand("leader", "Leadership commands");
   auto* transfer = leader->add_subcommand("transfer", "Hand leadership to node ID and wait for it");
@@ -759,6 +785,7 @@ int main(int argc, char** argv) {
   if (status->parsed()) return PrintStatus(out, client, opts.endpoints);
   if (members->parsed()) return PrintMembers(out, client, opts.endpoints);
   if (shards->parsed()) return PrintShards(out, client);
+  if (shard_of->parsed()) return PrintShardOf(out, client, key);
   if (transfer->parsed()) return TransferLeader(out, client, opts.endpoints, target, opts.timeout);
   if (watch->parsed()) return Watch(out, client, opts.endpoints, opts.credentials, prefix);
   if (member_add->parsed()) {

@@ -231,6 +231,10 @@ class Client {
   // malformed map; kUnavailable when no node answered.
   Result Shards(ShardMap* out);
 
+  // The shard `key` belongs to (docs/protocol.md, "Key to shard": a key
+  // holding {TAG} goes with TAG), from the map Shards fetched; -1 when the
+  // cluster is not sharded or no map is known yet.
+  int64_t ShardOf(const std::string& key) const;
   uint64_t client_id() const { return client_id_; }
   // The leader's address as last learned, or empty. In a sharded cluster,
   // where each shard has its own, this is the one non-key ops last found.

@@ -414,6 +414,10 @@ Client::~Client() = default;
 
 std::string Client::leader() const { return impl_->leader; }
 
+int64_t Client::ShardOf(const std::string& key) const {
+  return impl_->routes.sharded() ? static_cast<int64_t>(impl_->routes.ShardOf(key)) : -1;
+}
+
 std::map<std::string, std::string> Client::server_keys() const { return impl_->keys.by_address(); }
 
 Result Client::Put(const std::string& key, const std::string& value,

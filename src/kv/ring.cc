@@ -94,7 +94,18 @@ void BalanceLeaders(const std::vector<std::vector<ShardId>>& hosted,
 }
 }  // namespace
 
-uint64_t KeyHash(std::string_view key) { return XXH64(key.data(), key.size(), kSeed); }
+std::string_view HashTag(std::string_view key) {
+  const size_t open = key.find('{');
+  if (open == std::string_view::npos) return key;
+  const size_t close = key.find('}', open + 1);
+  if (close == std::string_view::npos || close == open + 1) return key;
+  return key.substr(open + 1, close - open - 1);
+}
+
+uint64_t KeyHash(std::string_view key) {
+  const std::string_view placed = HashTag(key);
+  return XXH64(placed.data(), placed.size(), kSeed);
+}
 
 ShardRing::ShardRing(uint32_t shards, uint32_t vnodes_per_shard) : shards_(shards) {
   KV_CHECK(shards >= 1 && vnodes_per_shard >= 1) << shards << " shards, " << vnodes_per_shard;

@@ -11,7 +11,13 @@
 // the whole cluster). Golden tests in test/kv/ring_test.cc pin them.
 //
 // The contract:
-//  - KeyHash(key) = XXH64(key bytes, seed 0), xxHash 0.8 (a frozen spec).
+//  - HashTag(key): the part of the key that places it. When the key holds a
+//    '{' followed later by a '}' with at least one byte between them, the
+//    bytes between the first '{' and the first '}' after it (Redis
+//    Cluster's hash tags: "{user:42}:name" and "{user:42}:email" share a
+//    shard); otherwise the whole key.
+//  - KeyHash(key) = XXH64(HashTag(key) bytes, seed 0), xxHash 0.8 (a frozen
+//    spec).
 //  - Point(tag, id, i) = XXH64 of 13 bytes, seed 0: the tag byte, id as 8
 //    bytes little-endian, i as 4 bytes little-endian.
 //  - Key ring: shard s has the points Point('S', s, i) for i < vnodes_per_shard.
@@ -61,7 +67,10 @@ constexpr uint32_t kDefaultReplicas = 3;
 constexpr uint32_t kDefaultShardVnodes = 256;
 constexpr uint32_t kDefaultNodeVnodes = 256;
 
-// The hash of a key that places it on the key ring: XXH64 with seed 0.
+// The part of `key` that places it (its hash tag, see above), a view into it.
+std::string_view HashTag(std::string_view key);
+// The hash of a key that places it on the key ring: XXH64 with seed 0 of
+// its HashTag.
 uint64_t KeyHash(std::string_view key);
 
 // Key to shard: a ring of S shards with virtual nodes. Keys spread over shards

@@ -206,10 +206,22 @@ Status ClaimDataDir(storage::Env* env, const NodeConfig& cfg) {
     want +=
         "shards " + std::to_string(cfg.shards) + " replicas " + std::to_string(cfg.replicas) + "\n";
   }
+  // Which keys go to which shard: by their hash tags (kv/ring.h) since this
+  // line; a sharded dir without it placed keys by their whole bytes.
+  const std::string before_tags = want;
+  if (cfg.sharded()) want += "keys by hash tag\n";
   std::string have;
   s = storage::ReadFileToString(env, path, &have);
   if (s.ok()) {
     if (have == want) return Status::OK();
+    if (cfg.sharded() && have == before_tags) {
+      return Status::InvalidArgument(
+          "data dir " + cfg.data_dir +
+          " was written by a kvstore that placed keys on shards by their whole bytes; this one "
+          "places a key holding {...} by the part in braces (docs/protocol.md, \"Key to "
+          "shard\"), so it would look for such keys in the wrong shard. Run the version that "
+          "wrote it, or move the data to a new cluster through a client (scan, then put)");
+    }
     std::string says = have.substr(0, 80);
     std::replace(says.begin(), says.end(), '\n', ' ');
     while (!says.empty() && says.back() == ' ') says.pop_back();

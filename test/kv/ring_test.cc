@@ -247,11 +247,31 @@ TEST_CASE("KeyHash is XXH64 with seed 0") {
   REQUIRE(KeyHash(std::string("k\0y", 3)) != KeyHash("k"));
 }
 
+TEST_CASE("Hash tags: a key with {TAG} is placed by TAG alone, as in Redis Cluster") {
+  CHECK(HashTag("{user:42}:name") == "user:42");
+  CHECK(HashTag("cart:{user:42}") == "user:42");
+  CHECK(HashTag("a{b}c{d}") == "b");  // the first braces
+  CHECK(HashTag("}{b}") == "b");
+  CHECK(HashTag("{b}}") == "b");
+  CHECK(HashTag("{{b}") == "{b");
+  for (const char* whole : {"plain", "{}empty", "{open", "close}", "", "{", "}{"}) {
+    INFO(whole);
+    CHECK(HashTag(whole) == whole);
+  }
+  CHECK(KeyHash("{user:42}:name") == KeyHash("user:42"));
+  CHECK(KeyHash("{}x") != KeyHash("x"));  // no tag: the whole key
+  const ShardRing ring(4096);
+  for (int i = 0; i < 100; ++i) {
+    INFO(i);
+    CHECK(ring.ShardOf("{order:7}:" + std::to_string(i)) == ring.ShardOf("order:7"));
+  }
+}
+
 TEST_CASE("ShardOf is pinned: a key never moves to another shard") {
   const ShardRing ring(kDefaultShards);
   REQUIRE(ring.shards() == 16);
   const std::map<std::string, ShardId> golden = {
-      {"", 13}, {"a", 15}, {"abc", 6}, {"user:42", 11}, {"hello world", 14},
+      {"", 13}, {"a", 15}, {"abc", 6}, {"user:42", 11}, {"hello world", 14}, {"{user:42}:name", 11},
   };
   for (const auto& [key, shard] : golden) {
     INFO("key '" << key << "'");

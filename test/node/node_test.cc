@@ -155,6 +155,31 @@ TEST_CASE("node: the data dir's IDENTITY is synced before the node serves") {
   CHECK(identity == "node 1\ncluster default\n");
 }
 
+TEST_CASE("node: a sharded data dir from before hash tags is refused, saying why") {
+  storage::FaultInjectionEnv env;
+  NodeConfig cfg;
+  cfg.id = 1;
+  cfg.peers[1] = HostPort{"127.0.0.1", 8080};
+  cfg.shards = 16;
+  cfg.replicas = 3;
+  cfg.data_dir = "/d/node-1";
+  REQUIRE(cfg.Finish().ok());
+  std::unique_ptr<storage::WritableFile> f;
+  REQUIRE(env.OpenWritable(cfg.data_dir + "/IDENTITY", &f).ok());
+  REQUIRE(f->Append("node 1\ncluster default\nshards 16 replicas 3\n").ok());
+  const Status s = ClaimDataDir(&env, cfg);
+  CHECK(s.IsInvalidArgument());
+  CHECK(s.message().find("by the part in braces") != std::string::npos);
+
+  // A new one records the rule; an unsharded one needs none.
+  cfg.data_dir = "/d/new";
+  REQUIRE(ClaimDataDir(&env, cfg).ok());
+  std::string identity;
+  REQUIRE(storage::ReadFileToString(&env, "/d/new/IDENTITY", &identity).ok());
+  CHECK(identity == "node 1\ncluster default\nshards 16 replicas 3\nkeys by hash tag\n");
+  REQUIRE(ClaimDataDir(&env, cfg).ok());
+}
+
 TEST_CASE("node: a failed WAL sync stops the node, which says why and acknowledges nothing") {
   storage::FaultInjectionEnv env;
   Cluster node = StartCluster({&env});

@@ -473,6 +473,31 @@ class ShardedKvmonTest(unittest.TestCase):
         r = self.cluster.request(1, {"id": 4, "op": "scan", "shard": 8})
         self.assertEqual(r["status"], "ERROR", r)
 
+    def test_hash_tags_put_keys_in_one_shard(self):
+        self.wait_for_shards(self.settled, "8 shards, each with a leader and 3 voters")
+        tagged = ["{user:42}:name", "{user:42}:email", "cart:{user:42}"]
+        for k in tagged:
+            r = run("kvctl", "--endpoints", self.eps, "put", k, "v")
+            self.assertEqual(r.returncode, 0, r.stderr)
+        placed = []
+        for k in tagged + ["user:42"]:
+            r = run("kvctl", "--endpoints", self.eps, "--json", "shard", k)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            placed.append(json.loads(r.stdout))
+        self.assertEqual(len({p["shard"] for p in placed}), 1, placed)
+        # The shard's own leader holds all three: a scan of that shard alone.
+        where = placed[0]
+        r = self.cluster.request(where["leader"], {"id": 5, "op": "scan", "shard": where["shard"],
+                                                   "limit": 10000, "keys_only": True})
+        self.assertEqual(r["status"], "OK", r)
+        self.assertTrue(set(k.encode() for k in tagged) <= {kv["key"] for kv in r["kvs"]}, r)
+        # Without braces, keys spread: these do not all share that shard.
+        spread = set()
+        for i in range(16):
+            r = run("kvctl", "--endpoints", self.eps, "--json", "shard", f"user:42:{i}")
+            spread.add(json.loads(r.stdout)["shard"])
+        self.assertGreater(len(spread), 1)
+
     def test_kvctl_ttl_and_touch_reach_each_keys_shard(self):
         self.wait_for_shards(self.settled, "8 shards, each with a leader and 3 voters")
         keys = [f"ttl/{i}" for i in range(16)]
