@@ -10,9 +10,10 @@
 # metrics and health checks 11080 (client + 3000).
 
 # ---- build stage: the same dependency script as CI and the README ----------
+# (--build: only what compiling needs, not the test and container tools)
 FROM debian:12-slim AS build
 COPY scripts/install-deps.sh /src/scripts/install-deps.sh
-RUN /src/scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
+RUN /src/scripts/install-deps.sh --build && rm -rf /var/lib/apt/lists/*
 COPY . /src
 WORKDIR /src
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKV_TESTS=OFF \
