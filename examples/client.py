@@ -325,26 +325,29 @@ class Client:
         holder = self.leader
         data = bytearray()
         cursor = 0
-        while True:
-            ask = {"op": "backup", "backup": info["backup"], "cursor": cursor}
-            deadline = time.monotonic() + self.timeout
-            refusals = 0
-            while True:  # a piece is asked for again (same cursor) until it comes
-                reply = self._call(holder, ask, self.attempt_timeout)
-                if reply and reply["status"] != "BUSY":
+        try:
+            while True:
+                ask = {"op": "backup", "backup": info["backup"], "cursor": cursor}
+                deadline = time.monotonic() + self.timeout
+                refusals = 0
+                while True:  # a piece is asked for again (same cursor) until it comes
+                    reply = self._call(holder, ask, self.attempt_timeout)
+                    if reply and reply["status"] != "BUSY":
+                        break
+                    if time.monotonic() >= deadline:
+                        raise Unavailable(f"backup: no piece from {holder} in {self.timeout}s")
+                    refusals += 1
+                    time.sleep(backoff(refusals))
+                if reply["status"] != "OK":
+                    raise KvError(reply.get("error", reply["status"]))
+                data += reply["data"]
+                cursor = reply["cursor"]
+                if reply.get("done"):
                     break
-                if time.monotonic() >= deadline:
-                    raise Unavailable(f"backup: no piece from {holder} in {self.timeout}s")
-                refusals += 1
-                time.sleep(backoff(refusals))
-            if reply["status"] != "OK":
-                raise KvError(reply.get("error", reply["status"]))
-            data += reply["data"]
-            cursor = reply["cursor"]
-            if reply.get("done"):
-                # Past the last piece: the node lets the copy go.
-                self._call(holder, dict(ask, cursor=cursor), self.attempt_timeout)
-                break
+        finally:
+            # Done or not, the node may let its copy go now.
+            self._call(holder, {"op": "backup", "backup": info["backup"], "cursor": cursor,
+                                "close": True}, self.attempt_timeout)
         if len(data) != info["size"]:
             raise KvError(f"backup: {len(data)} bytes where {info['size']} were announced")
         return info, bytes(data)

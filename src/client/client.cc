@@ -525,19 +525,26 @@ Result Client::BackupShard(uint32_t shard, const std::function<bool(const Backup
   if (!s.ok()) return Result{Code::kError, {}, s.message()};
   const BackupPartInfo info{reply.index,   reply.clock_ms, reply.keys,    reply.size,
                             reply.cluster, reply.shards,   reply.replicas};
-  if (!begin(info)) return Result{Code::kError, {}, "stopped by the caller"};
-
   // The pieces, from the node that holds the backup; a piece that does not
   // come is asked for again (the cursor makes that safe) until the deadline.
   const std::string holder = impl_->answered_by;
   req.backup = reply.backup;
   req.cursor = 0;
+  // Ends the backup: the node lets its copy go now rather than after a
+  // while (one attempt; the answer does not matter).
+  const auto close = [&](Result result) {
+    req.id = impl_->next_id++;
+    req.close = true;
+    (void)impl_->Exchange(holder, req, Clock::now() + impl_->opt.attempt_timeout, &bytes);
+    return result;
+  };
+  if (!begin(info)) return close(Result{Code::kError, {}, "stopped by the caller"});
   uint64_t received = 0;
   Clock::time_point deadline = Clock::now() + impl_->opt.timeout;
   int refusals = 0;
   while (true) {
     if (Clock::now() >= deadline) {
-      return Result{Code::kUnavailable, {}, "no piece of the backup from " + holder};
+      return close(Result{Code::kUnavailable, {}, "no piece of the backup from " + holder});
     }
     req.id = impl_->next_id++;
     const Clock::time_point until = std::min(
@@ -550,7 +557,7 @@ Result Client::BackupShard(uint32_t shard, const std::function<bool(const Backup
     }
     net::ClientReply status;
     if (!net::DecodeClientReply(bytes, &status).ok()) {
-      return Result{Code::kError, {}, "malformed reply from " + holder};
+      return close(Result{Code::kError, {}, "malformed reply from " + holder});
     }
     if (status.status == net::ReplyStatus::kBusy) {
       busy_++;
@@ -562,32 +569,25 @@ Result Client::BackupShard(uint32_t shard, const std::function<bool(const Backup
     }
     s = net::DecodeBackupReply(bytes, &id, &reply);
     if (!s.ok() || !reply.is_piece || reply.cursor <= req.cursor) {
-      return Result{Code::kError, {}, "malformed backup piece from " + holder};
+      return close(Result{Code::kError, {}, "malformed backup piece from " + holder});
     }
     received += reply.data.size();
     if (received > info.size) {
-      return Result{Code::kError, {}, holder + " sent more than the backup's size"};
+      return close(Result{Code::kError, {}, holder + " sent more than the backup's size"});
     }
-    if (!data(reply.data)) return Result{Code::kError, {}, "stopped by the caller"};
-    if (reply.done) {
-      // Past the last piece: the node lets the copy go (it would after a
-      // while anyway, so the answer does not matter).
-      req.id = impl_->next_id++;
-      req.cursor = reply.cursor;
-      (void)impl_->Exchange(holder, req, Clock::now() + impl_->opt.attempt_timeout, &bytes);
-      break;
-    }
+    if (!data(reply.data)) return close(Result{Code::kError, {}, "stopped by the caller"});
+    if (reply.done) break;
     req.cursor = reply.cursor;
     deadline = Clock::now() + impl_->opt.timeout;
     refusals = 0;
   }
   if (received != info.size) {
-    return Result{Code::kError,
-                  {},
-                  holder + " sent " + std::to_string(received) + " of " +
-                      std::to_string(info.size) + " bytes"};
+    return close(Result{Code::kError,
+                        {},
+                        holder + " sent " + std::to_string(received) + " of " +
+                            std::to_string(info.size) + " bytes"});
   }
-  return Result{};
+  return close(Result{});
 }
 
 ScanOptions PrefixScan(const std::string& prefix) {

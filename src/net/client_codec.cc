@@ -179,6 +179,8 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
       ok = GetUint(v, &r->backup);
     } else if (name == "cursor") {
       ok = GetUint(v, &r->cursor);
+    } else if (name == "close") {
+      ok = GetBool(v, &r->close);
     }
     // Unknown fields are ignored, so that newer clients work with older nodes.
     if (!ok) return Status::InvalidArgument("field \"" + name + "\" has the wrong type");
@@ -267,6 +269,7 @@ std::string EncodeClientRequest(const ClientRequest& r) {
     if (r.backup != 0) {
       map.Uint("backup", r.backup);
       map.Uint("cursor", r.cursor);
+      if (r.close) map.Field("close").pack_true();
     }
   }
   if ((r.op == ClientOp::kGet || r.op == ClientOp::kScan) && r.stale) {

@@ -73,6 +73,7 @@ struct ClientRequest {
   // `cursor` (the last piece's "cursor").
   uint64_t backup = 0;
   uint64_t cursor = 0;
+  bool close = false;  // backup: let it go now (a client that stops early)
 };
 
 struct RequestLimits {

@@ -70,6 +70,15 @@ Status Backups::Piece(uint64_t id, uint64_t cursor, net::BackupReply* reply) {
   return Status::OK();  // the view goes here, outside the lock, if it was the last hold
 }
 
+Status Backups::Close(uint64_t id, std::shared_ptr<const StateView>* view) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = held_.find(id);
+  if (it == held_.end()) return Unknown(id);
+  *view = std::move(it->second.view);
+  held_.erase(it);
+  return Status::OK();
+}
+
 std::vector<std::shared_ptr<const StateView>> Backups::DropIdle(Clock::time_point now) {
   std::vector<std::shared_ptr<const StateView>> dropped;
   std::lock_guard<std::mutex> lock(mu_);

@@ -49,6 +49,10 @@ class Backups {
   // empty last piece, and the backup is closed. InvalidArgument for a
   // cursor no piece gave.
   Status Piece(uint64_t id, uint64_t cursor, net::BackupReply* reply);
+  // Closes backup `id` at its client's word (one that stops early) and
+  // returns its view, for the caller to free where it likes; NotFound if
+  // there is no such backup.
+  Status Close(uint64_t id, std::shared_ptr<const StateView>* view);
   // Drops the backups nobody asked for a piece of since now - kIdle, and
   // returns their views: freeing one frees every record only it still
   // holds, which the caller may want to do on another thread.

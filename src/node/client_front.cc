@@ -200,6 +200,14 @@ void ClientFront::HandleBackup(Pending p, const net::ClientRequest& req) {
     p.backup = true;
     return Read(gid, std::move(p), /*stale=*/false);
   }
+  if (req.close) {
+    std::shared_ptr<const StateView> view;
+    Status s = ctx_->backups->Close(req.backup, &view);
+    if (!s.ok()) return ReplyError(p, s.message());
+    // Freeing the view may free a shard's worth of records: not here.
+    ctx_->workers->Post(kMainGroup, [view = std::move(view)] {});
+    return Reply(p, net::ClientReply{});
+  }
   // A piece: from whichever node holds the backup, leader or not.
   Status s = ctx_->backups->GroupOf(req.backup, &gid);
   if (!s.ok()) return ReplyError(p, s.message());

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "node/backups.h"
+
 namespace kv::node {
 
 namespace {
@@ -121,6 +123,11 @@ std::string Metrics::Render() const {
   for (int op = 0; op < kOps; ++op) {
     HistogramSamples(out, "kvstore_request_duration_seconds",
                      std::string("op=\"") + OpLabel(op) + '"', latency_[op]);
+  }
+  if (const Backups* backups = backups_.load()) {
+    Header(out, "kvstore_backups_open", "gauge",
+           "Backups (node/backups.h) this node holds a view of for a client to read.");
+    Sample(out, "kvstore_backups_open", "", static_cast<double>(backups->open()));
   }
   if (const storage::Wal* wal = wal_.load()) {
     Header(out, "kvstore_wal_fsync_duration_seconds", "histogram",

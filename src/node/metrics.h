@@ -24,6 +24,8 @@
 
 namespace kv::node {
 
+class Backups;
+
 // What the loop thread counts of one Raft group (node/group.h), from the
 // group's start on this node.
 struct GroupCounters {
@@ -85,6 +87,8 @@ class Metrics {
   void Publish(std::vector<GroupMetrics> groups, Health health, Connections connections = {});
   // The WAL whose syncs and writes to report (it outlives every scrape).
   void WatchWal(const storage::Wal* wal) { wal_ = wal; }
+  // The backups held open to report (they outlive every scrape).
+  void WatchBackups(const Backups* backups) { backups_ = backups; }
 
   Health health() const;
   // Everything, in the Prometheus text exposition format 0.0.4.
@@ -99,6 +103,7 @@ class Metrics {
   Histogram snapshot_duration_{kSnapshotBounds, 1e-9};
   const double start_time_;
   std::atomic<const storage::Wal*> wal_{nullptr};
+  std::atomic<const Backups*> backups_{nullptr};
 
   mutable std::mutex mu_;
   std::vector<GroupMetrics> groups_;  // guarded by mu_

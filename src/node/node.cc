@@ -107,6 +107,7 @@ Status Node::Start() {
   if (critical_priority_) setpriority(PRIO_PROCESS, static_cast<id_t>(ThisThread()), base_nice);
   if (!s.ok()) return s;
   metrics_.WatchWal(storage_->wal());
+  metrics_.WatchBackups(&backups_);
   events_ = std::make_unique<net::Publisher>(&pub_, cfg_.id);
   workers_ = std::make_unique<WorkerPool>(cfg_.workers);
   ctx_.storage = storage_.get();

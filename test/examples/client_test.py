@@ -339,7 +339,12 @@ def scenario(cluster, client_py):
               f"a backup part holds every key, and the bytes it announced ({info}, {keys})")
         r = raw_call(lead_ep, {"id": 79, "op": "backup", "backup": info["backup"], "cursor": 0})
         check(r["status"] == "ERROR" and "no backup" in r["error"],
-              f"a backup read to its end and past it is closed ({r})")
+              f"a backup read to its end is closed ({r})")
+        r = raw_call(lead_ep, {"id": 80, "op": "backup"})
+        closed = raw_call(lead_ep, {"id": 81, "op": "backup", "backup": r["backup"], "close": True})
+        piece = raw_call(lead_ep, {"id": 82, "op": "backup", "backup": r["backup"], "cursor": 0})
+        check(r["status"] == closed["status"] == "OK" and piece["status"] == "ERROR",
+              f"a backup closed before its end is gone ({r}, {closed}, {piece})")
     finally:
         c.close()
 

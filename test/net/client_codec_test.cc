@@ -651,6 +651,10 @@ TEST_CASE("A backup's requests and replies round-trip; its errors decode as erro
   REQUIRE(DecodeClientRequest(EncodeClientRequest(next), RequestLimits{}, &back, &id_known).ok());
   CHECK(back.backup == 77);
   CHECK(back.cursor == 12);
+  CHECK_FALSE(back.close);
+  next.close = true;
+  REQUIRE(DecodeClientRequest(EncodeClientRequest(next), RequestLimits{}, &back, &id_known).ok());
+  CHECK(back.close);
 
   BackupReply begun;
   begun.backup = 77;

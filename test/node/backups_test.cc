@@ -74,6 +74,12 @@ TEST_CASE(
   CHECK(first.data == again.data);
   CHECK(first.cursor == again.cursor);
 
+  net::BackupReply other;
+  REQUIRE(backups.Open(1, sm.TakeDataView(), &other).ok());
+  std::shared_ptr<const StateView> closed;
+  REQUIRE(backups.Close(other.backup, &closed).ok());
+  CHECK(closed != nullptr);
+  CHECK(backups.Close(other.backup, &closed).IsNotFound());
   CHECK(backups.DropIdle(Backups::Clock::now()).empty());
   CHECK(backups.open() == 1);
   CHECK(backups.DropIdle(Backups::Clock::now() + Backups::kIdle).size() == 1);
@@ -90,8 +96,8 @@ TEST_CASE(
     REQUIRE(backups.Open(1, sm.TakeDataView(), &begun).ok());
   }
   CHECK(backups.Open(1, sm.TakeDataView(), &begun).IsBusy());
-  for (uint64_t other = 2; backups.open() < Backups::kMaxOpen; ++other) {
-    REQUIRE(backups.Open(other, sm.TakeDataView(), &begun).ok());
+  for (uint64_t next_group = 2; backups.open() < Backups::kMaxOpen; ++next_group) {
+    REQUIRE(backups.Open(next_group, sm.TakeDataView(), &begun).ok());
   }
   CHECK(backups.Open(999, sm.TakeDataView(), &begun).IsBusy());
 }

@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 #include <string>
 
+#include "node/backups.h"
+
 namespace kv::node {
 
 namespace {
@@ -35,6 +37,18 @@ TEST_CASE("Metrics: requests by op and status, and cumulative latency buckets") 
   CHECK(Has(text, "kvstore_request_duration_seconds_count{op=\"get\"} 3"));
   CHECK(text.find("kvstore_request_duration_seconds_sum{op=\"get\"} 20.0023") != std::string::npos);
   CHECK(text.find("kvstore_wal_") == std::string::npos);  // no WAL watched
+}
+
+TEST_CASE("Metrics: the backups held open") {
+  Metrics m;
+  CHECK(m.Render().find("kvstore_backups_open") == std::string::npos);
+  Backups backups;
+  m.WatchBackups(&backups);
+  CHECK(Has(m.Render(), "kvstore_backups_open 0"));
+  StateMachine sm;
+  net::BackupReply begun;
+  REQUIRE(backups.Open(2, sm.TakeDataView(), &begun).ok());
+  CHECK(Has(m.Render(), "kvstore_backups_open 1"));
 }
 
 TEST_CASE("Metrics: snapshot durations from the start, in buckets up to minutes") {
