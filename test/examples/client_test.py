@@ -20,10 +20,8 @@ import ctypes
 import importlib.util
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +31,7 @@ import msgpack
 import zmq
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import run_script  # noqa: E402
+from harness import HarnessError, run_script  # noqa: E402
 import kvcluster  # noqa: E402
 
 PR_SET_PDEATHSIG = 1
@@ -78,16 +76,6 @@ def wait_for(cond, seconds, what):
         time.sleep(0.05)
 
 
-def ports_free(ports):
-    for port in ports:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
 def die_with_parent():
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -112,10 +100,7 @@ class Cluster:
         """Starts the nodes on free ports; picks new ports if another process
         grabbed one between the check and the bind."""
         for _ in range(5):
-            self.base = random.randrange(20000, 60000 - 2 * 1000 - self.n, 10)
-            ports = [self.base + off + i for off in (0, 1000, 2000, 3000) for i in range(self.n)]
-            if not ports_free(ports):
-                continue
+            self.base = kvcluster.free_base_port(self.n)
             peers = ",".join(f"{i}={self.endpoint(i)}" for i in range(1, self.n + 1))
             for i in range(1, self.n + 1):
                 with open(self.log(i), "ab") as log:
@@ -133,7 +118,7 @@ class Cluster:
             self.stop()
             if not any("cannot listen" in open(self.log(i)).read() for i in self.procs):
                 raise Failure("a node exited at start")
-        raise Failure("no free ports found")
+        raise HarnessError("five ranges of free ports were taken before the nodes bound them")
 
     def any_exited(self):
         return any(p.poll() is not None for p in self.procs.values())

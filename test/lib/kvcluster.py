@@ -6,6 +6,7 @@ Talks to nodes with pyzmq + msgpack (Debian's python3-zmq, python3-msgpack)
 using only the documented client protocol (docs/protocol.md).
 """
 import os
+import random
 import shutil
 import signal
 import socket
@@ -16,19 +17,38 @@ import time
 import msgpack
 import zmq
 
+from harness import HarnessError
+
 RAFT_PORT_OFFSET = 1000
 PUB_PORT_OFFSET = 2000
 METRICS_PORT_OFFSET = 3000
 
 
-def free_base_port(count, start=20000, end=60000):
-    """A port P such that P..P+count-1, and each +1000, +2000 and +3000, are free."""
-    for base in range(start + (os.getpid() * 37) % 10000, end, 10):
+def free_base_port(count):
+    """A port P such that P..P+count-1, and each +1000, +2000 and +3000, are free.
+
+    Looks below the kernel's ephemeral range, so that no outgoing connection
+    (ZeroMQ's among them) takes one of the ports between this check and the
+    nodes' bind; starts at a random place so that parallel tests spread out.
+    """
+    low, high = 10000, _ephemeral_low() - METRICS_PORT_OFFSET - count
+    span = (high - low) // 10
+    first = random.randrange(span)
+    for step in range(span):
+        base = low + 10 * ((first + step) % span)
         ports = [base + i + off for i in range(count)
                  for off in (0, RAFT_PORT_OFFSET, PUB_PORT_OFFSET, METRICS_PORT_OFFSET)]
         if all(_port_free(p) for p in ports):
             return base
-    raise RuntimeError("no free ports")
+    raise HarnessError(f"no free range of {count} ports (and +1000..+3000) in {low}..{high}")
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def _port_free(port):
