@@ -15,12 +15,17 @@ It needs only pyzmq and msgpack (Debian: python3-zmq, python3-msgpack).
     examples/client.py ttl k                (the ms k has left, or "permanent")
     examples/client.py scan --prefix app/   (every key under app/, a JSON line each)
     examples/client.py scan a m --limit 10 --keys-only   (keys in [a, m), at most 10)
+    echo '{"compare": [{"key": "lock", "absent": true}],
+           "success": [{"op": "put", "key": "lock", "value": "me"}],
+           "failure": [{"op": "get", "key": "lock"}]}' | examples/client.py txn
+                                            (a transaction from stdin, in the wire shape of
+                                            docs/protocol.md; prints the reply as JSON)
     examples/client.py status
     examples/client.py shards               (the shard map; shards 0: not sharded)
     examples/client.py --key me.key --server-keys peers get k   (a secure cluster)
 
 Exit codes: 0 success, 1 key not found (get, del, touch, ttl), no key in range
-(scan) or compare failed (cas),
+(scan) or compare failed (cas; txn: the failure branch ran),
 2 usage error, 3 cluster unavailable / timed out / write fate unknown,
 4 the server answered ERROR, 5 DENIED (the key's role does not allow it).
 
@@ -49,6 +54,16 @@ ttl_ms too, as an attribute beside the tuple's fields (None: permanent):
     c.touch(b"session", ttl_ms=30000)         # 30 s from now; None: key absent
     c.ttl(b"session")                         # ms left, None: permanent
     c.get_versioned(b"session").ttl_ms
+
+A transaction (docs/protocol.md, "Transactions") checks conditions and runs
+one of two lists of ops atomically; its keys must be in one shard (a common
+hash tag, {tag}, puts them there). The lists are in the wire shape; keys and
+values may be str or bytes:
+
+    t = c.txn(compare=[{"key": "{acct}:a", "mod_index": 41}],
+              success=[{"op": "put", "key": "{acct}:a", "value": "70"}],
+              failure=[{"op": "get", "key": "{acct}:a"}])
+    t.succeeded, t.results  # bool, one reply map per op of the branch that ran
 
 A secure cluster (nodes started with --key; docs/protocol.md, "Security")
 answers only CurveZMQ clients whose key it knows. Give this client its
@@ -122,6 +137,13 @@ class Versioned(collections.namedtuple("Versioned", "value create_index mod_inde
         self = super().__new__(cls, value, create_index, mod_index)
         self.ttl_ms = ttl_ms
         return self
+
+
+class TxnResult(collections.namedtuple("TxnResult", "succeeded results index resent")):
+    """txn's answer: whether the success branch ran, one map per op of the
+    branch that ran ({"status", "value", ...} as docs/protocol.md says), the
+    log index of the txn, and whether it was a resend the cluster had applied
+    before (then results is empty: they are not kept)."""
 
 
 class Entry(collections.namedtuple("Entry", "key value mod_index")):
@@ -261,6 +283,20 @@ class Client:
         if ttl_ms is not None:
             req["ttl_ms"] = ttl_ms
         return self._request(req, write=True)["status"] == "OK"
+
+    def txn(self, compare=(), success=(), failure=()):
+        """Runs success's ops if every condition of compare holds, else
+        failure's, atomically (docs/protocol.md, "Transactions"). Each item
+        is a map of the wire shape; keys and values may be str or bytes. A
+        TxnResult."""
+        def items(maps, byte_fields):
+            return [{k: _bytes(v) if k in byte_fields else v for k, v in m.items()} for m in maps]
+        req = {"op": "txn", "compare": items(compare, ("key", "value")),
+               "success": items(success, ("key", "value")),
+               "failure": items(failure, ("key", "value"))}
+        reply = self._request(req, write=True)
+        return TxnResult(reply.get("succeeded", False), reply.get("results", []),
+                         reply.get("index", 0), reply.get("resent", False))
 
     def scan(self, start=b"", end=None, prefix=None, limit=1000, keys_only=False, stale=False):
         """The first `limit` keys of [start, end) (end None: to the last key),
@@ -515,12 +551,12 @@ def main(argv=None):
                     help="the members' public keys, lines \"ID PUBLIC-KEY [HOST:PORT]\" "
                          "(env KVSTORE_SERVER_KEYS)")
     ap.add_argument("op", choices=["put", "set", "get", "del", "cas", "touch", "ttl", "scan",
-                                   "status", "shards"])
+                                   "txn", "status", "shards"])
     ap.add_argument("args", nargs="*")
     a = ap.parse_intermixed_args(argv)
     two = a.absent or a.expect_index is not None
     arity = {"put": 2, "set": 2, "get": 1, "del": 1, "cas": 2 if two else 3, "touch": 1,
-             "ttl": 1, "status": 0, "shards": 0}
+             "ttl": 1, "txn": 0, "status": 0, "shards": 0}
     if a.absent and a.expect_index is not None:
         ap.error("--absent and --expect-index exclude each other")
     if a.ttl is not None and a.ttl < 0:
@@ -570,6 +606,23 @@ def main(argv=None):
             if more:
                 print(f"(more than {a.limit} keys)", file=sys.stderr)
             return 0 if found else 1
+        if a.op == "txn":
+            try:
+                spec = json.load(sys.stdin)
+                if not isinstance(spec, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as e:
+                print(f"txn: stdin must hold a JSON object {{compare, success, failure}}: {e}",
+                      file=sys.stderr)
+                return 2
+            t = c.txn(spec.get("compare", []), spec.get("success", []), spec.get("failure", []))
+            results = [{k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+                        for k, v in r.items()} for r in t.results]
+            line = {"succeeded": t.succeeded, "index": t.index, "results": results}
+            if t.resent:
+                line["resent"] = True
+            print(json.dumps(line))
+            return 0 if t.succeeded else 1
         if a.op in ("put", "set"):
             c.put(*a.args, ttl_ms=a.ttl)
             print("OK")

@@ -95,8 +95,10 @@ void StateMachine::RecordSession(uint64_t client, uint64_t seq, uint64_t index,
 }
 
 ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplicate,
-                                uint64_t* decided_at, std::vector<std::string>* expired) {
+                                uint64_t* decided_at, std::vector<std::string>* expired,
+                                std::vector<TxnOpResult>* txn) {
   *duplicate = false;
+  if (txn != nullptr) txn->clear();
   applied_index_ = index;
   // The leader's clock, never going back (a new leader's may be behind).
   clock_ms_ = std::max(clock_ms_, cmd.now_ms);
@@ -116,6 +118,11 @@ ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplic
       *decided_at = it->second.index;
       return it->second.result;
     }
+  }
+  if (cmd.op == OpType::kTxn) {
+    const ApplyResult branch = ApplyTxn(index, cmd, expired, txn);
+    if (cmd.client != 0 && cmd.seq != 0) RecordSession(cmd.client, cmd.seq, index, branch);
+    return branch;
   }
   ApplyResult result = ApplyResult::kOk;
   if (cmd.op == OpType::kExpire) {
@@ -164,10 +171,71 @@ ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplic
       }
       break;
     case OpType::kExpire:
+    case OpType::kTxn:
       break;
   }
   if (cmd.client != 0 && cmd.seq != 0) RecordSession(cmd.client, cmd.seq, index, result);
   return result;
+}
+
+ApplyResult StateMachine::ApplyTxn(uint64_t index, const Command& cmd,
+                                   std::vector<std::string>* expired,
+                                   std::vector<TxnOpResult>* results) {
+  bool holds = true;
+  for (const TxnCompare& c : cmd.compare) {
+    const Record* r = LiveRecord(c.key, expired);
+    const uint64_t mod_index = r != nullptr ? r->version().mod_index : 0;
+    switch (c.kind) {
+      case TxnCompare::Kind::kValue:
+        holds = r != nullptr && r->value() == c.value;
+        break;
+      case TxnCompare::Kind::kAbsent:
+        holds = r == nullptr;
+        break;
+      case TxnCompare::Kind::kPresent:
+        holds = r != nullptr;
+        break;
+      case TxnCompare::Kind::kModEqual:
+        holds = mod_index == c.index;
+        break;
+      case TxnCompare::Kind::kModLess:
+        holds = mod_index < c.index;
+        break;
+      case TxnCompare::Kind::kModGreater:
+        holds = mod_index > c.index;
+        break;
+    }
+    if (!holds) break;
+  }
+  const std::vector<TxnOp>& branch = holds ? cmd.success : cmd.failure;
+  for (const TxnOp& op : branch) {
+    const Record* current = LiveRecord(op.key, expired);
+    TxnOpResult result;
+    switch (op.kind) {
+      case TxnOp::Kind::kPut:
+        PutValue(op.key, op.value,
+                 {current != nullptr ? current->version().create_index : index, index},
+                 op.deadline_ms);
+        break;
+      case TxnOp::Kind::kDelete:
+        if (current == nullptr) {
+          result.result = ApplyResult::kNotFound;
+        } else {
+          EraseValue(current);
+        }
+        break;
+      case TxnOp::Kind::kGet:
+        if (current == nullptr) {
+          result.result = ApplyResult::kNotFound;
+        } else {
+          current->Ref();
+          result.record = RecordRef(current);
+        }
+        break;
+    }
+    if (results != nullptr) results->push_back(std::move(result));
+  }
+  return holds ? ApplyResult::kOk : ApplyResult::kCasFailed;
 }
 
 void StateMachine::SetMember(uint64_t index, uint64_t node, const std::string& address) {

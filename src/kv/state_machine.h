@@ -42,6 +42,8 @@
 
 namespace kv {
 
+// A transaction's result is the branch that ran: kOk for success,
+// kCasFailed for failure (a session keeps it, as it keeps a cas's).
 enum class ApplyResult : uint8_t {
   kOk = 0,
   kNotFound = 1,
@@ -50,6 +52,12 @@ enum class ApplyResult : uint8_t {
 };
 
 const char* ApplyResultName(ApplyResult r);
+
+// What one op of a transaction's branch found, in the branch's order.
+struct TxnOpResult {
+  ApplyResult result = ApplyResult::kOk;  // kNotFound: a del or get of an absent key
+  RecordRef record;                       // a get's key, when found
+};
 
 // A point-in-time copy of a state machine for a snapshot, taken in time and
 // memory linear in the number of keys but not in their bytes (the records
@@ -102,9 +110,12 @@ class StateMachine {
   // *decided_at (if given): the index of the write whose application gave
   // the result: `index`, the original's for a duplicate, 0 for a stale seq.
   // *expired (if given) gets the keys this command removed because their
-  // deadline had passed (a kExpire's, or the key a write found expired).
+  // deadline had passed (a kExpire's, or the keys a write found expired).
+  // *txn (if given) gets a transaction's results, one per op of the branch
+  // that ran (none for a duplicate: they are not kept).
   ApplyResult Apply(uint64_t index, const Command& cmd, bool* duplicate,
-                    uint64_t* decided_at = nullptr, std::vector<std::string>* expired = nullptr);
+                    uint64_t* decided_at = nullptr, std::vector<std::string>* expired = nullptr,
+                    std::vector<TxnOpResult>* txn = nullptr);
   // Index was applied but carried no command (a leader's no-op).
   void Skip(uint64_t index) { applied_index_ = index; }
   // A membership change at `index`: the member's client address, kept so that
@@ -167,6 +178,9 @@ class StateMachine {
   // The key's record if it is live at the state machine's clock, else
   // nullptr; an expired one is erased first and its key added to *expired.
   const Record* LiveRecord(std::string_view key, std::vector<std::string>* expired);
+  // Runs a transaction at `index`: returns the branch that ran.
+  ApplyResult ApplyTxn(uint64_t index, const Command& cmd, std::vector<std::string>* expired,
+                       std::vector<TxnOpResult>* results);
   void RecordSession(uint64_t client, uint64_t seq, uint64_t index, ApplyResult result);
   void Clear();
 

@@ -28,7 +28,20 @@ constexpr std::pair<ClientOp, const char*> kOpNames[] = {
     {ClientOp::kShards, "shards"},
     {ClientOp::kScan, "scan"},
     {ClientOp::kTouch, "touch"},
-    {ClientOp::kBackup, "backup"}};
+    {ClientOp::kBackup, "backup"},
+    {ClientOp::kTxn, "txn"}};
+
+constexpr std::pair<kv::TxnOp::Kind, const char*> kTxnOpNames[] = {
+    {kv::TxnOp::Kind::kPut, "put"},
+    {kv::TxnOp::Kind::kPut, "set"},
+    {kv::TxnOp::Kind::kDelete, "del"},
+    {kv::TxnOp::Kind::kGet, "get"}};
+
+// A mod_index compare's "cmp".
+constexpr std::pair<kv::TxnCompare::Kind, const char*> kModCompareNames[] = {
+    {kv::TxnCompare::Kind::kModEqual, "eq"},
+    {kv::TxnCompare::Kind::kModLess, "lt"},
+    {kv::TxnCompare::Kind::kModGreater, "gt"}};
 
 constexpr std::pair<ReplyStatus, const char*> kReplyStatusNames[] = {
     {ReplyStatus::kOk, "OK"},
@@ -91,6 +104,114 @@ Status FinishScan(const std::optional<std::string>& start, const std::optional<s
   return Status::OK();
 }
 
+Status CheckKey(const std::string& key, const RequestLimits& limits) {
+  if (key.size() <= limits.max_key_bytes) return Status::OK();
+  return Status::InvalidArgument("key of " + std::to_string(key.size()) +
+                                 " bytes is over the limit of " +
+                                 std::to_string(limits.max_key_bytes));
+}
+
+Status CheckValue(const std::string& value, const RequestLimits& limits) {
+  if (value.size() <= limits.max_value_bytes) return Status::OK();
+  return Status::InvalidArgument("value of " + std::to_string(value.size()) +
+                                 " bytes is over the limit of " +
+                                 std::to_string(limits.max_value_bytes));
+}
+
+Status CheckTtl(uint64_t ttl_ms) {
+  if (ttl_ms <= kMaxTtlMs) return Status::OK();
+  return Status::InvalidArgument("\"ttl_ms\" must be at most " + std::to_string(kMaxTtlMs) +
+                                 " (ten years)");
+}
+
+Status CheckSession(const ClientRequest& r) {
+  if (r.seq != 0 && r.client == 0) return Status::InvalidArgument("\"seq\" without \"client\"");
+  if (r.client != 0 && r.seq == 0) {
+    return Status::InvalidArgument("\"client\" needs \"seq\" (1, 2, ... per write)");
+  }
+  return Status::OK();
+}
+
+// `what`'s elements, each decoded by item(element, index); at most
+// kv::kMaxTxnOps of them. Errors name the element: "success[2]: ...".
+template <typename F>
+Status ForEachTxnItem(const msgpack::object& o, const char* what, F item) {
+  if (o.type != msgpack::type::ARRAY) {
+    return Status::InvalidArgument(std::string("\"") + what + "\" must be an array");
+  }
+  if (o.via.array.size > kv::kMaxTxnOps) {
+    return Status::InvalidArgument(std::string("\"") + what + "\" has " +
+                                   std::to_string(o.via.array.size) + " items; at most " +
+                                   std::to_string(kv::kMaxTxnOps));
+  }
+  for (uint32_t i = 0; i < o.via.array.size; ++i) {
+    Status s = item(o.via.array.ptr[i]);
+    if (!s.ok()) {
+      return Status::InvalidArgument(std::string(what) + "[" + std::to_string(i) +
+                                     "]: " + s.message());
+    }
+  }
+  return Status::OK();
+}
+
+// One compare: {key, value}, {key, absent: true}, {key, present: true} or
+// {key, mod_index, cmp}.
+Status DecodeTxnCompare(const msgpack::object& o, const RequestLimits& limits, kv::TxnCompare* c) {
+  bool has_key = false, absent = false, present = false, has_value = false, has_index = false;
+  std::optional<std::string> cmp;
+  Status s = ForEachField(o, "compare", [&](const std::string& name, const msgpack::object& v) {
+    if (name == "key") return has_key = GetBytes(v, &c->key);
+    if (name == "value") return has_value = GetBytes(v, &c->value);
+    if (name == "absent") return GetBool(v, &absent);
+    if (name == "present") return GetBool(v, &present);
+    if (name == "mod_index") return has_index = GetUint(v, &c->index);
+    if (name == "cmp") return GetBytes(v, &cmp.emplace());
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (!has_key) return Status::InvalidArgument("missing \"key\"");
+  if (has_value + absent + present + has_index != 1) {
+    return Status::InvalidArgument(
+        "a compare takes one of \"value\", \"absent\": true, \"present\": true or "
+        "\"mod_index\"");
+  }
+  if (cmp && !has_index) return Status::InvalidArgument("\"cmp\" goes with \"mod_index\"");
+  c->kind = has_value ? kv::TxnCompare::Kind::kValue
+            : absent  ? kv::TxnCompare::Kind::kAbsent
+            : present ? kv::TxnCompare::Kind::kPresent
+                      : kv::TxnCompare::Kind::kModEqual;
+  if (cmp && !ValueOf(kModCompareNames, *cmp, &c->kind)) {
+    return Status::InvalidArgument("\"cmp\" is \"eq\", \"lt\" or \"gt\"");
+  }
+  s = CheckKey(c->key, limits);
+  return s.ok() ? CheckValue(c->value, limits) : s;
+}
+
+// One op of a branch: {op: "put", key, value, ttl_ms}, {op: "del", key} or
+// {op: "get", key}.
+Status DecodeTxnOp(const msgpack::object& o, const RequestLimits& limits, kv::TxnOp* op) {
+  bool has_op = false, has_key = false, has_value = false;
+  std::string name_of_op;
+  Status s = ForEachField(o, "op", [&](const std::string& name, const msgpack::object& v) {
+    if (name == "op") return has_op = GetBytes(v, &name_of_op);
+    if (name == "key") return has_key = GetBytes(v, &op->key);
+    if (name == "value") return has_value = GetBytes(v, &op->value);
+    if (name == "ttl_ms") return GetUint(v, &op->ttl_ms);
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (!has_op || !ValueOf(kTxnOpNames, name_of_op, &op->kind)) {
+    return Status::InvalidArgument("\"op\" is \"put\", \"del\" or \"get\"");
+  }
+  if (!has_key) return Status::InvalidArgument("missing \"key\"");
+  if (op->kind == kv::TxnOp::Kind::kPut && !has_value) {
+    return Status::InvalidArgument("missing \"value\"");
+  }
+  s = CheckKey(op->key, limits);
+  if (s.ok()) s = CheckValue(op->value, limits);
+  return s.ok() ? CheckTtl(op->ttl_ms) : s;
+}
+
 }  // namespace
 
 Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, ClientRequest* r,
@@ -117,6 +238,8 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
   bool has_op = false, has_key = false, has_value = false;
   std::optional<std::string> scan_start, scan_end, scan_prefix;
   std::optional<uint64_t> limit;
+  const msgpack::object* compare = nullptr;
+  const msgpack::object* branches[2] = {nullptr, nullptr};  // success, failure
   for (const auto* kv = begin; kv != end; ++kv) {
     std::string name;
     if (!GetBytes(kv->key, &name)) return Status::InvalidArgument("map keys must be strings");
@@ -181,6 +304,10 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
       ok = GetUint(v, &r->cursor);
     } else if (name == "close") {
       ok = GetBool(v, &r->close);
+    } else if (name == "compare") {
+      compare = &v;
+    } else if (name == "success" || name == "failure") {
+      branches[name == "failure"] = &v;
     }
     // Unknown fields are ignored, so that newer clients work with older nodes.
     if (!ok) return Status::InvalidArgument("field \"" + name + "\" has the wrong type");
@@ -201,33 +328,76 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
     }
     return Status::OK();
   }
-  if (!has_key) return Status::InvalidArgument("missing \"key\"");
-  if (r->key.size() > limits.max_key_bytes) {
-    return Status::InvalidArgument("key of " + std::to_string(r->key.size()) +
-                                   " bytes is over the limit of " +
-                                   std::to_string(limits.max_key_bytes));
+  if (r->op == ClientOp::kTxn) {
+    s = compare == nullptr ? Status::OK()
+                           : ForEachTxnItem(*compare, "compare", [&](const msgpack::object& item) {
+                               return DecodeTxnCompare(item, limits, &r->compare.emplace_back());
+                             });
+    const char* names[2] = {"success", "failure"};
+    for (int b = 0; b < 2 && s.ok(); ++b) {
+      std::vector<kv::TxnOp>* ops = b == 0 ? &r->success : &r->failure;
+      if (branches[b] == nullptr) continue;
+      s = ForEachTxnItem(*branches[b], names[b], [&](const msgpack::object& item) {
+        return DecodeTxnOp(item, limits, &ops->emplace_back());
+      });
+    }
+    return s.ok() ? CheckSession(*r) : s;
   }
+  if (!has_key) return Status::InvalidArgument("missing \"key\"");
+  s = CheckKey(r->key, limits);
+  if (!s.ok()) return s;
   if ((r->op == ClientOp::kPut || r->op == ClientOp::kCas) && !has_value) {
     return Status::InvalidArgument("missing \"value\"");
   }
   if (r->op == ClientOp::kCas && r->has_expect && r->has_expect_index) {
     return Status::InvalidArgument("cas compares \"expect\" or \"expect_index\", not both");
   }
-  if (r->ttl_ms > kMaxTtlMs) {
-    return Status::InvalidArgument("\"ttl_ms\" must be at most " + std::to_string(kMaxTtlMs) +
-                                   " (ten years)");
-  }
-  if (r->value.size() > limits.max_value_bytes || r->expect.size() > limits.max_value_bytes) {
-    return Status::InvalidArgument(
-        "value of " + std::to_string(std::max(r->value.size(), r->expect.size())) +
-        " bytes is over the limit of " + std::to_string(limits.max_value_bytes));
-  }
-  if (r->seq != 0 && r->client == 0) return Status::InvalidArgument("\"seq\" without \"client\"");
-  if (r->client != 0 && r->seq == 0) {
-    return Status::InvalidArgument("\"client\" needs \"seq\" (1, 2, ... per write)");
-  }
-  return Status::OK();
+  s = CheckTtl(r->ttl_ms);
+  if (s.ok()) s = CheckValue(r->value, limits);
+  if (s.ok()) s = CheckValue(r->expect, limits);
+  return s.ok() ? CheckSession(*r) : s;
 }
+
+namespace {
+
+// A txn's "compare", "success" and "failure" (only the fields each item's
+// kind uses), as fields of `map`, which writes at the end of *out.
+void PackTxn(const ClientRequest& r, MapWriter* map, std::string* out) {
+  map->Field("compare").pack_array(static_cast<uint32_t>(r.compare.size()));
+  for (const kv::TxnCompare& c : r.compare) {
+    MapWriter item(out);
+    item.Bin("key", c.key);
+    switch (c.kind) {
+      case kv::TxnCompare::Kind::kValue:
+        item.Bin("value", c.value);
+        break;
+      case kv::TxnCompare::Kind::kAbsent:
+        item.Field("absent").pack_true();
+        break;
+      case kv::TxnCompare::Kind::kPresent:
+        item.Field("present").pack_true();
+        break;
+      default:
+        item.Uint("mod_index", c.index);
+        item.Str("cmp", NameOf(kModCompareNames, c.kind, "eq"));
+    }
+    item.Finish();
+  }
+  for (const auto* ops : {&r.success, &r.failure}) {
+    map->Field(ops == &r.success ? "success" : "failure")
+        .pack_array(static_cast<uint32_t>(ops->size()));
+    for (const kv::TxnOp& op : *ops) {
+      MapWriter item(out);
+      item.Str("op", NameOf(kTxnOpNames, op.kind, "get"));
+      item.Bin("key", op.key);
+      if (op.kind == kv::TxnOp::Kind::kPut) item.Bin("value", op.value);
+      if (op.ttl_ms != 0) item.Uint("ttl_ms", op.ttl_ms);
+      item.Finish();
+    }
+  }
+}
+
+}  // namespace
 
 std::string EncodeClientRequest(const ClientRequest& r) {
   std::string out;
@@ -275,6 +445,7 @@ std::string EncodeClientRequest(const ClientRequest& r) {
   if ((r.op == ClientOp::kGet || r.op == ClientOp::kScan) && r.stale) {
     map.Field("stale").pack_true();
   }
+  if (r.op == ClientOp::kTxn) PackTxn(r, &map, &out);
   map.Finish();
   return out;
 }
@@ -446,6 +617,49 @@ bool GetScannedKeys(const msgpack::object& o, std::vector<kv::ScannedKey>* kvs) 
   return true;
 }
 
+// A txn's results: an array of maps {status, value, create_index,
+// mod_index, ttl_ms, error}, each field only when it says something.
+void PackTxnResults(const std::vector<TxnResult>& results, std::string* out) {
+  StringBuffer buffer(out);
+  Packer(buffer).pack_array(static_cast<uint32_t>(results.size()));
+  for (const TxnResult& r : results) {
+    MapWriter map(out);
+    map.Str("status", ReplyStatusName(r.status));
+    if (r.has_value) map.Bin("value", r.value);
+    if (r.mod_index != 0) {
+      map.Uint("create_index", r.create_index);
+      map.Uint("mod_index", r.mod_index);
+    }
+    if (r.ttl_ms != 0) map.Uint("ttl_ms", r.ttl_ms);
+    if (!r.error.empty()) map.Str("error", r.error);
+    map.Finish();
+  }
+}
+
+bool GetTxnResults(const msgpack::object& o, std::vector<TxnResult>* results) {
+  if (o.type != msgpack::type::ARRAY) return false;
+  results->clear();
+  results->reserve(o.via.array.size);
+  for (uint32_t i = 0; i < o.via.array.size; ++i) {
+    TxnResult& r = results->emplace_back();
+    bool has_status = false;
+    const Status s = ForEachField(o.via.array.ptr[i], "txn result",
+                                  [&](const std::string& name, const msgpack::object& v) {
+                                    if (name == "status") {
+                                      return has_status = GetReplyStatus(v, &r.status);
+                                    }
+                                    if (name == "value") return r.has_value = GetBytes(v, &r.value);
+                                    if (name == "create_index") return GetUint(v, &r.create_index);
+                                    if (name == "mod_index") return GetUint(v, &r.mod_index);
+                                    if (name == "ttl_ms") return GetUint(v, &r.ttl_ms);
+                                    if (name == "error") return GetBytes(v, &r.error);
+                                    return true;
+                                  });
+    if (!s.ok() || !has_status) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string EncodeClientReply(const ClientReply& reply) {
@@ -473,6 +687,12 @@ std::string EncodeClientReply(const ClientReply& reply) {
     PackScannedKeys(reply.page, &out);
     map.Field("more").pack(reply.page.more);
     if (reply.page.more) map.Bin("next", reply.page.next);
+  }
+  if (reply.is_txn) {
+    map.Field("succeeded").pack(reply.succeeded);
+    if (reply.resent) map.Field("resent").pack_true();
+    map.Field("results");
+    PackTxnResults(reply.results, &out);
   }
   map.Finish();
   return out;
@@ -507,6 +727,9 @@ Status DecodeClientReply(std::string_view bytes, ClientReply* reply) {
     if (name == "kvs") return reply->is_scan = GetScannedKeys(v, &reply->page.kvs);
     if (name == "more") return GetBool(v, &reply->page.more);
     if (name == "next") return GetBytes(v, &reply->page.next);
+    if (name == "succeeded") return reply->is_txn = GetBool(v, &reply->succeeded);
+    if (name == "resent") return GetBool(v, &reply->resent);
+    if (name == "results") return GetTxnResults(v, &reply->results);
     return true;  // newer nodes may add fields
   });
   if (!s.ok()) return s;

@@ -10,8 +10,10 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
+#include "kv/command.h"
 #include "kv/layout.h"
 #include "kv/scan.h"
 #include "kvstore/node_status.h"
@@ -33,13 +35,14 @@ enum class ClientOp : uint8_t {
   kScan,    // a page of a key range (docs/protocol.md, "Scans")
   kTouch,   // a new deadline for a key, its value kept (docs/protocol.md, "Expiry")
   kBackup,  // a shard's whole state, in pieces (docs/protocol.md, "Backups")
+  kTxn,     // compares and two branches of ops, atomic (docs/protocol.md, "Transactions")
 };
-constexpr ClientOp kLastClientOp = ClientOp::kBackup;
+constexpr ClientOp kLastClientOp = ClientOp::kTxn;
 
 // Whether op changes data (and so takes a session's client and seq).
 constexpr bool IsWrite(ClientOp op) {
   return op == ClientOp::kPut || op == ClientOp::kDelete || op == ClientOp::kCas ||
-         op == ClientOp::kTouch;
+         op == ClientOp::kTouch || op == ClientOp::kTxn;
 }
 
 // The op's name on the wire: "get", "put", ...
@@ -74,6 +77,10 @@ struct ClientRequest {
   uint64_t backup = 0;
   uint64_t cursor = 0;
   bool close = false;  // backup: let it go now (a client that stops early)
+  // txn: at most kv::kMaxTxnOps compares and ops per branch; a put's TTL
+  // is in its ttl_ms.
+  std::vector<kv::TxnCompare> compare;
+  std::vector<kv::TxnOp> success, failure;
 };
 
 struct RequestLimits {
@@ -108,6 +115,18 @@ enum class ReplyStatus : uint8_t {
 // The status's name on the wire: "OK", "NOT_FOUND", "REDIRECT", ...
 const char* ReplyStatusName(ReplyStatus s);
 
+// What one op of a transaction's branch did (docs/protocol.md, "Transactions").
+struct TxnResult {
+  ReplyStatus status = ReplyStatus::kOk;  // OK or NOT_FOUND; BUSY for a get over the reply budget
+  // A get answered OK: the value and, as for a get, its version and TTL.
+  bool has_value = false;
+  std::string value;
+  uint64_t create_index = 0;
+  uint64_t mod_index = 0;
+  uint64_t ttl_ms = 0;
+  std::string error;  // BUSY: why
+};
+
 struct ClientReply {
   uint64_t id = 0;
   ReplyStatus status = ReplyStatus::kOk;
@@ -132,10 +151,18 @@ struct ClientReply {
   // A scan answered OK: its page ("kvs", "more", "next" on the wire).
   bool is_scan = false;
   kv::ScanPage page;
+  // A txn answered OK: whether its success branch ran, and one result per
+  // op of the branch that ran; for a session's resend, `resent` and no
+  // results (they are not kept).
+  bool is_txn = false;
+  bool succeeded = false;
+  bool resent = false;
+  std::vector<TxnResult> results;
 };
 
 // Leaves out what is empty: value unless has_value, leader, leader_key, error, shard
-// and map_version unless shard >= 0, and the page unless is_scan.
+// and map_version unless shard >= 0, the page unless is_scan, and the
+// transaction's fields unless is_txn.
 std::string EncodeClientReply(const ClientReply& reply);
 // Decodes any reply's id and status (and the fields above, when present), so
 // it also reads those of a status or shards reply. InvalidArgument for

@@ -53,6 +53,8 @@ Role RoleNeeded(net::ClientOp op) {
     case net::ClientOp::kDelete:
     case net::ClientOp::kCas:
     case net::ClientOp::kTouch:
+    // A txn goes through the log even when it only reads.
+    case net::ClientOp::kTxn:
       return Role::kWrite;
     case net::ClientOp::kTransferLeader:
     case net::ClientOp::kMemberAdd:

@@ -52,6 +52,9 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
   for (const raft::Entry& e : entries) {
     ApplyResult result = ApplyResult::kOk;
     uint64_t decided_at = e.index;  // the index a write's reply names
+    Command cmd;                    // the entry's, if it holds one
+    bool duplicate = false;
+    std::vector<TxnOpResult> txn;
     raft::ConfChange cc;
     if (e.type == raft::EntryType::kConfChange) {
       if (raft::ConfChange::Decode(e.data, &cc) &&
@@ -63,42 +66,23 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
       }
     } else if (e.data.empty()) {
       g.sm.Skip(e.index);
+    } else if (!Command::Decode(e.data, &cmd).ok()) {
+      KV_LOG(kError) << "group " << g.id << ": entry " << e.index
+                     << " holds no valid command; skipped";
+      g.sm.Skip(e.index);
     } else {
-      Command cmd;
-      Status s = Command::Decode(e.data, &cmd);
-      if (!s.ok()) {
-        KV_LOG(kError) << "group " << g.id << ": entry " << e.index
-                       << " holds no valid command; skipped";
-        g.sm.Skip(e.index);
-      } else {
-        bool duplicate = false;
-        std::vector<std::string> expired;
-        result = g.sm.Apply(e.index, cmd, &duplicate, &decided_at, &expired);
-        for (std::string& key : expired) {
-          ExpireEvent event;
-          event.key = std::move(key);
-          event.index = e.index;
-          out.events.push_back(std::move(event));
-        }
-        members_changed = members_changed || (ctx_->cfg.sharded() && g.id == kMainGroup &&
-                                              std::string_view(cmd.key).substr(
-                                                  0, kMemberPrefix.size()) == kMemberPrefix);
-        if (!duplicate && result == ApplyResult::kOk && cmd.op != OpType::kTouch &&
-            cmd.op != OpType::kExpire) {
-          if (cmd.op == OpType::kDelete) {
-            DeleteEvent event;
-            event.key = cmd.key;
-            event.index = e.index;
-            out.events.push_back(std::move(event));
-          } else {
-            PutEvent event;
-            event.key = cmd.key;
-            event.index = e.index;
-            event.size = cmd.value.size();
-            out.events.push_back(std::move(event));
-          }
-        }
+      std::vector<std::string> expired;
+      result = g.sm.Apply(e.index, cmd, &duplicate, &decided_at, &expired, &txn);
+      for (std::string& key : expired) {
+        ExpireEvent event;
+        event.key = std::move(key);
+        event.index = e.index;
+        out.events.push_back(std::move(event));
       }
+      members_changed = members_changed || (ctx_->cfg.sharded() && g.id == kMainGroup &&
+                                            std::string_view(cmd.key).substr(
+                                                0, kMemberPrefix.size()) == kMemberPrefix);
+      if (!duplicate) AddWriteEvents(cmd, result, txn, e.index, &out.events);
     }
     // Answer the client that proposed this index, if it was us.
     for (; write != writes.end() && write->first <= e.index; ++write) {
@@ -111,6 +95,8 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
           reply.error =
               "seq is below this session's last write: a session's writes must be "
               "sequential; it was not executed";
+        } else if (cmd.op == OpType::kTxn) {
+          FillTxnReply(g, write->second, result, duplicate, txn, &reply);
         }
       } else {
         // Another leader's entry took this index: ours was never committed.
@@ -125,6 +111,69 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
   if (members_changed) AddMemberKeys(g, &out);
   g.PublishProgress();
   PostToLoop(std::move(out));
+}
+
+void Applier::AddWriteEvents(const Command& cmd, ApplyResult result,
+                             const std::vector<TxnOpResult>& txn, uint64_t index,
+                             std::vector<Event>* events) {
+  auto put = [&](const std::string& key, size_t size) {
+    PutEvent event;
+    event.key = key;
+    event.index = index;
+    event.size = size;
+    events->push_back(std::move(event));
+  };
+  auto del = [&](const std::string& key) {
+    DeleteEvent event;
+    event.key = key;
+    event.index = index;
+    events->push_back(std::move(event));
+  };
+  if (cmd.op == OpType::kTxn) {
+    // Each write of the branch that ran, in its order, at the txn's index.
+    const std::vector<TxnOp>& branch = result == ApplyResult::kOk ? cmd.success : cmd.failure;
+    for (size_t i = 0; i < branch.size() && i < txn.size(); ++i) {
+      if (branch[i].kind == TxnOp::Kind::kPut) put(branch[i].key, branch[i].value.size());
+      if (branch[i].kind == TxnOp::Kind::kDelete && txn[i].result == ApplyResult::kOk) {
+        del(branch[i].key);
+      }
+    }
+    return;
+  }
+  if (result != ApplyResult::kOk || cmd.op == OpType::kTouch || cmd.op == OpType::kExpire) return;
+  if (cmd.op == OpType::kDelete) {
+    del(cmd.key);
+  } else {
+    put(cmd.key, cmd.value.size());
+  }
+}
+
+void Applier::FillTxnReply(const Group& g, const Pending& p, ApplyResult result, bool duplicate,
+                           const std::vector<TxnOpResult>& txn, net::ClientReply* reply) {
+  reply->status = net::ReplyStatus::kOk;
+  reply->is_txn = true;
+  reply->succeeded = result == ApplyResult::kOk;
+  reply->resent = duplicate;  // the results of the first time are not kept
+  for (const TxnOpResult& r : txn) {
+    net::TxnResult& to = reply->results.emplace_back();
+    to.status = ReplyFor(r.result);
+    const Record* found = r.record.get();
+    if (found == nullptr) continue;
+    // The txn is applied whatever happens here: a value over the budget is
+    // left out of the reply (BUSY), not refused before.
+    if (found->value().size() >= ReplyBudget::kTrackedBytes && p.reservation != nullptr &&
+        !p.reservation->TryAdd(found->value().size())) {
+      to.status = net::ReplyStatus::kBusy;
+      to.error = p.reservation->Refusal();
+      continue;
+    }
+    to.has_value = true;
+    to.value.assign(found->value());
+    to.create_index = found->version().create_index;
+    to.mod_index = found->version().mod_index;
+    // The key is live at the txn's clock, which is the state machine's now.
+    if (found->deadline_ms() != 0) to.ttl_ms = found->deadline_ms() - g.sm.clock_ms();
+  }
 }
 
 void Applier::ServeWaitingReads(Group& g, Outgoing* out) {

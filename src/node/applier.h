@@ -11,6 +11,9 @@
 #include <utility>
 #include <vector>
 
+#include "kv/command.h"
+#include "kv/state_machine.h"
+#include "net/client_codec.h"
 #include "node/context.h"
 #include "node/request.h"
 
@@ -38,6 +41,15 @@ class Applier {
  private:
   void ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
                      std::vector<std::pair<raft::Index, Pending>> writes);
+  // The kv events of a write just applied (not a duplicate): a put's, a
+  // del's, or each write of a transaction's branch.
+  static void AddWriteEvents(const Command& cmd, ApplyResult result,
+                             const std::vector<TxnOpResult>& txn, uint64_t index,
+                             std::vector<Event>* events);
+  // A transaction's reply: its branch and its ops' results (result: the
+  // branch, as StateMachine::Apply gave it).
+  static void FillTxnReply(const Group& g, const Pending& p, ApplyResult result, bool duplicate,
+                           const std::vector<TxnOpResult>& txn, net::ClientReply* reply);
   void ServeRead(Group& g, const Pending& p, Outgoing* out);
   // Serves the reads waiting for what the state machine has now applied.
   void ServeWaitingReads(Group& g, Outgoing* out);

@@ -26,6 +26,24 @@ constexpr int kClientSendQueue = 100000;
 constexpr size_t kMaxRequestsPerDrain = 1024;
 constexpr size_t kMaxBytesPerDrain = 8 << 20;
 
+// Whether a txn reads: its reply then carries values, which count against
+// the connection's reply budget (node/reply_budget.h) as a get's do.
+bool HasGets(const net::ClientRequest& req) {
+  for (const auto* ops : {&req.success, &req.failure}) {
+    for (const TxnOp& op : *ops) {
+      if (op.kind == TxnOp::Kind::kGet) return true;
+    }
+  }
+  return false;
+}
+
+// A key as an error message shows it: quoted, printable ASCII, at most 64 bytes.
+std::string Quoted(std::string_view key) {
+  std::string out = "\"";
+  for (char c : key.substr(0, 64)) out.push_back(c >= 0x20 && c <= 0x7e ? c : '?');
+  return out + (key.size() > 64 ? "...\"" : "\"");
+}
+
 }  // namespace
 
 ClientFront::ClientFront(zmq::context_t* zmq, NodeContext* ctx)
@@ -105,7 +123,7 @@ void ClientFront::Handle(Pending p, std::string_view payload, std::string_view u
     return Reply(p, denied);
   }
   if ((req.op == net::ClientOp::kGet || req.op == net::ClientOp::kScan ||
-       req.op == net::ClientOp::kBackup) &&
+       req.op == net::ClientOp::kBackup || (req.op == net::ClientOp::kTxn && HasGets(req))) &&
       !replies_.Allows(p.routing)) {
     return ReplyUnread(p);
   }
@@ -123,6 +141,8 @@ void ClientFront::Handle(Pending p, std::string_view payload, std::string_view u
       return HandleScan(std::move(p), req);
     case net::ClientOp::kBackup:
       return HandleBackup(std::move(p), req);
+    case net::ClientOp::kTxn:
+      return HandleTxn(std::move(p), req);
     case net::ClientOp::kGet:
     case net::ClientOp::kPut:
     case net::ClientOp::kDelete:
@@ -158,6 +178,45 @@ void ClientFront::HandleKeyOp(Pending p, net::ClientRequest& req) {
   cmd.expect_index = req.expect_index;
   cmd.client = req.client;
   cmd.seq = req.seq;
+  ProposeWrite(*g, std::move(p), cmd);
+}
+
+void ClientFront::HandleTxn(Pending p, net::ClientRequest& req) {
+  // One log entry of one group: every key in the same shard (hash tags put
+  // keys together, docs/protocol.md "Key to shard").
+  std::vector<std::string_view> keys;
+  for (const TxnCompare& c : req.compare) keys.push_back(c.key);
+  for (const auto* ops : {&req.success, &req.failure}) {
+    for (const TxnOp& op : *ops) keys.push_back(op.key);
+  }
+  const raft::GroupId gid = shards_->GroupForKey(keys.empty() ? std::string_view() : keys[0]);
+  for (std::string_view key : keys) {
+    const raft::GroupId other = shards_->GroupForKey(key);
+    if (other == gid) continue;
+    return ReplyError(p, "the keys of a txn must be in one shard: " + Quoted(keys[0]) +
+                             " is in shard " + std::to_string(shards_->ShardOf(gid)) + ", " +
+                             Quoted(key) + " in shard " + std::to_string(shards_->ShardOf(other)) +
+                             " (keys that share a hash tag, as {user:42}:name and "
+                             "{user:42}:mail, share a shard)");
+  }
+  Group* g = ctx_->groups.Find(gid);
+  if (g == nullptr || !g->is_leader()) return RedirectOrUnavailable(p, gid);
+  // Its gets' values claim the reply budget once read (as a get's do).
+  if (HasGets(req)) p.reservation = replies_.Reserve(p.routing, 0);
+  Command cmd;
+  cmd.op = OpType::kTxn;
+  cmd.now_ms = WallClockMs();
+  cmd.client = req.client;
+  cmd.seq = req.seq;
+  cmd.compare = std::move(req.compare);
+  cmd.success = std::move(req.success);
+  cmd.failure = std::move(req.failure);
+  for (auto* ops : {&cmd.success, &cmd.failure}) {
+    for (TxnOp& op : *ops) {
+      if (op.ttl_ms != 0) op.deadline_ms = cmd.now_ms + op.ttl_ms;
+      op.ttl_ms = 0;
+    }
+  }
   ProposeWrite(*g, std::move(p), cmd);
 }
 

@@ -67,6 +67,9 @@ class ClientFront {
   void Handle(Pending p, std::string_view payload, std::string_view user);
   void HandleKeyOp(Pending p, net::ClientRequest& req);
   void HandleScan(Pending p, net::ClientRequest& req);
+  // Proposes a transaction to the leader of its keys' shard, or ERROR when
+  // its keys are in more than one.
+  void HandleTxn(Pending p, net::ClientRequest& req);
   // Starts a backup of a shard (a linearizable read) or serves its next piece.
   void HandleBackup(Pending p, const net::ClientRequest& req);
   // The group of the shard a scan or a backup names, or ERROR (false) when

@@ -178,11 +178,11 @@ def load_client(client_py):
     return kvclient
 
 
-def run_cli(client_py, endpoints, *args, env=None):
+def run_cli(client_py, endpoints, *args, env=None, stdin=b""):
     """Runs the client's command line (a later --timeout in args wins)."""
     r = subprocess.run([sys.executable, client_py, "--endpoints", ",".join(endpoints),
                         "--timeout", str(10 * TIMEOUT_SCALE), *args],
-                       capture_output=True, timeout=30 * TIMEOUT_SCALE,
+                       capture_output=True, timeout=30 * TIMEOUT_SCALE, input=stdin,
                        env=dict(os.environ, **(env or {})))
     return r.returncode, r.stdout.decode(errors="replace").strip(), r.stderr.decode(errors="replace").strip()
 
@@ -594,6 +594,95 @@ def expiry_scenario(cluster, client_py):
     check(not cluster.any_exited(), "no node exited")
 
 
+def txn_scenario(cluster, client_py):
+    """docs/protocol.md, "Transactions": the wire shape, both branches, every
+    kind of compare and op, sessions, errors, and the command line."""
+    leader = cluster.leader()
+    follower = next(i for i in range(1, cluster.n + 1) if i != leader)
+    lead_ep, foll_ep = cluster.endpoint(leader), cluster.endpoint(follower)
+    lock = {"compare": [{"key": "lock", "absent": True}],
+            "success": [{"op": "put", "key": "lock", "value": "me", "ttl_ms": 60000}],
+            "failure": [{"op": "get", "key": "lock"}]}
+    r = raw_call(foll_ep, dict(lock, op="txn", id=4))
+    check(r == {"id": 4, "status": "REDIRECT", "leader": lead_ep},
+          f"a follower answers a txn with REDIRECT to the leader ({r})")
+    r = raw_call(lead_ep, dict(lock, op="txn", id=5))
+    check(r["status"] == "OK" and r["succeeded"] is True and r["index"] > 0
+          and r["results"] == [{"status": "OK"}],
+          f"a lock taken only if absent: the success branch ran ({r})")
+    taken_at = r["index"]
+    r = raw_call(lead_ep, dict(lock, op="txn", id=6))
+    got = r["results"][0] if r.get("results") else {}
+    check(r["status"] == "OK" and r["succeeded"] is False and len(r["results"]) == 1
+          and got["status"] == "OK" and got["value"] == b"me" and got["create_index"] == taken_at
+          and got["mod_index"] == taken_at and within(got.get("ttl_ms"), 50000, 60000),
+          f"the lock again: the failure branch's get reads the holder, its versions and ttl ({r})")
+
+    kvclient = load_client(client_py)
+    c = kvclient.Client(cluster.endpoints(), timeout=10 * TIMEOUT_SCALE)
+    try:
+        # A transfer between two counters, on their mod_index.
+        c.put(b"{acct}:a", b"100")
+        c.put(b"{acct}:b", b"0")
+        _, _, a_mod = c.get_versioned(b"{acct}:a")
+        _, _, b_mod = c.get_versioned(b"{acct}:b")
+        transfer = dict(compare=[{"key": "{acct}:a", "mod_index": a_mod},
+                                 {"key": "{acct}:b", "mod_index": b_mod, "cmp": "eq"}],
+                        success=[{"op": "put", "key": "{acct}:a", "value": "70"},
+                                 {"op": "put", "key": "{acct}:b", "value": "30"},
+                                 {"op": "get", "key": "{acct}:a"}],
+                        failure=[{"op": "get", "key": "{acct}:a"}, {"op": "get", "key": "{acct}:b"}])
+        t = c.txn(**transfer)
+        check(t.succeeded and t.results[2]["value"] == b"70" and t.results[2]["mod_index"] == t.index,
+              f"a transfer on both mod_indexes applies, and its get sees its own put ({t})")
+        check([c.get_versioned(k)[::2] for k in (b"{acct}:a", b"{acct}:b")]
+              == [(b"70", t.index), (b"30", t.index)], "both keys written at the txn's index")
+        t = c.txn(**transfer)
+        check(not t.succeeded and [r["value"] for r in t.results] == [b"70", b"30"],
+              f"the same transfer again fails: the mod_indexes moved; failure's gets ran ({t})")
+        check(c.txn([{"key": "{acct}:a", "mod_index": t.index, "cmp": "lt"},
+                     {"key": "{acct}:a", "mod_index": 1, "cmp": "gt"},
+                     {"key": "{acct}:a", "value": "70"}, {"key": "{acct}:a", "present": True},
+                     {"key": "nowhere", "mod_index": 0}]).succeeded,
+              "lt, gt, value, present and mod_index 0 of an absent key hold")
+        t = c.txn(success=[{"op": "del", "key": "{acct}:b"}, {"op": "del", "key": "{acct}:b"},
+                           {"op": "get", "key": "{acct}:b"}])
+        check(t.succeeded and [r["status"] for r in t.results] == ["OK", "NOT_FOUND", "NOT_FOUND"],
+              f"no compares: success runs; a del of what an earlier op deleted is NOT_FOUND ({t})")
+        check(c.get(b"{acct}:b") is None, "the txn's del took effect")
+    finally:
+        c.close()
+
+    # Sessions: a resend is answered with its first index, resent and no results.
+    once = dict(op="txn", client=4242, seq=1, success=[{"op": "put", "key": "once", "value": "1"}])
+    first = raw_call(lead_ep, dict(once, id=7))
+    again = raw_call(lead_ep, dict(once, id=8))
+    check(first["succeeded"] and again == {"id": 8, "status": "OK", "index": first["index"],
+                                           "succeeded": True, "resent": True, "results": []},
+          f"a resent txn is not applied again ({first}, {again})")
+
+    # Malformed: ERROR naming the item; nothing applied.
+    r = raw_call(lead_ep, {"id": 9, "op": "txn", "compare": [{"key": "k", "value": "v",
+                                                              "absent": True}]})
+    check(r["status"] == "ERROR" and r["error"].startswith("compare[0]:"),
+          f"a compare of two kinds is refused, naming it ({r})")
+    r = raw_call(lead_ep, {"id": 9, "op": "txn",
+                           "success": [{"op": "get", "key": "k"}] * 129})
+    check(r["status"] == "ERROR" and "at most 128" in r["error"], f"129 ops are refused ({r})")
+
+    # The command line: JSON on stdin, the reply as JSON, exit 1 for failure.
+    code, out, err = run_cli(client_py, cluster.endpoints(), "txn",
+                             stdin=json.dumps(dict(lock, compare=[{"key": "lock", "value": "me"}]))
+                             .encode())
+    check(code == 0 and json.loads(out)["results"] == [{"status": "OK"}],
+          f"txn on the command line runs the success branch ({code}, {out}, {err})")
+    code, out, _ = run_cli(client_py, cluster.endpoints(), "txn", stdin=json.dumps(lock).encode())
+    check(code == 1 and json.loads(out)["results"][0]["value"] == "me",
+          f"txn on the command line exits 1 when the failure branch ran ({code}, {out})")
+    code, _, err = run_cli(client_py, cluster.endpoints(), "txn", stdin=b"[1]")
+    check(code == 2 and "JSON object" in err, f"txn with a stdin that is not an object: exit 2 ({err})")
+
+
 def secure_scenario(cluster, client_py):
     keys = cluster.keys
     leader = cluster.wait_for_leader(60 * TIMEOUT_SCALE)
@@ -610,9 +699,9 @@ def secure_scenario(cluster, client_py):
     def key(name):
         return os.path.join(keys.dir, name + ".key")
 
-    def cli(name, endpoints, *args, env=None):
+    def cli(name, endpoints, *args, env=None, stdin=b""):
         return run_cli(client_py, endpoints, "--key", key(name), "--server-keys", one_member, *args,
-                       env=env)
+                       env=env, stdin=stdin)
 
     check(cli("write", [foll_ep], "put", "sk", "sv") == (0, "OK", ""),
           "a write key puts through a follower, following REDIRECT with leader_key")
@@ -630,6 +719,13 @@ def secure_scenario(cluster, client_py):
     check(run_cli(client_py, [foll_ep], "ttl", "sk", env=from_env) == (0, "permanent", ""),
           "a read key reads the ttl: the DENIED touch set none")
     check(cli("write", [foll_ep], "touch", "sk") == (0, "OK", ""), "a write key may touch")
+    only_reads = json.dumps({"success": [{"op": "get", "key": "sk"}]}).encode()
+    code, _, err = run_cli(client_py, [foll_ep], "txn", env=from_env, stdin=only_reads)
+    check(code == 5 and "write role" in err,
+          f"a read key's txn is DENIED, even one of gets only ({code}, {err})")
+    code, out, _ = cli("write", [foll_ep], "txn", stdin=only_reads)
+    check(code == 0 and json.loads(out)["results"][0]["value"] == "sv",
+          f"a write key's txn runs ({code}, {out})")
     code, _, err = cli("write", [foll_ep], "cas", "sk", "sv", "sw")
     check(code == 0, f"a write key's cas succeeds ({code}, {err})")
     order = [foll_ep] + [e for e in cluster.endpoints() if e != foll_ep]
@@ -700,6 +796,7 @@ def main():
         cluster.start()
         scenario(cluster, os.path.abspath(a.client))
         expiry_scenario(cluster, os.path.abspath(a.client))
+        txn_scenario(cluster, os.path.abspath(a.client))
         codes = cluster.stop()
         check(all(c == 0 for c in codes.values()), f"SIGTERM stops every node cleanly ({codes})")
         ok = True

@@ -66,7 +66,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             again.scan.end != req.scan.end || again.scan.limit != req.scan.limit ||
             again.op != req.op ||
             (kv::net::IsWrite(req.op) && req.op != kv::net::ClientOp::kDelete &&
-             again.ttl_ms != req.ttl_ms)) {
+             again.ttl_ms != req.ttl_ms) ||
+            (req.op == kv::net::ClientOp::kTxn &&
+             (again.compare != req.compare || again.success != req.success ||
+              again.failure != req.failure))) {
           abort();
         }
       }
@@ -104,7 +107,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             (r.mod_index != 0 &&
              (again.mod_index != r.mod_index || again.create_index != r.create_index)) ||
             again.is_scan != r.is_scan || again.page.kvs.size() != r.page.kvs.size() ||
-            (r.is_scan && again.page.more != r.page.more) || again.ttl_ms != r.ttl_ms) {
+            (r.is_scan && again.page.more != r.page.more) || again.ttl_ms != r.ttl_ms ||
+            again.is_txn != r.is_txn || again.succeeded != r.succeeded ||
+            again.resent != r.resent || again.results.size() != r.results.size()) {
           abort();
         }
       }

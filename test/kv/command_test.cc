@@ -103,6 +103,73 @@ TEST_CASE("A command with the leader's clock, a deadline, touch or expire is ver
   REQUIRE(Command::Decode(huge, &back).IsCorruption());
 }
 
+namespace {
+// A transaction with every kind of compare and op, in a session.
+Command EveryTxnKind() {
+  Command t;
+  t.op = OpType::kTxn;
+  t.now_ms = 1764000000000;
+  t.client = 7;
+  t.seq = 3;
+  t.compare = {{TxnCompare::Kind::kValue, "a", std::string("v\0", 2), 0},
+               {TxnCompare::Kind::kAbsent, "b", "", 0},
+               {TxnCompare::Kind::kPresent, "", "", 0},
+               {TxnCompare::Kind::kModEqual, "c", "", 0},
+               {TxnCompare::Kind::kModLess, "c", "", 1ULL << 40},
+               {TxnCompare::Kind::kModGreater, "c", "", 5}};
+  t.success = {{TxnOp::Kind::kPut, "a", "new", 1764000009000},
+               {TxnOp::Kind::kPut, "b", "", 0},
+               {TxnOp::Kind::kDelete, "c", "", 0},
+               {TxnOp::Kind::kGet, "a", "", 0}};
+  t.failure = {{TxnOp::Kind::kGet, "b", "", 0}};
+  return t;
+}
+}  // namespace
+
+TEST_CASE("A transaction round-trips as version 4, with every compare and op") {
+  const Command t = EveryTxnKind();
+  const std::string enc = t.Encode();
+  REQUIRE(enc[0] == 4);
+  Command back;
+  REQUIRE(Command::Decode(enc, &back).ok());
+  REQUIRE(back == t);
+  Command empty;
+  empty.op = OpType::kTxn;
+  REQUIRE(Command::Decode(empty.Encode(), &back).ok());
+  REQUIRE(back == empty);
+  // Version 3 knows no transactions.
+  std::string v3 = enc;
+  v3[0] = 3;
+  REQUIRE(Command::Decode(v3, &back).IsCorruption());
+}
+
+TEST_CASE("A transaction's decoder refuses more than kMaxTxnOps and a key of its own") {
+  Command t = EveryTxnKind();
+  Command back;
+  for (auto* ops : {&t.success, &t.failure}) {
+    Command many = t;
+    auto& list = ops == &t.success ? many.success : many.failure;
+    list.assign(kMaxTxnOps, TxnOp{TxnOp::Kind::kGet, "k", "", 0});
+    REQUIRE(Command::Decode(many.Encode(), &back).ok());
+    list.push_back(list.back());
+    REQUIRE(Command::Decode(many.Encode(), &back).IsCorruption());
+  }
+  Command many = t;
+  many.compare.assign(kMaxTxnOps + 1, TxnCompare{TxnCompare::Kind::kPresent, "k", "", 0});
+  REQUIRE(Command::Decode(many.Encode(), &back).IsCorruption());
+  Command keyed = t;
+  keyed.key = "k";
+  REQUIRE(Command::Decode(keyed.Encode(), &back).IsCorruption());
+  // A count the entry cannot hold is refused, not reserved for.
+  Command empty;
+  empty.op = OpType::kTxn;
+  std::string huge = empty.Encode();
+  REQUIRE(huge.substr(huge.size() - 3) == std::string(3, '\0'));  // the three counts
+  huge.resize(huge.size() - 3);
+  huge.append("\xff\xff\xff\xff\x0f");
+  REQUIRE(Command::Decode(huge, &back).IsCorruption());
+}
+
 TEST_CASE("Command decoding rejects every truncation and trailing garbage") {
   Command touch;
   touch.op = OpType::kTouch;
@@ -113,7 +180,7 @@ TEST_CASE("Command decoding rejects every truncation and trailing garbage") {
   expire.op = OpType::kExpire;
   expire.now_ms = 1764000000000;
   expire.keys = {"a", "bb"};
-  for (int kind = 0; kind < 4; ++kind) {
+  for (int kind = 0; kind < 5; ++kind) {
     Command c;
     c.op = kind == 1 ? OpType::kCas : OpType::kPut;
     c.key = "key";
@@ -122,6 +189,7 @@ TEST_CASE("Command decoding rejects every truncation and trailing garbage") {
     c.expect_index = 1234567;
     if (kind == 2) c = touch;
     if (kind == 3) c = expire;
+    if (kind == 4) c = EveryTxnKind();
     const std::string enc = c.Encode();
     for (size_t n = 0; n < enc.size(); ++n) {
       Command back;
@@ -140,7 +208,7 @@ TEST_CASE("Command decoding rejects an unknown version or op") {
   bad_version[0] = 9;
   REQUIRE(Command::Decode(bad_version, &back).IsCorruption());
   std::string bad_op = enc;
-  bad_op[1] = 7;
+  bad_op[1] = 7;  // past kTxn
   REQUIRE(Command::Decode(bad_op, &back).IsCorruption());
 }
 

@@ -629,3 +629,152 @@ TEST_CASE("Deadlines and the clock survive a snapshot; older snapshots have none
 }
 
 }  // namespace kv
+
+namespace kv {
+
+namespace {
+TxnCompare ModIs(TxnCompare::Kind kind, std::string key, uint64_t index) {
+  return TxnCompare{kind, std::move(key), "", index};
+}
+TxnOp TxnPut(std::string key, std::string value, uint64_t deadline_ms = 0) {
+  return TxnOp{TxnOp::Kind::kPut, std::move(key), std::move(value), deadline_ms};
+}
+TxnOp TxnDel(std::string key) { return TxnOp{TxnOp::Kind::kDelete, std::move(key), "", 0}; }
+TxnOp TxnGet(std::string key) { return TxnOp{TxnOp::Kind::kGet, std::move(key), "", 0}; }
+Command Txn(std::vector<TxnCompare> compare, std::vector<TxnOp> success,
+            std::vector<TxnOp> failure = {}) {
+  Command c;
+  c.op = OpType::kTxn;
+  c.compare = std::move(compare);
+  c.success = std::move(success);
+  c.failure = std::move(failure);
+  return c;
+}
+std::string ValueOf(const TxnOpResult& r) {
+  return r.record.get() != nullptr ? std::string(r.record->value()) : "<none>";
+}
+}  // namespace
+
+TEST_CASE("A transaction runs its success branch only when every compare holds") {
+  StateMachine sm;
+  bool dup = false;
+  sm.Apply(1, Put("a", "1"), &dup);
+  sm.Apply(2, Put("b", "2"), &dup);
+  using K = TxnCompare::Kind;
+  struct Case {
+    TxnCompare compare;
+    bool holds;
+  } cases[] = {
+      {{K::kValue, "a", "1", 0}, true},      {{K::kValue, "a", "2", 0}, false},
+      {{K::kValue, "x", "", 0}, false},      {{K::kAbsent, "x", "", 0}, true},
+      {{K::kAbsent, "a", "", 0}, false},     {{K::kPresent, "a", "", 0}, true},
+      {{K::kPresent, "x", "", 0}, false},    {ModIs(K::kModEqual, "b", 2), true},
+      {ModIs(K::kModEqual, "b", 1), false},  {ModIs(K::kModEqual, "x", 0), true},
+      {ModIs(K::kModLess, "b", 3), true},    {ModIs(K::kModLess, "b", 2), false},
+      {ModIs(K::kModGreater, "b", 1), true}, {ModIs(K::kModGreater, "b", 2), false},
+      {ModIs(K::kModLess, "x", 1), true},
+  };
+  uint64_t index = 3;
+  for (const Case& c : cases) {
+    CAPTURE(c.compare.key, static_cast<int>(c.compare.kind), c.compare.value, c.compare.index);
+    std::vector<TxnOpResult> results;
+    const ApplyResult r =
+        sm.Apply(index++, Txn({c.compare}, {TxnGet("a")}, {TxnGet("b"), TxnGet("x")}), &dup,
+                 nullptr, nullptr, &results);
+    REQUIRE(r == (c.holds ? ApplyResult::kOk : ApplyResult::kCasFailed));
+    REQUIRE(results.size() == (c.holds ? 1 : 2));
+    REQUIRE(ValueOf(results[0]) == (c.holds ? "1" : "2"));
+    if (!c.holds) REQUIRE(results[1].result == ApplyResult::kNotFound);
+  }
+  // Every compare must hold; none at all always does.
+  REQUIRE(sm.Apply(index++, Txn({{K::kPresent, "a", "", 0}, {K::kPresent, "x", "", 0}}, {}),
+                   &dup) == ApplyResult::kCasFailed);
+  REQUIRE(sm.Apply(index++, Txn({}, {}), &dup) == ApplyResult::kOk);
+}
+
+TEST_CASE("A transaction's ops apply in order at one index and see each other") {
+  StateMachine sm;
+  bool dup = false;
+  sm.Apply(1, Put("from", "10"), &dup);
+  sm.Apply(2, Put("gone", "x"), &dup);
+  std::vector<TxnOpResult> results;
+  uint64_t at = 0;
+  const Command transfer =
+      Txn({ModIs(TxnCompare::Kind::kModEqual, "from", 1)},
+          {TxnPut("from", "7"), TxnPut("to", "3"), TxnGet("to"), TxnDel("gone"), TxnDel("gone"),
+           TxnGet("gone"), TxnPut("to", "4"), TxnGet("from")});
+  REQUIRE(sm.Apply(3, transfer, &dup, &at, nullptr, &results) == ApplyResult::kOk);
+  REQUIRE(at == 3);
+  REQUIRE(results.size() == 8);
+  REQUIRE(ValueOf(results[2]) == "3");
+  REQUIRE(results[3].result == ApplyResult::kOk);
+  REQUIRE(results[4].result == ApplyResult::kNotFound);
+  REQUIRE(results[5].result == ApplyResult::kNotFound);
+  REQUIRE(ValueOf(results[7]) == "7");
+  REQUIRE(results[7].record->version().create_index == 1);
+  REQUIRE(results[7].record->version().mod_index == 3);
+  std::string v;
+  KeyVersion ver;
+  REQUIRE(sm.Get("to", &v, &ver));
+  REQUIRE((v == "4" && ver.create_index == 3 && ver.mod_index == 3));
+  REQUIRE_FALSE(sm.Get("gone", &v));
+  // The state is what applying the same writes one by one gives.
+  StateMachine one_by_one;
+  one_by_one.Apply(1, Put("from", "10"), &dup);
+  one_by_one.Apply(2, Put("gone", "x"), &dup);
+  one_by_one.Apply(3, Put("from", "7"), &dup);
+  one_by_one.Apply(4, Put("to", "4"), &dup);
+  one_by_one.Apply(5, Del("gone"), &dup);
+  REQUIRE(sm.Digest() == one_by_one.Digest());
+  REQUIRE(sm.bytes() == one_by_one.bytes());
+  // The same compare again fails: "from" changed at 3.
+  REQUIRE(sm.Apply(4, transfer, &dup) == ApplyResult::kCasFailed);
+  REQUIRE(sm.Get("from", &v));
+  REQUIRE(v == "7");
+}
+
+TEST_CASE("A transaction resent in its session applies once and keeps its branch") {
+  StateMachine sm;
+  bool dup = false;
+  Command take =
+      Txn({{TxnCompare::Kind::kAbsent, "lock", "", 0}}, {TxnPut("lock", "me")}, {TxnGet("lock")});
+  take.client = 5;
+  take.seq = 1;
+  std::vector<TxnOpResult> results;
+  REQUIRE(sm.Apply(1, take, &dup, nullptr, nullptr, &results) == ApplyResult::kOk);
+  REQUIRE_FALSE(dup);
+  REQUIRE(results.size() == 1);
+  uint64_t at = 0;
+  REQUIRE(sm.Apply(2, take, &dup, &at, nullptr, &results) == ApplyResult::kOk);
+  REQUIRE(dup);
+  REQUIRE(at == 1);
+  REQUIRE(results.empty());  // not kept: the reply says so
+  // Another session finds the lock taken, and that survives a snapshot.
+  take.client = 6;
+  REQUIRE(sm.Apply(3, take, &dup, nullptr, nullptr, &results) == ApplyResult::kCasFailed);
+  REQUIRE(ValueOf(results[0]) == "me");
+  StateMachine restored;
+  REQUIRE(restored.Restore(sm.Serialize()).ok());
+  REQUIRE(restored.Apply(4, take, &dup) == ApplyResult::kCasFailed);
+  REQUIRE(dup);
+}
+
+TEST_CASE("A transaction sees expired keys as absent, and puts with deadlines") {
+  StateMachine sm;
+  bool dup = false;
+  sm.Apply(1, At(Put("lease", "old"), 1000, 100), &dup);
+  std::vector<std::string> expired;
+  std::vector<TxnOpResult> results;
+  Command take = At(Txn({{TxnCompare::Kind::kAbsent, "lease", "", 0}},
+                        {TxnPut("lease", "new", 1300), TxnGet("lease")}),
+                    1200);
+  REQUIRE(sm.Apply(2, take, &dup, nullptr, &expired, &results) == ApplyResult::kOk);
+  REQUIRE(expired == std::vector<std::string>{"lease"});
+  REQUIRE(results[1].record->deadline_ms() == 1300);
+  REQUIRE(results[1].record->version().create_index == 2);
+  REQUIRE(sm.next_deadline() == 1300);
+  REQUIRE(sm.Find("lease", 1299) != nullptr);
+  REQUIRE(sm.Find("lease", 1300) == nullptr);
+}
+
+}  // namespace kv

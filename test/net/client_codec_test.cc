@@ -187,6 +187,40 @@ TEST_CASE("Malformed client requests get a reason, and the id when it was readab
        Map("id", 3, "op", "touch", "key", "k", "ttl_ms", uint64_t{315360000001}), true,
        "at most 315360000000"},
       {"touch without key", Map("id", 3, "op", "touch", "ttl_ms", 5), true, "missing \"key\""},
+      {"txn compare not an array", Map("id", 3, "op", "txn", "compare", 5), true,
+       "\"compare\" must be an array"},
+      {"txn compare without key", Map("id", 3, "op", "txn", "compare", Array(Map("absent", true))),
+       true, "compare[0]: missing \"key\""},
+      {"txn compare of two kinds",
+       Map("id", 3, "op", "txn", "compare", Array(Map("key", "k", "value", "v", "absent", true))),
+       true, "takes one of"},
+      {"txn compare of no kind", Map("id", 3, "op", "txn", "compare", Array(Map("key", "k"))), true,
+       "takes one of"},
+      {"txn cmp without mod_index",
+       Map("id", 3, "op", "txn", "compare", Array(Map("key", "k", "value", "v", "cmp", "lt"))),
+       true, "goes with"},
+      {"txn unknown cmp",
+       Map("id", 3, "op", "txn", "compare", Array(Map("key", "k", "mod_index", 1, "cmp", "le"))),
+       true, "\"eq\", \"lt\" or \"gt\""},
+      {"txn compare value too long",
+       Map("id", 3, "op", "txn", "compare", Array(Map("key", "k", "value", std::string(17, 'v')))),
+       true, "over the limit"},
+      {"txn unknown op", Map("id", 3, "op", "txn", "success", Array(Map("op", "cas", "key", "k"))),
+       true, "success[0]: \"op\" is"},
+      {"txn put without value",
+       Map("id", 3, "op", "txn", "failure",
+           Array(Map("op", "get", "key", "a"), Map("op", "put", "key", "k"))),
+       true, "failure[1]: missing \"value\""},
+      {"txn key too long",
+       Map("id", 3, "op", "txn", "success", Array(Map("op", "del", "key", "123456789"))), true,
+       "over the limit"},
+      {"txn ttl over ten years",
+       Map("id", 3, "op", "txn", "success",
+           Array(Map("op", "put", "key", "k", "value", "v", "ttl_ms", uint64_t{315360000001}))),
+       true, "at most 315360000000"},
+      {"txn op not a map", Map("id", 3, "op", "txn", "success", Array(5)), true,
+       "not a msgpack map"},
+      {"txn seq without client", Map("id", 3, "op", "txn", "seq", 2), true, "without \"client\""},
   };
   for (const auto& c : cases) {
     INFO(c.name);
@@ -198,6 +232,89 @@ TEST_CASE("Malformed client requests get a reason, and the id when it was readab
     REQUIRE(s.message().find(c.reason) != std::string::npos);
     if (c.id_known) REQUIRE(r.id == 3);
   }
+}
+
+TEST_CASE("A txn round-trips every compare and op; its limits hold") {
+  using C = kv::TxnCompare;
+  using O = kv::TxnOp;
+  ClientRequest req;
+  req.id = 9;
+  req.op = ClientOp::kTxn;
+  req.client = 5;
+  req.seq = 2;
+  req.compare = {{C::Kind::kValue, "a", std::string("\0v", 2), 0},
+                 {C::Kind::kAbsent, "b", "", 0},
+                 {C::Kind::kPresent, "c", "", 0},
+                 {C::Kind::kModEqual, "d", "", 0},
+                 {C::Kind::kModLess, "d", "", 7},
+                 {C::Kind::kModGreater, "d", "", 1ULL << 50}};
+  req.success = {{O::Kind::kPut, "a", "x", 0, 1000}, {O::Kind::kDelete, "b", "", 0, 0}};
+  req.failure = {{O::Kind::kGet, "a", "", 0, 0}};
+  ClientRequest back;
+  bool id_known = false;
+  REQUIRE(DecodeClientRequest(EncodeClientRequest(req), RequestLimits{}, &back, &id_known).ok());
+  CHECK(back.op == ClientOp::kTxn);
+  CHECK(back.compare == req.compare);
+  CHECK(back.success == req.success);
+  CHECK(back.failure == req.failure);
+  CHECK((back.client == 5 && back.seq == 2));
+  // The documented shape, with the defaults: cmp "eq", "set" for put, no branches.
+  REQUIRE(DecodeClientRequest(
+              Map("id", 1, "op", "txn", "compare", Array(Map("key", "k", "mod_index", 4)),
+                  "success", Array(Map("op", "set", "key", "k", "value", "v"))),
+              RequestLimits{}, &back, &id_known)
+              .ok());
+  CHECK(back.compare == std::vector<C>{{C::Kind::kModEqual, "k", "", 4}});
+  CHECK(back.success == std::vector<O>{{O::Kind::kPut, "k", "v", 0, 0}});
+  CHECK(back.failure.empty());
+  // At most kMaxTxnOps items in each list.
+  std::string many = Map("op", "get", "key", "k");
+  std::string array;
+  msgpack::sbuffer header;
+  msgpack::packer<msgpack::sbuffer>(header).pack_array(kv::kMaxTxnOps + 1);
+  array.assign(header.data(), header.size());
+  for (size_t i = 0; i <= kv::kMaxTxnOps; ++i) array += many;
+  Status s = DecodeClientRequest(Map("id", 1, "op", "txn", "success", Packed(array)),
+                                 RequestLimits{}, &back, &id_known);
+  REQUIRE(s.IsInvalidArgument());
+  CHECK(s.message().find("at most 128") != std::string::npos);
+}
+
+TEST_CASE("A txn reply round-trips its branch and results") {
+  ClientReply reply;
+  reply.id = 3;
+  reply.index = 77;
+  reply.is_txn = true;
+  reply.succeeded = true;
+  TxnResult put, missing, got, busy;
+  missing.status = ReplyStatus::kNotFound;
+  got.has_value = true;
+  got.value = std::string("v\0", 2);
+  got.create_index = 5;
+  got.mod_index = 70;
+  got.ttl_ms = 900;
+  busy.status = ReplyStatus::kBusy;
+  busy.error = "over budget";
+  reply.results = {put, missing, got, busy};
+  ClientReply back;
+  REQUIRE(DecodeClientReply(EncodeClientReply(reply), &back).ok());
+  CHECK((back.is_txn && back.succeeded && !back.resent && back.index == 77));
+  REQUIRE(back.results.size() == 4);
+  CHECK((back.results[0].status == ReplyStatus::kOk && !back.results[0].has_value));
+  CHECK(back.results[1].status == ReplyStatus::kNotFound);
+  CHECK((back.results[2].value == got.value && back.results[2].create_index == 5 &&
+         back.results[2].mod_index == 70 && back.results[2].ttl_ms == 900));
+  CHECK((back.results[3].status == ReplyStatus::kBusy && back.results[3].error == "over budget"));
+  reply.succeeded = false;
+  reply.resent = true;
+  reply.results.clear();
+  REQUIRE(DecodeClientReply(EncodeClientReply(reply), &back).ok());
+  CHECK((back.is_txn && !back.succeeded && back.resent && back.results.empty()));
+  // A result without a status is malformed.
+  CHECK(DecodeClientReply(
+            Map("id", 1, "status", "OK", "succeeded", true, "results", Array(Map("value", "v"))),
+            &back)
+            .IsInvalidArgument());
 }
 
 TEST_CASE("A scan request round-trips; a prefix decodes into its range; defaults apply") {

@@ -77,6 +77,7 @@ TEST_CASE("access: each op needs its role") {
   CHECK(RoleNeeded(net::ClientOp::kDelete) == Role::kWrite);
   CHECK(RoleNeeded(net::ClientOp::kCas) == Role::kWrite);
   CHECK(RoleNeeded(net::ClientOp::kTouch) == Role::kWrite);
+  CHECK(RoleNeeded(net::ClientOp::kTxn) == Role::kWrite);
   CHECK(RoleNeeded(net::ClientOp::kMemberAdd) == Role::kAdmin);
   CHECK(RoleNeeded(net::ClientOp::kMemberRemove) == Role::kAdmin);
   CHECK(RoleNeeded(net::ClientOp::kTransferLeader) == Role::kAdmin);
