@@ -58,6 +58,7 @@ bool BruteForceLinearizable(const History& h, std::vector<size_t> ops, const Val
             state = op.value;
             break;
           case OpKind::kScan:
+          case OpKind::kTxn:
             break;  // none made here
         }
       }

@@ -80,6 +80,26 @@ TEST_CASE("kvcheck checks a scan as reads of the keys in its range", "[check][cl
   CHECK_THAT(r.out, Catch::Contains("scan -> absent"));
 }
 
+TEST_CASE("kvcheck checks a txn as writes and reads of the keys it names", "[check][cli][txn]") {
+  // A transfer from a to b, then a read of both that sees b made up.
+  HistoryBuilder b;
+  b.Put(0, "a", "100", 0, 10);
+  b.Txn(1,
+        R"("compare":[{"key":"a","value":"100"},{"key":"b","absent":true}],)"
+        R"("success":[{"f":"put","key":"a","value":"70"},{"f":"put","key":"b","value":"30"}])",
+        R"("succeeded":true,"results":[{},{}])", 20, 30);
+  Run r = RunKvcheck(b.text(), "");
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("including 4 by 1 txn,"));
+  b.Txn(2, R"("success":[{"f":"get","key":"a"},{"f":"get","key":"b"}])",
+        R"("succeeded":true,"results":[{"value":"70"},{"value":"40"}])", 40, 50);
+  r = RunKvcheck(b.text(), "");
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.out, Catch::Contains("violation on key \"b\""));
+  CHECK_THAT(r.out, Catch::Contains("txn get -> \"40\""));
+  CHECK_THAT(r.out, Catch::Contains(" 5,6\n"));
+}
+
 TEST_CASE("kvcheck exits 2 on a parse error, naming the line", "[check][cli]") {
   Run r = RunKvcheck("{\"process\":1,\"type\":\"invoke\"\n", "");
   CHECK(r.exit_code == 2);

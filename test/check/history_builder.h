@@ -54,6 +54,15 @@ class HistoryBuilder {
     ScanLine(p, outcome, start, end, limit, ok ? &kvs : nullptr, more, t1);
     return *this;
   }
+  // A txn whose invoke holds request (its "compare", "success" and
+  // "failure" members, as JSON) and whose completion, when "ok", holds
+  // response ("succeeded", "results" and "resent").
+  HistoryBuilder& Txn(int p, const std::string& request, const std::string& response, int64_t t0,
+                      int64_t t1, const char* outcome = "ok") {
+    TxnLine(p, "invoke", request, t0);
+    TxnLine(p, outcome, std::string(outcome) == "ok" ? response : "", t1);
+    return *this;
+  }
   // An invoke that is never completed.
   HistoryBuilder& Pending(int p, const char* f, const std::string& key, Value v, int64_t t0) {
     Line(p, "invoke", f, key, v, std::nullopt, t0);
@@ -94,6 +103,12 @@ class HistoryBuilder {
       text_ += std::string("],\"more\":") + (more ? "true" : "false");
     }
     text_ += ",\"time\":" + std::to_string(t) + "}\n";
+  }
+
+  // One raw txn event line holding members (JSON, may be empty).
+  void TxnLine(int p, const char* type, const std::string& members, int64_t t) {
+    text_ += "{\"process\":" + std::to_string(p) + ",\"type\":\"" + type + "\",\"f\":\"txn\"," +
+             (members.empty() ? "" : members + ",") + "\"time\":" + std::to_string(t) + "}\n";
   }
 
   const std::string& text() const { return text_; }

@@ -100,11 +100,13 @@ TEST_CASE("A hot key under heavy concurrency is checked quickly", "[check][prope
   }
 }
 
-void ExpectCaught(StoreBug bug, uint64_t first_seed, double bug_prob = 0.05, double scan_prob = 0) {
+void ExpectCaught(StoreBug bug, uint64_t first_seed, double bug_prob = 0.05, double scan_prob = 0,
+                  double txn_prob = 0) {
   SimOptions o;
   o.bug = bug;
   o.bug_prob = bug_prob;
   o.scan_prob = scan_prob;
+  o.txn_prob = txn_prob;
   const int kSeeds = 200;
   int caught = 0, witnessed = 0, unknown = 0;
   for (int i = 0; i < kSeeds; i++) {
@@ -151,6 +153,24 @@ TEST_CASE("A store whose scans sometimes read stale values is caught", "[check][
 
 TEST_CASE("A store whose scans sometimes miss a key is caught", "[check][property][scan]") {
   ExpectCaught(StoreBug::kScanMiss, 13000, 0.1, 0.3);
+}
+
+TEST_CASE("Histories of a correct store with txns are always linearizable",
+          "[check][property][txn]") {
+  SimOptions o;
+  o.txn_prob = 0.3;
+  o.scan_prob = 0.1;
+  o.info_prob = 0.05;
+  for (uint64_t seed = 1; seed <= 200; seed++) {
+    o.seed = 14000 + seed;
+    o.processes = 2 + static_cast<int>(seed % 9);
+    o.keys = 1 + static_cast<int>(seed % 5);
+    CHECK(RunSeed(o) == Verdict::kLinearizable);
+  }
+}
+
+TEST_CASE("A store whose txns sometimes read stale values is caught", "[check][property][txn]") {
+  ExpectCaught(StoreBug::kTxnStale, 15000, 0.1, 0, 0.3);
 }
 
 TEST_CASE("A long search ends early when a window proves a violation", "[check][property]") {

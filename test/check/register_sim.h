@@ -6,7 +6,8 @@
 // store applies it) and returns later still, so the true linearization is
 // known to exist for a correct store. Some operations time out (info: they
 // may or may not have been applied), some writes are rejected (fail: not
-// applied). Scans, when asked for, read their whole range at one instant.
+// applied). Scans, when asked for, read their whole range at one instant;
+// txns, when asked for, apply at one instant too.
 #pragma once
 
 #include <cstdint>
@@ -23,8 +24,9 @@ namespace check {
 namespace testing {
 
 // kStaleRead: a get may read the value before the last write; kScanStale:
-// a scan may, for a key; kScanMiss: a scan may leave out a key.
-enum class StoreBug { kNone, kStaleRead, kLostWrite, kScanStale, kScanMiss };
+// a scan may, for a key; kScanMiss: a scan may leave out a key; kTxnStale:
+// a get of a txn may read the value before the last write.
+enum class StoreBug { kNone, kStaleRead, kLostWrite, kScanStale, kScanMiss, kTxnStale };
 
 struct SimOptions {
   uint64_t seed = 1;
@@ -35,6 +37,7 @@ struct SimOptions {
   double fail_prob = 0.02;  // a write is rejected
   double scan_prob = 0;     // an operation is a scan (else get, put, delete or cas)
   int scan_limit = 3;       // keys a scan returns at most
+  double txn_prob = 0;      // an operation is a txn on two keys (maybe the same)
   StoreBug bug = StoreBug::kNone;
   double bug_prob = 0.05;
 };
@@ -44,6 +47,24 @@ inline std::string SimulateRegister(const SimOptions& o) {
   std::mt19937_64 rng(o.seed);
   auto chance = [&](double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; };
   HistoryBuilder out;
+  auto json = [](const Value& v) {
+    std::string s = "null";
+    if (v) {
+      s.clear();
+      AppendJsonString(*v, &s);
+    }
+    return s;
+  };
+  auto json_ops = [&](const std::vector<TxnOp>& ops) {
+    std::string s;
+    for (const TxnOp& op : ops) {
+      s += std::string(s.empty() ? "" : ",") + "{\"f\":\"" + OpKindName(op.kind) +
+           "\",\"key\":" + json(op.key);
+      if (op.kind == OpKind::kPut) s += ",\"value\":" + json(op.value);
+      s += "}";
+    }
+    return "[" + s + "]";
+  };
   struct KeyState {
     Value current;
     Value previous;  // the value before the last write (for the stale-read bug)
@@ -60,6 +81,10 @@ inline std::string SimulateRegister(const SimOptions& o) {
     Value end;  // scan: the range [key, end) and what it read
     Kvs kvs;
     bool more = false;
+    // txn: if key holds expected, success runs, else failure; the invoke's
+    // and the completion's JSON members.
+    std::vector<TxnOp> success, failure;
+    std::string request, response;
   };
   std::vector<Client> clients(o.processes);
   int next_id = 0;
@@ -84,6 +109,28 @@ inline std::string SimulateRegister(const SimOptions& o) {
         }
         c.kvs.push_back(ScannedKey{it->first, *v});
       }
+      return;
+    }
+    if (std::string(c.f) == "txn") {
+      c.cas_ok = store[c.key].current == c.expected;
+      std::string results;
+      for (const TxnOp& op : c.cas_ok ? c.success : c.failure) {
+        KeyState& ks = store[op.key];
+        if (!results.empty()) results += ",";
+        if (op.kind == OpKind::kGet) {
+          Value v = ks.current;
+          if (o.bug == StoreBug::kTxnStale && ks.previous != ks.current && chance(o.bug_prob)) {
+            v = ks.previous;
+          }
+          results += "{\"value\":" + json(v) + "}";
+          continue;
+        }
+        ks.previous = ks.current;
+        ks.current = op.kind == OpKind::kPut ? Value(op.value) : std::nullopt;
+        results += "{}";
+      }
+      c.response = std::string("\"succeeded\":") + (c.cas_ok ? "true" : "false") +
+                   ",\"results\":[" + results + "]";
       return;
     }
     KeyState& ks = store[c.key];
@@ -132,6 +179,27 @@ inline std::string SimulateRegister(const SimOptions& o) {
           c.phase = Phase::kInvoked;
           break;
         }
+        if (o.txn_prob > 0 && chance(o.txn_prob)) {
+          // Like a transfer: if key holds what was last seen, write it and
+          // read another key (maybe the same), then delete that or read key
+          // back; else read key.
+          c.f = "txn";
+          const KeyState& ks = store[c.key];
+          c.expected = chance(0.7) ? ks.current : ks.previous;
+          const std::string other = random_key();
+          c.success = {
+              {OpKind::kGet, other, ""},
+              {OpKind::kPut, c.key, "v" + std::to_string(writes++)},
+              chance(0.3) ? TxnOp{OpKind::kDelete, other, ""} : TxnOp{OpKind::kGet, c.key, ""}};
+          c.failure = {{OpKind::kGet, c.key, ""}};
+          c.request = "\"compare\":[{\"key\":" + json(c.key) +
+                      (c.expected ? ",\"value\":" + json(c.expected) : ",\"absent\":true") +
+                      "}],\"success\":" + json_ops(c.success) +
+                      ",\"failure\":" + json_ops(c.failure);
+          out.TxnLine(c.id, "invoke", c.request, now);
+          c.phase = Phase::kInvoked;
+          break;
+        }
         const int dice = std::uniform_int_distribution<int>(0, 99)(rng);
         c.f = dice < 45 ? "get" : dice < 80 ? "put" : dice < 85 ? "delete" : "cas";
         if (std::string(c.f) == "put" || std::string(c.f) == "cas") {
@@ -152,6 +220,8 @@ inline std::string SimulateRegister(const SimOptions& o) {
           if (chance(0.5)) apply(c);
           if (std::string(c.f) == "scan") {
             out.ScanLine(c.id, "info", c.key, c.end, o.scan_limit, nullptr, false, now);
+          } else if (std::string(c.f) == "txn") {
+            out.TxnLine(c.id, "info", "", now);
           } else {
             out.Line(c.id, "info", c.f, c.key, c.value, c.expected, now);
           }
@@ -159,7 +229,11 @@ inline std::string SimulateRegister(const SimOptions& o) {
           c.phase = Phase::kIdle;
           busy--;
         } else if (std::string(c.f) != "get" && std::string(c.f) != "scan" && chance(o.fail_prob)) {
-          out.Line(c.id, "fail", c.f, c.key, c.value, c.expected, now);
+          if (std::string(c.f) == "txn") {
+            out.TxnLine(c.id, "fail", "", now);
+          } else {
+            out.Line(c.id, "fail", c.f, c.key, c.value, c.expected, now);
+          }
           c.phase = Phase::kIdle;
           busy--;
         } else {
@@ -168,6 +242,12 @@ inline std::string SimulateRegister(const SimOptions& o) {
         }
         break;
       case Phase::kApplied: {
+        if (std::string(c.f) == "txn") {
+          out.TxnLine(c.id, "ok", c.response, now);
+          c.phase = Phase::kIdle;
+          busy--;
+          break;
+        }
         if (std::string(c.f) == "scan") {
           out.ScanLine(c.id, "ok", c.key, c.end, o.scan_limit, &c.kvs, c.more, now);
           c.phase = Phase::kIdle;

@@ -19,13 +19,7 @@ using testing::Kvs;
 using testing::Witness;
 
 // The reads the scans of h stand for, described with their keys, in order.
-std::vector<std::string> ScanReads(const History& h) {
-  std::vector<std::string> out;
-  for (const Operation& op : h.ops) {
-    if (op.scan != kNoScan) out.push_back(op.key + ": " + DescribeOp(op, 0));
-  }
-  return out;
-}
+std::vector<std::string> ScanReads(const History& h) { return testing::Parts(h, OpKind::kScan); }
 
 TEST_CASE("ParseEvent reads a scan's range, limit and result", "[check][scan]") {
   Event e;
@@ -87,9 +81,9 @@ TEST_CASE("A scan reads every key of the history in the range it covered", "[che
     CHECK(read.return_time == 30);
     CHECK(read.invoke_line == 11);
     CHECK(read.return_line == 12);
-    REQUIRE(read.scan < h.ops.size());
-    CHECK(h.ops[read.scan].kind == OpKind::kScan);
-    CHECK(h.ops[read.scan].kvs.size() == 2);
+    REQUIRE(read.parent < h.ops.size());
+    CHECK(h.ops[read.parent].kind == OpKind::kScan);
+    CHECK(h.ops[read.parent].kvs.size() == 2);
   }
   SECTION("cut short by its limit: up to its last key returned") {
     b.Scan(1, "a", std::nullopt, Kvs{{"a", "1"}, {"c", "3"}}, true, 20, 30, "ok", 2);

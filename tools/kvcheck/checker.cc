@@ -80,8 +80,9 @@ class Interner {
 
 // Whether op.outcome/kind means the search must consider it at all.
 bool IsChecked(const Operation& op) {
-  if (op.kind == OpKind::kScan) return false;      // its reads are checked, one per key
-  if (op.outcome == Outcome::kFail) return false;  // did not happen
+  // Checked as the operations it stands for on single keys (history.h).
+  if (op.kind == OpKind::kScan || op.kind == OpKind::kTxn) return false;
+  if (op.outcome == Outcome::kFail) return false;                             // did not happen
   if (op.outcome == Outcome::kInfo && op.kind == OpKind::kGet) return false;  // no effect
   return true;
 }
@@ -157,6 +158,7 @@ inline bool Apply(const SearchOp& op, int32_t state, int32_t* next) {
       *next = op.arg;
       return true;
     case OpKind::kScan:
+    case OpKind::kTxn:
       return false;  // never searched: see IsChecked
   }
   return false;
@@ -920,12 +922,14 @@ CheckResult CheckHistory(const History& history, const CheckOptions& options) {
   CheckResult result;
   for (size_t i = 0; i < history.ops.size(); i++) {
     const Operation& op = history.ops[i];
-    if (op.kind == OpKind::kScan) {
-      // A scan is checked as its reads of single keys (history.h).
-      result.scans++;
+    if (op.kind == OpKind::kScan || op.kind == OpKind::kTxn) {
+      // Checked as the operations it stands for on single keys (history.h).
+      (op.kind == OpKind::kScan ? result.scans : result.txns)++;
       continue;
     }
-    if (op.scan != kNoScan) {
+    if (op.parent != kNoParent && history.ops[op.parent].kind == OpKind::kTxn) {
+      result.txn_ops++;
+    } else if (op.parent != kNoParent) {
       result.scan_reads++;
       if (!op.result) result.scan_absent++;
     }

@@ -18,8 +18,8 @@
 // Register model: put sets the value; get returns the current value (absent
 // = not found); delete makes the key absent; cas(expected, new) sets new iff
 // the current value equals expected (expected absent = the key is absent).
-// A scan is checked as the gets of single keys it stands for (history.h),
-// each in its key's history.
+// A scan is checked as the gets of single keys it stands for, a txn as the
+// puts, deletes and gets (history.h), each in its key's history.
 // An operation with outcome kOk took effect between its invoke and its
 // return; kFail operations did not happen and are not checked; kInfo
 // operations may take effect at any time after their invoke, or never (a get
@@ -119,11 +119,13 @@ struct KeyResult {
 struct CheckResult {
   Verdict verdict = Verdict::kLinearizable;
   std::vector<KeyResult> keys;  // sorted by key
-  size_t ops = 0;               // on keys: the scans' reads included, the scans not
+  size_t ops = 0;               // on keys: what scans and txns stand for, not themselves
   size_t checked = 0;
   size_t scans = 0;        // whatever their outcome
   size_t scan_reads = 0;   // the gets they stand for (among ops)
   size_t scan_absent = 0;  // of those, reads of a key the scan did not return
+  size_t txns = 0;         // whatever their outcome
+  size_t txn_ops = 0;      // the operations on single keys they stand for (among ops)
   double seconds = 0;
   // Set when verdict is kNotLinearizable: the first violating key in key
   // order.

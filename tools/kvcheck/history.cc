@@ -24,6 +24,8 @@ const char* OpKindName(OpKind kind) {
       return "cas";
     case OpKind::kScan:
       return "scan";
+    case OpKind::kTxn:
+      return "txn";
   }
   return "?";
 }
@@ -76,14 +78,15 @@ namespace {
 
 // A recursive-descent reader for one JSON object per line. Only what the
 // history format needs is decoded (strings, null, integers, booleans, a
-// scan's kvs); any other value of an unknown field is validated and skipped.
+// scan's kvs, a txn's lists); any other value of an unknown field is
+// validated and skipped.
 class LineReader {
  public:
   explicit LineReader(std::string_view s) : s_(s) {}
 
   Status ReadEvent(Event* event) {
     bool have_process = false, have_type = false, have_f = false, have_key = false,
-         have_time = false;
+         have_time = false, have_succeeded = false;
     SkipSpace();
     if (pos_ >= s_.size() || s_[pos_] != '{') {
       return Error("expected '{' at the start of the line");
@@ -124,6 +127,17 @@ class LineReader {
         s = ReadBool(name, &event->more);
       } else if (name == "kvs") {
         s = ReadKvs(&event->kvs);
+      } else if (name == "compare") {
+        s = ReadCompares(&event->compare);
+      } else if (name == "success" || name == "failure") {
+        s = ReadTxnOps(name, name == "success" ? &event->success : &event->failure);
+      } else if (name == "succeeded") {
+        s = ReadBool(name, &event->succeeded);
+        have_succeeded = true;
+      } else if (name == "results") {
+        s = ReadTxnResults(&event->results);
+      } else if (name == "resent") {
+        s = ReadBool(name, &event->resent);
       } else {
         s = SkipValue(0);
       }
@@ -136,8 +150,12 @@ class LineReader {
     if (!have_process) return Missing("process");
     if (!have_type) return Missing("type");
     if (!have_f) return Missing("f");
-    if (!have_key) return Missing("key");
+    if (!have_key && event->kind != OpKind::kTxn) return Missing("key");
     if (!have_time) return Missing("time");
+    // Without it the branch that ran, so what the results mean, is unknown.
+    if (event->kind == OpKind::kTxn && event->type == EventType::kOk && !have_succeeded) {
+      return Missing("succeeded");
+    }
     return Status::OK();
   }
 
@@ -196,9 +214,11 @@ class LineReader {
       *kind = OpKind::kCas;
     } else if (v == "scan") {
       *kind = OpKind::kScan;
+    } else if (v == "txn") {
+      *kind = OpKind::kTxn;
     } else {
       return Status::InvalidArgument("unknown \"f\" \"" + v +
-                                     "\" (want put, get, delete, cas or scan)");
+                                     "\" (want put, get, delete, cas, scan or txn)");
     }
     return Status::OK();
   }
@@ -269,17 +289,30 @@ class LineReader {
     }
   }
 
-  // [{"key": str, "value": str}, ...]; other fields of an entry are skipped.
-  Status ReadKvs(std::vector<ScannedKey>* out) {
-    out->clear();
-    if (!Consume('[')) return Error("\"kvs\" must be an array");
+  // An array of objects, each read by entry() from its '{' on.
+  template <typename Entry>
+  Status ReadObjects(const std::string& name, Entry entry) {
+    if (!Consume('[')) return Error("\"" + name + "\" must be an array");
     SkipSpace();
     if (Consume(']')) return Status::OK();
     while (true) {
       SkipSpace();
       if (pos_ >= s_.size() || s_[pos_] != '{') {
-        return Error("an entry of \"kvs\" must be an object");
+        return Error("an entry of \"" + name + "\" must be an object");
       }
+      Status s = entry();
+      if (!s.ok()) return s;
+      SkipSpace();
+      if (Consume(',')) continue;
+      if (Consume(']')) return Status::OK();
+      return Error("expected ',' or ']'");
+    }
+  }
+
+  // [{"key": str, "value": str}, ...]; other fields of an entry are skipped.
+  Status ReadKvs(std::vector<ScannedKey>* out) {
+    out->clear();
+    return ReadObjects("kvs", [&] {
       ScannedKey kv;
       bool have_key = false, have_value = false;
       Status s = ReadObject([&](const std::string& name) {
@@ -298,11 +331,109 @@ class LineReader {
         return Error("an entry of \"kvs\" needs a \"key\" and a \"value\" (strings)");
       }
       out->push_back(std::move(kv));
-      SkipSpace();
-      if (Consume(',')) continue;
-      if (Consume(']')) return Status::OK();
-      return Error("expected ',' or ']'");
-    }
+      return Status::OK();
+    });
+  }
+
+  // A txn's conditions (see history.h).
+  Status ReadCompares(std::vector<TxnCompare>* out) {
+    out->clear();
+    return ReadObjects("compare", [&] {
+      TxnCompare c;
+      bool have_key = false, have_value = false, absent = false, present = false,
+           have_index = false;
+      std::string cmp;
+      Status s = ReadObject([&](const std::string& name) {
+        if (name == "key") {
+          have_key = true;
+          return ReadString(&c.key);
+        }
+        if (name == "value") {
+          have_value = true;
+          return ReadString(&c.value);
+        }
+        if (name == "absent") return ReadBool(name, &absent);
+        if (name == "present") return ReadBool(name, &present);
+        if (name == "mod_index") {
+          have_index = true;
+          int64_t index;  // checked, not kept (see TxnCompare)
+          return ReadInt(name, &index);
+        }
+        if (name == "cmp") return ReadString(&cmp);
+        return SkipValue(0);
+      });
+      if (!s.ok()) return s;
+      if (!have_key) return Error("a condition of \"compare\" needs a \"key\"");
+      if (have_value + absent + present + have_index != 1) {
+        return Error(
+            "a condition of \"compare\" needs one of \"value\", \"absent\": true, "
+            "\"present\": true or \"mod_index\"");
+      }
+      if (have_index && cmp != "eq" && cmp != "lt" && cmp != "gt") {
+        return Error("\"mod_index\" needs \"cmp\": \"eq\", \"lt\" or \"gt\"");
+      }
+      c.kind = have_value ? TxnCompare::Kind::kValue
+               : absent   ? TxnCompare::Kind::kAbsent
+               : present  ? TxnCompare::Kind::kPresent
+                          : TxnCompare::Kind::kModIndex;
+      out->push_back(std::move(c));
+      return Status::OK();
+    });
+  }
+
+  // A txn's branch `name`: puts, deletes and gets (see history.h).
+  Status ReadTxnOps(const std::string& name, std::vector<TxnOp>* out) {
+    out->clear();
+    return ReadObjects(name, [&] {
+      TxnOp op;
+      bool have_f = false, have_key = false, have_value = false;
+      Status s = ReadObject([&](const std::string& field) {
+        if (field == "f") {
+          have_f = true;
+          std::string f;
+          Status read = ReadString(&f);
+          return read.ok() ? ParseKind(f, &op.kind) : read;
+        }
+        if (field == "key") {
+          have_key = true;
+          return ReadString(&op.key);
+        }
+        if (field == "value") {
+          have_value = true;
+          return ReadString(&op.value);
+        }
+        return SkipValue(0);
+      });
+      if (!s.ok()) return s;
+      if (!have_f || !have_key) {
+        return Error("an op of \"" + name + "\" needs an \"f\" and a \"key\"");
+      }
+      if (op.kind != OpKind::kPut && op.kind != OpKind::kDelete && op.kind != OpKind::kGet) {
+        return Error("an op of \"" + name + "\" must be a put, delete or get");
+      }
+      if (op.kind == OpKind::kPut && !have_value) {
+        return Error("a put of \"" + name + "\" needs a \"value\"");
+      }
+      out->push_back(std::move(op));
+      return Status::OK();
+    });
+  }
+
+  // A txn's results: [{"value": str|null}, ...]; other fields are skipped.
+  Status ReadTxnResults(std::vector<TxnResult>* out) {
+    out->clear();
+    return ReadObjects("results", [&] {
+      TxnResult r;
+      Status s = ReadObject([&](const std::string& name) {
+        if (name == "value") {
+          r.has_value = true;
+          return ReadNullableString(name, &r.value);
+        }
+        return SkipValue(0);
+      });
+      if (s.ok()) out->push_back(std::move(r));
+      return s;
+    });
   }
 
   Status ReadNullableString(const std::string& name, std::optional<std::string>* out) {
@@ -499,16 +630,113 @@ Status CheckScanResult(const Operation& scan) {
   return Status::OK();
 }
 
+// The branch of a txn answered ok that ran.
+const std::vector<TxnOp>& BranchRun(const Operation& txn) {
+  return txn.succeeded ? txn.success : txn.failure;
+}
+
+// What a txn can have returned: a result per op of the branch that ran,
+// each get's with a value; or, resent, possibly none.
+Status CheckTxnResult(const Operation& txn) {
+  const std::vector<TxnOp>& branch = BranchRun(txn);
+  if (txn.resent && txn.results.empty()) return Status::OK();
+  if (txn.results.size() != branch.size()) {
+    return Status::InvalidArgument("txn returned " + std::to_string(txn.results.size()) +
+                                   " results for the " + std::to_string(branch.size()) +
+                                   " ops of its " + (txn.succeeded ? "success" : "failure") +
+                                   " branch");
+  }
+  for (size_t i = 0; i < branch.size(); i++) {
+    if (branch[i].kind == OpKind::kGet && !txn.results[i].has_value) {
+      return Status::InvalidArgument("result " + std::to_string(i + 1) +
+                                     " of the txn, a get's, has no \"value\"");
+    }
+  }
+  return Status::OK();
+}
+
+// An operation on key that history.ops[whole], a scan or txn, stands for
+// (see history.h).
+Operation PartOf(const History& history, size_t whole, OpKind kind, const std::string& key) {
+  const Operation& w = history.ops[whole];
+  Operation part;
+  part.process = w.process;
+  part.kind = kind;
+  part.outcome = w.outcome;
+  part.key = key;
+  part.invoke_time = w.invoke_time;
+  part.return_time = w.return_time;
+  part.invoke_line = w.invoke_line;
+  part.return_line = w.return_line;
+  part.parent = whole;
+  return part;
+}
+
+// Appends to *parts what branch, of the txn history.ops[txn], stands for
+// (see history.h): per key it writes, one write of the key's state when it
+// ends; and if results holds the branch's results, per get of a key no
+// earlier op wrote, a read of its result.
+void AddBranchParts(const History& history, size_t txn, const std::vector<TxnOp>& branch,
+                    const std::vector<TxnResult>& results, std::vector<Operation>* parts) {
+  std::map<std::string, size_t> written;  // key -> its write in *parts
+  for (size_t i = 0; i < branch.size(); i++) {
+    const TxnOp& op = branch[i];
+    if (op.kind == OpKind::kGet) {
+      if (i < results.size() && written.count(op.key) == 0) {
+        parts->push_back(PartOf(history, txn, OpKind::kGet, op.key));
+        parts->back().result = results[i].value;
+      }
+      continue;
+    }
+    const auto [it, first] = written.emplace(op.key, parts->size());
+    if (first) parts->push_back(PartOf(history, txn, op.kind, op.key));
+    Operation& write = (*parts)[it->second];
+    write.kind = op.kind;
+    write.value.reset();
+    if (op.kind == OpKind::kPut) write.value = op.value;
+  }
+}
+
+// Adds the operations every txn stands for on single keys (see history.h).
+void AddTxnParts(History* history) {
+  std::vector<Operation> parts;
+  for (size_t i = 0; i < history->ops.size(); i++) {
+    const Operation& txn = history->ops[i];
+    if (txn.kind != OpKind::kTxn || txn.outcome == Outcome::kFail) continue;
+    if (txn.outcome == Outcome::kInfo) {
+      // Either branch may have run, or neither; nothing was returned.
+      AddBranchParts(*history, i, txn.success, {}, &parts);
+      AddBranchParts(*history, i, txn.failure, {}, &parts);
+      continue;
+    }
+    // Had it failed, which condition failed would be unknown.
+    const bool results_lost = txn.resent && txn.results.empty();
+    if (txn.succeeded && !results_lost) {
+      for (const TxnCompare& c : txn.compare) {
+        if (c.kind != TxnCompare::Kind::kValue && c.kind != TxnCompare::Kind::kAbsent) continue;
+        parts.push_back(PartOf(*history, i, OpKind::kGet, c.key));
+        if (c.kind == TxnCompare::Kind::kValue) parts.back().result = c.value;
+      }
+    }
+    AddBranchParts(*history, i, BranchRun(txn), txn.results, &parts);
+  }
+  std::move(parts.begin(), parts.end(), std::back_inserter(history->ops));
+}
+
 // Adds the reads of every scan answered ok (see history.h): per key of the
 // history in the part of its range it covered, a get of what it returned
 // for that key, or of absent.
 void AddScanReads(History* history) {
   std::set<std::string> keys;
   for (const Operation& op : history->ops) {
-    if (op.kind != OpKind::kScan) {
-      keys.insert(op.key);
-    } else {
+    if (op.kind == OpKind::kScan) {
       for (const ScannedKey& kv : op.kvs) keys.insert(kv.key);
+    } else if (op.kind == OpKind::kTxn) {
+      for (const TxnCompare& c : op.compare) keys.insert(c.key);
+      for (const TxnOp& o : op.success) keys.insert(o.key);
+      for (const TxnOp& o : op.failure) keys.insert(o.key);
+    } else {
+      keys.insert(op.key);
     }
   }
   std::vector<Operation> reads;
@@ -521,21 +749,12 @@ void AddScanReads(History* history) {
     };
     auto returned = scan.kvs.begin();
     for (auto key = keys.lower_bound(scan.key); key != keys.end() && covered(*key); ++key) {
-      Operation read;
-      read.process = scan.process;
-      read.kind = OpKind::kGet;
-      read.outcome = Outcome::kOk;
-      read.key = *key;
+      Operation read = PartOf(*history, i, OpKind::kGet, *key);
       // Every key returned is in `keys`, in the same order: the walk meets each.
       if (returned != scan.kvs.end() && returned->key == *key) {
         read.result = returned->value;
         ++returned;
       }
-      read.invoke_time = scan.invoke_time;
-      read.return_time = scan.return_time;
-      read.invoke_line = scan.invoke_line;
-      read.return_line = scan.return_line;
-      read.scan = i;
       reads.push_back(std::move(read));
     }
   }
@@ -568,6 +787,11 @@ class Pairer {
       if (e.kind == OpKind::kScan) {
         op.end = std::move(e.end);
         op.limit = e.limit;
+      }
+      if (e.kind == OpKind::kTxn) {
+        op.compare = std::move(e.compare);
+        op.success = std::move(e.success);
+        op.failure = std::move(e.failure);
       }
       open_[e.process] = history_->ops.size();
       history_->ops.push_back(std::move(op));
@@ -612,6 +836,13 @@ class Pairer {
         if (!s.ok()) return LineError(line, s.message());
       }
     }
+    if (op.kind == OpKind::kTxn && op.outcome == Outcome::kOk) {
+      op.succeeded = e.succeeded;
+      op.results = std::move(e.results);
+      op.resent = e.resent;
+      Status s = CheckTxnResult(op);
+      if (!s.ok()) return LineError(line, s.message());
+    }
     open_.erase(it);
     return Status::OK();
   }
@@ -645,6 +876,7 @@ Status ParseHistory(std::istream& in, History* history) {
   }
   if (in.bad()) return Status::IOError("read error after line " + std::to_string(lineno));
   // Operations still outstanding at the end stay kInfo, returning kNever.
+  AddTxnParts(history);
   AddScanReads(history);
   return Status::OK();
 }

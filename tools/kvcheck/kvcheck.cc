@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
       "kvcheck: check a kvload --history file for linearizability.\n"
       "Each key is checked as an independent register (put/get/delete/cas) with the\n"
       "Wing & Gong / Lowe search, memoized as in Porcupine. A scan is checked as a read\n"
-      "of every key in the part of its range it covered, each in its key's history.\n"
+      "of every key in the part of its range it covered, each in its key's history;\n"
+      "a txn as the writes and reads it stands for on each key it names.\n"
       "Exit codes: 0 linearizable, 1 NOT linearizable, 2 usage or parse error,\n"
       "3 unknown (a key's search budget ran out)."};
   std::string path;

@@ -78,15 +78,17 @@ void AppendOpTable(const History& h, const std::vector<size_t>& ops, int64_t ori
     const int64_t ret = op.outcome == Outcome::kInfo ? kNever : op.return_time;
     const bool edge = op.invoke_time < begin || ret > end;
     Appendf(out, "    %s p%-7" PRId64 " %-36s %17s %17s  %-7s %s\n", edge ? "~" : " ", op.process,
-            DescribeOp(op, o.max_value_chars).c_str(), RelTime(op.invoke_time, origin).c_str(),
+            DescribeOp(h, i, o.max_value_chars).c_str(), RelTime(op.invoke_time, origin).c_str(),
             RelTime(ret, origin).c_str(), OutcomeName(op.outcome), lines.c_str());
   }
 }
 
 void AppendJsonOp(const History& h, size_t i, std::string* out) {
   const Operation& op = h.ops[i];
+  // What a scan or txn stands for has its f, as it has its lines.
   Appendf(out, "{\"index\":%zu,\"process\":%" PRId64 ",\"f\":\"%s\",\"outcome\":\"%s\",\"key\":", i,
-          op.process, op.scan != kNoScan ? "scan" : OpKindName(op.kind), OutcomeName(op.outcome));
+          op.process, OpKindName(op.parent != kNoParent ? h.ops[op.parent].kind : op.kind),
+          OutcomeName(op.outcome));
   AppendJsonString(op.key, out);
   auto opt = [&](const char* name, const std::optional<std::string>& v) {
     Appendf(out, ",\"%s\":", name);
@@ -129,14 +131,12 @@ const char* JsonVerdict(Verdict v) {
   return "?";
 }
 
-}  // namespace
-
-std::string DescribeOp(const Operation& op, size_t max_value_chars) {
+// DescribeOp of op as if it were an operation of the file.
+std::string DescribeOwn(const Operation& op, size_t max_value_chars) {
   switch (op.kind) {
     case OpKind::kPut:
       return "put " + QuoteOpt(op.value, max_value_chars, "null");
     case OpKind::kGet:
-      if (op.scan != kNoScan) return "scan -> " + QuoteOpt(op.result, max_value_chars, "absent");
       if (op.outcome != Outcome::kOk) return "get";
       return "get -> " + QuoteOpt(op.result, max_value_chars, "not found");
     case OpKind::kDelete:
@@ -153,8 +153,21 @@ std::string DescribeOp(const Operation& op, size_t max_value_chars) {
       }
       return out;
     }
+    case OpKind::kTxn:
+      return "txn";
   }
   return "?";
+}
+
+}  // namespace
+
+std::string DescribeOp(const History& history, size_t i, size_t max_value_chars) {
+  const Operation& op = history.ops[i];
+  if (op.parent == kNoParent) return DescribeOwn(op, max_value_chars);
+  if (history.ops[op.parent].kind == OpKind::kScan) {
+    return "scan -> " + QuoteOpt(op.result, max_value_chars, "absent");
+  }
+  return "txn " + DescribeOwn(op, max_value_chars);
 }
 
 std::string FormatText(const History& h, const CheckResult& r, const ReportOptions& o) {
@@ -179,6 +192,10 @@ std::string FormatText(const History& h, const CheckResult& r, const ReportOptio
             "  including %zu reads by %zu scan%s, one per key of the range each covered (%zu "
             "of a key it did not return: absent)\n",
             r.scan_reads, r.scans, r.scans == 1 ? "" : "s", r.scan_absent);
+  }
+  if (r.txns > 0) {
+    Appendf(&out, "  including %zu by %zu txn%s, each a write or read of one key\n", r.txn_ops,
+            r.txns, r.txns == 1 ? "" : "s");
   }
   Appendf(&out, "  keys: %zu linearizable, %zu NOT linearizable, %zu unknown\n", n_lin, n_bad,
           n_unknown);
@@ -238,7 +255,7 @@ std::string FormatText(const History& h, const CheckResult& r, const ReportOptio
       for (size_t i : v.witness) {
         const Operation& op = h.ops[i];
         if (op.outcome == Outcome::kInfo && op.invoke_time < v.witness_begin) {
-          alike[DescribeOp(op, o.max_value_chars)].push_back(i);
+          alike[DescribeOp(h, i, o.max_value_chars)].push_back(i);
         } else {
           shown.push_back(i);
         }
@@ -272,7 +289,8 @@ std::string FormatText(const History& h, const CheckResult& r, const ReportOptio
         std::string lines = std::to_string(op.invoke_line);
         if (op.return_line != 0) lines += "," + std::to_string(op.return_line);
         Appendf(&out, "      p%-7" PRId64 " %-36s %17s %17s  %-7s %s\n", op.process,
-                DescribeOp(op, o.max_value_chars).c_str(), RelTime(op.invoke_time, origin).c_str(),
+                DescribeOp(h, i, o.max_value_chars).c_str(),
+                RelTime(op.invoke_time, origin).c_str(),
                 RelTime(op.outcome == Outcome::kInfo ? kNever : op.return_time, origin).c_str(),
                 OutcomeName(op.outcome), lines.c_str());
       }
@@ -294,9 +312,9 @@ std::string FormatJson(const History& h, const CheckResult& r) {
   const char* verdict = JsonVerdict(r.verdict);
   Appendf(&out,
           "{\"verdict\":\"%s\",\"ops\":%zu,\"checked\":%zu,\"keys\":%zu,\"scans\":%zu,"
-          "\"scan_reads\":%zu,\"scan_absent\":%zu,\"seconds\":%.6f",
-          verdict, r.ops, r.checked, r.keys.size(), r.scans, r.scan_reads, r.scan_absent,
-          r.seconds);
+          "\"scan_reads\":%zu,\"scan_absent\":%zu,\"txns\":%zu,\"txn_ops\":%zu,\"seconds\":%.6f",
+          verdict, r.ops, r.checked, r.keys.size(), r.scans, r.scan_reads, r.scan_absent, r.txns,
+          r.txn_ops, r.seconds);
   out.append(",\"per_key\":[");
   for (size_t k = 0; k < r.keys.size(); k++) {
     const KeyResult& kr = r.keys[k];

@@ -19,10 +19,11 @@ struct ReportOptions {
   size_t max_value_chars = 40;
 };
 
-// A one-line description of an operation: `put "a"`, `get -> not found`,
-// `cas "a" -> "b"`, and for a scan's read of one key `scan -> "a"` or
-// `scan -> absent`.
-std::string DescribeOp(const Operation& op, size_t max_value_chars);
+// A one-line description of history.ops[i]: `put "a"`, `get -> not found`,
+// `cas "a" -> "b"`; for a scan's read of one key `scan -> "a"` or
+// `scan -> absent`; for what a txn stands for on one key `txn put "a"`,
+// `txn delete` or `txn get -> "a"`.
+std::string DescribeOp(const History& history, size_t i, size_t max_value_chars);
 
 // The human-readable report: verdict, counts, per-key table and, for a
 // violation, the operations that show it.
