@@ -53,9 +53,10 @@ uint64_t StateMachine::Hash(std::string_view key, std::string_view value, uint64
              deadline_ms * 0x9e3779b97f4a7c15ULL);
 }
 
-void StateMachine::PutValue(std::string_view key, std::string_view value, KeyVersion v,
-                            uint64_t deadline_ms) {
-  const RecordRef old = data_.Put(Record::Make(key, value, v, deadline_ms));
+const Record* StateMachine::PutValue(std::string_view key, std::string_view value, KeyVersion v,
+                                     uint64_t deadline_ms) {
+  Record* made = Record::Make(key, value, v, deadline_ms);
+  const RecordRef old = data_.Put(made);
   if (old.get() != nullptr) {
     digest_ -= Hash(key, old->value(), old->deadline_ms());
     data_bytes_ -= key.size() + old->value().size();
@@ -64,6 +65,20 @@ void StateMachine::PutValue(std::string_view key, std::string_view value, KeyVer
   digest_ += Hash(key, value, deadline_ms);
   data_bytes_ += key.size() + value.size();
   if (deadline_ms != 0) deadlines_.emplace(deadline_ms, std::string(key));
+  return made;
+}
+
+void StateMachine::Write(std::string_view key, std::string_view value, KeyVersion v,
+                         uint64_t deadline_ms, std::vector<Change>* changes) {
+  const Record* made = PutValue(key, value, v, deadline_ms);
+  if (changes == nullptr) return;
+  made->Ref();
+  changes->push_back(Change{Change::Kind::kPut, RecordRef(made), {}});
+}
+
+void StateMachine::Remove(const Record* r, Change::Kind why, std::vector<Change>* changes) {
+  if (changes != nullptr) changes->push_back(Change{why, {}, std::string(r->key())});
+  EraseValue(r);
 }
 
 void StateMachine::EraseValue(const Record* r) {
@@ -73,11 +88,10 @@ void StateMachine::EraseValue(const Record* r) {
   data_.Erase(r->key());
 }
 
-const Record* StateMachine::LiveRecord(std::string_view key, std::vector<std::string>* expired) {
+const Record* StateMachine::LiveRecord(std::string_view key, std::vector<Change>* changes) {
   const Record* r = data_.Find(key);
   if (r == nullptr || !r->ExpiredAt(clock_ms_)) return r;
-  if (expired != nullptr) expired->emplace_back(key);
-  EraseValue(r);
+  Remove(r, Change::Kind::kExpire, changes);
   return nullptr;
 }
 
@@ -95,9 +109,10 @@ void StateMachine::RecordSession(uint64_t client, uint64_t seq, uint64_t index,
 }
 
 ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplicate,
-                                uint64_t* decided_at, std::vector<std::string>* expired,
+                                uint64_t* decided_at, std::vector<Change>* changes,
                                 std::vector<TxnOpResult>* txn) {
   *duplicate = false;
+  if (changes != nullptr) changes->clear();
   if (txn != nullptr) txn->clear();
   applied_index_ = index;
   // The leader's clock, never going back (a new leader's may be behind).
@@ -120,7 +135,7 @@ ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplic
     }
   }
   if (cmd.op == OpType::kTxn) {
-    const ApplyResult branch = ApplyTxn(index, cmd, expired, txn);
+    const ApplyResult branch = ApplyTxn(index, cmd, changes, txn);
     if (cmd.client != 0 && cmd.seq != 0) RecordSession(cmd.client, cmd.seq, index, branch);
     return branch;
   }
@@ -128,20 +143,20 @@ ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplic
   if (cmd.op == OpType::kExpire) {
     // Each key whose deadline has passed goes; a key written again since
     // the leader listed it has a later deadline (or none) and stays.
-    for (const std::string& key : cmd.keys) LiveRecord(key, expired);
+    for (const std::string& key : cmd.keys) LiveRecord(key, changes);
   }
-  const Record* current = cmd.op == OpType::kExpire ? nullptr : LiveRecord(cmd.key, expired);
+  const Record* current = cmd.op == OpType::kExpire ? nullptr : LiveRecord(cmd.key, changes);
   // A put or a successful cas: a new record, created now unless it replaces one.
   const KeyVersion written{current != nullptr ? current->version().create_index : index, index};
   switch (cmd.op) {
     case OpType::kPut:
-      PutValue(cmd.key, cmd.value, written, cmd.deadline_ms);
+      Write(cmd.key, cmd.value, written, cmd.deadline_ms, changes);
       break;
     case OpType::kDelete:
       if (current == nullptr) {
         result = ApplyResult::kNotFound;
       } else {
-        EraseValue(current);
+        Remove(current, Change::Kind::kDelete, changes);
       }
       break;
     case OpType::kCas: {
@@ -153,7 +168,7 @@ ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplic
                                  : current == nullptr;
       }
       if (matches) {
-        PutValue(cmd.key, cmd.value, written, cmd.deadline_ms);
+        Write(cmd.key, cmd.value, written, cmd.deadline_ms, changes);
       } else {
         result = ApplyResult::kCasFailed;
       }
@@ -178,12 +193,11 @@ ApplyResult StateMachine::Apply(uint64_t index, const Command& cmd, bool* duplic
   return result;
 }
 
-ApplyResult StateMachine::ApplyTxn(uint64_t index, const Command& cmd,
-                                   std::vector<std::string>* expired,
+ApplyResult StateMachine::ApplyTxn(uint64_t index, const Command& cmd, std::vector<Change>* changes,
                                    std::vector<TxnOpResult>* results) {
   bool holds = true;
   for (const TxnCompare& c : cmd.compare) {
-    const Record* r = LiveRecord(c.key, expired);
+    const Record* r = LiveRecord(c.key, changes);
     const uint64_t mod_index = r != nullptr ? r->version().mod_index : 0;
     switch (c.kind) {
       case TxnCompare::Kind::kValue:
@@ -209,19 +223,19 @@ ApplyResult StateMachine::ApplyTxn(uint64_t index, const Command& cmd,
   }
   const std::vector<TxnOp>& branch = holds ? cmd.success : cmd.failure;
   for (const TxnOp& op : branch) {
-    const Record* current = LiveRecord(op.key, expired);
+    const Record* current = LiveRecord(op.key, changes);
     TxnOpResult result;
     switch (op.kind) {
       case TxnOp::Kind::kPut:
-        PutValue(op.key, op.value,
-                 {current != nullptr ? current->version().create_index : index, index},
-                 op.deadline_ms);
+        Write(op.key, op.value,
+              {current != nullptr ? current->version().create_index : index, index}, op.deadline_ms,
+              changes);
         break;
       case TxnOp::Kind::kDelete:
         if (current == nullptr) {
           result.result = ApplyResult::kNotFound;
         } else {
-          EraseValue(current);
+          Remove(current, Change::Kind::kDelete, changes);
         }
         break;
       case TxnOp::Kind::kGet:

@@ -53,6 +53,16 @@ enum class ApplyResult : uint8_t {
 
 const char* ApplyResultName(ApplyResult r);
 
+// A change a command made to the keys, as watchers see it: the changes of
+// one command come in the order it made them.
+struct Change {
+  enum class Kind : uint8_t { kPut, kDelete, kExpire };
+  Kind kind = Kind::kPut;
+  RecordRef record;  // kPut: the record written (its key, value, version, deadline)
+  std::string key;   // kDelete, kExpire: the key removed
+  std::string_view changed_key() const { return kind == Kind::kPut ? record->key() : key; }
+};
+
 // What one op of a transaction's branch found, in the branch's order.
 struct TxnOpResult {
   ApplyResult result = ApplyResult::kOk;  // kNotFound: a del or get of an absent key
@@ -109,12 +119,14 @@ class StateMachine {
   // was applied before, sets *duplicate and returns the original result.
   // *decided_at (if given): the index of the write whose application gave
   // the result: `index`, the original's for a duplicate, 0 for a stale seq.
-  // *expired (if given) gets the keys this command removed because their
-  // deadline had passed (a kExpire's, or the keys a write found expired).
+  // *changes (if given) gets what the command changed, in order: the keys
+  // it wrote and removed, and those it found past their deadline and so
+  // removed (a kExpire's, or a key a write found expired); a touch is no
+  // change (only the deadline moves), nor is a duplicate.
   // *txn (if given) gets a transaction's results, one per op of the branch
   // that ran (none for a duplicate: they are not kept).
   ApplyResult Apply(uint64_t index, const Command& cmd, bool* duplicate,
-                    uint64_t* decided_at = nullptr, std::vector<std::string>* expired = nullptr,
+                    uint64_t* decided_at = nullptr, std::vector<Change>* changes = nullptr,
                     std::vector<TxnOpResult>* txn = nullptr);
   // Index was applied but carried no command (a leader's no-op).
   void Skip(uint64_t index) { applied_index_ = index; }
@@ -171,15 +183,21 @@ class StateMachine {
   };
   // What a record adds to the digest.
   static uint64_t Hash(std::string_view key, std::string_view value, uint64_t deadline_ms);
-  // Stores `value` as key's, with version v and the deadline (0: none).
-  void PutValue(std::string_view key, std::string_view value, KeyVersion v, uint64_t deadline_ms);
+  // Stores `value` as key's, with version v and the deadline (0: none);
+  // returns the new record.
+  const Record* PutValue(std::string_view key, std::string_view value, KeyVersion v,
+                         uint64_t deadline_ms);
+  // A put or a del of a command, stored and noted in *changes (if given).
+  void Write(std::string_view key, std::string_view value, KeyVersion v, uint64_t deadline_ms,
+             std::vector<Change>* changes);
+  void Remove(const Record* r, Change::Kind why, std::vector<Change>* changes);
   // Erases key's record r.
   void EraseValue(const Record* r);
   // The key's record if it is live at the state machine's clock, else
-  // nullptr; an expired one is erased first and its key added to *expired.
-  const Record* LiveRecord(std::string_view key, std::vector<std::string>* expired);
+  // nullptr; an expired one is removed first (a kExpire change).
+  const Record* LiveRecord(std::string_view key, std::vector<Change>* changes);
   // Runs a transaction at `index`: returns the branch that ran.
-  ApplyResult ApplyTxn(uint64_t index, const Command& cmd, std::vector<std::string>* expired,
+  ApplyResult ApplyTxn(uint64_t index, const Command& cmd, std::vector<Change>* changes,
                        std::vector<TxnOpResult>* results);
   void RecordSession(uint64_t client, uint64_t seq, uint64_t index, ApplyResult result);
   void Clear();

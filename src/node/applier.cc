@@ -71,18 +71,12 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
                      << " holds no valid command; skipped";
       g.sm.Skip(e.index);
     } else {
-      std::vector<std::string> expired;
-      result = g.sm.Apply(e.index, cmd, &duplicate, &decided_at, &expired, &txn);
-      for (std::string& key : expired) {
-        ExpireEvent event;
-        event.key = std::move(key);
-        event.index = e.index;
-        out.events.push_back(std::move(event));
-      }
+      std::vector<Change> changes;
+      result = g.sm.Apply(e.index, cmd, &duplicate, &decided_at, &changes, &txn);
       members_changed = members_changed || (ctx_->cfg.sharded() && g.id == kMainGroup &&
                                             std::string_view(cmd.key).substr(
                                                 0, kMemberPrefix.size()) == kMemberPrefix);
-      if (!duplicate) AddWriteEvents(cmd, result, txn, e.index, &out.events);
+      AddEvents(changes, e.index, &out.events);
     }
     // Answer the client that proposed this index, if it was us.
     for (; write != writes.end() && write->first <= e.index; ++write) {
@@ -113,38 +107,33 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
   PostToLoop(std::move(out));
 }
 
-void Applier::AddWriteEvents(const Command& cmd, ApplyResult result,
-                             const std::vector<TxnOpResult>& txn, uint64_t index,
-                             std::vector<Event>* events) {
-  auto put = [&](const std::string& key, size_t size) {
-    PutEvent event;
-    event.key = key;
-    event.index = index;
-    event.size = size;
-    events->push_back(std::move(event));
-  };
-  auto del = [&](const std::string& key) {
-    DeleteEvent event;
-    event.key = key;
-    event.index = index;
-    events->push_back(std::move(event));
-  };
-  if (cmd.op == OpType::kTxn) {
-    // Each write of the branch that ran, in its order, at the txn's index.
-    const std::vector<TxnOp>& branch = result == ApplyResult::kOk ? cmd.success : cmd.failure;
-    for (size_t i = 0; i < branch.size() && i < txn.size(); ++i) {
-      if (branch[i].kind == TxnOp::Kind::kPut) put(branch[i].key, branch[i].value.size());
-      if (branch[i].kind == TxnOp::Kind::kDelete && txn[i].result == ApplyResult::kOk) {
-        del(branch[i].key);
+void Applier::AddEvents(const std::vector<Change>& changes, uint64_t index,
+                        std::vector<Event>* events) {
+  for (const Change& c : changes) {
+    switch (c.kind) {
+      case Change::Kind::kPut: {
+        PutEvent event;
+        event.key = c.record->key();
+        event.index = index;
+        event.size = c.record->value().size();
+        events->push_back(std::move(event));
+        break;
+      }
+      case Change::Kind::kDelete: {
+        DeleteEvent event;
+        event.key = c.key;
+        event.index = index;
+        events->push_back(std::move(event));
+        break;
+      }
+      case Change::Kind::kExpire: {
+        ExpireEvent event;
+        event.key = c.key;
+        event.index = index;
+        events->push_back(std::move(event));
+        break;
       }
     }
-    return;
-  }
-  if (result != ApplyResult::kOk || cmd.op == OpType::kTouch || cmd.op == OpType::kExpire) return;
-  if (cmd.op == OpType::kDelete) {
-    del(cmd.key);
-  } else {
-    put(cmd.key, cmd.value.size());
   }
 }
 

@@ -41,11 +41,9 @@ class Applier {
  private:
   void ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
                      std::vector<std::pair<raft::Index, Pending>> writes);
-  // The kv events of a write just applied (not a duplicate): a put's, a
-  // del's, or each write of a transaction's branch.
-  static void AddWriteEvents(const Command& cmd, ApplyResult result,
-                             const std::vector<TxnOpResult>& txn, uint64_t index,
-                             std::vector<Event>* events);
+  // The kv events (kv.put, kv.del, kv.expire) of an entry's changes.
+  static void AddEvents(const std::vector<Change>& changes, uint64_t index,
+                        std::vector<Event>* events);
   // A transaction's reply: its branch and its ops' results (result: the
   // branch, as StateMachine::Apply gave it).
   static void FillTxnReply(const Group& g, const Pending& p, ApplyResult result, bool duplicate,

@@ -477,6 +477,14 @@ namespace kv {
 
 namespace {
 // A write as the leader stamps it: its clock, and a deadline if ttl_ms > 0.
+// The keys of `changes` removed because their deadline had passed.
+std::vector<std::string> Expired(const std::vector<Change>& changes) {
+  std::vector<std::string> keys;
+  for (const Change& c : changes) {
+    if (c.kind == Change::Kind::kExpire) keys.push_back(c.key);
+  }
+  return keys;
+}
 Command At(Command c, uint64_t now_ms, uint64_t ttl_ms = 0) {
   c.now_ms = now_ms;
   c.deadline_ms = ttl_ms > 0 ? now_ms + ttl_ms : 0;
@@ -515,10 +523,10 @@ TEST_CASE("A key with a deadline is gone once a clock reaches it, for reads and 
   REQUIRE(sm.Scan(all, 1200).kvs[1].ttl_ms == 0);
   REQUIRE(sm.Scan(all, 1500).kvs.size() == 1);
   // A write stamped past the deadline: the key is gone for it and for reads.
-  std::vector<std::string> expired;
+  std::vector<Change> changes;
   uint64_t at = 0;
-  REQUIRE(sm.Apply(3, At(Cas("a", nullptr, "new"), 1600), &dup, &at, &expired) == ApplyResult::kOk);
-  REQUIRE(expired == std::vector<std::string>{"a"});
+  REQUIRE(sm.Apply(3, At(Cas("a", nullptr, "new"), 1600), &dup, &at, &changes) == ApplyResult::kOk);
+  REQUIRE(Expired(changes) == std::vector<std::string>{"a"});
   KeyVersion ver;
   REQUIRE(sm.Get("a", &v, &ver));
   REQUIRE((v == "new" && ver.create_index == 3));
@@ -534,9 +542,9 @@ TEST_CASE("The state machine's clock never goes back, and expired keys stay gone
   sm.Apply(1, At(Put("a", "1"), 2000, 100), &dup);
   sm.Apply(2, At(Put("b", "2"), 2200), &dup);
   // A new leader whose clock is behind: a write stamped 1000 still sees "a" expired.
-  std::vector<std::string> expired;
-  REQUIRE(sm.Apply(3, At(Del("a"), 1000), &dup, nullptr, &expired) == ApplyResult::kNotFound);
-  REQUIRE(expired == std::vector<std::string>{"a"});
+  std::vector<Change> changes;
+  REQUIRE(sm.Apply(3, At(Del("a"), 1000), &dup, nullptr, &changes) == ApplyResult::kNotFound);
+  REQUIRE(Expired(changes) == std::vector<std::string>{"a"});
   REQUIRE(sm.clock_ms() == 2200);
   // Commands of before version 3 carry no clock: they apply at the state machine's.
   sm.Apply(4, At(Put("c", "3"), 2200, 50), &dup);
@@ -591,10 +599,10 @@ TEST_CASE("An expire entry removes the listed keys whose deadline passed, not ke
   REQUIRE(sm.ExpiredKeys(1049, 10, 100).empty());
   // "b" is written again (permanent) before the leader's removal applies.
   sm.Apply(4, At(Put("b", "4"), 1020), &dup);
-  std::vector<std::string> expired;
-  REQUIRE(sm.Apply(5, Expire({"b", "a", "nothing"}, 1100), &dup, nullptr, &expired) ==
+  std::vector<Change> changes;
+  REQUIRE(sm.Apply(5, Expire({"b", "a", "nothing"}, 1100), &dup, nullptr, &changes) ==
           ApplyResult::kOk);
-  REQUIRE(expired == std::vector<std::string>{"a"});
+  REQUIRE(Expired(changes) == std::vector<std::string>{"a"});
   REQUIRE(sm.size() == 2);
   REQUIRE(sm.applied_index() == 5);
   REQUIRE(sm.next_deadline() == 1900);
@@ -759,17 +767,55 @@ TEST_CASE("A transaction resent in its session applies once and keeps its branch
   REQUIRE(dup);
 }
 
+TEST_CASE("Apply reports every change a command made, in order") {
+  StateMachine sm;
+  bool dup = false;
+  std::vector<Change> changes;
+  auto seen = [&] {
+    std::vector<std::string> out;
+    for (const Change& c : changes) {
+      const char* kinds[] = {"put ", "del ", "expire "};
+      out.push_back(kinds[static_cast<int>(c.kind)] + std::string(c.changed_key()) +
+                    (c.kind == Change::Kind::kPut ? "=" + std::string(c.record->value()) : ""));
+    }
+    return out;
+  };
+  sm.Apply(1, At(Put("a", "1"), 1000, 100), &dup, nullptr, &changes);
+  REQUIRE(seen() == std::vector<std::string>{"put a=1"});
+  REQUIRE(changes[0].record->version().mod_index == 1);
+  sm.Apply(2, At(Put("b", "2"), 1000), &dup, nullptr, &changes);
+  // A delete of a missing key, a failed cas and a touch change nothing.
+  sm.Apply(3, At(Del("x"), 1000), &dup, nullptr, &changes);
+  REQUIRE(changes.empty());
+  sm.Apply(4, At(Cas("b", "wrong", "3"), 1000), &dup, nullptr, &changes);
+  REQUIRE(changes.empty());
+  sm.Apply(5, Touch("b", 1000, 5000), &dup, nullptr, &changes);
+  REQUIRE(changes.empty());
+  // A transaction's writes in its order, after the key it found expired.
+  sm.Apply(6,
+           At(Txn({{TxnCompare::Kind::kAbsent, "a", "", 0}},
+                  {TxnPut("c", "3"), TxnDel("b"), TxnPut("c", "4"), TxnGet("c")}),
+              1200),
+           &dup, nullptr, &changes);
+  REQUIRE(seen() == std::vector<std::string>{"expire a", "put c=3", "del b", "put c=4"});
+  // A duplicate changes nothing.
+  Command put = Put("d", "5", 9, 1);
+  sm.Apply(7, put, &dup, nullptr, &changes);
+  sm.Apply(8, put, &dup, nullptr, &changes);
+  REQUIRE((dup && changes.empty()));
+}
+
 TEST_CASE("A transaction sees expired keys as absent, and puts with deadlines") {
   StateMachine sm;
   bool dup = false;
   sm.Apply(1, At(Put("lease", "old"), 1000, 100), &dup);
-  std::vector<std::string> expired;
+  std::vector<Change> changes;
   std::vector<TxnOpResult> results;
   Command take = At(Txn({{TxnCompare::Kind::kAbsent, "lease", "", 0}},
                         {TxnPut("lease", "new", 1300), TxnGet("lease")}),
                     1200);
-  REQUIRE(sm.Apply(2, take, &dup, nullptr, &expired, &results) == ApplyResult::kOk);
-  REQUIRE(expired == std::vector<std::string>{"lease"});
+  REQUIRE(sm.Apply(2, take, &dup, nullptr, &changes, &results) == ApplyResult::kOk);
+  REQUIRE(Expired(changes) == std::vector<std::string>{"lease"});
   REQUIRE(results[1].record->deadline_ms() == 1300);
   REQUIRE(results[1].record->version().create_index == 2);
   REQUIRE(sm.next_deadline() == 1300);
