@@ -20,6 +20,9 @@ It needs only pyzmq and msgpack (Debian: python3-zmq, python3-msgpack).
            "failure": [{"op": "get", "key": "lock"}]}' | examples/client.py txn
                                             (a transaction from stdin, in the wire shape of
                                             docs/protocol.md; prints the reply as JSON)
+    examples/client.py watch app/ --from 120 (every change to keys under app/ from log
+                                            index 120 on, a JSON line each; --count N: stop
+                                            after N; moves between nodes on its own)
     examples/client.py status
     examples/client.py shards               (the shard map; shards 0: not sharded)
     examples/client.py --key me.key --server-keys peers get k   (a secure cluster)
@@ -64,6 +67,15 @@ values may be str or bytes:
               success=[{"op": "put", "key": "{acct}:a", "value": "70"}],
               failure=[{"op": "get", "key": "{acct}:a"}])
     t.succeeded, t.results  # bool, one reply map per op of the branch that ran
+
+A watch streams every change to a range of keys, in log order, each once,
+from a log index on, moving to another node when the one serving it dies
+(docs/protocol.md, "Watches"):
+
+    w = c.watch(prefix=b"app/")          # from now; from_index=N: from index N
+    for event in w:                       # WatchEvent(type, key, value, index, ...)
+        ...
+    w.position()                          # {shard: last index seen}: resume from it + 1
 
 A secure cluster (nodes started with --key; docs/protocol.md, "Security")
 answers only CurveZMQ clients whose key it knows. Give this client its
@@ -144,6 +156,23 @@ class TxnResult(collections.namedtuple("TxnResult", "succeeded results index res
     branch that ran ({"status", "value", ...} as docs/protocol.md says), the
     log index of the txn, and whether it was a resend the cluster had applied
     before (then results is empty: they are not kept)."""
+
+
+class Compacted(Exception):
+    """A watch's next change is no longer kept by the nodes (it stopped for
+    longer than their history): read the range again (scan), then watch
+    from the read's index on. `oldest` is the first index still kept;
+    `shard` the shard (None: unsharded)."""
+
+    def __init__(self, message, oldest, shard):
+        super().__init__(message)
+        self.oldest, self.shard = oldest, shard
+
+
+WatchEvent = collections.namedtuple("WatchEvent", "type key value index create_index shard")
+WatchEvent.__doc__ = """A change a watch saw: type "put", "del" or "expire"; value None
+for del, expire and keys-only watches; index the log index of the entry that
+made it (of its shard's log); create_index for a put."""
 
 
 class Entry(collections.namedtuple("Entry", "key value mod_index")):
@@ -347,6 +376,26 @@ class Client:
             found.append(smallest["buffered"].popleft())
         return found, any(c["more"] or c["buffered"] for c in cursors)
 
+    def watch(self, prefix=None, start=b"", end=None, from_index=None, keys_only=False,
+              on_move=None):
+        """A Watch of the keys that start with `prefix` (or of [start, end)):
+        every change from `from_index` on (None: from now; in a sharded
+        cluster a dict {shard: index}), in log order per shard, each once,
+        through node deaths and restarts (docs/protocol.md, "Watches").
+        on_move(shard, endpoint, why) hears when a stream moves to a node."""
+        if prefix is not None:
+            start, end = _bytes(prefix), _prefix_end(_bytes(prefix))
+        shard_count = self.shards().get("shards", 0)
+        shards = list(range(shard_count)) if shard_count else [None]
+        if isinstance(from_index, dict):
+            starts = {s: from_index.get(s) for s in shards}
+        else:
+            if from_index is not None and shard_count:
+                raise ValueError("a sharded cluster's from_index is a dict {shard: index}")
+            starts = {s: from_index for s in shards}
+        return Watch(self, _bytes(start), None if end is None else _bytes(end), keys_only,
+                     starts, on_move)
+
     def backup_part(self, shard=None):
         """A shard's whole state (shard None: an unsharded cluster's) at one
         linearizable point, read through its leader and then piece by piece
@@ -482,21 +531,25 @@ class Client:
             raise Unknown(f"{req['op']}: no definite answer within {self.timeout}s (last: {why})")
         raise Unavailable(f"{req['op']}: cluster unavailable for {self.timeout}s (last: {why})")
 
+    def _connect(self, endpoint):
+        """A new DEALER socket connected to the node."""
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        if self.key:
+            # CURVE: set before connect, as the handshake starts with the
+            # connection. A node that refuses our key never answers.
+            sock.curve_publickey, sock.curve_secretkey = self.key
+            sock.curve_serverkey = self.server_keys[endpoint]
+        sock.connect(f"tcp://{endpoint}")
+        return sock
+
     def _call(self, endpoint, req, timeout):
         """Sends one attempt with a fresh id; the matching reply, or None."""
         req = dict(req, id=self._next_id)
         self._next_id += 1
         sock = self._sockets.get(endpoint)
         if sock is None:
-            sock = self._ctx.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            if self.key:
-                # CURVE: set before connect, as the handshake starts with
-                # the connection. A node that refuses our key never answers.
-                sock.curve_publickey, sock.curve_secretkey = self.key
-                sock.curve_serverkey = self.server_keys[endpoint]
-            sock.connect(f"tcp://{endpoint}")
-            self._sockets[endpoint] = sock
+            sock = self._sockets[endpoint] = self._connect(endpoint)
         sock.send(msgpack.packb(req))
         deadline = time.monotonic() + timeout
         while True:
@@ -510,6 +563,141 @@ class Client:
             if reply.get("id") == req["id"]:
                 return reply
             # A reply to an attempt we gave up on: ignore it.
+
+
+class Watch:
+    """A watch's streams, one per shard, merged (Client.watch). Iterate it,
+    or call next_event(timeout) for the next WatchEvent (None when none came
+    in time). position() tells where each shard's stream is (resume a later
+    watch from it + 1). Raises Compacted, KvError, Denied.
+
+    Each stream is served by one node at a time. It moves to another node,
+    resuming from the index after the last it saw, when its node answers
+    UNAVAILABLE (it stopped serving the shard), when a message is missing
+    (a batch's "after" is not the last one's "upto") or when the node says
+    nothing for SILENCE seconds (nodes send progress every second)."""
+
+    SILENCE = 3.0
+
+    def __init__(self, client, start, end, keys_only, starts, on_move):
+        self.client, self.on_move = client, on_move
+        self.request = {"op": "watch", "start": start}
+        if end is not None:
+            self.request["end"] = end
+        if keys_only:
+            self.request["keys_only"] = True
+        self.streams = {shard: {"shard": shard, "upto": None if f is None else f - 1,
+                                "socket": None, "endpoint": None, "id": None, "turn": 0,
+                                "heard": 0.0}
+                        for shard, f in starts.items()}
+        self.pending = collections.deque()
+        self.poller = zmq.Poller()
+        for stream in self.streams.values():
+            self._open(stream, "start")
+        # Started when each stream's first message has come: position() then
+        # says from where (a scan after this misses nothing the watch will
+        # not send).
+        deadline = time.monotonic() + client.timeout
+        while any(s["upto"] is None for s in self.streams.values()):
+            if time.monotonic() > deadline:
+                self.close()
+                raise Unavailable(f"watch: not started within {client.timeout}s")
+            self._poll(0.1)
+
+    def __iter__(self):
+        while True:
+            event = self.next_event(None)
+            if event is not None:
+                yield event
+
+    def position(self):
+        """{shard: the last index every change up to which was delivered}
+        (shard None in an unsharded cluster)."""
+        return {shard: stream["upto"] for shard, stream in self.streams.items()}
+
+    def close(self):
+        for stream in self.streams.values():
+            self._close(stream, cancel=True)
+
+    def next_event(self, timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.pending:
+            wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+            if wait <= 0:
+                return None
+            self._poll(wait)
+        return self.pending.popleft()
+
+    def _poll(self, wait):
+        """Takes in what the streams sent within `wait` seconds; moves the
+        silent ones."""
+        for sock, _ in self.poller.poll(int(wait * 1000)):
+            stream = next(s for s in self.streams.values() if s["socket"] is sock)
+            while stream["socket"] is sock and sock.poll(0):
+                self._receive(stream, msgpack.unpackb(sock.recv(), raw=False,
+                                                      unicode_errors="replace"))
+        now = time.monotonic()
+        for stream in self.streams.values():
+            if now - stream["heard"] > self.SILENCE:
+                self._open(stream, f"no word from {stream['endpoint']} for {self.SILENCE}s")
+
+    def _receive(self, stream, reply):
+        if reply.get("id") != stream["id"]:
+            return  # a message of a stream we left
+        stream["heard"] = time.monotonic()
+        status = reply["status"]
+        if status == "OK":
+            if stream["upto"] is not None and reply["after"] != stream["upto"]:
+                return self._open(stream, f"a message from {stream['endpoint']} is missing")
+            for e in reply["events"]:
+                self.pending.append(WatchEvent(e["type"], e["key"], e.get("value"), e["index"],
+                                               e.get("create_index"), stream["shard"]))
+            stream["upto"] = reply["upto"]
+        elif status == "COMPACTED":
+            raise Compacted(reply.get("error", "compacted"), reply.get("oldest"), stream["shard"])
+        elif status == "ERROR":
+            raise KvError(reply.get("error", "error"))
+        elif status == "DENIED":
+            raise Denied(reply.get("error", "denied"))
+        elif status == "REDIRECT" and reply.get("leader"):
+            self._open(stream, f"{stream['endpoint']} has no replica of the shard",
+                       endpoint=reply["leader"])
+        else:  # UNAVAILABLE, BUSY: another node
+            time.sleep(backoff(1))
+            self._open(stream, f"{status} from {stream['endpoint']}: {reply.get('error', '')}")
+
+    def _open(self, stream, why, endpoint=None):
+        """(Re)starts the stream on a node: `endpoint`, or the next one."""
+        self._close(stream, cancel=False)
+        client = self.client
+        if endpoint is None:
+            reachable = [e for e in client.endpoints if client._can_reach(e)]
+            if not reachable:
+                raise Unavailable(_no_key(client.endpoints))
+            endpoint = reachable[stream["turn"] % len(reachable)]
+            stream["turn"] += 1
+        sock = client._connect(endpoint)  # a connection of its own: a stream
+        req = dict(self.request, id=client._next_id)
+        client._next_id += 1
+        if stream["upto"] is not None:
+            req["from_index"] = stream["upto"] + 1
+        if stream["shard"] is not None:
+            req["shard"] = stream["shard"]
+        sock.send(msgpack.packb(req))
+        stream.update(socket=sock, endpoint=endpoint, id=req["id"], heard=time.monotonic())
+        self.poller.register(sock, zmq.POLLIN)
+        if self.on_move:
+            self.on_move(stream["shard"], endpoint, why)
+
+    def _close(self, stream, cancel):
+        sock = stream["socket"]
+        if sock is None:
+            return
+        if cancel:
+            sock.send(msgpack.packb({"id": 0, "op": "cancel", "watch": stream["id"]}))
+        self.poller.unregister(sock)
+        sock.close(linger=100 if cancel else 0)
+        stream["socket"] = None
 
 
 def _prefix_end(prefix):
@@ -550,13 +738,17 @@ def main(argv=None):
     ap.add_argument("--server-keys", default=os.environ.get("KVSTORE_SERVER_KEYS"),
                     help="the members' public keys, lines \"ID PUBLIC-KEY [HOST:PORT]\" "
                          "(env KVSTORE_SERVER_KEYS)")
+    ap.add_argument("--from", dest="from_index", type=int, default=None, metavar="INDEX",
+                    help="watch: the first log index to send changes from (unsharded clusters)")
+    ap.add_argument("--count", type=int, default=None,
+                    help="watch: stop after this many changes")
     ap.add_argument("op", choices=["put", "set", "get", "del", "cas", "touch", "ttl", "scan",
-                                   "txn", "status", "shards"])
+                                   "txn", "watch", "status", "shards"])
     ap.add_argument("args", nargs="*")
     a = ap.parse_intermixed_args(argv)
     two = a.absent or a.expect_index is not None
     arity = {"put": 2, "set": 2, "get": 1, "del": 1, "cas": 2 if two else 3, "touch": 1,
-             "ttl": 1, "txn": 0, "status": 0, "shards": 0}
+             "ttl": 1, "txn": 0, "watch": min(len(a.args), 1), "status": 0, "shards": 0}
     if a.absent and a.expect_index is not None:
         ap.error("--absent and --expect-index exclude each other")
     if a.ttl is not None and a.ttl < 0:
@@ -606,6 +798,31 @@ def main(argv=None):
             if more:
                 print(f"(more than {a.limit} keys)", file=sys.stderr)
             return 0 if found else 1
+        if a.op == "watch":
+            def moved(shard, endpoint, why):
+                where = "" if shard is None else f"shard {shard} "
+                print(f"watch: {where}now served by {endpoint} ({why})", file=sys.stderr,
+                      flush=True)
+            w = c.watch(prefix=a.args[0] if a.args else b"", from_index=a.from_index,
+                        keys_only=a.keys_only, on_move=moved)
+            seen = 0
+            try:
+                for e in w:
+                    line = {"type": e.type, "key": e.key.decode("utf-8", "replace"),
+                            "index": e.index}
+                    if e.value is not None:
+                        line["value"] = e.value.decode("utf-8", "replace")
+                    if e.shard is not None:
+                        line["shard"] = e.shard
+                    print(json.dumps(line), flush=True)
+                    seen += 1
+                    if a.count is not None and seen >= a.count:
+                        return 0
+            except Compacted as e:
+                print(f"COMPACTED: {e} (oldest kept: {e.oldest})", file=sys.stderr)
+                return 1
+            finally:
+                w.close()
         if a.op == "txn":
             try:
                 spec = json.load(sys.stdin)

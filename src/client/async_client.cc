@@ -354,6 +354,7 @@ void AsyncClient::Impl::OnReply(net::ClientReply& r, std::vector<Completion>* ou
     case net::ReplyStatus::kCasFailed:
       return;  // executed: completed above
     case net::ReplyStatus::kError:
+    case net::ReplyStatus::kCompacted:  // a watch's: never the answer to these ops
       Complete(slot, {0, Code::kError, {}, std::move(r.error)}, out);
       return;
     case net::ReplyStatus::kDenied:

@@ -43,6 +43,7 @@ Code CodeFor(net::ReplyStatus s) {
       return Code::kDenied;
     case net::ReplyStatus::kRedirect:
     case net::ReplyStatus::kError:
+    case net::ReplyStatus::kCompacted:  // a watch's: never the answer to these ops
       break;
   }
   return Code::kError;

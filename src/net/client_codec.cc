@@ -29,7 +29,9 @@ constexpr std::pair<ClientOp, const char*> kOpNames[] = {
     {ClientOp::kScan, "scan"},
     {ClientOp::kTouch, "touch"},
     {ClientOp::kBackup, "backup"},
-    {ClientOp::kTxn, "txn"}};
+    {ClientOp::kTxn, "txn"},
+    {ClientOp::kWatch, "watch"},
+    {ClientOp::kCancel, "cancel"}};
 
 constexpr std::pair<kv::TxnOp::Kind, const char*> kTxnOpNames[] = {
     {kv::TxnOp::Kind::kPut, "put"},
@@ -52,7 +54,13 @@ constexpr std::pair<ReplyStatus, const char*> kReplyStatusNames[] = {
     {ReplyStatus::kUnknown, "UNKNOWN"},
     {ReplyStatus::kError, "ERROR"},
     {ReplyStatus::kDenied, "DENIED"},
-    {ReplyStatus::kBusy, "BUSY"}};
+    {ReplyStatus::kBusy, "BUSY"},
+    {ReplyStatus::kCompacted, "COMPACTED"}};
+
+constexpr std::pair<WatchEvent::Type, const char*> kWatchEventNames[] = {
+    {WatchEvent::Type::kPut, "put"},
+    {WatchEvent::Type::kDelete, "del"},
+    {WatchEvent::Type::kExpire, "expire"}};
 
 // The name encoders write for `value`, or `fallback` if it has none.
 template <typename E, size_t N>
@@ -304,6 +312,10 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
       ok = GetUint(v, &r->cursor);
     } else if (name == "close") {
       ok = GetBool(v, &r->close);
+    } else if (name == "from_index") {
+      ok = GetUint(v, &r->from_index);
+    } else if (name == "watch") {
+      ok = GetUint(v, &r->watch);
     } else if (name == "compare") {
       compare = &v;
     } else if (name == "success" || name == "failure") {
@@ -316,8 +328,12 @@ Status DecodeClientRequest(std::string_view bytes, const RequestLimits& limits, 
   if (r->op == ClientOp::kStatus || r->op == ClientOp::kShards || r->op == ClientOp::kBackup) {
     return Status::OK();
   }
-  if (r->op == ClientOp::kScan)
+  if (r->op == ClientOp::kScan || r->op == ClientOp::kWatch) {
     return FinishScan(scan_start, scan_end, scan_prefix, limit, limits, &r->scan);
+  }
+  if (r->op == ClientOp::kCancel) {
+    return r->watch != 0 ? Status::OK() : Status::InvalidArgument("missing \"watch\"");
+  }
   if (r->op == ClientOp::kTransferLeader) {
     return r->target != 0 ? Status::OK() : Status::InvalidArgument("missing \"target\"");
   }
@@ -427,13 +443,15 @@ std::string EncodeClientRequest(const ClientRequest& r) {
     map.Uint("client", r.client);
     map.Uint("seq", r.seq);
   }
-  if (r.op == ClientOp::kScan) {
+  if (r.op == ClientOp::kScan || r.op == ClientOp::kWatch) {
     map.Bin("start", r.scan.start);
     if (r.scan.end) map.Bin("end", *r.scan.end);
-    map.Uint("limit", r.scan.limit);
+    if (r.op == ClientOp::kScan) map.Uint("limit", r.scan.limit);
     if (r.scan.keys_only) map.Field("keys_only").pack_true();
     if (r.shard >= 0) map.Uint("shard", static_cast<uint64_t>(r.shard));
   }
+  if (r.op == ClientOp::kWatch && r.from_index != 0) map.Uint("from_index", r.from_index);
+  if (r.op == ClientOp::kCancel) map.Uint("watch", r.watch);
   if (r.op == ClientOp::kBackup) {
     if (r.shard >= 0) map.Uint("shard", static_cast<uint64_t>(r.shard));
     if (r.backup != 0) {
@@ -853,6 +871,86 @@ Status DecodeShardsReply(std::string_view bytes, uint64_t* request_id, ShardMap*
       return Status::InvalidArgument("shards reply: shard " + std::to_string(i) +
                                      " missing or listed twice");
     }
+  }
+  return Status::OK();
+}
+
+std::string EncodeWatchReply(uint64_t request_id, const WatchReply& r) {
+  std::string out;
+  size_t bytes = 64 + r.error.size();
+  for (const WatchEvent& e : r.events) bytes += 48 + e.key.size() + e.value.size();
+  out.reserve(bytes);
+  MapWriter reply(&out);
+  reply.Uint("id", request_id);
+  reply.Str("status", ReplyStatusName(r.status));
+  reply.Uint("node", r.node);
+  if (r.status == ReplyStatus::kOk) {
+    reply.Uint("after", r.after);
+    reply.Uint("upto", r.upto);
+    reply.Field("events").pack_array(static_cast<uint32_t>(r.events.size()));
+    for (const WatchEvent& e : r.events) {
+      MapWriter event(&out);
+      event.Str("type", NameOf(kWatchEventNames, e.type, "put"));
+      event.Bin("key", e.key);
+      if (e.has_value) event.Bin("value", e.value);
+      event.Uint("index", e.index);
+      if (e.type == WatchEvent::Type::kPut) event.Uint("create_index", e.create_index);
+      event.Finish();
+    }
+  }
+  if (r.status == ReplyStatus::kCompacted) reply.Uint("oldest", r.oldest);
+  if (!r.error.empty()) reply.Str("error", r.error);
+  reply.Finish();
+  return out;
+}
+
+namespace {
+
+bool GetWatchEvents(const msgpack::object& o, std::vector<WatchEvent>* events) {
+  if (o.type != msgpack::type::ARRAY) return false;
+  events->clear();
+  events->reserve(o.via.array.size);
+  for (uint32_t i = 0; i < o.via.array.size; ++i) {
+    WatchEvent& e = events->emplace_back();
+    bool has_type = false, has_key = false, has_index = false;
+    const Status s = ForEachField(
+        o.via.array.ptr[i], "watch event", [&](const std::string& name, const msgpack::object& v) {
+          if (name == "type") {
+            std::string type;
+            return has_type = GetBytes(v, &type) && ValueOf(kWatchEventNames, type, &e.type);
+          }
+          if (name == "key") return has_key = GetBytes(v, &e.key);
+          if (name == "value") return e.has_value = GetBytes(v, &e.value);
+          if (name == "index") return has_index = GetUint(v, &e.index);
+          if (name == "create_index") return GetUint(v, &e.create_index);
+          return true;
+        });
+    if (!s.ok() || !has_type || !has_key || !has_index) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Status DecodeWatchReply(std::string_view bytes, uint64_t* request_id, WatchReply* r) {
+  *r = WatchReply{};
+  bool has_id = false, has_status = false;
+  Status s =
+      DecodeMap(bytes, "watch reply", [&](const std::string& name, const msgpack::object& v) {
+        if (name == "id") return has_id = GetUint(v, request_id);
+        if (name == "status") return has_status = GetReplyStatus(v, &r->status);
+        if (name == "node") return GetUint(v, &r->node);
+        if (name == "after") return GetUint(v, &r->after);
+        if (name == "upto") return GetUint(v, &r->upto);
+        if (name == "events") return GetWatchEvents(v, &r->events);
+        if (name == "oldest") return GetUint(v, &r->oldest);
+        if (name == "error") return GetBytes(v, &r->error);
+        return true;
+      });
+  if (!s.ok()) return s;
+  if (!has_id || !has_status) return Status::InvalidArgument("watch reply without id or status");
+  if (r->status == ReplyStatus::kOk && r->upto < r->after) {
+    return Status::InvalidArgument("watch reply: upto is below after");
   }
   return Status::OK();
 }

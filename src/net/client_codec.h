@@ -36,8 +36,10 @@ enum class ClientOp : uint8_t {
   kTouch,   // a new deadline for a key, its value kept (docs/protocol.md, "Expiry")
   kBackup,  // a shard's whole state, in pieces (docs/protocol.md, "Backups")
   kTxn,     // compares and two branches of ops, atomic (docs/protocol.md, "Transactions")
+  kWatch,   // a stream of the changes to a range (docs/protocol.md, "Watches")
+  kCancel,  // ends a watch of the connection's
 };
-constexpr ClientOp kLastClientOp = ClientOp::kTxn;
+constexpr ClientOp kLastClientOp = ClientOp::kCancel;
 
 // Whether op changes data (and so takes a session's client and seq).
 constexpr bool IsWrite(ClientOp op) {
@@ -81,6 +83,12 @@ struct ClientRequest {
   // is in its ttl_ms.
   std::vector<kv::TxnCompare> compare;
   std::vector<kv::TxnOp> success, failure;
+  // watch: the range (in `scan`: start/end, or a prefix's range, and
+  // keys_only), the first log index to send changes from (0: the next one
+  // applied) and, in a sharded cluster, `shard`.
+  uint64_t from_index = 0;
+  // cancel: the id of the watch request to end.
+  uint64_t watch = 0;
 };
 
 struct RequestLimits {
@@ -110,6 +118,9 @@ enum class ReplyStatus : uint8_t {
   kError,
   kDenied,  // the client's key lacks the role the op needs (not executed)
   kBusy,    // the node sheds load: not executed, retry after a backoff
+  // A watch's from_index is older than the changes the node keeps: read
+  // the range again, then watch from the read's index (docs/protocol.md).
+  kCompacted,
 };
 
 // The status's name on the wire: "OK", "NOT_FOUND", "REDIRECT", ...
@@ -204,6 +215,34 @@ struct BackupReply {
   uint64_t cursor = 0;
   bool done = false;
 };
+
+// A change a watch sends (docs/protocol.md, "Watches").
+struct WatchEvent {
+  enum class Type : uint8_t { kPut, kDelete, kExpire };
+  Type type = Type::kPut;
+  std::string key;
+  bool has_value = false;  // a put, unless the watch is keys only
+  std::string value;
+  uint64_t index = 0;         // the log index of the entry that made it
+  uint64_t create_index = 0;  // a put: the key's create_index
+};
+
+// A message of a watch's stream: OK with the changes in (after, upto], or
+// its end (COMPACTED with `oldest`, UNAVAILABLE or ERROR with `error`).
+struct WatchReply {
+  ReplyStatus status = ReplyStatus::kOk;
+  uint64_t node = 0;  // the node that serves the watch
+  uint64_t after = 0;
+  uint64_t upto = 0;
+  std::vector<WatchEvent> events;
+  uint64_t oldest = 0;  // COMPACTED: the first index the node still has
+  std::string error;
+};
+
+std::string EncodeWatchReply(uint64_t request_id, const WatchReply& reply);
+// InvalidArgument for malformed input or an OK batch whose `upto` is below
+// its `after`.
+Status DecodeWatchReply(std::string_view bytes, uint64_t* request_id, WatchReply* reply);
 
 std::string EncodeBackupReply(uint64_t request_id, const BackupReply& reply);
 // InvalidArgument for malformed input, a reply that is not OK (the error's

@@ -48,6 +48,8 @@ Role RoleNeeded(net::ClientOp op) {
     case net::ClientOp::kScan:
     case net::ClientOp::kStatus:
     case net::ClientOp::kShards:
+    case net::ClientOp::kWatch:
+    case net::ClientOp::kCancel:
       return Role::kRead;
     case net::ClientOp::kPut:
     case net::ClientOp::kDelete:

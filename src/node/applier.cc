@@ -53,6 +53,7 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
     ApplyResult result = ApplyResult::kOk;
     uint64_t decided_at = e.index;  // the index a write's reply names
     Command cmd;                    // the entry's, if it holds one
+    std::vector<Change> changes;    // what it changed
     bool duplicate = false;
     std::vector<TxnOpResult> txn;
     raft::ConfChange cc;
@@ -71,13 +72,13 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
                      << " holds no valid command; skipped";
       g.sm.Skip(e.index);
     } else {
-      std::vector<Change> changes;
       result = g.sm.Apply(e.index, cmd, &duplicate, &decided_at, &changes, &txn);
       members_changed = members_changed || (ctx_->cfg.sharded() && g.id == kMainGroup &&
                                             std::string_view(cmd.key).substr(
                                                 0, kMemberPrefix.size()) == kMemberPrefix);
       AddEvents(changes, e.index, &out.events);
     }
+    g.watch_hub.Applied(e.index, std::move(changes));
     // Answer the client that proposed this index, if it was us.
     for (; write != writes.end() && write->first <= e.index; ++write) {
       net::ClientReply reply;
@@ -103,6 +104,7 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
   }
   ServeWaitingReads(g, &out);
   if (members_changed) AddMemberKeys(g, &out);
+  DeliverWatches(g, /*tick=*/false, &out);
   g.PublishProgress();
   PostToLoop(std::move(out));
 }
@@ -268,6 +270,11 @@ void Applier::Install(Group& g, raft::Snapshot snap) {
     Outgoing out;
     ServeWaitingReads(g, &out);
     AddMemberKeys(g, &out);
+    // The changes up to the snapshot are not known here: the history
+    // restarts after it.
+    std::vector<WatchHub::Out> ended;
+    g.watch_hub.Reset(meta.index, &ended);
+    EncodeWatchOuts(g, std::move(ended), &out);
     SnapshotEvent event;
     event.group = g.id;
     event.installed = true;
@@ -276,6 +283,62 @@ void Applier::Install(Group& g, raft::Snapshot snap) {
     out.events.push_back(std::move(event));
     PostToLoop(std::move(out));
   });
+}
+
+void Applier::Watch(Group& g, uint64_t handle, Pending to, ReplyBudget::Share share,
+                    const ScanSpec& range, uint64_t from_index) {
+  ctx_->workers->Post(g.id, [this, &g, handle, to = std::move(to), share = std::move(share), range,
+                             from_index]() mutable {
+    g.watch_targets[handle] = Group::WatchTarget{std::move(to), std::move(share)};
+    g.watch_hub.Add(handle, range, from_index);
+    Outgoing out;
+    DeliverWatches(g, /*tick=*/false, &out);
+    PostToLoop(std::move(out));
+  });
+}
+
+void Applier::Unwatch(Group& g, uint64_t handle) {
+  ctx_->workers->Post(g.id, [&g, handle] {
+    g.watch_hub.Remove(handle);
+    g.watch_targets.erase(handle);
+    g.open_watches = g.watch_targets.size();
+  });
+}
+
+void Applier::TickWatches(Group& g) {
+  ctx_->workers->Post(g.id, [this, &g] {
+    Outgoing out;
+    DeliverWatches(g, /*tick=*/true, &out);
+    if (!out.replies.empty()) PostToLoop(std::move(out));
+  });
+}
+
+void Applier::DeliverWatches(Group& g, bool tick, Outgoing* out) {
+  if (g.watch_targets.empty()) return;
+  const auto has_room = [&g](uint64_t handle) {
+    return g.watch_targets.at(handle).share.HasRoom();
+  };
+  std::vector<WatchHub::Out> outs;
+  const WatchHub::Clock::time_point now = WatchHub::Clock::now();
+  g.watch_hub.Deliver(now, has_room, &outs);
+  if (tick) g.watch_hub.Progress(now, has_room, &outs);
+  EncodeWatchOuts(g, std::move(outs), out);
+}
+
+void Applier::EncodeWatchOuts(Group& g, std::vector<WatchHub::Out> outs, Outgoing* out) {
+  for (WatchHub::Out& o : outs) {
+    auto it = g.watch_targets.find(o.handle);
+    if (it == g.watch_targets.end()) continue;
+    o.reply.node = ctx_->cfg.id;
+    EncodedReply& r = out->replies.emplace_back();
+    r.to = it->second.to;
+    r.status = o.reply.status;
+    r.bytes = net::EncodeWatchReply(r.to.id, o.reply);
+    r.watch_charge = it->second.share.Charge(r.bytes.size());
+    r.ends_watch = o.last;
+    if (o.last) g.watch_targets.erase(it);
+  }
+  g.open_watches = g.watch_targets.size();
 }
 
 void Applier::AddMemberKeys(Group& g, Outgoing* out) {

@@ -38,6 +38,15 @@ class Applier {
   // Replaces g's state machine with a snapshot from the leader.
   void Install(Group& g, raft::Snapshot snap);
 
+  // Starts watch `handle` of g's (node/watch_hub.h): its messages go to
+  // `to`, charged to `share`.
+  void Watch(Group& g, uint64_t handle, Pending to, ReplyBudget::Share share, const ScanSpec& range,
+             uint64_t from_index);
+  // Ends watch `handle` of g's, without a word to its client.
+  void Unwatch(Group& g, uint64_t handle);
+  // The timer: g's watches that wait for room or are due a progress message.
+  void TickWatches(Group& g);
+
  private:
   void ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
                      std::vector<std::pair<raft::Index, Pending>> writes);
@@ -53,6 +62,11 @@ class Applier {
   void ServeWaitingReads(Group& g, Outgoing* out);
   // Reads the metadata group's member keys into `out` (sharded clusters).
   void AddMemberKeys(Group& g, Outgoing* out);
+  // Sends g's watches what they are due (node/watch_hub.h); `tick`: the
+  // progress messages too.
+  void DeliverWatches(Group& g, bool tick, Outgoing* out);
+  // The hub's messages as replies to their watches; forgets ended ones.
+  void EncodeWatchOuts(Group& g, std::vector<WatchHub::Out> outs, Outgoing* out);
   void PostToLoop(Outgoing out);
 
   NodeContext* ctx_;

@@ -25,6 +25,10 @@ constexpr int kClientSendQueue = 100000;
 // slices between which the loop ticks, sends and answers (net/event_loop.h).
 constexpr size_t kMaxRequestsPerDrain = 1024;
 constexpr size_t kMaxBytesPerDrain = 8 << 20;
+// Watches open at once, per connection and per node: each costs a little
+// memory and a share of the work of every write that matches it.
+constexpr size_t kMaxWatchesPerConnection = 1000;
+constexpr size_t kMaxWatches = 10000;
 
 // Whether a txn reads: its reply then carries values, which count against
 // the connection's reply budget (node/reply_budget.h) as a get's do.
@@ -58,6 +62,9 @@ ClientFront::ClientFront(zmq::context_t* zmq, NodeContext* ctx)
   socket_.set(zmq::sockopt::maxmsgsize, ctx->cfg.max_client_frame());
   socket_.set(zmq::sockopt::sndhwm, kClientSendQueue);
   socket_.set(zmq::sockopt::rcvhwm, kClientReceiveQueue);
+  // A send to a client that went away (or whose queue is full) fails
+  // rather than vanish: a watch must know its message did not go out.
+  socket_.set(zmq::sockopt::router_mandatory, true);
   if (ctx->cfg.curve()) net::MakeCurveServer(socket_, ctx->cfg.secret_key, Access::kClientDomain);
 }
 
@@ -143,6 +150,10 @@ void ClientFront::Handle(Pending p, std::string_view payload, std::string_view u
       return HandleBackup(std::move(p), req);
     case net::ClientOp::kTxn:
       return HandleTxn(std::move(p), req);
+    case net::ClientOp::kWatch:
+      return HandleWatch(std::move(p), req);
+    case net::ClientOp::kCancel:
+      return HandleCancel(p, req);
     case net::ClientOp::kGet:
     case net::ClientOp::kPut:
     case net::ClientOp::kDelete:
@@ -218,6 +229,96 @@ void ClientFront::HandleTxn(Pending p, net::ClientRequest& req) {
     }
   }
   ProposeWrite(*g, std::move(p), cmd);
+}
+
+void ClientFront::HandleWatch(Pending p, const net::ClientRequest& req) {
+  if (p.delimiter) {
+    return ReplyError(p, "a watch answers with a stream of messages: use a DEALER socket");
+  }
+  raft::GroupId gid = 0;
+  if (!NamedShardGroup(p, req, &gid)) return;
+  const std::pair<std::string, uint64_t> key{p.routing, p.id};
+  if (watches_.count(key) != 0) {
+    return ReplyError(p, "this connection already has a watch with id " + std::to_string(p.id));
+  }
+  if (watches_.size() >= kMaxWatches ||
+      watches_per_connection_[p.routing] >= kMaxWatchesPerConnection) {
+    net::ClientReply busy;
+    busy.status = net::ReplyStatus::kBusy;
+    busy.error = "too many watches open (at most " + std::to_string(kMaxWatchesPerConnection) +
+                 " per connection, " + std::to_string(kMaxWatches) + " per node)";
+    return Reply(p, busy);
+  }
+  // Any replica serves a watch from what it has applied: no leader needed.
+  Group* g = ctx_->groups.Find(gid);
+  if (g == nullptr) return RedirectOrUnavailable(p, gid);
+  const uint64_t handle = ++next_watch_handle_;
+  watches_[key] = WatchRef{gid, handle};
+  watches_per_connection_[p.routing]++;
+  ReplyBudget::Share share = replies_.ShareOf(p.routing);
+  applier_->Watch(*g, handle, std::move(p), std::move(share), req.scan, req.from_index);
+}
+
+void ClientFront::HandleCancel(const Pending& p, const net::ClientRequest& req) {
+  auto it = watches_.find({p.routing, req.watch});
+  if (it == watches_.end()) {
+    net::ClientReply missing;
+    missing.status = net::ReplyStatus::kNotFound;
+    missing.error = "no watch with id " + std::to_string(req.watch) + " on this connection";
+    return Reply(p, missing);
+  }
+  if (Group* g = ctx_->groups.FindHosted(it->second.group))
+    applier_->Unwatch(*g, it->second.handle);
+  ForgetWatch(it);
+  Reply(p, net::ClientReply{});
+}
+
+void ClientFront::ForgetWatch(std::map<std::pair<std::string, uint64_t>, WatchRef>::iterator it) {
+  auto count = watches_per_connection_.find(it->first.first);
+  if (--count->second == 0) watches_per_connection_.erase(count);
+  watches_.erase(it);
+}
+
+void ClientFront::EndWatches(raft::GroupId id, const std::string& why) {
+  for (auto it = watches_.begin(); it != watches_.end();) {
+    if (it->second.group != id) {
+      ++it;
+      continue;
+    }
+    if (Group* g = ctx_->groups.FindHosted(id)) applier_->Unwatch(*g, it->second.handle);
+    net::WatchReply end;
+    end.status = net::ReplyStatus::kUnavailable;
+    end.node = ctx_->cfg.id;
+    end.error = why;
+    Pending to;
+    to.routing = it->first.first;
+    to.id = it->first.second;
+    to.op = static_cast<int>(net::ClientOp::kWatch);
+    net::SendFrames(socket_, {to.routing},
+                    replies_.Message(to.routing, net::EncodeWatchReply(to.id, end)), "watch end");
+    auto gone = it++;
+    ForgetWatch(gone);
+  }
+}
+
+void ClientFront::Send(EncodedReply r) {
+  if (r.watch_charge == nullptr) {
+    ReplyRaw(r.to, r.status, std::move(r.bytes));
+    return;
+  }
+  // A watch's message: no request's latency to count; one that cannot go
+  // out ends the watch (its client notices the gap or the silence and
+  // resumes from its last index).
+  auto it = watches_.find({r.to.routing, r.to.id});
+  if (it == watches_.end()) return;  // cancelled meanwhile
+  const bool sent =
+      net::SendFrames(socket_, {r.to.routing},
+                      ReplyBudget::Message(std::move(r.bytes), std::move(r.watch_charge)), "watch");
+  if (!sent) {
+    if (Group* g = ctx_->groups.FindHosted(it->second.group))
+      applier_->Unwatch(*g, it->second.handle);
+  }
+  if (!sent || r.ends_watch) ForgetWatch(it);
 }
 
 bool ClientFront::NamedShardGroup(const Pending& p, const net::ClientRequest& req,
@@ -365,17 +466,16 @@ void ClientFront::ReplyUnread(const Pending& p) {
   Reply(p, busy);
 }
 
-void ClientFront::ReplyRaw(const Pending& p, net::ReplyStatus status, std::string bytes) {
+bool ClientFront::ReplyRaw(const Pending& p, net::ReplyStatus status, std::string bytes) {
   ctx_->metrics->ObserveRequest(
       p.op, status,
       std::chrono::duration<double>(std::chrono::steady_clock::now() - p.received).count());
   // A client that went away or whose queue is full: its request times out.
   zmq::message_t body = replies_.Message(p.routing, std::move(bytes));
   if (p.delimiter) {
-    net::SendFrames(socket_, {p.routing, std::string_view()}, std::move(body), "reply");
-  } else {
-    net::SendFrames(socket_, {p.routing}, std::move(body), "reply");
+    return net::SendFrames(socket_, {p.routing, std::string_view()}, std::move(body), "reply");
   }
+  return net::SendFrames(socket_, {p.routing}, std::move(body), "reply");
 }
 
 void ClientFront::ReplyStatus(const Pending& p) {

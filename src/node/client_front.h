@@ -9,8 +9,10 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <zmq.hpp>
 
 #include "kv/command.h"
@@ -52,8 +54,16 @@ class ClientFront {
 
   // Answers p (the reply's id is set from p).
   void Reply(const Pending& p, const net::ClientReply& reply);
-  // `status`: the reply's, for the metrics.
-  void ReplyRaw(const Pending& p, net::ReplyStatus status, std::string bytes);
+  // `status`: the reply's, for the metrics. False when ZeroMQ would not
+  // take it (the client went away, or its queue is full).
+  bool ReplyRaw(const Pending& p, net::ReplyStatus status, std::string bytes);
+  // Sends what a strand encoded: a reply, or a watch's message (a watch
+  // whose message cannot be sent ends: its client resumes elsewhere).
+  void Send(EncodedReply r);
+  // Ends the watches of group `id` with UNAVAILABLE (it is no longer
+  // served here) and tells the client why.
+  void EndWatches(raft::GroupId id, const std::string& why);
+  size_t watches() const { return watches_.size(); }
   // Answers a request for group `id` that this node cannot serve as its
   // leader: REDIRECT to the leader it knows of, else UNAVAILABLE.
   void RedirectOrUnavailable(const Pending& p, raft::GroupId id);
@@ -70,6 +80,10 @@ class ClientFront {
   // Proposes a transaction to the leader of its keys' shard, or ERROR when
   // its keys are in more than one.
   void HandleTxn(Pending p, net::ClientRequest& req);
+  // Starts a watch on this node's replica of the shard it names (any
+  // replica serves one: docs/protocol.md, "Watches"), or ends one.
+  void HandleWatch(Pending p, const net::ClientRequest& req);
+  void HandleCancel(const Pending& p, const net::ClientRequest& req);
   // Starts a backup of a shard (a linearizable read) or serves its next piece.
   void HandleBackup(Pending p, const net::ClientRequest& req);
   // The group of the shard a scan or a backup names, or ERROR (false) when
@@ -98,6 +112,15 @@ class ClientFront {
   ReplyBudget replies_;
   uint64_t bad_requests_ = 0;
   uint64_t busy_replies_ = 0;
+  // The watches open on this node, by connection and request id.
+  struct WatchRef {
+    raft::GroupId group = 0;
+    uint64_t handle = 0;
+  };
+  std::map<std::pair<std::string, uint64_t>, WatchRef> watches_;
+  std::map<std::string, size_t> watches_per_connection_;
+  uint64_t next_watch_handle_ = 0;
+  void ForgetWatch(std::map<std::pair<std::string, uint64_t>, WatchRef>::iterator it);
 };
 
 }  // namespace kv::node

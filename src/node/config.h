@@ -80,6 +80,10 @@ struct NodeConfig {
   // queued unread before reads get BUSY (node/reply_budget.h). Not flags.
   uint64_t max_connection_reply_bytes = 64 << 20;
   uint64_t max_node_reply_bytes = 512 << 20;
+  // What each group keeps of its recent changes for watches to start and
+  // resume from (node/watch_hub.h).
+  size_t watch_history_changes = 100000;
+  size_t watch_history_bytes = 32 << 20;
   // Sharding, fixed when the cluster is created: the key space is cut into
   // `shards` Raft groups of `replicas` members each, placed by the hash ring
   // (kv/ring.h) over the founding members. 0 shards: one group holds every key.

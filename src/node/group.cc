@@ -87,6 +87,7 @@ Status OpenGroup(raft::GroupId id, const std::vector<raft::NodeId>& voters,
   }
   g->PublishProgress();
   g->handed_to_workers = snap.meta.index;
+  g->watch_hub = WatchHub(options.watch, g->sm.applied_index());
 
   raft::Config rc;
   rc.id = options.self;

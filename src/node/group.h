@@ -8,6 +8,7 @@
 // Thread safety: as above, per field.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -24,6 +25,7 @@
 #include "node/metrics.h"
 #include "node/read_batch.h"
 #include "node/request.h"
+#include "node/watch_hub.h"
 #include "raft/raft.h"
 #include "storage/group_storage.h"
 
@@ -81,6 +83,16 @@ struct Group {
 
   // The worker strand only.
   StateMachine sm;
+  // Its watches: the history they read and, per watch, where its messages
+  // go and its connection's share of the reply budget.
+  struct WatchTarget {
+    Pending to;
+    ReplyBudget::Share share;
+  };
+  WatchHub watch_hub;
+  std::map<uint64_t, WatchTarget> watch_targets;
+  // Watches open (the strand writes, the loop reads: its timer serves them).
+  std::atomic<size_t> open_watches{0};
   std::multimap<raft::Index, Pending> reads_waiting_apply;
   // The latest clock a read has hidden keys by: reads never go back in
   // time, even when the wall clock steps back (docs/protocol.md, "Expiry").
@@ -123,6 +135,7 @@ struct GroupOptions {
   int election_ticks = 10;
   int heartbeat_ticks = 2;
   uint64_t max_append_bytes = 1 << 20;
+  WatchLimits watch;
 };
 
 // Opens group `id` over its storage: restores the state machine from the

@@ -151,6 +151,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--workers", cfg.workers, "Threads applying entries and serving reads")
       ->capture_default_str();
+  app.add_option("--watch-history-changes", cfg.watch_history_changes,
+                 "Recent changes each shard keeps for watches to start and resume from")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--watch-history-bytes", cfg.watch_history_bytes,
+                 "Bytes of keys and values of those changes, at most")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--shards", cfg.shards,
                  "Shards (Raft groups) the key space is cut into, fixed when the cluster is "
                  "created; 0 keeps every key in one group")

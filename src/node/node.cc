@@ -225,6 +225,8 @@ Group* Node::OpenReplica(raft::GroupId id, const std::vector<raft::NodeId>& vote
   options.election_ticks = cfg_.election_ticks;
   options.heartbeat_ticks = cfg_.heartbeat_ticks;
   options.max_append_bytes = kMaxAppendBytes;
+  options.watch.history_changes = cfg_.watch_history_changes;
+  options.watch.history_bytes = cfg_.watch_history_bytes;
   std::unique_ptr<Group> opened;
   *status = OpenGroup(id, voters, storage_->Group(id), options, &opened);
   if (!status->ok()) {
@@ -333,7 +335,13 @@ void Node::Tick() {
     workers_->Post(kMainGroup, [idle = std::move(idle)] {});
   }
   for (const auto& [id, g] : ctx_.groups) {
-    if (g->removed) continue;
+    if (g->removed) {
+      if (g->open_watches > 0) {
+        front_.EndWatches(id, "this node no longer serves the shard; resume on another replica");
+      }
+      continue;
+    }
+    if (g->open_watches > 0) applier_.TickWatches(*g);
     g->raft->Tick();
     membership_.Tick(*g);
     expirer_.Tick(*g);
@@ -427,7 +435,7 @@ void Node::DropPending(Group& g) {
 
 void Node::Deliver(Outgoing out) {
   if (out.member_keys) membership_.OnMemberKeys(out.member_version, *out.member_keys);
-  for (EncodedReply& r : out.replies) front_.ReplyRaw(r.to, r.status, std::move(r.bytes));
+  for (EncodedReply& r : out.replies) front_.Send(std::move(r));
   for (Event& event : out.events) events_->Publish(std::move(event));
 }
 

@@ -87,8 +87,29 @@ std::shared_ptr<ReplyBudget::Reservation> ReplyBudget::Reserve(const std::string
 zmq::message_t ReplyBudget::Message(const std::string& routing, std::string bytes) {
   if (bytes.size() < kTrackedBytes) return zmq::message_t(bytes.data(), bytes.size());
   const uint64_t size = bytes.size();
-  auto* held = new Held{std::move(bytes), Reserve(routing, size)};
+  return Message(std::move(bytes), Reserve(routing, size));
+}
+
+zmq::message_t ReplyBudget::Message(std::string bytes, std::shared_ptr<Reservation> charge) {
+  auto* held = new Held{std::move(bytes), std::move(charge)};
   return zmq::message_t(held->bytes.data(), held->bytes.size(), Release, held);
+}
+
+ReplyBudget::Share ReplyBudget::ShareOf(const std::string& routing) {
+  Share share;
+  share.budget_ = this;
+  share.connection_ = CounterOf(routing);
+  return share;
+}
+
+bool ReplyBudget::Share::HasRoom() const {
+  return ReplyBudget::Allows(connection_->load(std::memory_order_relaxed),
+                             budget_->node_->load(std::memory_order_relaxed),
+                             budget_->per_connection_, budget_->per_node_);
+}
+
+std::shared_ptr<ReplyBudget::Reservation> ReplyBudget::Share::Charge(uint64_t bytes) const {
+  return std::make_shared<Reservation>(*budget_, connection_, bytes);
 }
 
 void ReplyBudget::Sweep() {

@@ -50,6 +50,24 @@ class ReplyBudget {
     Counter bytes_{0};
   };
 
+  // A connection's budget as a strand sees it, for the replies it makes
+  // itself (a watch's batches, node/watch_hub.h): taken on the loop thread,
+  // used on any. The budget must outlive it.
+  class Share {
+   public:
+    Share() = default;
+    // Whether the connection may be sent another reply now (as Allows).
+    bool HasRoom() const;
+    // A charge of `bytes` to the connection and the node, however full they
+    // are: for a reply that goes out anyway (Message with it).
+    std::shared_ptr<Reservation> Charge(uint64_t bytes) const;
+
+   private:
+    friend class ReplyBudget;
+    const ReplyBudget* budget_ = nullptr;
+    std::shared_ptr<Counter> connection_;
+  };
+
   ReplyBudget(uint64_t per_connection, uint64_t per_node)
       : per_connection_(per_connection), per_node_(per_node) {}
 
@@ -62,6 +80,10 @@ class ReplyBudget {
   // The reply as a message for the connection; a large one counts against
   // its budget and the node's until ZeroMQ releases it.
   zmq::message_t Message(const std::string& routing, std::string bytes);
+  // The reply as a message that holds `charge` (Share::Charge) until
+  // ZeroMQ releases it, whatever its size.
+  static zmq::message_t Message(std::string bytes, std::shared_ptr<Reservation> charge);
+  Share ShareOf(const std::string& routing);
 
  private:
   static bool Allows(uint64_t connection_bytes, uint64_t node_bytes, uint64_t per_connection,

@@ -37,9 +37,17 @@ struct Pending {
 
 // A reply a worker encoded, for the loop thread to send.
 struct EncodedReply {
+  EncodedReply() = default;
+  EncodedReply(Pending p, net::ReplyStatus s, std::string b)
+      : to(std::move(p)), status(s), bytes(std::move(b)) {}
+
   Pending to;
   net::ReplyStatus status = net::ReplyStatus::kOk;  // counted in the metrics
   std::string bytes;
+  // A watch's message (node/watch_hub.h): charged to the connection's reply
+  // budget until ZeroMQ has sent it; `ends_watch` on the watch's last.
+  std::shared_ptr<ReplyBudget::Reservation> watch_charge;
+  bool ends_watch = false;
 };
 
 // Replies and events a worker produced, for the loop thread to send.

@@ -683,6 +683,95 @@ def txn_scenario(cluster, client_py):
     check(code == 2 and "JSON object" in err, f"txn with a stdin that is not an object: exit 2 ({err})")
 
 
+def watch_scenario(cluster, client_py):
+    """docs/protocol.md, "Watches": the stream on the wire, resuming from an
+    index, keys only, cancel, errors, the library and the command line."""
+    leader = cluster.leader()
+    follower = next(i for i in range(1, cluster.n + 1) if i != leader)
+    foll_ep = cluster.endpoint(follower)
+    kvclient = load_client(client_py)
+    c = kvclient.Client(cluster.endpoints(), timeout=10 * TIMEOUT_SCALE)
+    try:
+        # On the wire, from a follower: the first message says who serves it
+        # and where it starts; then the changes to the range, in batches
+        # that chain (after = the last upto).
+        s = _ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(f"tcp://{foll_ep}")
+        s.send(msgpack.packb({"id": 70, "op": "watch", "prefix": "w/"}))
+        check(s.poll(5000 * TIMEOUT_SCALE), "a watch is answered at once")
+        first = msgpack.unpackb(s.recv(), raw=False)
+        check(first["id"] == 70 and first["status"] == "OK" and first["node"] == follower
+              and first["events"] == [] and first["upto"] == first["after"],
+              f"its first message names the node serving it, with no change yet ({first})")
+        put1 = c.put(b"w/1", b"a")
+        c.put(b"x", b"not watched")
+        c.delete(b"w/1")
+        put2 = c.put(b"w/2", b"b")
+        events, upto = [], first["upto"]
+        while len(events) < 3:
+            check(s.poll(5000 * TIMEOUT_SCALE), "the watch's changes come")
+            m = msgpack.unpackb(s.recv(), raw=False)
+            check(m["id"] == 70 and m["status"] == "OK" and m["after"] == upto,
+                  f"a batch follows the last one ({m})")
+            upto = m["upto"]
+            events += m["events"]
+        check([(e["type"], e["key"], e.get("value")) for e in events]
+              == [("put", b"w/1", b"a"), ("del", b"w/1", None), ("put", b"w/2", b"b")]
+              and events[0]["index"] == put1 and events[2]["index"] == put2
+              and events[0]["create_index"] == put1,
+              f"the follower streams the range's changes in log order with their indexes ({events})")
+        s.send(msgpack.packb({"id": 71, "op": "cancel", "watch": 70}))
+        deadline = time.monotonic() + 5 * TIMEOUT_SCALE
+        while True:
+            check(time.monotonic() < deadline and s.poll(5000), "cancel is answered")
+            m = msgpack.unpackb(s.recv(), raw=False)
+            if m["id"] == 71:
+                break
+        check(m["status"] == "OK", f"cancel ends the watch ({m})")
+        c.put(b"w/3", b"c")
+        check(not s.poll(int(1500 * TIMEOUT_SCALE)), "no message after cancel")
+        s.send(msgpack.packb({"id": 72, "op": "cancel", "watch": 70}))
+        check(s.poll(5000) and msgpack.unpackb(s.recv(), raw=False)["status"] == "NOT_FOUND",
+              "cancel of no watch: NOT_FOUND")
+        s.close()
+        r = raw_call(foll_ep, {"id": 3, "op": "watch", "prefix": "w/", "shard": 2})
+        check(r["status"] == "ERROR" and "not sharded" in r["error"],
+              f"a watch naming a shard of an unsharded cluster: ERROR ({r})")
+        r = raw_call(foll_ep, {"id": 3, "op": "cancel"})
+        check(r["status"] == "ERROR" and "watch" in r["error"], f"cancel without watch: ERROR ({r})")
+        req = _ctx.socket(zmq.REQ)
+        req.setsockopt(zmq.LINGER, 0)
+        req.connect(f"tcp://{foll_ep}")
+        req.send(msgpack.packb({"id": 4, "op": "watch"}))
+        check(req.poll(5000), "a watch on a REQ socket is answered")
+        r = msgpack.unpackb(req.recv(), raw=False)
+        req.close()
+        check(r["status"] == "ERROR" and "DEALER" in r["error"], f"a REQ socket cannot watch ({r})")
+
+        # The library, from an index in the past (the history), keys only.
+        w = c.watch(prefix=b"w/", from_index=put1, keys_only=True)
+        got = [w.next_event(5 * TIMEOUT_SCALE) for _ in range(4)]
+        check([(e.type, e.key, e.value, e.index) for e in got if e]
+              == [("put", b"w/1", None, put1), ("del", b"w/1", None, put1 + 2),
+                  ("put", b"w/2", None, put2), ("put", b"w/3", None, put2 + 1)],
+              f"a watch from an older index reads the history, then goes on ({got})")
+        c.put(b"w/4", b"d")
+        e = w.next_event(5 * TIMEOUT_SCALE)
+        check(e is not None and e.key == b"w/4" and w.position()[None] >= e.index,
+              f"and then the live changes; position() is where it is ({e}, {w.position()})")
+        w.close()
+    finally:
+        c.close()
+    # The command line: a JSON line per change, --count stops it.
+    code, out, err = run_cli(client_py, cluster.endpoints(), "watch", "w/", "--from", str(put1),
+                             "--count", "2")
+    lines = [json.loads(line) for line in out.splitlines()]
+    check(code == 0 and [(x["type"], x["key"], x.get("value")) for x in lines]
+          == [("put", "w/1", "a"), ("del", "w/1", None)] and "now served by" in err,
+          f"watch on the command line ({code}, {out}, {err})")
+
+
 def secure_scenario(cluster, client_py):
     keys = cluster.keys
     leader = cluster.wait_for_leader(60 * TIMEOUT_SCALE)
@@ -797,6 +886,7 @@ def main():
         scenario(cluster, os.path.abspath(a.client))
         expiry_scenario(cluster, os.path.abspath(a.client))
         txn_scenario(cluster, os.path.abspath(a.client))
+        watch_scenario(cluster, os.path.abspath(a.client))
         codes = cluster.stop()
         check(all(c == 0 for c in codes.values()), f"SIGTERM stops every node cleanly ({codes})")
         ok = True

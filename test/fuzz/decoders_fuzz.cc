@@ -1,7 +1,7 @@
 // libFuzzer target for everything that decodes bytes from the outside: client
 // requests, peer frames (Raft messages, leader hints, removed notices), log
 // commands, state machine snapshots, and what clients decode from nodes
-// (replies, status, shard maps, backup pieces).
+// (replies, status, shard maps, backup pieces, watch messages).
 // The first byte picks the decoder. Anything decoded must re-encode to
 // something that decodes to the same value.
 #include <cstddef>
@@ -53,7 +53,7 @@ void CheckPeerFrame(const kv::net::PeerFrame& frame) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 8) {
+  switch (data[0] % 9) {
     case 0: {
       kv::net::ClientRequest req;
       bool id_known = false;
@@ -166,6 +166,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             (r.is_piece ? again.data != r.data || again.cursor != r.cursor || again.done != r.done
                         : again.index != r.index || again.size != r.size ||
                               again.cluster != r.cluster || again.shards != r.shards)) {
+          abort();
+        }
+      }
+      break;
+    }
+    case 8: {
+      uint64_t id = 0, again_id = 0;
+      kv::net::WatchReply r, again;
+      if (kv::net::DecodeWatchReply(in, &id, &r).ok()) {
+        if (!kv::net::DecodeWatchReply(kv::net::EncodeWatchReply(id, r), &again_id, &again).ok() ||
+            again_id != id || again.status != r.status || again.node != r.node ||
+            (r.status == kv::net::ReplyStatus::kOk &&
+             (again.after != r.after || again.upto != r.upto ||
+              again.events.size() != r.events.size()))) {
           abort();
         }
       }

@@ -119,13 +119,14 @@ TEST_CASE("Every op and every reply status round-trips by its name") {
     req.target = 2;
     req.node = 3;
     req.address = "h:1";
+    req.watch = 4;
     ClientRequest back;
     bool id_known = false;
     INFO(k);
     REQUIRE(DecodeClientRequest(EncodeClientRequest(req), RequestLimits{}, &back, &id_known).ok());
     REQUIRE(back.op == req.op);
   }
-  for (int k = 0; k <= static_cast<int>(ReplyStatus::kError); ++k) {
+  for (int k = 0; k <= static_cast<int>(ReplyStatus::kCompacted); ++k) {
     ClientReply reply;
     reply.status = static_cast<ReplyStatus>(k);
     ClientReply back;
@@ -278,6 +279,71 @@ TEST_CASE("A txn round-trips every compare and op; its limits hold") {
                                  RequestLimits{}, &back, &id_known);
   REQUIRE(s.IsInvalidArgument());
   CHECK(s.message().find("at most 128") != std::string::npos);
+}
+
+TEST_CASE("A watch request and its messages round-trip") {
+  ClientRequest req;
+  req.id = 5;
+  req.op = ClientOp::kWatch;
+  req.scan = kv::PrefixRange("app/");
+  req.scan.keys_only = true;
+  req.from_index = 120;
+  req.shard = 3;
+  ClientRequest back;
+  bool id_known = false;
+  REQUIRE(DecodeClientRequest(EncodeClientRequest(req), RequestLimits{}, &back, &id_known).ok());
+  CHECK((back.op == ClientOp::kWatch && back.scan.start == "app/" && back.scan.end == "app0" &&
+         back.scan.keys_only && back.from_index == 120 && back.shard == 3));
+  req = ClientRequest{};
+  req.op = ClientOp::kCancel;
+  req.watch = 5;
+  REQUIRE(DecodeClientRequest(EncodeClientRequest(req), RequestLimits{}, &back, &id_known).ok());
+  CHECK((back.op == ClientOp::kCancel && back.watch == 5));
+
+  WatchReply batch;
+  batch.node = 2;
+  batch.after = 10;
+  batch.upto = 14;
+  WatchEvent put, del, expire;
+  put.key = std::string("k\0", 2);
+  put.has_value = true;
+  put.value = "v";
+  put.index = 11;
+  put.create_index = 9;
+  del.type = WatchEvent::Type::kDelete;
+  del.key = "d";
+  del.index = 12;
+  expire.type = WatchEvent::Type::kExpire;
+  expire.key = "e";
+  expire.index = 14;
+  batch.events = {put, del, expire};
+  uint64_t id = 0;
+  WatchReply got;
+  REQUIRE(DecodeWatchReply(EncodeWatchReply(8, batch), &id, &got).ok());
+  CHECK((id == 8 && got.status == ReplyStatus::kOk && got.node == 2 && got.after == 10 &&
+         got.upto == 14));
+  REQUIRE(got.events.size() == 3);
+  CHECK((got.events[0].key == put.key && got.events[0].value == "v" &&
+         got.events[0].create_index == 9 && got.events[0].index == 11));
+  CHECK((got.events[1].type == WatchEvent::Type::kDelete && !got.events[1].has_value));
+  CHECK((got.events[2].type == WatchEvent::Type::kExpire && got.events[2].index == 14));
+  WatchReply end;
+  end.status = ReplyStatus::kCompacted;
+  end.oldest = 77;
+  end.error = "gone";
+  REQUIRE(DecodeWatchReply(EncodeWatchReply(8, end), &id, &got).ok());
+  CHECK((got.status == ReplyStatus::kCompacted && got.oldest == 77 && got.error == "gone"));
+  // Malformed: upto below after, an event without its index, an unknown type.
+  CHECK(DecodeWatchReply(Map("id", 1, "status", "OK", "after", 5, "upto", 4), &id, &got)
+            .IsInvalidArgument());
+  CHECK(
+      DecodeWatchReply(
+          Map("id", 1, "status", "OK", "events", Array(Map("type", "put", "key", "k"))), &id, &got)
+          .IsInvalidArgument());
+  CHECK(DecodeWatchReply(Map("id", 1, "status", "OK", "events",
+                             Array(Map("type", "touch", "key", "k", "index", 1))),
+                         &id, &got)
+            .IsInvalidArgument());
 }
 
 TEST_CASE("A txn reply round-trips its branch and results") {
