@@ -1,6 +1,6 @@
 // kvctl: the kvstore command-line client.
 //
-//   kvctl put KEY VALUE | get KEY | del KEY | cas KEY EXPECTED NEW | status
+//   kvctl put KEY VALUE | get KEY | del KEY | cas KEY EXPECTED NEW | txn < FILE | status
 //   kvctl members | shards | shard KEY | leader transfer ID | member add|remove ... | watch
 //   kvctl snapshot save FILE | snapshot status FILE
 //   kvctl keygen NAME
@@ -9,7 +9,8 @@
 // KVSTORE_SERVER_KEYS) make every connection a CurveZMQ one
 // (kvstore/credentials.h).
 //
-// Exit codes: 0 success; 1 key not found (get, del) or compare failed (cas);
+// Exit codes: 0 success; 1 key not found (get, del) or compare failed (cas;
+// txn: its else branch ran);
 // 2 usage error (a bad key file too); 3 cluster unavailable, timeout, or a
 // write whose fate is unknown; 4 the server answered ERROR; 5 DENIED: the
 // client's key lacks the role the command needs.
@@ -23,6 +24,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
+#include <iterator>
 #include <optional>
 #include <variant>
 
@@ -32,6 +34,7 @@
 #include "kvstore/credentials.h"
 #include "kvstore/keys.h"
 #include "kvstore/subscriber.h"
+#include "txn_text.h"
 
 namespace {
 
@@ -171,6 +174,61 @@ int ReportTtl(const Output& out, const kv::client::Result& r) {
     std::cout << "permanent\n";
   }
   return 0;
+}
+
+// `kvctl txn`: the branch that ran and each of its ops' results; exit 0
+// when it was the then branch, 1 the else branch.
+int ReportTxn(const Output& out, const kv::client::Transaction& txn,
+              const kv::client::TxnResult& r) {
+  if (!r.ok()) return Report(out, kv::client::Result{r.code, {}, r.error}, false);
+  const std::vector<kv::client::TxnOp>& ops = r.succeeded ? txn.success : txn.failure;
+  static const char* const kOpNames[] = {"put", "del", "get"};  // by TxnOp::Kind
+  const auto text = [&](const std::string& s) { return out.hex ? Hex(s) : s; };
+  if (out.json) {
+    std::cout << "{\"status\":\"OK\",\"succeeded\":" << (r.succeeded ? "true" : "false")
+              << ",\"index\":" << r.index << ",\"resent\":" << (r.resent ? "true" : "false")
+              << ",\"results\":[";
+  } else {
+    std::cout << (r.succeeded ? "SUCCEEDED" : "FAILED") << " (index " << r.index << ")\n";
+  }
+  for (size_t i = 0; i < r.results.size() && i < ops.size(); ++i) {
+    const kv::client::Result& result = r.results[i];
+    const char* op = kOpNames[ops[i].kind];
+    const bool read = ops[i].kind == kv::client::TxnOp::kGet && result.ok();
+    if (out.json) {
+      std::cout << (i ? "," : "") << "{\"op\":\"" << op
+                << "\",\"key\":" << JsonString(text(ops[i].key)) << ",\"status\":\""
+                << kv::client::CodeName(result.code) << "\"";
+      if (read) {
+        std::cout << ",\"value\":" << JsonString(text(result.value))
+                  << ",\"create_index\":" << result.create_index
+                  << ",\"mod_index\":" << result.mod_index;
+        if (result.ttl_ms != 0) std::cout << ",\"ttl_ms\":" << result.ttl_ms;
+      }
+      if (!result.error.empty()) std::cout << ",\"error\":" << JsonString(result.error);
+      std::cout << "}";
+      continue;
+    }
+    const auto token = [&](const std::string& s) {
+      return out.hex ? Hex(s) : kv::tools::QuoteToken(s);
+    };
+    std::cout << op << " " << token(ops[i].key) << " ";
+    if (read) {
+      std::cout << "= " << token(result.value) << " (mod_index " << result.mod_index;
+      if (result.ttl_ms != 0) std::cout << ", ttl_ms " << result.ttl_ms;
+      std::cout << ")\n";
+    } else {
+      std::cout << kv::client::CodeName(result.code)
+                << (result.error.empty() ? "" : ": " + result.error) << "\n";
+    }
+  }
+  if (out.json) std::cout << "]}\n";
+  if (r.resent) {
+    std::fprintf(stderr,
+                 "kvctl: the cluster had applied this txn before (a resend): its "
+                 "results are not kept\n");
+  }
+  return r.succeeded ? 0 : 1;
 }
 
 std::string IdList(const std::vector<uint64_t>& ids, const char* sep) {
@@ -591,8 +649,9 @@ int KeyGen(const Output& out, const std::string& name) {
 int main(int argc, char** argv) {
   CLI::App app{
       "kvctl: command-line client for a kvstore cluster.\n"
-      "Exit codes: 0 ok, 1 not found / compare failed / no key in range, 2 usage, 3 unavailable or "
-      "timeout, 4 server error, 5 denied (the --key's role does not allow it)."};
+      "Exit codes: 0 ok, 1 not found / compare failed (cas; txn: its else branch ran) / no key "
+      "in range, 2 usage, 3 unavailable or timeout, 4 server error, 5 denied (the --key's role "
+      "does not allow it)."};
   app.require_subcommand(1);
   app.fallthrough();  // global flags may follow the subcommand
   const char* env = std::getenv("KVSTORE_ENDPOINTS");
@@ -660,6 +719,11 @@ int main(int argc, char** argv) {
       "ttl", "Print the milliseconds KEY has left before it expires, or \"permanent\"");
   ttl->add_option("key", key)->required();
   ttl->add_flag("--stale", stale, "Read from any node without a quorum check");
+  auto* txn = app.add_subcommand(
+      "txn",
+      "Run a transaction read from stdin, atomically: its then ops if all its if conditions "
+      "hold, else its else ops");
+  txn->footer(kv::tools::kTxnTextHelp);
   auto* status = app.add_subcommand("status", "One row per endpoint: role, term, indexes");
   auto* members =
       app.add_subcommand("members", "The group's members: id, address, voter or learner");
@@ -731,6 +795,19 @@ int main(int argc, char** argv) {
     }
   }
 
+  // A txn is read whole before anything is sent: a mistake on any line
+  // leaves the cluster untouched.
+  kv::client::Transaction transaction;
+  if (txn->parsed()) {
+    const std::string text{std::istreambuf_iterator<char>(std::cin),
+                           std::istreambuf_iterator<char>()};
+    std::string error;
+    if (!kv::tools::ParseTxnText(text, &transaction, &error)) {
+      std::fprintf(stderr, "kvctl: txn: %s\n", error.c_str());
+      return 2;
+    }
+  }
+
   if (keygen->parsed()) return KeyGen(out, key_name);
   if (snapshot_status->parsed()) return SnapshotStatus(out, backup_path);
 
@@ -775,6 +852,7 @@ int main(int argc, char** argv) {
     return ReportScan(out, client.Scan(o), keys_only);
   }
   if (del->parsed()) return Report(out, client.Delete(key), false);
+  if (txn->parsed()) return ReportTxn(out, transaction, client.Txn(transaction));
   if (cas->parsed() && by_index)
     return Report(out, client.CasIndex(key, expect_index, value, ttl_for_write), false);
   if (cas->parsed()) {

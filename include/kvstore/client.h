@@ -140,6 +140,73 @@ struct ScanResult {
   bool ok() const { return code == Code::kOk; }
 };
 
+// A condition of a transaction on one key (docs/protocol.md,
+// "Transactions"). A key past its deadline is absent.
+struct Compare {
+  enum Kind {
+    kValue,     // present, holding exactly `value`
+    kAbsent,    // absent
+    kPresent,   // present
+    kModIndex,  // its mod_index (0 when absent) compared by `order` with `mod_index`
+  };
+  enum Order { kEqual, kLess, kGreater };  // kModIndex: the key's ==, < or > mod_index
+
+  Kind kind = kValue;
+  std::string key;
+  std::string value;
+  Order order = kEqual;
+  uint64_t mod_index = 0;
+
+  static Compare Value(std::string key, std::string value);
+  static Compare Absent(std::string key);
+  static Compare Present(std::string key);
+  // ModIndex(key, Compare::kLess, 5): key's mod_index is below 5.
+  static Compare ModIndex(std::string key, Order order, uint64_t mod_index);
+};
+
+// An op of a transaction's branch; each sees the effects of those before it.
+struct TxnOp {
+  enum Kind { kPut, kDelete, kGet };
+
+  Kind kind = kGet;
+  std::string key;
+  std::string value;                 // kPut
+  std::chrono::milliseconds ttl{0};  // kPut: as Client::Put's
+
+  static TxnOp Put(std::string key, std::string value,
+                   std::chrono::milliseconds ttl = std::chrono::milliseconds(0));
+  static TxnOp Delete(std::string key);
+  static TxnOp Get(std::string key);
+};
+
+// If every one of `compare` holds (or there is none), the ops of `success`
+// run, else those of `failure`; either way atomically, in one log entry. At
+// most 128 of each; all the keys in one shard (give them a common hash tag,
+// as {acct}:a and {acct}:b).
+struct Transaction {
+  std::vector<Compare> compare;
+  std::vector<TxnOp> success;
+  std::vector<TxnOp> failure;
+};
+
+struct TxnResult {
+  Code code = Code::kOk;   // kOk whichever branch ran; else as for any write
+  std::string error;       // not kOk: why
+  uint64_t index = 0;      // kOk: the log index of the txn's entry
+  bool succeeded = false;  // kOk: the success branch ran (else the failure one)
+  // kOk: the cluster had applied this txn before (a resend after a lost
+  // answer); results is then empty, as the gets' values are not kept.
+  bool resent = false;
+  // kOk: one per op of the branch that ran, in order. A put: kOk; a del:
+  // kOk, or kNotFound when the key was absent; a get: as Client::Get answers
+  // (value, create_index, mod_index, ttl_ms), or kUnavailable, with the
+  // reason in error, when its value did not fit in the connection's reply
+  // budget (the txn applied all the same: read the key again). Their index
+  // is 0: the txn's is above.
+  std::vector<Result> results;
+  bool ok() const { return code == Code::kOk; }
+};
+
 // What a shard's part of a backup is (Client::BackupShard).
 struct BackupPartInfo {
   uint64_t index = 0;     // the log index the shard's state is at
@@ -189,6 +256,12 @@ class Client {
   // permanent), keeping its value and version; kNotFound if it is absent.
   Result Touch(const std::string& key,
                std::chrono::milliseconds ttl = std::chrono::milliseconds(0));
+  // Runs a transaction (see Transaction) through the leader of its keys'
+  // shard (found by its first key). A write, exactly-once like the others:
+  // kUnknown when its fate is unknown at the deadline. A failed condition is
+  // no error: kOk with succeeded false. kError when its keys are in more
+  // than one shard (the node's error names two of them and their shards).
+  TxnResult Txn(const Transaction& txn);
 
   // The first options.limit keys of a range, in key order, fetched in pages
   // (docs/protocol.md, "Scans"). A sharded cluster is read shard by shard,

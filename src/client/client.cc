@@ -26,6 +26,63 @@ uint64_t TtlMs(std::chrono::milliseconds ttl) {
   return ttl.count() > 0 ? static_cast<uint64_t>(ttl.count()) : 0;
 }
 
+// The key a request is routed by: a txn's first, as the node takes it (it
+// checks that the others share its shard), any other op's key.
+const std::string& RoutingKey(const net::ClientRequest& req) {
+  if (req.op == net::ClientOp::kTxn) {
+    if (!req.compare.empty()) return req.compare.front().key;
+    for (const auto* ops : {&req.success, &req.failure}) {
+      if (!ops->empty()) return ops->front().key;
+    }
+  }
+  return req.key;
+}
+
+// The keys and values a request carries: they lengthen its attempt timeout.
+uint64_t RequestBytes(const net::ClientRequest& req) {
+  uint64_t bytes = req.key.size() + req.value.size() + req.expect.size();
+  for (const kv::TxnCompare& c : req.compare) bytes += c.key.size() + c.value.size();
+  for (const auto* ops : {&req.success, &req.failure}) {
+    for (const kv::TxnOp& op : *ops) bytes += op.key.size() + op.value.size();
+  }
+  return bytes;
+}
+
+kv::TxnCompare WireCompare(const Compare& c) {
+  kv::TxnCompare out;
+  out.key = c.key;
+  switch (c.kind) {
+    case Compare::kValue:
+      out.kind = kv::TxnCompare::Kind::kValue;
+      out.value = c.value;
+      break;
+    case Compare::kAbsent:
+      out.kind = kv::TxnCompare::Kind::kAbsent;
+      break;
+    case Compare::kPresent:
+      out.kind = kv::TxnCompare::Kind::kPresent;
+      break;
+    case Compare::kModIndex:
+      out.kind = c.order == Compare::kLess      ? kv::TxnCompare::Kind::kModLess
+                 : c.order == Compare::kGreater ? kv::TxnCompare::Kind::kModGreater
+                                                : kv::TxnCompare::Kind::kModEqual;
+      out.index = c.mod_index;
+      break;
+  }
+  return out;
+}
+
+kv::TxnOp WireOp(const TxnOp& op) {
+  kv::TxnOp out;
+  out.kind = op.kind == TxnOp::kPut      ? kv::TxnOp::Kind::kPut
+             : op.kind == TxnOp::kDelete ? kv::TxnOp::Kind::kDelete
+                                         : kv::TxnOp::Kind::kGet;
+  out.key = op.key;
+  out.value = op.value;
+  out.ttl_ms = TtlMs(op.ttl);
+  return out;
+}
+
 Code CodeFor(net::ReplyStatus s) {
   switch (s) {
     case net::ReplyStatus::kOk:
@@ -132,8 +189,8 @@ struct Client::Impl {
   uint64_t fanout_generation = 0;
   std::mt19937_64 rng{std::random_device{}()};
 
-  // Ops a shard's leader serves: key ops, and scans and backups (which name
-  // their shard).
+  // Ops a shard's leader serves: key ops (txns among the writes), and scans
+  // and backups (which name their shard).
   static bool IsKeyOp(net::ClientOp op) {
     return op == net::ClientOp::kGet || NamesShard(op) || net::IsWrite(op);
   }
@@ -141,11 +198,11 @@ struct Client::Impl {
     return op == net::ClientOp::kScan || op == net::ClientOp::kBackup;
   }
 
-  // The shard of a request (its key's, or the one a scan names), or -1 for
+  // The shard of a request (its routing key's, or the one a scan names), or -1 for
   // other ops and while no map is known.
   int64_t ShardFor(const net::ClientRequest& req) const {
     if (!routes.sharded() || !IsKeyOp(req.op)) return -1;
-    return NamesShard(req.op) ? req.shard : routes.ShardOf(req.key);
+    return NamesShard(req.op) ? req.shard : routes.ShardOf(RoutingKey(req));
   }
 
   // The index of `endpoint` in `endpoints`, added if new.
@@ -281,7 +338,7 @@ struct Client::Impl {
       req.client = owner->client_id_;
       req.seq = ++seq;
     }
-    const uint64_t request_bytes = req.key.size() + req.value.size() + req.expect.size();
+    const uint64_t request_bytes = RequestBytes(req);
     const Clock::time_point deadline = Clock::now() + opt.timeout;
     int refusals = 0;  // BUSY, UNAVAILABLE, UNKNOWN so far: they set the backoff
     int timeouts = 0;  // attempts in a row that got no answer: they stretch the next
@@ -476,6 +533,61 @@ Result Client::Touch(const std::string& key, std::chrono::milliseconds ttl) {
   req.key = key;
   req.ttl_ms = TtlMs(ttl);
   return impl_->Run(std::move(req), this);
+}
+
+Compare Compare::Value(std::string key, std::string value) {
+  return Compare{kValue, std::move(key), std::move(value), kEqual, 0};
+}
+
+Compare Compare::Absent(std::string key) { return Compare{kAbsent, std::move(key), {}, kEqual, 0}; }
+
+Compare Compare::Present(std::string key) {
+  return Compare{kPresent, std::move(key), {}, kEqual, 0};
+}
+
+Compare Compare::ModIndex(std::string key, Order order, uint64_t mod_index) {
+  return Compare{kModIndex, std::move(key), {}, order, mod_index};
+}
+
+TxnOp TxnOp::Put(std::string key, std::string value, std::chrono::milliseconds ttl) {
+  return TxnOp{kPut, std::move(key), std::move(value), ttl};
+}
+
+TxnOp TxnOp::Delete(std::string key) { return TxnOp{kDelete, std::move(key), {}, {}}; }
+
+TxnOp TxnOp::Get(std::string key) { return TxnOp{kGet, std::move(key), {}, {}}; }
+
+TxnResult Client::Txn(const Transaction& txn) {
+  net::ClientRequest req;
+  req.op = net::ClientOp::kTxn;
+  for (const Compare& c : txn.compare) req.compare.push_back(WireCompare(c));
+  for (const TxnOp& op : txn.success) req.success.push_back(WireOp(op));
+  for (const TxnOp& op : txn.failure) req.failure.push_back(WireOp(op));
+  std::string bytes;
+  const Result r = impl_->Run(std::move(req), this, &bytes);
+  TxnResult out;
+  out.code = r.code;
+  out.error = r.error;
+  if (!r.ok()) return out;
+  net::ClientReply reply;
+  if (!net::DecodeClientReply(bytes, &reply).ok() || !reply.is_txn) {
+    out.code = Code::kError;
+    out.error = "malformed txn reply";
+    return out;
+  }
+  out.index = reply.index;
+  out.succeeded = reply.succeeded;
+  out.resent = reply.resent;
+  for (net::TxnResult& t : reply.results) {
+    Result& op = out.results.emplace_back();
+    op.code = CodeFor(t.status);
+    op.value = std::move(t.value);
+    op.error = std::move(t.error);
+    op.create_index = t.create_index;
+    op.mod_index = t.mod_index;
+    op.ttl_ms = t.ttl_ms;
+  }
+  return out;
 }
 
 Result Client::TransferLeader(uint64_t target) {

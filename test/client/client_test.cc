@@ -485,6 +485,84 @@ TEST_CASE("A shard leader that does not answer is forgotten") {
   REQUIRE(b.requests().size() == 2);
 }
 
+// A txn's answer: its success branch ran a put, a get, a del of an absent
+// key and a get whose value went over the reply budget.
+ClientReply TxnSucceeded() {
+  ClientReply r = With(ReplyStatus::kOk);
+  r.index = 42;
+  r.is_txn = true;
+  r.succeeded = true;
+  r.results.resize(4);
+  r.results[1].has_value = true;
+  r.results[1].value = "v";
+  r.results[1].create_index = 40;
+  r.results[1].mod_index = 42;
+  r.results[1].ttl_ms = 2999;
+  r.results[2].status = ReplyStatus::kNotFound;
+  r.results[3].status = ReplyStatus::kBusy;
+  r.results[3].error = "unread replies";
+  return r;
+}
+
+TEST_CASE("A txn goes to the leader of its first key's shard and its results come back") {
+  // b leads shard 1; a leads shard 0 and takes no txn: one there was misrouted.
+  FakeNode a([](const ClientRequest&) { return With(ReplyStatus::kError); });
+  FakeNode b([](const ClientRequest&) { return TxnSucceeded(); });
+  a.set_shards(TwoShards(1, a.address(), b.address()));
+  Client c(Fast({a.address()}));
+  ShardMap map;
+  REQUIRE(c.Shards(&map).ok());
+  const std::string k1 = KeyIn(1, 2);
+  Transaction t;
+  t.compare = {Compare::ModIndex(k1, Compare::kLess, 5), Compare::Value("x", "1"),
+               Compare::Absent("y"), Compare::Present("z")};
+  t.success = {TxnOp::Put(k1, "v", std::chrono::milliseconds(3000)), TxnOp::Get(k1),
+               TxnOp::Delete("y"), TxnOp::Get("z")};
+  t.failure = {TxnOp::Get(k1)};
+  const TxnResult r = c.Txn(t);
+  INFO(r.error);
+  REQUIRE(r.ok());
+  CHECK(r.index == 42);
+  CHECK(r.succeeded);
+  CHECK_FALSE(r.resent);
+  REQUIRE(r.results.size() == 4);
+  CHECK(r.results[0].code == Code::kOk);
+  CHECK(r.results[1].value == "v");
+  CHECK(r.results[1].create_index == 40);
+  CHECK(r.results[1].mod_index == 42);
+  CHECK(r.results[1].ttl_ms == 2999);
+  CHECK(r.results[2].code == Code::kNotFound);
+  CHECK(r.results[3].code == Code::kUnavailable);
+  CHECK(r.results[3].error == "unread replies");
+
+  // A txn without conditions goes by its first op's key.
+  t.compare.clear();
+  REQUIRE(c.Txn(t).ok());
+  CHECK(a.count(net::ClientOp::kTxn) == 0);
+  const auto reqs = b.requests();
+  REQUIRE(reqs.size() == 2);
+  // On the wire, as docs/protocol.md says, and with a session as any write.
+  const ClientRequest& req = reqs[0];
+  CHECK(req.client == c.client_id());
+  CHECK(reqs[1].seq == req.seq + 1);
+  REQUIRE(req.compare.size() == 4);
+  CHECK(req.compare[0].kind == kv::TxnCompare::Kind::kModLess);
+  CHECK(req.compare[0].index == 5);
+  CHECK(req.compare[1].kind == kv::TxnCompare::Kind::kValue);
+  CHECK(req.compare[1].value == "1");
+  CHECK(req.compare[2].kind == kv::TxnCompare::Kind::kAbsent);
+  CHECK(req.compare[3].kind == kv::TxnCompare::Kind::kPresent);
+  REQUIRE(req.success.size() == 4);
+  CHECK(req.success[0].kind == kv::TxnOp::Kind::kPut);
+  CHECK(req.success[0].value == "v");
+  CHECK(req.success[0].ttl_ms == 3000);
+  CHECK(req.success[2].kind == kv::TxnOp::Kind::kDelete);
+  CHECK(req.success[3].kind == kv::TxnOp::Kind::kGet);
+  CHECK(req.success[3].key == "z");
+  REQUIRE(req.failure.size() == 1);
+  CHECK(req.failure[0].key == k1);
+}
+
 TEST_CASE("Shards() on an unsharded cluster, and on a node that predates sharding") {
   FakeNode current([](const ClientRequest&) { return With(ReplyStatus::kOk); });
   ShardMap none;

@@ -446,6 +446,98 @@ TEST_CASE("put get del and cas round trip through the client library", "[cluster
   }
 }
 
+TEST_CASE("transactions through the client library: a lock and a transfer and every op kind",
+          "[cluster]") {
+  Cluster cluster;
+  StartAndElect(cluster);
+  client::Client c(cluster.ClientOptions(kReplyTimeout));
+  using client::Compare;
+  using client::Transaction;
+  using client::TxnOp;
+
+  // A lock taken only if nobody holds it; else the failure branch says who does.
+  const auto lock = [&](const std::string& who) {
+    return c.Txn(Transaction{
+        {Compare::Absent("lock")}, {TxnOp::Put("lock", who, 60s)}, {TxnOp::Get("lock")}});
+  };
+  const client::TxnResult alice = lock("alice");
+  INFO(alice.error);
+  REQUIRE(alice.ok());
+  CHECK(alice.succeeded);
+  REQUIRE(alice.results.size() == 1);
+  CHECK(alice.results[0].code == Code::kOk);
+  const client::TxnResult bob = lock("bob");
+  REQUIRE(bob.ok());
+  CHECK_FALSE(bob.succeeded);
+  CHECK(bob.index > alice.index);
+  REQUIRE(bob.results.size() == 1);
+  CHECK(bob.results[0].value == "alice");
+  CHECK(bob.results[0].mod_index == alice.index);
+  CHECK(bob.results[0].ttl_ms > 0);
+
+  // A transfer between two accounts, only if neither changed since read.
+  REQUIRE(c.Put("{acct}:a", "50").ok());
+  REQUIRE(c.Put("{acct}:b", "50").ok());
+  const client::Result a = c.Get("{acct}:a"), b = c.Get("{acct}:b");
+  const Transaction transfer{{Compare::ModIndex("{acct}:a", Compare::kEqual, a.mod_index),
+                              Compare::ModIndex("{acct}:b", Compare::kEqual, b.mod_index)},
+                             {TxnOp::Put("{acct}:a", "70"), TxnOp::Put("{acct}:b", "30")},
+                             {TxnOp::Get("{acct}:a"), TxnOp::Get("{acct}:b")}};
+  const client::TxnResult moved = c.Txn(transfer);
+  REQUIRE(moved.ok());
+  CHECK(moved.succeeded);
+  CHECK(c.Get("{acct}:a").mod_index == moved.index);
+  CHECK(c.Get("{acct}:b").value == "30");
+  const client::TxnResult stale = c.Txn(transfer);  // the versions it read are gone
+  REQUIRE(stale.ok());
+  CHECK_FALSE(stale.succeeded);
+  REQUIRE(stale.results.size() == 2);
+  CHECK(stale.results[0].value == "70");
+  CHECK(stale.results[1].mod_index == moved.index);
+
+  // Every compare and op kind; each op sees the ones before it.
+  const client::TxnResult all = c.Txn(Transaction{
+      {Compare::Value("{acct}:a", "70"), Compare::Present("{acct}:b"), Compare::Absent("none"),
+       Compare::ModIndex("{acct}:a", Compare::kLess, moved.index + 1),
+       Compare::ModIndex("{acct}:a", Compare::kGreater, moved.index - 1)},
+      {TxnOp::Put("new", "n", 60s), TxnOp::Get("new"), TxnOp::Delete("{acct}:b"),
+       TxnOp::Delete("{acct}:b"), TxnOp::Get("{acct}:b")},
+      {}});
+  REQUIRE(all.ok());
+  CHECK(all.succeeded);
+  REQUIRE(all.results.size() == 5);
+  CHECK(all.results[0].code == Code::kOk);
+  CHECK(all.results[1].value == "n");
+  CHECK(all.results[1].create_index == all.index);
+  CHECK(all.results[1].ttl_ms > 0);
+  CHECK(all.results[2].code == Code::kOk);
+  CHECK(all.results[3].code == Code::kNotFound);
+  CHECK(all.results[4].code == Code::kNotFound);
+  CHECK(c.Get("{acct}:b").code == Code::kNotFound);
+
+  // A resend (the same session and seq, as after a lost answer) is answered
+  // with the first run's index and branch, and not applied again: here it
+  // would fail its compare.
+  client::Options o = cluster.ClientOptions(kReplyTimeout);
+  o.client_id = 4242;  // one session for both
+  client::Client first(o), again(o);
+  const auto bump = [](client::Client& cl, uint64_t mod_index) {
+    return cl.Txn(Transaction{
+        {Compare::ModIndex("new", Compare::kEqual, mod_index)}, {TxnOp::Put("new", "bumped")}, {}});
+  };
+  const client::TxnResult once = bump(first, all.index);
+  REQUIRE(once.ok());
+  CHECK(once.succeeded);
+  CHECK_FALSE(once.resent);
+  const client::TxnResult resent = bump(again, all.index);
+  REQUIRE(resent.ok());
+  CHECK(resent.resent);
+  CHECK(resent.succeeded);
+  CHECK(resent.index == once.index);
+  CHECK(resent.results.empty());
+  CHECK(c.Get("new").mod_index == once.index);
+}
+
 TEST_CASE("a plain DEALER client and a REQ client get their replies", "[cluster]") {
   Cluster cluster;
   const uint64_t leader = StartAndElect(cluster);

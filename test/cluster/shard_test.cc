@@ -242,5 +242,40 @@ TEST_CASE("a sharded cluster loses no acknowledged write when a node is killed a
       kSettleTimeout));
 }
 
+TEST_CASE("a txn on keys of one hash tag runs and one over two shards gets ERROR naming both",
+          "[cluster][shard]") {
+  Cluster cluster(ShardedOptions());
+  REQUIRE(cluster.Start());
+  REQUIRE(cluster.WaitUntil([&] { return EveryShardLed(cluster); }, kSettleTimeout));
+  client::Client c(cluster.ClientOptions(kReplyTimeout));
+  using client::Compare;
+  using client::Transaction;
+  using client::TxnOp;
+
+  const client::TxnResult opened =
+      c.Txn(Transaction{{Compare::Absent("{acct}:a"), Compare::Absent("{acct}:b")},
+                        {TxnOp::Put("{acct}:a", "70"), TxnOp::Put("{acct}:b", "30")},
+                        {}});
+  INFO(opened.error);
+  REQUIRE(opened.ok());
+  CHECK(opened.succeeded);
+  // One entry of the tag's shard wrote both.
+  CHECK(c.Get("{acct}:a").mod_index == opened.index);
+  CHECK(c.Get("{acct}:b").mod_index == opened.index);
+
+  const ShardRing ring(kShards);
+  const uint32_t tagged = ring.ShardOf("acct");
+  std::string elsewhere = "elsewhere";
+  while (ring.ShardOf(elsewhere) == tagged) elsewhere += "+";
+  const client::TxnResult split =
+      c.Txn(Transaction{{Compare::Present("{acct}:a")}, {TxnOp::Put(elsewhere, "v")}, {}});
+  INFO(split.error);
+  CHECK(split.code == client::Code::kError);
+  CHECK(split.error.find("is in shard " + std::to_string(tagged) + ",") != std::string::npos);
+  CHECK(split.error.find(" in shard " + std::to_string(ring.ShardOf(elsewhere)) + " (") !=
+        std::string::npos);
+  CHECK(c.Get(elsewhere).code == client::Code::kNotFound);
+}
+
 }  // namespace
 }  // namespace kv::test

@@ -23,9 +23,9 @@ from kvcluster import Cluster, wait_until  # noqa: E402
 BIN = {}
 
 
-def run(tool, *args, timeout=60, env=None):
+def run(tool, *args, timeout=60, env=None, input=None):
     return subprocess.run([BIN[tool], *args], capture_output=True, text=True, timeout=timeout,
-                          env=env)
+                          env=env, input=input)
 
 
 def check_scan_load(test, endpoints, limit, during=None):
@@ -202,6 +202,73 @@ class ToolsTest(unittest.TestCase):
         self.assertEqual(self.kvctl("touch", "lease", "--ttl", "1000").returncode, 1)
         self.assertEqual(self.kvctl("get", "lease", "--prefix").returncode, 1)
         self.assertEqual(self.kvctl("put", "x", "1", "--ttl", "-5").returncode, 2)
+
+    def txn(self, text, exit_code):
+        """Runs kvctl txn on `text`, expecting exit_code; returns the branch
+        (SUCCEEDED or FAILED) and index of its first line, and its op lines."""
+        r = self.kvctl("txn", input=text)
+        self.assertEqual(r.returncode, exit_code, r.stderr)
+        first, *ops = r.stdout.splitlines()
+        branch, index = re.fullmatch(r"(SUCCEEDED|FAILED) \(index (\d+)\)", first).groups()
+        return branch, int(index), ops
+
+    def test_kvctl_txn_takes_a_lock_only_if_absent(self):
+        lock = ("# a lock, taken only if nobody holds it\n"
+                "if absent txn-lock\n"
+                "then put txn-lock me --ttl 60000\n"
+                "\n"
+                "else get txn-lock\n")
+        branch, taken, ops = self.txn(lock, 0)
+        self.assertEqual((branch, ops), ("SUCCEEDED", ["put txn-lock OK"]))
+        branch, _, ops = self.txn(lock.replace(" me ", " you "), 1)
+        self.assertEqual((branch, len(ops)), ("FAILED", 1), ops)
+        self.assertRegex(ops[0], rf"^get txn-lock = me \(mod_index {taken}, ttl_ms \d+\)$")
+
+    def test_kvctl_txn_transfers_between_two_counters(self):
+        for k, v in (("{acct}:a", "50"), ("{acct}:b", "50")):
+            self.assertEqual(self.kvctl("put", k, v).returncode, 0)
+        a, b = (json.loads(self.kvctl("--json", "get", k).stdout)["mod_index"]
+                for k in ("{acct}:a", "{acct}:b"))
+        transfer = (f"if mod {{acct}}:a = {a}\nif mod {{acct}}:b = {b}\n"
+                    "then put {acct}:a 70\nthen put {acct}:b 30\n"
+                    "else get {acct}:a\nelse get {acct}:b\n")
+        branch, index, ops = self.txn(transfer, 0)
+        self.assertEqual((branch, ops), ("SUCCEEDED", ["put {acct}:a OK", "put {acct}:b OK"]))
+        self.assertEqual(self.kvctl("get", "{acct}:b").stdout, "30")
+        # The versions it compared are gone: the else branch reads the new ones.
+        branch, _, ops = self.txn(transfer, 1)
+        self.assertEqual((branch, ops), ("FAILED", [f"get {{acct}}:a = 70 (mod_index {index})",
+                                                    f"get {{acct}}:b = 30 (mod_index {index})"]))
+        # --json: one object, the results of each kind of op.
+        r = self.kvctl("--json", "txn", input="if value {acct}:a 70\nif present {acct}:b\n"
+                       "then del {acct}:b\nthen del {acct}:b\nthen get {acct}:a\n"
+                       "then get {acct}:b\nthen put {acct}:c 1\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = json.loads(r.stdout)
+        self.assertEqual((got["status"], got["succeeded"], got["resent"]), ("OK", True, False))
+        self.assertGreater(got["index"], index)
+        self.assertEqual([(x["op"], x["key"], x["status"]) for x in got["results"]],
+                         [("del", "{acct}:b", "OK"), ("del", "{acct}:b", "NOT_FOUND"),
+                          ("get", "{acct}:a", "OK"), ("get", "{acct}:b", "NOT_FOUND"),
+                          ("put", "{acct}:c", "OK")])
+        self.assertEqual(got["results"][2]["value"], "70")
+        self.assertEqual(got["results"][2]["mod_index"], index)
+        self.assertNotIn("value", got["results"][3])
+
+    def test_kvctl_txn_syntax_error_names_its_line_and_sends_nothing(self):
+        r = self.kvctl("txn", input="then put txn-bad 1\n# fine so far\nif mod txn-bad >= 3\n")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("line 3:", r.stderr)
+        self.assertEqual(r.stdout, "")
+        self.assertEqual(self.kvctl("get", "txn-bad").returncode, 1)
+        r = self.kvctl("txn", input='then put "unclosed 1\n')
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("line 1:", r.stderr)
+
+    def test_kvctl_txn_quoted_keys_and_values(self):
+        _, _, ops = self.txn('then put "txn key" "a \\"b\\"\\tc\\x21"\nthen get "txn key"\n', 0)
+        self.assertRegex(ops[1], r'^get "txn key" = "a \\"b\\"\\tc!" \(mod_index \d+\)$')
+        self.assertEqual(self.kvctl("get", "txn key").stdout, 'a "b"\tc!')
 
     def watch(self, prefix, write, until):
         """Runs `kvctl watch PREFIX`, calls write() until the lines it printed
@@ -505,6 +572,25 @@ class ShardedKvmonTest(unittest.TestCase):
             r = run("kvctl", "--endpoints", self.eps, "--json", "shard", f"user:42:{i}")
             spread.add(json.loads(r.stdout)["shard"])
         self.assertGreater(len(spread), 1)
+
+    def test_kvctl_txn_in_one_shard_runs_and_across_two_gets_the_nodes_error(self):
+        self.wait_for_shards(self.settled, "8 shards, each with a leader and 3 voters")
+
+        def shard_of(key):
+            return json.loads(run("kvctl", "--endpoints", self.eps, "--json", "shard",
+                                  key).stdout)["shard"]
+        r = run("kvctl", "--endpoints", self.eps, "txn",
+                input="then put {txn}:a 1\nthen put {txn}:b 2\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        tagged = shard_of("txn")
+        other = next(k for k in (f"txn/{i}" for i in range(100)) if shard_of(k) != tagged)
+        r = run("kvctl", "--endpoints", self.eps, "txn",
+                input=f"if present {{txn}}:a\nthen put {other} 3\n")
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn("must be in one shard", r.stderr)
+        self.assertIn(f"is in shard {tagged},", r.stderr)
+        self.assertIn(f"in shard {shard_of(other)} (", r.stderr)
+        self.assertEqual(run("kvctl", "--endpoints", self.eps, "get", other).returncode, 1)
 
     def test_kvctl_ttl_and_touch_reach_each_keys_shard(self):
         self.wait_for_shards(self.settled, "8 shards, each with a leader and 3 voters")
