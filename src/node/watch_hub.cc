@@ -10,6 +10,8 @@ namespace {
 // What an item costs the history beyond its key and value: the deque's
 // slot and the change's bookkeeping.
 constexpr size_t kItemOverhead = 64;
+// A paused watch hears from its node this many progress intervals apart.
+constexpr int kPausedProbes = 5;
 
 // The prefix whose range `range` is, if it is one.
 std::optional<std::string> PrefixOf(const ScanSpec& range) {
@@ -230,6 +232,11 @@ void WatchHub::Progress(Clock::time_point now, const HasRoom& has_room, std::vec
   for (auto& [handle, w] : watches_) {
     if (w.live && w.pending.empty() && now - w.last_sent >= limits_.progress && has_room(handle)) {
       Send(handle, w, applied_, {}, now, out);
+    } else if (!w.live && w.greeted && now - w.last_sent >= kPausedProbes * limits_.progress) {
+      // A paused watch: a few bytes, room or not, claiming nothing new,
+      // so that a client gone away is noticed (its send fails) even when
+      // nothing else would be sent to it.
+      Send(handle, w, w.sent_upto, {}, now, out);
     }
   }
 }

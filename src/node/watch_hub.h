@@ -92,7 +92,7 @@ class WatchHub {
   // history (after an apply, and on a timer while some are behind).
   void Deliver(Clock::time_point now, const HasRoom& has_room, std::vector<Out>* out);
   // An empty batch to each live watch that heard nothing for the progress
-  // interval (on a timer).
+  // interval, and now and then to a paused one (on a timer).
   void Progress(Clock::time_point now, const HasRoom& has_room, std::vector<Out>* out);
   // Whether some watch waits to read the history (Deliver has work even
   // without a new entry).

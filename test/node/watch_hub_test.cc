@@ -175,6 +175,16 @@ TEST_CASE("A watcher without room pauses and resumes from the history without a 
   auto out = f.Deliver(true);
   REQUIRE(Events(out, 1) == std::vector<std::string>{"put k1=a@1", "put k2=b@2"});
   REQUIRE((out[0].reply.after == 0 && out[0].reply.upto == 3));
+  // Paused, it still hears now and then (its client may have gone), but
+  // nothing that claims changes it was not sent.
+  f.Put("k9", "z");
+  REQUIRE(f.Deliver(false).empty());
+  std::vector<WatchHub::Out> probes;
+  f.hub.Progress(f.now + std::chrono::seconds(10), [](uint64_t) { return false; }, &probes);
+  REQUIRE(probes.size() == 1);
+  REQUIRE((probes[0].reply.after == 3 && probes[0].reply.upto == 3 && probes[0].reply.events.empty()));
+  out = f.Deliver(true);
+  REQUIRE(Events(out, 1) == std::vector<std::string>{"put k9=z@4"});
   // Live again; then paused past what the history keeps: COMPACTED.
   f.Put("k3", "d");
   REQUIRE(f.Deliver(false).empty());
@@ -182,7 +192,7 @@ TEST_CASE("A watcher without room pauses and resumes from the history without a 
   out = f.Deliver(true);
   REQUIRE(out.size() == 1);
   REQUIRE((out[0].last && out[0].reply.status == net::ReplyStatus::kCompacted));
-  REQUIRE(out[0].reply.error.find("from index 4 on") != std::string::npos);
+  REQUIRE(out[0].reply.error.find("from index 5 on") != std::string::npos);
 }
 
 TEST_CASE("A snapshot installed ends the watches that needed older changes") {
