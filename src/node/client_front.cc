@@ -311,6 +311,13 @@ void ClientFront::Send(EncodedReply r) {
   // resumes from its last index).
   auto it = watches_.find({r.to.routing, r.to.id});
   if (it == watches_.end()) return;  // cancelled meanwhile
+  if (!it->second.answered) {
+    // The first message answers the request: its latency and status count.
+    it->second.answered = true;
+    ctx_->metrics->ObserveRequest(
+        r.to.op, r.status,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - r.to.received).count());
+  }
   const bool sent =
       net::SendFrames(socket_, {r.to.routing},
                       ReplyBudget::Message(std::move(r.bytes), std::move(r.watch_charge)), "watch");

@@ -116,6 +116,7 @@ class ClientFront {
   struct WatchRef {
     raft::GroupId group = 0;
     uint64_t handle = 0;
+    bool answered = false;  // its first message went out
   };
   std::map<std::pair<std::string, uint64_t>, WatchRef> watches_;
   std::map<std::string, size_t> watches_per_connection_;
