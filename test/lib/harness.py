@@ -63,6 +63,15 @@ def unittest_main():
     sys.exit(HARNESS_EXIT)
 
 
+def case_failed(case):
+    """Whether the unittest test `case` has failed so far: for its tearDown
+    and cleanups, which keep a failed test's logs. (Python 3.11's
+    _outcome.success reads True there even after a failure; the result
+    holds the truth.)"""
+    result = case._outcome.result
+    return any(t is case for t, _ in result.failures + result.errors)
+
+
 def _error_is_system(formatted):
     last = formatted.strip().splitlines()[-1] if formatted.strip() else ""
     return last.split(":", 1)[0].split(".")[-1] in {c.__name__ for c in SYSTEM_FAILURES}

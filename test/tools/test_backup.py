@@ -18,7 +18,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import HarnessError, unittest_main  # noqa: E402
+from harness import HarnessError, case_failed, unittest_main  # noqa: E402
 from kvcluster import Cluster, wait_until  # noqa: E402
 
 BUILD = None
@@ -71,8 +71,7 @@ class BackupTest(unittest.TestCase):
         self.clusters = []
 
     def tearDown(self):
-        failed = any(e for _, e in self._outcome.errors) if hasattr(self._outcome, "errors") \
-            else not self._outcome.success
+        failed = case_failed(self)
         for c in self.clusters:
             c.__exit__(Exception if failed else None, None, None)
         shutil.rmtree(self.dir, ignore_errors=True)

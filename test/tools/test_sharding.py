@@ -14,7 +14,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import unittest_main  # noqa: E402
+from harness import case_failed, unittest_main  # noqa: E402
 from kvcluster import Cluster, wait_until  # noqa: E402
 
 BUILD = None
@@ -41,8 +41,7 @@ class ShardingTest(unittest.TestCase):
             if load.poll() is None:
                 load.kill()
                 load.communicate()
-        failed = any(e for _, e in self._outcome.errors) if hasattr(self._outcome, "errors") \
-            else not self._outcome.success
+        failed = case_failed(self)
         self.c.__exit__(Exception if failed else None, None, None)
 
     def kvctl(self, *args, nodes=None):

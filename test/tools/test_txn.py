@@ -27,7 +27,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "examples"))
 from client import Client, KvError, Unavailable, Unknown  # noqa: E402
-from harness import HarnessError, SystemFailure, unittest_main  # noqa: E402
+from harness import HarnessError, SystemFailure, case_failed, unittest_main  # noqa: E402
 from kvcluster import Cluster, wait_until  # noqa: E402
 
 BUILD = None
@@ -261,9 +261,7 @@ class BankTest:
         self.c.start()
 
     def clean_up(self):
-        # Not _outcome.success: Python 3.11 sets it back to True for cleanups.
-        result = self._outcome.result
-        failed = any(t is self for t, _ in result.failures + result.errors)
+        failed = case_failed(self)
         self.c.__exit__(Exception if failed else None, None, None)
         if failed:
             print(f"kept the history under {self.keep}", file=sys.stderr)
