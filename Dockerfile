@@ -28,13 +28,16 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKV_TESTS=OFF \
 FROM debian:12-slim
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      libzmq5 libncurses6 libncursesw6 libcpp-httplib0.11 \
+      libzmq5 libncurses6 libncursesw6 libcpp-httplib0.11 libabsl20220623 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/kvstore \
       --shell /usr/sbin/nologin kvstore \
  && mkdir -p /var/lib/kvstore/data \
  && chown -R kvstore:kvstore /var/lib/kvstore
 COPY --from=build /out/ /usr/local/bin/
+# Every binary loads here: a shared library missing from the list above
+# fails the build, not the first start.
+RUN for b in /usr/local/bin/*; do "$b" --help > /dev/null || exit 1; done
 USER kvstore
 WORKDIR /var/lib/kvstore
 VOLUME ["/var/lib/kvstore/data"]
