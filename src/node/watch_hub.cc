@@ -10,8 +10,6 @@ namespace {
 // What an item costs the history beyond its key and value: the deque's
 // slot and the change's bookkeeping.
 constexpr size_t kItemOverhead = 64;
-// A paused watch hears from its node this many progress intervals apart.
-constexpr int kPausedProbes = 5;
 
 // The prefix whose range `range` is, if it is one.
 std::optional<std::string> PrefixOf(const ScanSpec& range) {
@@ -232,10 +230,11 @@ void WatchHub::Progress(Clock::time_point now, const HasRoom& has_room, std::vec
   for (auto& [handle, w] : watches_) {
     if (w.live && w.pending.empty() && now - w.last_sent >= limits_.progress && has_room(handle)) {
       Send(handle, w, applied_, {}, now, out);
-    } else if (!w.live && w.greeted && now - w.last_sent >= kPausedProbes * limits_.progress) {
-      // A paused watch: a few bytes, room or not, claiming nothing new,
-      // so that a client gone away is noticed (its send fails) even when
-      // nothing else would be sent to it.
+    } else if (!w.live && w.greeted && now - w.last_sent >= limits_.progress) {
+      // A watch paused for want of room, or waiting for the node to reach
+      // its from_index: a few bytes, room or not, claiming nothing new, so
+      // that its client knows the node is alive, and the node notices a
+      // client gone away (the send fails).
       Send(handle, w, w.sent_upto, {}, now, out);
     }
   }

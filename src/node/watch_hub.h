@@ -91,8 +91,9 @@ class WatchHub {
   // the live ones' changes and the behind ones' next batch from the
   // history (after an apply, and on a timer while some are behind).
   void Deliver(Clock::time_point now, const HasRoom& has_room, std::vector<Out>* out);
-  // An empty batch to each live watch that heard nothing for the progress
-  // interval, and now and then to a paused one (on a timer).
+  // An empty batch to each watch that heard nothing for the progress
+  // interval (on a timer); to one that is behind, one that claims nothing
+  // new.
   void Progress(Clock::time_point now, const HasRoom& has_room, std::vector<Out>* out);
   // Whether some watch waits to read the history (Deliver has work even
   // without a new entry).

@@ -175,8 +175,8 @@ TEST_CASE("A watcher without room pauses and resumes from the history without a 
   auto out = f.Deliver(true);
   REQUIRE(Events(out, 1) == std::vector<std::string>{"put k1=a@1", "put k2=b@2"});
   REQUIRE((out[0].reply.after == 0 && out[0].reply.upto == 3));
-  // Paused, it still hears now and then (its client may have gone), but
-  // nothing that claims changes it was not sent.
+  // Paused, it still hears every progress interval (its client may have
+  // gone), but nothing that claims changes it was not sent.
   f.Put("k9", "z");
   REQUIRE(f.Deliver(false).empty());
   std::vector<WatchHub::Out> probes;
@@ -200,8 +200,13 @@ TEST_CASE("A snapshot installed ends the watches that needed older changes") {
   f.Put("a", "1");
   f.hub.Add(1, PrefixRange(""), 0);
   f.Deliver();
-  f.hub.Add(2, PrefixRange(""), 10);  // ahead of the node: waits
+  f.hub.Add(2, PrefixRange(""), 10);  // ahead of the node: waits, and says it is alive
   f.Deliver();
+  std::vector<WatchHub::Out> alive;
+  f.hub.Progress(f.now + std::chrono::seconds(2), [](uint64_t) { return true; }, &alive);
+  REQUIRE(alive.size() == 2);
+  for (const auto& o : alive) REQUIRE(o.reply.events.empty());
+  REQUIRE((alive[1].handle == 2 && alive[1].reply.after == 9 && alive[1].reply.upto == 9));
   std::vector<WatchHub::Out> out;
   f.hub.Reset(9, &out);  // the state jumped from 1 to 9
   REQUIRE(out.size() == 1);
