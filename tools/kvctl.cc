@@ -83,6 +83,7 @@ int ExitCodeFor(kv::client::Code code) {
       return 0;
     case kv::client::Code::kNotFound:
     case kv::client::Code::kCasFailed:
+    case kv::client::Code::kCompacted:
       return 1;
     case kv::client::Code::kUnavailable:
     case kv::client::Code::kUnknown:
