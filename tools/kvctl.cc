@@ -10,7 +10,7 @@
 // (kvstore/credentials.h).
 //
 // Exit codes: 0 success; 1 key not found (get, del) or compare failed (cas;
-// txn: its else branch ran);
+// txn: its else branch ran) or a watch's COMPACTED;
 // 2 usage error (a bad key file too); 3 cluster unavailable, timeout, or a
 // write whose fate is unknown; 4 the server answered ERROR; 5 DENIED: the
 // client's key lacks the role the command needs.
@@ -26,14 +26,15 @@
 #include <iostream>
 #include <iterator>
 #include <optional>
-#include <variant>
+#include <set>
+#include <sstream>
 
 #include "credential_flags.h"
 #include "kvstore/backup.h"
 #include "kvstore/client.h"
 #include "kvstore/credentials.h"
 #include "kvstore/keys.h"
-#include "kvstore/subscriber.h"
+#include "kvstore/watch.h"
 #include "txn_text.h"
 
 namespace {
@@ -83,6 +84,7 @@ int ExitCodeFor(kv::client::Code code) {
       return 0;
     case kv::client::Code::kNotFound:
     case kv::client::Code::kCasFailed:
+    case kv::client::Code::kCompacted:
       return 1;
     case kv::client::Code::kUnavailable:
     case kv::client::Code::kUnknown:
@@ -443,59 +445,117 @@ int TransferLeader(const Output& out, kv::client::Client& client,
 
 volatile sig_atomic_t g_interrupted = 0;
 
-int Watch(const Output& out, kv::client::Client& client, const std::vector<std::string>& endpoints,
-          const kv::client::Credentials& credentials, const std::string& prefix) {
-  auto rep = FirstReachable(client, endpoints);
-  if (!rep) return 3;
-  kv::client::SubscriberOptions options;
-  options.endpoints = {rep->endpoint};
-  options.topic_prefix = "kv.";
-  options.credentials = credentials;
-  options.credentials.server_keys = client.server_keys();  // with those learned
-  kv::client::Subscriber sub(options);
+// --from: INDEX (an unsharded cluster's), or SHARD=INDEX,... (each shard's
+// log has indexes of its own). False if malformed.
+bool ParseWatchFrom(const std::string& text, std::map<uint32_t, uint64_t>* from, bool* by_shard) {
+  *by_shard = text.find('=') != std::string::npos;
+  std::stringstream list(text);
+  std::string item;
+  while (std::getline(list, item, ',')) {
+    const size_t eq = item.find('=');
+    char* end = nullptr;
+    uint64_t shard = 0;
+    if (*by_shard) {
+      shard = std::strtoull(item.c_str(), &end, 10);
+      if (eq == 0 || end != item.c_str() + eq) return false;
+    }
+    const char* index = item.c_str() + (*by_shard ? eq + 1 : 0);
+    const uint64_t value = std::strtoull(index, &end, 10);
+    if (*index == '\0' || *end != '\0' || shard > UINT32_MAX) return false;
+    (*from)[static_cast<uint32_t>(shard)] = value;
+  }
+  return !from->empty();
+}
+
+void PrintWatchEvent(const Output& out, bool sharded, bool keys_only,
+                     const kv::client::WatchEvent& e) {
+  static const char* kNames[] = {"put", "del", "expire"};
+  const char* op = kNames[e.type];
+  const bool put = e.type == kv::client::WatchEvent::kPut;
+  if (out.json) {
+    std::cout << "{\"op\":\"" << op << "\",\"key\":" << JsonString(e.key);
+    if (put && !keys_only) {
+      std::cout << ",\"value\":" << JsonString(e.value) << ",\"size\":" << e.value.size();
+    }
+    std::cout << ",\"index\":" << e.index;
+    if (put) std::cout << ",\"create_index\":" << e.create_index;
+    if (sharded) std::cout << ",\"shard\":" << e.shard;
+    std::cout << "}" << std::endl;
+    return;
+  }
+  std::string upper(op);
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  std::cout << upper << " " << e.key << " (";
+  if (sharded) std::cout << "shard " << e.shard << ", ";
+  std::cout << "index " << e.index;
+  if (put && !keys_only) std::cout << ", " << e.value.size() << " bytes";
+  std::cout << ")" << std::endl;
+}
+
+// Prints every change to the keys under `prefix` from `from` on (or from
+// now), until Ctrl-C or `count` changes, and a line on stderr whenever a
+// stream moves to another node.
+int Watch(const Output& out, kv::client::Client& client, const std::string& prefix,
+          const std::string& from, bool keys_only, size_t count) {
+  kv::client::WatchOptions options = kv::client::PrefixWatch(prefix);
+  options.keys_only = keys_only;
+  bool by_shard = false;
+  if (!from.empty() && !ParseWatchFrom(from, &options.from_index, &by_shard)) {
+    std::fprintf(stderr, "kvctl: watch: --from takes INDEX, or SHARD=INDEX,... when sharded\n");
+    return 2;
+  }
+  if (!from.empty() && !by_shard) {
+    kv::ShardMap map;
+    if (kv::client::Result r = client.Shards(&map); !r.ok()) return Report(out, r, false);
+    if (map.shards > 0) {
+      std::fprintf(stderr,
+                   "kvctl: watch: the cluster has %u shards, each with indexes of its own: "
+                   "give --from SHARD=INDEX,...\n",
+                   map.shards);
+      return 2;
+    }
+  }
+  // The streams' first nodes go in the banner; later moves on a line each.
+  bool started = false, sharded = false;
+  std::map<uint32_t, std::string> serving;
+  options.on_move = [&](const kv::client::WatchMove& m) {
+    if (!started) {
+      serving[m.shard] = m.endpoint;
+      return;
+    }
+    const std::string shard = sharded ? "shard " + std::to_string(m.shard) + " " : "";
+    std::fprintf(stderr, "watch: %snow served by %s (%s)\n", shard.c_str(), m.endpoint.c_str(),
+                 m.why.c_str());
+  };
+  kv::client::Watcher watcher(client, options);
+  started = true;
+  sharded = watcher.sharded();
   signal(SIGINT, [](int) { g_interrupted = 1; });
   signal(SIGTERM, [](int) { g_interrupted = 1; });
-  std::fprintf(stderr, "kvctl: watching key changes applied by node %llu (%s); Ctrl-C stops\n",
-               static_cast<unsigned long long>(rep->status.node),
-               kv::client::EventEndpoint(rep->endpoint).c_str());
-  std::vector<kv::client::Update> updates;
-  while (!g_interrupted) {
-    updates.clear();
-    // false: EINTR (Ctrl-C); the loop condition ends it.
-    if (!sub.Poll(std::chrono::milliseconds(200), &updates)) continue;
-    for (const kv::client::Update& u : updates) {
-      if (u.status) continue;
-      // The key events: what the line calls them, and their fields.
-      std::string op;
-      const std::string* key = nullptr;
-      uint64_t index = 0, size = 0;
-      if (const auto* put = std::get_if<kv::PutEvent>(&u.event)) {
-        op = "put";
-        key = &put->key;
-        index = put->index;
-        size = put->size;
-      } else if (const auto* del = std::get_if<kv::DeleteEvent>(&u.event)) {
-        op = "del";
-        key = &del->key;
-        index = del->index;
-      } else if (const auto* expired = std::get_if<kv::ExpireEvent>(&u.event)) {
-        op = "expire";
-        key = &expired->key;
-        index = expired->index;
-      } else {
-        continue;
-      }
-      if (key->compare(0, prefix.size(), prefix) != 0) continue;
-      if (out.json) {
-        std::cout << "{\"op\":\"" << op << "\",\"key\":" << JsonString(*key)
-                  << ",\"index\":" << index << ",\"size\":" << size << "}" << std::endl;
-      } else {
-        std::string upper(op);
-        for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-        std::cout << upper << " " << *key << " (index " << index;
-        if (op == "put") std::cout << ", " << size << " bytes";
-        std::cout << ")" << std::endl;
-      }
+  if (watcher.status().ok()) {
+    std::string what = prefix.empty() ? "every key" : "keys starting with " + JsonString(prefix);
+    if (sharded) {
+      what += " in " + std::to_string(serving.size()) + " shards";
+    } else {
+      what += " after index " + std::to_string(watcher.Position()[0]);
+    }
+    std::set<std::string> nodes;
+    for (const auto& [shard, endpoint] : serving) nodes.insert(endpoint);
+    std::string by;
+    for (const std::string& n : nodes) by += (by.empty() ? "" : ", ") + n;
+    std::fprintf(stderr, "kvctl: watching %s, served by %s; Ctrl-C stops\n", what.c_str(),
+                 by.c_str());
+  }
+  size_t seen = 0;
+  while (!g_interrupted && (count == 0 || seen < count)) {
+    if (std::optional<kv::client::WatchEvent> e = watcher.Next(std::chrono::milliseconds(200))) {
+      PrintWatchEvent(out, sharded, keys_only, *e);
+      ++seen;
+    } else if (const kv::client::WatchStatus& st = watcher.status(); !st.ok()) {
+      const std::string shard = sharded && st.code == kv::client::Code::kCompacted
+                                    ? "shard " + std::to_string(st.shard) + ": "
+                                    : "";
+      return Report(out, kv::client::Result{st.code, {}, shard + st.error}, false);
     }
   }
   return 0;
@@ -650,7 +710,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "kvctl: command-line client for a kvstore cluster.\n"
       "Exit codes: 0 ok, 1 not found / compare failed (cas; txn: its else branch ran) / no key "
-      "in range, 2 usage, 3 unavailable or timeout, 4 server error, 5 denied (the --key's role "
+      "in range / COMPACTED (watch), 2 usage, 3 unavailable or timeout, 4 server error, 5 denied "
+      "(the --key's role "
       "does not allow it)."};
   app.require_subcommand(1);
   app.fallthrough();  // global flags may follow the subcommand
@@ -752,9 +813,24 @@ int main(int argc, char** argv) {
   auto* member_remove = member->add_subcommand("remove", "Remove node ID (the leader too)");
   member_remove->add_option("id", member_id, "Node id")->required();
   member->require_subcommand(1);
-  std::string prefix;
-  auto* watch = app.add_subcommand("watch", "Print key changes as they are applied, until Ctrl-C");
+  std::string prefix, watch_from;
+  size_t watch_count = 0;
+  auto* watch = app.add_subcommand(
+      "watch",
+      "Print every change to the keys, in log order, each once, until Ctrl-C; moves to another "
+      "node when its node dies (saying so on stderr)");
   watch->add_option("prefix", prefix, "Only keys starting with PREFIX");
+  watch->add_option("--from", watch_from,
+                    "Start at log index INDEX (earlier changes the nodes still keep are printed "
+                    "first); a sharded cluster: SHARD=INDEX,... (shards not named: from now)");
+  watch->add_option("--count", watch_count, "Stop after N changes");
+  watch->add_flag("--keys-only", keys_only, "Leave the values out");
+  watch->footer(
+      "Each change: PUT KEY (index N, SIZE bytes), DEL KEY (index N) or EXPIRE KEY (index N), "
+      "with the shard in a sharded cluster; --json: {\"op\", \"key\", \"value\", \"size\", "
+      "\"index\", \"create_index\", \"shard\"}. Exit 1 (COMPACTED) when the nodes no longer "
+      "keep a change the watch needs: watch again without --from, then read the keys (kvctl get "
+      "PREFIX --prefix).");
   std::string backup_path;
   auto* snapshot = app.add_subcommand("snapshot", "Backups of the whole cluster");
   auto* snapshot_save = snapshot->add_subcommand(
@@ -865,7 +941,7 @@ int main(int argc, char** argv) {
   if (shards->parsed()) return PrintShards(out, client);
   if (shard_of->parsed()) return PrintShardOf(out, client, key);
   if (transfer->parsed()) return TransferLeader(out, client, opts.endpoints, target, opts.timeout);
-  if (watch->parsed()) return Watch(out, client, opts.endpoints, opts.credentials, prefix);
+  if (watch->parsed()) return Watch(out, client, prefix, watch_from, keys_only, watch_count);
   if (member_add->parsed()) {
     return Report(out, client.AddMember(member_id, member_address, member_key), false);
   }

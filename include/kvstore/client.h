@@ -91,6 +91,7 @@ enum class Code {
   kError,        // the server refused the request (not executed); see Result::error
   kDenied,       // the client key's role does not allow the op (not executed, never
                  // retried); Result::error says which role it needs
+  kCompacted,    // a watch's next change is no longer kept (kvstore/watch.h)
 };
 
 // "OK", "NOT_FOUND", ...: the protocol's name of the status.
@@ -309,6 +310,7 @@ class Client {
   // cluster is not sharded or no map is known yet.
   int64_t ShardOf(const std::string& key) const;
   uint64_t client_id() const { return client_id_; }
+  const Options& options() const;
   // The leader's address as last learned, or empty. In a sharded cluster,
   // where each shard has its own, this is the one non-key ops last found.
   std::string leader() const;

@@ -124,6 +124,8 @@ const char* CodeName(Code code) {
       return "ERROR";
     case Code::kDenied:
       return "DENIED";
+    case Code::kCompacted:
+      return "COMPACTED";
   }
   return "?";
 }
@@ -471,6 +473,8 @@ Client::Client(Options options) {
 Client::~Client() = default;
 
 std::string Client::leader() const { return impl_->leader; }
+
+const Options& Client::options() const { return impl_->opt; }
 
 int64_t Client::ShardOf(const std::string& key) const {
   return impl_->routes.sharded() ? static_cast<int64_t>(impl_->routes.ShardOf(key)) : -1;

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "kv/layout.h"
+#include "kvstore/watch.h"
 #include "net/peer_codec.h"
 
 namespace kv::test {
@@ -536,6 +537,166 @@ TEST_CASE("transactions through the client library: a lock and a transfer and ev
   CHECK(resent.index == once.index);
   CHECK(resent.results.empty());
   CHECK(c.Get("new").mod_index == once.index);
+}
+
+// A watch's events as "put KEY=VALUE@INDEX", "del KEY@INDEX".
+std::string Describe(const client::WatchEvent& e) {
+  static const char* kNames[] = {"put", "del", "expire"};
+  std::string out = std::string(kNames[e.type]) + " " + e.key;
+  if (e.type == client::WatchEvent::kPut) out += "=" + e.value;
+  return out + "@" + std::to_string(e.index);
+}
+
+// The next `n` events of `w`, or fewer if they do not all come within the
+// catch-up timeout.
+std::vector<client::WatchEvent> NextEvents(client::Watcher& w, size_t n) {
+  std::vector<client::WatchEvent> out;
+  const Clock::time_point deadline = Clock::now() + kCatchUpTimeout;
+  while (out.size() < n && Clock::now() < deadline) {
+    if (auto e = w.Next(100ms)) out.push_back(std::move(*e));
+  }
+  return out;
+}
+
+std::vector<std::string> Described(const std::vector<client::WatchEvent>& events) {
+  std::vector<std::string> out;
+  for (const client::WatchEvent& e : events) out.push_back(Describe(e));
+  return out;
+}
+
+TEST_CASE("a watch sees puts and dels in order, reads the history, and leaves values out",
+          "[cluster][watch]") {
+  Cluster cluster;
+  StartAndElect(cluster);
+  client::Client c(cluster.ClientOptions(kReplyTimeout));
+  const client::Result a = c.Put("w/a", "1");
+  REQUIRE(a.ok());
+  std::map<uint64_t, NodeStatus> converged;  // so that whichever node serves has applied it
+  REQUIRE(WaitForConvergence(cluster, &converged));
+
+  // From now: what is written after the start, in the range only.
+  client::Watcher live(c, client::PrefixWatch("w/"));
+  REQUIRE(live.status().ok());
+  CHECK(!live.sharded());
+  CHECK(live.Position().at(0) >= a.index);
+  const client::Result b = c.Put("w/b", "2");
+  REQUIRE(c.Put("x", "not watched").ok());
+  const client::Result d = c.Delete("w/a");
+  REQUIRE((b.ok() && d.ok()));
+  std::vector<client::WatchEvent> seen = NextEvents(live, 2);
+  CHECK(Described(seen) == std::vector<std::string>{"put w/b=2@" + std::to_string(b.index),
+                                                    "del w/a@" + std::to_string(d.index)});
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].create_index == b.index);
+  CHECK(live.Position().at(0) >= d.index);
+
+  // From an older index: the history first, then on; keys only.
+  client::WatchOptions o = client::PrefixWatch("w/");
+  o.from_index[0] = a.index;
+  o.keys_only = true;
+  client::Watcher old(c, o);
+  REQUIRE(old.status().ok());
+  const client::Result e = c.Put("w/c", "3");
+  REQUIRE(e.ok());
+  CHECK(Described(NextEvents(old, 4)) ==
+        std::vector<std::string>{
+            "put w/a=@" + std::to_string(a.index), "put w/b=@" + std::to_string(b.index),
+            "del w/a@" + std::to_string(d.index), "put w/c=@" + std::to_string(e.index)});
+  CHECK(old.Position().at(0) >= e.index);
+  CHECK(Described(NextEvents(live, 1)) ==
+        std::vector<std::string>{"put w/c=3@" + std::to_string(e.index)});
+}
+
+TEST_CASE("a watch moves off a node killed with -9 and misses no acknowledged write",
+          "[cluster][watch]") {
+  Cluster cluster;
+  StartAndElect(cluster);
+  client::Client c(cluster.ClientOptions(kReplyTimeout));
+  std::vector<client::WatchMove> moves;
+  client::WatchOptions o = client::PrefixWatch("k/");
+  o.on_move = [&](const client::WatchMove& m) { moves.push_back(m); };
+  client::Watcher w(c, o);
+  REQUIRE(w.status().ok());
+  REQUIRE(moves.size() == 1);
+  uint64_t victim = 0;
+  for (uint64_t id : cluster.ids()) {
+    if (cluster.address(id) == moves[0].endpoint) victim = id;
+  }
+  REQUIRE(victim != 0);
+
+  // Writes go on all along, from a client of their own.
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::map<uint64_t, std::string> acknowledged;  // index -> key
+  const client::Options writer_options = cluster.ClientOptions(kReplyTimeout);
+  std::thread writer([&] {
+    client::Client wc(writer_options);
+    for (int i = 0; !stop; ++i) {
+      const std::string key = "k/" + std::to_string(i);
+      const client::Result r = wc.Put(key, std::to_string(i));
+      std::lock_guard<std::mutex> lock(mu);
+      if (r.ok()) acknowledged[r.index] = key;
+    }
+  });
+  std::vector<client::WatchEvent> seen = NextEvents(w, 20);
+  const size_t before_kill = seen.size();
+  REQUIRE(before_kill == 20);
+  REQUIRE(cluster.Kill(victim, SIGKILL) != -1);
+  // The stream moves within kSilence; then changes flow again.
+  const Clock::time_point deadline = Clock::now() + kCatchUpTimeout;
+  while ((moves.size() < 2 || seen.size() < before_kill + 20) && Clock::now() < deadline) {
+    if (auto e = w.Next(100ms)) seen.push_back(std::move(*e));
+  }
+  stop = true;
+  writer.join();
+  REQUIRE(w.status().ok());
+  REQUIRE(moves.size() >= 2);
+  CHECK(moves[1].endpoint != moves[0].endpoint);
+  CHECK(moves[1].why.find("no word from " + moves[0].endpoint) != std::string::npos);
+  // Everything acknowledged comes, each once, in index order.
+  REQUIRE(!acknowledged.empty());
+  const uint64_t last = acknowledged.rbegin()->first;
+  while (seen.back().index < last && Clock::now() < deadline) {
+    if (auto e = w.Next(100ms)) seen.push_back(std::move(*e));
+  }
+  std::map<uint64_t, std::string> got;
+  for (size_t i = 0; i < seen.size(); ++i) {
+    INFO("event " << i << ": " << Describe(seen[i]));
+    CHECK((i == 0 || seen[i].index > seen[i - 1].index));
+    got[seen[i].index] = seen[i].key;
+  }
+  for (const auto& [index, key] : acknowledged) {
+    INFO("acknowledged " << key << " at " << index);
+    CHECK(got[index] == key);
+  }
+  REQUIRE(cluster.StartNode(victim));
+}
+
+TEST_CASE("a watch from an index the nodes no longer keep ends with COMPACTED",
+          "[cluster][watch]") {
+  ClusterOptions options;
+  options.extra_args = {"--watch-history-changes", "5"};
+  Cluster cluster(options);
+  StartAndElect(cluster);
+  client::Client c(cluster.ClientOptions(kReplyTimeout));
+  const client::Result first = c.Put("c/0", "0");
+  REQUIRE(first.ok());
+  for (int i = 1; i < 10; ++i) REQUIRE(c.Put("c/" + std::to_string(i), "x").ok());
+  std::map<uint64_t, NodeStatus> converged;  // every node's history dropped the first
+  REQUIRE(WaitForConvergence(cluster, &converged));
+
+  client::WatchOptions o = client::PrefixWatch("c/");
+  o.from_index[0] = first.index;
+  client::Watcher w(c, o);
+  CHECK(w.status().code == Code::kCompacted);
+  CHECK(w.status().oldest > first.index);
+  CHECK(w.status().error.find("no longer kept") != std::string::npos);
+  CHECK(!w.Next(0ms));
+
+  // From the oldest index kept it starts.
+  o.from_index[0] = w.status().oldest;
+  client::Watcher kept(c, o);
+  CHECK(kept.status().ok());
 }
 
 TEST_CASE("a plain DEALER client and a REQ client get their replies", "[cluster]") {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kv/ring.h"
+#include "kvstore/watch.h"
 #include "test/cluster/cluster.h"
 
 namespace kv::test {
@@ -240,6 +241,60 @@ TEST_CASE("a sharded cluster loses no acknowledged write when a node is killed a
         return states.size() == kShards + 1;
       },
       kSettleTimeout));
+}
+
+TEST_CASE("a watch of a sharded cluster reads every shard from a replica and sees every write",
+          "[cluster][shard][watch]") {
+  Cluster cluster(ShardedOptions());
+  REQUIRE(cluster.Start());
+  REQUIRE(cluster.WaitUntil([&] { return EveryShardLed(cluster); }, kSettleTimeout));
+  client::Client c(cluster.ClientOptions(kReplyTimeout));
+  ShardMap map;
+  REQUIRE(c.Shards(&map).ok());
+  std::map<uint32_t, std::string> first_node;
+  client::WatchOptions o = client::PrefixWatch("");
+  o.on_move = [&](const client::WatchMove& m) { first_node.emplace(m.shard, m.endpoint); };
+  client::Watcher w(c, o);
+  REQUIRE(w.status().ok());
+  CHECK(w.sharded());
+  REQUIRE(first_node.size() == kShards);
+  for (const auto& [shard, endpoint] : first_node) {
+    INFO("shard " << shard << " first served by " << endpoint);
+    bool replica = false;
+    for (uint64_t id : map.list[shard].replicas) replica = replica || map.members[id] == endpoint;
+    CHECK(replica);
+  }
+
+  // Keys all over the shards, and a txn whose two changes share an index.
+  std::map<std::pair<uint32_t, uint64_t>, std::vector<std::string>> written;  // (shard, index)
+  for (int i = 0; i < 64; ++i) {
+    const std::string key = "s/" + std::to_string(i);
+    const client::Result r = c.Put(key, "v");
+    REQUIRE(r.ok());
+    written[{static_cast<uint32_t>(c.ShardOf(key)), r.index}].push_back(key);
+  }
+  const client::TxnResult t = c.Txn(client::Transaction{
+      {}, {client::TxnOp::Put("{t}:a", "1"), client::TxnOp::Put("{t}:b", "2")}, {}});
+  REQUIRE(t.ok());
+  written[{static_cast<uint32_t>(c.ShardOf("{t}")), t.index}] = {"{t}:a", "{t}:b"};
+
+  std::map<std::pair<uint32_t, uint64_t>, std::vector<std::string>> seen;
+  std::map<uint32_t, uint64_t> last;  // by shard
+  size_t events = 0;
+  const auto deadline = std::chrono::steady_clock::now() + kSettleTimeout;
+  while (events < 66 && std::chrono::steady_clock::now() < deadline) {
+    std::optional<client::WatchEvent> e = w.Next(100ms);
+    if (!e) continue;
+    ++events;
+    INFO("shard " << e->shard << " key " << e->key << " at " << e->index);
+    CHECK(e->index >= last[e->shard]);
+    last[e->shard] = e->index;
+    seen[{e->shard, e->index}].push_back(e->key);
+  }
+  CHECK(seen == written);
+  // Position says how far each shard's changes were returned.
+  const std::map<uint32_t, uint64_t> position = w.Position();
+  for (const auto& [shard, index] : last) CHECK(position.at(shard) >= index);
 }
 
 TEST_CASE("a txn on keys of one hash tag runs and one over two shards gets ERROR naming both",

@@ -10,6 +10,7 @@ Event port: only allowed keys receive events.
 
 Run by ctest as: python3 test_security.py BUILD_DIR.
 """
+import json
 import os
 import shutil
 import signal
@@ -225,12 +226,18 @@ class ClientPortTest(SecureClusterTest):
                               capture_output=True, text=True, timeout=60)
 
     def test_kvctl_with_keys(self):
-        self.assertEqual(self.kvctl("write", "put", "tool", "v").returncode, 0)
+        r = self.kvctl("write", "--json", "put", "tool", "v")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        index = json.loads(r.stdout)["index"]
         r = self.kvctl("read", "get", "tool")
         self.assertEqual((r.returncode, r.stdout), (0, "v"), r.stderr)
         r = self.kvctl("read", "put", "tool", "w")
         self.assertEqual(r.returncode, 5, r.stderr)
         self.assertIn("DENIED", r.stderr)
+        # A watch's streams are CURVE connections too (the read role may watch).
+        r = self.kvctl("read", "watch", "tool", "--from", str(index), "--count", "1")
+        self.assertEqual((r.returncode, r.stdout), (0, f"PUT tool (index {index}, 1 bytes)\n"),
+                         r.stderr)
 
     def test_redirect_carries_the_leaders_key(self):
         leader = self.cluster.wait_for_leader(60)

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -271,23 +272,19 @@ class ToolsTest(unittest.TestCase):
         self.assertEqual(self.kvctl("get", "txn key").stdout, 'a "b"\tc!')
 
     def watch(self, prefix, write, until):
-        """Runs `kvctl watch PREFIX`, calls write() until the lines it printed
-        contain `until` (the stream is best effort: a subscription may still
-        be on its way, so a change whose event never comes is made again),
-        and returns those lines."""
+        """Runs `kvctl watch PREFIX`, calls write() once it has started, and
+        returns the lines it printed up to one that contains `until`."""
         watch = subprocess.Popen([BIN["kvctl"], "--endpoints", self.eps, "watch", prefix],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            # The watcher prints its banner once subscribed; writes after that show.
+            # Its banner says it started: every change after it shows.
             wait_until(lambda: watch.stderr.readline().startswith("kvctl: watching"), 10)
+            write()
             deadline = time.monotonic() + 20
             seen = ""
             while until not in seen and time.monotonic() < deadline:
-                write()
-                end = time.monotonic() + 2
-                while until not in seen and time.monotonic() < end:
-                    if select.select([watch.stdout], [], [], 0.5)[0]:
-                        seen += watch.stdout.readline()
+                if select.select([watch.stdout], [], [], 0.5)[0]:
+                    seen += watch.stdout.readline()
             return seen
         finally:
             watch.send_signal(signal.SIGINT)
@@ -330,6 +327,103 @@ class ToolsTest(unittest.TestCase):
         seen = self.watch("w/", write, "PUT w/a")
         self.assertIn("PUT w/a", seen)
         self.assertNotIn("other", seen)
+
+    def test_kvctl_watch_from_an_index_reads_the_history(self):
+        index = json.loads(self.kvctl("--json", "put", "wh/a", "1").stdout)["index"]
+        self.assertEqual(self.kvctl("put", "wh/b", "22").returncode, 0)
+        self.assertEqual(self.kvctl("del", "wh/a").returncode, 0)
+        r = self.kvctl("--json", "watch", "wh/", "--from", str(index), "--count", "3")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual([(e["op"], e["key"], e.get("value")) for e in got],
+                         [("put", "wh/a", "1"), ("put", "wh/b", "22"), ("del", "wh/a", None)])
+        self.assertEqual(got[0]["index"], index)
+        self.assertEqual(got[0]["create_index"], index)
+        self.assertLess(got[1]["index"], got[2]["index"])
+        r = self.kvctl("watch", "wh/", "--from", str(index), "--count", "2", "--keys-only")
+        self.assertEqual(r.stdout.splitlines(), [f"PUT wh/a (index {index})",
+                                                 f"PUT wh/b (index {got[1]['index']})"])
+        r = self.kvctl("watch", "--from", "1=x")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--from", r.stderr)
+
+    def test_kvctl_watch_says_compacted_and_exits_1(self):
+        with Cluster(BIN["dir"], nodes=1, extra_args=["--watch-history-changes", "2"]).start() as c:
+            c.wait_for_leader(60)
+            eps = c.endpoints()[0]
+            for i in range(5):
+                self.assertEqual(run("kvctl", "--endpoints", eps, "put", f"c/{i}", "v").returncode,
+                                 0)
+            r = run("kvctl", "--endpoints", eps, "watch", "c/", "--from", "1")
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("COMPACTED", r.stderr)
+            self.assertIn("no longer kept", r.stderr)
+
+    def test_kvctl_watch_survives_a_leader_kill_and_a_restart_of_its_node(self):
+        watch = subprocess.Popen([BIN["kvctl"], "--endpoints", self.eps, "--json", "watch", "wk/"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = [], []
+        readers = [threading.Thread(target=lambda f=f, lines=lines: lines.extend(
+            iter(f.readline, "")), daemon=True) for f, lines in ((watch.stdout, out),
+                                                                 (watch.stderr, err))]
+        for r in readers:
+            r.start()
+        acknowledged = {}  # index -> key
+        stop = threading.Event()
+
+        def write():
+            i = 0
+            while not stop.is_set():
+                r = self.kvctl("--json", "--timeout", "10000", "put", f"wk/{i}", str(i))
+                if r.returncode == 0:
+                    acknowledged[json.loads(r.stdout)["index"]] = f"wk/{i}"
+                i += 1
+
+        def more_events(n):
+            seen = len(out)
+            wait_until(lambda: len(out) >= seen + n, 60, what=f"{n} more events")
+
+        def serving():
+            """The node the watch reads from, as its last line about it says."""
+            address = re.findall(r"served by ([\d.:]+)", "".join(err))[-1]
+            return next(i for i in range(1, 4) if self.cluster.endpoint(i) == address), address
+
+        writer = threading.Thread(target=write)
+        try:
+            wait_until(lambda: any(line.startswith("kvctl: watching") for line in err), 20,
+                       what="the watch to start")
+            writer.start()
+            more_events(5)
+            leader = self.leader()
+            self.cluster.kill(leader)
+            wait_until(lambda: self.cluster.leader() not in (None, leader), 30, what="a new leader")
+            self.cluster.start(leader)
+            more_events(5)
+            node, address = serving()
+            self.cluster.restart(node)
+            wait_until(lambda: f"no word from {address}" in "".join(err), 30,
+                       what="the watch to move")
+            more_events(5)
+        finally:
+            stop.set()
+            if writer.is_alive():
+                writer.join()
+        last = max(acknowledged)
+        wait_until(lambda: json.loads(out[-1])["index"] >= last, 30, what="the last put")
+        watch.send_signal(signal.SIGINT)
+        self.assertEqual(watch.wait(timeout=10), 0)
+        for r in readers:
+            r.join()
+        watch.stdout.close()
+        watch.stderr.close()
+        events = [json.loads(line) for line in out]
+        indexes = [e["index"] for e in events]
+        self.assertEqual(indexes, sorted(set(indexes)), "in order, each once")
+        got = {e["index"]: e["key"] for e in events}
+        for index, key in acknowledged.items():
+            self.assertEqual(got.get(index), key, f"acknowledged put of {key} at {index}")
+        self.assertRegex("".join(err), rf"watch: now served by [\d.:]+ \(no word from {address} ")
+        self.leader()
 
     def test_kvload_scans_in_the_history_pass_kvcheck(self):
         # A cluster of its own: kvcheck takes every key to start absent, and
@@ -591,6 +685,38 @@ class ShardedKvmonTest(unittest.TestCase):
         self.assertIn(f"is in shard {tagged},", r.stderr)
         self.assertIn(f"in shard {shard_of(other)} (", r.stderr)
         self.assertEqual(run("kvctl", "--endpoints", self.eps, "get", other).returncode, 1)
+
+    def test_kvctl_watch_follows_every_shard(self):
+        self.wait_for_shards(self.settled, "8 shards, each with a leader and 3 voters")
+
+        def kvctl(*args):
+            return run("kvctl", "--endpoints", self.eps, *args)
+        watch = subprocess.Popen([BIN["kvctl"], "--endpoints", self.eps, "--json", "watch", "ws/",
+                                  "--count", "16"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            banner = watch.stderr.readline()
+            self.assertIn(f"in {self.SHARDS} shards", banner)
+            written = {}  # (shard, index) -> key
+            for i in range(16):
+                key = f"ws/{i}"
+                index = json.loads(kvctl("--json", "put", key, "v").stdout)["index"]
+                written[(json.loads(kvctl("--json", "shard", key).stdout)["shard"], index)] = key
+            out, _ = watch.communicate(timeout=60)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+        self.assertEqual(watch.returncode, 0)
+        got = {(e["shard"], e["index"]): e["key"] for e in map(json.loads, out.splitlines())}
+        self.assertEqual(got, written)
+        # A shard's history from one of its indexes; a bare index means no shard.
+        (shard, index), key = min(written.items())
+        r = kvctl("--json", "watch", "ws/", "--from", f"{shard}={index}", "--count", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["key"], key)
+        r = kvctl("watch", "ws/", "--from", str(index))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("SHARD=INDEX", r.stderr)
 
     def test_kvctl_ttl_and_touch_reach_each_keys_shard(self):
         self.wait_for_shards(self.settled, "8 shards, each with a leader and 3 voters")
