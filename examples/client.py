@@ -613,7 +613,12 @@ class Watch:
     def position(self):
         """{shard: the last index every change up to which was delivered}
         (shard None in an unsharded cluster)."""
-        return {shard: stream["upto"] for shard, stream in self.streams.items()}
+        position = {shard: stream["upto"] for shard, stream in self.streams.items()}
+        # A message's changes are handed out one by one: those still queued
+        # were not delivered, and a watch resumed after this must send them.
+        for event in self.pending:
+            position[event.shard] = min(position[event.shard], event.index - 1)
+        return position
 
     def close(self):
         for stream in self.streams.values():

@@ -286,21 +286,38 @@ class Cluster:
     def status(self, node_id, timeout=0.5):
         return self.request(node_id, {"id": 1, "op": "status"}, timeout)
 
-    def leader(self):
-        """The id every reachable node agrees leads, or None."""
-        seen = set()
-        for i in range(1, self.n + 1):
-            if not self.alive(i):
-                continue
-            st = self.status(i)
-            if st is None:
-                continue
-            seen.add((st["leader"], st["term"]))
-        leaders = {l for l, _ in seen}
+    def group(self, node_id, shard=None):
+        """The node's status of the group holding `shard` (None: of its main
+        group, the status itself), or None when the node does not answer or
+        hosts no replica of the shard."""
+        st = self.status(node_id)
+        if st is None or shard is None:
+            return st
+        return next((g for g in st.get("groups", []) if g.get("shard") == shard), None)
+
+    def leader_of(self, shard=None):
+        """The id every reachable node agrees leads the shard's group (None:
+        the main group), or None."""
+        seen = {(g["leader"], g["term"]) for g in
+                (self.group(i, shard) for i in range(1, self.n + 1) if self.alive(i)) if g}
+        leaders = {leader for leader, _ in seen}
         if len(leaders) == 1 and 0 not in leaders:
             (leader,) = leaders
             return leader if self.alive(leader) else None
         return None
+
+    def leader(self):
+        """The id every reachable node agrees leads, or None."""
+        return self.leader_of(None)
+
+    def wait_caught_up(self, node_id, shard=None, timeout=30):
+        """Waits until node_id has applied what the shard's leader (None:
+        the main group's) had committed when asked."""
+        leader = wait_until(lambda: self.leader_of(shard), timeout, what="a leader")
+        commit = wait_until(lambda: (self.group(leader, shard) or {}).get("commit"), timeout,
+                            what=f"node {leader}'s commit index")
+        wait_until(lambda: (self.group(node_id, shard) or {}).get("applied", 0) >= commit,
+                   timeout, what=f"node {node_id} to catch up to {commit}")
 
     def wait_for_leader(self, timeout=30):
         return wait_until(self.leader, timeout, what="an agreed leader")

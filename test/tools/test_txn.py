@@ -275,23 +275,6 @@ class BankTest:
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         return json.loads(r.stdout)
 
-    def group(self, node, shard):
-        """The node's status of the accounts' group (shard None: unsharded)."""
-        st = self.c.status(node)
-        if st is None or shard is None:
-            return st
-        return next((g for g in st.get("groups", []) if g.get("shard") == shard), None)
-
-    def leader_of(self, shard):
-        """The node every live node agrees leads the group, or None."""
-        seen = {(g["leader"], g["term"]) for g in
-                (self.group(i, shard) for i in range(1, self.c.n + 1) if self.c.alive(i)) if g}
-        leaders = {leader for leader, _ in seen}
-        if len(leaders) == 1 and 0 not in leaders:
-            (leader,) = leaders
-            return leader if self.c.alive(leader) else None
-        return None
-
     def run_bank(self, shard):
         seed = int(os.environ.get("KVSTORE_TEST_SEED", random.randrange(1 << 30)))
         print(f"{type(self).__name__}: seed {seed}", file=sys.stderr)
@@ -303,18 +286,15 @@ class BankTest:
             bank.start()
             wait_until(lambda: bank.transfers_reach(TRANSFERS_PER_PHASE), 30,
                        what="transfers before the kill")
-            victim = wait_until(lambda: self.leader_of(shard), 20, what="the accounts' leader")
+            victim = wait_until(lambda: self.c.leader_of(shard), 20, what="the accounts' leader")
             self.c.kill(victim, signal.SIGKILL)
             killed_at = bank.transfers
-            new = wait_until(lambda: self.leader_of(shard), 20, what="a new leader")
+            new = wait_until(lambda: self.c.leader_of(shard), 20, what="a new leader")
             self.assertNotEqual(new, victim)
             wait_until(lambda: bank.transfers_reach(killed_at + TRANSFERS_PER_PHASE), 30,
                        what="transfers after the election")
             self.c.start(victim)
-            commit = wait_until(lambda: (self.group(new, shard) or {}).get("commit"), 10,
-                                what=f"node {new}'s commit index")
-            wait_until(lambda: (self.group(victim, shard) or {}).get("applied", 0) >= commit, 30,
-                       what=f"node {victim} to catch up")
+            self.c.wait_caught_up(victim, shard)
             back_at = bank.transfers
             wait_until(lambda: bank.transfers_reach(back_at + TRANSFERS_PER_PHASE), 30,
                        what="transfers after the restart")
@@ -377,7 +357,7 @@ class ShardedBankTest(BankTest, unittest.TestCase):
         # start; let them settle, so that the leader picked for the kill is
         # not handing its shard over at that moment.
         def balanced():
-            leaders = [self.leader_of(s) for s in range(self.SHARDS)]
+            leaders = [self.c.leader_of(s) for s in range(self.SHARDS)]
             counts = [leaders.count(i) for i in range(1, self.c.n + 1)]
             return None not in leaders and max(counts) - min(counts) <= 1
         wait_until(balanced, 30, interval=0.1, what="one leader per shard, spread evenly")
