@@ -180,9 +180,11 @@ TEST_CASE("A watcher without room pauses and resumes from the history without a 
   f.Put("k9", "z");
   REQUIRE(f.Deliver(false).empty());
   std::vector<WatchHub::Out> probes;
-  f.hub.Progress(f.now + std::chrono::seconds(10), [](uint64_t) { return false; }, &probes);
+  f.hub.Progress(
+      f.now + std::chrono::seconds(10), [](uint64_t) { return false; }, &probes);
   REQUIRE(probes.size() == 1);
-  REQUIRE((probes[0].reply.after == 3 && probes[0].reply.upto == 3 && probes[0].reply.events.empty()));
+  REQUIRE(
+      (probes[0].reply.after == 3 && probes[0].reply.upto == 3 && probes[0].reply.events.empty()));
   out = f.Deliver(true);
   REQUIRE(Events(out, 1) == std::vector<std::string>{"put k9=z@4"});
   // Live again; then paused past what the history keeps: COMPACTED.
@@ -203,7 +205,8 @@ TEST_CASE("A snapshot installed ends the watches that needed older changes") {
   f.hub.Add(2, PrefixRange(""), 10);  // ahead of the node: waits, and says it is alive
   f.Deliver();
   std::vector<WatchHub::Out> alive;
-  f.hub.Progress(f.now + std::chrono::seconds(2), [](uint64_t) { return true; }, &alive);
+  f.hub.Progress(
+      f.now + std::chrono::seconds(2), [](uint64_t) { return true; }, &alive);
   REQUIRE(alive.size() == 2);
   for (const auto& o : alive) REQUIRE(o.reply.events.empty());
   REQUIRE((alive[1].handle == 2 && alive[1].reply.after == 9 && alive[1].reply.upto == 9));
