@@ -49,11 +49,13 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
   Outgoing out;
   bool members_changed = false;
   auto write = writes.begin();
+  // What each entry changed; one vector for the batch, so that a write
+  // costs no allocation of its own here.
+  std::vector<Change> changes;
   for (const raft::Entry& e : entries) {
     ApplyResult result = ApplyResult::kOk;
     uint64_t decided_at = e.index;  // the index a write's reply names
     Command cmd;                    // the entry's, if it holds one
-    std::vector<Change> changes;    // what it changed
     bool duplicate = false;
     std::vector<TxnOpResult> txn;
     raft::ConfChange cc;
@@ -78,7 +80,7 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
                                                 0, kMemberPrefix.size()) == kMemberPrefix);
       AddEvents(changes, e.index, &out.events);
     }
-    g.watch_hub.Applied(e.index, std::move(changes));
+    g.watch_hub.Applied(e.index, &changes);
     // Answer the client that proposed this index, if it was us.
     for (; write != writes.end() && write->first <= e.index; ++write) {
       net::ClientReply reply;

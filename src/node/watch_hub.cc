@@ -68,9 +68,9 @@ void WatchHub::Reset(uint64_t applied, std::vector<Out>* out) {
   for (uint64_t handle : ended) Compacted(handle, out);
 }
 
-void WatchHub::Applied(uint64_t index, std::vector<Change> changes) {
+void WatchHub::Applied(uint64_t index, std::vector<Change>* changes) {
   applied_ = index;
-  for (Change& c : changes) {
+  for (Change& c : *changes) {
     // Live watches get the change now.
     const std::string_view key = c.changed_key();
     auto match = [&](uint64_t handle) {
@@ -91,6 +91,7 @@ void WatchHub::Applied(uint64_t index, std::vector<Change> changes) {
     history_bytes_ += BytesOf(c);
     history_.push_back(Item{index, std::move(c)});
   }
+  changes->clear();
   Trim();
 }
 

@@ -76,9 +76,9 @@ class WatchHub {
   // (a start, or a snapshot installed): the history restarts after it, and
   // a watch that still needed older changes ends with COMPACTED.
   void Reset(uint64_t applied, std::vector<Out>* out);
-  // Entry `index` was applied, with these changes (none for most entries
-  // that change nothing).
-  void Applied(uint64_t index, std::vector<Change> changes);
+  // Entry `index` was applied, with these changes (none for entries that
+  // change nothing); takes them, leaving *changes empty.
+  void Applied(uint64_t index, std::vector<Change>* changes);
 
   // Starts watch `handle` (a new one, unique) on `range` (its keys_only
   // too), from `from_index` (0: the next entry applied); its first message

@@ -19,7 +19,7 @@ struct Feed {
     bool dup = false;
     std::vector<Change> changes;
     sm.Apply(++index, cmd, &dup, nullptr, &changes);
-    hub.Applied(index, std::move(changes));
+    hub.Applied(index, &changes);
   }
   void Put(const std::string& key, const std::string& value) {
     Command c;
