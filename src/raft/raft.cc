@@ -35,6 +35,7 @@ Status Config::Validate() const {
   if (lease_reads && !check_quorum) {
     return Status::InvalidArgument("raft: lease_reads requires check_quorum");
   }
+  if (hibernate_tick < 0) return Status::InvalidArgument("raft: hibernate_tick must be >= 0");
   std::set<NodeId> seen;
   for (NodeId p : peers) {
     if (p == kNoNode) return Status::InvalidArgument("raft: peer id 0 is reserved");
@@ -145,6 +146,8 @@ void Raft::Reset(Term term) {
   election_elapsed_ = 0;
   heartbeat_elapsed_ = 0;
   timeout_now_sent_ = false;
+  hibernating_ = false;
+  idle_ticks_ = 0;
   ResetRandomizedElectionTimeout();
   AbortLeaderTransfer();
   votes_.clear();
@@ -247,6 +250,7 @@ Raft::VoteResult Raft::Poll(NodeId from, bool granted) {
 
 void Raft::Campaign() {
   if (role_ == Role::kLeader || !Promotable()) return;
+  WakeUp();
   StartElection(cfg_.pre_vote ? CampaignType::kPreElection : CampaignType::kElection);
 }
 
@@ -292,6 +296,7 @@ bool Raft::LeaseValid() const {
 
 void Raft::Tick() {
   ticks_++;
+  if (hibernating_) return;
   if (role_ == Role::kLeader) {
     TickHeartbeat();
   } else {
@@ -330,9 +335,79 @@ void Raft::TickHeartbeat() {
     // A transfer that did not finish within an election timeout is abandoned.
     AbortLeaderTransfer();
   }
+  if (MayHibernate()) {
+    Hibernate();
+    return;
+  }
   if (heartbeat_elapsed_ >= cfg_.heartbeat_tick) {
     heartbeat_elapsed_ = 0;
     BroadcastHeartbeat(pending_reads_.empty() ? std::string() : pending_reads_.back().context);
+  }
+}
+
+bool Raft::MayHibernate() {
+  if (cfg_.hibernate_tick == 0) return false;
+  const Index last = log_.LastIndex();
+  bool idle = log_.committed() == last && CommittedEntryInCurrentTerm() && !broadcast_pending_ &&
+              pending_reads_.empty() && reads_awaiting_commit_.empty() &&
+              lead_transferee_ == kNoNode && pending_conf_index_ <= log_.committed();
+  bool heard = true;  // from every member since the last quorum check
+  for (const auto& [node, pr] : prs_) {
+    idle = idle && pr.match == last;
+    heard = heard && (node == id_ || pr.recent_active);
+  }
+  idle_ticks_ = idle ? idle_ticks_ + 1 : 0;
+  // A member that stopped answering keeps the leader awake: its quorum
+  // check must go on.
+  return idle_ticks_ >= cfg_.hibernate_tick && heard;
+}
+
+void Raft::Hibernate() {
+  KV_LOG(kDebug) << "raft " << id_ << " g" << group_ << ": idle; hibernating";
+  hibernating_ = true;
+  idle_ticks_ = 0;
+  BroadcastHeartbeat(std::string(kHibernateContext));
+}
+
+void Raft::WakeUp() {
+  idle_ticks_ = 0;
+  if (!hibernating_) return;
+  hibernating_ = false;
+  if (role_ != Role::kLeader) return;
+  // Nothing was heard while asleep: heartbeat at the next tick and count the
+  // quorum from now.
+  election_elapsed_ = 0;
+  heartbeat_elapsed_ = cfg_.heartbeat_tick - 1;
+  for (auto& [node, pr] : prs_) {
+    if (node != id_) pr.recent_active = false;
+  }
+}
+
+bool Raft::WakesUp(const Message& m) const {
+  switch (m.type) {
+    case MessageType::kVote:
+    case MessageType::kPreVote:
+    case MessageType::kTimeoutNow:
+    case MessageType::kReadIndex:
+    case MessageType::kTransferLeader:
+      return true;
+    case MessageType::kAppendResponse:
+      return m.reject;
+    default:
+      // A newer term resets the replica anyway. Late or duplicated
+      // heartbeats and answers ask nothing; the leader's replication wakes a
+      // follower only if it brings entries not yet committed (StepFollower).
+      return false;
+  }
+}
+
+void Raft::PeerDown(NodeId node) {
+  if (!hibernating_ || node == id_) return;
+  if (role_ == Role::kLeader) {
+    if (IsMember(node)) WakeUp();
+  } else if (node == lead_) {
+    WakeUp();
+    election_elapsed_ = std::max(election_elapsed_, cfg_.election_tick);
   }
 }
 
@@ -347,6 +422,7 @@ Status Raft::Step(const Message& m) {
   if (m.from == kNoNode || m.from == id_ || (m.to != id_ && m.to != kNoNode)) {
     return Status::InvalidArgument("raft: message with a bad sender or recipient");
   }
+  if (hibernating_ && WakesUp(m)) WakeUp();
 
   if (m.term > term_) {
     if (m.type == MessageType::kVote || m.type == MessageType::kPreVote) {
@@ -448,16 +524,22 @@ void Raft::StepFollower(const Message& m) {
       election_elapsed_ = 0;
       lead_ = m.from;
       HandleAppend(m);
+      // Entries not known committed: the leader is busy, and heartbeats
+      // until they commit. (A removed replica learns no more: awake, it
+      // campaigns, and the driver can tell it.)
+      if (log_.LastIndex() > log_.committed()) WakeUp();
       break;
     case MessageType::kHeartbeat:
       election_elapsed_ = 0;
       lead_ = m.from;
       HandleHeartbeat(m);
+      if (m.context == kHibernateContext && cfg_.hibernate_tick > 0) hibernating_ = true;
       break;
     case MessageType::kSnapshot:
       election_elapsed_ = 0;
       lead_ = m.from;
       HandleSnapshot(m);
+      if (log_.LastIndex() > log_.committed()) WakeUp();
       break;
     case MessageType::kTransferLeader:
       if (lead_ != kNoNode) {
@@ -988,6 +1070,7 @@ void Raft::ApplyConfChange(const ConfChange& cc) {
 
 Status Raft::ProposeConfChange(const ConfChange& cc, Index* index) {
   if (role_ != Role::kLeader) return Status::Unavailable("not the leader");
+  WakeUp();
   if (lead_transferee_ != kNoNode) return Status::Unavailable("leadership transfer in progress");
   if (!CommittedEntryInCurrentTerm()) {
     return Status::Unavailable("the leader has not committed an entry of its term yet");
@@ -1023,6 +1106,7 @@ Status Raft::ProposeConfChange(const ConfChange& cc, Index* index) {
 
 Status Raft::Propose(std::string data, Index* index, Term* term) {
   if (role_ != Role::kLeader) return Status::Unavailable("not the leader");
+  WakeUp();
   if (lead_transferee_ != kNoNode) return Status::Unavailable("leadership transfer in progress");
   if (data.empty()) return Status::InvalidArgument("empty proposal");
   Entry e{0, 0, EntryType::kNormal, std::move(data)};
@@ -1045,6 +1129,7 @@ Status Raft::ReadIndex(std::string context) {
   m.type = MessageType::kReadIndex;
   m.context = std::move(context);
   if (role_ == Role::kLeader) {
+    WakeUp();
     m.from = id_;
     HandleReadIndexRequest(m);
     return Status::OK();
@@ -1096,6 +1181,7 @@ void Raft::ServeRead(NodeId from, Index index, const std::string& context) {
 
 void Raft::TransferLeader(NodeId to) {
   if (role_ == Role::kLeader) {
+    WakeUp();
     HandleTransferLeader(to);
     return;
   }

@@ -28,7 +28,26 @@
 // and bytes, byte-bounded batches, a bounded uncommitted log on the leader,
 // fast conflict backtracking by term, ReadIndex and lease reads,
 // InstallSnapshot, leadership transfer and single-server membership changes
-// with learners (a change takes effect when its entry commits).
+// with learners (a change takes effect when its entry commits), and
+// hibernation of idle groups.
+//
+// Hibernation (Config::hibernate_tick > 0): a leader with nothing to do for
+// hibernate_tick ticks (every member holds its whole log, all of it
+// committed, every member answered since the last CheckQuorum, no read,
+// transfer or membership change pending) sends its followers one last
+// heartbeat (kHibernateContext) and stops heartbeating and checking its
+// quorum; a follower that gets it stops its election timer and leaves the
+// detection of its leader's failure to the driver. Ticks still count (lease
+// reads measure time by them). A proposal, read, transfer, campaign, vote
+// request or rejected append wakes a replica, and so do entries the leader
+// sends that are not yet committed; late heartbeats and answers do not. So
+// does PeerDown, through which the driver reports what the group's own
+// heartbeats would have shown: that the node of a member has fallen silent,
+// or no longer leads the group. A woken leader heartbeats at its next tick
+// and counts its quorum afresh; a follower woken by PeerDown of its leader
+// campaigns within an election timeout. A lost hibernating heartbeat leaves
+// that follower's timer running: it campaigns (PreVote), which wakes the
+// group without deposing the leader, and the leader hibernates again later.
 //
 // Thread safety: none. One thread owns a Raft object.
 #pragma once
@@ -90,6 +109,10 @@ struct Config {
   // check_quorum. A replica then refuses votes for its first election timeout
   // after a start, to honour leases it granted before a crash.
   bool lease_reads = false;
+
+  // Leader: hibernate after this many ticks with nothing to do (see
+  // Hibernation above); followers follow its lead. 0: never.
+  int hibernate_tick = 0;
 
   uint64_t seed = 1;  // election timeout randomization
 
@@ -174,6 +197,14 @@ class Raft {
 
   // The driver could not deliver a message to `to`; the leader probes it.
   void ReportUnreachable(NodeId to);
+  // The driver's view of another node, for hibernating groups: `node` has
+  // sent nothing for at least an election timeout, or said it no longer
+  // leads this group at this replica's term. A hibernating follower whose
+  // leader it is wakes with its election timeout as good as passed (the
+  // leader's lease is over either way); a hibernating leader of which it is
+  // a member wakes (its quorum check then decides). Otherwise ignored.
+  void PeerDown(NodeId node);
+  bool hibernating() const { return hibernating_; }
   // The snapshot sent to `to` was delivered (ok) or failed to send. The
   // driver must report every kSnapshot message it was asked to send: the
   // leader sends `to` nothing else until then.
@@ -231,6 +262,13 @@ class Raft {
 
   void TickElection();
   void TickHeartbeat();
+  // Leader: nothing to do for hibernate_tick ticks and every member up to
+  // date and heard from.
+  bool MayHibernate();
+  // Whether m needs this hibernating replica awake.
+  bool WakesUp(const Message& m) const;
+  void Hibernate();
+  void WakeUp();
 
   void StepLeader(const Message& m);
   void StepCandidate(const Message& m);
@@ -328,6 +366,8 @@ class Raft {
   int election_elapsed_ = 0;
   int heartbeat_elapsed_ = 0;
   int randomized_election_timeout_ = 0;
+  bool hibernating_ = false;
+  int idle_ticks_ = 0;  // leader: ticks since it last had something to do
   NodeId lead_transferee_ = kNoNode;
   bool timeout_now_sent_ = false;  // leader: a transfer was set off this term
 

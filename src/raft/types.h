@@ -125,6 +125,9 @@ enum class MessageType : uint8_t {
 // Context of a kVote sent after kTimeoutNow: voters grant it even while they
 // still hear from the current leader.
 constexpr std::string_view kTransferContext = "transfer";
+// Context of the kHeartbeat with which an idle leader tells its followers
+// that it hibernates: they stop their election timers too (raft.h).
+constexpr std::string_view kHibernateContext = "hibernate";
 
 struct Message {
   MessageType type = MessageType::kAppend;

@@ -85,6 +85,9 @@ class Run {
     o.max_disk_delay = rng_.Chance(0.5) ? 0 : static_cast<int>(rng_.Range(1, 8));
     o.trace_keep = po_.trace_keep;
     o.trace_print = po_.trace_print;
+    // From a source of its own, so that the seeds without it run as before.
+    Rng hibernation(po_.seed ^ 0x48494245ull);
+    o.hibernate_tick = hibernation.Chance(0.5) ? static_cast<int>(hibernation.Range(1, 10)) : 0;
     return o;
   }
 
@@ -364,8 +367,58 @@ class Run {
           return;
         }
       }
+      if (c_.options().hibernate_tick > 0) CheckHibernates(l);
       return;
     }
+  }
+
+  // With hibernation, a healed idle group goes quiet: the leader and every
+  // member hibernate (a leadership transfer asked for during the chaos may
+  // still finish first), then no Raft message flows at all.
+  void CheckHibernates(NodeId l) {
+    if (po_.keep_removed) return;  // removed members campaign, and wake it
+    for (NodeId id : Members(l)) {
+      if (!c_.exists(id) || !c_.up(id)) return;  // a member gone for good keeps it awake
+    }
+    auto asleep = [&] {
+      const NodeId leader = CurrentLeader();
+      if (leader == kNoNode) return false;
+      for (NodeId id : Members(leader)) {
+        if (!c_.up(id) || !c_.raft(id).hibernating()) return false;
+      }
+      return true;
+    };
+    // Messages delayed from the chaos may still arrive and be answered, and
+    // slow disks send their acknowledgements once written.
+    auto quiet = [&] {
+      if (!asleep() || c_.messages_in_flight() != 0) return false;
+      for (NodeId id : c_.live_ids()) {
+        if (c_.writes_in_flight(id) != 0) return false;
+      }
+      return true;
+    };
+    const int64_t et = c_.options().election_tick;
+    // A link of little bandwidth first delivers what queued up on it.
+    const int64_t within =
+        c_.options().hibernate_tick + 30 * et + static_cast<int64_t>(c_.messages_in_flight());
+    if (!c_.RunUntil(quiet, within) || !ok()) {
+      Fail("the idle group did not hibernate within " + std::to_string(within) + " ticks");
+      return;
+    }
+    const uint64_t sent = c_.stats().total_sent;
+    c_.RunTicks(3 * et);
+    if (c_.stats().total_sent != sent || !asleep()) {
+      Fail("the hibernating group sent " + std::to_string(c_.stats().total_sent - sent) +
+           " messages in " + std::to_string(3 * et) + " idle ticks");
+    }
+  }
+
+  // The voters and learners by l's configuration.
+  std::vector<NodeId> Members(NodeId l) {
+    const ConfState cs = c_.raft(l).conf_state();
+    std::vector<NodeId> members = cs.voters;
+    members.insert(members.end(), cs.learners.begin(), cs.learners.end());
+    return members;
   }
 
   PropertyOptions po_;

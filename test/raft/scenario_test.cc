@@ -1546,5 +1546,156 @@ TEST_CASE("Flow control: followers with stalled disks still answer heartbeats") 
   REQUIRE_SAFE(c);
 }
 
+// ---------------------------------------------------------------- hibernation
+
+SimOptions Hibernating(int nodes, uint64_t seed) {
+  SimOptions o = Timed(nodes, seed);
+  o.hibernate_tick = 5;
+  return o;
+}
+
+bool AllHibernating(Cluster& c) {
+  for (NodeId id : c.live_ids()) {
+    if (!c.raft(id).hibernating()) return false;
+  }
+  return true;
+}
+
+// Waits for a leader, then for the whole group to hibernate; returns the leader.
+NodeId HibernatedLeader(Cluster& c) {
+  const NodeId l = WaitLeader(c);
+  REQUIRE(l != kNoNode);
+  INFO(c.Report());
+  REQUIRE(c.RunUntil([&] { return AllHibernating(c); }, 10 * c.options().election_tick));
+  REQUIRE(c.Leader() == l);
+  return l;
+}
+
+TEST_CASE("Hibernation: an idle group sends nothing, and a proposal wakes it at once") {
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    Cluster c(Hibernating(3, seed));
+    const NodeId l = HibernatedLeader(c);
+    const Term term = c.raft(l).term();
+    const uint64_t sent = c.stats().total_sent;
+    c.RunTicks(20 * c.options().election_tick);
+    INFO("seed " << seed << "\n" << c.Report());
+    CHECK(c.stats().total_sent == sent);  // no heartbeats, no elections
+    CHECK(AllHibernating(c));
+    Index index = 0;
+    REQUIRE(c.ProposeKv(l, "k", nullptr, &index).ok());
+    REQUIRE(c.RunUntil([&] { return AppliedBy(c, c.live_ids(), index); }, 3));
+    CHECK(c.raft(l).term() == term);
+    // Idle again, it hibernates again.
+    REQUIRE(c.RunUntil([&] { return AllHibernating(c); }, 10 * c.options().election_tick));
+    REQUIRE_SAFE(c);
+  }
+}
+
+TEST_CASE("Hibernation: a read wakes the leader and is served after a quorum round") {
+  Cluster c(Hibernating(3, 7));
+  const NodeId l = HibernatedLeader(c);
+  const Index index = ProposeN(c, l, 1);
+  REQUIRE(c.RunUntil([&] { return AllHibernating(c) && AppliedBy(c, c.live_ids(), index); },
+                     10 * c.options().election_tick));
+  const NodeId f = l == 1 ? 2 : 1;
+  std::string context;
+  REQUIRE(c.ReadIndex(f, "k", &context).ok());  // through the leader
+  REQUIRE(c.RunUntil([&] { return c.reads().at(context).served; }, 5));
+  CHECK(c.reads().at(context).read_index >= index);
+  REQUIRE_SAFE(c);
+}
+
+// The leader's silence is seen through the node-level pings; the followers
+// then campaign as if its heartbeats had stopped.
+TEST_CASE("Hibernation: a crashed leader is replaced soon after its node falls silent") {
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    Cluster c(Hibernating(3, 20 + seed));
+    const NodeId old = HibernatedLeader(c);
+    const int64_t et = c.options().election_tick;
+    c.Crash(old);
+    // Silent for an election timeout, then an election as after any
+    // leader's death (a randomized timeout of at most another one, a
+    // pre-vote and a vote).
+    INFO("seed " << seed << "\n" << c.Report());
+    REQUIRE(c.RunUntil([&] { return c.Leader() != kNoNode && c.Leader() != old; }, 3 * et + 5));
+    CHECK(c.peer_downs() > 0);
+    c.Restart(old);
+    REQUIRE(WaitLeader(c) != kNoNode);
+    REQUIRE_SAFE(c);
+  }
+}
+
+// A leader that crashes and restarts before anyone misses its node: its
+// pings now say it leads nothing, and its followers take that as its death.
+TEST_CASE("Hibernation: a leader restarted before it is missed is replaced") {
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    Cluster c(Hibernating(3, 40 + seed));
+    const NodeId old = HibernatedLeader(c);
+    const Term term = c.raft(old).term();
+    const int64_t et = c.options().election_tick;
+    const uint64_t downs = c.peer_downs();
+    c.Crash(old);
+    c.Restart(old);
+    INFO("seed " << seed << "\n" << c.Report());
+    REQUIRE(c.RunUntil([&] { return c.Leader() != kNoNode && c.raft(c.Leader()).term() > term; },
+                       3 * et));
+    CHECK(c.peer_downs() > downs);
+    REQUIRE(WaitLeader(c) != kNoNode);
+    REQUIRE_SAFE(c);
+  }
+}
+
+// With lease reads, a hibernating leader cut off from its followers must not
+// serve a read from a lease its old acknowledgements would give it, while
+// the others elect a leader and write.
+TEST_CASE("Hibernation: a cut-off hibernating leader steps down and serves no stale read") {
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    SimOptions o = Hibernating(5, 60 + seed);
+    o.lease_reads = seed % 2 == 0;
+    Cluster c(o);
+    const NodeId old = HibernatedLeader(c);
+    const int64_t et = c.options().election_tick;
+    c.Isolate(old);
+    bool stepped_down = false;
+    for (int64_t tick = 0; tick < 6 * et; ++tick) {
+      if (c.raft(old).role() == Role::kLeader) c.ReadIndex(old, "k");
+      const NodeId l = c.Leader();
+      if (l != kNoNode && l != old) c.ProposeKv(l, "k");
+      c.RunTicks(1);
+      stepped_down = c.raft(old).role() != Role::kLeader;
+    }
+    INFO("seed " << seed << "\n" << c.Report());
+    CHECK(stepped_down);
+    const NodeId l = c.Leader();
+    CHECK(l != kNoNode);
+    CHECK(l != old);
+    REQUIRE_SAFE(c);  // includes: no read served from stale state
+  }
+}
+
+// A follower that never hears that the group hibernates keeps its timer:
+// it campaigns, which wakes the group without deposing the leader
+// (PreVote), and the group hibernates again.
+TEST_CASE("Hibernation: a lost hibernating heartbeat costs a wake-up, not a leader") {
+  Cluster c(Hibernating(3, 90));
+  const NodeId l = WaitLeader(c);
+  REQUIRE(l != kNoNode);
+  const NodeId f = l == 1 ? 2 : 1;
+  int dropped = 0;
+  c.SetDropFilter([&](const Message& m) {
+    const bool drop = m.type == MessageType::kHeartbeat && m.to == f &&
+                      m.context == kHibernateContext && dropped < 3;
+    dropped += drop ? 1 : 0;
+    return drop;
+  });
+  const Term term = c.raft(l).term();
+  INFO(c.Report());
+  REQUIRE(c.RunUntil([&] { return dropped == 3 && AllHibernating(c); },
+                     40 * c.options().election_tick));
+  CHECK(c.Leader() == l);
+  CHECK(c.raft(l).term() == term);
+  REQUIRE_SAFE(c);
+}
+
 }  // namespace
 }  // namespace kv::raft::sim

@@ -212,6 +212,7 @@ void Cluster::Start(Node& n) {
   cfg.pre_vote = opts_.pre_vote;
   cfg.check_quorum = opts_.check_quorum;
   cfg.lease_reads = opts_.lease_reads;
+  cfg.hibernate_tick = opts_.hibernate_tick;
   cfg.seed = opts_.seed * 1000003ull + n.id * 101ull + n.incarnation;
   n.raft = std::make_unique<Raft>(cfg);
   if (!n.raft->status().ok()) {
@@ -229,6 +230,7 @@ void Cluster::Start(Node& n) {
   n.completeness_verified = 0;
   n.last_term = n.raft->term();
   n.last_role = n.raft->role();
+  n.heard_at.clear();  // every node counts as heard at the start
   if (Tracing()) {
     Note("n" + std::to_string(n.id) + " start #" + std::to_string(n.incarnation) +
          " term=" + std::to_string(n.raft->term()) + " snap=" + std::to_string(snap.meta.index) +
@@ -730,7 +732,7 @@ void Cluster::Deliver() {
     return a.at != b.at ? a.at < b.at : a.seq < b.seq;
   });
   for (InFlight& f : due) {
-    const bool is_snapshot = f.m.type == MessageType::kSnapshot;
+    const bool is_snapshot = !f.ping && f.m.type == MessageType::kSnapshot;
     if (f.lost) {
       ReportSnapshotOutcome(f, false);
       continue;
@@ -742,12 +744,67 @@ void Cluster::Deliver() {
       if (is_snapshot) ReportSnapshotOutcome(f, false);
       continue;
     }
+    to->heard_at[f.m.from] = now_;
+    if (f.ping) {
+      ReceivePing(*to, f);
+      continue;
+    }
     stats_.delivered++;
     if (deliver_hook_) deliver_hook_(f.m, now_ - f.sent_at);
     Status s = to->raft->Step(f.m);
     if (Tracing() && !s.ok()) Note("n" + std::to_string(to->id) + " step: " + s.ToString());
     AfterInput(*to, MessageTypeName(f.m.type));
     if (is_snapshot) ReportSnapshotOutcome(f, true);
+  }
+}
+
+size_t Cluster::messages_in_flight() const {
+  return std::count_if(in_flight_.begin(), in_flight_.end(),
+                       [](const InFlight& f) { return !f.ping; });
+}
+
+void Cluster::SendPings(Node& n) {
+  for (const auto& [id, other] : nodes_) {
+    if (id == n.id || other->decommissioned) continue;
+    if (!Linked(n.id, id) || (opts_.net.drop > 0 && rng_.Chance(opts_.net.drop))) continue;
+    InFlight f;
+    f.ping = true;
+    f.m.from = n.id;
+    f.m.to = id;
+    f.m.term = n.raft->role() == Role::kLeader ? n.raft->term() : 0;
+    f.seq = msg_seq_++;
+    f.sent_at = now_;
+    f.sender_incarnation = n.incarnation;
+    f.at = now_ + rng_.Range(opts_.net.min_latency, opts_.net.max_latency);
+    in_flight_.push_back(std::move(f));
+  }
+}
+
+void Cluster::ReceivePing(Node& to, const InFlight& f) {
+  Raft& r = *to.raft;
+  // Its leader says it no longer leads at our term (it stepped down, or
+  // restarted within an election timeout).
+  if (r.role() == Role::kFollower && r.leader() == f.m.from && f.m.term != r.term() &&
+      r.hibernating()) {
+    peer_downs_++;
+    if (Tracing())
+      Note("n" + std::to_string(to.id) + " ping: n" + std::to_string(f.m.from) +
+           " no longer leads");
+    r.PeerDown(f.m.from);
+    AfterInput(to, "peer down (ping)");
+  }
+}
+
+void Cluster::DetectSilentPeers(Node& n) {
+  const int64_t timeout = static_cast<int64_t>(opts_.election_tick) * opts_.steps_per_tick;
+  for (const auto& [id, other] : nodes_) {
+    if (id == n.id || other->decommissioned) continue;
+    auto [it, inserted] = n.heard_at.emplace(id, now_);
+    if (inserted || now_ - it->second < timeout || !n.raft->hibernating()) continue;
+    peer_downs_++;
+    if (Tracing()) Note("n" + std::to_string(n.id) + " silent: n" + std::to_string(id));
+    n.raft->PeerDown(id);
+    AfterInput(n, "peer down (silent)");
   }
 }
 
@@ -821,10 +878,14 @@ void Cluster::Step() {
   ++now_;
   Deliver();
   if (now_ % opts_.steps_per_tick == 0) {
+    const bool pings = opts_.hibernate_tick > 0;
+    const bool ping_round = pings && (now_ / opts_.steps_per_tick) % opts_.heartbeat_tick == 0;
     for (auto& [id, n] : nodes_) {
       if (!n->up) continue;
       n->raft->Tick();
       AfterInput(*n, "tick");
+      if (ping_round) SendPings(*n);
+      if (pings) DetectSilentPeers(*n);
     }
   }
   for (auto& [id, n] : nodes_) {

@@ -11,6 +11,14 @@
 // clock, no sleeps, no threads: the same options and seed always give the
 // same run.
 //
+// With hibernation (SimOptions::hibernate_tick > 0) each node also plays the
+// driver's part, as the kvstore node does with its leader hints: every
+// heartbeat_tick ticks it pings every other node over the same network
+// (latency, drops, cuts), saying whether it leads and at which term; it
+// reports PeerDown for a node it has heard nothing from (ping or message)
+// for an election timeout, and for its leader when that leader's ping says
+// it no longer leads at the follower's term.
+//
 // Each node follows raft.h's driver contract: rd.messages go out at once; the
 // snapshot, entries and hard state are persisted; only then
 // rd.persisted_messages go out, committed entries are applied and Advance is
@@ -95,6 +103,7 @@ struct SimOptions {
   bool pre_vote = true;
   bool check_quorum = true;
   bool lease_reads = false;  // requires check_quorum
+  int hibernate_tick = 0;    // Config::hibernate_tick; also turns the pings on
   uint64_t max_msg_bytes = 1 << 20;
   size_t max_inflight_msgs = 256;
   uint64_t max_inflight_bytes = 8 << 20;
@@ -264,7 +273,8 @@ class Cluster {
     in_flight_.clear();
     pipes_.clear();
   }
-  size_t messages_in_flight() const { return in_flight_.size(); }
+  // Raft messages on their way (the pings of hibernation not counted).
+  size_t messages_in_flight() const;
   const MessageStats& stats() const { return stats_; }
 
   // ---- Observations.
@@ -287,6 +297,8 @@ class Cluster {
   size_t reads_served() const;
   // Proposals refused with Busy (max_uncommitted_bytes reached).
   uint64_t busy() const { return busy_; }
+  // PeerDown reports made by the pings' failure detection.
+  uint64_t peer_downs() const { return peer_downs_; }
   // Checks that found a leader with max_inflight_bytes or more unacknowledged
   // towards a follower: how often the byte window was full.
   uint64_t full_windows() const { return full_windows_; }
@@ -332,6 +344,7 @@ class Cluster {
     size_t voters = 0;
     Term last_term = 0;
     Role last_role = Role::kFollower;
+    std::map<NodeId, int64_t> heard_at;  // step of the last ping or message from a node
   };
   struct InFlight {
     int64_t at = 0;
@@ -341,6 +354,9 @@ class Cluster {
     uint64_t sender_incarnation = 0;
     bool lost = false;      // dropped: only its snapshot report remains
     bool released = false;  // held, then released: delivered even over a cut link
+    // A node-level ping, not a Raft message: m.from, m.to, and m.term the
+    // term at which the sender leads (0: it does not lead).
+    bool ping = false;
   };
   struct LogSeen {
     Term term = 0;
@@ -377,6 +393,10 @@ class Cluster {
   void MaybeCompact(Node& n, bool force = false);
   void Send(Node& n, const Message& m);
   void Deliver();
+  // Hibernation's driver part (see the class comment).
+  void SendPings(Node& n);
+  void ReceivePing(Node& to, const InFlight& f);
+  void DetectSilentPeers(Node& n);
   void ReportSnapshotOutcome(const InFlight& f, bool ok);
   void CheckDurableClaims(Node& n, const std::vector<Message>& msgs, bool before_persist);
   void CheckLeaderCommit(Node& n);
@@ -421,6 +441,7 @@ class Cluster {
   MessageStats stats_;
   uint64_t busy_ = 0;
   uint64_t full_windows_ = 0;
+  uint64_t peer_downs_ = 0;
   std::map<std::pair<NodeId, NodeId>, Unacked> unacked_;  // by (leader, follower)
 
   InvariantChecker checker_;
