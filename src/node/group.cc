@@ -98,6 +98,7 @@ Status OpenGroup(raft::GroupId id, const std::vector<raft::NodeId>& voters,
   rc.election_tick = options.election_ticks;
   rc.heartbeat_tick = options.heartbeat_ticks;
   rc.max_msg_bytes = options.max_append_bytes;
+  rc.hibernate_tick = options.hibernate_ticks;
   rc.seed = std::random_device{}();
   g->raft = std::make_unique<raft::Raft>(rc);
   if (!g->raft->status().ok()) return g->raft->status();

@@ -135,6 +135,7 @@ struct GroupOptions {
   int election_ticks = 10;
   int heartbeat_ticks = 2;
   uint64_t max_append_bytes = 1 << 20;
+  int hibernate_ticks = 0;  // raft::Config::hibernate_tick
   WatchLimits watch;
 };
 

@@ -49,6 +49,7 @@ struct GroupMetrics {
   uint64_t bytes = 0;           // of keys and values stored
   uint64_t sessions = 0;        // client sessions the state machine holds
   uint64_t snapshot_bytes = 0;  // of its latest snapshot (taken or installed); 0: none
+  bool hibernating = false;     // raft.h, "Hibernation"
   GroupCounters counters;
 };
 

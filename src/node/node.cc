@@ -17,6 +17,18 @@ namespace kv::node {
 
 namespace {
 
+raft::NodeId SenderOf(const net::PeerFrame& frame) {
+  return std::visit(
+      [](const auto& f) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(f)>, net::RaftFrame>) {
+          return f.message.from;
+        } else {
+          return f.from;
+        }
+      },
+      frame);
+}
+
 // Raft's critical path runs at a higher priority than bulk work: the loop
 // thread (ticks, heartbeats, votes) and the WAL writer (a follower answers
 // an append only once it is durable). When the CPUs are busy (receiving,
@@ -225,6 +237,7 @@ Group* Node::OpenReplica(raft::GroupId id, const std::vector<raft::NodeId>& vote
   options.election_ticks = cfg_.election_ticks;
   options.heartbeat_ticks = cfg_.heartbeat_ticks;
   options.max_append_bytes = kMaxAppendBytes;
+  options.hibernate_ticks = hibernation_.IdleTicks();
   options.watch.history_changes = cfg_.watch_history_changes;
   options.watch.history_bytes = cfg_.watch_history_bytes;
   std::unique_ptr<Group> opened;
@@ -264,15 +277,7 @@ Status Node::Run() {
 
 bool Node::FromAuthenticatedSender(const net::PeerFrame& frame, std::string_view user) {
   if (!cfg_.curve()) return true;
-  const raft::NodeId from = std::visit(
-      [](const auto& f) {
-        if constexpr (std::is_same_v<std::decay_t<decltype(f)>, net::RaftFrame>) {
-          return f.message.from;
-        } else {
-          return f.from;
-        }
-      },
-      frame);
+  const raft::NodeId from = SenderOf(frame);
   if (user == "peer:" + std::to_string(from)) return true;
   const uint64_t bad = peers_.CountBadMessage();
   if (ShouldLogSampled(bad)) {
@@ -288,7 +293,11 @@ void Node::OnPeerFrame(std::string_view frame, std::string_view user) {
   Status s = net::DecodePeerFrame(frame, &decoded);
   if (s.ok() && !FromAuthenticatedSender(decoded, user)) return;
   if (s.ok()) {
-    if (auto* hints = std::get_if<net::LeaderHints>(&decoded)) return shards_.OnLeaderHints(*hints);
+    hibernation_.Heard(SenderOf(decoded));
+    if (auto* hints = std::get_if<net::LeaderHints>(&decoded)) {
+      hibernation_.OnLeaderHints(*hints);
+      return shards_.OnLeaderHints(*hints);
+    }
     if (auto* notice = std::get_if<net::RemovedNotice>(&decoded)) {
       return shards_.OnRemovedNotice(*notice);
     }
@@ -330,6 +339,7 @@ void Node::Tick() {
   constexpr uint64_t kWalSegmentTicks = 10;
   if (ctx_.ticks % kWalSegmentTicks == 0) snapshotter_.RefreshWalSegment();
   peers_.WatchLinks();
+  hibernation_.Tick();
   if (auto idle = backups_.DropIdle(Backups::Clock::now()); !idle.empty()) {
     // Freeing a view may free a shard's worth of records: not on this thread.
     workers_->Post(kMainGroup, [idle = std::move(idle)] {});
@@ -377,6 +387,7 @@ void Node::PublishMetrics() {
     m.bytes = progress.bytes;
     m.sessions = progress.sessions;
     m.snapshot_bytes = g->snapshot_bytes;
+    m.hibernating = g->raft->hibernating();
     m.counters = g->counters;
     // Ready: a leader known and the state machine caught up, give or take
     // what a busy moment leaves between commit and apply.
@@ -408,7 +419,7 @@ void Node::ProcessReady() {
   pipeline_.Process();
   if (!pipeline_.fatal().ok()) return;
   for (const auto& [id, g] : ctx_.groups) snapshotter_.Maybe(*g);
-  shards_.SendHintsIfChanged();
+  shards_.SendHintsIfDue();
   if (metrics_due_) {
     metrics_due_ = false;
     PublishMetrics();

@@ -9,6 +9,7 @@
 //   Snapshotter    when and how a group takes a snapshot
 //   Membership     member_add/member_remove and the member list
 //   ShardManager   routing, placement, rebalancing, leader hints
+//   Hibernation    which peers are alive, for the groups that sleep
 //
 // One loop thread (net/event_loop.h) owns every socket and every Raft group.
 // In a round it reads client requests and peer messages, ticks Raft, then
@@ -38,6 +39,7 @@
 #include "node/config.h"
 #include "node/context.h"
 #include "node/expirer.h"
+#include "node/hibernation.h"
 #include "node/http_server.h"
 #include "node/membership.h"
 #include "node/metrics.h"
@@ -133,6 +135,7 @@ class Node : private ReadyHandler {
   Snapshotter snapshotter_{&ctx_, &pipeline_};
   Applier applier_{&ctx_, [this](Outgoing out) { Deliver(std::move(out)); }};
   Expirer expirer_{&ctx_};
+  Hibernation hibernation_{&ctx_};
   ShardManager shards_;
   Membership membership_{&ctx_, &front_, &shards_};
 

@@ -170,6 +170,8 @@ Group* ShardManager::HostOnDemand(raft::GroupId id) {
 void ShardManager::Tick() {
   if (!ring_) return;
   if (ctx_->ticks % kLeaderHintTicks == 0) hints_dirty_ = true;
+  // The hints are also this node's heartbeat to its peers (hibernation.h).
+  if (ctx_->ticks % static_cast<uint64_t>(ctx_->cfg.heartbeat_ticks) == 0) beat_due_ = true;
   if (ctx_->ticks % kBalanceTicks == 0) {
     for (const auto& [id, g] : ctx_->groups) Rebalance(*g);
   }
@@ -272,17 +274,20 @@ void ShardManager::OnRemovalCommitted(Group& g, raft::NodeId node, raft::Index i
   }
 }
 
-void ShardManager::SendHintsIfChanged() {
-  if (!hints_dirty_) return;
-  hints_dirty_ = false;
+void ShardManager::SendHintsIfDue() {
+  if (!hints_dirty_ && !beat_due_) return;
   net::LeaderHints hints;
   hints.from = ctx_->cfg.id;
   for (const auto& [id, g] : ctx_->groups) {
     if (!g->removed && g->is_leader()) hints.leads.emplace_back(id, g->raft->term());
   }
   hints.map_version = map_version_;
-  for (const auto& [node, hp] : ctx_->members)
-    hints.members.emplace_back(node, ctx_->RecordOf(node, hp));
+  // A heartbeat leaves the members out: they change rarely, and cost bytes.
+  if (hints_dirty_) {
+    for (const auto& [node, hp] : ctx_->members)
+      hints.members.emplace_back(node, ctx_->RecordOf(node, hp));
+  }
+  hints_dirty_ = beat_due_ = false;
   ctx_->peers->Broadcast(net::EncodeLeaderHints(hints));
 }
 

@@ -85,8 +85,9 @@ class ShardManager {
   void OnRoleChange(Group& g, raft::Role role);
   // A committed removal of `node` from group g (sharded clusters).
   void OnRemovalCommitted(Group& g, raft::NodeId node, raft::Index index);
-  // Sends the leader hints if they changed (after each pass).
-  void SendHintsIfChanged();
+  // Sends the leader hints if they changed, or as the heartbeat every
+  // heartbeat interval (after each pass).
+  void SendHintsIfDue();
 
   // Peer notices.
   void OnLeaderHints(const net::LeaderHints& hints);
@@ -112,6 +113,7 @@ class ShardManager {
   std::unique_ptr<Placement> placement_;
   std::map<raft::GroupId, LeaderHint> leader_hints_;
   bool hints_dirty_ = false;  // a group's leader changed here: tell the peers
+  bool beat_due_ = false;     // a heartbeat interval passed: send the hints anyway
   uint64_t map_version_ = 0;
   std::map<std::pair<raft::GroupId, raft::NodeId>, uint64_t> removed_notice_tick_;
   bool told_removed_ = false;  // unsharded: a member said this node was removed
