@@ -27,6 +27,10 @@ bool Hibernation::Silent(raft::NodeId node) const {
 void Hibernation::OnLeaderHints(const net::LeaderHints& hints) {
   std::vector<std::pair<raft::GroupId, raft::Term>> leads = hints.leads;
   std::sort(leads.begin(), leads.end());
+  // The same list as last time: every follower it leads was checked then.
+  std::vector<std::pair<raft::GroupId, raft::Term>>& last = last_leads_[hints.from];
+  if (leads == last) return;
+  last = leads;
   for (const auto& [id, g] : ctx_->groups) {
     raft::Raft& r = *g->raft;
     if (g->removed || !r.hibernating() || r.role() != raft::Role::kFollower ||
@@ -43,6 +47,10 @@ void Hibernation::OnLeaderHints(const net::LeaderHints& hints) {
 
 void Hibernation::Tick() {
   if (IdleTicks() == 0) return;
+  // Only a peer heard from can lead or answer a hibernating group here.
+  bool any_silent = false;
+  for (const auto& [node, tick] : heard_tick_) any_silent = any_silent || Silent(node);
+  if (!any_silent) return;
   for (const auto& [id, g] : ctx_->groups) {
     raft::Raft& r = *g->raft;
     if (g->removed || !r.hibernating()) continue;

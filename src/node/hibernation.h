@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <map>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "net/peer_codec.h"
 #include "node/context.h"
@@ -42,7 +44,9 @@ class Hibernation {
 
   NodeContext* ctx_;
   std::map<raft::NodeId, uint64_t> heard_tick_;  // the last frame from each peer
-  std::set<raft::NodeId> silent_;                // logged as silent, not heard since
+  // Each peer's last leader hints, sorted.
+  std::map<raft::NodeId, std::vector<std::pair<raft::GroupId, raft::Term>>> last_leads_;
+  std::set<raft::NodeId> silent_;  // logged as silent, not heard since
 };
 
 }  // namespace kv::node
