@@ -326,13 +326,10 @@ ShardId ShardRing::ShardOfHash(uint64_t hash) const {
   return it == points_.end() ? owners_.front() : owners_[it - points_.begin()];
 }
 
-Placement Place(const std::vector<NodeId>& node_list, const PlacementConfig& config,
-                const Placement* previous) {
+Placement Place(const std::vector<NodeId>& node_list, const PlacementConfig& config) {
   KV_CHECK(config.shards >= 1 && config.replicas >= 1 && config.vnodes_per_node >= 1)
       << config.shards << " shards, " << config.replicas << " replicas, " << config.vnodes_per_node
       << " vnodes";
-  KV_CHECK(previous == nullptr || previous->shards() == config.shards)
-      << "previous placement has " << previous->shards() << " shards";
   std::vector<NodeId> nodes = node_list;
   std::sort(nodes.begin(), nodes.end());
   nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
@@ -373,14 +370,9 @@ Placement Place(const std::vector<NodeId>& node_list, const PlacementConfig& con
     }
   }
 
+  // Leaders: each shard's primary, then balanced (no history: see ring.h).
   std::vector<uint32_t> leader(shards);
-  for (ShardId s = 0; s < shards; ++s) {
-    leader[s] = replicas[s].front();
-    if (previous == nullptr) continue;
-    for (uint32_t v : replicas[s]) {
-      if (nodes[v] == previous->leader[s]) leader[s] = v;
-    }
-  }
+  for (ShardId s = 0; s < shards; ++s) leader[s] = replicas[s].front();
   BalanceLeaders(hosted, &leader);
 
   for (ShardId s = 0; s < shards; ++s) {

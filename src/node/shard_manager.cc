@@ -87,6 +87,8 @@ void ShardManager::SetMembers(uint64_t version, const std::map<raft::NodeId, Hos
   PlacementConfig pc;
   pc.shards = ctx_->cfg.shards;
   pc.replicas = ctx_->cfg.replicas;
+  // From the members alone, not from the placement before: every node must
+  // prefer the same leaders, whatever map versions it saw (kv/ring.h).
   placement_ = std::make_unique<Placement>(Place(ids, pc));
   for (const auto& [id, g] : ctx_->groups) {
     if (g->shard >= 0) g->preferred_leader = placement_->leader[static_cast<size_t>(g->shard)];

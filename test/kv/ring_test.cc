@@ -145,7 +145,7 @@ struct Simulation {
   double mean = 0;  // replicas per node
   uint32_t max_replicas = 0, min_replicas = 0;
   uint32_t max_leaders = 0, min_leaders = 0;
-  size_t join_moves = 0, join_leader_moves = 0, join_leader_moves_unhinted = 0;
+  size_t join_moves = 0, join_leader_moves = 0;
   double join_share = 0;                           // R*S/(N+1)
   size_t leave_moves = 0, leave_leader_moves = 0;  // the worst of the nodes that left
   NodeId worst_leaving = 0;
@@ -175,13 +175,10 @@ struct Simulation {
          min_leaders);
     line("  node %u joins: %zu replica moves (its share R*S/(N+1) = %.1f, x%.2f)\n", nodes + 1,
          join_moves, join_share, JoinFactor());
-    line("    %zu leader moves (about S/(N+1) = %.1f at the least)", join_leader_moves,
+    line("    %zu leader moves (about S/(N+1) = %.1f at the least)\n", join_leader_moves,
          double(shards) / (nodes + 1));
-    if (join_leader_moves_unhinted > 0) {
-      line(", %zu without the previous placement", join_leader_moves_unhinted);
-    }
     line(
-        "\n  node %llu leaves: %zu replica moves (its share R*S/N = %.1f, x%.2f), %zu leader "
+        "  node %llu leaves: %zu replica moves (its share R*S/N = %.1f, x%.2f), %zu leader "
         "moves\n",
         static_cast<unsigned long long>(worst_leaving), leave_moves, leave_share, LeaveFactor(),
         leave_leader_moves);
@@ -195,8 +192,7 @@ size_t ReplicaMovesBetween(const Placement& from, const Placement& to) {
 
 // Node n+1 joins; the nodes in `leaving` leave, one at a time (the worst
 // is kept).
-Simulation Simulate(uint32_t n, uint32_t shards, const std::vector<NodeId>& leaving,
-                    bool unhinted = false) {
+Simulation Simulate(uint32_t n, uint32_t shards, const std::vector<NodeId>& leaving) {
   const PlacementConfig config = Config(shards);
   const std::vector<NodeId> nodes = Nodes(n);
   const Placement p = Place(nodes, config);
@@ -212,19 +208,16 @@ Simulation Simulate(uint32_t n, uint32_t shards, const std::vector<NodeId>& leav
   sim.min_leaders = Min(loads.leaders);
 
   const std::vector<NodeId> joined = Nodes(n + 1);
-  const Placement pj = Place(joined, config, &p);
+  const Placement pj = Place(joined, config);
   sim.join_moves = ReplicaMovesBetween(p, pj);
   sim.join_leader_moves = LeaderMoves(PlacementMoves(p, pj));
-  if (unhinted) {
-    sim.join_leader_moves_unhinted = LeaderMoves(PlacementMoves(p, Place(joined, config)));
-  }
   sim.join_share = double(std::min(config.replicas, n + 1)) * shards / (n + 1);
 
   sim.leave_share = sim.mean;
   for (NodeId node : leaving) {
     std::vector<NodeId> left = nodes;
     left.erase(std::find(left.begin(), left.end(), node));
-    const Placement pl = Place(left, config, &p);
+    const Placement pl = Place(left, config);
     const size_t moves = ReplicaMovesBetween(p, pl);
     sim.leave_moves_sum += moves;
     ++sim.leaves;
@@ -333,8 +326,6 @@ TEST_CASE("Placement does not depend on the order of the nodes or duplicates", "
   REQUIRE(Place(shuffled, config) == a);
   std::reverse(shuffled.begin(), shuffled.end());
   REQUIRE(Place(shuffled, config) == a);
-  // A placement already balanced is kept as it is.
-  REQUIRE(Place(nodes, config, &a) == a);
 }
 
 TEST_CASE("Each shard gets min(R, N) distinct replicas, its leader among them", "[ring]") {
@@ -471,9 +462,10 @@ TEST_CASE("Simulation: 100 nodes and 4096 shards", "[ring]") {
   CHECK(sim.min_replicas >= 0.85 * sim.mean);
   CHECK(sim.JoinFactor() <= 1.15);
   CHECK(sim.LeaveFactor() <= 1.15);
-  // Leaderships: the joining node takes its share, and a few move along.
-  CHECK(sim.join_leader_moves <= 2 * 4096.0 / 101);
-  CHECK(sim.leave_leader_moves <= 2 * 4096.0 / 100);
+  // Leaderships: the joining node takes its share, and rebalancing moves
+  // more along (183 and 175 here; leaders have no history, see ring.h).
+  CHECK(sim.join_leader_moves <= 5 * 4096.0 / 101);
+  CHECK(sim.leave_leader_moves <= 5 * 4096.0 / 100);
 }
 
 // Not run by default: `kv_test "[.sim]"` prints the report: one cluster in
@@ -482,7 +474,7 @@ TEST_CASE("Simulation: 100 nodes and 4096 shards", "[ring]") {
 // leaves in turn, or three of them for 4096 shards), with the N where it
 // happens, and the mean of the moves over every join and every leave.
 TEST_CASE("Placement simulation report", "[.sim]") {
-  std::printf("%s", Simulate(100, 4096, {1, 50, 100}, /*unhinted=*/true).Report().c_str());
+  std::printf("%s", Simulate(100, 4096, {1, 50, 100}).Report().c_str());
   // The default S on the cluster sizes most run.
   std::printf("\n16 shards: replicas per node (ascending), moves when a node joins, worst leave\n");
   for (uint32_t n = 3; n <= 16; ++n) {
