@@ -330,6 +330,8 @@ Placement Place(const std::vector<NodeId>& node_list, const PlacementConfig& con
   KV_CHECK(config.shards >= 1 && config.replicas >= 1 && config.vnodes_per_node >= 1)
       << config.shards << " shards, " << config.replicas << " replicas, " << config.vnodes_per_node
       << " vnodes";
+  KV_CHECK(config.rule == kPlacementRuleRing || config.rule == kPlacementRuleDraft)
+      << "placement rule " << config.rule;
   std::vector<NodeId> nodes = node_list;
   std::sort(nodes.begin(), nodes.end());
   nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
@@ -353,18 +355,24 @@ Placement Place(const std::vector<NodeId>& node_list, const PlacementConfig& con
     std::sort(points[v].begin(), points[v].end());
   }
   const uint32_t r = std::min<uint32_t>(config.replicas, n);
-  std::vector<std::vector<uint32_t>> replicas = PlaceReplicas(points, shards, r);
-
-  // Replicas in ring order from the shard's position.
+  // Rule 1 takes the r nodes nearest each shard (the first r distinct nodes
+  // clockwise); rule 2 drafts them. Either way a shard lists its replicas
+  // nearest first, in ring order from its position.
+  std::vector<std::vector<uint32_t>> replicas;
+  if (config.rule == kPlacementRuleDraft) replicas = PlaceReplicas(points, shards, r);
   std::vector<std::vector<ShardId>> hosted(n);
   std::vector<std::pair<uint64_t, uint32_t>> order;
   for (ShardId s = 0; s < shards; ++s) {
+    const uint64_t position = ShardPosition(s, shards);
     order.clear();
-    for (uint32_t v : replicas[s]) {
-      order.emplace_back(Distance(points[v], ShardPosition(s, shards)), v);
+    if (config.rule == kPlacementRuleDraft) {
+      for (uint32_t v : replicas[s]) order.emplace_back(Distance(points[v], position), v);
+    } else {
+      for (uint32_t v = 0; v < n; ++v) order.emplace_back(Distance(points[v], position), v);
+      replicas.emplace_back(r);
     }
-    std::sort(order.begin(), order.end());
-    for (size_t i = 0; i < order.size(); ++i) {
+    std::partial_sort(order.begin(), order.begin() + r, order.end());
+    for (uint32_t i = 0; i < r; ++i) {
       replicas[s][i] = order[i].second;
       hosted[order[i].second].push_back(s);
     }

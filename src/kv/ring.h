@@ -29,7 +29,12 @@
 //    point at or after it, wrapping; each node orders the shards by ascending
 //    Distance to it, ties by shard id.
 //  - Replicas: each shard gets r = min(R, N) distinct nodes of the N, r*S in
-//    all, a mean of m = r*S/N per node. A node may hold at most
+//    all, a mean of m = r*S/N per node, chosen by the placement rule in
+//    force (a cluster records its rule, see node/shard_manager.h):
+//    Rule 1, the ring (the only rule before issue 19): the r nodes of least
+//    Distance, which are the first r distinct nodes clockwise from the
+//    shard's position.
+//    Rule 2, the draft (issue 19): a node may hold at most
 //    most = floor(1.25 m), or ceil(m) + 1 where m < 4, and should hold at
 //    least least = min(ceil(0.75 m), floor(m) - 1), never below 0:
 //    1. A draft, in rounds: each node holding fewer than `most` asks for the
@@ -49,8 +54,8 @@
 //    primary).
 //  - On either ring, of two equal points the lower id comes first.
 //
-// Balance (replicas per node, R = 3, the default vnodes; ring_test.cc checks
-// S = 16, 64, 256 and 4096 on N = 3..100):
+// Balance of rule 2 (replicas per node, R = 3, the default vnodes;
+// ring_test.cc checks S = 16, 64, 256 and 4096 on N = 3..100):
 //  - Within the bounds above, by construction: at most 1.25x the mean, or
 //    ceil(mean) + 1 where the mean is below 4; at least 0.75x the mean, or
 //    floor(mean) - 1 where that is lower. For S = 4096 the draft alone gives
@@ -86,6 +91,11 @@ using NodeId = raft::NodeId;
 // needs one too, so the node maps shard s to a group id of its choosing
 // (kFirstShardGroup + s).
 using ShardId = uint32_t;
+
+// Placement rules (see above). A rule is never changed once released: every
+// node of a cluster must compute the same replicas, whatever its version.
+constexpr uint32_t kPlacementRuleRing = 1;
+constexpr uint32_t kPlacementRuleDraft = 2;
 
 // Recorded in the cluster's metadata at creation and never changed after:
 // each one moves keys or replicas.
@@ -124,6 +134,9 @@ struct PlacementConfig {
   uint32_t shards = kDefaultShards;      // S
   uint32_t replicas = kDefaultReplicas;  // R; a shard gets min(R, node count)
   uint32_t vnodes_per_node = kDefaultNodeVnodes;
+  // The rule every version knows unless told otherwise: what a cluster's
+  // founders and restores use (node/shard_manager.h says why).
+  uint32_t rule = kPlacementRuleRing;
 };
 
 // Which nodes hold each shard and which of them should lead it.
@@ -154,7 +167,8 @@ struct Placement {
 // least number of leaderships (100 nodes and 4096 shards, one node joins: 183
 // moves where 41 is the least), each a leadership transfer and no data.
 // REQUIRES: config.shards >= 1, config.replicas >= 1,
-// config.vnodes_per_node >= 1, no node is kNoNode.
+// config.vnodes_per_node >= 1, config.rule is one of the rules above, no node
+// is kNoNode.
 Placement Place(const std::vector<NodeId>& nodes, const PlacementConfig& config);
 
 // What changes for one shard between two placements.

@@ -135,9 +135,18 @@ std::vector<std::pair<raft::GroupId, std::vector<raft::NodeId>>> FoundingGroups(
   const std::vector<raft::NodeId> meta(ids.begin(),
                                        ids.begin() + std::min(ids.size(), kMetaVoters));
   if (Contains(meta, self)) out.emplace_back(kMainGroup, meta);
+  // Always rule 1, the rule every version knows. Each founder (or restore)
+  // bootstraps its groups from its own computation, before it has heard
+  // from anyone, so founders of different versions must still agree on
+  // every group's first voters: were one to compute {1, 2, 4} where the
+  // others compute {1, 2, 3}, the group would start with two configurations
+  // whose logs look alike (one entry per voter in term 1), and {1, 4} and
+  // {2, 3} could each elect a leader and commit. The cluster moves to a
+  // newer rule later, once every member runs it (SetMembers).
   PlacementConfig pc;
   pc.shards = shards;
   pc.replicas = replicas;
+  pc.rule = kPlacementRuleRing;
   const Placement placement = Place(ids, pc);
   for (uint32_t shard = 0; shard < shards; ++shard) {
     if (Contains(placement.replicas[shard], self)) {

@@ -20,10 +20,12 @@ std::vector<NodeId> Nodes(size_t n, NodeId first = 1) {
   return nodes;
 }
 
-PlacementConfig Config(uint32_t shards, uint32_t replicas = kDefaultReplicas) {
+PlacementConfig Config(uint32_t shards, uint32_t replicas = kDefaultReplicas,
+                       uint32_t rule = kPlacementRuleDraft) {
   PlacementConfig c;
   c.shards = shards;
   c.replicas = replicas;
+  c.rule = rule;
   return c;
 }
 
@@ -286,9 +288,9 @@ TEST_CASE("ShardOf is pinned: a key never moves to another shard", "[ring]") {
   REQUIRE(ring.ShardOfHash(~uint64_t{0}) == ring.ShardOfHash(0));
 }
 
-TEST_CASE("Place is pinned: the same nodes give the same replicas and leaders", "[ring]") {
-  // Re-pinned for the draft with bounds (issue 19), which replaced the first
-  // R distinct nodes clockwise: 5 nodes held 5, 10, 11, 11, 11 replicas.
+TEST_CASE("Rule 2 is pinned: the same nodes give the same replicas and leaders", "[ring]") {
+  // The draft with bounds (issue 19); rule 1 put 5, 10, 11, 11, 11 replicas
+  // on these 5 nodes.
   const Placement p = Place(Nodes(5), Config(16));
   const std::vector<std::vector<NodeId>> replicas = {
       {5, 3, 1}, {5, 2, 3}, {3, 5, 4}, {1, 2, 3}, {3, 1, 4}, {3, 1, 2}, {5, 2, 4}, {4, 5, 3},
@@ -306,6 +308,23 @@ TEST_CASE("Place is pinned: the same nodes give the same replicas and leaders", 
   CHECK(Fingerprint(Place(Nodes(100), Config(4096))) == 0xb4b964df8dd7b0b3ULL);
 }
 
+TEST_CASE("Rule 1 is pinned: the nearest nodes clockwise, as every version placed them", "[ring]") {
+  // The goldens of the placement before issue 19: nodes that do not know
+  // rule 2 place replicas so, and a cluster's founders always do.
+  REQUIRE(PlacementConfig{}.rule == kPlacementRuleRing);
+  const Placement p = Place(Nodes(5), Config(16, kDefaultReplicas, kPlacementRuleRing));
+  const std::vector<std::vector<NodeId>> replicas = {
+      {5, 3, 1}, {5, 2, 3}, {3, 5, 1}, {1, 2, 3}, {3, 1, 4}, {3, 1, 2}, {5, 2, 3}, {4, 5, 3},
+      {2, 5, 1}, {2, 5, 1}, {5, 1, 2}, {5, 2, 3}, {1, 5, 4}, {1, 3, 4}, {5, 2, 1}, {3, 4, 2}};
+  const std::vector<NodeId> leaders = {1, 2, 3, 1, 4, 3, 5, 4, 2, 2, 5, 5, 4, 1, 5, 3};
+  REQUIRE(p.replicas == replicas);
+  REQUIRE(p.leader == leaders);
+  CHECK(Fingerprint(Place(Nodes(40), Config(64, 3, kPlacementRuleRing))) == 0x05dd702f76b2cee7ULL);
+  CHECK(Fingerprint(Place(Nodes(97), Config(256, 3, kPlacementRuleRing))) == 0x56785677c36338e8ULL);
+  CHECK(Fingerprint(Place(Nodes(100), Config(4096, 3, kPlacementRuleRing))) ==
+        0x718a7633fb8d39b5ULL);
+}
+
 TEST_CASE("Keys spread evenly over the shards", "[ring]") {
   const ShardRing ring(kDefaultShards);
   std::vector<size_t> count(ring.shards());
@@ -319,13 +338,15 @@ TEST_CASE("Keys spread evenly over the shards", "[ring]") {
 }
 
 TEST_CASE("Placement does not depend on the order of the nodes or duplicates", "[ring]") {
-  const PlacementConfig config = Config(64);
-  const std::vector<NodeId> nodes = {7, 3, 12, 40, 5, 9, 1};
-  std::vector<NodeId> shuffled = {40, 1, 9, 5, 12, 3, 7, 3, 40};
-  const Placement a = Place(nodes, config);
-  REQUIRE(Place(shuffled, config) == a);
-  std::reverse(shuffled.begin(), shuffled.end());
-  REQUIRE(Place(shuffled, config) == a);
+  for (uint32_t rule : {kPlacementRuleRing, kPlacementRuleDraft}) {
+    const PlacementConfig config = Config(64, kDefaultReplicas, rule);
+    const std::vector<NodeId> nodes = {7, 3, 12, 40, 5, 9, 1};
+    std::vector<NodeId> shuffled = {40, 1, 9, 5, 12, 3, 7, 3, 40};
+    const Placement a = Place(nodes, config);
+    REQUIRE(Place(shuffled, config) == a);
+    std::reverse(shuffled.begin(), shuffled.end());
+    REQUIRE(Place(shuffled, config) == a);
+  }
 }
 
 TEST_CASE("Each shard gets min(R, N) distinct replicas, its leader among them", "[ring]") {
@@ -336,24 +357,28 @@ TEST_CASE("Each shard gets min(R, N) distinct replicas, its leader among them", 
     for (uint32_t shards : {1u, 11u, 16u}) {
       for (uint32_t n = 1; n <= 12; ++n) {
         for (uint32_t r = 1; r <= 5; ++r) {
-          PlacementConfig config = Config(shards, r);
-          config.vnodes_per_node = vnodes;
-          const std::vector<NodeId> nodes = Nodes(n, 100);
-          const Placement p = Place(nodes, config);
-          const Loads loads = LoadsOf(nodes, p);
-          INFO(n << " nodes, " << shards << " shards, " << r << " replicas, " << vnodes
-                 << " vnodes");
-          REQUIRE(p.shards() == shards);
-          for (ShardId s = 0; s < shards; ++s) {
-            const std::set<NodeId> distinct(p.replicas[s].begin(), p.replicas[s].end());
-            REQUIRE(p.replicas[s].size() == std::min(n, r));
-            REQUIRE(distinct.size() == p.replicas[s].size());
-            REQUIRE(*distinct.begin() >= 100);
-            REQUIRE(*distinct.rbegin() < 100 + n);
-            REQUIRE(distinct.count(p.leader[s]) == 1);
+          for (uint32_t rule : {kPlacementRuleRing, kPlacementRuleDraft}) {
+            PlacementConfig config = Config(shards, r, rule);
+            config.vnodes_per_node = vnodes;
+            const std::vector<NodeId> nodes = Nodes(n, 100);
+            const Placement p = Place(nodes, config);
+            const Loads loads = LoadsOf(nodes, p);
+            INFO(n << " nodes, " << shards << " shards, " << r << " replicas, " << vnodes
+                   << " vnodes, rule " << rule);
+            REQUIRE(p.shards() == shards);
+            for (ShardId s = 0; s < shards; ++s) {
+              const std::set<NodeId> distinct(p.replicas[s].begin(), p.replicas[s].end());
+              REQUIRE(p.replicas[s].size() == std::min(n, r));
+              REQUIRE(distinct.size() == p.replicas[s].size());
+              REQUIRE(*distinct.begin() >= 100);
+              REQUIRE(*distinct.rbegin() < 100 + n);
+              REQUIRE(distinct.count(p.leader[s]) == 1);
+            }
+            if (rule == kPlacementRuleDraft) {
+              CHECK(ReplicasWithinBounds(Max(loads.replicas), Min(loads.replicas),
+                                         double(std::min(n, r)) * shards / n));
+            }
           }
-          CHECK(ReplicasWithinBounds(Max(loads.replicas), Min(loads.replicas),
-                                     double(std::min(n, r)) * shards / n));
         }
       }
     }
