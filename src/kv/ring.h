@@ -96,6 +96,7 @@ using ShardId = uint32_t;
 // node of a cluster must compute the same replicas, whatever its version.
 constexpr uint32_t kPlacementRuleRing = 1;
 constexpr uint32_t kPlacementRuleDraft = 2;
+constexpr uint32_t kNewestPlacementRule = kPlacementRuleDraft;
 
 // Recorded in the cluster's metadata at creation and never changed after:
 // each one moves keys or replicas.
