@@ -388,7 +388,8 @@ int PrintShards(const Output& out, kv::client::Client& client) {
   if (!r.ok()) return Report(out, r, false);
   if (out.json) {
     std::cout << "{\"version\":" << map.version << ",\"shards\":" << map.shards
-              << ",\"replicas\":" << map.replicas << ",\"members\":{";
+              << ",\"replicas\":" << map.replicas << ",\"placement\":" << map.placement
+              << ",\"members\":{";
     bool first = true;
     for (const auto& [id, addr] : map.members) {
       std::cout << (first ? "" : ",") << "\"" << id << "\":" << JsonString(addr);
@@ -404,12 +405,13 @@ int PrintShards(const Output& out, kv::client::Client& client) {
     std::cout << "]}\n";
     return 0;
   }
-  std::printf("version %llu  shards %u  replicas %u\n",
-              static_cast<unsigned long long>(map.version), map.shards, map.replicas);
+  std::printf("version %llu  shards %u  replicas %u", static_cast<unsigned long long>(map.version),
+              map.shards, map.replicas);
   if (map.shards == 0) {
-    std::printf("not sharded: one Raft group holds every key\n");
+    std::printf("\nnot sharded: one Raft group holds every key\n");
     return 0;
   }
+  std::printf("  placement rule %u\n", map.placement == 0 ? 1 : map.placement);
   std::printf("%5s %6s %-20s %s\n", "SHARD", "GROUP", "REPLICAS", "LEADER");
   for (const kv::ShardInfo& info : map.list) {
     const std::string leader =

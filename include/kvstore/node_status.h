@@ -68,6 +68,9 @@ struct ShardMap {
   uint64_t version = 0;   // grows with every change of placement
   uint32_t shards = 0;    // 0: the cluster is not sharded (one group holds every key)
   uint32_t replicas = 0;  // replicas per shard
+  // The rule placing replicas on nodes (1 or 2; see docs/protocol.md); 0: a
+  // node that predates rules (it places by rule 1), or not sharded.
+  uint32_t placement = 0;
   std::map<uint64_t, std::string> members;      // node id -> client address
   std::map<uint64_t, std::string> member_keys;  // secure clusters: id -> CURVE public key
   std::vector<ShardInfo> list;                  // by shard id, 0..shards-1

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <numeric>
 #include <utility>
 
 #include "common/logging.h"
@@ -30,6 +31,76 @@ uint64_t ShardPosition(ShardId shard, uint32_t shards) {
 }
 
 constexpr uint32_t kNone = ~uint32_t{0};
+
+// Clockwise from `from` to the first of `points` (ascending, not empty) at
+// or after it, wrapping past 2^64-1.
+uint64_t Distance(const std::vector<uint64_t>& points, uint64_t from) {
+  const auto it = std::lower_bound(points.begin(), points.end(), from);
+  return (it == points.end() ? points.front() : *it) - from;
+}
+
+// A node's shards nearest first: ascending Distance from each shard's
+// position to the node's points, ties by shard id. Each point is nearest for
+// the shards after the node's previous point, and those are evenly spaced, so
+// a run per point walks them backwards and a heap merges the runs: no
+// per-node list of all S shards.
+class NearestShards {
+ public:
+  NearestShards(const std::vector<uint64_t>& points, uint32_t shards) : shards_(shards) {
+    // How many shard positions are at or before q.
+    auto count = [shards](uint64_t q) {
+      auto c = static_cast<uint32_t>((static_cast<unsigned __int128>(q) * shards) >> 64) + 1;
+      if (c < shards && ShardPosition(c, shards) <= q) ++c;
+      return c;
+    };
+    uint32_t before = count(points.back());  // the last point's, for the wrap
+    for (size_t i = 0; i < points.size(); ++i) {
+      const uint64_t q = points[i];
+      const uint32_t upto = count(q);
+      // From upto-1 down to `before`, wrapping below 0 for the first point.
+      const uint32_t n = i > 0 ? upto - before : upto + shards - before;
+      if (n > 0) heap_.push_back(Run{q - ShardPosition(upto - 1, shards), upto - 1, q, n});
+      before = upto;
+    }
+    std::sort(heap_.begin(), heap_.end(), Before);  // ascending: a heap
+  }
+
+  // The next nearest shard; false once every shard was given.
+  bool Next(ShardId* shard, uint64_t* distance) {
+    if (heap_.empty()) return false;
+    Run& run = heap_.front();
+    *shard = run.shard;
+    *distance = run.distance;
+    if (--run.left > 0) {
+      run.shard = run.shard == 0 ? shards_ - 1 : run.shard - 1;
+      run.distance = run.point - ShardPosition(run.shard, shards_);
+    } else {
+      run = heap_.back();
+      heap_.pop_back();
+    }
+    // The front may now be after its children: move it down.
+    for (size_t i = 0, c = 1; c < heap_.size(); i = c, c = 2 * c + 1) {
+      if (c + 1 < heap_.size() && Before(heap_[c + 1], heap_[c])) ++c;
+      if (!Before(heap_[c], heap_[i])) break;
+      std::swap(heap_[i], heap_[c]);
+    }
+    return true;
+  }
+
+ private:
+  struct Run {
+    uint64_t distance;  // of `shard`, the run's nearest shard not yet given
+    ShardId shard;
+    uint64_t point;
+    uint32_t left;
+  };
+  static bool Before(const Run& a, const Run& b) {
+    return a.distance != b.distance ? a.distance < b.distance : a.shard < b.shard;
+  }
+
+  uint32_t shards_;
+  std::vector<Run> heap_;  // a binary min-heap
+};
 
 // Moves leaderships until no node could give one, along a chain of shards, to
 // a node leading at least two fewer. Such a chain is a "cost-reducing path";
@@ -92,6 +163,133 @@ void BalanceLeaders(const std::vector<std::vector<ShardId>>& hosted,
     if (!moved) return;
   }
 }
+
+// The bounds of ring.h on replicas per node.
+struct Bounds {
+  uint64_t most = 0, least = 0;
+};
+Bounds BoundsOf(uint32_t nodes, uint32_t shards, uint32_t r) {
+  const uint64_t n = nodes;
+  const uint64_t total = uint64_t{r} * shards;
+  const uint64_t floor_mean = total / n;
+  const uint64_t ceil_mean = (total + n - 1) / n;
+  Bounds b;
+  b.most = 4 * n > total ? ceil_mean + 1 : 5 * total / (4 * n);
+  b.least = floor_mean == 0 ? 0 : std::min((3 * total + 4 * n - 1) / (4 * n), floor_mean - 1);
+  return b;
+}
+
+// The replica sets of ring.h's steps 1 to 3, unordered; nodes are indexes
+// into `points` (each node's points, ascending).
+std::vector<std::vector<uint32_t>> PlaceReplicas(const std::vector<std::vector<uint64_t>>& points,
+                                                 uint32_t shards, uint32_t r) {
+  const uint32_t n = static_cast<uint32_t>(points.size());
+  const Bounds bounds = BoundsOf(n, shards, r);
+  std::vector<std::vector<uint32_t>> replicas(shards);
+  std::vector<uint64_t> load(n, 0);
+  auto holds = [&](ShardId s, uint32_t v) {
+    return std::find(replicas[s].begin(), replicas[s].end(), v) != replicas[s].end();
+  };
+  auto add = [&](ShardId s, uint32_t v) {
+    replicas[s].push_back(v);
+    ++load[v];
+  };
+  auto move = [&](ShardId s, uint32_t from, uint32_t to) {
+    *std::find(replicas[s].begin(), replicas[s].end(), from) = to;
+    --load[from];
+    ++load[to];
+  };
+
+  // 1. The draft. Every node asks once a round, so nodes whose points happen
+  // to lie near many shards (the ring's noise) fill up no faster than
+  // others. A node's order of shards depends on its own points alone, so a
+  // node joining or leaving changes only the asks it wins or loses and those
+  // these displace.
+  std::vector<NearestShards> nearest;
+  nearest.reserve(n);
+  for (uint32_t v = 0; v < n; ++v) nearest.emplace_back(points[v], shards);
+  struct Ask {
+    uint64_t distance;
+    uint32_t node;
+    ShardId shard;
+    bool operator<(const Ask& o) const {
+      return distance != o.distance ? distance < o.distance : node < o.node;
+    }
+  };
+  std::vector<uint32_t> asking(n);
+  std::iota(asking.begin(), asking.end(), 0u);
+  std::vector<Ask> asks;
+  for (uint32_t full = 0; full < shards && !asking.empty();) {
+    asks.clear();
+    for (uint32_t v : asking) {
+      Ask a{0, v, 0};
+      if (nearest[v].Next(&a.shard, &a.distance)) asks.push_back(a);
+    }
+    std::sort(asks.begin(), asks.end());
+    asking.clear();
+    for (const Ask& a : asks) {
+      if (replicas[a.shard].size() < r) {
+        add(a.shard, a.node);
+        full += replicas[a.shard].size() == r;
+      }
+      if (load[a.node] < bounds.most) asking.push_back(a.node);
+    }
+  }
+
+  // 2. Rare (few nodes, R near N): a shard left short, every node that lacks
+  // it full.
+  for (ShardId s = 0; s < shards; ++s) {
+    while (replicas[s].size() < r) {
+      uint32_t best = kNone;
+      for (uint32_t v = 0; v < n; ++v) {
+        if (!holds(s, v) && (best == kNone || load[v] < load[best])) best = v;
+      }
+      add(s, best);
+    }
+  }
+  for (;;) {
+    const auto hi =
+        static_cast<uint32_t>(std::max_element(load.begin(), load.end()) - load.begin());
+    const auto lo =
+        static_cast<uint32_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    if (load[hi] <= bounds.most) break;
+    // most >= the mean rounded up, so hi holds more than lo: one lo lacks.
+    ShardId s = 0;
+    while (!holds(s, hi) || holds(s, lo)) ++s;
+    move(s, hi, lo);
+  }
+
+  // 3. The floor, fixed locally as the draft is: a node takes its nearest
+  // shard it can without taking another node below `least`, from the
+  // farthest replica it can. The most loaded node is above `least` (which is
+  // below the mean) and holds more shards than the short one, so there is
+  // always such a shard.
+  for (bool moved = true; moved;) {
+    moved = false;
+    for (uint32_t v = 0; v < n; ++v) {
+      if (load[v] >= bounds.least) continue;
+      NearestShards near(points[v], shards);
+      ShardId s = 0;
+      uint64_t unused = 0;
+      uint32_t from = kNone;
+      while (from == kNone && near.Next(&s, &unused)) {
+        if (holds(s, v)) continue;
+        uint64_t far = 0;
+        for (uint32_t w : replicas[s]) {
+          const uint64_t d = Distance(points[w], ShardPosition(s, shards));
+          if (load[w] > bounds.least && (from == kNone || d > far || (d == far && w < from))) {
+            from = w;
+            far = d;
+          }
+        }
+      }
+      KV_CHECK(from != kNone) << "no shard to raise a node to " << bounds.least;
+      move(s, from, v);
+      moved = true;
+    }
+  }
+  return replicas;
+}
 }  // namespace
 
 std::string_view HashTag(std::string_view key) {
@@ -128,13 +326,12 @@ ShardId ShardRing::ShardOfHash(uint64_t hash) const {
   return it == points_.end() ? owners_.front() : owners_[it - points_.begin()];
 }
 
-Placement Place(const std::vector<NodeId>& node_list, const PlacementConfig& config,
-                const Placement* previous) {
+Placement Place(const std::vector<NodeId>& node_list, const PlacementConfig& config) {
   KV_CHECK(config.shards >= 1 && config.replicas >= 1 && config.vnodes_per_node >= 1)
       << config.shards << " shards, " << config.replicas << " replicas, " << config.vnodes_per_node
       << " vnodes";
-  KV_CHECK(previous == nullptr || previous->shards() == config.shards)
-      << "previous placement has " << previous->shards() << " shards";
+  KV_CHECK(config.rule == kPlacementRuleRing || config.rule == kPlacementRuleDraft)
+      << "placement rule " << config.rule;
   std::vector<NodeId> nodes = node_list;
   std::sort(nodes.begin(), nodes.end());
   nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
@@ -146,43 +343,44 @@ Placement Place(const std::vector<NodeId>& node_list, const PlacementConfig& con
   out.leader.assign(shards, raft::kNoNode);
   if (nodes.empty()) return out;
 
-  // The node ring, with nodes as indexes into the sorted `nodes` so that equal
-  // points order by node id.
-  std::vector<std::pair<uint64_t, uint32_t>> ring;
-  ring.reserve(nodes.size() * config.vnodes_per_node);
-  for (uint32_t v = 0; v < nodes.size(); ++v) {
+  // Nodes are indexes into the sorted `nodes`: of two equal points the lower
+  // id comes first.
+  const uint32_t n = static_cast<uint32_t>(nodes.size());
+  std::vector<std::vector<uint64_t>> points(n);
+  for (uint32_t v = 0; v < n; ++v) {
+    points[v].reserve(config.vnodes_per_node);
     for (uint32_t i = 0; i < config.vnodes_per_node; ++i) {
-      ring.emplace_back(Point(kNodeTag, nodes[v], i), v);
+      points[v].push_back(Point(kNodeTag, nodes[v], i));
     }
+    std::sort(points[v].begin(), points[v].end());
   }
-  std::sort(ring.begin(), ring.end());
-
-  const size_t r = std::min<size_t>(config.replicas, nodes.size());
-  std::vector<std::vector<uint32_t>> replicas(shards);
-  std::vector<std::vector<ShardId>> hosted(nodes.size());
+  const uint32_t r = std::min<uint32_t>(config.replicas, n);
+  // Rule 1 takes the r nodes nearest each shard (the first r distinct nodes
+  // clockwise); rule 2 drafts them. Either way a shard lists its replicas
+  // nearest first, in ring order from its position.
+  std::vector<std::vector<uint32_t>> replicas;
+  if (config.rule == kPlacementRuleDraft) replicas = PlaceReplicas(points, shards, r);
+  std::vector<std::vector<ShardId>> hosted(n);
+  std::vector<std::pair<uint64_t, uint32_t>> order;
   for (ShardId s = 0; s < shards; ++s) {
-    auto it =
-        std::lower_bound(ring.begin(), ring.end(), std::make_pair(ShardPosition(s, shards), 0u));
-    std::vector<uint32_t>& reps = replicas[s];
-    reps.reserve(r);
-    while (reps.size() < r) {
-      if (it == ring.end()) it = ring.begin();
-      const uint32_t v = (it++)->second;
-      if (std::find(reps.begin(), reps.end(), v) == reps.end()) {
-        reps.push_back(v);
-        hosted[v].push_back(s);
-      }
+    const uint64_t position = ShardPosition(s, shards);
+    order.clear();
+    if (config.rule == kPlacementRuleDraft) {
+      for (uint32_t v : replicas[s]) order.emplace_back(Distance(points[v], position), v);
+    } else {
+      for (uint32_t v = 0; v < n; ++v) order.emplace_back(Distance(points[v], position), v);
+      replicas.emplace_back(r);
+    }
+    std::partial_sort(order.begin(), order.begin() + r, order.end());
+    for (uint32_t i = 0; i < r; ++i) {
+      replicas[s][i] = order[i].second;
+      hosted[order[i].second].push_back(s);
     }
   }
 
+  // Leaders: each shard's primary, then balanced (no history: see ring.h).
   std::vector<uint32_t> leader(shards);
-  for (ShardId s = 0; s < shards; ++s) {
-    leader[s] = replicas[s].front();
-    if (previous == nullptr) continue;
-    for (uint32_t v : replicas[s]) {
-      if (nodes[v] == previous->leader[s]) leader[s] = v;
-    }
-  }
+  for (ShardId s = 0; s < shards; ++s) leader[s] = replicas[s].front();
   BalanceLeaders(hosted, &leader);
 
   for (ShardId s = 0; s < shards; ++s) {

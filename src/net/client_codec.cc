@@ -805,6 +805,7 @@ std::string EncodeShardsReply(uint64_t request_id, const ShardMap& map) {
   reply.Uint("version", map.version);
   reply.Uint("shards", map.shards);
   reply.Uint("replicas", map.replicas);
+  if (map.placement != 0) reply.Uint("placement", map.placement);
   reply.Field("members");
   PackMembers(map.members, &out);
   if (!map.member_keys.empty()) {
@@ -847,6 +848,7 @@ Status DecodeShardsReply(std::string_view bytes, uint64_t* request_id, ShardMap*
         if (name == "error") return GetBytes(v, &error);
         if (name == "version") return GetUint(v, &map->version);
         if (name == "replicas") return GetUint32(v, &map->replicas);
+        if (name == "placement") return GetUint32(v, &map->placement);
         if (name == "members") return GetMembers(v, &map->members);
         if (name == "member_keys") return GetMembers(v, &map->member_keys);
         return true;

@@ -1,5 +1,6 @@
 #include "net/peer_codec.h"
 
+#include <limits>
 #include <utility>
 
 #include "net/msgpack_util.h"
@@ -15,6 +16,9 @@ constexpr uint32_t kMessageElements = 14;
 constexpr uint32_t kChunkElements = 16;
 constexpr uint32_t kHintsElements = 6;
 constexpr uint32_t kRemovedElements = 5;
+
+// The group of the lead that carries the sender's placement rule: no group.
+constexpr uint64_t kRuleGroup = 0;
 
 // The second element of the frames that are not Raft messages.
 constexpr char kHintsKind[] = "leads";
@@ -92,11 +96,17 @@ std::string EncodeLeaderHints(const LeaderHints& hints) {
   pk.pack_uint64(kPeerCodecVersion);
   PackStr(pk, kHintsKind);
   pk.pack_uint64(hints.from);
-  pk.pack_array(static_cast<uint32_t>(hints.leads.size()));
+  const bool rule = hints.placement_rule != 0;
+  pk.pack_array(static_cast<uint32_t>(hints.leads.size() + (rule ? 1 : 0)));
   for (const auto& [group, term] : hints.leads) {
     pk.pack_array(2);
     pk.pack_uint64(group);
     pk.pack_uint64(term);
+  }
+  if (rule) {
+    pk.pack_array(2);
+    pk.pack_uint64(kRuleGroup);
+    pk.pack_uint64(hints.placement_rule);
   }
   pk.pack_uint64(hints.map_version);
   pk.pack_array(static_cast<uint32_t>(hints.members.size()));
@@ -193,7 +203,14 @@ Status DecodeHints(const msgpack::object* f, uint32_t size, LeaderHints* hints) 
         !GetUint(item.via.array.ptr[0], &group) || !GetUint(item.via.array.ptr[1], &term)) {
       return Status::InvalidArgument("leader hints: malformed entry");
     }
-    hints->leads.emplace_back(group, term);
+    if (group != kRuleGroup) {
+      hints->leads.emplace_back(group, term);
+    } else if (hints->placement_rule != 0 || term == 0 ||
+               term > std::numeric_limits<uint32_t>::max()) {
+      return Status::InvalidArgument("leader hints: malformed placement rule");
+    } else {
+      hints->placement_rule = static_cast<uint32_t>(term);
+    }
   }
   for (uint32_t i = 0; i < f[5].via.array.size; ++i) {
     const msgpack::object& item = f[5].via.array.ptr[i];

@@ -52,6 +52,11 @@ std::string EncodeSnapshotChunk(const raft::Message& m, uint64_t offset, size_t 
 //   [version, "leads", from, [[group, term], ...], map_version, [[id, "host:port"], ...]]
 // Leaders are advisory (a stale hint costs the client one more REDIRECT);
 // members with a higher map version than a node's own replace its own.
+// A node that knows placement rules (kv/ring.h) adds [0, rule] to the leads:
+// group 0 is no group, and nodes that predate rules take it for one more
+// hint, of a group nobody asks about (their decoder wants exactly these six
+// elements, and two numbers in each lead). It says that the sender knows
+// rules 1 and 2, and that its shard map places replicas by `rule`.
 
 struct LeaderHints {
   raft::NodeId from = raft::kNoNode;
@@ -59,10 +64,13 @@ struct LeaderHints {
   std::vector<std::pair<raft::GroupId, raft::Term>> leads;
   uint64_t map_version = 0;                                   // 0: the sender knows no shard map
   std::vector<std::pair<raft::NodeId, std::string>> members;  // id, client address
+  // The rule of the sender's shard map; 0: the sender predates rules (and
+  // places by rule 1).
+  uint32_t placement_rule = 0;
 
   bool operator==(const LeaderHints& o) const {
     return from == o.from && leads == o.leads && map_version == o.map_version &&
-           members == o.members;
+           members == o.members && placement_rule == o.placement_rule;
   }
 };
 

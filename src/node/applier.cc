@@ -75,9 +75,11 @@ void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
       g.sm.Skip(e.index);
     } else {
       result = g.sm.Apply(e.index, cmd, &duplicate, &decided_at, &changes, &txn);
-      members_changed = members_changed || (ctx_->cfg.sharded() && g.id == kMainGroup &&
-                                            std::string_view(cmd.key).substr(
-                                                0, kMemberPrefix.size()) == kMemberPrefix);
+      members_changed =
+          members_changed ||
+          (ctx_->cfg.sharded() && g.id == kMainGroup &&
+           (std::string_view(cmd.key).substr(0, kMemberPrefix.size()) == kMemberPrefix ||
+            cmd.key == kPlacementRuleKey));
       AddEvents(changes, e.index, &out.events);
     }
     g.watch_hub.Applied(e.index, &changes);
@@ -346,6 +348,7 @@ void Applier::EncodeWatchOuts(Group& g, std::vector<WatchHub::Out> outs, Outgoin
 void Applier::AddMemberKeys(Group& g, Outgoing* out) {
   if (!ctx_->cfg.sharded() || g.id != kMainGroup) return;
   out->member_keys = g.sm.ScanPrefix(kMemberPrefix);
+  out->placement_rule = RecordedPlacementRule(g.sm);
   out->member_version = g.sm.applied_index();
 }
 

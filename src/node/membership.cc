@@ -244,7 +244,8 @@ void Membership::SeedMembers(Group& meta) {
   }
 }
 
-void Membership::OnMemberKeys(uint64_t version, const std::map<std::string, std::string>& keys) {
+void Membership::OnMemberKeys(uint64_t version, const std::map<std::string, std::string>& keys,
+                              uint32_t placement_rule) {
   if (keys.empty()) return;  // not seeded yet: the founders stand
   members_seeded_ = true;
   if (version <= shards_->map_version()) return;
@@ -264,7 +265,7 @@ void Membership::OnMemberKeys(uint64_t version, const std::map<std::string, std:
     members[id] = hp;
     ctx_->LearnKey(id, public_key);
   }
-  if (!members.empty()) shards_->SetMembers(version, members);
+  if (!members.empty()) shards_->SetMembers(version, members, placement_rule);
 }
 
 void Membership::OnConfChangeCommitted(Group& g, const raft::Entry& e) {

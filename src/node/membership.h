@@ -43,8 +43,10 @@ class Membership {
   void Tick(Group& g);
   // A committed configuration change of group g (loop thread, in log order).
   void OnConfChangeCommitted(Group& g, const raft::Entry& e);
-  // The metadata group's member keys at its applied index `version`.
-  void OnMemberKeys(uint64_t version, const std::map<std::string, std::string>& keys);
+  // The metadata group's member keys and placement rule at its applied index
+  // `version`.
+  void OnMemberKeys(uint64_t version, const std::map<std::string, std::string>& keys,
+                    uint32_t placement_rule);
   // Answers the add requests waiting on g (leadership was lost).
   void FailJoining(Group& g);
 

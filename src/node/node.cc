@@ -202,7 +202,7 @@ Status Node::OpenGroups() {
     OpenReplica(kMainGroup, cfg_.join.empty() ? founders : std::vector<raft::NodeId>{}, &s);
     return s;
   }
-  shards_.SetMembers(0, ctx_.members);
+  shards_.SetMembers(0, ctx_.members, kPlacementRuleRing);
   const std::vector<raft::GroupId> stored = storage_->Groups();
   if (stored.empty() && cfg_.join.empty()) {
     // A founder's first start: every founder computes the same placement
@@ -225,7 +225,8 @@ Status Node::OpenGroups() {
     }
   }
   if (Group* meta = ctx_.groups.Find(kMainGroup)) {
-    membership_.OnMemberKeys(meta->sm.applied_index(), meta->sm.ScanPrefix(kMemberPrefix));
+    membership_.OnMemberKeys(meta->sm.applied_index(), meta->sm.ScanPrefix(kMemberPrefix),
+                             RecordedPlacementRule(meta->sm));
   }
   return Status::OK();
 }
@@ -445,7 +446,9 @@ void Node::DropPending(Group& g) {
 }
 
 void Node::Deliver(Outgoing out) {
-  if (out.member_keys) membership_.OnMemberKeys(out.member_version, *out.member_keys);
+  if (out.member_keys) {
+    membership_.OnMemberKeys(out.member_version, *out.member_keys, out.placement_rule);
+  }
   for (EncodedReply& r : out.replies) front_.Send(std::move(r));
   for (Event& event : out.events) events_->Publish(std::move(event));
 }

@@ -54,8 +54,10 @@ struct EncodedReply {
 struct Outgoing {
   std::vector<EncodedReply> replies;
   std::vector<Event> events;
-  // The metadata group's member keys, when they changed, at this applied index.
+  // The metadata group's member keys and placement rule, when either
+  // changed, at this applied index.
   std::optional<std::map<std::string, std::string>> member_keys;
+  uint32_t placement_rule = 0;
   uint64_t member_version = 0;
 };
 

@@ -1,8 +1,10 @@
 #include "node/shard_manager.h"
 
 #include <algorithm>
+#include <charconv>
 
 #include "common/logging.h"
+#include "kv/command.h"
 
 namespace kv::node {
 
@@ -65,6 +67,7 @@ void ShardManager::FillShardMap(ShardMap* map) const {
   if (!ring_ || !placement_) return;
   map->version = map_version_;
   map->replicas = ctx_->cfg.replicas;
+  map->placement = placement_rule_;
   for (uint32_t shard = 0; shard < ctx_->cfg.shards; ++shard) {
     ShardInfo info;
     info.shard = shard;
@@ -77,16 +80,38 @@ void ShardManager::FillShardMap(ShardMap* map) const {
   }
 }
 
-void ShardManager::SetMembers(uint64_t version, const std::map<raft::NodeId, HostPort>& members) {
+uint32_t RecordedPlacementRule(const StateMachine& meta) {
+  std::string value;
+  if (!meta.Get(kPlacementRuleKey, &value)) return kPlacementRuleRing;
+  uint32_t rule = 0;
+  const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), rule);
+  // 0 is no rule: SetMembers keeps the one in force.
+  return error == std::errc() && end == value.data() + value.size() ? rule : 0;
+}
+
+void ShardManager::SetMembers(uint64_t version, const std::map<raft::NodeId, HostPort>& members,
+                              uint32_t rule) {
   map_version_ = version;
   ctx_->members = members;
   for (const auto& entry : ctx_->members) ctx_->ConnectPeer(entry.first);
   if (!ring_) return;
+  if (rule < kPlacementRuleRing || rule > kNewestPlacementRule) {
+    // Only a newer version writes such a rule, once every member runs it.
+    KV_LOG(kError) << "shard map version " << version << " places replicas by rule " << rule
+                   << ", which this node does not know; it keeps rule " << placement_rule_;
+  } else if (rule != placement_rule_) {
+    placement_rule_ = rule;
+    KV_LOG(kInfo) << "placement rule " << rule << " from shard map version " << version
+                  << " on: replicas move to where it puts them";
+  }
   std::vector<raft::NodeId> ids;
   for (const auto& entry : ctx_->members) ids.push_back(entry.first);
   PlacementConfig pc;
   pc.shards = ctx_->cfg.shards;
   pc.replicas = ctx_->cfg.replicas;
+  pc.rule = placement_rule_;
+  // From the members alone, not from the placement before: every node must
+  // prefer the same leaders, whatever map versions it saw (kv/ring.h).
   placement_ = std::make_unique<Placement>(Place(ids, pc));
   for (const auto& [id, g] : ctx_->groups) {
     if (g->shard >= 0) g->preferred_leader = placement_->leader[static_cast<size_t>(g->shard)];
@@ -133,9 +158,18 @@ std::vector<std::pair<raft::GroupId, std::vector<raft::NodeId>>> FoundingGroups(
   const std::vector<raft::NodeId> meta(ids.begin(),
                                        ids.begin() + std::min(ids.size(), kMetaVoters));
   if (Contains(meta, self)) out.emplace_back(kMainGroup, meta);
+  // Always rule 1, the rule every version knows. Each founder (or restore)
+  // bootstraps its groups from its own computation, before it has heard
+  // from anyone, so founders of different versions must still agree on
+  // every group's first voters: were one to compute {1, 2, 4} where the
+  // others compute {1, 2, 3}, the group would start with two configurations
+  // whose logs look alike (one entry per voter in term 1), and {1, 4} and
+  // {2, 3} could each elect a leader and commit. The cluster moves to a
+  // newer rule later, once every member knows it (kPlacementRuleKey).
   PlacementConfig pc;
   pc.shards = shards;
   pc.replicas = replicas;
+  pc.rule = kPlacementRuleRing;
   const Placement placement = Place(ids, pc);
   for (uint32_t shard = 0; shard < shards; ++shard) {
     if (Contains(placement.replicas[shard], self)) {
@@ -173,8 +207,29 @@ void ShardManager::Tick() {
   // The hints are also this node's heartbeat to its peers (hibernation.h).
   if (ctx_->ticks % static_cast<uint64_t>(ctx_->cfg.heartbeat_ticks) == 0) beat_due_ = true;
   if (ctx_->ticks % kBalanceTicks == 0) {
+    ProposeNewestRule();
     for (const auto& [id, g] : ctx_->groups) Rebalance(*g);
   }
+}
+
+void ShardManager::ProposeNewestRule() {
+  Group* meta = ctx_->groups.Find(kMainGroup);
+  if (placement_rule_ == kNewestPlacementRule || map_version_ == 0 || meta == nullptr ||
+      !meta->is_leader() || rule_proposed_term_ == meta->raft->term()) {
+    return;
+  }
+  for (const auto& entry : ctx_->members) {
+    if (entry.first != ctx_->cfg.id && knows_rules_.count(entry.first) == 0) return;
+  }
+  Command cmd;
+  cmd.op = OpType::kPut;
+  cmd.key = std::string(kPlacementRuleKey);
+  cmd.value = std::to_string(kNewestPlacementRule);
+  // Unavailable (no entry of this term committed yet, say): next pass.
+  if (!meta->Propose(cmd.Encode()).ok()) return;
+  rule_proposed_term_ = meta->raft->term();
+  KV_LOG(kInfo) << "every member knows placement rule " << kNewestPlacementRule
+                << ": recording it in the metadata group";
 }
 
 void ShardManager::OnRoleChange(Group& g, raft::Role role) {
@@ -282,6 +337,7 @@ void ShardManager::SendHintsIfDue() {
     if (!g->removed && g->is_leader()) hints.leads.emplace_back(id, g->raft->term());
   }
   hints.map_version = map_version_;
+  hints.placement_rule = placement_rule_;
   // A heartbeat leaves the members out: they change rarely, and cost bytes.
   if (hints_dirty_) {
     for (const auto& [node, hp] : ctx_->members)
@@ -292,6 +348,11 @@ void ShardManager::SendHintsIfDue() {
 }
 
 void ShardManager::OnLeaderHints(const net::LeaderHints& hints) {
+  if (hints.placement_rule != 0) {
+    knows_rules_.insert(hints.from);
+  } else {
+    knows_rules_.erase(hints.from);  // an older version (again)
+  }
   // The sender's list is complete: it leads nothing else now.
   for (auto it = leader_hints_.begin(); it != leader_hints_.end();) {
     it = it->second.leader == hints.from ? leader_hints_.erase(it) : std::next(it);
@@ -309,7 +370,8 @@ void ShardManager::OnLeaderHints(const net::LeaderHints& hints) {
       members[node] = hp;
     }
     for (const auto& [node, key] : keys) ctx_->LearnKey(node, key);
-    SetMembers(hints.map_version, members);
+    // The rule never goes back: a sender of an older version knows none.
+    SetMembers(hints.map_version, members, std::max(hints.placement_rule, placement_rule_));
   }
 }
 

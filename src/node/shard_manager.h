@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,6 +31,17 @@ namespace kv::node {
 
 // The metadata group's keys naming the cluster's members: member/<id> -> host:port.
 constexpr std::string_view kMemberPrefix = "member/";
+
+// The metadata group's key holding the placement rule (kv/ring.h) of the
+// cluster, a decimal number; rule 1 while it has none. Founders and restores
+// place by rule 1, which every version knows (FoundingGroups says why). The
+// metadata group's leader writes the newest rule once every member has told
+// it (in its leader hints) that it knows that rule, so that nodes of two
+// versions never pull groups toward two placements; the rule never goes
+// back. A node of an older version must not join or rejoin after that.
+constexpr std::string_view kPlacementRuleKey = "placement";
+// The rule the metadata group's state `meta` records.
+uint32_t RecordedPlacementRule(const StateMachine& meta);
 
 // The groups member `self` of a new cluster of `members` hosts from the
 // start, each with its voters: in a sharded cluster the metadata group (on
@@ -66,8 +78,9 @@ class ShardManager {
   // Fills the shard map reply's list (sharded clusters).
   void FillShardMap(ShardMap* map) const;
 
-  // Adopts a member list: reconnects, recomputes the placement.
-  void SetMembers(uint64_t version, const std::map<raft::NodeId, HostPort>& members);
+  // Adopts a member list and placement rule: reconnects, recomputes the
+  // placement. A rule this node does not know keeps the one in force.
+  void SetMembers(uint64_t version, const std::map<raft::NodeId, HostPort>& members, uint32_t rule);
   // Sets the preferred leader of a group just opened here.
   void OnGroupOpened(Group& g) const;
   // Founders' first start: the groups the placement puts on this node, with
@@ -79,7 +92,9 @@ class ShardManager {
   Group* HostOnDemand(raft::GroupId id);
   // Every kBalanceTicks: each group this node leads moves one step toward
   // the placement (add a learner, promote it, then remove a replica no
-  // longer placed) and hands leadership to the preferred leader.
+  // longer placed) and hands leadership to the preferred leader; as the
+  // metadata group's leader, moves the cluster to the newest placement rule
+  // once every member knows it.
   void Tick();
   // Group g's leadership changed here: the peers hear of it after this pass.
   void OnRoleChange(Group& g, raft::Role role);
@@ -102,6 +117,7 @@ class ShardManager {
     raft::NodeId leader = raft::kNoNode;
     raft::Term term = 0;
   };
+  void ProposeNewestRule();
   void Rebalance(Group& g);
   void BalanceLeader(Group& g, const std::vector<raft::NodeId>& target);
   raft::NodeId KnownLeader(raft::GroupId id) const;
@@ -115,6 +131,10 @@ class ShardManager {
   bool hints_dirty_ = false;  // a group's leader changed here: tell the peers
   bool beat_due_ = false;     // a heartbeat interval passed: send the hints anyway
   uint64_t map_version_ = 0;
+  uint32_t placement_rule_ = kPlacementRuleRing;
+  // Members whose latest leader hints said they know placement rules.
+  std::set<raft::NodeId> knows_rules_;
+  raft::Term rule_proposed_term_ = 0;  // the metadata group's term of the last proposal
   std::map<std::pair<raft::GroupId, raft::NodeId>, uint64_t> removed_notice_tick_;
   bool told_removed_ = false;  // unsharded: a member said this node was removed
 };

@@ -56,6 +56,38 @@ std::map<uint32_t, uint64_t> AgreedLeaders(Cluster& cluster) {
 
 bool EveryShardLed(Cluster& cluster) { return AgreedLeaders(cluster).size() == kShards; }
 
+// Every live node hosts exactly its shards of `placement`, each with the
+// placement's voters and no learners (the metadata group aside).
+bool Placed(Cluster& cluster, const Placement& placement) {
+  for (const auto& [id, st] : cluster.StatusOfLiveNodes()) {
+    std::set<uint32_t> hosted, expected;
+    for (const GroupStatus& g : st.groups) {
+      if (g.shard < 0) continue;
+      std::vector<uint64_t> voters = g.voters;
+      std::vector<uint64_t> want = placement.replicas[static_cast<size_t>(g.shard)];
+      std::sort(voters.begin(), voters.end());
+      std::sort(want.begin(), want.end());
+      if (voters != want || !g.learners.empty()) return false;
+      hosted.insert(static_cast<uint32_t>(g.shard));
+    }
+    for (uint32_t s = 0; s < kShards; ++s) {
+      const auto& r = placement.replicas[s];
+      if (std::find(r.begin(), r.end(), id) != r.end()) expected.insert(s);
+    }
+    if (hosted != expected) return false;
+  }
+  return true;
+}
+
+// The placement rule of the shard map node `id` serves (0: no answer).
+uint32_t PlacementRuleOf(Cluster& cluster, uint64_t id) {
+  client::Options o = cluster.ClientOptions(kReplyTimeout);
+  o.endpoints = {cluster.address(id)};
+  client::Client one(o);
+  ShardMap map;
+  return one.Shards(&map).ok() ? map.placement : 0;
+}
+
 // max - min of the number of shards each live node leads.
 int LeaderSpread(Cluster& cluster, const std::vector<uint64_t>& nodes) {
   std::map<uint64_t, int> count;
@@ -84,37 +116,31 @@ TEST_CASE("a sharded cluster places shards by the ring, balances leaders and red
   REQUIRE(cluster.Start());
   REQUIRE(cluster.WaitUntil([&] { return EveryShardLed(cluster); }, kSettleTimeout));
 
-  // Data placement: each node hosts exactly its shards, with the ring's
-  // replica sets, plus the metadata group (all 5 founders are in it).
+  // Data placement: the founders start from rule 1, which every version
+  // knows; every member knows rule 2, so the cluster moves to it, and then
+  // each node hosts exactly its shards, with the ring's replica sets, plus
+  // the metadata group (all 5 founders are in it).
   PlacementConfig pc;
   pc.shards = kShards;
   pc.replicas = kReplicas;
+  pc.rule = kPlacementRuleDraft;
   const Placement placement = Place(cluster.ids(), pc);
+  CHECK(cluster.WaitUntil(
+      [&] {
+        for (uint64_t id : cluster.ids()) {
+          if (PlacementRuleOf(cluster, id) != kPlacementRuleDraft) return false;
+        }
+        return true;
+      },
+      kSettleTimeout));
+  CHECK(cluster.WaitUntil([&] { return Placed(cluster, placement); }, kSettleTimeout));
   for (const auto& [id, st] : cluster.StatusOfLiveNodes()) {
     INFO("node " << id);
     CHECK(st.shards == kShards);
-    std::set<uint32_t> hosted;
-    bool meta = false;
-    for (const GroupStatus& g : st.groups) {
-      if (g.shard < 0) {
-        meta = true;
-        continue;
-      }
-      hosted.insert(static_cast<uint32_t>(g.shard));
-      std::vector<uint64_t> voters = g.voters;
-      std::vector<uint64_t> want = placement.replicas[static_cast<size_t>(g.shard)];
-      std::sort(voters.begin(), voters.end());
-      std::sort(want.begin(), want.end());
-      CHECK(voters == want);
-    }
-    CHECK(meta);
-    std::set<uint32_t> expected;
-    for (uint32_t s = 0; s < kShards; ++s) {
-      const auto& r = placement.replicas[s];
-      if (std::find(r.begin(), r.end(), id) != r.end()) expected.insert(s);
-    }
-    CHECK(hosted == expected);
+    CHECK(std::any_of(st.groups.begin(), st.groups.end(),
+                      [](const GroupStatus& g) { return g.shard < 0; }));
   }
+  REQUIRE(cluster.WaitUntil([&] { return EveryShardLed(cluster); }, kSettleTimeout));
 
   // Leaders balanced: 16 shards over 5 nodes, 3 or 4 each.
   CHECK(
@@ -183,6 +209,7 @@ TEST_CASE("a sharded cluster places shards by the ring, balances leaders and red
     REQUIRE(one.Shards(&map).ok());
     CHECK(map.shards == kShards);
     CHECK(map.replicas == kReplicas);
+    CHECK(map.placement == kPlacementRuleDraft);
     REQUIRE(map.list.size() == kShards);
     for (const ShardInfo& info : map.list) {
       CHECK(info.replicas == placement.replicas[info.shard]);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -19,10 +20,12 @@ std::vector<NodeId> Nodes(size_t n, NodeId first = 1) {
   return nodes;
 }
 
-PlacementConfig Config(uint32_t shards, uint32_t replicas = kDefaultReplicas) {
+PlacementConfig Config(uint32_t shards, uint32_t replicas = kDefaultReplicas,
+                       uint32_t rule = kPlacementRuleDraft) {
   PlacementConfig c;
   c.shards = shards;
   c.replicas = replicas;
+  c.rule = rule;
   return c;
 }
 
@@ -65,23 +68,6 @@ size_t LeaderMoves(const std::vector<ShardMove>& moves) {
   size_t n = 0;
   for (const ShardMove& m : moves) n += m.old_leader != m.new_leader;
   return n;
-}
-
-// Checks that going from `from` to `to` only gave `node` replicas (a join)
-// or only took replicas from it (a leave), never moved one between two nodes
-// that are in both; returns the number of replica moves.
-size_t CheckOnlyNodeMoves(const Placement& from, const Placement& to, NodeId node, bool join) {
-  const std::vector<ShardMove> moves = PlacementMoves(from, to);
-  for (const ShardMove& m : moves) {
-    const std::vector<NodeId>& touched = join ? m.added : m.removed;
-    const std::vector<NodeId>& others = join ? m.removed : m.added;
-    INFO("shard " << m.shard << " node " << node);
-    REQUIRE(touched.size() <= 1);
-    if (!touched.empty()) REQUIRE(touched[0] == node);
-    REQUIRE(others.size() <= touched.size());
-    REQUIRE(std::find(others.begin(), others.end(), node) == others.end());
-  }
-  return ReplicaMoves(moves);
 }
 
 // Kuhn's augmenting paths: the size of a largest matching where left vertex
@@ -143,23 +129,44 @@ std::pair<uint32_t, uint32_t> BestLeaderCounts(const std::vector<NodeId>& nodes,
   return {best_max, best_min};
 }
 
+// The bounds of ring.h, in its words.
+bool ReplicasWithinBounds(uint32_t max, uint32_t min, double mean) {
+  const bool max_ok = max <= 1.25 * mean || (mean < 4 && max <= std::ceil(mean) + 1);
+  const bool min_ok = min >= 0.75 * mean || min + 1 >= std::floor(mean);
+  return max_ok && min_ok;
+}
+bool LeadersWithinBounds(uint32_t max, uint32_t min, double mean) {
+  return max <= mean + 1 && min + 1 >= mean && max - min <= 1;
+}
+
 // The placement simulation: balance, and the moves when one node joins and
-// when each node leaves.
+// when nodes leave, each against the share of the node that comes or goes
+// (R*S/N, N counting it), the least that can move.
 struct Simulation {
   uint32_t nodes = 0, shards = 0, replicas = 0;
   double mean = 0;  // replicas per node
   uint32_t max_replicas = 0, min_replicas = 0;
   uint32_t max_leaders = 0, min_leaders = 0;
-  size_t join_moves = 0, join_leader_moves = 0, join_leader_moves_unhinted = 0;
-  double join_minimum = 0;                         // the joining node's fair share, R*S/(N+1)
-  size_t leave_moves = 0, leave_leader_moves = 0;  // the first node leaving
-  uint32_t leave_minimum = 0;                      // what the leaving node held
-  uint32_t leave_leader_minimum = 0;               // what the leaving node led
-  size_t worst_leave_moves = 0;                    // over every node, when asked
-  double worst_leave_ratio = 0;                    // moves / (R*S/N)
+  size_t join_moves = 0, join_leader_moves = 0;
+  double join_share = 0;                           // R*S/(N+1)
+  size_t leave_moves = 0, leave_leader_moves = 0;  // the worst of the nodes that left
+  NodeId worst_leaving = 0;
+  double leave_share = 0;      // R*S/N
+  double leave_moves_sum = 0;  // over every node that left
+  size_t leaves = 0;
+  // Moves between nodes that stay: beyond the replicas the joining node
+  // takes, and (the worst) beyond those the leaving node held.
+  size_t join_between = 0, leave_between = 0;
+
+  double JoinFactor() const { return join_moves / join_share; }
+  double JoinLeaderFactor() const { return join_leader_moves / (double(shards) / (nodes + 1)); }
+  double LeaveFactor() const { return leave_moves / leave_share; }
+  bool WithinBounds() const {
+    return ReplicasWithinBounds(max_replicas, min_replicas, mean) &&
+           LeadersWithinBounds(max_leaders, min_leaders, double(shards) / nodes);
+  }
 
   std::string Report() const {
-    const double rsn = double(replicas) * shards / nodes;
     std::string out;
     char buf[256];
     auto line = [&](auto... args) {
@@ -170,30 +177,28 @@ struct Simulation {
          replicas, nodes, kDefaultNodeVnodes);
     line("  replicas per node: mean %.2f, max %u (max/mean %.3f), min %u (min/mean %.3f)\n", mean,
          max_replicas, max_replicas / mean, min_replicas, min_replicas / mean);
-    line("  leaders per node: S/N %.2f, max %u, min %u, spread %u\n", double(shards) / nodes,
-         max_leaders, min_leaders, max_leaders - min_leaders);
-    line("  node %u joins: %zu replica moves (minimum R*S/(N+1) = %.1f, x%.2f)\n", nodes + 1,
-         join_moves, join_minimum, join_moves / join_minimum);
-    line("    %zu leader moves (minimum about S/(N+1) = %.1f)", join_leader_moves,
+    line("  leaders per node: S/N %.2f, max %u, min %u\n", double(shards) / nodes, max_leaders,
+         min_leaders);
+    line("  node %u joins: %zu replica moves (its share R*S/(N+1) = %.1f, x%.2f)\n", nodes + 1,
+         join_moves, join_share, JoinFactor());
+    line("    %zu leader moves (about S/(N+1) = %.1f at the least)\n", join_leader_moves,
          double(shards) / (nodes + 1));
-    if (join_leader_moves_unhinted > 0) {
-      line(", %zu without the previous placement", join_leader_moves_unhinted);
-    }
-    line("\n  node 1 leaves: %zu replica moves (it held %u; R*S/N = %.1f, x%.2f)\n", leave_moves,
-         leave_minimum, rsn, leave_moves / rsn);
-    line("    %zu leader moves (minimum: the %u it led)\n", leave_leader_moves,
-         leave_leader_minimum);
-    if (worst_leave_moves > 0) {
-      line("  any one node leaves: at most %zu replica moves (x%.2f of R*S/N)\n", worst_leave_moves,
-           worst_leave_ratio);
-    }
+    line(
+        "  node %llu leaves: %zu replica moves (its share R*S/N = %.1f, x%.2f), %zu leader "
+        "moves\n",
+        static_cast<unsigned long long>(worst_leaving), leave_moves, leave_share, LeaveFactor(),
+        leave_leader_moves);
     return out;
   }
 };
 
-// `full` (for the report) makes every node leave in turn and also places the
-// joined cluster without the previous placement.
-Simulation Simulate(uint32_t n, uint32_t shards, bool full) {
+size_t ReplicaMovesBetween(const Placement& from, const Placement& to) {
+  return ReplicaMoves(PlacementMoves(from, to));
+}
+
+// Node n+1 joins; the nodes in `leaving` leave, one at a time (the worst
+// is kept).
+Simulation Simulate(uint32_t n, uint32_t shards, const std::vector<NodeId>& leaving) {
   const PlacementConfig config = Config(shards);
   const std::vector<NodeId> nodes = Nodes(n);
   const Placement p = Place(nodes, config);
@@ -202,43 +207,49 @@ Simulation Simulate(uint32_t n, uint32_t shards, bool full) {
   sim.nodes = n;
   sim.shards = shards;
   sim.replicas = config.replicas;
-  sim.mean = double(config.replicas) * shards / n;
+  sim.mean = double(std::min(config.replicas, n)) * shards / n;
   sim.max_replicas = Max(loads.replicas);
   sim.min_replicas = Min(loads.replicas);
   sim.max_leaders = Max(loads.leaders);
   sim.min_leaders = Min(loads.leaders);
 
-  std::vector<NodeId> joined = Nodes(n + 1);
-  const Placement pj = Place(joined, config, &p);
-  sim.join_moves = CheckOnlyNodeMoves(p, pj, n + 1, /*join=*/true);
-  REQUIRE(sim.join_moves == LoadsOf(joined, pj).replicas.at(n + 1));
+  const std::vector<NodeId> joined = Nodes(n + 1);
+  const Placement pj = Place(joined, config);
+  sim.join_moves = ReplicaMovesBetween(p, pj);
   sim.join_leader_moves = LeaderMoves(PlacementMoves(p, pj));
-  if (full) sim.join_leader_moves_unhinted = LeaderMoves(PlacementMoves(p, Place(joined, config)));
-  sim.join_minimum = double(config.replicas) * shards / (n + 1);
+  sim.join_share = double(std::min(config.replicas, n + 1)) * shards / (n + 1);
+  sim.join_between = sim.join_moves - LoadsOf(joined, pj).replicas.at(n + 1);
 
-  const double rsn = double(config.replicas) * shards / n;
-  for (NodeId leaving = 1; leaving <= (full ? n : 1); ++leaving) {
+  sim.leave_share = sim.mean;
+  for (NodeId node : leaving) {
     std::vector<NodeId> left = nodes;
-    left.erase(left.begin() + (leaving - 1));
-    const Placement pl = Place(left, config, &p);
-    const size_t moves = CheckOnlyNodeMoves(p, pl, leaving, /*join=*/false);
-    REQUIRE(moves == loads.replicas.at(leaving));
-    if (leaving == 1) {
+    left.erase(std::find(left.begin(), left.end(), node));
+    const Placement pl = Place(left, config);
+    const size_t moves = ReplicaMovesBetween(p, pl);
+    sim.leave_moves_sum += moves;
+    ++sim.leaves;
+    sim.leave_between = std::max(sim.leave_between, moves - loads.replicas.at(node));
+    if (moves >= sim.leave_moves) {
       sim.leave_moves = moves;
       sim.leave_leader_moves = LeaderMoves(PlacementMoves(p, pl));
-      sim.leave_minimum = loads.replicas.at(1);
-      sim.leave_leader_minimum = loads.leaders.at(1);
-    }
-    if (full && moves > sim.worst_leave_moves) {
-      sim.worst_leave_moves = moves;
-      sim.worst_leave_ratio = moves / rsn;
+      sim.worst_leaving = node;
     }
   }
   return sim;
 }
+
+// FNV-1a over every shard's replicas and leader.
+uint64_t Fingerprint(const Placement& p) {
+  uint64_t h = 1469598103934665603ULL;
+  for (ShardId s = 0; s < p.shards(); ++s) {
+    for (NodeId n : p.replicas[s]) h = (h ^ n) * 1099511628211ULL;
+    h = (h ^ p.leader[s]) * 1099511628211ULL;
+  }
+  return h;
+}
 }  // namespace
 
-TEST_CASE("KeyHash is XXH64 with seed 0") {
+TEST_CASE("KeyHash is XXH64 with seed 0", "[ring]") {
   // Reference values of the xxHash spec: a different hash moves every key.
   REQUIRE(KeyHash("") == 0xef46db3751d8e999ULL);
   REQUIRE(KeyHash("a") == 0xd24ec4f1a98c6e5bULL);
@@ -247,7 +258,7 @@ TEST_CASE("KeyHash is XXH64 with seed 0") {
   REQUIRE(KeyHash(std::string("k\0y", 3)) != KeyHash("k"));
 }
 
-TEST_CASE("Hash tags: a key with {TAG} is placed by TAG alone, as in Redis Cluster") {
+TEST_CASE("Hash tags: a key with {TAG} is placed by TAG alone, as in Redis Cluster", "[ring]") {
   CHECK(HashTag("{user:42}:name") == "user:42");
   CHECK(HashTag("cart:{user:42}") == "user:42");
   CHECK(HashTag("a{b}c{d}") == "b");  // the first braces
@@ -267,7 +278,7 @@ TEST_CASE("Hash tags: a key with {TAG} is placed by TAG alone, as in Redis Clust
   }
 }
 
-TEST_CASE("ShardOf is pinned: a key never moves to another shard") {
+TEST_CASE("ShardOf is pinned: a key never moves to another shard", "[ring]") {
   const ShardRing ring(kDefaultShards);
   REQUIRE(ring.shards() == 16);
   const std::map<std::string, ShardId> golden = {
@@ -283,18 +294,44 @@ TEST_CASE("ShardOf is pinned: a key never moves to another shard") {
   REQUIRE(ring.ShardOfHash(~uint64_t{0}) == ring.ShardOfHash(0));
 }
 
-TEST_CASE("Place is pinned: the same nodes give the same replicas and leaders") {
+TEST_CASE("Rule 2 is pinned: the same nodes give the same replicas and leaders", "[ring]") {
+  // The draft with bounds (issue 19); rule 1 put 5, 10, 11, 11, 11 replicas
+  // on these 5 nodes.
   const Placement p = Place(Nodes(5), Config(16));
-  const std::vector<std::vector<NodeId>> replicas = {{5, 3, 1}, {5, 2, 3}, {3, 5, 1}, {1, 2, 3}};
-  const std::vector<NodeId> leaders = {1, 2, 3, 1};
-  for (ShardId s = 0; s < 4; ++s) {
-    INFO("shard " << s);
-    REQUIRE(p.replicas[s] == replicas[s]);
-    REQUIRE(p.leader[s] == leaders[s]);
-  }
+  const std::vector<std::vector<NodeId>> replicas = {
+      {5, 3, 1}, {5, 2, 3}, {3, 5, 4}, {1, 2, 3}, {3, 1, 4}, {3, 1, 2}, {5, 2, 4}, {4, 5, 3},
+      {2, 5, 4}, {2, 5, 1}, {5, 1, 2}, {5, 2, 4}, {1, 5, 4}, {1, 3, 4}, {5, 2, 1}, {3, 4, 2}};
+  const std::vector<NodeId> leaders = {5, 2, 4, 1, 3, 3, 4, 4, 2, 2, 5, 5, 1, 1, 5, 3};
+  REQUIRE(p.replicas == replicas);
+  REQUIRE(p.leader == leaders);
+  std::vector<uint32_t> counts;
+  for (const auto& [node, count] : LoadsOf(Nodes(5), p).replicas) counts.push_back(count);
+  std::sort(counts.begin(), counts.end());
+  CHECK(counts == std::vector<uint32_t>{9, 9, 9, 10, 11});
+  // Where the bounds are at work (a cap at 40 nodes, the floor at 97).
+  CHECK(Fingerprint(Place(Nodes(40), Config(64))) == 0xd39784edb4b79d31ULL);
+  CHECK(Fingerprint(Place(Nodes(97), Config(256))) == 0xb21fd9fdc26de423ULL);
+  CHECK(Fingerprint(Place(Nodes(100), Config(4096))) == 0xb4b964df8dd7b0b3ULL);
 }
 
-TEST_CASE("Keys spread evenly over the shards") {
+TEST_CASE("Rule 1 is pinned: the nearest nodes clockwise, as every version placed them", "[ring]") {
+  // The goldens of the placement before issue 19: nodes that do not know
+  // rule 2 place replicas so, and a cluster's founders always do.
+  REQUIRE(PlacementConfig{}.rule == kPlacementRuleRing);
+  const Placement p = Place(Nodes(5), Config(16, kDefaultReplicas, kPlacementRuleRing));
+  const std::vector<std::vector<NodeId>> replicas = {
+      {5, 3, 1}, {5, 2, 3}, {3, 5, 1}, {1, 2, 3}, {3, 1, 4}, {3, 1, 2}, {5, 2, 3}, {4, 5, 3},
+      {2, 5, 1}, {2, 5, 1}, {5, 1, 2}, {5, 2, 3}, {1, 5, 4}, {1, 3, 4}, {5, 2, 1}, {3, 4, 2}};
+  const std::vector<NodeId> leaders = {1, 2, 3, 1, 4, 3, 5, 4, 2, 2, 5, 5, 4, 1, 5, 3};
+  REQUIRE(p.replicas == replicas);
+  REQUIRE(p.leader == leaders);
+  CHECK(Fingerprint(Place(Nodes(40), Config(64, 3, kPlacementRuleRing))) == 0x05dd702f76b2cee7ULL);
+  CHECK(Fingerprint(Place(Nodes(97), Config(256, 3, kPlacementRuleRing))) == 0x56785677c36338e8ULL);
+  CHECK(Fingerprint(Place(Nodes(100), Config(4096, 3, kPlacementRuleRing))) ==
+        0x718a7633fb8d39b5ULL);
+}
+
+TEST_CASE("Keys spread evenly over the shards", "[ring]") {
   const ShardRing ring(kDefaultShards);
   std::vector<size_t> count(ring.shards());
   const size_t keys = 64 * 1024;
@@ -306,37 +343,55 @@ TEST_CASE("Keys spread evenly over the shards") {
   REQUIRE(*lo >= 0.8 * mean);
 }
 
-TEST_CASE("Placement does not depend on the order of the nodes or duplicates") {
-  const PlacementConfig config = Config(64);
-  const std::vector<NodeId> nodes = {7, 3, 12, 40, 5, 9, 1};
-  std::vector<NodeId> shuffled = {40, 1, 9, 5, 12, 3, 7, 3, 40};
-  const Placement a = Place(nodes, config);
-  REQUIRE(Place(shuffled, config) == a);
-  std::reverse(shuffled.begin(), shuffled.end());
-  REQUIRE(Place(shuffled, config) == a);
-  // A placement already balanced is kept as it is.
-  REQUIRE(Place(nodes, config, &a) == a);
+TEST_CASE("Placement does not depend on the order of the nodes or duplicates", "[ring]") {
+  for (uint32_t rule : {kPlacementRuleRing, kPlacementRuleDraft}) {
+    const PlacementConfig config = Config(64, kDefaultReplicas, rule);
+    const std::vector<NodeId> nodes = {7, 3, 12, 40, 5, 9, 1};
+    std::vector<NodeId> shuffled = {40, 1, 9, 5, 12, 3, 7, 3, 40};
+    const Placement a = Place(nodes, config);
+    REQUIRE(Place(shuffled, config) == a);
+    std::reverse(shuffled.begin(), shuffled.end());
+    REQUIRE(Place(shuffled, config) == a);
+  }
 }
 
-TEST_CASE("Each shard gets min(R, N) distinct replicas, its leader among them") {
-  for (uint32_t n = 1; n <= 12; ++n) {
-    for (uint32_t r = 1; r <= 5; ++r) {
-      const Placement p = Place(Nodes(n, 100), Config(16, r));
-      INFO(n << " nodes, " << r << " replicas");
-      REQUIRE(p.shards() == 16);
-      for (ShardId s = 0; s < 16; ++s) {
-        const std::set<NodeId> distinct(p.replicas[s].begin(), p.replicas[s].end());
-        REQUIRE(p.replicas[s].size() == std::min(n, r));
-        REQUIRE(distinct.size() == p.replicas[s].size());
-        REQUIRE(*distinct.begin() >= 100);
-        REQUIRE(*distinct.rbegin() < 100 + n);
-        REQUIRE(distinct.count(p.leader[s]) == 1);
+TEST_CASE("Each shard gets min(R, N) distinct replicas, its leader among them", "[ring]") {
+  // One vnode per node makes the ring lumpy enough that the draft sometimes
+  // leaves a shard short (ring.h, step 2): with 11 shards on 7, 10 and 12
+  // nodes here.
+  for (uint32_t vnodes : {kDefaultNodeVnodes, 1u}) {
+    for (uint32_t shards : {1u, 11u, 16u}) {
+      for (uint32_t n = 1; n <= 12; ++n) {
+        for (uint32_t r = 1; r <= 5; ++r) {
+          for (uint32_t rule : {kPlacementRuleRing, kPlacementRuleDraft}) {
+            PlacementConfig config = Config(shards, r, rule);
+            config.vnodes_per_node = vnodes;
+            const std::vector<NodeId> nodes = Nodes(n, 100);
+            const Placement p = Place(nodes, config);
+            const Loads loads = LoadsOf(nodes, p);
+            INFO(n << " nodes, " << shards << " shards, " << r << " replicas, " << vnodes
+                   << " vnodes, rule " << rule);
+            REQUIRE(p.shards() == shards);
+            for (ShardId s = 0; s < shards; ++s) {
+              const std::set<NodeId> distinct(p.replicas[s].begin(), p.replicas[s].end());
+              REQUIRE(p.replicas[s].size() == std::min(n, r));
+              REQUIRE(distinct.size() == p.replicas[s].size());
+              REQUIRE(*distinct.begin() >= 100);
+              REQUIRE(*distinct.rbegin() < 100 + n);
+              REQUIRE(distinct.count(p.leader[s]) == 1);
+            }
+            if (rule == kPlacementRuleDraft) {
+              CHECK(ReplicasWithinBounds(Max(loads.replicas), Min(loads.replicas),
+                                         double(std::min(n, r)) * shards / n));
+            }
+          }
+        }
       }
     }
   }
 }
 
-TEST_CASE("No nodes: no replicas and no leaders") {
+TEST_CASE("No nodes: no replicas and no leaders", "[ring]") {
   const Placement p = Place({}, Config(8));
   REQUIRE(p.shards() == 8);
   for (ShardId s = 0; s < 8; ++s) {
@@ -345,28 +400,25 @@ TEST_CASE("No nodes: no replicas and no leaders") {
   }
 }
 
-TEST_CASE("Replica balance stays within the stated bound for 3 to 100 nodes") {
-  // Every N in 3..100 is within it (the simulation report measures them all);
-  // a sample keeps this test fast under the sanitizers.
-  for (uint32_t n : {3u, 4u, 5u, 7u, 12u, 23u, 47u, 64u, 93u, 100u}) {
-    const std::vector<NodeId> nodes = Nodes(n);
-    const Loads loads = LoadsOf(nodes, Place(nodes, Config(4096)));
-    const double mean = 3.0 * 4096 / n;
-    INFO(n << " nodes, 4096 shards: mean " << mean << " max " << Max(loads.replicas) << " min "
-           << Min(loads.replicas));
-    CHECK(Max(loads.replicas) <= 1.25 * mean);
-    CHECK(Min(loads.replicas) >= 0.75 * mean);
-  }
-  for (uint32_t n = 3; n <= 16; ++n) {
-    const std::vector<NodeId> nodes = Nodes(n);
-    const Loads loads = LoadsOf(nodes, Place(nodes, Config(16)));
-    const double mean = 3.0 * 16 / n;
-    INFO(n << " nodes, 16 shards: mean " << mean << " max " << Max(loads.replicas));
-    CHECK(Max(loads.replicas) <= 2 * mean);
+TEST_CASE("Replicas and leaders per node stay within the stated bounds for 3 to 100 nodes",
+          "[ring]") {
+  for (uint32_t shards : {16u, 64u, 256u, 4096u}) {
+    // Every N for the smaller S; a sample keeps 4096 fast under the
+    // sanitizers (the simulation report measures every N).
+    for (uint32_t n = 3; n <= 100; n += shards == 4096 ? 7 : 1) {
+      const std::vector<NodeId> nodes = Nodes(n);
+      const Loads loads = LoadsOf(nodes, Place(nodes, Config(shards)));
+      const double mean = 3.0 * shards / n;
+      INFO(n << " nodes, " << shards << " shards: mean " << mean << " max " << Max(loads.replicas)
+             << " min " << Min(loads.replicas) << "; leaders max " << Max(loads.leaders) << " min "
+             << Min(loads.leaders));
+      CHECK(ReplicasWithinBounds(Max(loads.replicas), Min(loads.replicas), mean));
+      CHECK(LeadersWithinBounds(Max(loads.leaders), Min(loads.leaders), double(shards) / n));
+    }
   }
 }
 
-TEST_CASE("Leaders are as balanced as the replica sets allow") {
+TEST_CASE("Leaders are as balanced as the replica sets allow", "[ring]") {
   // Few shards: compare with the best a brute-force matching finds.
   for (uint32_t r = 1; r <= 3; ++r) {
     for (uint32_t n = 1; n <= 20; ++n) {
@@ -377,9 +429,9 @@ TEST_CASE("Leaders are as balanced as the replica sets allow") {
       INFO(n << " nodes, 16 shards, " << r << " replicas");
       CHECK(Max(loads.leaders) == best_max);
       CHECK(Min(loads.leaders) == best_min);
-      // With the default R = 3 and up to 12 nodes every node holds enough
-      // replicas for a spread of one.
-      if (r == 3 && n <= 12) CHECK(Max(loads.leaders) - Min(loads.leaders) <= 1);
+      // With the default R = 3 every node holds enough replicas for a
+      // spread of one.
+      if (r == 3) CHECK(Max(loads.leaders) - Min(loads.leaders) <= 1);
     }
   }
   // Many shards: every node leads floor(S/N) or ceil(S/N).
@@ -394,27 +446,40 @@ TEST_CASE("Leaders are as balanced as the replica sets allow") {
   }
 }
 
-TEST_CASE("A join or a leave moves replicas only to or from that node, about R*S/N of them") {
-  // Simulate checks that only the changed node's assignments move, so the
-  // moves are exactly its replica count and their bound is the balance bound.
-  for (uint32_t n : {3u, 5u, 16u, 99u}) {
-    const Simulation sim = Simulate(n, 4096, /*full=*/false);
-    INFO(sim.Report());
-    CHECK(sim.join_moves <= 1.25 * sim.join_minimum);
-    CHECK(sim.leave_moves <= 1.25 * 3 * 4096 / n);
-    // Leaderships: the joining node takes its share, and a few move along.
-    CHECK(sim.join_leader_moves <= 2 * 4096.0 / (n + 1));
-    CHECK(sim.leave_leader_moves <= 2 * 4096.0 / n);
-  }
-  for (uint32_t n = 3; n <= 15; ++n) {
-    const Simulation sim = Simulate(n, 16, /*full=*/true);
-    INFO(sim.Report());
-    CHECK(sim.join_moves <= 2 * sim.join_minimum);
-    CHECK(sim.worst_leave_ratio <= 2);
+TEST_CASE("A join or a leave moves about R*S/N replicas", "[ring]") {
+  // Against the share of the node that comes or goes. The worst bounds are
+  // the simulation report's over every N in 3..100, rounded up: they come
+  // where a bound of ring.h steps and every node at it gives or takes one
+  // replica more. So do the moves between nodes that stay (none for 4096
+  // shards). On average a move is near its share.
+  struct Worst {
+    double factor;
+    size_t between;
+  };
+  const std::map<uint32_t, Worst> worst = {
+      {16, {3.7, 4}}, {64, {4.5, 15}}, {256, {3.8, 22}}, {4096, {1.15, 0}}};
+  for (const auto& [shards, bound] : worst) {
+    double join_sum = 0, leave_sum = 0;
+    size_t joins = 0, leaves = 0;
+    for (uint32_t n = 3; n <= 100; n += shards == 4096 ? 24 : 4) {
+      const Simulation sim = Simulate(n, shards, {1, n / 2 + 1, n});
+      INFO(sim.Report());
+      CHECK(sim.JoinFactor() <= bound.factor);
+      CHECK(sim.LeaveFactor() <= bound.factor);
+      CHECK(sim.join_between <= bound.between);
+      CHECK(sim.leave_between <= bound.between);
+      join_sum += sim.JoinFactor();
+      ++joins;
+      leave_sum += sim.leave_moves_sum / sim.leave_share;
+      leaves += sim.leaves;
+    }
+    INFO(shards << " shards: mean join x" << join_sum / joins << ", leave x" << leave_sum / leaves);
+    CHECK(join_sum / joins <= 1.3);
+    CHECK(leave_sum / leaves <= 1.3);
   }
 }
 
-TEST_CASE("PlacementMoves lists added and removed replicas and leader changes") {
+TEST_CASE("PlacementMoves lists added and removed replicas and leader changes", "[ring]") {
   Placement from;
   from.replicas = {{1, 2, 3}, {2, 3, 4}, {3, 4, 1}};
   from.leader = {1, 2, 3};
@@ -428,40 +493,99 @@ TEST_CASE("PlacementMoves lists added and removed replicas and leader changes") 
   REQUIRE(PlacementMoves(to, to).empty());
 }
 
-TEST_CASE("Simulation: 100 nodes and 4096 shards") {
-  const Simulation sim = Simulate(100, 4096, /*full=*/false);
+TEST_CASE("Simulation: 100 nodes and 4096 shards", "[ring]") {
+  const Simulation sim = Simulate(100, 4096, {1, 100});
   INFO(sim.Report());
-  CHECK(sim.max_replicas <= 1.25 * sim.mean);
-  CHECK(sim.min_replicas >= 0.75 * sim.mean);
-  CHECK(sim.max_leaders - sim.min_leaders <= 1);
-  CHECK(sim.join_moves <= 1.25 * sim.join_minimum);
-  CHECK(sim.leave_moves <= 1.25 * sim.mean);
-  CHECK(sim.join_leader_moves <= 2 * 4096.0 / 101);
+  CHECK(sim.WithinBounds());
+  CHECK(sim.max_replicas <= 1.15 * sim.mean);
+  CHECK(sim.min_replicas >= 0.85 * sim.mean);
+  CHECK(sim.JoinFactor() <= 1.15);
+  CHECK(sim.LeaveFactor() <= 1.15);
+  // Leaderships: the joining node takes its share, and rebalancing moves
+  // more along (183 and 175 here; leaders have no history, see ring.h).
+  CHECK(sim.join_leader_moves <= 5 * 4096.0 / 101);
+  CHECK(sim.leave_leader_moves <= 5 * 4096.0 / 100);
 }
 
-// Not run by default: `kv_test "[.sim]"` prints the report, with every node
-// leaving in turn, and the balance for every N in 3..100.
+// Not run by default: `kv_test "[.sim]"` prints the report: one cluster in
+// detail, 16 shards on 3..16 nodes, then for each S the worst over
+// N = 3..100 of the balance and of the moves (node N+1 joins; every node
+// leaves in turn, or three of them for 4096 shards), with the N where it
+// happens, and the mean of the moves over every join and every leave.
 TEST_CASE("Placement simulation report", "[.sim]") {
-  std::printf("%s", Simulate(100, 4096, /*full=*/true).Report().c_str());
-  for (uint32_t shards : {16u, 4096u}) {
-    double worst_max = 0, worst_min = 1e9;
-    uint32_t worst_max_n = 0, worst_min_n = 0;
-    for (uint32_t n = 3; n <= (shards == 16 ? 16 : 100); ++n) {
-      const std::vector<NodeId> nodes = Nodes(n);
-      const Loads loads = LoadsOf(nodes, Place(nodes, Config(shards)));
-      const double mean = 3.0 * shards / n;
-      if (Max(loads.replicas) / mean > worst_max) {
-        worst_max = Max(loads.replicas) / mean;
-        worst_max_n = n;
-      }
-      if (Min(loads.replicas) / mean < worst_min) {
-        worst_min = Min(loads.replicas) / mean;
-        worst_min_n = n;
-      }
+  std::printf("%s", Simulate(100, 4096, {1, 50, 100}).Report().c_str());
+  // The default S on the cluster sizes most run.
+  std::printf("\n16 shards: replicas per node (ascending), moves when a node joins, worst leave\n");
+  for (uint32_t n = 3; n <= 16; ++n) {
+    const Simulation sim = Simulate(n, 16, Nodes(n));
+    std::vector<uint32_t> counts;
+    for (const auto& [node, count] : LoadsOf(Nodes(n), Place(Nodes(n), Config(16))).replicas) {
+      counts.push_back(count);
     }
+    std::sort(counts.begin(), counts.end());
+    std::string list;
+    for (uint32_t c : counts) list += (list.empty() ? "" : ",") + std::to_string(c);
+    std::printf("  N = %2u: %-40s join %2zu (share %4.1f)  leave %2zu (share %4.1f)\n", n,
+                list.c_str(), sim.join_moves, sim.join_share, sim.leave_moves, sim.leave_share);
+  }
+  // Ratios where the mean is 4 or more; below, how far past the mean rounded
+  // (the bounds allow one).
+  // Then the moves: against the share, and in count between nodes that
+  // stay (worst over N, a join / a leave); leader moves against S/(N+1).
+  std::printf("\n%5s  %-12s %-12s %-9s %-8s %-18s %-18s %-9s %-18s\n", "", "mean >= 4", "",
+              "mean < 4", "leaders", "join moves/share", "leave moves/share", "between",
+              "leader moves/share");
+  std::printf("%5s  %-12s %-12s %-9s %-8s %-18s %-18s %-9s %-18s\n", "S", "max/mean (N)",
+              "min/mean (N)", "over under", "max-min", "worst (N), mean", "worst (N), mean",
+              "join/leave", "join worst (N), mean");
+  for (uint32_t shards : {16u, 64u, 256u, 4096u}) {
+    double max_ratio = 0, min_ratio = 1e9, join = 0, leave = 0, join_sum = 0, leave_sum = 0;
+    uint32_t max_n = 0, min_n = 0, join_n = 0, leave_n = 0, leader_spread = 0, count = 0;
+    int over = -1, under = -1;  // none while the mean is 4 or more
+    size_t leaves = 0, join_between = 0, leave_between = 0;
+    double leaders = 0, leaders_sum = 0;
+    uint32_t leaders_n = 0;
+    for (uint32_t n = 3; n <= 100; ++n) {
+      const std::vector<NodeId> leaving =
+          shards <= 256 ? Nodes(n) : std::vector<NodeId>{1, n / 2 + 1, n};
+      const Simulation sim = Simulate(n, shards, leaving);
+      INFO(sim.Report());
+      CHECK(sim.WithinBounds());
+      if (sim.mean >= 4 && sim.max_replicas / sim.mean > max_ratio) {
+        max_ratio = sim.max_replicas / sim.mean;
+        max_n = n;
+      }
+      if (sim.mean >= 4 && sim.min_replicas / sim.mean < min_ratio) {
+        min_ratio = sim.min_replicas / sim.mean;
+        min_n = n;
+      }
+      if (sim.mean < 4) {
+        over = std::max(over, int(sim.max_replicas) - int(std::ceil(sim.mean)));
+        under = std::max(under, int(std::floor(sim.mean)) - int(sim.min_replicas));
+      }
+      if (sim.JoinFactor() > join) join = sim.JoinFactor(), join_n = n;
+      if (sim.LeaveFactor() > leave) leave = sim.LeaveFactor(), leave_n = n;
+      leader_spread = std::max(leader_spread, sim.max_leaders - sim.min_leaders);
+      join_between = std::max(join_between, sim.join_between);
+      leave_between = std::max(leave_between, sim.leave_between);
+      if (sim.JoinLeaderFactor() > leaders) leaders = sim.JoinLeaderFactor(), leaders_n = n;
+      leaders_sum += sim.JoinLeaderFactor();
+      join_sum += sim.JoinFactor();
+      leave_sum += sim.leave_moves_sum / sim.leave_share;
+      leaves += sim.leaves;
+      ++count;
+    }
+    const std::string small =
+        over < 0 ? "   -     -" : std::to_string(over) + "     " + std::to_string(under);
+    const std::string between =
+        std::to_string(join_between) + " / " + std::to_string(leave_between);
     std::printf(
-        "%u shards, N = 3..%u: worst max/mean %.3f (N = %u), worst min/mean %.3f (N = %u)\n",
-        shards, shards == 16 ? 16 : 100, worst_max, worst_max_n, worst_min, worst_min_n);
+        "%5u  %.3f (%3u)  %.3f (%3u)  %10s  %-8u %.2f (%3u), %.2f   %.2f (%3u), %.2f   %-9s %.2f "
+        "(%3u), %.2f\n",
+        shards, max_ratio, max_n, min_ratio, min_n, small.c_str(), leader_spread, join, join_n,
+        join_sum / count, leave, leave_n, leave_sum / leaves, between.c_str(), leaders, leaders_n,
+        leaders_sum / count);
+    std::fflush(stdout);
   }
 }
 

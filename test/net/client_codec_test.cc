@@ -589,11 +589,16 @@ TEST_CASE("A shard map round-trips through the shards reply, sorted by shard") {
   REQUIRE(back.version == 7);
   REQUIRE(back.shards == 3);
   REQUIRE(back.replicas == 2);
+  REQUIRE(back.placement == 0);  // as a node before placement rules says
   REQUIRE(back.members == map.members);
   REQUIRE(back.list.size() == 3);
   RequireSameShard(back.list[0], map.list[1]);
   RequireSameShard(back.list[1], map.list[2]);
   RequireSameShard(back.list[2], map.list[0]);
+  ShardMap ruled = map;
+  ruled.placement = 2;
+  REQUIRE(DecodeShardsReply(EncodeShardsReply(31, ruled), &id, &back).ok());
+  REQUIRE(back.placement == 2);
   // Any client reply decoder can still read its id and status.
   ClientReply peek;
   REQUIRE(DecodeClientReply(EncodeShardsReply(31, map), &peek).ok());

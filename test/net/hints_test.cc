@@ -33,6 +33,42 @@ TEST_CASE("Leader hints round trip and are told apart from Raft messages") {
   REQUIRE_FALSE(DecodePeerFrameAs(EncodeRemovedNotice({4, 9, 3}), &back).ok());
 }
 
+TEST_CASE(
+    "The placement rule rides in the leads as group 0, in the frame nodes before rules read") {
+  LeaderHints h;
+  h.from = 3;
+  h.leads = {{1, 7}, {5, 2}};
+  h.map_version = 9;
+  h.members = {{1, "a:1"}};
+  h.placement_rule = 2;
+  const std::string bytes = EncodeLeaderHints(h);
+  LeaderHints back;
+  REQUIRE(DecodePeerFrameAs(bytes, &back).ok());
+  REQUIRE(back == h);  // not among the leads
+  // The shape a decoder from before rules checks: six elements, each lead
+  // two unsigned numbers; the rule is one more lead, of group 0.
+  msgpack::object_handle oh = msgpack::unpack(bytes.data(), bytes.size());
+  const msgpack::object& o = oh.get();
+  REQUIRE(o.type == msgpack::type::ARRAY);
+  REQUIRE(o.via.array.size == 6);
+  const msgpack::object& leads = o.via.array.ptr[3];
+  REQUIRE(leads.via.array.size == 3);
+  for (uint32_t i = 0; i < leads.via.array.size; ++i) {
+    const msgpack::object& lead = leads.via.array.ptr[i];
+    REQUIRE(lead.type == msgpack::type::ARRAY);
+    REQUIRE(lead.via.array.size == 2);
+    REQUIRE(lead.via.array.ptr[0].type == msgpack::type::POSITIVE_INTEGER);
+    REQUIRE(lead.via.array.ptr[1].type == msgpack::type::POSITIVE_INTEGER);
+  }
+  REQUIRE(leads.via.array.ptr[2].via.array.ptr[0].as<uint64_t>() == 0);
+  REQUIRE(leads.via.array.ptr[2].via.array.ptr[1].as<uint64_t>() == 2);
+  // Without a rule the frame is byte for byte what nodes before rules send.
+  h.placement_rule = 0;
+  REQUIRE(DecodePeerFrameAs(EncodeLeaderHints(h), &back).ok());
+  REQUIRE(back.placement_rule == 0);
+  REQUIRE(back.leads == h.leads);
+}
+
 TEST_CASE("A removed notice round trips") {
   RemovedNotice n;
   REQUIRE(DecodePeerFrameAs(EncodeRemovedNotice({4, 9, 3}), &n).ok());

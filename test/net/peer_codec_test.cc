@@ -42,6 +42,7 @@ LeaderHints SomeHints() {
   h.leads = {{1, 7}, {5, 2}, {17, 1ULL << 40}};
   h.map_version = 1234;
   h.members = {{1, "127.0.0.1:8080"}, {3, "10.0.0.3:9000"}};
+  h.placement_rule = 2;
   return h;
 }
 
@@ -155,6 +156,13 @@ TEST_CASE("Hostile peer frames give InvalidArgument") {
       {"leader hints of 5", Array(1, "leads", 1, none, 1), "not 6 elements"},
       {"leads not pairs", Array(1, "leads", 1, make_tuple(make_tuple(1)), 1, none),
        "malformed entry"},
+      {"a placement rule 0", Array(1, "leads", 1, make_tuple(make_tuple(0, 0)), 1, none),
+       "placement rule"},
+      {"two placement rules",
+       Array(1, "leads", 1, make_tuple(make_tuple(0, 2), make_tuple(0, 2)), 1, none),
+       "placement rule"},
+      {"a placement rule over 32 bits",
+       Array(1, "leads", 1, make_tuple(make_tuple(0, 1ULL << 32)), 1, none), "placement rule"},
       {"a member address as bin",
        Array(1, "leads", 1, none, 1, make_tuple(make_tuple(1, std::vector<char>{'a'}))),
        "malformed member"},
