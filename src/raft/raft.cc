@@ -36,6 +36,9 @@ Status Config::Validate() const {
     return Status::InvalidArgument("raft: lease_reads requires check_quorum");
   }
   if (hibernate_tick < 0) return Status::InvalidArgument("raft: hibernate_tick must be >= 0");
+  if (hibernate_tick > 0 && !pre_vote) {
+    return Status::InvalidArgument("raft: hibernate_tick requires pre_vote");
+  }
   std::set<NodeId> seen;
   for (NodeId p : peers) {
     if (p == kNoNode) return Status::InvalidArgument("raft: peer id 0 is reserved");
@@ -387,6 +390,7 @@ bool Raft::WakesUp(const Message& m) const {
   switch (m.type) {
     case MessageType::kVote:
     case MessageType::kPreVote:
+      return m.term > term_;  // not a stale candidate
     case MessageType::kTimeoutNow:
     case MessageType::kReadIndex:
     case MessageType::kTransferLeader:
@@ -407,7 +411,13 @@ void Raft::PeerDown(NodeId node) {
     if (IsMember(node)) WakeUp();
   } else if (node == lead_) {
     WakeUp();
-    election_elapsed_ = std::max(election_elapsed_, cfg_.election_tick);
+    // As if the timer had run while asleep: the lease promised with the last
+    // answer to the leader holds until an election timeout after it, whatever
+    // the driver believes (its report may be stale).
+    const uint64_t since = ticks_ - leader_contact_tick_;
+    election_elapsed_ = std::max(
+        election_elapsed_,
+        static_cast<int>(std::min<uint64_t>(since, static_cast<uint64_t>(cfg_.election_tick))));
   }
 }
 
@@ -523,6 +533,7 @@ void Raft::StepFollower(const Message& m) {
     case MessageType::kAppend:
       election_elapsed_ = 0;
       lead_ = m.from;
+      leader_contact_tick_ = ticks_;
       HandleAppend(m);
       // Entries not known committed: the leader is busy, and heartbeats
       // until they commit. (A removed replica learns no more: awake, it
@@ -532,12 +543,14 @@ void Raft::StepFollower(const Message& m) {
     case MessageType::kHeartbeat:
       election_elapsed_ = 0;
       lead_ = m.from;
+      leader_contact_tick_ = ticks_;
       HandleHeartbeat(m);
       if (m.context == kHibernateContext && cfg_.hibernate_tick > 0) hibernating_ = true;
       break;
     case MessageType::kSnapshot:
       election_elapsed_ = 0;
       lead_ = m.from;
+      leader_contact_tick_ = ticks_;
       HandleSnapshot(m);
       if (log_.LastIndex() > log_.committed()) WakeUp();
       break;

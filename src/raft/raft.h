@@ -111,7 +111,8 @@ struct Config {
   bool lease_reads = false;
 
   // Leader: hibernate after this many ticks with nothing to do (see
-  // Hibernation above); followers follow its lead. 0: never.
+  // Hibernation above); followers follow its lead. 0: never. Requires
+  // pre_vote.
   int hibernate_tick = 0;
 
   uint64_t seed = 1;  // election timeout randomization
@@ -200,9 +201,10 @@ class Raft {
   // The driver's view of another node, for hibernating groups: `node` has
   // sent nothing for at least an election timeout, or said it no longer
   // leads this group at this replica's term. A hibernating follower whose
-  // leader it is wakes with its election timeout as good as passed (the
-  // leader's lease is over either way); a hibernating leader of which it is
-  // a member wakes (its quorum check then decides). Otherwise ignored.
+  // leader it is wakes with its election timer as if it had run while
+  // asleep (so a stale report cannot void the lease its last answer to the
+  // leader promised); a hibernating leader of which it is a member wakes (its
+  // quorum check then decides). Otherwise ignored.
   void PeerDown(NodeId node);
   bool hibernating() const { return hibernating_; }
   // The snapshot sent to `to` was delivered (ok) or failed to send. The
@@ -367,7 +369,8 @@ class Raft {
   int heartbeat_elapsed_ = 0;
   int randomized_election_timeout_ = 0;
   bool hibernating_ = false;
-  int idle_ticks_ = 0;  // leader: ticks since it last had something to do
+  int idle_ticks_ = 0;                // leader: ticks since it last had something to do
+  uint64_t leader_contact_tick_ = 0;  // follower: ticks_ when lead_ last sent to it
   NodeId lead_transferee_ = kNoNode;
   bool timeout_now_sent_ = false;  // leader: a transfer was set off this term
 

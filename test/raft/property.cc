@@ -87,7 +87,8 @@ class Run {
     o.trace_print = po_.trace_print;
     // From a source of its own, so that the seeds without it run as before.
     Rng hibernation(po_.seed ^ 0x48494245ull);
-    o.hibernate_tick = hibernation.Chance(0.5) ? static_cast<int>(hibernation.Range(1, 10)) : 0;
+    o.hibernate_tick =
+        o.pre_vote && hibernation.Chance(0.6) ? static_cast<int>(hibernation.Range(1, 10)) : 0;
     return o;
   }
 

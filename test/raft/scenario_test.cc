@@ -1697,5 +1697,85 @@ TEST_CASE("Hibernation: a lost hibernating heartbeat costs a wake-up, not a lead
   REQUIRE_SAFE(c);
 }
 
+void SetLatency(Cluster& c, int steps) {
+  c.net().min_latency = steps;
+  c.net().max_latency = steps;
+}
+
+// A ping that the new leader L sent while still a candidate ("leads
+// nothing") overtakes nothing in a FIFO transport, but the simulated network
+// gives pings and Raft messages independent latencies. Here it arrives after
+// L's hibernating heartbeat: both followers take it as "L no longer leads at
+// our term". PeerDown must not void the lease they promised L two steps
+// earlier (it once set their timers as expired): else another node is
+// elected with their votes and writes, and L, cut off, serves a lease read
+// that misses the write. (Found in review.)
+TEST_CASE("Hibernation: a stale 'no longer leads' report does not void a lease just promised") {
+  SimOptions o = Hibernating(3, 7);
+  o.hibernate_tick = 1;
+  o.lease_reads = true;
+  Cluster c(o);
+  const NodeId l0 = HibernatedLeader(c);
+  const NodeId l = l0 == 1 ? 2 : 1;  // the next leader
+  const NodeId x = 6 - l0 - l;       // the third node
+  const Term t = c.raft(l0).term();
+  INFO(c.Report());
+  SetLatency(c, 1);
+  c.RunSteps(8);
+  // Align: the next step is b-3, where b is a tick step (now % 4 == 0).
+  while (c.now() % o.steps_per_tick != 0) c.RunSteps(1);
+  c.TransferLeader(l0, l);
+  c.RunSteps(1);  // b-3: l0 sends kTimeoutNow (1 step)
+  SetLatency(c, 3);
+  c.RunSteps(1);  // b-2: l campaigns (transfer); its votes take 3 steps
+  REQUIRE(c.raft(l).role() == Role::kCandidate);
+  SetLatency(c, 1);
+  c.RunSteps(1);  // b-1
+  SetLatency(c, 6);
+  c.RunSteps(1);  // b: a tick; l, a candidate, pings "I lead nothing" (6 steps)
+  SetLatency(c, 1);
+  REQUIRE(c.RunUntil(
+      [&] {
+        return c.raft(l).role() == Role::kLeader && c.raft(l).hibernating() &&
+               c.raft(x).hibernating() && c.raft(l0).hibernating();
+      },
+      2));
+  REQUIRE(c.raft(l).term() == t + 1);
+  const uint64_t downs = c.peer_downs();
+  c.RunSteps(2);  // the stale pings arrive
+  CHECK(c.peer_downs() > downs);
+  CHECK(c.raft(l).role() == Role::kLeader);  // l still leads, and holds a lease
+  // l is cut off; x campaigns (PeerDown set its timer as expired: it would
+  // within an election timeout on its own) and l0 votes for it.
+  c.Isolate(l);
+  c.Campaign(x);
+  if (c.RunUntil([&] { return c.raft(x).role() == Role::kLeader; }, 3)) {
+    Index index = 0;
+    REQUIRE(c.ProposeKv(x, "k", nullptr, &index).ok());
+    REQUIRE(c.RunUntil([&] { return c.raft(x).commit() >= index; }, 3));
+  }
+  // l is still leader of term t+1, within the lease of its hibernating
+  // heartbeat (election_tick - 2 ticks): it reads at once.
+  REQUIRE(c.raft(l).role() == Role::kLeader);
+  std::string context;
+  REQUIRE(c.ReadIndex(l, "k", &context).ok());
+  c.RunSteps(2);
+  REQUIRE_SAFE(c);
+}
+
+TEST_CASE("Hibernation requires PreVote") {
+  // Without it, a follower restarted while its group sleeps hears no
+  // heartbeat, campaigns at a new term and deposes the leader that wakes.
+  MemoryStorage storage;
+  Config cfg;
+  cfg.id = 1;
+  cfg.storage = &storage;
+  cfg.hibernate_tick = 5;
+  cfg.pre_vote = false;
+  CHECK(cfg.Validate().IsInvalidArgument());
+  cfg.pre_vote = true;
+  CHECK(cfg.Validate().ok());
+}
+
 }  // namespace
 }  // namespace kv::raft::sim
