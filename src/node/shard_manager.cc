@@ -208,8 +208,23 @@ void ShardManager::Tick() {
   if (ctx_->ticks % static_cast<uint64_t>(ctx_->cfg.heartbeat_ticks) == 0) beat_due_ = true;
   if (ctx_->ticks % kBalanceTicks == 0) {
     ProposeNewestRule();
-    for (const auto& [id, g] : ctx_->groups) Rebalance(*g);
+    for (const auto& [id, g] : ctx_->groups) {
+      Rebalance(*g);
+      WakeIfDisplaced(*g);
+    }
   }
+}
+
+void ShardManager::WakeIfDisplaced(Group& g) {
+  raft::Raft& r = *g.raft;
+  if (g.removed || !r.hibernating() || r.role() != raft::Role::kFollower || map_version_ == 0 ||
+      g.id == kMainGroup || Contains(TargetReplicas(g.id), ctx_->cfg.id)) {
+    return;
+  }
+  // A sleeping replica placed here no more may have missed the entry that
+  // removed it: awake, it campaigns once its leader's lease is over, and a
+  // member answers with a removed notice (TellIfRemoved).
+  r.PeerDown(r.leader());
 }
 
 void ShardManager::ProposeNewestRule() {

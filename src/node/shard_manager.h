@@ -119,6 +119,8 @@ class ShardManager {
   };
   void ProposeNewestRule();
   void Rebalance(Group& g);
+  // Wakes a hibernating replica of a group the placement no longer puts here.
+  void WakeIfDisplaced(Group& g);
   void BalanceLeader(Group& g, const std::vector<raft::NodeId>& target);
   raft::NodeId KnownLeader(raft::GroupId id) const;
 

@@ -27,6 +27,8 @@ from kvcluster import METRICS_PORT_OFFSET, Cluster, wait_until  # noqa: E402
 
 BUILD = None
 SHARDS = 16
+TICK_MS = 50
+ELECTION_S = 10 * TICK_MS / 1000  # the harness's 10 election ticks
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _SAMPLE = re.compile(r'^(kvstore_raft_\w+)\{group="(\d+)"(?:,role="([\w-]+)")?\} (\S+)$')
 
@@ -37,7 +39,9 @@ def tool(*path):
 
 class HibernationTest(unittest.TestCase):
     def setUp(self):
-        self.c = Cluster(os.path.join(BUILD, "src", "node"), nodes=3,
+        # 50 ms ticks, as a real node's (the harness's 20 ms make the 200 ms
+        # election timeout a loop stall of a sanitized build can pass).
+        self.c = Cluster(os.path.join(BUILD, "src", "node"), nodes=3, tick_ms=TICK_MS,
                          extra_args=["--shards", str(SHARDS)])
         self.c.__enter__()
         self.c.start()
@@ -105,8 +109,8 @@ class HibernationTest(unittest.TestCase):
         elections = {i: sum(v["kvstore_raft_elections_total"].values())
                      for i, v in views.items()}
         terms = {i: v["kvstore_raft_term"] for i, v in views.items()}
-        # Asleep for 40 election timeouts (20 ms ticks): nobody campaigns.
-        time.sleep(40 * 10 * 0.02)
+        # Asleep for 10 election timeouts: nobody campaigns.
+        time.sleep(10 * ELECTION_S)
         views = self.all_hibernating()
         self.assertIsNotNone(views, "a group woke up with nothing to do")
         for i, v in views.items():
@@ -122,14 +126,14 @@ class HibernationTest(unittest.TestCase):
     def test_faults_under_a_light_load(self):
         wait_until(self.all_hibernating, 60, what="every group to hibernate")
         hist = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name
-        # About 2 writes a second per group: each group idles between writes
-        # for longer than it takes to fall asleep (2 election timeouts).
+        # About one write every 1.6 s per group: each group idles between
+        # writes for longer than it takes to fall asleep (2 election timeouts).
         self.load = subprocess.Popen(
             [tool("kvload"), "--endpoints", ",".join(self.c.endpoints()), "--threads", "2",
-             "--rate", "30", "--duration", "24", "--keys", "200", "--read-ratio", "0.3",
+             "--rate", "10", "--duration", "24", "--keys", "200", "--read-ratio", "0.3",
              "--verify", "--history", hist, "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        wait_until(lambda: os.path.getsize(hist) > 2000, 60, what="the load to start")
+        wait_until(lambda: os.path.getsize(hist) > 500, 60, what="the load to start")
         asleep_under_load = 0
         for _ in range(20):
             v = self.raft(1)
@@ -152,7 +156,7 @@ class HibernationTest(unittest.TestCase):
         self.assertEqual(self.load.returncode, 0, err)
         summary = json.loads(out)
         self.assertEqual(summary["verify"]["lost"], 0)
-        self.assertGreater(summary["ops"], 300)
+        self.assertGreater(summary["ops"], 150)
         chk = subprocess.run([tool("kvcheck", "kvcheck"), hist], capture_output=True, text=True,
                              timeout=600)
         self.assertEqual(chk.returncode, 0, chk.stdout + chk.stderr)
