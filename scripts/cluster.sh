@@ -15,12 +15,13 @@
 #                                  watch a new one take over, restart the
 #                                  killed node and watch it catch up
 #
-# Sharding: --shards S (S > 0) starts a sharded cluster, S shards of R
-# replicas each (--replicas, default 3); without it (or with --shards 0) the
-# cluster is unsharded, one Raft group on every node. Both are fixed when the
-# cluster is created: they are saved in DIR/cluster.conf with N and the base
-# port, and every later start of a node (restart, demo) passes them again.
-# start refuses data made with other values: remove DIR/node-* first.
+# Sharding: a cluster is sharded by default, 16 shards of R replicas each
+# (--shards S, --replicas R, default 3); --shards 0 makes it unsharded, one
+# Raft group on every node. Both are fixed when the cluster is created: they
+# are saved in DIR/cluster.conf with N and the base port, and every later
+# start of a node (restart, demo) passes them again; start without --shards
+# on existing data keeps its sharding. start refuses data made with other
+# values: remove DIR/node-* first.
 #
 # --secure: every port speaks CurveZMQ (kvstore --key, --peer-keys,
 # --client-keys): key pairs are made once with kvctl keygen in DIR/keys, one
@@ -284,7 +285,8 @@ start_node() {
   mkdir -p "$DIR"
   # nohup: the node outlives this script and the terminal it ran in.
   local sharding=() keys=()
-  [ "$SHARDS" -eq 0 ] || sharding=(--shards "$SHARDS" --replicas "$REPLICAS")
+  sharding=(--shards "$SHARDS")
+  [ "$SHARDS" -eq 0 ] || sharding+=(--replicas "$REPLICAS")
   [ "$SECURE" = 0 ] || keys=(--key "$DIR/keys/node-$id.key" --peer-keys "$DIR/keys/peers"
     --client-keys "$DIR/keys/clients")
   nohup "$BIN" --id "$id" --peers "$(peers)" --data-dir "$DIR/node-$id" "${sharding[@]}" "${keys[@]}" \
@@ -336,16 +338,16 @@ use_admin_key() {
 # start [N] [--shards S] [--replicas R] [--secure]; restart sets
 # START_BASE_PORT to the old base port and START_SECURE to the old mode.
 cmd_start() {
-  local want=3 shards=0 replicas=3 replicas_given=0 secure=${START_SECURE:-0}
+  local want=3 shards=16 shards_given=0 replicas=3 replicas_given=0 secure=${START_SECURE:-0}
   while [ $# -gt 0 ]; do
     case $1 in
       --secure) secure=1; shift ;;
       --shards | --replicas)
         [ $# -ge 2 ] || die "start: $1 needs a value"
-        if [ "$1" = --shards ]; then shards=$2; else replicas=$2 replicas_given=1; fi
+        if [ "$1" = --shards ]; then shards=$2 shards_given=1; else replicas=$2 replicas_given=1; fi
         shift 2
         ;;
-      --shards=*) shards=${1#*=}; shift ;;
+      --shards=*) shards=${1#*=} shards_given=1; shift ;;
       --replicas=*) replicas=${1#*=} replicas_given=1; shift ;;
       -*) die "start: unknown option $1 (usage: $0 start [N] [--shards S] [--replicas R] [--secure])" ;;
       *) want=$1; shift ;;
@@ -360,8 +362,12 @@ cmd_start() {
   if [ -n "$(running_nodes)" ]; then
     die "a cluster is already running from $DIR (nodes: $(running_nodes | tr '\n' ' ')); run '$0 stop' first"
   fi
-  # The sharding is fixed when the data is created; the nodes would refuse
-  # other values, so say it here, plainly.
+  # The sharding is fixed when the data is created: existing data keeps
+  # its own, and the nodes would refuse other values, so say it here, plainly.
+  if [ "$shards_given" = 0 ] && [ -f "$CONF" ] && compgen -G "$DIR/node-*/" >/dev/null; then
+    shards=$SHARDS
+    [ "$replicas_given" = 1 ] || replicas=$REPLICAS
+  fi
   if [ -f "$CONF" ] && compgen -G "$DIR/node-*/" >/dev/null &&
     { [ "$shards" != "$SHARDS" ] || { [ "$shards" -gt 0 ] && [ "$replicas" != "$REPLICAS" ]; }; }; then
     die "the data in $DIR was made by a cluster started with $(describe "$SHARDS" "$REPLICAS"); start it the same way (or '$0 restart'), or remove $DIR/node-* first"
@@ -451,7 +457,8 @@ cmd_status() {
 cmd_restart() {
   load_conf
   local last=("$N")
-  [ "$SHARDS" -eq 0 ] || last+=(--shards "$SHARDS" --replicas "$REPLICAS")
+  last+=(--shards "$SHARDS")
+  [ "$SHARDS" -eq 0 ] || last+=(--replicas "$REPLICAS")
   local base=$BASE_PORT secure=$SECURE
   cmd_stop
   START_BASE_PORT=$base START_SECURE=$secure cmd_start "${last[@]}" "$@"

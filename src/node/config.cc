@@ -195,6 +195,30 @@ Status NodeConfig::Finish() {
   return Status::OK();
 }
 
+Status ReadDataDirLayout(storage::Env* env, const std::string& data_dir, uint32_t* shards,
+                         uint32_t* replicas, bool* found) {
+  std::string have;
+  Status s = storage::ReadFileToString(env, data_dir + "/IDENTITY", &have);
+  *found = s.ok();
+  if (s.IsNotFound()) return Status::OK();
+  if (!s.ok()) return s;
+  // ClaimDataDir's format: an unsharded dir has no "shards" line.
+  *shards = 0;
+  std::istringstream lines(have);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::string shards_word, replicas_word;
+    uint32_t n = 0, r = 0;
+    if (words >> shards_word >> n >> replicas_word >> r && shards_word == "shards" &&
+        replicas_word == "replicas") {
+      *shards = n;
+      *replicas = r;
+    }
+  }
+  return Status::OK();
+}
+
 Status ClaimDataDir(storage::Env* env, const NodeConfig& cfg) {
   Status s = MakeDirs(env, cfg.data_dir);
   if (!s.ok()) return s;

@@ -87,6 +87,7 @@ struct NodeConfig {
   // Sharding, fixed when the cluster is created: the key space is cut into
   // `shards` Raft groups of `replicas` members each, placed by the hash ring
   // (kv/ring.h) over the founding members. 0 shards: one group holds every key.
+  // (The kvstore binary's default is kDefaultShards; this struct's is 0.)
   uint32_t shards = 0;
   uint32_t replicas = 3;
 
@@ -141,6 +142,15 @@ Status ParseMemberRecord(const std::string& record, HostPort* address, std::stri
 // a duplicate or zero id.
 Status ParsePeers(const std::string& text, std::map<raft::NodeId, HostPort>* peers);
 Status ParseHostPort(const std::string& text, HostPort* hp);
+
+// What a new cluster gets without --shards.
+constexpr uint32_t kDefaultShards = 16;
+
+// The shards and replicas an existing data dir was created with (its
+// IDENTITY), for a node started without --shards: a data dir keeps its
+// layout. *found is false when the dir has no IDENTITY yet.
+Status ReadDataDirLayout(storage::Env* env, const std::string& data_dir, uint32_t* shards,
+                         uint32_t* replicas, bool* found);
 
 // Claims the data directory for this node and cluster, creating it when new.
 // InvalidArgument if it belongs to another node id or cluster.

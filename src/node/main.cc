@@ -159,13 +159,17 @@ int main(int argc, char** argv) {
                  "Bytes of keys and values of those changes, at most")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--shards", cfg.shards,
-                 "Shards (Raft groups) the key space is cut into, fixed when the cluster is "
-                 "created; 0 keeps every key in one group")
-      ->capture_default_str();
-  app.add_option("--replicas", cfg.replicas,
-                 "Replicas of each shard (sharded clusters; at most the number of nodes)")
-      ->capture_default_str();
+  cfg.shards = kv::node::kDefaultShards;
+  CLI::Option* shards_option =
+      app.add_option("--shards", cfg.shards,
+                     "Shards (Raft groups) the key space is cut into, fixed when the cluster is "
+                     "created; 0 keeps every key in one group. Without it, a data dir keeps the "
+                     "layout it was created with")
+          ->capture_default_str();
+  CLI::Option* replicas_option =
+      app.add_option("--replicas", cfg.replicas,
+                     "Replicas of each shard (sharded clusters; at most the number of nodes)")
+          ->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
 
   try {
@@ -214,6 +218,18 @@ int main(int argc, char** argv) {
   }
   s = cfg.Finish();
   if (!s.ok()) return ConfigError(s.message());
+  if (shards_option->count() == 0) {
+    // An existing data dir keeps its layout: one made unsharded stays so.
+    uint32_t shards = cfg.shards, replicas = cfg.replicas;
+    bool found = false;
+    s = kv::node::ReadDataDirLayout(kv::storage::Env::Posix(), cfg.data_dir, &shards, &replicas,
+                                    &found);
+    if (!s.ok()) return ConfigError(s.message());
+    if (found) {
+      cfg.shards = shards;
+      if (replicas_option->count() == 0) cfg.replicas = replicas;
+    }
+  }
   kv::SetLogPrefix("node " + std::to_string(cfg.id));
 
   // Signals go to a dedicated thread (blocked everywhere else), which asks

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -301,6 +302,13 @@ std::vector<std::string> Cluster::Args(uint64_t id) const {
   if (options_.snapshot_entries != 0) {
     args.push_back("--snapshot-entries");
     args.push_back(std::to_string(options_.snapshot_entries));
+  }
+  // These tests are of an unsharded cluster unless they say otherwise (the
+  // binary's default is sharded; the quick start above runs on it).
+  if (std::find(options_.extra_args.begin(), options_.extra_args.end(), "--shards") ==
+      options_.extra_args.end()) {
+    args.push_back("--shards");
+    args.push_back("0");
   }
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   return args;

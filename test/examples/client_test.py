@@ -106,7 +106,7 @@ class Cluster:
                 with open(self.log(i), "ab") as log:
                     self.procs[i] = subprocess.Popen(
                         [self.kvstore, "--id", str(i), "--peers", peers, "--data-dir",
-                         os.path.join(self.root, f"node-{i}")],
+                         os.path.join(self.root, f"node-{i}"), "--shards", "0"],
                         stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
             try:
                 wait_for(lambda: self.leader() or self.any_exited(), 20, "a leader")
@@ -853,7 +853,8 @@ def run_secure(kvstore, client_py):
     """The secure scenario on a kvcluster.Cluster; exit code 0 or 1."""
     start = time.monotonic()
     try:
-        with kvcluster.Cluster(os.path.dirname(kvstore), nodes=3, secure=True) as cluster:
+        with kvcluster.Cluster(os.path.dirname(kvstore), nodes=3, secure=True,
+                               extra_args=["--shards", "0"]) as cluster:
             cluster.start()
             secure_scenario(cluster, client_py)
     except Failure as e:

@@ -180,6 +180,34 @@ TEST_CASE("node: a sharded data dir from before hash tags is refused, saying why
   REQUIRE(ClaimDataDir(&env, cfg).ok());
 }
 
+TEST_CASE("node: a data dir tells the layout it was created with, for a start without --shards") {
+  storage::FaultInjectionEnv env;
+  uint32_t shards = 99, replicas = 99;
+  bool found = true;
+  REQUIRE(ReadDataDirLayout(&env, "/none", &shards, &replicas, &found).ok());
+  CHECK_FALSE(found);
+  CHECK(shards == 99);  // untouched: the caller's defaults stand
+
+  NodeConfig cfg;
+  cfg.id = 1;
+  cfg.peers[1] = HostPort{"127.0.0.1", 8080};
+  cfg.data_dir = "/d/unsharded";
+  REQUIRE(cfg.Finish().ok());
+  REQUIRE(ClaimDataDir(&env, cfg).ok());
+  REQUIRE(ReadDataDirLayout(&env, cfg.data_dir, &shards, &replicas, &found).ok());
+  CHECK(found);
+  CHECK(shards == 0);  // made unsharded: stays so
+
+  cfg.data_dir = "/d/sharded";
+  cfg.shards = 8;
+  cfg.replicas = 5;
+  REQUIRE(ClaimDataDir(&env, cfg).ok());
+  REQUIRE(ReadDataDirLayout(&env, cfg.data_dir, &shards, &replicas, &found).ok());
+  CHECK(found);
+  CHECK(shards == 8);
+  CHECK(replicas == 5);
+}
+
 TEST_CASE("node: a failed WAL sync stops the node, which says why and acknowledges nothing") {
   storage::FaultInjectionEnv env;
   Cluster node = StartCluster({&env});

@@ -24,7 +24,7 @@ def tool(name):
 class MembershipTest(unittest.TestCase):
     def test_join_promote_and_remove_the_leader(self):
         with Cluster(os.path.join(BUILD, "src", "node"), nodes=3,
-                     extra_args=["--snapshot-entries", "500"]) as c:
+                     extra_args=["--shards", "0", "--snapshot-entries", "500"]) as c:
             c.start()
             c.wait_for_leader(60)
 

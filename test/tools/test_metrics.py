@@ -248,7 +248,8 @@ class MetricsTest(unittest.TestCase):
         cls.stack.callback(shutil.rmtree, cls.dir, ignore_errors=True)
 
         def cluster(nodes, extra_args=()):
-            c = Cluster(BIN["dir"], nodes=nodes, tick_ms=TICK_MS, extra_args=extra_args)
+            c = Cluster(BIN["dir"], nodes=nodes, tick_ms=TICK_MS,
+                        extra_args=["--shards", "0", *extra_args])
             c.base = ports.cluster(nodes)
             return cls.stack.enter_context(c)
 

@@ -105,7 +105,7 @@ class OverloadTest(unittest.TestCase):
         # times longer.
         election_ticks = 30 if sanitized() else 10
         with Cluster(os.path.join(BUILD, "src", "node"), nodes=3, tick_ms=50,
-                     election_ticks=election_ticks) as c:
+                     election_ticks=election_ticks, extra_args=["--shards", "0"]) as c:
             c.start()
             c.wait_for_leader(60)
             _, peak = self.kvload(c, "--threads", "2", "--connections", "4", "--duration", "8")

@@ -59,7 +59,7 @@ class SecureClusterTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.cluster = Cluster(BIN["dir"], nodes=3, secure=True).start()
+        cls.cluster = Cluster(BIN["dir"], nodes=3, secure=True, extra_args=["--shards", "0"]).start()
         cls.cluster.wait_for_leader(60)
         cls.keys = cls.cluster.keys
         cls.public = {i: cls.keys.public[f"node-{i}"] for i in (1, 2, 3)}

@@ -121,10 +121,31 @@ class KeygenTest(unittest.TestCase):
             shutil.rmtree(d, ignore_errors=True)
 
 
+class DefaultShardsTest(unittest.TestCase):
+    """kvstore without --shards: a new data dir gets 16 shards; one made
+    unsharded stays unsharded."""
+
+    def shards_of(self, c):
+        st = wait_until(lambda: c.status(1), 60, what="the node to answer status")
+        return st.get("shards", 0)
+
+    def test_a_new_cluster_is_sharded_and_an_old_data_dir_keeps_its_layout(self):
+        with Cluster(BIN["dir"], nodes=1).start() as c:
+            self.assertEqual(self.shards_of(c), 16)
+        with Cluster(BIN["dir"], nodes=1, extra_args=["--shards", "0"]).start() as c:
+            wait_until(lambda: run("kvctl", "--endpoints", c.endpoint(1), "put", "k", "v")
+                       .returncode == 0, 60, what="a write")
+            c.extra_args = []  # started again as an upgraded node would be: no --shards
+            c.restart(1)
+            self.assertEqual(self.shards_of(c), 0)
+            r = run("kvctl", "--endpoints", c.endpoint(1), "get", "k")
+            self.assertEqual((r.returncode, r.stdout), (0, "v"), r.stderr)
+
+
 class ToolsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.cluster = Cluster(BIN["dir"], nodes=3).start()
+        cls.cluster = Cluster(BIN["dir"], nodes=3, extra_args=["--shards", "0"]).start()
         cls.cluster.wait_for_leader(60)
         cls.eps = ",".join(cls.cluster.endpoints())
 
@@ -348,7 +369,8 @@ class ToolsTest(unittest.TestCase):
         self.assertIn("--from", r.stderr)
 
     def test_kvctl_watch_says_compacted_and_exits_1(self):
-        with Cluster(BIN["dir"], nodes=1, extra_args=["--watch-history-changes", "2"]).start() as c:
+        with Cluster(BIN["dir"], nodes=1,
+                     extra_args=["--shards", "0", "--watch-history-changes", "2"]).start() as c:
             c.wait_for_leader(60)
             eps = c.endpoints()[0]
             for i in range(5):
@@ -430,7 +452,7 @@ class ToolsTest(unittest.TestCase):
         # the other kvload tests write kvload's keys into the shared one.
         # Its leader is killed while the load runs: scans are resent, and
         # some end with an unknown outcome.
-        with Cluster(BIN["dir"], nodes=3).start() as cluster:
+        with Cluster(BIN["dir"], nodes=3, extra_args=["--shards", "0"]).start() as cluster:
             cluster.wait_for_leader(60)
 
             def kill_the_leader(hist):

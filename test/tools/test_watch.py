@@ -347,7 +347,7 @@ class WatchTest(unittest.TestCase):
 
     def test_a_watcher_gets_exactly_the_committed_changes_through_faults(self):
         started = time.monotonic()
-        c = self.start_cluster()
+        c = self.start_cluster("--shards", "0")
         leader = c.wait_for_leader()
         follower, third = [i for i in range(1, 4) if i != leader]
         # Served by a follower first, so that the leader's kill and the
@@ -395,7 +395,7 @@ class WatchTest(unittest.TestCase):
         self.report("faults", started, writers, watcher, events, unknown_seen)
 
     def test_a_watcher_away_longer_than_the_history_gets_compacted_and_recovers(self):
-        c = self.start_cluster("--watch-history-changes", "50")
+        c = self.start_cluster("--shards", "0", "--watch-history-changes", "50")
         c.wait_for_leader()
         client = Client(c.endpoints(), timeout=20.0)
         self.addCleanup(client.close)
@@ -468,7 +468,7 @@ class WatchTest(unittest.TestCase):
         started = time.monotonic()
         # A small history, so that a watch paused at its connection's budget
         # (64 MiB unread) is out of it once the writes go 24 MiB further.
-        c = self.start_cluster("--watch-history-bytes", str(8 << 20))
+        c = self.start_cluster("--shards", "0", "--watch-history-bytes", str(8 << 20))
         node = c.wait_for_leader()  # the one busiest with the writes
         value_bytes, writes = 64 << 10, (96 << 20) // (64 << 10)
         slow = c.ctx.socket(zmq.DEALER)
