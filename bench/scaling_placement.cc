@@ -73,6 +73,11 @@ int main(int argc, char** argv) {
   app.add_option("--keys", keys, "kvload's key space, for the shard weights (0: none)");
   app.add_option("--zipf", zipf, "Zipf exponent of the key draw; 0: uniform")
       ->check(CLI::Range(0.0, 10.0));
+  // Rule 1 by default: what the clusters measured in bench/results ran.
+  uint32_t rule = kv::kPlacementRuleRing;
+  app.add_option("--rule", rule, "Placement rule (src/kv/ring.h): 1 ring, 2 even spread")
+      ->capture_default_str()
+      ->check(CLI::Range(kv::kPlacementRuleRing, kv::kNewestPlacementRule));
   auto* join_flag = app.add_flag("--join", join, "Also place after node N+1 joins");
   app.add_option("--leave", leave, "Also place after this node leaves")
       ->check(CLI::Range(1u, 100000u))
@@ -86,6 +91,7 @@ int main(int argc, char** argv) {
   kv::PlacementConfig config;
   config.shards = shards;
   config.replicas = replicas;
+  config.rule = rule;
   std::vector<kv::NodeId> ids;
   for (uint32_t i = 1; i <= nodes; ++i) ids.push_back(i);
   const kv::Placement before = kv::Place(ids, config);
