@@ -1092,19 +1092,22 @@ TEST_CASE("Async: BUSY waits a backoff in the client, then the same write comple
 }
 
 TEST_CASE("Async: a node slower than request_timeout, within 4 times its usual, gets no resend") {
-  std::atomic<int> delay_ms{80};
+  // Wide margins: 300 ms is past the 250 ms request_timeout and well within
+  // 4 x 200 ms, even when a loaded sanitized build adds a few hundred ms
+  // (80 ms usual and 150 ms slow once drew a resend on a loaded CI machine).
+  std::atomic<int> delay_ms{200};
   FakeNode node([&](const ClientRequest&) {
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));  // a slow node
     return With(ReplyStatus::kOk);
   });
   AsyncOptions o = FastAsync({node.address()});
-  o.request_timeout = std::chrono::milliseconds(100);
+  o.request_timeout = std::chrono::milliseconds(250);
   AsyncClient c(o, Topology{node.address(), {}, {}});
   for (uint64_t tag = 0; tag < 4; ++tag) {
     c.Submit(tag, Put("k"));
     REQUIRE(WaitFor(c, 1).size() == 1);
   }
-  delay_ms = 150;
+  delay_ms = 300;
   c.Submit(9, Put("k"));
   REQUIRE(WaitFor(c, 1).size() == 1);
   REQUIRE(c.retries() == 0);
