@@ -275,6 +275,22 @@ TEST_CASE("a watch of a sharded cluster reads every shard from a replica and see
   Cluster cluster(ShardedOptions());
   REQUIRE(cluster.Start());
   REQUIRE(cluster.WaitUntil([&] { return EveryShardLed(cluster); }, kSettleTimeout));
+  // The replica sets settle first: a new cluster moves from placement rule 1
+  // to rule 2 after its start, and a watch started meanwhile may be served
+  // by a replica the map fetched below no longer lists.
+  PlacementConfig pc;
+  pc.shards = kShards;
+  pc.replicas = kReplicas;
+  pc.rule = kPlacementRuleDraft;
+  const Placement placement = Place(cluster.ids(), pc);
+  REQUIRE(cluster.WaitUntil(
+      [&] {
+        for (uint64_t id : cluster.ids()) {
+          if (PlacementRuleOf(cluster, id) != kPlacementRuleDraft) return false;
+        }
+        return Placed(cluster, placement);
+      },
+      kSettleTimeout));
   client::Client c(cluster.ClientOptions(kReplyTimeout));
   ShardMap map;
   REQUIRE(c.Shards(&map).ok());
