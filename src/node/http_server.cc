@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "common/thread_name.h"
 #include "node/metrics.h"
 
 namespace kv::node {
@@ -41,7 +42,10 @@ Status HttpServer::Start(const std::string& host, int port) {
     return Status::InvalidArgument("cannot listen for metrics on " + host + ":" +
                                    std::to_string(port) + " (in use?)");
   }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  thread_ = std::thread([this] {
+    NameThisThread("kv-http");
+    server_->listen_after_bind();
+  });
   // stop() does nothing to a server whose thread has not started listening
   // yet (that thread would then serve forever and Stop would never join
   // it): wait until it listens. Microseconds; the deadline only guards.

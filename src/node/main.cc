@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "common/logging.h"
+#include "common/thread_name.h"
 #include "kv/layout.h"
 #include "net/curve_keys.h"
 #include "node/config.h"
@@ -251,6 +252,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::thread signal_thread([&] {
+    kv::NameThisThread("kv-signal");
     int sig = 0;
     while (sigwait(&handled, &sig) == 0 && sig == SIGHUP) node.RequestReload();
     node.RequestStop();

@@ -1,9 +1,18 @@
 #include "node/worker_pool.h"
 
+#include <string>
+
+#include "common/thread_name.h"
+
 namespace kv::node {
 
 WorkerPool::WorkerPool(int threads) {
-  for (int i = 0; i < std::max(1, threads); ++i) threads_.emplace_back([this] { Work(); });
+  for (int i = 0; i < std::max(1, threads); ++i) {
+    threads_.emplace_back([this, i] {
+      NameThisThread("kv-worker-" + std::to_string(i));
+      Work();
+    });
+  }
 }
 
 WorkerPool::~WorkerPool() {

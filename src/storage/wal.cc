@@ -7,6 +7,7 @@
 #include <iterator>
 
 #include "common/logging.h"
+#include "common/thread_name.h"
 
 namespace kv::storage {
 
@@ -99,7 +100,10 @@ Status Wal::Open(Env* env, const std::string& dir, const WalOptions& options,
   Status s = w->Recover(replay);
   if (!s.ok()) return s;
   Wal* raw = w.get();
-  w->writer_ = std::thread([raw] { raw->WriterLoop(); });
+  w->writer_ = std::thread([raw] {
+    NameThisThread("kv-wal");
+    raw->WriterLoop();
+  });
   *wal = std::move(w);
   return Status::OK();
 }
