@@ -76,11 +76,16 @@ Status EventLoop::AddTimer(std::chrono::milliseconds period, Callback fn) {
 }
 
 void EventLoop::Post(Callback fn) {
+  bool first = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    first = posted_.empty();
     posted_.push_back(std::move(fn));
   }
-  Wake();
+  // Work already waiting has woken the loop, which reads the eventfd before
+  // it takes what was posted (RunPosted): one system call and one wake-up
+  // per batch of posts, not per post.
+  if (first) Wake();
 }
 
 void EventLoop::Wake() {

@@ -58,7 +58,7 @@ bool PeerTransport::Drain(
   size_t bytes = 0;
   std::vector<zmq::message_t> frames;
   const DrainSlice slice;
-  while (bytes < kMaxBytesPerDrain && (!found || !slice.over()) && HasInput(in_) &&
+  while (bytes < kMaxBytesPerDrain && (!found || !slice.over()) &&
          ReceiveFrames(in_, &frames, "raft socket")) {
     found = true;
     for (const zmq::message_t& f : frames) bytes += f.size();

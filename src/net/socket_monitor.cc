@@ -37,7 +37,7 @@ void SocketMonitor::Read(const std::function<void(int event)>& on_event) {
   std::vector<zmq::message_t> frames;
   // An event is two frames: the event number (16 bits) and a value (32
   // bits), then the endpoint.
-  while (HasInput(pair_) && ReceiveFrames(pair_, &frames, "socket monitor")) {
+  while (ReceiveFrames(pair_, &frames, "socket monitor")) {
     if (frames.empty() || frames[0].size() < sizeof(uint16_t)) continue;
     uint16_t event = 0;
     std::memcpy(&event, frames[0].data(), sizeof event);

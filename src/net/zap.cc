@@ -29,7 +29,7 @@ int ZapHandler::fd() const { return socket_.get(zmq::sockopt::fd); }
 bool ZapHandler::Drain() {
   bool found = false;
   std::vector<zmq::message_t> f;
-  while (HasInput(socket_) && ReceiveFrames(socket_, &f, "zap socket")) {
+  while (ReceiveFrames(socket_, &f, "zap socket")) {
     found = true;
     // [routing id, empty, version, request id, domain, address, identity,
     //  mechanism, credentials...]

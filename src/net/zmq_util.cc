@@ -55,14 +55,6 @@ bool ReceiveFrames(zmq::socket_t& socket, std::vector<zmq::message_t>* frames, c
   }
 }
 
-bool HasInput(zmq::socket_t& socket) {
-  try {
-    return (socket.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
-  } catch (const zmq::error_t&) {
-    return false;
-  }
-}
-
 void MakeCurveServer(zmq::socket_t& socket, const std::string& secret_key, const char* zap_domain) {
   socket.set(zmq::sockopt::curve_server, true);
   socket.set(zmq::sockopt::curve_secretkey, secret_key);

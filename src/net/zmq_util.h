@@ -41,12 +41,12 @@ bool SendFrames(zmq::socket_t& socket, std::initializer_list<std::string_view> f
                 zmq::message_t last, const char* what);
 
 // Reads one waiting multipart message into *frames without blocking. False
-// when none waits (or ZeroMQ fails, logged as `what`).
+// when none waits (or ZeroMQ fails, logged as `what`). ZMQ_FD's signal is
+// edge-triggered: a drain calls this until it is false. A false answer has
+// processed ZeroMQ's pending commands as a ZMQ_EVENTS check would, so the
+// signal fires again for the next input; and a message costs no ZMQ_EVENTS
+// check of its own (each is a poll and a getpid system call in libzmq).
 bool ReceiveFrames(zmq::socket_t& socket, std::vector<zmq::message_t>* frames, const char* what);
-
-// Whether input waits on the socket (ZMQ_EVENTS): with ZMQ_FD's edge-
-// triggered signal, drains loop on this until it is false.
-bool HasInput(zmq::socket_t& socket);
 
 // Makes `socket` a CURVE server with this secret key (Z85), whose
 // connections the ZAP handler checks under `zap_domain`. Before bind.

@@ -81,7 +81,7 @@ bool ClientFront::Drain() {
   std::vector<zmq::message_t> frames;
   const net::DrainSlice slice;
   while (requests < kMaxRequestsPerDrain && bytes < kMaxBytesPerDrain &&
-         (requests == 0 || !slice.over()) && net::HasInput(socket_) &&
+         (requests == 0 || !slice.over()) &&
          net::ReceiveFrames(socket_, &frames, "client socket")) {
     found = true;
     ++requests;
