@@ -1,5 +1,9 @@
 #include "kvstore/async_client.h"
 
+#include <poll.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <random>
 #include <unordered_map>
@@ -103,6 +107,7 @@ struct AsyncClient::Impl {
     std::string server_key;
     std::vector<zmq::socket_t> conns;
     uint64_t last_reply_ns = 0;  // when a reply last came from it
+    size_t first_watched = 0;    // conns[c] is watched[first_watched + c]
   };
 
   Impl(AsyncOptions o, const Topology& start) : opt(std::move(o)), keys(opt.credentials) {
@@ -115,6 +120,11 @@ struct AsyncClient::Impl {
     const int first = Reachable(default_ep);
     if (first >= 0) (void)Conn(first, 0);
   }
+  ~Impl() {
+    if (epoll_fd >= 0) close(epoll_fd);
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
 
   // The index of `address` in eps, added if new.
   int EndpointIndex(const std::string& address);
@@ -147,6 +157,35 @@ struct AsyncClient::Impl {
   // Reachable says) under a new request id. When no node can be reached,
   // completes it into `undeliverable` instead.
   void SendTo(Slot& slot, int ep);
+  // Watches every connection's ZMQ_FD in a new epoll set, and marks every
+  // connection to be read.
+  void WatchConnections();
+  // Marks connection `w` (an index in watched) to be read: its signal fired.
+  void MarkToRead(size_t w) {
+    if (!(marks[w] & kToRead)) to_read.push_back(w);
+    marks[w] |= kToRead;
+  }
+  // A send on a connection may take the signal of a reply that came (ZMQ_FD
+  // is edge-triggered): it is read before Poll waits, unless its signal
+  // fires or it is read for another reason first.
+  void MarkSent(int ep, int conn) {
+    if (items_dirty) return;  // every connection is read after the change
+    const size_t w = eps[ep].first_watched + static_cast<size_t>(conn);
+    if (marks[w] & kSent) return;
+    marks[w] |= kSent;
+    sent.push_back(w);
+    // A read clears the mark and leaves the entry: drop such entries when
+    // they pile up (under load Poll seldom runs out of replies to read).
+    if (sent.size() > 2 * watched.size()) {
+      sent.clear();
+      for (size_t i = 0; i < watched.size(); ++i) {
+        if (marks[i] & kSent) sent.push_back(i);
+      }
+    }
+  }
+  // Reads every reply waiting on the connections marked to be read, until a
+  // reply opens or closes connections.
+  void ReadMarked(std::vector<Completion>* out);
   // Reports the slot's request done and frees the slot (its session stays).
   void Complete(Slot& slot, Completion c, std::vector<Completion>* out);
   // Completes, redirects or resends the request `r` answers.
@@ -173,10 +212,17 @@ struct AsyncClient::Impl {
   uint64_t map_request = 0;  // id of the shards request in flight; 0 none
   uint64_t map_asked_ns = 0;
   uint64_t map_asked_version = 0;  // the newest version a fetch was sent for
-  // poll items over every connection, and each item's (endpoint, connection);
-  // rebuilt when connections come or go.
-  std::vector<zmq::pollitem_t> items;
-  std::vector<std::pair<int, int>> item_conn;
+  // An epoll set over every connection's ZMQ_FD (an event's data is its
+  // index in watched), made again when connections come or go: a Poll then
+  // costs system calls for the connections that have replies, not for every
+  // connection as zmq_poll's would (two each: it asks each for ZMQ_EVENTS).
+  int epoll_fd = -1;
+  std::vector<std::pair<int, int>> watched;  // (endpoint, connection)
+  // Per watched connection: kToRead (in to_read), kSent (in sent).
+  static constexpr uint8_t kToRead = 1, kSent = 2;
+  std::vector<uint8_t> marks;
+  std::vector<size_t> to_read;  // connections that may have replies waiting
+  std::vector<size_t> sent;     // connections sent on and not read since
   bool items_dirty = true;
   std::vector<Slot> slots;
   std::vector<size_t> free_slots;
@@ -306,6 +352,56 @@ void AsyncClient::Impl::SendTo(Slot& slot, int ep) {
   slot.retry_at_ns = 0;
   slot.ep = ep;
   (void)sock->send(zmq::buffer(net::EncodeClientRequest(req)), zmq::send_flags::dontwait);
+  MarkSent(ep, slot.conn);
+}
+
+void AsyncClient::Impl::WatchConnections() {
+  if (epoll_fd >= 0) close(epoll_fd);
+  epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  watched.clear();
+  to_read.clear();
+  sent.clear();
+  items_dirty = false;
+  for (size_t e = 0; e < eps.size(); ++e) {
+    eps[e].first_watched = watched.size();
+    for (size_t c = 0; c < eps[e].conns.size(); ++c) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = watched.size();
+      // Without an epoll set (out of file descriptors) Poll reads every
+      // connection every millisecond.
+      if (epoll_fd >= 0) {
+        (void)epoll_ctl(epoll_fd, EPOLL_CTL_ADD, eps[e].conns[c].get(zmq::sockopt::fd), &ev);
+      }
+      watched.emplace_back(static_cast<int>(e), static_cast<int>(c));
+    }
+  }
+  marks.assign(watched.size(), 0);
+  for (size_t w = 0; w < watched.size(); ++w) MarkToRead(w);
+}
+
+void AsyncClient::Impl::ReadMarked(std::vector<Completion>* out) {
+  std::vector<size_t> marked;
+  marked.swap(to_read);
+  for (size_t w : marked) {
+    if (items_dirty) return;  // the next Poll round reads every connection
+    marks[w] = 0;
+    Endpoint& ep = eps[watched[w].first];
+    zmq::socket_t& sock = ep.conns[watched[w].second];
+    zmq::message_t msg;
+    // Until EAGAIN: that answer has taken ZeroMQ's pending commands, so the
+    // signal fires again for the next reply.
+    while (!items_dirty && sock.recv(msg, zmq::recv_flags::dontwait)) {
+      ep.last_reply_ns = NowNs();
+      net::ClientReply reply;
+      if (!net::DecodeClientReply(msg.to_string_view(), &reply).ok()) continue;
+      if (map_request != 0 && reply.id == map_request) {
+        OnMapReply(msg.to_string_view());
+      } else {
+        OnReply(reply, out);
+      }
+    }
+  }
 }
 
 void AsyncClient::Impl::Complete(Slot& slot, Completion c, std::vector<Completion>* out) {
@@ -558,46 +654,29 @@ void AsyncClient::Poll(std::chrono::milliseconds wait, std::vector<Completion>* 
                   std::make_move_iterator(m.undeliverable.end()));
       m.undeliverable.clear();
     }
-    if (m.items_dirty) {
-      m.items.clear();
-      m.item_conn.clear();
-      for (size_t e = 0; e < m.eps.size(); ++e) {
-        for (size_t c = 0; c < m.eps[e].conns.size(); ++c) {
-          m.items.push_back({static_cast<void*>(m.eps[e].conns[c]), 0, ZMQ_POLLIN, 0});
-          m.item_conn.emplace_back(static_cast<int>(e), static_cast<int>(c));
-        }
+    if (m.items_dirty) m.WatchConnections();
+    // Some completed, or some connection may have replies: do not wait.
+    // Else until a reply comes, the caller's wait ends or a retry or timeout
+    // is due, whichever is first (rounded up to a millisecond, so as not to
+    // spin).
+    const bool ready = out->size() > before || !m.to_read.empty() || !m.sent.empty();
+    const uint64_t stop = ready ? now : std::min(until, wake);
+    const int timeout = static_cast<int>(stop > now ? (stop - now + 999999) / 1000000 : 0);
+    constexpr int kMaxEvents = 64;
+    epoll_event events[kMaxEvents];
+    const int n = m.epoll_fd >= 0 ? epoll_wait(m.epoll_fd, events, kMaxEvents, timeout)
+                                  : poll(nullptr, 0, std::min(timeout, 1));
+    if (n < 0) return;  // EINTR: the caller polls again
+    if (m.epoll_fd < 0) m.items_dirty = true;
+    for (int i = 0; i < n && m.epoll_fd >= 0; ++i) m.MarkToRead(events[i].data.u64);
+    if (n <= 0 && m.to_read.empty()) {
+      // Nothing fired: before waiting, the connections sent on since read.
+      for (size_t w : m.sent) {
+        if (m.marks[w] & Impl::kSent) m.MarkToRead(w);
       }
-      m.items_dirty = false;
+      m.sent.clear();
     }
-    // Some completed: do not wait for more. Else until a reply comes, the
-    // caller's wait ends or a retry or timeout is due, whichever is first
-    // (rounded up to a millisecond, so as not to spin).
-    const uint64_t stop = out->size() > before ? now : std::min(until, wake);
-    const auto timeout =
-        std::chrono::milliseconds(stop > now ? (stop - now + 999999) / 1000000 : 0);
-    try {
-      zmq::poll(m.items.data(), m.items.size(), timeout);
-    } catch (const zmq::error_t&) {
-      return;  // EINTR: the caller polls again
-    }
-    // A reply may open or close connections (items_dirty): what is left
-    // unread waits for the next poll.
-    for (size_t i = 0; i < m.items.size() && !m.items_dirty; ++i) {
-      if (!(m.items[i].revents & ZMQ_POLLIN)) continue;
-      Impl::Endpoint& ep = m.eps[m.item_conn[i].first];
-      zmq::socket_t& sock = ep.conns[m.item_conn[i].second];
-      zmq::message_t msg;
-      while (!m.items_dirty && sock.recv(msg, zmq::recv_flags::dontwait)) {
-        ep.last_reply_ns = NowNs();
-        net::ClientReply reply;
-        if (!net::DecodeClientReply(msg.to_string_view(), &reply).ok()) continue;
-        if (m.map_request != 0 && reply.id == m.map_request) {
-          m.OnMapReply(msg.to_string_view());
-        } else {
-          m.OnReply(reply, out);
-        }
-      }
-    }
+    m.ReadMarked(out);
     if (out->size() > before || NowNs() >= until) return;
   }
 }

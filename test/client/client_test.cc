@@ -913,6 +913,28 @@ TEST_CASE("Async: pipelined writes complete by tag, each in flight with its own 
   REQUIRE(writes.size() == 16);
 }
 
+TEST_CASE(
+    "Async: every reply on many connections comes back, to polls that wait and to polls that do "
+    "not") {
+  FakeNode leader([](const ClientRequest&) { return With(ReplyStatus::kOk); });
+  AsyncOptions options = FastAsync({leader.address()});
+  options.connections = 16;
+  AsyncClient c(options, Topology{leader.address(), {}, {}});
+  uint64_t tag = 0;
+  for (const bool wait : {true, false, true, false}) {
+    for (int i = 0; i < 64; ++i, ++tag) c.Submit(tag, Put("k" + std::to_string(tag)));
+    std::vector<Completion> done;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (done.size() < 64 && std::chrono::steady_clock::now() < deadline) {
+      c.Poll(std::chrono::milliseconds(wait ? 20 : 0), &done);
+    }
+    REQUIRE(done.size() == 64);
+    for (const Completion& d : done) REQUIRE(d.code == Code::kOk);
+  }
+  REQUIRE(c.in_flight() == 0);
+  REQUIRE(c.retries() == 0);  // every reply read when it came, none waited for a resend
+}
+
 TEST_CASE("Async: an unanswered write is resent with the same session and seq") {
   std::mutex mu;
   std::set<std::pair<uint64_t, uint64_t>> seen;
