@@ -165,24 +165,9 @@ struct AsyncClient::Impl {
     if (!(marks[w] & kToRead)) to_read.push_back(w);
     marks[w] |= kToRead;
   }
-  // A send on a connection may take the signal of a reply that came (ZMQ_FD
-  // is edge-triggered): it is read before Poll waits, unless its signal
-  // fires or it is read for another reason first.
-  void MarkSent(int ep, int conn) {
-    if (items_dirty) return;  // every connection is read after the change
-    const size_t w = eps[ep].first_watched + static_cast<size_t>(conn);
-    if (marks[w] & kSent) return;
-    marks[w] |= kSent;
-    sent.push_back(w);
-    // A read clears the mark and leaves the entry: drop such entries when
-    // they pile up (under load Poll seldom runs out of replies to read).
-    if (sent.size() > 2 * watched.size()) {
-      sent.clear();
-      for (size_t i = 0; i < watched.size(); ++i) {
-        if (marks[i] & kSent) sent.push_back(i);
-      }
-    }
-  }
+  // Sends `req` on connection `conn` of `ep` (connected: Conn) and marks the
+  // connection to be read in the next Poll round. Every request goes out here.
+  void SendOn(int ep, int conn, const net::ClientRequest& req);
   // Reads every reply waiting on the connections marked to be read, until a
   // reply opens or closes connections.
   void ReadMarked(std::vector<Completion>* out);
@@ -222,7 +207,7 @@ struct AsyncClient::Impl {
   static constexpr uint8_t kToRead = 1, kSent = 2;
   std::vector<uint8_t> marks;
   std::vector<size_t> to_read;  // connections that may have replies waiting
-  std::vector<size_t> sent;     // connections sent on and not read since
+  std::vector<size_t> sent;     // connections sent on since the last Poll round
   bool items_dirty = true;
   std::vector<Slot> slots;
   std::vector<size_t> free_slots;
@@ -319,10 +304,7 @@ void AsyncClient::Impl::MaybeFetchMap(const net::ClientReply& r, int ep) {
   map_request = req.id;
   map_asked_ns = now;
   map_asked_version = std::max(map_asked_version, r.map_version);
-  zmq::socket_t* sock = Conn(ep, 0);
-  if (sock != nullptr) {
-    (void)sock->send(zmq::buffer(net::EncodeClientRequest(req)), zmq::send_flags::dontwait);
-  }
+  if (Conn(ep, 0) != nullptr) SendOn(ep, 0, req);
 }
 
 void AsyncClient::Impl::OnMapReply(std::string_view bytes) {
@@ -351,8 +333,19 @@ void AsyncClient::Impl::SendTo(Slot& slot, int ep) {
   slot.sent_ns = NowNs();
   slot.retry_at_ns = 0;
   slot.ep = ep;
-  (void)sock->send(zmq::buffer(net::EncodeClientRequest(req)), zmq::send_flags::dontwait);
-  MarkSent(ep, slot.conn);
+  SendOn(ep, slot.conn, req);
+}
+
+void AsyncClient::Impl::SendOn(int ep, int conn, const net::ClientRequest& req) {
+  (void)eps[ep].conns[conn].send(zmq::buffer(net::EncodeClientRequest(req)),
+                                 zmq::send_flags::dontwait);
+  // A send on a connection may take the signal of a reply that came (ZMQ_FD
+  // is edge-triggered; it does, often, while leaderships move): the next
+  // Poll round reads the connection whether its signal fires or not.
+  if (items_dirty) return;  // every connection is read after the change
+  const size_t w = eps[ep].first_watched + static_cast<size_t>(conn);
+  if (!(marks[w] & kSent)) sent.push_back(w);
+  marks[w] |= kSent;
 }
 
 void AsyncClient::Impl::WatchConnections() {
@@ -669,13 +662,8 @@ void AsyncClient::Poll(std::chrono::milliseconds wait, std::vector<Completion>* 
     if (n < 0) return;  // EINTR: the caller polls again
     if (m.epoll_fd < 0) m.items_dirty = true;
     for (int i = 0; i < n && m.epoll_fd >= 0; ++i) m.MarkToRead(events[i].data.u64);
-    if (n <= 0 && m.to_read.empty()) {
-      // Nothing fired: before waiting, the connections sent on since read.
-      for (size_t w : m.sent) {
-        if (m.marks[w] & Impl::kSent) m.MarkToRead(w);
-      }
-      m.sent.clear();
-    }
+    for (size_t w : m.sent) m.MarkToRead(w);  // once each, fired or not
+    m.sent.clear();
     m.ReadMarked(out);
     if (out->size() > before || NowNs() >= until) return;
   }
