@@ -191,7 +191,7 @@ class BackupTest(unittest.TestCase):
         return path, b
 
     def test_unsharded_save_while_writing_and_restore(self):
-        path, b = self.save_and_restore([])
+        path, b = self.save_and_restore(["--shards", "0"])
 
         # A damaged backup is refused by status and restore, which then
         # write nothing.
