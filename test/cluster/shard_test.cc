@@ -88,6 +88,26 @@ uint32_t PlacementRuleOf(Cluster& cluster, uint64_t id) {
   return one.Shards(&map).ok() ? map.placement : 0;
 }
 
+// Waits until every node serves placement rule 2 (a new cluster's founders
+// start from rule 1, which every version knows, and move to rule 2 once
+// every member knows it) and hosts exactly its shards of it, which
+// *placement is set to. False when that takes longer than kSettleTimeout.
+bool WaitForEvenPlacement(Cluster& cluster, Placement* placement) {
+  PlacementConfig pc;
+  pc.shards = kShards;
+  pc.replicas = kReplicas;
+  pc.rule = kPlacementRuleDraft;
+  *placement = Place(cluster.ids(), pc);
+  return cluster.WaitUntil(
+      [&] {
+        for (uint64_t id : cluster.ids()) {
+          if (PlacementRuleOf(cluster, id) != kPlacementRuleDraft) return false;
+        }
+        return Placed(cluster, *placement);
+      },
+      kSettleTimeout);
+}
+
 // max - min of the number of shards each live node leads.
 int LeaderSpread(Cluster& cluster, const std::vector<uint64_t>& nodes) {
   std::map<uint64_t, int> count;
@@ -116,24 +136,11 @@ TEST_CASE("a sharded cluster places shards by the ring, balances leaders and red
   REQUIRE(cluster.Start());
   REQUIRE(cluster.WaitUntil([&] { return EveryShardLed(cluster); }, kSettleTimeout));
 
-  // Data placement: the founders start from rule 1, which every version
-  // knows; every member knows rule 2, so the cluster moves to it, and then
-  // each node hosts exactly its shards, with the ring's replica sets, plus
-  // the metadata group (all 5 founders are in it).
-  PlacementConfig pc;
-  pc.shards = kShards;
-  pc.replicas = kReplicas;
-  pc.rule = kPlacementRuleDraft;
-  const Placement placement = Place(cluster.ids(), pc);
-  CHECK(cluster.WaitUntil(
-      [&] {
-        for (uint64_t id : cluster.ids()) {
-          if (PlacementRuleOf(cluster, id) != kPlacementRuleDraft) return false;
-        }
-        return true;
-      },
-      kSettleTimeout));
-  CHECK(cluster.WaitUntil([&] { return Placed(cluster, placement); }, kSettleTimeout));
+  // Data placement: every member knows rule 2, so the cluster moves to it,
+  // and then each node hosts exactly its shards plus the metadata group
+  // (all 5 founders are in it).
+  Placement placement;
+  CHECK(WaitForEvenPlacement(cluster, &placement));
   for (const auto& [id, st] : cluster.StatusOfLiveNodes()) {
     INFO("node " << id);
     CHECK(st.shards == kShards);
@@ -278,19 +285,8 @@ TEST_CASE("a watch of a sharded cluster reads every shard from a replica and see
   // The replica sets settle first: a new cluster moves from placement rule 1
   // to rule 2 after its start, and a watch started meanwhile may be served
   // by a replica the map fetched below no longer lists.
-  PlacementConfig pc;
-  pc.shards = kShards;
-  pc.replicas = kReplicas;
-  pc.rule = kPlacementRuleDraft;
-  const Placement placement = Place(cluster.ids(), pc);
-  REQUIRE(cluster.WaitUntil(
-      [&] {
-        for (uint64_t id : cluster.ids()) {
-          if (PlacementRuleOf(cluster, id) != kPlacementRuleDraft) return false;
-        }
-        return Placed(cluster, placement);
-      },
-      kSettleTimeout));
+  Placement placement;
+  REQUIRE(WaitForEvenPlacement(cluster, &placement));
   client::Client c(cluster.ClientOptions(kReplyTimeout));
   ShardMap map;
   REQUIRE(c.Shards(&map).ok());

@@ -5,6 +5,7 @@ always runs (use it as a context manager).
 Talks to nodes with pyzmq + msgpack (Debian's python3-zmq, python3-msgpack)
 using only the documented client protocol (docs/protocol.md).
 """
+import json
 import os
 import random
 import shutil
@@ -70,6 +71,23 @@ def wait_until(condition, timeout, interval=0.02, what="condition"):
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def finish_checked_load(test, load, kvcheck, hist, min_ops):
+    """Waits for `load`, a `kvload --verify --history HIST --json` process:
+    checks with `test` (a unittest.TestCase) that it succeeded, lost no
+    acknowledged write, did more than `min_ops` operations, and that kvcheck
+    finds its history linearizable; deletes the history and returns
+    kvload's summary."""
+    out, err = load.communicate(timeout=300)
+    test.assertEqual(load.returncode, 0, err)
+    summary = json.loads(out)
+    test.assertEqual(summary["verify"]["lost"], 0)
+    test.assertGreater(summary["ops"], min_ops)
+    chk = subprocess.run([kvcheck, hist], capture_output=True, text=True, timeout=600)
+    test.assertEqual(chk.returncode, 0, chk.stdout + chk.stderr)
+    os.unlink(hist)
+    return summary
 
 
 class Keys:

@@ -15,7 +15,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from harness import case_failed, unittest_main  # noqa: E402
-from kvcluster import Cluster, wait_until  # noqa: E402
+from kvcluster import Cluster, finish_checked_load, wait_until  # noqa: E402
 
 BUILD = None
 SHARDS = 16
@@ -105,16 +105,7 @@ class ShardingTest(unittest.TestCase):
         return load, hist
 
     def finish_load(self, load, hist):
-        out, err = load.communicate(timeout=300)
-        self.assertEqual(load.returncode, 0, err)
-        summary = json.loads(out)
-        self.assertEqual(summary["verify"]["lost"], 0)
-        self.assertGreater(summary["ops"], 500)
-        chk = subprocess.run([tool("kvcheck", "kvcheck"), hist], capture_output=True, text=True,
-                             timeout=600)
-        self.assertEqual(chk.returncode, 0, chk.stdout + chk.stderr)
-        os.unlink(hist)
-        return summary
+        return finish_checked_load(self, load, tool("kvcheck", "kvcheck"), hist, 500)
 
     def test_grow_to_six_then_shrink_with_a_crash_mid_move(self):
         five = [1, 2, 3, 4, 5]
