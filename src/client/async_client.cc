@@ -362,7 +362,7 @@ void AsyncClient::Impl::WatchConnections() {
       ev.events = EPOLLIN;
       ev.data.u64 = watched.size();
       // Without an epoll set (out of file descriptors) Poll reads every
-      // connection every millisecond.
+      // connection every round, and waits at most a millisecond for it.
       if (epoll_fd >= 0) {
         (void)epoll_ctl(epoll_fd, EPOLL_CTL_ADD, eps[e].conns[c].get(zmq::sockopt::fd), &ev);
       }
@@ -652,7 +652,8 @@ void AsyncClient::Poll(std::chrono::milliseconds wait, std::vector<Completion>* 
     // Else until a reply comes, the caller's wait ends or a retry or timeout
     // is due, whichever is first (rounded up to a millisecond, so as not to
     // spin).
-    const bool ready = out->size() > before || !m.to_read.empty() || !m.sent.empty();
+    const bool ready =
+        out->size() > before || (m.epoll_fd >= 0 && (!m.to_read.empty() || !m.sent.empty()));
     const uint64_t stop = ready ? now : std::min(until, wake);
     const int timeout = static_cast<int>(stop > now ? (stop - now + 999999) / 1000000 : 0);
     constexpr int kMaxEvents = 64;
@@ -660,8 +661,8 @@ void AsyncClient::Poll(std::chrono::milliseconds wait, std::vector<Completion>* 
     const int n = m.epoll_fd >= 0 ? epoll_wait(m.epoll_fd, events, kMaxEvents, timeout)
                                   : poll(nullptr, 0, std::min(timeout, 1));
     if (n < 0) return;  // EINTR: the caller polls again
-    if (m.epoll_fd < 0) m.items_dirty = true;
     for (int i = 0; i < n && m.epoll_fd >= 0; ++i) m.MarkToRead(events[i].data.u64);
+    for (size_t w = 0; w < m.watched.size() && m.epoll_fd < 0; ++w) m.MarkToRead(w);
     for (size_t w : m.sent) m.MarkToRead(w);  // once each, fired or not
     m.sent.clear();
     m.ReadMarked(out);
