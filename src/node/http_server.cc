@@ -18,6 +18,14 @@ HttpServer::HttpServer(const Metrics* metrics)
   // httplib writes a reply's headers and body apart: with Nagle the body
   // waits for the client's delayed ACK of the headers, 40 ms a scrape.
   server_->set_tcp_nodelay(true);
+  // httplib's default is SO_REUSEPORT, which lets a second process (another
+  // node given the same port) listen beside us and take half the scrapes,
+  // yet refuses a port whose old connections wait in TIME_WAIT. The ZeroMQ
+  // ports bind with SO_REUSEADDR; so does this one.
+  server_->set_socket_options([](int sock) {
+    const int one = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  });
   server_->new_task_queue = [] { return new httplib::ThreadPool(2); };
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_->Render(), "text/plain; version=0.0.4; charset=utf-8");

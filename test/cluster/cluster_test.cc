@@ -361,8 +361,11 @@ class PortHolder {
   explicit PortHolder(int port) {
     fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     // As ZeroMQ does: connections of an earlier owner in TIME_WAIT are fine.
+    // SO_REUSEPORT too, as a listener that would share the port with
+    // another of the same user's would set it: the node must refuse still.
     const int one = 1;
     if (fd_ >= 0) setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (fd_ >= 0) setsockopt(fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(port));
