@@ -38,10 +38,23 @@ void Applier::Apply(Group& g, std::vector<raft::Entry> entries) {
     g.pending_writes.erase(g.pending_writes.begin());
   }
   g.handed_to_workers = last;
-  ctx_->workers->Post(
-      g.id, [this, &g, entries = std::move(entries), writes = std::move(writes)]() mutable {
-        ApplyOnStrand(g, entries, std::move(writes));
-      });
+  const bool small = IsSmall(entries);
+  auto task = [this, &g, entries = std::move(entries), writes = std::move(writes)]() mutable {
+    ApplyOnStrand(g, entries, std::move(writes));
+  };
+  // Reads that wait for these entries and watches that stream them are
+  // work of any size: a worker's.
+  const auto fits = [&g] { return g.reads_waiting_apply.empty() && g.watch_targets.empty(); };
+  if (!small || !ctx_->workers->RunHereIfIdle(g.id, fits, task)) {
+    ctx_->workers->Post(g.id, std::move(task));
+  }
+}
+
+bool Applier::IsSmall(const std::vector<raft::Entry>& entries) {
+  if (entries.size() > kInlineEntries) return false;
+  size_t bytes = 0;
+  for (const raft::Entry& e : entries) bytes += e.data.size();
+  return bytes <= kInlineBytes;
 }
 
 void Applier::ApplyOnStrand(Group& g, const std::vector<raft::Entry>& entries,
@@ -180,7 +193,11 @@ void Applier::ServeWaitingReads(Group& g, Outgoing* out) {
 }
 
 void Applier::Read(Group& g, raft::Index index, std::vector<Pending> reads) {
-  ctx_->workers->Post(g.id, [this, &g, index, reads = std::move(reads)]() mutable {
+  // Point gets only: a scan or a backup's start is work of any size.
+  const bool small = reads.size() <= kInlineEntries &&
+                     std::all_of(reads.begin(), reads.end(),
+                                 [](const Pending& p) { return !p.scan && !p.backup; });
+  auto task = [this, &g, index, reads = std::move(reads)]() mutable {
     Outgoing out;
     for (Pending& p : reads) {
       if (g.sm.applied_index() >= index) {
@@ -190,7 +207,11 @@ void Applier::Read(Group& g, raft::Index index, std::vector<Pending> reads) {
       }
     }
     if (!out.replies.empty()) PostToLoop(std::move(out));
-  });
+  };
+  if (!small || !ctx_->workers->RunHereIfIdle(
+                    g.id, [] { return true; }, task)) {
+    ctx_->workers->Post(g.id, std::move(task));
+  }
 }
 
 void Applier::ServeRead(Group& g, const Pending& p, Outgoing* out) {

@@ -35,6 +35,29 @@ void WorkerPool::Post(uint64_t strand, std::function<void()> task) {
   cv_.notify_one();
 }
 
+bool WorkerPool::Claim(uint64_t strand) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (abandoned_) return false;
+  auto q = queues_.find(strand);
+  if (q != queues_.end() && !q->second.empty()) return false;
+  bool& running = running_[strand];
+  if (running) return false;
+  running = true;
+  return true;
+}
+
+void WorkerPool::Release(uint64_t strand) {
+  bool posted = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running_[strand] = false;
+    auto q = queues_.find(strand);
+    posted = q != queues_.end() && !q->second.empty();
+    if (posted) runnable_.push_back(strand);
+  }
+  if (posted) cv_.notify_one();
+}
+
 void WorkerPool::Abandon() {
   std::lock_guard<std::mutex> lock(mu_);
   abandoned_ = true;

@@ -27,6 +27,24 @@ class WorkerPool {
   WorkerPool& operator=(const WorkerPool&) = delete;
 
   void Post(uint64_t strand, std::function<void()> task);
+  // Runs task on the calling thread at once, in the strand's place, if the
+  // strand has nothing queued or running and fits() (asked in the strand's
+  // place too, so it may read the strand's state) says yes; returns false
+  // (task not run) otherwise, or after Abandon. Saves a small task its two
+  // thread hand-offs (a worker's wake-up, and the wake-up of whoever waits
+  // for its result).
+  template <typename Fits, typename F>
+  bool RunHereIfIdle(uint64_t strand, const Fits& fits, F& task) {
+    if (!Claim(strand)) return false;
+    struct Releaser {
+      WorkerPool* pool;
+      uint64_t strand;
+      ~Releaser() { pool->Release(strand); }  // even if task throws
+    } releaser{this, strand};
+    if (!fits()) return false;
+    task();
+    return true;
+  }
   // Drops every task not started yet, now and from then on: a stopping node
   // need not finish applying (the log replays it at the next start) nor
   // answer anyone. Thread-safe.
@@ -34,6 +52,10 @@ class WorkerPool {
 
  private:
   void Work();
+  // Marks an idle strand running on the caller's thread; false if it is not
+  // idle. Release ends that and lets a worker run what was posted meanwhile.
+  bool Claim(uint64_t strand);
+  void Release(uint64_t strand);
 
   std::mutex mu_;
   std::condition_variable cv_;
