@@ -37,8 +37,30 @@ void ReadyPipeline::Process() {
     // A leader's appends go out before its own write (thesis 10.2.1).
     handler_->FlushMessages();
     if (!s.ok()) return Fail(s);
+    if (!sync) {
+      Finish();  // the earlier writes the WAL is done with
+      if (!fatal_.ok()) return;
+      if (writes_.empty()) HandOverEarly(*write);
+    }
     Submit(write);
     Finish();
+  }
+}
+
+void ReadyPipeline::HandOverEarly(WriteInFlight& write) {
+  // These Readies hold no entries and every earlier write is durable (the
+  // caller checks that no write is in flight: the condition this rests on),
+  // so every entry they commit, handed out in an earlier write, is in the
+  // storage already; a leader may commit what only its followers have
+  // written (thesis 10.2.1), so "committed" alone would not do. Their write,
+  // a commit index without an fdatasync, guards nothing the applier or a
+  // read needs: waiting for it would add a hand-off to the WAL thread and
+  // back to every write's reply.
+  for (auto& [g, rd] : write.readies) {
+    if (!rd.committed_entries.empty()) handler_->OnCommitted(*g, std::move(rd.committed_entries));
+    rd.committed_entries.clear();
+    if (!rd.read_states.empty()) handler_->OnReadStates(*g, rd.read_states);
+    rd.read_states.clear();
   }
 }
 

@@ -9,6 +9,9 @@
 // on the loop thread when the WAL thread says so) the Readies complete in
 // the order they were taken: messages that waited for durability go out,
 // committed entries and confirmed reads go to the handler, Raft advances.
+// A pass that only moves commit indexes, taken when no earlier write is in
+// flight, hands its committed entries and reads over at once: they need
+// nothing from its write (HandOverEarly).
 // A storage failure is sticky: the pipeline stops and the node with it.
 // Thread safety: loop thread only; the WAL thread reports through the loop.
 #pragma once
@@ -70,6 +73,9 @@ class ReadyPipeline {
     bool done = false;
     uint64_t entry_bytes = 0;  // of the readies' new entries
   };
+  // Hands the committed entries and confirmed reads of a write that only
+  // moves commit indexes to the handler before the write is done.
+  void HandOverEarly(WriteInFlight& write);
   void Submit(const std::shared_ptr<WriteInFlight>& write);
   void Fail(const Status& s);
 
