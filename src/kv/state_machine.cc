@@ -333,7 +333,9 @@ StateView StateMachine::TakeView() const {
   for (const auto& [client, s] : sessions_) {
     v.sessions_.push_back({client, s.seq, s.index, static_cast<uint8_t>(s.result)});
   }
-  v.records_ = data_.View();
+  Store::View data = data_.TakeView();
+  v.records_ = std::move(data.records);
+  v.pin_ = std::move(data.pin);
   v.members_ = members_;
   return v;
 }
@@ -342,7 +344,9 @@ StateView StateMachine::TakeDataView() const {
   StateView v;
   v.applied_index_ = applied_index_;
   v.clock_ms_ = clock_ms_;
-  v.records_ = data_.View();
+  Store::View data = data_.TakeView();
+  v.records_ = std::move(data.records);
+  v.pin_ = std::move(data.pin);
   return v;
 }
 
@@ -353,7 +357,7 @@ uint64_t StateView::SerializedSize() const {
     n += VarintLength(s.client) + VarintLength(s.seq) + VarintLength(s.index) + 1;
   }
   n += VarintLength(records_.size());
-  for (const RecordRef& r : records_) {
+  for (const Record* r : records_) {
     n += VarintLength(r->key().size()) + r->key().size() + VarintLength(r->value().size()) +
          r->value().size() + VarintLength(r->version().create_index) +
          VarintLength(r->version().mod_index) + VarintLength(r->deadline_ms());
@@ -384,7 +388,7 @@ bool StateView::SerializePiece(uint64_t* cursor, size_t piece_bytes, std::string
     *cursor = 1;
   }
   while (*cursor <= records_.size() && out->size() - first < piece_bytes) {
-    const RecordRef& r = records_[*cursor - 1];
+    const Record* r = records_[*cursor - 1];
     PutLengthPrefixed(out, r->key());
     PutLengthPrefixed(out, r->value());
     PutVarint64(out, r->version().create_index);

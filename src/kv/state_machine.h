@@ -107,7 +107,8 @@ class StateView {
   uint64_t applied_index_ = 0;
   uint64_t clock_ms_ = 0;
   std::vector<SessionRow> sessions_;
-  std::vector<RecordRef> records_;  // in key order
+  std::vector<const Record*> records_;  // in key order, kept alive by pin_
+  std::shared_ptr<const void> pin_;     // kv/store.h, Store::View
   std::map<uint64_t, std::string> members_;
 };
 

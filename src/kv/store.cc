@@ -19,7 +19,9 @@ RecordRef Store::Put(Record* r) {
   }
   auto [it, inserted] = index_.insert(Entry{r});
   if (inserted) return RecordRef();
-  return RecordRef(std::exchange(it->r, r));
+  RecordRef old(std::exchange(it->r, r));
+  if (auto pin = pinned_.lock()) pin->kept.push_back(old);
+  return old;
 }
 
 bool Store::Erase(std::string_view key) {
@@ -27,23 +29,34 @@ bool Store::Erase(std::string_view key) {
   if (it == index_.end()) return false;
   Record* old = it->r;
   index_.erase(it);
-  old->Unref();
+  Release(old);
   return true;
 }
 
 void Store::Clear() {
-  for (const Entry& e : index_) e.r->Unref();
+  for (const Entry& e : index_) Release(e.r);
   index_.clear();
 }
 
-std::vector<RecordRef> Store::View() const {
-  std::vector<RecordRef> out;
-  out.reserve(index_.size());
-  for (const Entry& e : index_) {
-    e.r->Ref();
-    out.emplace_back(e.r);
+void Store::Release(Record* r) {
+  if (auto pin = pinned_.lock()) {
+    pin->kept.emplace_back(r);  // adopts the store's reference
+  } else {
+    r->Unref();
   }
-  return out;
+}
+
+Store::View Store::TakeView() const {
+  View view;
+  view.records.reserve(index_.size());
+  for (const Entry& e : index_) view.records.push_back(e.r);
+  auto pin = std::make_shared<Pin>();
+  // A live older view may hold what is let go of from now on too: its pin
+  // keeps this one (and so what it keeps) alive.
+  if (auto older = pinned_.lock()) older->newer = pin;
+  pinned_ = pin;
+  view.pin = std::move(pin);
+  return view;
 }
 
 }  // namespace kv

@@ -14,6 +14,7 @@
 #include <absl/container/btree_set.h>
 
 #include <cstddef>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -47,11 +48,30 @@ class Store {
     }
   }
 
-  // Every record in key order, each with a reference the caller now holds:
-  // a point-in-time view that later writes do not change.
-  std::vector<RecordRef> View() const;
+  // Every record in key order as of now, and what keeps them alive: a
+  // point-in-time view that later writes do not change. The store keeps
+  // each record it lets go of while `pin` (or an older view's) lives,
+  // instead of a reference per record taken now: the view of a million
+  // keys costs a million pointers copied from the index (a few ms), not a
+  // million reference counts touched all over memory (measured: 35-115 ms,
+  // holding up the shard's writes; bench/snapshot-stall).
+  struct View {
+    std::vector<const Record*> records;
+    std::shared_ptr<const void> pin;
+  };
+  View TakeView() const;
 
  private:
+  // What a view pins: the records the store let go of since it was taken
+  // (until a newer view's pin takes over), and that newer pin, whose
+  // records may be in this view too.
+  struct Pin {
+    std::vector<RecordRef> kept;
+    std::shared_ptr<Pin> newer;
+  };
+  // Lets go of the store's reference to r: to the newest live pin, if any.
+  void Release(Record* r);
+
   // An index entry. `r` may be swapped for a record of the same key (the
   // order does not change); btree_set hands its elements out const.
   struct Entry {
@@ -68,6 +88,9 @@ class Store {
   };
 
   absl::btree_set<Entry, Less> index_;
+  // The newest view's pin. Taking a view is a read of the data, so a
+  // const call may set it.
+  mutable std::weak_ptr<Pin> pinned_;
 };
 
 }  // namespace kv
