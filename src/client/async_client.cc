@@ -207,6 +207,7 @@ struct AsyncClient::Impl {
   static constexpr uint8_t kToRead = 1, kSent = 2;
   std::vector<uint8_t> marks;
   std::vector<size_t> to_read;  // connections that may have replies waiting
+  std::vector<size_t> reading;  // ReadMarked's list, kept for its capacity
   std::vector<size_t> sent;     // connections sent on since the last Poll round
   bool items_dirty = true;
   std::vector<Slot> slots;
@@ -374,9 +375,9 @@ void AsyncClient::Impl::WatchConnections() {
 }
 
 void AsyncClient::Impl::ReadMarked(std::vector<Completion>* out) {
-  std::vector<size_t> marked;
-  marked.swap(to_read);
-  for (size_t w : marked) {
+  reading.clear();
+  reading.swap(to_read);  // replies may mark connections meanwhile
+  for (size_t w : reading) {
     if (items_dirty) return;  // the next Poll round reads every connection
     marks[w] = 0;
     Endpoint& ep = eps[watched[w].first];

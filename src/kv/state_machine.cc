@@ -326,16 +326,11 @@ uint64_t StateMachine::next_deadline() const {
 }
 
 StateView StateMachine::TakeView() const {
-  StateView v;
-  v.applied_index_ = applied_index_;
-  v.clock_ms_ = clock_ms_;
+  StateView v = TakeDataView();
   v.sessions_.reserve(sessions_.size());
   for (const auto& [client, s] : sessions_) {
     v.sessions_.push_back({client, s.seq, s.index, static_cast<uint8_t>(s.result)});
   }
-  Store::View data = data_.TakeView();
-  v.records_ = std::move(data.records);
-  v.pin_ = std::move(data.pin);
   v.members_ = members_;
   return v;
 }
